@@ -1,0 +1,131 @@
+"""`exekra` command line: thin entry points into the hub, the runner, the database and `up`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from exekra import __version__
+from exekra.config import get_settings
+
+
+def _hub(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from exekra.db.migrate import DatabaseNotMigrated, ensure_migrated
+    from exekra.hub.app import create_app
+
+    settings = get_settings()
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = settings.model_copy(update=overrides)
+    if not settings.database_url:
+        print("DATABASE_URL is not set (use `exekra up` for an embedded database).", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(ensure_migrated(settings.database_url))
+    except DatabaseNotMigrated as exc:
+        print(f"exekra hub: {exc}", file=sys.stderr)
+        return 3
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=args.access_log,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _db_upgrade(_: argparse.Namespace) -> int:
+    from exekra.db.migrate import upgrade
+
+    settings = get_settings()
+    if not settings.database_url:
+        print("DATABASE_URL is not set.", file=sys.stderr)
+        return 2
+    upgrade(settings.database_url)
+    print("database is at the latest revision")
+    return 0
+
+
+def _runner(args: argparse.Namespace) -> int:
+    from exekra.runner.agent import main as runner_main
+    from exekra.runner.config import RunnerConfig
+
+    overrides = {
+        "hub_url": args.hub_url,
+        "machine_key": args.machine_key,
+        "machine_secret": args.machine_secret,
+        "ca_bundle": args.ca_bundle,
+        "insecure": args.insecure or None,
+        "workdir": args.workdir,
+    }
+    config = RunnerConfig.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    return runner_main(config)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from exekra.up import run_up
+
+    return run_up(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="exekra", description="Exekra workflow automation orchestrator")
+    parser.add_argument("--version", action="version", version=f"exekra {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    hub = commands.add_parser("hub", help="run the hub (production: external PostgreSQL and Redis)")
+    hub.add_argument("--host", help="listen address (EXEKRA_HOST, default 127.0.0.1)")
+    hub.add_argument("--port", type=int, help="listen port (EXEKRA_PORT, default 4545)")
+    hub.add_argument("--access-log", action="store_true", help="log every request")
+    hub.set_defaults(func=_hub)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
+
+    runner = commands.add_parser("runner", help="run a runner agent")
+    runner.add_argument("--hub-url", help="hub URL (EXEKRA_HUB_URL)")
+    runner.add_argument("--machine-key", help="machine key (EXEKRA_MACHINE_KEY)")
+    runner.add_argument("--machine-secret", help="machine secret (EXEKRA_MACHINE_SECRET)")
+    runner.add_argument("--ca-bundle", help="CA bundle to verify the hub's certificate")
+    runner.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (testing only)")
+    runner.add_argument("--workdir", help="working directory for executions")
+    runner.set_defaults(func=_runner)
+
+    up = commands.add_parser(
+        "up",
+        help="start everything on this machine: embedded PostgreSQL and Redis, hub, local runners",
+        description=(
+            "One-command start: embedded PostgreSQL (data under EXEKRA_HOME) unless DATABASE_URL is set, "
+            "embedded Redis unless REDIS_URL is set, migrations, a first admin (password printed once, or "
+            "EXEKRA_ADMIN_PASSWORD), N local runners and an example workflow. Ctrl-C stops everything."
+        ),
+    )
+    up.add_argument("--runners", type=int, default=2, help="local runners to start (default 2)")
+    up.add_argument("--host", help="listen address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="listen port (default 4545)")
+    up.add_argument("--home", help="data directory (EXEKRA_HOME, default ~/.exekra)")
+    up.set_defaults(func=_up)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `exekra` console script."""
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+

@@ -1,0 +1,143 @@
+"""One settings object for the hub, the runner and `exekra up`.
+
+Every knob is an environment variable with the `EXEKRA_` prefix (plus `DATABASE_URL` and `REDIS_URL`),
+or a line in a `.env` file in the working directory. The README's configuration table lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_POOL_SIZE = 10
+
+
+class Settings(BaseSettings):
+    """Hub and runner configuration, read from the environment and `.env`."""
+
+    model_config = SettingsConfigDict(env_prefix="EXEKRA_", env_file=".env", extra="ignore")
+
+    # Where things are
+    home: Path = Field(default=Path("~/.exekra"), description="Data directory (embedded PostgreSQL, key file).")
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "EXEKRA_DATABASE_URL"),
+        description="postgresql://user:pass@host:port/db?connection_limit=N; unset = embedded PostgreSQL.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "EXEKRA_REDIS_URL"),
+        description="redis://host:port/db or unix:///path; unset = embedded Redis or direct mode.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the hub listens on.")
+    port: int = Field(default=4545, description="Port the hub listens on.")
+    public_url: str | None = Field(default=None, description="URL the hub is reached at (for links).")
+    tls_cert: Path | None = Field(default=None, description="PEM certificate; with tls_key the hub serves HTTPS.")
+    tls_key: Path | None = Field(default=None, description="PEM private key for tls_cert.")
+    secret_key: str | None = Field(
+        default=None,
+        description="Key for credential encryption and token signing; unset = key file under home (0600).",
+    )
+    log_json: bool = Field(default=False, description="Structured JSON logs (production).")
+    log_level: str = Field(default="INFO", description="Hub log level.")
+
+    # Runner protocol intervals handed to runners
+    heartbeat_interval_seconds: int = Field(default=30, ge=1)
+    poll_interval_seconds: int = Field(default=5, ge=1)
+    report_interval_seconds: int = Field(default=2, ge=1)
+    max_long_poll_seconds: int = Field(default=30, ge=0, le=30)
+    runner_token_ttl_seconds: int = Field(default=3600, ge=60)
+
+    # Lifecycle (SPEC §4)
+    maintenance_interval_seconds: float = Field(default=15, gt=0)
+    runner_offline_seconds: int = Field(default=120, ge=1)
+    queue_timeout_seconds: int = Field(default=1800, ge=1)
+    pickup_timeout_seconds: int = Field(default=60, ge=1)
+    running_grace_seconds: int = Field(default=120, ge=1)
+    stop_grace_seconds: int = Field(default=60, ge=1)
+
+    # Queue (SPEC §5)
+    dedup_window_seconds: int = Field(default=86400, ge=0)
+    queue_concurrency: int = Field(default=5, ge=1)
+    queue_attempts: int = Field(default=3, ge=1)
+    queue_keep_completed: int = Field(default=1000, ge=0)
+    queue_keep_failed: int = Field(default=5000, ge=0)
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, description="Per-command Redis timeout.")
+
+    # Limits (SPEC §10)
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    login_failures_per_minute: int = Field(default=10, ge=1)
+    runner_auth_failures_per_minute: int = Field(default=10, ge=1)
+    webhook_rate_per_minute: int = Field(default=600, ge=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_log_lines_per_batch: int = Field(default=1000, ge=1)
+    max_log_line_chars: int = Field(default=16384, ge=64)
+    max_definition_bytes: int = Field(default=512 * 1024, ge=1024)
+
+    # Sessions
+    session_ttl_seconds: int = Field(default=604800, ge=60)
+
+    # Retention (SPEC §11)
+    retention_days: int = Field(default=30, ge=1)
+    metrics_retention_days: int = Field(default=7, ge=1)
+    purge_batch: int = Field(default=5000, ge=1)
+
+    # Runner sampling
+    sample_interval_seconds: float = Field(default=1.0, gt=0)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def pool_size(self) -> int:
+        """Connection pool size: `connection_limit` from DATABASE_URL, else the default."""
+        if self.database_url:
+            query = dict(parse_qsl(urlsplit(self.database_url).query))
+            if "connection_limit" in query:
+                return max(1, int(query["connection_limit"]))
+        return DEFAULT_POOL_SIZE
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL in the `postgresql+asyncpg://` form, without Exekra's own query options."""
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set")
+        return to_asyncpg_url(self.database_url)
+
+    def resolve_secret_key(self) -> bytes:
+        """The 32-byte master key: EXEKRA_SECRET_KEY, else a key file under home created with mode 0600."""
+        if self.secret_key:
+            import hashlib
+
+            return hashlib.sha256(self.secret_key.encode()).digest()
+        key_file = self.home / "secret.key"
+        if not key_file.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+        return key_file.read_bytes()
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Turn `postgresql://…?connection_limit=N` into an SQLAlchemy asyncpg URL without that option."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+        scheme = "postgresql+asyncpg"
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("connection_limit", "schema")]
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own `Settings` and pass it explicitly)."""
+    return Settings()

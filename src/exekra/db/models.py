@@ -1,0 +1,24 @@
+"""Imports every table so `Base.metadata` is complete (Alembic and tests use it)."""
+
+from exekra.db.base import Base
+from exekra.hub.audit.models import AuditEntry
+from exekra.hub.credentials.models import Credential
+from exekra.hub.executions.models import Execution, ExecutionKey, ExecutionLog
+from exekra.hub.runners.models import Runner, RunnerMetric
+from exekra.hub.users.models import AuthToken, User
+from exekra.hub.workflows.models import Workflow, WorkflowVersion
+
+__all__ = [
+    "AuditEntry",
+    "AuthToken",
+    "Base",
+    "Credential",
+    "Execution",
+    "ExecutionKey",
+    "ExecutionLog",
+    "Runner",
+    "RunnerMetric",
+    "User",
+    "Workflow",
+    "WorkflowVersion",
+]

@@ -1,0 +1,1 @@
+"""The hub: REST API, dashboard, dispatch and maintenance."""

@@ -1,0 +1,165 @@
+"""create_app(): routers, middleware, error handlers, and the lifespan that starts dispatch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.responses import HTMLResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exekra import __version__
+from exekra.config import Settings
+from exekra.db.migrate import ensure_migrated
+from exekra.db.session import Database
+from exekra.hub.auth.security import RunnerTokens
+from exekra.hub.context import Hub
+from exekra.hub.deps import HubDep, rate_limit
+from exekra.hub.dispatch.direct import DirectDispatcher
+from exekra.hub.errors import error_response, install_error_handlers
+from exekra.hub.ratelimit import RateLimiter
+from exekra.hub.responses import ORJSONResponse
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, "payload_too_large", f"Request body is larger than {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def build_hub(settings: Settings) -> Hub:
+    """The hub's shared objects for one process."""
+    db = Database(settings)
+    secret_key = settings.resolve_secret_key()
+    return Hub(
+        settings=settings,
+        db=db,
+        dispatcher=DirectDispatcher(db),
+        limiter=RateLimiter(settings.redis_url, settings.redis_timeout_seconds),
+        runner_tokens=RunnerTokens(secret_key, settings.runner_token_ttl_seconds),
+        secret_key=secret_key,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The hub's ASGI application."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        assert settings.database_url
+        await ensure_migrated(settings.database_url)
+        hub = build_hub(settings)
+        hub.started_at = time.time()
+        app.state.hub = hub
+        await hub.dispatcher.start()
+        try:
+            yield
+        finally:
+            await hub.dispatcher.stop()
+            await hub.db.dispose()
+
+    app = FastAPI(
+        title="Exekra Hub API",
+        version=__version__,
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    install_error_handlers(app)
+    _include_routers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from exekra.hub.auth.api import router as auth_router
+    from exekra.hub.executions.api import router as executions_router
+    from exekra.hub.runners.api import router as runners_router
+    from exekra.hub.runners.protocol import router as protocol_router
+    from exekra.hub.users.api import router as users_router
+    from exekra.hub.workflows.api import router as workflows_router
+
+    limited = [Depends(rate_limit)]
+    for router in (auth_router, users_router, workflows_router, executions_router, runners_router):
+        app.include_router(router, dependencies=limited)
+    app.include_router(protocol_router)
+    app.include_router(_system_router())
+
+
+def _system_router() -> APIRouter:
+    router = APIRouter(tags=["system"])
+
+    @router.get("/api/health")
+    async def health(hub: HubDep) -> dict[str, Any]:
+        """Liveness: database reachability and the active queue mode."""
+        database = "ok"
+        try:
+            async with hub.db.session() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception:
+            database = "down"
+        return {
+            "status": "ok",
+            "database": database,
+            "queue": hub.dispatcher.mode,
+            "version": __version__,
+        }
+
+    @router.get("/api/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="Exekra Hub API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+    return router

@@ -1,0 +1,100 @@
+"""Writing and reading the append-only audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exekra.hub.audit.models import AuditEntry
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: a user, a runner, a trigger or the hub itself."""
+
+    type: str
+    id: str | None = None
+    ip: str | None = None
+
+
+SYSTEM = Actor("SYSTEM")
+
+
+async def record(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    entity_type: str | None = None,
+    entity_id: object = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit row inside the caller's transaction (so it commits with the change it records)."""
+    await session.execute(
+        insert(AuditEntry).values(
+            actor_type=actor.type,
+            actor_id=actor.id,
+            ip=actor.ip,
+            action=action,
+            entity_type=entity_type,
+            entity_id=None if entity_id is None else str(entity_id),
+            details=details,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def filtered(query: Select[Any], f: AuditFilter) -> Select[Any]:
+    """Apply the audit filters to a query over `AuditEntry`."""
+    if f.actor:
+        query = query.where(AuditEntry.actor_id == f.actor)
+    if f.action:
+        query = query.where(AuditEntry.action == f.action)
+    if f.entity_type:
+        query = query.where(AuditEntry.entity_type == f.entity_type)
+    if f.entity_id:
+        query = query.where(AuditEntry.entity_id == f.entity_id)
+    if f.since:
+        query = query.where(AuditEntry.ts >= f.since)
+    if f.until:
+        query = query.where(AuditEntry.ts < f.until)
+    return query
+
+
+async def list_entries(
+    session: AsyncSession, f: AuditFilter, *, offset: int, limit: int
+) -> tuple[list[AuditEntry], int]:
+    """A page of audit entries, newest first, with the total count."""
+    from sqlalchemy import func
+
+    total = (await session.execute(filtered(select(func.count()).select_from(AuditEntry), f))).scalar_one()
+    rows = await session.execute(
+        filtered(select(AuditEntry), f).order_by(AuditEntry.id.desc()).offset(offset).limit(limit)
+    )
+    return list(rows.scalars()), int(total)
+
+
+def to_api(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "ts": entry.ts,
+        "actorType": entry.actor_type,
+        "actorId": entry.actor_id,
+        "action": entry.action,
+        "entityType": entry.entity_type,
+        "entityId": entry.entity_id,
+        "ip": entry.ip,
+        "details": entry.details,
+    }

@@ -1,0 +1,145 @@
+"""Sign-in, sessions, API tokens and the first admin."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from exekra.db.session import Database
+from exekra.hub.audit import service as audit
+from exekra.hub.audit.service import Actor
+from exekra.hub.auth.security import (
+    burn_password_check,
+    hash_password,
+    new_secret,
+    token_hash,
+    verify_password,
+)
+from exekra.hub.errors import Conflict, NotAuthenticated, NotFound
+from exekra.hub.users.models import AuthToken, Role, TokenKind, User
+from exekra.hub.users.schemas import NewUser
+
+
+async def resolve_token(db: Database, token: str) -> tuple[User, uuid.UUID] | None:
+    """The active user behind a session or API token, with the token's id."""
+    async with db.session() as session:
+        row = (
+            await session.execute(
+                select(User, AuthToken.id, AuthToken.expires_at)
+                .join(AuthToken, AuthToken.user_id == User.id)
+                .where(AuthToken.token_hash == token_hash(token))
+            )
+        ).first()
+    if row is None:
+        return None
+    user, token_id, expires_at = row
+    if user.disabled or (expires_at is not None and expires_at <= datetime.now(UTC)):
+        return None
+    return user, token_id
+
+
+async def create_user(db: Database, data: NewUser, actor: Actor, *, only_if_none: bool = False) -> User:
+    """Create a user; with `only_if_none`, only while no user exists (the bootstrap)."""
+    password_hash = await hash_password(data.password)
+    async with db.transaction() as session:
+        if only_if_none:
+            # Serialise concurrent bootstraps; the count below is then reliable.
+            await session.execute(select(func.pg_advisory_xact_lock(0x45584B)))
+            if (await session.execute(select(func.count()).select_from(User))).scalar_one():
+                raise Conflict("The hub is already bootstrapped: sign in instead")
+        user = User(email=data.email, name=data.name, role=data.role, password_hash=password_hash)
+        session.add(user)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise Conflict(f"A user with email {data.email} already exists") from None
+        await audit.record(
+            session,
+            actor if not only_if_none else Actor("USER", str(user.id), actor.ip),
+            "user.bootstrap" if only_if_none else "user.create",
+            "user",
+            user.id,
+            {"email": user.email, "role": user.role},
+        )
+    return user
+
+
+async def issue_token(
+    db: Database, user: User, kind: TokenKind, *, ttl: timedelta | None, name: str = "", actor: Actor
+) -> tuple[str, AuthToken]:
+    """Create a session or API token; the plain token is returned once and only its hash is kept."""
+    token = new_secret("exs_" if kind == TokenKind.SESSION else "exk_")
+    expires_at = datetime.now(UTC) + ttl if ttl else None
+    async with db.transaction() as session:
+        row = AuthToken(user_id=user.id, token_hash=token_hash(token), kind=kind, name=name, expires_at=expires_at)
+        session.add(row)
+        await session.flush()
+        action = "auth.login" if kind == TokenKind.SESSION else "token.create"
+        await audit.record(
+            session,
+            actor,
+            action,
+            "user" if kind == TokenKind.SESSION else "token",
+            row.id if kind == TokenKind.API else user.id,
+        )
+    return token, row
+
+
+async def authenticate(db: Database, email: str, password: str) -> User:
+    """The user for these credentials, or NotAuthenticated (same message whatever was wrong)."""
+    async with db.session() as session:
+        user = (
+            await session.execute(select(User).where(func.lower(User.email) == email.strip().lower()))
+        ).scalar_one_or_none()
+    if user is None:
+        await burn_password_check(password)
+        raise NotAuthenticated("Wrong email or password")
+    if not await verify_password(user.password_hash, password) or user.disabled:
+        raise NotAuthenticated("Wrong email or password")
+    return user
+
+
+async def revoke_token(db: Database, token_id: uuid.UUID, user_id: uuid.UUID, actor: Actor, action: str) -> None:
+    """Delete one of the user's tokens (logout or API token revocation)."""
+    async with db.transaction() as session:
+        result = await session.execute(
+            delete(AuthToken).where(AuthToken.id == token_id, AuthToken.user_id == user_id).returning(AuthToken.id)
+        )
+        if result.first() is None:
+            raise NotFound(f"token {token_id} not found")
+        await audit.record(session, actor, action, "token", token_id)
+
+
+async def list_api_tokens(db: Database, user_id: uuid.UUID) -> list[AuthToken]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(AuthToken)
+            .where(AuthToken.user_id == user_id, AuthToken.kind == TokenKind.API)
+            .order_by(AuthToken.created_at.desc())
+        )
+        return list(rows.scalars())
+
+
+async def get_user(db: Database, user_id: uuid.UUID) -> User:
+    async with db.session() as session:
+        user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+async def ensure_admin(db: Database, email: str, password: str) -> bool:
+    """Create an ADMIN with these credentials if no user exists yet (used by `exekra up`)."""
+    try:
+        await create_user(
+            db,
+            NewUser(email=email, password=password, name="Administrator", role=Role.ADMIN),
+            Actor("SYSTEM"),
+            only_if_none=True,
+        )
+    except Conflict:
+        return False
+    return True

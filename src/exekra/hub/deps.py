@@ -1,0 +1,136 @@
+"""Request dependencies: the hub context, who is calling, roles, rate limits, paging."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Response
+
+from exekra.hub.audit.service import Actor
+from exekra.hub.auth.security import RunnerClaims
+from exekra.hub.context import Hub
+from exekra.hub.errors import Forbidden, NotAuthenticated, RateLimited
+from exekra.hub.users.models import Role
+
+TOKEN_COOKIE = "token"
+
+
+def get_hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+HubDep = Annotated[Hub, Depends(get_hub)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated user (by session cookie, session bearer token or API token)."""
+
+    user_id: uuid.UUID
+    email: str
+    role: str
+    token_id: uuid.UUID
+    ip: str
+
+    @property
+    def actor(self) -> Actor:
+        return Actor("USER", str(self.user_id), self.ip)
+
+
+def presented_token(request: Request) -> str | None:
+    """The bearer token, else the `token` cookie."""
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.cookies.get(TOKEN_COOKIE)
+
+
+async def optional_principal(request: Request, hub: HubDep) -> Principal | None:
+    """The calling user, or None when the request carries no valid user token."""
+    from exekra.hub.auth import service as auth_service
+
+    token = presented_token(request)
+    if not token:
+        return None
+    found = await auth_service.resolve_token(hub.db, token)
+    if found is None:
+        return None
+    user, token_id = found
+    return Principal(user.id, user.email, user.role, token_id, client_ip(request))
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+async def rate_limit(request: Request, response: Response, hub: HubDep, principal: OptionalPrincipal) -> None:
+    """User-facing rate limit: per user when authenticated, else per client address (SPEC §10.3)."""
+    client = f"user:{principal.user_id}" if principal else f"ip:{client_ip(request)}"
+    decision = await hub.limiter.hit("api", client, hub.settings.rate_limit_per_minute)
+    if not decision.allowed:
+        raise RateLimited("Too many requests, slow down", headers=decision.headers())
+    response.headers.update(decision.headers())
+
+
+async def current_user(principal: OptionalPrincipal) -> Principal:
+    if principal is None:
+        raise NotAuthenticated("Sign in or send a valid bearer token")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that admits only the given roles (ADMIN is always admitted)."""
+    allowed = {Role.ADMIN, *roles}
+
+    async def _check(principal: CurrentUser) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden(f"Your role {principal.role} may not do this")
+        return principal
+
+    return _check
+
+
+AdminUser = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+DeveloperUser = Annotated[Principal, Depends(require_role(Role.DEVELOPER))]
+
+
+async def runner_claims(request: Request, hub: HubDep) -> RunnerClaims:
+    """The runner token's claims (signature and expiry checked; the epoch is checked against the row)."""
+    header = request.headers.get("authorization", "")
+    claims = hub.runner_tokens.verify(header[7:].strip()) if header[:7].lower() == "bearer " else None
+    if claims is None:
+        raise NotAuthenticated("Runner token missing, invalid or expired: call /api/runner/auth")
+    return claims
+
+
+RunnerAuth = Annotated[RunnerClaims, Depends(runner_claims)]
+
+
+@dataclass(frozen=True)
+class PageParams:
+    page: int
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+
+def page_params(
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> PageParams:
+    return PageParams(page, limit)
+
+
+Paging = Annotated[PageParams, Depends(page_params)]

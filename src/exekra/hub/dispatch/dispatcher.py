@@ -1,0 +1,39 @@
+"""The dispatcher interface: what the API and maintenance ask of whichever queue is active."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Protocol
+
+from exekra.hub.lifecycle import Assignment
+
+
+class Dispatcher(Protocol):
+    """Matches queued executions with idle runners (SPEC §5, §6).
+
+    Every method is safe to call at any time and from many tasks: the claim itself is a conditional
+    update in PostgreSQL, so a duplicate or late event can never assign twice.
+    """
+
+    mode: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def execution_queued(self, execution_id: uuid.UUID) -> None:
+        """A new (or re-queued) execution: try to hand it to an idle runner at once."""
+
+    async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
+        """A runner is idle (it polled or finished): give it the best queued execution it may run."""
+
+    async def dispatch_pending(self) -> int:
+        """Safety net: match queued executions with idle runners; returns how many were assigned."""
+
+    async def wait_for_work(self, runner_id: uuid.UUID, event: asyncio.Event, seconds: float) -> None:
+        """Wait until `event` (from `register_waiter`) fires or `seconds` pass."""
+
+    def register_waiter(self, runner_id: uuid.UUID) -> asyncio.Event: ...
+
+    def unregister_waiter(self, runner_id: uuid.UUID, event: asyncio.Event) -> None: ...

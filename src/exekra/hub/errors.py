@@ -1,0 +1,116 @@
+"""The error hierarchy and its mapping to the JSON error shape `{"error": {code, message, details}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from exekra.hub.responses import ORJSONResponse
+
+
+class ExekraError(Exception):
+    """Base of every error the API reports; subclasses fix the status and code."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+class BadRequest(ExekraError):
+    status_code, code = 400, "bad_request"
+
+
+class NotAuthenticated(ExekraError):
+    status_code, code = 401, "not_authenticated"
+
+
+class Forbidden(ExekraError):
+    status_code, code = 403, "forbidden"
+
+
+class NotFound(ExekraError):
+    status_code, code = 404, "not_found"
+
+
+class Conflict(ExekraError):
+    status_code, code = 409, "conflict"
+
+
+class PayloadTooLarge(ExekraError):
+    status_code, code = 413, "payload_too_large"
+
+
+class ValidationFailed(ExekraError):
+    status_code, code = 422, "validation_failed"
+
+
+class RateLimited(ExekraError):
+    status_code, code = 429, "rate_limited"
+
+
+class NotReady(ExekraError):
+    status_code, code = 503, "not_ready"
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    503: "not_ready",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response:
+    """The one place that renders the JSON error shape."""
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return ORJSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_details(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+    problems = []
+    malformed = False
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            malformed = True
+        problems.append({"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")})
+    if malformed:
+        return 400, "Malformed JSON body", problems
+    first = problems[0] if problems else {"loc": [], "msg": "invalid"}
+    where = ".".join(str(p) for p in first["loc"] if p != "body")
+    return 422, f"{where}: {first['msg']}" if where else str(first["msg"]), problems
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception type to the JSON error shape."""
+
+    @app.exception_handler(ExekraError)
+    async def _exekra_error(_: Request, exc: ExekraError) -> Response:
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        status, message, problems = _validation_details(exc)
+        return error_response(status, "bad_request" if status == 400 else "validation_failed", message, problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))

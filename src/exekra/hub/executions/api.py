@@ -1,0 +1,165 @@
+"""Routes: executions (create, list, detail, logs, stop, retry)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from exekra.hub.context import Hub
+from exekra.hub.deps import CurrentUser, HubDep, Paging
+from exekra.hub.executions import service
+from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus, TriggerType
+from exekra.hub.executions.schemas import NewExecution, execution_to_api
+from exekra.hub.lookup import parse_id
+from exekra.hub.tasks import spawn
+
+router = APIRouter(prefix="/api/executions", tags=["executions"])
+
+
+def _dispatch_soon(hub: Hub, execution_id: Any) -> None:
+    """Matching runs right after the response is produced, so a create never waits on it."""
+    spawn(hub.dispatcher.execution_queued(execution_id))
+
+
+async def _create(hub: Hub, request: service.ExecutionRequest, user: CurrentUser) -> dict[str, Any]:
+    created = await service.create_execution(
+        hub.db, request, user.actor, dedup_window=hub.settings.dedup_window_seconds
+    )
+    if not created.duplicate:
+        _dispatch_soon(hub, created.execution.id)
+    return {"execution": execution_to_api(created.execution), "duplicate": created.duplicate}
+
+
+@router.post("", status_code=201)
+async def create_execution(
+    body: NewExecution,
+    user: CurrentUser,
+    hub: HubDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> Any:
+    """Queue an execution of the workflow's published version; returns at once with status QUEUED.
+
+    A repeated `idempotencyKey` (or `Idempotency-Key` header) within the dedup window answers 200 with the
+    first execution and `"duplicate": true`.
+    """
+    request = service.ExecutionRequest(
+        workflow_id=body.workflow_id,
+        inputs=body.inputs,
+        trigger_type=TriggerType.API,
+        triggered_by=str(user.user_id),
+        priority=body.priority,
+        runner_id=body.runner_id,
+        idempotency_key=body.idempotency_key or idempotency_key,
+    )
+    result = await _create(hub, request, user)
+    if result["duplicate"]:
+        from exekra.hub.responses import ORJSONResponse
+
+        return ORJSONResponse(result, status_code=200)
+    return result
+
+
+@router.get("")
+async def list_executions(
+    user: CurrentUser,
+    hub: HubDep,
+    paging: Paging,
+    workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
+    runner_id: Annotated[str | None, Query(alias="runnerId", max_length=64)] = None,
+    status: Annotated[str | None, Query(max_length=200, description="one status or a comma-separated list")] = None,
+    since: Annotated[datetime | None, Query(alias="from")] = None,
+    until: Annotated[datetime | None, Query(alias="to")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    statuses = tuple(s.strip().upper() for s in status.split(",") if s.strip()) if status else ()
+    unknown = [s for s in statuses if s not in ExecutionStatus.__members__]
+    if unknown:
+        from exekra.hub.errors import ValidationFailed
+
+        raise ValidationFailed(f"status: unknown status {unknown[0]}")
+    f = service.ExecutionFilter(
+        workflow_id=parse_id(workflow_id, "workflow") if workflow_id else None,
+        runner_id=parse_id(runner_id, "runner") if runner_id else None,
+        statuses=statuses,
+        since=since,
+        until=until,
+    )
+    page = await service.list_executions(hub.db, f, offset=paging.offset, limit=paging.limit, cursor=cursor)
+    return {
+        "executions": [execution_to_api(e, name, number) for e, name, number in page.rows],
+        "total": page.total,
+        "page": paging.page,
+        "limit": paging.limit,
+        "nextCursor": page.next_cursor,
+    }
+
+
+@router.get("/{execution_id}")
+async def get_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
+    execution, name, number = await service.get_execution(hub.db, execution_id)
+    return {"execution": execution_to_api(execution, name, number)}
+
+
+@router.get("/{execution_id}/logs")
+async def get_logs(
+    execution_id: str,
+    user: CurrentUser,
+    hub: HubDep,
+    after_seq: Annotated[int, Query(alias="afterSeq", ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> dict[str, Any]:
+    lines, next_seq = await service.read_logs(hub.db, execution_id, after_seq, limit)
+    return {"lines": [_line(x) for x in lines], "nextSeq": next_seq}
+
+
+def _line(x: Any) -> dict[str, Any]:
+    return {"seq": x.seq, "ts": x.ts, "level": x.level, "message": x.message}
+
+
+@router.get("/{execution_id}/logs/stream")
+async def stream_logs(
+    execution_id: str,
+    request: Request,
+    user: CurrentUser,
+    hub: HubDep,
+    after_seq: Annotated[int, Query(alias="afterSeq", ge=0)] = 0,
+) -> StreamingResponse:
+    """Server-Sent Events: one `log` event per line, then an `end` event when the execution is over."""
+    await service.get_execution(hub.db, execution_id)
+
+    async def events() -> AsyncIterator[bytes]:
+        seq = after_seq
+        while not await request.is_disconnected():
+            lines, seq = await service.read_logs(hub.db, execution_id, seq, 1000)
+            for line in lines:
+                yield b"event: log\ndata: " + orjson.dumps(_line(line), option=orjson.OPT_UTC_Z) + b"\n\n"
+            if not lines:
+                execution, _, _ = await service.get_execution(hub.db, execution_id)
+                if execution.status in TERMINAL_STATUSES:
+                    yield b"event: end\ndata: " + orjson.dumps({"status": execution.status}) + b"\n\n"
+                    return
+                await asyncio.sleep(0.5)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/{execution_id}/stop")
+async def stop_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
+    """QUEUED/ASSIGNED stop at once; RUNNING gets `stopRequested` and the runner confirms."""
+    stopped = await service.stop_execution(hub.db, execution_id, user.actor)
+    if stopped.freed_runner_id is not None:
+        spawn(hub.dispatcher.runner_idle(stopped.freed_runner_id))
+    return {"execution": execution_to_api(stopped.execution)}
+
+
+@router.post("/{execution_id}/retry", status_code=201)
+async def retry_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
+    """A new execution with the same version and inputs."""
+    request = await service.retry_request(hub.db, execution_id, str(user.user_id))
+    return await _create(hub, request, user)

@@ -1,0 +1,139 @@
+"""Execution, log and idempotency-key tables."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from exekra.db.base import Base, created_at_column, uuid_pk
+
+
+class ExecutionStatus(StrEnum):
+    QUEUED = "QUEUED"
+    ASSIGNED = "ASSIGNED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+
+TERMINAL_STATUSES = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.STOPPED})
+
+
+class TriggerType(StrEnum):
+    MANUAL = "MANUAL"
+    SCHEDULE = "SCHEDULE"
+    WEBHOOK = "WEBHOOK"
+    API = "API"
+
+
+class Execution(Base):
+    __tablename__ = "executions"
+    __table_args__ = (
+        CheckConstraint("status IN ('QUEUED','ASSIGNED','RUNNING','COMPLETED','FAILED','STOPPED')", name="status"),
+        CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),
+        # The dispatch order: priority, then age (SPEC §5).
+        Index(
+            "ix_executions_queue",
+            text("priority DESC"),
+            "queued_at",
+            "id",
+            postgresql_where="status = 'QUEUED'",
+        ),
+        Index("ix_executions_status_priority_queued_at", "status", text("priority DESC"), "queued_at"),
+        Index("ix_executions_runner_id_status", "runner_id", "status"),
+        Index("ix_executions_workflow_id_created_at", "workflow_id", "created_at"),
+        Index("ix_executions_created_at_id", "created_at", "id"),
+        Index("ix_executions_status_created_at", "status", "created_at"),
+        # Database-level guard: a runner holds at most one live execution.
+        Index(
+            "uq_executions_live_runner",
+            "runner_id",
+            unique=True,
+            postgresql_where="status IN ('ASSIGNED','RUNNING')",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False)
+    version_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("workflow_versions.id", ondelete="CASCADE"), nullable=False
+    )
+    runner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("runners.id", ondelete="SET NULL"))
+    # Matching constraints, copied from the workflow when the execution is queued.
+    pinned_runner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    runner_type: Mapped[str | None] = mapped_column(String(100))
+    required_labels: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list, server_default="{}")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=ExecutionStatus.QUEUED)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    requeue_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    triggered_by: Mapped[str | None] = mapped_column(String(100))
+    trigger_type: Mapped[str] = mapped_column(String(16), nullable=False, default=TriggerType.API)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict, server_default="{}")
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    stop_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
+    stop_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    log_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at_column()
+    cpu_avg: Mapped[float | None] = mapped_column(Float)
+    cpu_peak: Mapped[float | None] = mapped_column(Float)
+    mem_avg_mb: Mapped[float | None] = mapped_column(Float)
+    mem_peak_mb: Mapped[float | None] = mapped_column(Float)
+
+
+class ExecutionLog(Base):
+    __tablename__ = "execution_logs"
+    __table_args__ = (PrimaryKeyConstraint("execution_id", "seq"),)
+
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    level: Mapped[str] = mapped_column(String(16), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class ExecutionKey(Base):
+    """Duplicate detection (SPEC §5): one row per idempotency key and workflow, reusable after the window."""
+
+    __tablename__ = "execution_keys"
+    __table_args__ = (UniqueConstraint("workflow_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False)
+    key: Mapped[str] = mapped_column(String(300), nullable=False)
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("executions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    created_at: Mapped[datetime] = created_at_column()

@@ -1,0 +1,98 @@
+"""Per-client rate limiting (SPEC §10.3) on the `limits` library.
+
+Counters live in Redis when it answers and in process memory when it does not; a Redis failure
+costs one short timeout, then memory is used for a few seconds before Redis is tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+log = logging.getLogger(__name__)
+
+REDIS_RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: float
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, int(self.reset_at - time.time() + 0.999))
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(0, self.remaining)),
+            "X-RateLimit-Reset": str(int(self.reset_at)),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
+
+
+def _limits_uri(redis_url: str) -> str:
+    if redis_url.startswith("unix://"):
+        return "async+redis+unix://" + redis_url.removeprefix("unix://")
+    return "async+" + redis_url
+
+
+class RateLimiter:
+    """Sliding-window counters keyed by bucket and client."""
+
+    def __init__(self, redis_url: str | None, timeout_seconds: float) -> None:
+        self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._redis: SlidingWindowCounterRateLimiter | None = None
+        if redis_url:
+            storage: Storage = RedisStorage(
+                _limits_uri(redis_url),
+                implementation="redispy",
+                key_prefix="exekra:rl",
+                wrap_exceptions=True,
+                socket_timeout=timeout_seconds,
+                socket_connect_timeout=timeout_seconds,
+            )
+            self._redis = SlidingWindowCounterRateLimiter(storage)
+        self._redis_down_until = 0.0
+
+    def _strategies(self) -> list[SlidingWindowCounterRateLimiter]:
+        if self._redis is not None and time.monotonic() >= self._redis_down_until:
+            return [self._redis, self._memory]
+        return [self._memory]
+
+    async def hit(self, bucket: str, client: str, per_minute: int) -> Decision:
+        """Count one request of `client` in `bucket` and say whether it is allowed."""
+        item = RateLimitItemPerMinute(per_minute)
+        for strategy in self._strategies():
+            try:
+                allowed = await strategy.hit(item, bucket, client)
+                stats = await strategy.get_window_stats(item, bucket, client)
+                return Decision(allowed, per_minute, stats.remaining, stats.reset_time)
+            except Exception as exc:  # any storage failure: fall back to memory
+                if strategy is self._memory:
+                    raise
+                log.warning("rate limiter: Redis unavailable (%s), counting in memory", exc)
+                self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        raise AssertionError("unreachable")
+
+    async def peek_exceeded(self, bucket: str, client: str, per_minute: int) -> Decision | None:
+        """The decision if `client` is already over the limit in `bucket`, without counting a hit."""
+        item = RateLimitItemPerMinute(per_minute)
+        strategy = self._strategies()[0]
+        try:
+            if await strategy.test(item, bucket, client):
+                return None
+            stats = await strategy.get_window_stats(item, bucket, client)
+        except Exception:
+            return None
+        return Decision(False, per_minute, stats.remaining, stats.reset_time)

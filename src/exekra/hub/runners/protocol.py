@@ -1,0 +1,167 @@
+"""Routes: the runner protocol (SPEC §7.3). Never rate limited by the user-facing limiter."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from exekra import __version__
+from exekra.hub import lifecycle
+from exekra.hub.deps import HubDep, RunnerAuth, client_ip
+from exekra.hub.errors import Conflict, Forbidden, NotAuthenticated, NotFound, PayloadTooLarge, RateLimited
+from exekra.hub.executions.models import ExecutionStatus
+from exekra.hub.lookup import parse_id
+from exekra.hub.runners import service
+from exekra.hub.runners.schemas import AttemptBody, CompleteBody, HeartbeatBody, LogsBody, RunnerAuthBody
+
+router = APIRouter(prefix="/api/runner", tags=["runner protocol"])
+
+
+def _stale(execution_id: str) -> Conflict:
+    return Conflict(f"execution {execution_id}: stale attempt or wrong state; abandon it")
+
+
+@router.post("/auth")
+async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> dict[str, Any]:
+    """Exchange machine credentials for a short-lived runner token and the hub's intervals."""
+    ip = client_ip(request)
+    limit = hub.settings.runner_auth_failures_per_minute
+    blocked = await hub.limiter.peek_exceeded("runner-auth", ip, limit)
+    if blocked is not None:
+        raise RateLimited("Too many failed runner sign-ins from this address", headers=blocked.headers())
+    try:
+        runner = await service.authenticate_runner(
+            hub.db, body.machine_key, body.machine_secret, body.hostname, body.os, body.version
+        )
+    except NotAuthenticated:
+        await hub.limiter.hit("runner-auth", ip, limit)
+        raise
+    token, expires_at = hub.runner_tokens.issue(runner.id, runner.token_epoch)
+    s = hub.settings
+    from datetime import UTC, datetime
+
+    return {
+        "token": token,
+        "expiresAt": datetime.fromtimestamp(expires_at, UTC),
+        "runnerId": str(runner.id),
+        "heartbeatIntervalSeconds": s.heartbeat_interval_seconds,
+        "pollIntervalSeconds": s.poll_interval_seconds,
+        "maxLongPollSeconds": s.max_long_poll_seconds,
+        "reportIntervalSeconds": s.report_interval_seconds,
+        "hubVersion": __version__,
+    }
+
+
+@router.post("/heartbeat")
+async def heartbeat(body: HeartbeatBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
+    """Sign of life with metrics; answers the ids of executions the runner must stop."""
+    metrics = body.model_dump(exclude={"execution_id"})
+    async with hub.db.transaction() as session:
+        presence = await lifecycle.heartbeat_runner(session, claims.runner_id, claims.epoch, metrics)
+        if presence is None:
+            raise NotAuthenticated("Runner token revoked: authenticate again")
+        stop_ids = (
+            await lifecycle.stop_requested_ids(session, claims.runner_id) if presence.current_execution_id else []
+        )
+    return {"status": presence.status, "stopExecutionIds": [str(i) for i in stop_ids]}
+
+
+@router.get("/poll", response_model=None)
+async def poll(
+    claims: RunnerAuth, hub: HubDep, wait: Annotated[float, Query(ge=0, le=30)] = 0
+) -> dict[str, Any] | Response:
+    """The held execution (ASSIGNED or RUNNING), a newly claimed one, or 204 after `wait` seconds."""
+    async with hub.db.transaction() as session:
+        presence = await lifecycle.touch_runner(session, claims.runner_id, claims.epoch)
+    if presence is None:
+        raise NotAuthenticated("Runner token revoked: authenticate again")
+    runner_id = claims.runner_id
+    execution_id = presence.current_execution_id
+    if execution_id is None and presence.enabled:
+        dispatcher = hub.dispatcher
+        event = dispatcher.register_waiter(runner_id)
+        try:
+            assignment = await dispatcher.runner_idle(runner_id)
+            if assignment is not None:
+                execution_id = assignment.execution_id
+            else:
+                if wait > 0:
+                    await dispatcher.wait_for_work(runner_id, event, min(wait, hub.settings.max_long_poll_seconds))
+                # Work may also arrive from a concurrent match (a create or the sweeper).
+                async with hub.db.session() as session:
+                    execution_id = await service.current_execution(session, runner_id)
+        finally:
+            dispatcher.unregister_waiter(runner_id, event)
+    if execution_id is not None:
+        held = await service.held_execution(hub.db, runner_id, execution_id)
+        if held is not None:
+            return {"execution": held}
+    return Response(status_code=204)
+
+
+@router.post("/executions/{execution_id}/start")
+async def start(execution_id: str, body: AttemptBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
+    ident = parse_id(execution_id, "execution")
+    async with hub.db.transaction() as session:
+        await service.verify_runner(session, claims)
+        if not await lifecycle.start(session, ident, claims.runner_id, body.attempt):
+            raise _stale(execution_id)
+    return {"status": ExecutionStatus.RUNNING.value}
+
+
+@router.post("/executions/{execution_id}/logs")
+async def logs(execution_id: str, body: LogsBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
+    """Append a batch of lines (may be empty); answers whether a stop was requested."""
+    if len(body.lines) > hub.settings.max_log_lines_per_batch:
+        raise PayloadTooLarge(f"At most {hub.settings.max_log_lines_per_batch} lines per batch")
+    stop_requested = await service.append_logs(
+        hub.db, claims, execution_id, body.attempt, body.lines, hub.settings.max_log_line_chars
+    )
+    if stop_requested is None:
+        raise _stale(execution_id)
+    return {"stopRequested": stop_requested}
+
+
+@router.get("/executions/{execution_id}/credentials/{name}")
+async def credential(
+    execution_id: str, name: str, claims: RunnerAuth, hub: HubDep, attempt: Annotated[int, Query(ge=1)]
+) -> dict[str, Any]:
+    """A decrypted credential, only for the runner running that attempt of a workflow that references it."""
+    from exekra.hub.credentials.service import credential_for_runner
+    from exekra.workflow.definition import referenced_credentials
+
+    ident = parse_id(execution_id, "execution")
+    async with hub.db.session() as session:
+        await service.verify_runner(session, claims)
+        definition = await service.held_definition(session, ident, claims.runner_id, attempt)
+        if definition is None:
+            raise _stale(execution_id)
+        if name not in referenced_credentials(definition):
+            raise Forbidden(f"The workflow does not reference credential {name}")
+        found = await credential_for_runner(session, hub.secret_key, name)
+    if found is None:
+        raise NotFound(f"credential {name} not found")
+    return {"credential": found}
+
+
+@router.post("/executions/{execution_id}/complete")
+async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
+    """The final report; the runner is idle again and is offered the next execution at once."""
+    ident = parse_id(execution_id, "execution")
+    async with hub.db.transaction() as session:
+        await service.verify_runner(session, claims)
+        finished = await lifecycle.finish(
+            session,
+            ident,
+            claims.runner_id,
+            body.attempt,
+            ExecutionStatus(body.status),
+            error=body.error,
+            outputs=body.outputs,
+            metrics=body.metrics.model_dump(by_alias=True),
+        )
+    if not finished:
+        raise _stale(execution_id)
+    await hub.dispatcher.runner_idle(claims.runner_id)
+    return {"status": body.status}

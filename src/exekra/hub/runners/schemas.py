@@ -1,0 +1,107 @@
+"""Runner request bodies, protocol bodies and API shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from exekra.hub.runners.models import Runner, RunnerMetric
+from exekra.hub.schemas import ApiModel
+
+Label = Field(min_length=1, max_length=100)
+
+
+class NewRunner(ApiModel):
+    name: str = Field(min_length=1, max_length=200)
+    type: str | None = Field(default=None, max_length=100)
+    labels: list[str] = Field(default_factory=list, max_length=50)
+
+
+class RunnerPatch(ApiModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    type: str | None = Field(default=None, max_length=100)
+    labels: list[str] | None = Field(default=None, max_length=50)
+    enabled: bool | None = None
+
+
+class RunnerAuthBody(ApiModel):
+    machine_key: str = Field(min_length=1, max_length=200)
+    machine_secret: str = Field(min_length=1, max_length=200)
+    hostname: str | None = Field(default=None, max_length=255)
+    os: str | None = Field(default=None, max_length=255)
+    version: str | None = Field(default=None, max_length=64)
+
+
+class HeartbeatBody(ApiModel):
+    cpu_percent: float | None = Field(default=None, ge=0, le=100_000)
+    memory_percent: float | None = Field(default=None, ge=0, le=100)
+    memory_used_mb: float | None = Field(default=None, ge=0)
+    disk_percent: float | None = Field(default=None, ge=0, le=100)
+    disk_free_gb: float | None = Field(default=None, ge=0)
+    execution_id: str | None = Field(default=None, max_length=64)
+
+
+class AttemptBody(ApiModel):
+    attempt: int = Field(ge=1)
+
+
+class LogLine(ApiModel):
+    ts: datetime | None = None
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    message: str = Field(max_length=1_000_000)
+
+
+class LogsBody(AttemptBody):
+    lines: list[LogLine] = Field(default_factory=list)
+
+
+class ExecutionMetrics(ApiModel):
+    cpu_avg: float | None = Field(default=None, ge=0)
+    cpu_peak: float | None = Field(default=None, ge=0)
+    mem_avg_mb: float | None = Field(default=None, ge=0)
+    mem_peak_mb: float | None = Field(default=None, ge=0)
+
+
+class CompleteBody(AttemptBody):
+    status: Literal["COMPLETED", "FAILED", "STOPPED"]
+    error: str | None = Field(default=None, max_length=20_000)
+    outputs: dict[str, Any] | None = None
+    metrics: ExecutionMetrics = Field(default_factory=ExecutionMetrics)
+
+
+def runner_to_api(r: Runner) -> dict[str, Any]:
+    return {
+        "id": str(r.id),
+        "name": r.name,
+        "machineKey": r.machine_key,
+        "type": r.type,
+        "labels": list(r.labels),
+        "status": r.status,
+        "enabled": r.enabled,
+        "hostname": r.hostname,
+        "os": r.os,
+        "version": r.version,
+        "lastHeartbeatAt": r.last_heartbeat_at,
+        "metrics": {
+            "cpuPercent": r.cpu_percent,
+            "memoryPercent": r.memory_percent,
+            "memoryUsedMb": r.memory_used_mb,
+            "diskPercent": r.disk_percent,
+            "diskFreeGb": r.disk_free_gb,
+        },
+        "currentExecutionId": str(r.current_execution_id) if r.current_execution_id else None,
+        "createdAt": r.created_at,
+    }
+
+
+def metric_to_api(m: RunnerMetric) -> dict[str, Any]:
+    return {
+        "ts": m.ts,
+        "cpuPercent": m.cpu_percent,
+        "memoryPercent": m.memory_percent,
+        "memoryUsedMb": m.memory_used_mb,
+        "diskPercent": m.disk_percent,
+        "diskFreeGb": m.disk_free_gb,
+    }

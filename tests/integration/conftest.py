@@ -1,0 +1,121 @@
+"""Fixtures for API tests: one migrated database and one in-process hub per session, emptied per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from exekra.config import Settings
+from exekra.db.migrate import upgrade_async
+from exekra.db.models import Base
+from exekra.hub.app import create_app
+from exekra.hub.context import Hub
+
+ADMIN_EMAIL = "admin@example.com"
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session")
+async def migrated_database_url(database_url: str) -> str:
+    await upgrade_async(database_url)
+    return database_url
+
+
+@pytest.fixture(scope="session")
+def hub_settings(migrated_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    home: Path = tmp_path_factory.mktemp("hub-home")
+    return Settings(
+        database_url=migrated_database_url,
+        redis_url=None,
+        home=home,
+        secret_key="test-secret-key",
+        rate_limit_per_minute=1_000_000,
+        login_failures_per_minute=1_000_000,
+        runner_auth_failures_per_minute=1_000_000,
+    )
+
+
+@pytest.fixture(scope="session")
+async def hub_app(hub_settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(hub_settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def hub(hub_app: FastAPI) -> AsyncIterator[Hub]:
+    """The running hub's context, with every table emptied before the test."""
+    state: Hub = hub_app.state.hub
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with state.db.transaction() as session:
+        await session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield state
+
+
+@pytest.fixture
+async def client(hub_app: FastAPI, hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
+    """An anonymous API client talking to the in-process hub."""
+    transport = httpx.ASGITransport(app=hub_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_client(hub_app: FastAPI, hub: Hub) -> AsyncIterator[ClientFactory]:
+    """`await make_client(role)` → a client signed in as a fresh user of that role (None: anonymous)."""
+    clients: list[httpx.AsyncClient] = []
+    transport = httpx.ASGITransport(app=hub_app)
+
+    async def _make(role: str | None = "ADMIN") -> httpx.AsyncClient:
+        c = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        clients.append(c)
+        if role is None:
+            return c
+        admin_token = await _admin_token(c)
+        if role == "ADMIN" and not clients[:-1]:
+            token = admin_token
+        else:
+            email = f"{role.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+            r = await c.post(
+                "/api/auth/register",
+                json={"email": email, "password": PASSWORD, "role": role},
+                headers={"Authorization": f"Bearer {admin_token}"},
+            )
+            assert r.status_code == 201, r.text
+            r = await c.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+            assert r.status_code == 200, r.text
+            token = r.json()["token"]
+        c.headers["Authorization"] = f"Bearer {token}"
+        return c
+
+    async def _admin_token(c: httpx.AsyncClient) -> str:
+        r = await c.post("/api/auth/bootstrap", json={"email": ADMIN_EMAIL, "password": PASSWORD})
+        if r.status_code == 409:
+            r = await c.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD})
+        assert r.status_code in (200, 201), r.text
+        return str(r.json()["token"])
+
+    yield _make
+    for c in clients:
+        await c.aclose()
+
+
+@pytest.fixture
+async def admin(make_client: ClientFactory) -> httpx.AsyncClient:
+    return await make_client("ADMIN")
+
+
+SIMPLE_DEFINITION: dict[str, Any] = {
+    "nodes": [{"id": "hello", "activity": "log.message", "params": {"message": "hello"}}],
+    "edges": [],
+}

@@ -1,0 +1,207 @@
+"""The runner protocol (SPEC §7.3): the happy path, fencing, revocation and long polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from sqlalchemy import text
+
+from exekra.hub.context import Hub
+from exekra.hub.tasks import drain
+
+from .conftest import SIMPLE_DEFINITION, ClientFactory
+from .protocol import ProtocolRunner, publish_workflow
+
+
+async def _setup(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> tuple[ProtocolRunner, str]:
+    workflow_id = await publish_workflow(admin, "hello", SIMPLE_DEFINITION)
+    runner = await ProtocolRunner.register(admin, client, "r1")
+    assert (await runner.auth()).status_code == 200
+    return runner, workflow_id
+
+
+async def test_full_protocol_cycle_auth_heartbeat_poll_start_logs_complete(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    runner, workflow_id = await _setup(admin, client)
+    hb = await runner.heartbeat()
+    assert hb.status_code == 200 and hb.json() == {"status": "ONLINE", "stopExecutionIds": []}
+    assert (await runner.poll()).status_code == 204
+
+    created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
+    assert created.status_code == 201 and created.json()["execution"]["status"] == "QUEUED"
+    execution_id = created.json()["execution"]["id"]
+
+    polled = await runner.poll(wait=5)
+    assert polled.status_code == 200
+    work = polled.json()["execution"]
+    assert work["id"] == execution_id and work["attempt"] == 1 and work["status"] == "ASSIGNED"
+    assert work["workflow"]["name"] == "hello" and work["version"]["definition"]["nodes"][0]["id"] == "hello"
+    # An ASSIGNED execution is re-delivered on every poll until it is started.
+    assert (await runner.poll()).json()["execution"]["id"] == execution_id
+
+    assert (await runner.start(execution_id, 1)).status_code == 200
+    logs = await runner.logs(execution_id, 1, "one", "two")
+    assert logs.status_code == 200 and logs.json() == {"stopRequested": False}
+    assert (await runner.logs(execution_id, 1)).status_code == 200  # an empty batch is a keep-alive
+    done = await runner.complete(
+        execution_id, 1, outputs={"answer": 42}, metrics={"cpuAvg": 1.5, "cpuPeak": 9.0, "memAvgMb": 30, "memPeakMb": 41}
+    )
+    assert done.status_code == 200
+
+    detail = (await admin.get(f"/api/executions/{execution_id}")).json()["execution"]
+    assert detail["status"] == "COMPLETED" and detail["outputs"] == {"answer": 42}
+    assert detail["metrics"] == {"cpuAvg": 1.5, "cpuPeak": 9.0, "memAvgMb": 30.0, "memPeakMb": 41.0}
+    assert detail["startedAt"] and detail["completedAt"] and detail["assignedAt"]
+    lines = (await admin.get(f"/api/executions/{execution_id}/logs")).json()
+    assert [x["message"] for x in lines["lines"]] == ["one", "two"] and lines["nextSeq"] == 2
+    runner_row = (await admin.get(f"/api/runners/{runner.runner_id}")).json()["runner"]
+    assert runner_row["status"] == "ONLINE" and runner_row["currentExecutionId"] is None
+    assert runner_row["metrics"]["cpuPercent"] == 5.0
+
+
+async def test_stale_attempt_and_wrong_state_get_409_and_change_nothing(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    runner, workflow_id = await _setup(admin, client)
+    execution_id = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]["id"]
+    assert (await runner.poll(wait=5)).json()["execution"]["attempt"] == 1
+    assert (await runner.start(execution_id, 2)).status_code == 409
+    assert (await runner.complete(execution_id, 1)).status_code == 409  # COMPLETED needs RUNNING
+    assert (await runner.start(execution_id, 1)).status_code == 200
+    assert (await runner.start(execution_id, 1)).status_code == 409  # already running
+    assert (await runner.logs(execution_id, 7, "late")).status_code == 409
+    assert (await runner.complete(execution_id, 1, "FAILED", error="boom")).status_code == 200
+    # Terminal states are final: a late report changes nothing.
+    assert (await runner.complete(execution_id, 1, "COMPLETED")).status_code == 409
+    detail = (await admin.get(f"/api/executions/{execution_id}")).json()["execution"]
+    assert detail["status"] == "FAILED" and detail["error"] == "boom"
+
+
+async def test_regenerate_secret_invalidates_live_runner_token_at_once(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    runner, _ = await _setup(admin, client)
+    assert (await runner.heartbeat()).status_code == 200
+    regenerated = await admin.post(f"/api/runners/{runner.runner_id}/regenerate-secret")
+    assert regenerated.status_code == 200
+    assert (await runner.heartbeat()).status_code == 401
+    assert (await runner.poll()).status_code == 401
+    assert (await runner.auth()).status_code == 401  # the old secret is gone too
+    runner.machine_secret = regenerated.json()["machineSecret"]
+    assert (await runner.auth()).status_code == 200
+    assert (await runner.heartbeat()).status_code == 200
+
+
+async def test_runner_endpoints_reject_missing_or_forged_tokens(client: httpx.AsyncClient, hub: Hub) -> None:
+    assert (await client.get("/api/runner/poll")).status_code == 401
+    bad = {"Authorization": "Bearer not-a-token"}
+    assert (await client.post("/api/runner/heartbeat", json={}, headers=bad)).status_code == 401
+    r = await client.post("/api/runner/auth", json={"machineKey": "rk_x", "machineSecret": "nope"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "not_authenticated"
+
+
+async def test_long_poll_returns_promptly_when_work_is_created(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    runner, workflow_id = await _setup(admin, client)
+    started = time.monotonic()
+    poll = asyncio.create_task(runner.poll(wait=10))
+    await asyncio.sleep(0.2)  # let the poll park itself
+    created = await admin.post("/api/executions", json={"workflowId": workflow_id})
+    response = await asyncio.wait_for(poll, 10)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json()["execution"]["id"] == created.json()["execution"]["id"]
+    assert elapsed < 1.5, f"long poll took {elapsed:.2f}s"
+
+
+async def test_long_poll_times_out_with_204(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    runner, _ = await _setup(admin, client)
+    started = time.monotonic()
+    assert (await runner.poll(wait=0.3)).status_code == 204
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_stop_running_execution_is_signalled_in_heartbeat_and_logs(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    runner, workflow_id = await _setup(admin, client)
+    execution_id = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]["id"]
+    assert (await runner.poll(wait=5)).status_code == 200
+    await runner.start(execution_id, 1)
+    stop = await admin.post(f"/api/executions/{execution_id}/stop")
+    assert stop.status_code == 200 and stop.json()["execution"]["stopRequested"] is True
+    assert stop.json()["execution"]["status"] == "RUNNING"
+    assert (await runner.heartbeat()).json()["stopExecutionIds"] == [execution_id]
+    assert (await runner.logs(execution_id, 1)).json() == {"stopRequested": True}
+    assert (await runner.complete(execution_id, 1, "STOPPED")).status_code == 200
+    assert (await admin.post(f"/api/executions/{execution_id}/stop")).status_code == 409
+
+
+async def test_stop_assigned_execution_frees_runner_at_once(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner, workflow_id = await _setup(admin, client)
+    execution_id = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]["id"]
+    assert (await runner.poll(wait=5)).json()["execution"]["status"] == "ASSIGNED"
+    stop = await admin.post(f"/api/executions/{execution_id}/stop")
+    assert stop.json()["execution"]["status"] == "STOPPED"
+    assert (await runner.start(execution_id, 1)).status_code == 409
+    async with hub.db.session() as session:
+        row = (await session.execute(text("SELECT status, current_execution_id FROM runners"))).one()
+    assert row == ("ONLINE", None)
+
+
+async def test_labels_and_type_route_work_only_to_matching_runners(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "gpu-job", SIMPLE_DEFINITION, labels=["gpu"], runnerType="linux")
+    plain = await ProtocolRunner.register(admin, client, "plain", type="linux")
+    wrong_type = await ProtocolRunner.register(admin, client, "win", type="windows", labels=["gpu"])
+    gpu = await ProtocolRunner.register(admin, client, "gpu", type="linux", labels=["gpu", "big"])
+    for r in (plain, wrong_type, gpu):
+        await r.auth()
+        await r.heartbeat()
+    execution_id = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]["id"]
+    assert (await plain.poll()).status_code == 204
+    assert (await wrong_type.poll()).status_code == 204
+    assert (await gpu.poll(wait=5)).json()["execution"]["id"] == execution_id
+
+
+async def test_pinned_execution_goes_to_its_runner_and_priority_orders_the_queue(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "w", SIMPLE_DEFINITION)
+    low = (await admin.post("/api/executions", json={"workflowId": workflow_id, "priority": 1})).json()["execution"]
+    high = (await admin.post("/api/executions", json={"workflowId": workflow_id, "priority": 8})).json()["execution"]
+    a = await ProtocolRunner.register(admin, client, "a")
+    b = await ProtocolRunner.register(admin, client, "b")
+    await a.auth()
+    await b.auth()
+    pinned = (
+        await admin.post("/api/executions", json={"workflowId": workflow_id, "priority": 5, "runnerId": b.runner_id})
+    ).json()["execution"]
+    await drain()  # let the create-time match attempts finish, so claims see unlocked rows
+    assert (await a.poll(wait=5)).json()["execution"]["id"] == high["id"]
+    assert (await b.poll(wait=5)).json()["execution"]["id"] == pinned["id"]
+    await b.start(pinned["id"], 1)
+    await b.complete(pinned["id"], 1)
+    assert (await b.poll(wait=5)).json()["execution"]["id"] == low["id"]
+
+
+async def test_runner_protocol_is_not_rate_limited_by_user_limiter(
+    make_client: ClientFactory, client: httpx.AsyncClient, hub: Hub, admin: httpx.AsyncClient
+) -> None:
+    runner, _ = await _setup(admin, client)
+    limit = hub.settings.rate_limit_per_minute
+    hub.settings.rate_limit_per_minute = 3
+    try:
+        statuses = [(await runner.heartbeat()).status_code for _ in range(10)]
+        user_statuses = [(await admin.get("/api/runners")).status_code for _ in range(5)]
+    finally:
+        hub.settings.rate_limit_per_minute = limit
+    assert statuses == [200] * 10
+    assert 429 in user_statuses
