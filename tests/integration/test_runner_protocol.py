@@ -47,7 +47,10 @@ async def test_full_protocol_cycle_auth_heartbeat_poll_start_logs_complete(
     assert logs.status_code == 200 and logs.json() == {"stopRequested": False}
     assert (await runner.logs(execution_id, 1)).status_code == 200  # an empty batch is a keep-alive
     done = await runner.complete(
-        execution_id, 1, outputs={"answer": 42}, metrics={"cpuAvg": 1.5, "cpuPeak": 9.0, "memAvgMb": 30, "memPeakMb": 41}
+        execution_id,
+        1,
+        outputs={"answer": 42},
+        metrics={"cpuAvg": 1.5, "cpuPeak": 9.0, "memAvgMb": 30, "memPeakMb": 41},
     )
     assert done.status_code == 200
 

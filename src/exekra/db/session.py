@@ -25,7 +25,7 @@ class Database:
             pool_size=pool,
             max_overflow=0,
             pool_timeout=30,
-            pool_pre_ping=True,
+            pool_recycle=1800,
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
         )

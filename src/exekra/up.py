@@ -1,0 +1,253 @@
+"""`exekra up`: the whole system on one machine with one command.
+
+Embedded PostgreSQL (persistent under EXEKRA_HOME) unless DATABASE_URL is set, embedded Redis unless
+REDIS_URL is set (without one the hub runs in direct-assignment mode), migrations, a first admin, local
+runners and an example workflow; then it waits for Ctrl-C and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from exekra.config import Settings, get_settings
+from exekra.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError, free_port
+
+ADMIN_EMAIL = "admin@exekra.local"
+DATABASE_NAME = "exekra"
+EXAMPLE_WORKFLOW = "example-hello"
+EXAMPLE_DEFINITION: dict[str, Any] = {
+    "inputs": {"name": {"type": "string", "default": "world"}},
+    "nodes": [
+        {"id": "greet", "activity": "log.message", "params": {"message": "Hello, {{ inputs.name }}!"}},
+        {
+            "id": "python",
+            "activity": "python.run",
+            "params": {"script": "import platform\nresult = {'python': platform.python_version()}"},
+        },
+    ],
+    "edges": [{"from": "greet", "to": "python"}],
+    "outputs": {"python": "{{ nodes.python.result.python }}"},
+}
+
+
+def _say(message: str) -> None:
+    print(f"exekra up: {message}", flush=True)
+
+
+class Stack:
+    """Everything `up` started, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.postgres: EmbeddedPostgres | None = None
+        self.redis: EmbeddedRedis | None = None
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if self.redis is not None:
+            self.redis.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def _database_url(settings: Settings, home: Path, stack: Stack) -> str:
+    if settings.database_url:
+        return settings.database_url
+    stack.postgres = EmbeddedPostgres(home / "postgres")
+    stack.postgres.start()
+    from exekra.embedded import create_database
+
+    try:
+        url = create_database(stack.postgres.url, DATABASE_NAME)
+    except Exception:
+        url = stack.postgres.url.rsplit("/", 1)[0] + f"/{DATABASE_NAME}"  # it exists from an earlier run
+    _say(f"embedded PostgreSQL on port {stack.postgres.port} (data in {home / 'postgres'})")
+    return url
+
+
+def _redis_url(settings: Settings, home: Path, stack: Stack) -> str | None:
+    if settings.redis_url:
+        return settings.redis_url
+    try:
+        stack.redis = EmbeddedRedis(home / "redis")
+        stack.redis.start()
+    except (EmbeddedServerError, OSError) as exc:
+        _say(f"no embedded Redis ({exc}); the hub runs in direct-assignment mode")
+        stack.redis = None
+        return None
+    _say(f"embedded Redis on port {stack.redis.port}")
+    return stack.redis.url
+
+
+async def _prepare(
+    database_url: str, settings: Settings, home: Path, runners: int
+) -> tuple[str | None, list[dict[str, str]]]:
+    """Migrate, create the first admin and the example workflow, and the local runners' credentials."""
+    from exekra.db.migrate import upgrade_async
+    from exekra.db.session import Database
+    from exekra.hub.audit.service import SYSTEM
+    from exekra.hub.auth.service import ensure_admin
+
+    await upgrade_async(database_url)
+    db = Database(settings.model_copy(update={"database_url": database_url}))
+    try:
+        password = os.environ.get("EXEKRA_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        created = await ensure_admin(db, ADMIN_EMAIL, password)
+        await _ensure_example_workflow(db)
+        credentials = await _local_runners(db, home, runners, SYSTEM)
+    finally:
+        await db.dispose()
+    return (password if created else None), credentials
+
+
+async def _ensure_example_workflow(db: Any) -> None:
+    from sqlalchemy import select
+
+    from exekra.hub.audit.service import SYSTEM
+    from exekra.hub.workflows import service as workflows
+    from exekra.hub.workflows.models import Workflow
+    from exekra.hub.workflows.schemas import NewWorkflow
+
+    async with db.session() as session:
+        if (await session.execute(select(Workflow.id).where(Workflow.name == EXAMPLE_WORKFLOW))).first():
+            return
+    data = NewWorkflow(
+        name=EXAMPLE_WORKFLOW,
+        description="Says hello and reports the runner's Python version.",
+        definition=EXAMPLE_DEFINITION,
+    )
+    summary, _ = await workflows.create_workflow(db, data, SYSTEM, max_definition_bytes=1024 * 1024)
+    await workflows.publish_latest(db, str(summary.workflow.id), SYSTEM)
+
+
+async def _local_runners(db: Any, home: Path, count: int, actor: Any) -> list[dict[str, str]]:
+    """Credentials for runners local-1..N, kept in EXEKRA_HOME (mode 0600) so a restart reuses them."""
+    from sqlalchemy import select
+
+    from exekra.hub.runners import service as runners
+    from exekra.hub.runners.models import Runner
+    from exekra.hub.runners.schemas import NewRunner
+
+    path = home / "local-runners.json"
+    saved: dict[str, dict[str, str]] = json.loads(path.read_text()) if path.exists() else {}
+    result = []
+    for i in range(1, count + 1):
+        name = f"local-{i}"
+        async with db.session() as session:
+            row = (await session.execute(select(Runner).where(Runner.name == name))).scalar_one_or_none()
+        if row is not None and name in saved and saved[name]["machineKey"] == row.machine_key:
+            result.append(saved[name])
+            continue
+        if row is None:
+            registered = await runners.register_runner(db, NewRunner(name=name, type="local", labels=["local"]), actor)
+        else:
+            registered = await runners.regenerate_secret(db, str(row.id), actor)
+        saved[name] = {"name": name, "machineKey": registered.machine_key, "machineSecret": registered.machine_secret}
+        result.append(saved[name])
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(saved, handle)
+    return result
+
+
+def _wait_for_hub(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the hub exited with code {process.returncode}")
+        try:
+            if httpx.get(f"{url}/api/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the hub did not answer on {url} within {timeout:.0f} s")
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """Start everything, print the URL and login, wait for Ctrl-C, stop everything."""
+    settings = get_settings()
+    home = Path(args.home).expanduser() if args.home else settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if port == 0:
+        port = free_port()
+    stack = Stack()
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, _: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        database_url = _database_url(settings, home, stack)
+        redis_url = _redis_url(settings, home, stack)
+        password, runner_credentials = asyncio.run(_prepare(database_url, settings, home, args.runners))
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "EXEKRA_HOME": str(home),
+            "EXEKRA_HOST": host,
+            "EXEKRA_PORT": str(port),
+        }
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        hub = subprocess.Popen([sys.executable, "-m", "exekra.cli", "hub"], env=env)
+        stack.processes.append(hub)
+        url = f"http://{host}:{port}"
+        _wait_for_hub(url, hub)
+        for cred in runner_credentials:
+            runner_env = {
+                **os.environ,
+                "EXEKRA_HUB_URL": url,
+                "EXEKRA_MACHINE_KEY": cred["machineKey"],
+                "EXEKRA_MACHINE_SECRET": cred["machineSecret"],
+            }
+            workdir = home / "runners" / cred["name"]
+            stack.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "exekra.cli", "runner", "--workdir", str(workdir)], env=runner_env
+                )
+            )
+        _say(f"dashboard and API: {url}   (API docs: {url}/api/docs)")
+        if password:
+            _say(f"admin login: {ADMIN_EMAIL} / {password}   (shown once; change it after signing in)")
+        else:
+            _say(f"admin login: {ADMIN_EMAIL} (password as set on first start)")
+        _say(f"{len(runner_credentials)} local runner(s) started; press Ctrl-C to stop everything")
+        while not stopping.is_set():
+            if hub.poll() is not None:
+                _say(f"the hub exited with code {hub.returncode}")
+                return 1
+            stopping.wait(0.5)
+        _say("stopping")
+        return 0
+    except Exception as exc:
+        _say(f"failed: {exc}")
+        return 1
+    finally:
+        stack.stop()
+        _say("stopped")
