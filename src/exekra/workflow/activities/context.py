@@ -1,0 +1,101 @@
+"""What an activity receives besides its params, and helpers to read params."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exekra.workflow.errors import ActivityError
+
+Emit = Callable[[str, str], None]
+"""`emit(level, message)`: level is DEBUG, INFO, WARNING or ERROR."""
+
+RunNodes = Callable[[list[Any], dict[str, Any]], dict[str, Any]]
+"""`run_nodes(nodes, names)`: run raw sub-nodes in order with extra template names; id -> outputs."""
+
+
+@dataclass
+class ActivityContext:
+    """The world of one activity call.
+
+    `cancelled` is set by the engine when the node times out or the workflow is stopped; long-running
+    activities watch it (`should_stop()`, `wait()`) and return or raise promptly, killing what they run.
+    """
+
+    node_id: str
+    workdir: Path
+    emit: Emit
+    timeout: float | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    vars: dict[str, Any] = field(default_factory=dict)
+    run_nodes: RunNodes | None = None
+
+    def should_stop(self) -> bool:
+        """True once the activity must stop (node timeout or workflow stop)."""
+        return self.cancelled.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if the activity must stop (returns as soon as it must)."""
+        return self.cancelled.wait(seconds)
+
+    def path(self, value: str) -> Path:
+        """A path param: absolute as given, relative ones under the workdir."""
+        path = Path(value)
+        return path if path.is_absolute() else self.workdir / path
+
+
+Activity = Callable[[ActivityContext, dict[str, Any]], dict[str, Any]]
+"""An activity: `(ctx, params) -> outputs`, raising `ActivityError` on failure."""
+
+
+def os_errors(activity: Activity) -> Activity:
+    """Decorator: an `OSError` (missing file, no permission...) becomes the node's failure message."""
+
+    @functools.wraps(activity)
+    def wrapper(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return activity(ctx, params)
+        except OSError as exc:
+            raise ActivityError(str(exc)) from None
+
+    return wrapper
+
+
+_MISSING: Any = object()
+_KIND_PHRASES: dict[type, str] = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def param(params: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any = _MISSING) -> Any:
+    """Read one param, checking its type; a missing or null param takes `default` or is an error.
+
+    `float` accepts integers; `int` and `float` never accept booleans.
+    """
+    value = params.get(name)
+    if value is None:
+        if default is _MISSING:
+            raise ActivityError(f"param '{name}' is required")
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not any(_is_kind(value, accepted) for accepted in kinds):
+        phrases = " or ".join(_KIND_PHRASES[accepted] for accepted in kinds)
+        raise ActivityError(f"param '{name}' must be {phrases}")
+    return value
+
+
+def _is_kind(value: object, kind: type) -> bool:
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)

@@ -1,0 +1,268 @@
+"""The workflow engine: runs one definition synchronously inside the runner's worker process.
+
+Nodes run one at a time in topological order (ties by position in the definition). The start node
+runs; every other node runs when an edge into it was taken, i.e. its source ran and the edge has no
+`when` or its `when` equals the source's `result` ("true"/"false" for booleans). Each node runs at
+most once, after all its predecessors have run or been skipped.
+
+Every activity call runs in a worker thread watched by this thread: on the node's timeout or a stop
+request it sets the call's `cancelled` event (subprocess activities then kill their process group)
+and waits up to `CANCEL_GRACE_SECONDS` for the call to end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exekra.workflow.activities import Activity, ActivityContext, load_activities
+from exekra.workflow.activities.context import Emit
+from exekra.workflow.definition import NodeDefinition, WorkflowDefinition, resolve_inputs, validate_definition
+from exekra.workflow.errors import (
+    ActivityError,
+    DefinitionError,
+    ExpressionError,
+    WorkflowError,
+    WorkflowFailed,
+    WorkflowStopped,
+)
+from exekra.workflow.expressions import render
+from exekra.workflow.masking import SecretMasker
+from exekra.workflow.validation import FOREACH_ACTIVITY
+
+CANCEL_GRACE_SECONDS = 5.0
+"""How long a timed-out or stopped activity gets to wind down before the engine moves on without it."""
+_POLL_SECONDS = 0.05
+
+StopCheck = Callable[[], bool]
+
+
+def run_workflow(
+    definition: dict[str, Any],
+    inputs: dict[str, Any],
+    *,
+    execution: dict[str, Any],
+    credentials: dict[str, dict[str, str]],
+    workdir: Path,
+    emit: Emit,
+    should_stop: StopCheck = lambda: False,
+    activities: Mapping[str, Activity] | None = None,
+) -> dict[str, Any]:
+    """Run a workflow to its end and return its rendered `outputs`.
+
+    `execution` is `{id, attempt}` as templates see it; `credentials` maps each credential the
+    definition references to its fields. `emit(level, message)` receives node start/end lines and
+    everything activities log, with every credential value replaced by `***` (the error message and
+    the outputs are masked too); it may be called from several threads, one call at a time.
+    `activities` defaults to `load_activities()`.
+
+    Raises `WorkflowFailed` (its message names the failing node) or `WorkflowStopped` once
+    `should_stop()` turned true and whatever ran was killed.
+    """
+    registry = load_activities() if activities is None else activities
+    masker = SecretMasker(str(value) for fields in credentials.values() for value in fields.values())
+    try:
+        workflow = validate_definition(definition, known_activities=set(registry))
+        resolved_inputs = resolve_inputs(workflow, inputs)
+    except DefinitionError as exc:
+        raise WorkflowFailed(masker.text(f"invalid workflow: {exc}")) from None
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = _Run(
+        workflow=workflow,
+        activities=registry,
+        workdir=workdir,
+        emit=_serialised_masked(emit, masker),
+        masker=masker,
+        globals={"inputs": resolved_inputs, "credentials": credentials, "execution": execution},
+    )
+    run.run_graph(should_stop)
+    try:
+        outputs = render(workflow.outputs, run.names(run.nodes, {}), "outputs")
+    except ExpressionError as exc:
+        raise WorkflowFailed(masker.text(str(exc))) from None
+    return masker.value(outputs)
+
+
+def _serialised_masked(emit: Emit, masker: SecretMasker) -> Emit:
+    lock = threading.Lock()
+
+    def masked(level: str, message: str) -> None:
+        with lock:
+            emit(level, masker.text(message))
+
+    return masked
+
+
+@dataclass
+class _Run:
+    """The state of one run: node outputs (`nodes`), variables (`vars`) and the fixed template names."""
+
+    workflow: WorkflowDefinition
+    activities: Mapping[str, Activity]
+    workdir: Path
+    emit: Emit
+    masker: SecretMasker
+    globals: dict[str, Any]
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    def names(self, scope: dict[str, dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+        """What templates see: inputs, credentials, execution, nodes, vars (+ item/index in a loop)."""
+        return {**self.globals, "nodes": scope, "vars": self.vars, **extra}
+
+    def run_graph(self, stop: StopCheck) -> None:
+        reached = {self.workflow.start_node()}
+        outgoing = self.workflow.edges_from()
+        for node in self.workflow.execution_order():
+            if node.id not in reached:
+                continue
+            branch = _branch(self._run_node(node, self.nodes, {}, stop))
+            reached.update(edge.target for edge in outgoing[node.id] if edge.when in (None, branch))
+
+    def _run_sequence(
+        self, nodes: list[Any], scope: dict[str, dict[str, Any]], extra: dict[str, Any], stop: StopCheck
+    ) -> dict[str, Any]:
+        """Run a foreach body once: sub-nodes in order; their outputs are visible only in this pass."""
+        local = dict(scope)
+        for raw in nodes:
+            node = NodeDefinition.model_validate(raw)
+            self._run_node(node, local, extra, stop)
+        return {node_id: outputs for node_id, outputs in local.items() if node_id not in scope}
+
+    def _run_node(
+        self, node: NodeDefinition, scope: dict[str, dict[str, Any]], extra: dict[str, Any], stop: StopCheck
+    ) -> dict[str, Any]:
+        if stop():
+            raise WorkflowStopped("stopped on request")
+        label = f"node {node.id} ({node.activity})"
+        self.emit("INFO", f"{label} started")
+        started = time.monotonic()
+        try:
+            params = self._params(node, self.names(scope, extra))
+            outputs = self._attempts(node, label, params, scope, stop)
+        except (ActivityError, ExpressionError) as exc:
+            message = f"{label} failed: {exc}"
+            if not node.continue_on_error:
+                self.emit("ERROR", message)
+                raise WorkflowFailed(self.masker.text(message), node.id) from None
+            self.emit("WARNING", f"{message} (continueOnError)")
+            outputs = {**(exc.outputs if isinstance(exc, ActivityError) else {}), "error": str(exc)}
+        else:
+            self.emit("INFO", f"{label} completed in {round((time.monotonic() - started) * 1000)} ms")
+        scope[node.id] = outputs
+        return outputs
+
+    def _params(self, node: NodeDefinition, names: dict[str, Any]) -> dict[str, Any]:
+        """Rendered params; a foreach's `nodes` stay raw, they are rendered per item when they run."""
+        return {
+            key: value
+            if node.activity == FOREACH_ACTIVITY and key == "nodes"
+            else render(value, names, f"node '{node.id}': params.{key}")
+            for key, value in node.params.items()
+        }
+
+    def _attempts(
+        self,
+        node: NodeDefinition,
+        label: str,
+        params: dict[str, Any],
+        scope: dict[str, dict[str, Any]],
+        stop: StopCheck,
+    ) -> dict[str, Any]:
+        """Call the activity, retrying failures `retries` times with a doubling delay."""
+        attempt = 1
+        while True:
+            try:
+                return self._call(node, label, params, scope, stop)
+            except ActivityError as exc:
+                if attempt > node.retries:
+                    raise
+                delay = node.retry_delay_seconds * 2 ** (attempt - 1)
+                self.emit(
+                    "WARNING",
+                    f"{label} attempt {attempt} of {node.retries + 1} failed: {exc}; retrying in {delay:g} s",
+                )
+                if _sleep(delay, stop):
+                    raise WorkflowStopped("stopped on request") from None
+                attempt += 1
+
+    def _call(
+        self,
+        node: NodeDefinition,
+        label: str,
+        params: dict[str, Any],
+        scope: dict[str, dict[str, Any]],
+        stop: StopCheck,
+    ) -> dict[str, Any]:
+        """One activity call in a worker thread, cancelled on timeout or stop."""
+        ctx = ActivityContext(
+            node_id=node.id, workdir=self.workdir, emit=self.emit, timeout=node.timeout_seconds, vars=self.vars
+        )
+        ctx.run_nodes = lambda nodes, extra: self._run_sequence(nodes, scope, extra, ctx.should_stop)
+        activity = self.activities[node.activity]
+        outcome: list[object] = []
+        worker = threading.Thread(
+            target=lambda: outcome.append(_outcome(activity, ctx, params)), name=f"exekra-{node.id}", daemon=True
+        )
+        worker.start()
+        deadline = None if node.timeout_seconds is None else time.monotonic() + node.timeout_seconds
+        while True:
+            remaining = _POLL_SECONDS if deadline is None else deadline - time.monotonic()
+            worker.join(max(0.0, min(_POLL_SECONDS, remaining)))
+            if not worker.is_alive():
+                return _outputs(outcome[0])
+            if stop():
+                self._cancel(ctx, worker, label)
+                self.emit("WARNING", f"{label} stopped")
+                raise WorkflowStopped("stopped on request")
+            if deadline is not None and time.monotonic() >= deadline:
+                self._cancel(ctx, worker, label)
+                raise ActivityError(f"timed out after {node.timeout_seconds:g} s")
+
+    def _cancel(self, ctx: ActivityContext, worker: threading.Thread, label: str) -> None:
+        ctx.cancelled.set()
+        worker.join(CANCEL_GRACE_SECONDS)
+        if worker.is_alive():
+            self.emit("WARNING", f"{label} did not end within {CANCEL_GRACE_SECONDS:g} s of being cancelled")
+
+
+def _outcome(activity: Activity, ctx: ActivityContext, params: dict[str, Any]) -> object:
+    """The activity's outputs, or the exception it raised (handed to the watching thread)."""
+    try:
+        return activity(ctx, params)
+    except BaseException as exc:  # even SystemExit from a plugin only fails its node
+        return exc
+
+
+def _outputs(outcome: object) -> dict[str, Any]:
+    if isinstance(outcome, ActivityError):
+        raise outcome
+    if isinstance(outcome, WorkflowError):  # a foreach's sub-node failed
+        raise ActivityError(str(outcome)) from outcome
+    if isinstance(outcome, BaseException):
+        raise ActivityError(f"{type(outcome).__name__}: {outcome}") from outcome
+    if not isinstance(outcome, dict):
+        raise ActivityError(f"activity returned {type(outcome).__name__} instead of an object")
+    return outcome
+
+
+def _branch(outputs: dict[str, Any]) -> str | None:
+    """The value edges' `when` is compared with: the node's `result` as text, booleans as true/false."""
+    result = outputs.get("result")
+    if isinstance(result, bool):
+        return "true" if result else "false"
+    return None if result is None else str(result)
+
+
+def _sleep(seconds: float, stop: StopCheck) -> bool:
+    """Sleep up to `seconds`; True as soon as `stop()` is true."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if stop():
+            return True
+        time.sleep(min(remaining, _POLL_SECONDS))
+    return stop()

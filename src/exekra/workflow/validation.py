@@ -1,0 +1,274 @@
+"""The rules of a valid workflow definition, checked on raw JSON data so that every problem is found.
+
+Each problem is an exact human message; indexes in messages (`node 3`, `edge 2`) count from 1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from exekra.workflow.expressions import syntax_problem
+
+FOREACH_ACTIVITY = "control.foreach"
+"""The activity whose `params.nodes` holds a nested list of nodes, run in order for each item."""
+IF_ACTIVITY = "control.if"
+MAX_RETRIES = 10
+
+_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+_ID_RULE = "letters, digits, '_' and '-', starting with a letter or '_', at most 64 characters"
+_DEFINITION_FIELDS = ("inputs", "nodes", "edges", "outputs", "start")
+_NODE_FIELDS = ("id", "activity", "params", "timeoutSeconds", "retries", "retryDelaySeconds", "continueOnError")
+_EDGE_FIELDS = ("from", "to", "when")
+_INPUT_FIELDS = ("type", "required", "default", "description")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# JSON type name -> (phrase for messages, test)
+INPUT_TYPES: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "string": ("a string", lambda value: isinstance(value, str)),
+    "integer": ("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool)),
+    "number": ("a number", _is_number),
+    "boolean": ("a boolean", lambda value: isinstance(value, bool)),
+    "object": ("an object", lambda value: isinstance(value, dict)),
+    "array": ("an array", lambda value: isinstance(value, list)),
+}
+
+
+# Node option -> (test, what it must be)
+_NODE_OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "timeoutSeconds": (lambda value: _is_number(value) and value > 0, "a number greater than 0"),
+    "retries": (
+        lambda value: INPUT_TYPES["integer"][1](value) and 0 <= value <= MAX_RETRIES,
+        f"an integer from 0 to {MAX_RETRIES}",
+    ),
+    "retryDelaySeconds": (lambda value: _is_number(value) and value >= 0, "a number >= 0"),
+    "continueOnError": (lambda value: isinstance(value, bool), "a boolean"),
+}
+
+
+def find_problems(data: object, known_activities: set[str] | None) -> list[str]:
+    """Every problem of a raw definition, in a stable order (empty when it is valid)."""
+    validator = _Validator(known_activities)
+    validator.check(data)
+    return validator.problems
+
+
+def walk_strings(value: object, where: str) -> Iterator[tuple[str, str]]:
+    """Every string inside `value` with its path (`where.key[0]`), dicts and lists walked."""
+    if isinstance(value, str):
+        yield value, where
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk_strings(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from walk_strings(item, f"{where}[{index}]")
+
+
+def _cycles(node_ids: list[str], successors: dict[str, list[str]]) -> list[list[str]]:
+    """One cycle per back edge found by a depth-first walk, e.g. `["a", "b", "a"]`."""
+    on_path, done = set(), set()
+    cycles: list[list[str]] = []
+    for root in node_ids:
+        if root in done:
+            continue
+        path, pending = [root], [iter(successors[root])]
+        on_path.add(root)
+        while pending:
+            following = next(pending[-1], None)
+            if following is None:
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                pending.pop()
+            elif following in on_path:
+                cycles.append([*path[path.index(following) :], following])
+            elif following not in done:
+                on_path.add(following)
+                path.append(following)
+                pending.append(iter(successors[following]))
+    return cycles
+
+
+class _Validator:
+    """Walks raw definition data and records every problem."""
+
+    def __init__(self, known_activities: set[str] | None) -> None:
+        self.known_activities = known_activities
+        self.problems: list[str] = []
+        self.seen_ids: set[str] = set()
+
+    def check(self, data: object) -> None:
+        if not isinstance(data, dict):
+            self.problems.append("definition must be an object")
+            return
+        self._unknown_fields(data, _DEFINITION_FIELDS, "definition")
+        activities = self._node_list(data.get("nodes"), "nodes", "node")
+        edges = self._edges(data.get("edges", []), activities)
+        self._graph(list(activities), edges, start_given="start" in data)
+        if "start" in data:
+            self._start(data["start"], activities)
+        self._inputs(data.get("inputs", {}))
+        self._outputs(data.get("outputs", {}))
+
+    def _unknown_fields(self, item: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+        self.problems.extend(f"{where}: unknown field '{key}'" for key in item if key not in allowed)
+
+    def _templates(self, value: object, where: str) -> None:
+        for text, path in walk_strings(value, where):
+            problem = syntax_problem(text)
+            if problem:
+                self.problems.append(f"{path}: {problem}")
+
+    def _node_list(self, nodes: object, where: str, label: str) -> dict[str, str | None]:
+        """Check a list of nodes; return id -> activity for the nodes whose id is valid and unique."""
+        if not isinstance(nodes, list) or not nodes:
+            self.problems.append(f"{where} must be a non-empty list")
+            return {}
+        activities: dict[str, str | None] = {}
+        for index, node in enumerate(nodes, start=1):
+            if not isinstance(node, dict):
+                self.problems.append(f"{label} {index}: must be an object")
+                continue
+            node_id = self._node_id(node, f"{label} {index}")
+            activity = self._node(node, f"node '{node_id}'" if node_id else f"{label} {index}")
+            if node_id:
+                activities[node_id] = activity
+        return activities
+
+    def _node_id(self, node: dict[str, Any], label: str) -> str | None:
+        if "id" not in node:
+            self.problems.append(f"{label}: missing id")
+            return None
+        node_id = node["id"]
+        if not isinstance(node_id, str) or not _ID.fullmatch(node_id):
+            self.problems.append(f"{label}: invalid id {node_id!r} ({_ID_RULE})")
+            return None
+        if node_id in self.seen_ids:
+            self.problems.append(f"{label}: duplicate id '{node_id}'")
+            return None
+        self.seen_ids.add(node_id)
+        return node_id
+
+    def _node(self, node: dict[str, Any], where: str) -> str | None:
+        """Check one node's fields; return its activity name when it is a string."""
+        self._unknown_fields(node, _NODE_FIELDS, where)
+        activity = node.get("activity")
+        if "activity" not in node:
+            self.problems.append(f"{where}: missing activity")
+        elif not isinstance(activity, str) or not activity:
+            self.problems.append(f"{where}: activity must be a non-empty string")
+        elif self.known_activities is not None and activity not in self.known_activities:
+            self.problems.append(f"{where}: unknown activity '{activity}'")
+        self._options(node, where)
+        self._params(node.get("params", {}), where, activity)
+        return activity if isinstance(activity, str) else None
+
+    def _options(self, node: dict[str, Any], where: str) -> None:
+        for key, (accepts, phrase) in _NODE_OPTION_RULES.items():
+            if key in node and not accepts(node[key]):
+                self.problems.append(f"{where}: {key} must be {phrase}")
+
+    def _params(self, params: object, where: str, activity: object) -> None:
+        if not isinstance(params, dict):
+            self.problems.append(f"{where}: params must be an object")
+            return
+        nests_nodes = activity == FOREACH_ACTIVITY
+        for key, value in params.items():
+            if not (nests_nodes and key == "nodes"):
+                self._templates(value, f"{where}: params.{key}")
+        if nests_nodes:
+            if "items" not in params:
+                self.problems.append(f"{where}: params.items is required")
+            self._node_list(params.get("nodes"), f"{where}: params.nodes", f"{where}: sub-node")
+
+    def _edges(self, edges: object, activities: dict[str, str | None]) -> list[tuple[str, str]]:
+        """Check the edges; return (from, to) of those whose both ends exist."""
+        if not isinstance(edges, list):
+            self.problems.append("edges must be a list")
+            return []
+        valid: list[tuple[str, str]] = []
+        for index, edge in enumerate(edges, start=1):
+            label = f"edge {index}"
+            if not isinstance(edge, dict):
+                self.problems.append(f"{label}: must be an object")
+                continue
+            self._unknown_fields(edge, _EDGE_FIELDS, label)
+            source, target = (self._edge_end(edge, key, label, activities) for key in ("from", "to"))
+            when = edge.get("when")
+            if "when" in edge and not isinstance(when, str):
+                self.problems.append(f"{label}: when must be a string")
+            elif when is not None and source and activities[source] == IF_ACTIVITY and when not in ("true", "false"):
+                self.problems.append(f'{label}: when must be "true" or "false" after control.if node \'{source}\'')
+            if source and target:
+                valid.append((source, target))
+        return valid
+
+    def _edge_end(self, edge: dict[str, Any], key: str, label: str, activities: dict[str, str | None]) -> str | None:
+        if key not in edge:
+            self.problems.append(f"{label}: missing '{key}'")
+            return None
+        node_id = edge[key]
+        if not isinstance(node_id, str):
+            self.problems.append(f"{label}: '{key}' must be a string")
+            return None
+        if node_id not in activities:
+            self.problems.append(f"{label}: node '{node_id}' does not exist")
+            return None
+        return node_id
+
+    def _graph(self, node_ids: list[str], edges: list[tuple[str, str]], *, start_given: bool) -> None:
+        successors: dict[str, list[str]] = {node_id: [] for node_id in node_ids}
+        for source, target in edges:
+            if target not in successors[source]:
+                successors[source].append(target)
+        for cycle in _cycles(node_ids, successors):
+            self.problems.append(f"graph has a cycle: {' -> '.join(cycle)}")
+        targets = {target for _, target in edges}
+        roots = [node_id for node_id in node_ids if node_id not in targets]
+        if len(roots) > 1 and not start_given:
+            self.problems.append(f'more than one start node: {", ".join(roots)} (set "start")')
+
+    def _start(self, start: object, activities: dict[str, str | None]) -> None:
+        if not isinstance(start, str):
+            self.problems.append("start must be a string")
+        elif start not in activities:
+            self.problems.append(f"start: node '{start}' does not exist")
+
+    def _inputs(self, inputs: object) -> None:
+        if not isinstance(inputs, dict):
+            self.problems.append("inputs must be an object")
+            return
+        for name, spec in inputs.items():
+            where = f"input '{name}'"
+            if not (isinstance(name, str) and _ID.fullmatch(name)):
+                self.problems.append(f"{where}: invalid name ({_ID_RULE})")
+            if not isinstance(spec, dict):
+                self.problems.append(f"{where}: must be an object")
+                continue
+            self._unknown_fields(spec, _INPUT_FIELDS, where)
+            self._input_spec(spec, where)
+
+    def _input_spec(self, spec: dict[str, Any], where: str) -> None:
+        kind = spec.get("type")
+        if "type" not in spec:
+            self.problems.append(f"{where}: missing type")
+        elif not isinstance(kind, str) or kind not in INPUT_TYPES:
+            self.problems.append(f"{where}: type must be one of {', '.join(INPUT_TYPES)}")
+        elif spec.get("default") is not None and not INPUT_TYPES[kind][1](spec["default"]):
+            self.problems.append(f"{where}: default must be {INPUT_TYPES[kind][0]}")
+        if "required" in spec and not isinstance(spec["required"], bool):
+            self.problems.append(f"{where}: required must be a boolean")
+        if "description" in spec and not isinstance(spec["description"], str):
+            self.problems.append(f"{where}: description must be a string")
+
+    def _outputs(self, outputs: object) -> None:
+        if not isinstance(outputs, dict):
+            self.problems.append("outputs must be an object")
+            return
+        self._templates(outputs, "outputs")

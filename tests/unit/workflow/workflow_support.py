@@ -1,0 +1,85 @@
+"""Helpers for the workflow tests: definitions in a line, a recording runner, an activity context."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from exekra.workflow import run_workflow
+from exekra.workflow.activities import ActivityContext
+
+
+def chain(*nodes: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A definition running `nodes` one after the other (plus any other top-level fields)."""
+    edges = [{"from": a["id"], "to": b["id"]} for a, b in itertools.pairwise(nodes)]
+    return {"nodes": list(nodes), "edges": edges, **fields}
+
+
+def process_gone(pid: int, within: float = 2.0) -> bool:
+    """True once the process has ended (a zombie left for an absent reaper counts as ended).
+
+    A SIGKILL takes effect asynchronously, so this polls for up to `within` seconds.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
+class WorkflowRun:
+    """Runs workflows in a workdir and records every emitted log line."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.lines: list[tuple[str, str]] = []
+        self.on_emit: Callable[[str, str], None] = lambda level, message: None
+
+    def emit(self, level: str, message: str) -> None:
+        self.lines.append((level, message))
+        self.on_emit(level, message)
+
+    @property
+    def messages(self) -> list[str]:
+        return [message for _, message in self.lines]
+
+    def __call__(
+        self,
+        definition: dict[str, Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        credentials: dict[str, dict[str, str]] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> dict[str, Any]:
+        return run_workflow(
+            definition,
+            inputs or {},
+            execution={"id": "exec-1", "attempt": 2},
+            credentials=credentials or {},
+            workdir=self.workdir,
+            emit=self.emit,
+            should_stop=should_stop,
+        )
+
+
+class ActivityCall:
+    """An `ActivityContext` in a temporary workdir that records emitted lines."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self.on_emit: Callable[[str, str], None] = lambda level, message: None
+        self.ctx = ActivityContext(node_id="step", workdir=workdir, emit=self._emit)
+
+    def _emit(self, level: str, message: str) -> None:
+        self.lines.append((level, message))
+        self.on_emit(level, message)
