@@ -1,0 +1,53 @@
+"""Routes: the credential store (ADMIN, DEVELOPER). Responses carry field names, never values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from exekra.hub.credentials import service
+from exekra.hub.credentials.schemas import CredentialPatch, NewCredential, credential_to_api
+from exekra.hub.deps import DeveloperUser, HubDep, Paging
+
+router = APIRouter(prefix="/api/credentials", tags=["credentials"])
+
+
+@router.get("")
+async def list_credentials(user: DeveloperUser, hub: HubDep, paging: Paging) -> dict[str, Any]:
+    views, total = await service.list_credentials(hub.db, hub.secret_key, offset=paging.offset, limit=paging.limit)
+    return {
+        "credentials": [credential_to_api(*view) for view in views],
+        "total": total,
+        "page": paging.page,
+        "limit": paging.limit,
+        "nextCursor": None,
+    }
+
+
+@router.post("", status_code=201)
+async def create_credential(body: NewCredential, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
+    """Store a credential; its field values are encrypted and never returned."""
+    view = await service.create_credential(hub.db, hub.secret_key, body, user.actor)
+    return {"credential": credential_to_api(*view)}
+
+
+@router.get("/{credential_id}")
+async def get_credential(credential_id: str, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
+    view = await service.get_credential(hub.db, hub.secret_key, credential_id)
+    return {"credential": credential_to_api(*view)}
+
+
+@router.patch("/{credential_id}")
+async def update_credential(
+    credential_id: str, body: CredentialPatch, user: DeveloperUser, hub: HubDep
+) -> dict[str, Any]:
+    """Rename, change the type, or replace all fields."""
+    view = await service.update_credential(hub.db, hub.secret_key, credential_id, body, user.actor)
+    return {"credential": credential_to_api(*view)}
+
+
+@router.delete("/{credential_id}")
+async def delete_credential(credential_id: str, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
+    await service.delete_credential(hub.db, credential_id, user.actor)
+    return {"ok": True}

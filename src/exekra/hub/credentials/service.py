@@ -1,0 +1,116 @@
+"""The credential store: fields are encrypted before they reach the database and never leave it in an
+API response; only the runner protocol gets them decrypted (`credential_for_runner`).
+
+Functions that read or write fields take the hub's secret key (`hub.secret_key`); the AES key is derived
+from it (`crypto.credentials_key`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exekra.db.session import Database
+from exekra.hub.audit import service as audit
+from exekra.hub.audit.service import Actor
+from exekra.hub.credentials.crypto import DecryptionFailed, credentials_key, decrypt_fields, encrypt_fields
+from exekra.hub.credentials.models import Credential
+from exekra.hub.credentials.schemas import CredentialPatch, NewCredential
+from exekra.hub.errors import Conflict, NotFound
+from exekra.hub.lookup import get_or_404
+
+CredentialView = tuple[Credential, list[str] | None]
+"""A credential with the sorted names of its fields (None when they no longer decrypt)."""
+
+
+def _seal(secret_key: bytes, fields: dict[str, str]) -> bytes:
+    return encrypt_fields(credentials_key(secret_key), fields)
+
+
+def _view(secret_key: bytes, credential: Credential) -> CredentialView:
+    try:
+        return credential, sorted(decrypt_fields(credentials_key(secret_key), credential.encrypted_fields))
+    except DecryptionFailed:
+        return credential, None
+
+
+async def _flush_named(session: AsyncSession, name: str) -> None:
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"A credential named {name!r} already exists") from None
+
+
+async def create_credential(db: Database, secret_key: bytes, data: NewCredential, actor: Actor) -> CredentialView:
+    """Store a credential with its fields encrypted; a taken name is a conflict."""
+    credential = Credential(name=data.name, type=data.type, encrypted_fields=_seal(secret_key, data.fields))
+    async with db.transaction() as session:
+        session.add(credential)
+        await _flush_named(session, data.name)
+        details = {"name": credential.name, "type": credential.type, "fieldNames": sorted(data.fields)}
+        await audit.record(session, actor, "credential.create", "credential", credential.id, details)
+    return credential, sorted(data.fields)
+
+
+async def list_credentials(
+    db: Database, secret_key: bytes, *, offset: int, limit: int
+) -> tuple[list[CredentialView], int]:
+    """A page of credentials by name, with the total count."""
+    async with db.session() as session:
+        total = (await session.execute(select(func.count()).select_from(Credential))).scalar_one()
+        rows = await session.execute(select(Credential).order_by(Credential.name).offset(offset).limit(limit))
+        credentials = list(rows.scalars())
+    return [_view(secret_key, c) for c in credentials], int(total)
+
+
+async def get_credential(db: Database, secret_key: bytes, credential_id: str) -> CredentialView:
+    async with db.session() as session:
+        credential = await get_or_404(session, Credential, credential_id, "credential")
+    return _view(secret_key, credential)
+
+
+async def update_credential(
+    db: Database, secret_key: bytes, credential_id: str, patch: CredentialPatch, actor: Actor
+) -> CredentialView:
+    """Rename, retype, or replace all fields (re-encrypted under a new nonce)."""
+    details: dict[str, Any] = {"changed": sorted(patch.model_fields_set)}
+    async with db.transaction() as session:
+        credential = await get_or_404(session, Credential, credential_id, "credential", for_update=True)
+        if patch.name is not None:
+            credential.name = patch.name
+        if patch.type is not None:
+            credential.type = patch.type
+        if patch.fields is not None:
+            credential.encrypted_fields = _seal(secret_key, patch.fields)
+            details["fieldNames"] = sorted(patch.fields)
+        credential.updated_at = func.now()
+        await _flush_named(session, credential.name)
+        await session.refresh(credential, ["updated_at"])
+        details["name"] = credential.name
+        await audit.record(session, actor, "credential.update", "credential", credential.id, details)
+    return _view(secret_key, credential)
+
+
+async def delete_credential(db: Database, credential_id: str, actor: Actor) -> None:
+    async with db.transaction() as session:
+        credential = await get_or_404(session, Credential, credential_id, "credential", for_update=True)
+        await session.delete(credential)
+        await audit.record(session, actor, "credential.delete", "credential", credential.id, {"name": credential.name})
+
+
+async def credential_for_runner(session: AsyncSession, secret_key: bytes, name: str) -> dict[str, Any]:
+    """`{name, type, fields}` with the fields decrypted, for delivery to the runner of an execution.
+
+    NotFound for an unknown name; Conflict when the fields no longer decrypt with the hub's key.
+    """
+    credential = (await session.execute(select(Credential).where(Credential.name == name))).scalar_one_or_none()
+    if credential is None:
+        raise NotFound(f"credential {name} not found")
+    try:
+        fields = decrypt_fields(credentials_key(secret_key), credential.encrypted_fields)
+    except DecryptionFailed:
+        raise Conflict(f"credential {name} cannot be decrypted: was the hub's secret key changed?") from None
+    return {"name": credential.name, "type": credential.type, "fields": fields}

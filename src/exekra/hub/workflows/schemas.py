@@ -1,0 +1,130 @@
+"""Workflow request bodies and the API shapes of workflows and versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from exekra.hub.schemas import ApiModel
+from exekra.hub.workflows.models import Workflow, WorkflowVersion
+
+EXPORT_FORMAT = "exekra.workflow/v1"
+
+Label = Annotated[str, Field(min_length=1, max_length=100)]
+Labels = Annotated[list[Label], Field(max_length=50)]
+Priority = Annotated[int, Field(ge=0, le=9)]
+TimeoutSeconds = Annotated[int, Field(ge=1, le=30 * 86400)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=10_000)]
+RunnerType = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class NewWorkflow(ApiModel):
+    """A workflow's settings with the definition of its first draft."""
+
+    name: Name
+    description: Description = ""
+    definition: dict[str, Any]
+    runner_type: RunnerType | None = None
+    labels: Labels = []
+    priority: Priority = 5
+    timeout_seconds: TimeoutSeconds | None = None
+
+
+class WorkflowPatch(ApiModel):
+    """Settings to change; a field left out is kept, `runnerType`/`timeoutSeconds` may be set to null."""
+
+    name: Name | None = None
+    description: Description | None = None
+    runner_type: RunnerType | None = None
+    labels: Labels | None = None
+    priority: Priority | None = None
+    timeout_seconds: TimeoutSeconds | None = None
+    archived: bool | None = None
+
+    @model_validator(mode="after")
+    def _required_fields_not_null(self) -> WorkflowPatch:
+        nullable = {"runner_type", "timeout_seconds"}
+        for name in self.model_fields_set - nullable:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null")
+        return self
+
+
+class NewVersion(ApiModel):
+    definition: dict[str, Any]
+
+
+class WorkflowImport(NewWorkflow):
+    """An export document (`GET /api/workflows/{id}/export`), bare or still wrapped in `{"export": ...}`."""
+
+    format: Literal["exekra.workflow/v1"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, data: Any) -> Any:
+        if isinstance(data, dict) and set(data) == {"export"} and isinstance(data["export"], dict):
+            return data["export"]
+        return data
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """A workflow with the numbers of its latest and published versions (and, for detail, its history)."""
+
+    workflow: Workflow
+    latest_version: int
+    published_version: int | None
+    versions: list[WorkflowVersion] = field(default_factory=list)
+
+
+def workflow_to_api(summary: WorkflowSummary, *, with_versions: bool = False) -> dict[str, Any]:
+    w = summary.workflow
+    shape: dict[str, Any] = {
+        "id": str(w.id),
+        "name": w.name,
+        "description": w.description,
+        "runnerType": w.runner_type,
+        "labels": list(w.labels),
+        "priority": w.priority,
+        "timeoutSeconds": w.timeout_seconds,
+        "archived": w.archived,
+        "publishedVersion": summary.published_version,
+        "latestVersion": summary.latest_version,
+        "createdAt": w.created_at,
+        "updatedAt": w.updated_at,
+    }
+    if with_versions:
+        shape["versions"] = [version_to_api(v, with_definition=False) for v in summary.versions]
+    return shape
+
+
+def version_to_api(version: WorkflowVersion, *, with_definition: bool = True) -> dict[str, Any]:
+    shape: dict[str, Any] = {
+        "id": str(version.id),
+        "workflowId": str(version.workflow_id),
+        "number": version.number,
+        "published": version.published,
+        "publishedAt": version.published_at,
+        "createdBy": None if version.created_by is None else str(version.created_by),
+        "createdAt": version.created_at,
+    }
+    if with_definition:
+        shape["definition"] = version.definition
+    return shape
+
+
+def export_to_api(workflow: Workflow, version: WorkflowVersion) -> dict[str, Any]:
+    """The portable document that `POST /api/workflows/import` accepts on another hub."""
+    return {
+        "format": EXPORT_FORMAT,
+        "name": workflow.name,
+        "description": workflow.description,
+        "runnerType": workflow.runner_type,
+        "labels": list(workflow.labels),
+        "priority": workflow.priority,
+        "timeoutSeconds": workflow.timeout_seconds,
+        "definition": version.definition,
+    }

@@ -1,0 +1,347 @@
+"""Workflows and their versions: create, edit settings, save drafts, publish, export and import."""
+
+from __future__ import annotations
+
+import uuid
+from functools import lru_cache
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+
+from exekra.db.session import Database
+from exekra.hub.audit import service as audit
+from exekra.hub.audit.service import Actor
+from exekra.hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from exekra.hub.lookup import get_or_404
+from exekra.hub.workflows.models import Workflow, WorkflowVersion
+from exekra.hub.workflows.schemas import NewWorkflow, WorkflowImport, WorkflowPatch, WorkflowSummary
+from exekra.workflow.activities import load_activities
+from exekra.workflow.definition import validate_definition
+from exekra.workflow.errors import DefinitionError
+
+ImportMode = Literal["create", "new-version"]
+
+
+@lru_cache(maxsize=1)
+def _known_activities() -> frozenset[str]:
+    # Scanning entry points takes milliseconds; plugins are read once per hub process.
+    return frozenset(load_activities())
+
+
+def _invalid(problems: list[str]) -> ValidationFailed:
+    return ValidationFailed(f"Invalid definition: {problems[0]}", details={"problems": problems})
+
+
+def check_definition(definition: dict[str, Any], *, max_bytes: int) -> None:
+    """Refuse a definition over `max_bytes` (as compact JSON) with 413, or an invalid one with 422
+    whose details list every problem."""
+    try:
+        size = len(orjson.dumps(definition))
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits, which JSONB storage cannot take
+        raise _invalid([f"definition: {exc}"]) from None
+    if size > max_bytes:
+        raise PayloadTooLarge(f"The definition is {size} bytes; the limit is {max_bytes}")
+    try:
+        validate_definition(definition, known_activities=set(_known_activities()))
+    except DefinitionError as exc:
+        raise _invalid(exc.problems or [str(exc)]) from None
+
+
+def _user_id(actor: Actor) -> uuid.UUID | None:
+    return uuid.UUID(actor.id) if actor.type == "USER" and actor.id else None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def _summaries(session: AsyncSession, workflows: list[Workflow]) -> list[WorkflowSummary]:
+    """Attach the latest and published version numbers to each workflow."""
+    ids = [w.id for w in workflows]
+    numbers: dict[uuid.UUID, tuple[int, int | None]] = {}
+    if ids:
+        rows = await session.execute(
+            select(
+                WorkflowVersion.workflow_id,
+                func.max(WorkflowVersion.number),
+                func.max(WorkflowVersion.number).filter(WorkflowVersion.published),
+            )
+            .where(WorkflowVersion.workflow_id.in_(ids))
+            .group_by(WorkflowVersion.workflow_id)
+        )
+        numbers = {workflow_id: (latest, published) for workflow_id, latest, published in rows}
+    return [WorkflowSummary(w, *numbers.get(w.id, (0, None))) for w in workflows]
+
+
+async def _summary(session: AsyncSession, workflow: Workflow) -> WorkflowSummary:
+    return (await _summaries(session, [workflow]))[0]
+
+
+async def list_workflows(
+    db: Database, *, offset: int, limit: int, search: str | None, archived: bool
+) -> tuple[list[WorkflowSummary], int]:
+    """A page of workflows by name, matching `search` in name or description, with the total count."""
+    query = select(Workflow).where(Workflow.archived == archived)
+    if search:
+        pattern = f"%{_escape_like(search)}%"
+        query = query.where(
+            Workflow.name.ilike(pattern, escape="\\") | Workflow.description.ilike(pattern, escape="\\")
+        )
+    async with db.session() as session:
+        total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+        rows = await session.execute(query.order_by(Workflow.name, Workflow.id).offset(offset).limit(limit))
+        return await _summaries(session, list(rows.scalars())), int(total)
+
+
+async def get_workflow(db: Database, workflow_id: str) -> WorkflowSummary:
+    """A workflow with its versions, newest first (definitions are not loaded)."""
+    async with db.session() as session:
+        workflow = await get_or_404(session, Workflow, workflow_id, "workflow")
+        rows = await session.execute(
+            select(WorkflowVersion)
+            .options(defer(WorkflowVersion.definition))
+            .where(WorkflowVersion.workflow_id == workflow.id)
+            .order_by(WorkflowVersion.number.desc())
+        )
+        versions = list(rows.scalars())
+    published = next((v.number for v in versions if v.published), None)
+    return WorkflowSummary(workflow, versions[0].number if versions else 0, published, versions)
+
+
+async def _insert_workflow(session: AsyncSession, data: NewWorkflow, actor: Actor) -> Workflow:
+    workflow = Workflow(
+        name=data.name,
+        description=data.description,
+        runner_type=data.runner_type,
+        labels=data.labels,
+        priority=data.priority,
+        timeout_seconds=data.timeout_seconds,
+        created_by=_user_id(actor),
+    )
+    session.add(workflow)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"A workflow named {data.name!r} already exists") from None
+    return workflow
+
+
+async def _add_version(
+    session: AsyncSession, workflow: Workflow, definition: dict[str, Any], actor: Actor
+) -> WorkflowVersion:
+    """Append a draft numbered after the newest; the caller holds the workflow row's lock."""
+    latest = (
+        await session.execute(
+            select(func.max(WorkflowVersion.number)).where(WorkflowVersion.workflow_id == workflow.id)
+        )
+    ).scalar_one()
+    version = WorkflowVersion(
+        workflow_id=workflow.id, number=(latest or 0) + 1, definition=definition, created_by=_user_id(actor)
+    )
+    session.add(version)
+    await session.flush()
+    return version
+
+
+async def _touch(session: AsyncSession, workflow: Workflow) -> None:
+    """Set `updatedAt` from the database clock and load the new value."""
+    workflow.updated_at = func.now()
+    await session.flush()
+    await session.refresh(workflow, ["updated_at"])
+
+
+async def create_workflow(
+    db: Database, data: NewWorkflow, actor: Actor, *, max_definition_bytes: int
+) -> tuple[WorkflowSummary, WorkflowVersion]:
+    """Create a workflow with version 1 as a draft; a taken name is a conflict."""
+    check_definition(data.definition, max_bytes=max_definition_bytes)
+    async with db.transaction() as session:
+        workflow = await _insert_workflow(session, data, actor)
+        version = await _add_version(session, workflow, data.definition, actor)
+        await audit.record(session, actor, "workflow.create", "workflow", workflow.id, {"name": workflow.name})
+    return WorkflowSummary(workflow, version.number, None), version
+
+
+async def update_workflow(db: Database, workflow_id: str, patch: WorkflowPatch, actor: Actor) -> WorkflowSummary:
+    """Change the settings the patch names (never the versions); a taken name is a conflict."""
+    async with db.transaction() as session:
+        workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
+        if patch.model_fields_set:
+            for name, value in patch.model_dump(include=patch.model_fields_set).items():
+                setattr(workflow, name, value)
+            try:
+                await _touch(session, workflow)
+            except IntegrityError:
+                raise Conflict(f"A workflow named {patch.name!r} already exists") from None
+            changes = patch.model_dump(include=patch.model_fields_set, by_alias=True)
+            await audit.record(session, actor, "workflow.update", "workflow", workflow.id, changes)
+        return await _summary(session, workflow)
+
+
+async def archive_workflow(db: Database, workflow_id: str, actor: Actor) -> WorkflowSummary:
+    """Archive a workflow: it keeps its history but gets no new executions. Archiving twice is a no-op."""
+    async with db.transaction() as session:
+        workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
+        if not workflow.archived:
+            workflow.archived = True
+            await _touch(session, workflow)
+            await audit.record(session, actor, "workflow.archive", "workflow", workflow.id, {"name": workflow.name})
+        return await _summary(session, workflow)
+
+
+async def create_version(
+    db: Database, workflow_id: str, definition: dict[str, Any], actor: Actor, *, max_definition_bytes: int
+) -> WorkflowVersion:
+    """Save a new draft, numbered one after the newest version."""
+    check_definition(definition, max_bytes=max_definition_bytes)
+    async with db.transaction() as session:
+        workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
+        version = await _add_version(session, workflow, definition, actor)
+        await _touch(session, workflow)
+        await audit.record(
+            session, actor, "workflow.version.create", "workflow", workflow.id, {"version": version.number}
+        )
+    return version
+
+
+async def list_versions(
+    db: Database, workflow_id: str, *, offset: int, limit: int
+) -> tuple[list[WorkflowVersion], int]:
+    """A page of a workflow's versions, newest first, without definitions."""
+    async with db.session() as session:
+        workflow = await get_or_404(session, Workflow, workflow_id, "workflow")
+        total = (
+            await session.execute(
+                select(func.count()).select_from(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow.id)
+            )
+        ).scalar_one()
+        rows = await session.execute(
+            select(WorkflowVersion)
+            .options(defer(WorkflowVersion.definition))
+            .where(WorkflowVersion.workflow_id == workflow.id)
+            .order_by(WorkflowVersion.number.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return list(rows.scalars()), int(total)
+
+
+async def get_version(db: Database, workflow_id: str, number: str) -> WorkflowVersion:
+    """One version, with its definition; a number that is not a positive integer is simply not found."""
+    async with db.session() as session:
+        workflow = await get_or_404(session, Workflow, workflow_id, "workflow")
+        version = None
+        if number.isdigit() and len(number) <= 9:
+            version = (
+                await session.execute(
+                    select(WorkflowVersion).where(
+                        WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.number == int(number)
+                    )
+                )
+            ).scalar_one_or_none()
+    if version is None:
+        raise NotFound(f"version {number} of workflow {workflow_id} not found")
+    return version
+
+
+async def publish_latest(db: Database, workflow_id: str, actor: Actor) -> tuple[WorkflowSummary, WorkflowVersion]:
+    """Publish the latest version if it is a draft; the previously published one becomes unpublished."""
+    async with db.transaction() as session:
+        workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
+        latest = (
+            await session.execute(
+                select(WorkflowVersion)
+                .where(WorkflowVersion.workflow_id == workflow.id)
+                .order_by(WorkflowVersion.number.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if latest is None or latest.published:
+            raise Conflict(f"workflow {workflow.name} has no draft to publish: save a new version first")
+        # Two statements, in this order: the partial unique index allows one published version at a time.
+        previous = (
+            await session.execute(
+                update(WorkflowVersion)
+                .where(WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.published)
+                .values(published=False)
+                .returning(WorkflowVersion.number)
+            )
+        ).scalar_one_or_none()
+        latest.published = True
+        latest.published_at = func.now()
+        await session.flush()
+        await session.refresh(latest, ["published_at"])
+        await _touch(session, workflow)
+        await audit.record(
+            session,
+            actor,
+            "workflow.publish",
+            "workflow",
+            workflow.id,
+            {"version": latest.number, "previousVersion": previous},
+        )
+    return WorkflowSummary(workflow, latest.number, latest.number), latest
+
+
+async def published_version(session: AsyncSession, workflow_id: str | uuid.UUID) -> tuple[Workflow, WorkflowVersion]:
+    """The workflow and its published version, for starting an execution inside the caller's transaction.
+
+    NotFound for an unknown workflow; Conflict when it is archived or has no published version.
+    """
+    workflow = await get_or_404(session, Workflow, workflow_id, "workflow")
+    if workflow.archived:
+        raise Conflict(f"workflow {workflow.name} is archived")
+    version = (
+        await session.execute(
+            select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.published)
+        )
+    ).scalar_one_or_none()
+    if version is None:
+        raise Conflict(f"workflow {workflow.name} has no published version")
+    return workflow, version
+
+
+async def export_workflow(db: Database, workflow_id: str) -> tuple[Workflow, WorkflowVersion]:
+    """The workflow with the version an export carries: the published one, else the latest."""
+    async with db.session() as session:
+        workflow = await get_or_404(session, Workflow, workflow_id, "workflow")
+        version = (
+            await session.execute(
+                select(WorkflowVersion)
+                .where(WorkflowVersion.workflow_id == workflow.id)
+                .order_by(WorkflowVersion.published.desc(), WorkflowVersion.number.desc())
+                .limit(1)
+            )
+        ).scalar_one()
+    return workflow, version
+
+
+async def import_workflow(
+    db: Database, document: WorkflowImport, actor: Actor, *, mode: ImportMode, max_definition_bytes: int
+) -> tuple[WorkflowSummary, WorkflowVersion]:
+    """Create a workflow from an export document; with mode `new-version` and a workflow of that name
+    already present, add the definition to it as a new draft instead (its settings are kept)."""
+    check_definition(document.definition, max_bytes=max_definition_bytes)
+    async with db.transaction() as session:
+        existing = None
+        if mode == "new-version":
+            existing = (
+                await session.execute(select(Workflow).where(Workflow.name == document.name).with_for_update())
+            ).scalar_one_or_none()
+        workflow = existing or await _insert_workflow(session, document, actor)
+        version = await _add_version(session, workflow, document.definition, actor)
+        if existing:
+            await _touch(session, workflow)
+        await audit.record(
+            session,
+            actor,
+            "workflow.import",
+            "workflow",
+            workflow.id,
+            {"name": workflow.name, "mode": mode, "version": version.number},
+        )
+        return await _summary(session, workflow), version
