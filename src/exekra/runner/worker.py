@@ -1,0 +1,142 @@
+"""The execution child process: `python -m exekra.runner.worker`.
+
+It imports the workflow engine first (so a pre-started worker has paid Python's start-up cost), then
+reads one job as a JSON document on stdin (until EOF), runs it, and writes JSON-lines events on the
+original stdout:
+
+    {"type": "log", "ts": "...", "level": "INFO", "message": "..."}
+    {"type": "result", "status": "COMPLETED" | "FAILED" | "STOPPED", "outputs": {...}, "error": "..."}
+
+File descriptor 1 is pointed at stderr before the workflow runs, so stray prints of activities (or of
+programs they start) can never corrupt the event stream. SIGTERM asks the workflow to stop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, NoReturn, Protocol
+
+from exekra.runner.logstream import utc_now
+
+
+class Engine(Protocol):
+    """What the worker needs from `exekra.workflow.engine` (tests pass a stand-in module)."""
+
+    WorkflowFailed: type[Exception]
+    WorkflowStopped: type[Exception]
+
+    def run_workflow(self, definition: dict[str, Any], inputs: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Run a workflow; see `exekra.workflow.engine.run_workflow`."""
+        ...
+
+
+class EventWriter:
+    """Writes one JSON event per line to the event channel; safe to call from any thread."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, event: dict[str, Any]) -> None:
+        """Write and flush one event."""
+        line = json.dumps(event, default=str, ensure_ascii=False)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def log(self, level: str, message: str) -> None:
+        """A log event stamped with the current UTC time."""
+        self.write({"type": "log", "ts": utc_now(), "level": level.upper(), "message": str(message)})
+
+
+def _take_event_channel() -> IO[str]:
+    """Keep the real stdout for events only; everything else that writes to fd 1 goes to stderr."""
+    events_fd = os.dup(1)  # not inheritable: programs started by activities never get it
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(events_fd, "w", encoding="utf-8", buffering=1)
+
+
+def run_job(job: dict[str, Any], engine: Engine, events: EventWriter, stop: threading.Event) -> dict[str, Any]:
+    """Run one job through the engine; the result event (never raises)."""
+    workdir = Path(job["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(workdir)
+    try:
+        outputs = engine.run_workflow(
+            job["definition"],
+            job.get("inputs") or {},
+            execution=job["execution"],
+            credentials=job.get("credentials") or {},
+            workdir=workdir,
+            emit=events.log,
+            should_stop=stop.is_set,
+        )
+    except engine.WorkflowStopped:
+        return {"type": "result", "status": "STOPPED", "outputs": None, "error": None}
+    except engine.WorkflowFailed as exc:
+        return {"type": "result", "status": "FAILED", "outputs": None, "error": str(exc)}
+    except Exception as exc:
+        events.log("ERROR", traceback.format_exc().rstrip())
+        return {"type": "result", "status": "FAILED", "outputs": None, "error": f"{type(exc).__name__}: {exc}"}
+    return {"type": "result", "status": "COMPLETED", "outputs": outputs, "error": None}
+
+
+def main(engine: Engine | None = None) -> int:
+    """Worker entry point: load the engine, read the job from stdin, run it, report, exit 0."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    events = EventWriter(_take_event_channel())
+    load_error = None
+    if engine is None:
+        try:
+            engine = importlib.import_module("exekra.workflow.engine")
+        except Exception as exc:
+            load_error = f"workflow engine unavailable: {type(exc).__name__}: {exc}"
+    raw = sys.stdin.buffer.read()
+    if not raw.strip():
+        return 0  # a pre-started worker that was never used: the runner closed our stdin
+    result = _result(raw, engine, load_error, events, stop)
+    try:
+        events.write(result)
+    except ValueError as exc:  # e.g. outputs that refer to themselves
+        error = f"the outputs cannot be encoded as JSON: {exc}"
+        events.write({"type": "result", "status": "FAILED", "outputs": None, "error": error})
+    return 0
+
+
+def _result(
+    raw: bytes, engine: Engine | None, load_error: str | None, events: EventWriter, stop: threading.Event
+) -> dict[str, Any]:
+    try:
+        job = json.loads(raw)
+    except ValueError as exc:
+        return {"type": "result", "status": "FAILED", "outputs": None, "error": f"bad job: {exc}"}
+    if stop.is_set():
+        return {"type": "result", "status": "STOPPED", "outputs": None, "error": None}
+    if engine is None:
+        return {"type": "result", "status": "FAILED", "outputs": None, "error": load_error}
+    return run_job(job, engine, events, stop)
+
+
+def serve(engine: Engine | None = None) -> NoReturn:
+    """Run `main` and leave at once: threads a workflow left behind must not keep the worker alive."""
+    code = main(engine)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    serve()

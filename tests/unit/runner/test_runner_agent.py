@@ -1,0 +1,169 @@
+"""The agent against a fake hub: the protocol cycle, errors, stops, outages and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from exekra.runner.agent import RunnerAgent
+from exekra.runner.config import RunnerConfig
+from exekra.runner.executor import Executor
+
+if TYPE_CHECKING:
+    from conftest import FakeExecution, FakeHub, HubServer
+
+MakeAgent = Callable[..., RunnerAgent]
+
+
+@pytest.fixture
+def make_agent(
+    hub_server: HubServer, make_config: Callable[..., RunnerConfig], make_executor: Callable[..., Executor]
+) -> MakeAgent:
+    def make(**overrides: Any) -> RunnerAgent:
+        config = make_config(hub_server.url, **overrides)
+        return RunnerAgent(config, executor=make_executor(config), shutdown_grace_seconds=10)
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def running(agent: RunnerAgent) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(agent.run())
+    try:
+        yield task
+    finally:
+        agent.request_shutdown()
+        await asyncio.wait_for(task, 15)
+
+
+async def child_pid(hub: FakeHub, execution: FakeExecution) -> int:
+    await hub.wait_until(lambda: "child pid" in execution.log_text())
+    match = re.search(r"child pid (\d+)", execution.log_text())
+    assert match
+    return int(match.group(1))
+
+
+def messages(caplog: pytest.LogCaptureFixture, fragment: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if fragment in r.getMessage()]
+
+
+async def test_happy_path_auth_heartbeat_poll_start_credentials_logs_complete(
+    hub: FakeHub, make_agent: MakeAgent
+) -> None:
+    hub.credentials["db"] = {"password": "pw-12345"}
+    definition = {
+        "steps": [{"log": "hello"}, {"log": "pw is pw-12345"}],
+        "outputs": {"p": "{{ credentials.db.password }}"},
+    }
+    execution = hub.enqueue(definition=definition, inputs={"x": 1})
+    async with running(make_agent()):
+        await hub.wait_until(lambda: execution.status == "COMPLETED")
+        await hub.wait_until(lambda: len(hub.heartbeats) >= 1)
+    assert execution.result is not None
+    assert execution.result["outputs"] == {"echo": {"x": 1}, "attempt": 1}
+    assert set(execution.result["metrics"]) == {"cpuAvg", "cpuPeak", "memAvgMb", "memPeakMb"}
+    assert "hello" in execution.log_text() and "pw is ***" in execution.log_text()
+    order = [name for name in hub.sequence if name in ("auth", "start", "credential", "logs", "complete")]
+    assert order[:3] == ["auth", "start", "credential"] and order[-1] == "complete" and "logs" in order
+    assert hub.calls["start"] == hub.calls["complete"] == 1
+    assert set(hub.heartbeats[0]) >= {"cpuPercent", "memoryPercent", "memoryUsedMb", "diskPercent", "diskFreeGb"}
+
+
+async def test_wrong_secret_backs_off_instead_of_hammering_the_hub(
+    hub: FakeHub, make_agent: MakeAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exekra.runner")
+    async with running(make_agent(machine_secret="wrong")):
+        await asyncio.sleep(2.0)  # observing a time window is the point of this test
+    assert 3 <= hub.calls["auth"] <= 10  # base 0.1 s doubling to 0.5 s: about 6 attempts
+    assert len(messages(caplog, "rejected the machine key")) == 1
+    assert hub.calls["poll"] == 0
+
+
+async def test_401_on_a_call_re_authenticates_and_carries_on(hub: FakeHub, make_agent: MakeAgent) -> None:
+    async with running(make_agent()):
+        await hub.wait_until(lambda: len(hub.heartbeats) >= 1)
+        hub.revoke_tokens()
+        seen = len(hub.heartbeats)
+        await hub.wait_until(lambda: hub.calls["auth"] >= 2 and len(hub.heartbeats) > seen)
+    assert hub.unauthorized >= 1
+
+
+async def test_token_is_renewed_before_it_expires(hub: FakeHub, make_agent: MakeAgent) -> None:
+    hub.token_ttl = 1
+    async with running(make_agent()):
+        await hub.wait_until(lambda: hub.calls["auth"] >= 3, within=5)
+    assert hub.unauthorized == 0
+
+
+@pytest.mark.parametrize("via", ["heartbeat", "logs"])
+async def test_stop_request_kills_the_tree_and_reports_stopped(
+    via: str, hub: FakeHub, make_agent: MakeAgent, alive: Callable[[int], bool]
+) -> None:
+    execution = hub.enqueue([{"spawn": "session"}, {"sleep": 30}])
+    async with running(make_agent()):
+        child = await child_pid(hub, execution)
+        hub.request_stop(execution, via)
+        await hub.wait_until(lambda: execution.status == "STOPPED")
+    assert not alive(child)
+
+
+async def test_409_on_logs_abandons_kills_and_takes_the_next_execution(
+    hub: FakeHub, make_agent: MakeAgent, alive: Callable[[int], bool]
+) -> None:
+    lost = hub.enqueue([{"spawn": "session"}, {"sleep": 30}])
+    async with running(make_agent()):
+        child = await child_pid(hub, lost)
+        hub.withdraw(lost)
+        await hub.wait_until(lambda: not alive(child))
+        following = hub.enqueue([{"log": "next"}])
+        await hub.wait_until(lambda: following.status == "COMPLETED")
+    assert lost.result is None and hub.calls["complete"] == 1
+
+
+async def test_workflow_timeout_fails_the_execution(hub: FakeHub, make_agent: MakeAgent) -> None:
+    execution = hub.enqueue([{"sleep": 30}], timeout=1)
+    async with running(make_agent()):
+        await hub.wait_until(lambda: execution.status == "FAILED")
+    assert execution.result is not None and execution.result["error"] == "timed out after 1 s"
+
+
+async def test_running_execution_handed_back_after_a_restart_is_reported_failed(
+    hub: FakeHub, make_agent: MakeAgent
+) -> None:
+    orphan = hub.hold_running([{"sleep": 30}])
+    async with running(make_agent()):
+        await hub.wait_until(lambda: orphan.status == "FAILED")
+    assert orphan.result is not None and orphan.result["error"] == "runner restarted"
+    assert hub.calls["start"] == 0
+
+
+async def test_agent_reconnects_after_a_hub_outage_logging_each_change_once(
+    hub_server: HubServer, hub: FakeHub, make_agent: MakeAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exekra.runner")
+    async with running(make_agent()):
+        await hub.wait_until(lambda: len(hub.heartbeats) >= 1)
+        await hub_server.stop()
+        await asyncio.sleep(1.5)  # the outage: several retries happen meanwhile
+        await hub_server.start()
+        execution = hub.enqueue([{"log": "after the outage"}])
+        await hub.wait_until(lambda: execution.status == "COMPLETED")
+    assert len(messages(caplog, "hub unreachable")) == 1
+    assert len(messages(caplog, "connected to hub")) == 2
+
+
+async def test_shutdown_stops_the_running_execution_and_reports_it(hub: FakeHub, make_agent: MakeAgent) -> None:
+    execution = hub.enqueue([{"spawn": "group"}, {"sleep": 30}])
+    agent = make_agent()
+    task = asyncio.create_task(agent.run())
+    await child_pid(hub, execution)
+    agent.request_shutdown()
+    await asyncio.wait_for(task, 10)
+    assert execution.status == "STOPPED"

@@ -1,0 +1,89 @@
+"""LogStream batching and the backoff schedule of the session."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from exekra.runner import logstream
+from exekra.runner.logstream import LogStream, SecretMask
+from exekra.runner.session import backoff_delay
+
+
+async def test_lines_go_out_in_batches_of_at_most_200() -> None:
+    batches: list[list[dict[str, str]]] = []
+
+    async def send(lines: list[dict[str, str]]) -> bool:
+        batches.append(lines)
+        return False
+
+    stream = LogStream(send, report_interval=30, on_stop=lambda: None)
+    for number in range(450):
+        stream.add("warn", f"line {number}")
+    stream.finish()
+    await asyncio.wait_for(stream.run(), 5)
+    assert [len(batch) for batch in batches] == [200, 200, 50]
+    assert batches[0][0]["level"] == "WARNING" and batches[2][-1]["message"] == "line 449"
+
+
+async def test_big_lines_are_split_by_size_and_sent_without_waiting() -> None:
+    batches: list[list[dict[str, str]]] = []
+    most_sent = asyncio.Event()
+
+    async def send(lines: list[dict[str, str]]) -> bool:
+        batches.append(lines)
+        if sum(map(len, batches)) >= 16:
+            most_sent.set()
+        return False
+
+    stream = LogStream(send, report_interval=30, on_stop=lambda: None)
+    task = asyncio.create_task(stream.run())
+    for _ in range(20):
+        stream.add("INFO", "x" * 15_000)
+    await asyncio.wait_for(most_sent.wait(), 0.4)  # under the linger time: full batches do not wait
+    assert max(sum(len(line["message"]) for line in batch) for batch in batches) <= logstream.BATCH_CHARS
+    stream.finish()
+    await asyncio.wait_for(task, 5)
+    assert sum(map(len, batches)) == 20
+
+
+async def test_overflow_drops_the_oldest_lines_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[dict[str, str]] = []
+
+    async def send(lines: list[dict[str, str]]) -> bool:
+        sent.extend(lines)
+        return False
+
+    monkeypatch.setattr(logstream, "MAX_BUFFERED_LINES", 5)
+    stream = LogStream(send, report_interval=30, on_stop=lambda: None)
+    for number in range(8):
+        stream.add("INFO", f"line {number}")
+    stream.finish()
+    await asyncio.wait_for(stream.run(), 5)
+    assert [line["message"] for line in sent][1:] == [f"line {n}" for n in range(3, 8)]
+    assert sent[0]["message"] == "3 log lines were dropped while the hub was unreachable"
+
+
+async def test_stop_requested_answer_calls_back() -> None:
+    stopped = asyncio.Event()
+
+    async def send(lines: list[dict[str, str]]) -> bool:
+        return True
+
+    stream = LogStream(send, report_interval=0.05, on_stop=stopped.set)
+    task = asyncio.create_task(stream.run())
+    await asyncio.wait_for(stopped.wait(), 5)
+    stream.finish()
+    await asyncio.wait_for(task, 5)
+
+
+def test_secret_mask_replaces_longest_values_first_and_skips_tiny_ones() -> None:
+    mask = SecretMask({"a": {"user": "ab", "password": "hunter2", "token": "hunter2-extended"}})
+    assert mask("ab hunter2-extended hunter2") == "ab *** ***"
+
+
+def test_backoff_doubles_from_the_base_up_to_the_cap_with_jitter() -> None:
+    assert backoff_delay(0, 1, 60) == 0
+    for failures, nominal in [(1, 1), (2, 2), (3, 4), (7, 60), (30, 60)]:
+        assert 0.8 * nominal <= backoff_delay(failures, 1, 60) <= 1.2 * nominal
