@@ -1,0 +1,230 @@
+"""End-to-end fixtures: a real hub process and real `exekra runner` processes, talking HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exekra.db.migrate import upgrade
+from exekra.embedded import create_database, drop_database, free_port
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session")
+def e2e_database_url(pg_server_url: str) -> Iterator[str]:
+    name = f"exekra_e2e_{secrets.token_hex(4)}"
+    url = create_database(pg_server_url, name)
+    upgrade(url)
+    yield url
+    drop_database(pg_server_url, name)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@dataclass
+class HubProcess:
+    """A hub started as `exekra hub` on a free port; can be killed and started again on the same port."""
+
+    database_url: str
+    home: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "hub.log"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "EXEKRA_HOME": str(self.home),
+            "EXEKRA_SECRET_KEY": "e2e-secret",
+            "EXEKRA_PORT": str(self.port),
+            "EXEKRA_RATE_LIMIT_PER_MINUTE": "100000",
+            **self.extra_env,
+        }
+        env.pop("REDIS_URL", None)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "exekra.cli", "hub", "--access-log"], env=env, stdout=log, stderr=log
+        )
+        wait_until(self._healthy, 30, 0.1, "the hub to answer /api/health")
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"hub exited with {self.process.returncode}:\n{self.log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            stop_process(self.process, sig)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def hub_process(e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    hub = HubProcess(e2e_database_url, tmp_path_factory.mktemp("e2e-hub"))
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="session")
+def api(hub_process: HubProcess) -> Iterator[httpx.Client]:
+    """An ADMIN API client of the e2e hub."""
+    with httpx.Client(base_url=hub_process.url, timeout=30) as client:
+        r = client.post("/api/auth/bootstrap", json={"email": "admin@e2e.test", "password": PASSWORD})
+        if r.status_code == 409:
+            r = client.post("/api/auth/login", json={"email": "admin@e2e.test", "password": PASSWORD})
+        r.raise_for_status()
+        client.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        yield client
+
+
+@dataclass
+class RunnerProcess:
+    name: str
+    runner_id: str
+    machine_key: str
+    machine_secret: str
+    workdir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, hub_url: str, **env: str) -> None:
+        full_env = {
+            **os.environ,
+            "EXEKRA_HUB_URL": hub_url,
+            "EXEKRA_MACHINE_KEY": self.machine_key,
+            "EXEKRA_MACHINE_SECRET": self.machine_secret,
+            "EXEKRA_SAMPLE_INTERVAL_SECONDS": "0.2",
+            **env,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "exekra.cli", "runner", "--workdir", str(self.workdir)],
+            env=full_env,
+            stdout=log,
+            stderr=log,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            stop_process(self.process, sig)
+            self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_runner(
+    api: httpx.Client, hub_process: HubProcess, tmp_path: Path
+) -> Iterator[Callable[..., RunnerProcess]]:
+    """`start_runner(labels=[...], secret=None, **env)` registers a runner and starts `exekra runner` for it."""
+    started: list[RunnerProcess] = []
+
+    def _start(labels: list[str] | None = None, secret: str | None = None, **env: str) -> RunnerProcess:
+        name = f"e2e-{secrets.token_hex(4)}"
+        r = api.post("/api/runners", json={"name": name, "labels": labels or [name]})
+        r.raise_for_status()
+        body = r.json()
+        runner = RunnerProcess(
+            name,
+            body["runner"]["id"],
+            body["machineKey"],
+            secret or body["machineSecret"],
+            tmp_path / name,
+            tmp_path / f"{name}.log",
+        )
+        runner.start(hub_process.url, **env)
+        started.append(runner)
+        return runner
+
+    yield _start
+    for runner in started:
+        with contextlib.suppress(Exception):
+            runner.stop()
+
+
+def publish(api: httpx.Client, definition: dict[str, Any], *, labels: list[str], **settings: Any) -> str:
+    name = f"wf-{secrets.token_hex(4)}"
+    r = api.post("/api/workflows", json={"name": name, "definition": definition, "labels": labels, **settings})
+    assert r.status_code == 201, r.text
+    workflow_id: str = r.json()["workflow"]["id"]
+    assert api.post(f"/api/workflows/{workflow_id}/publish").status_code == 200
+    return workflow_id
+
+
+def run_and_wait(
+    api: httpx.Client, workflow_id: str, inputs: dict[str, Any] | None = None, timeout: float = 60
+) -> dict[str, Any]:
+    """Create an execution and wait until it is terminal; returns the execution."""
+    r = api.post("/api/executions", json={"workflowId": workflow_id, "inputs": inputs or {}})
+    assert r.status_code == 201, r.text
+    return wait_terminal(api, r.json()["execution"]["id"], timeout)
+
+
+def wait_terminal(api: httpx.Client, execution_id: str, timeout: float = 60) -> dict[str, Any]:
+    def terminal() -> dict[str, Any] | None:
+        execution: dict[str, Any] = api.get(f"/api/executions/{execution_id}").json()["execution"]
+        return execution if execution["status"] in ("COMPLETED", "FAILED", "STOPPED") else None
+
+    result: dict[str, Any] = wait_until(terminal, timeout, 0.1, f"execution {execution_id} to end")
+    return result
+
+
+def wait_status(api: httpx.Client, execution_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        execution: dict[str, Any] = api.get(f"/api/executions/{execution_id}").json()["execution"]
+        return execution if execution["status"] == status else None
+
+    result: dict[str, Any] = wait_until(reached, timeout, 0.05, f"execution {execution_id} to be {status}")
+    return result
+
+
+def logs(api: httpx.Client, execution_id: str) -> list[str]:
+    return [line["message"] for line in api.get(f"/api/executions/{execution_id}/logs").json()["lines"]]

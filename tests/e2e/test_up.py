@@ -1,0 +1,68 @@
+"""`exekra up`: one command gives a working system, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import psutil
+
+from exekra.embedded import free_port
+
+from .conftest import run_and_wait, wait_until
+
+PASSWORD = "up-smoke-password"
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_up_starts_everything_runs_the_example_and_sigint_stops_all_processes() -> None:
+    home = Path(tempfile.mkdtemp(prefix="exekra-up-"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {"EXEKRA_ADMIN_PASSWORD": PASSWORD, "EXEKRA_SECRET_KEY": "up-test"}
+    output = home / "up.log"
+    with output.open("wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "exekra.cli", "up", "--runners", "1", "--port", str(port), "--home", str(home)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    descendants: list[psutil.Process] = []
+    try:
+        wait_until(lambda: "local runner(s) started" in output.read_text() or up.poll() is not None, 120, 0.2, "up")
+        assert up.poll() is None, output.read_text()
+        text = output.read_text()
+        assert f"http://127.0.0.1:{port}" in text
+        assert re.search(rf"admin login: admin@exekra.local / {PASSWORD}", text)
+        descendants = _descendants(up.pid)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+            token = api.post("/api/auth/login", json={"email": "admin@exekra.local", "password": PASSWORD}).json()["token"]
+            api.headers["Authorization"] = f"Bearer {token}"
+            workflows = api.get("/api/workflows", params={"q": "example-hello"}).json()["workflows"]
+            assert workflows and workflows[0]["name"] == "example-hello"
+            execution = run_and_wait(api, workflows[0]["id"], {"name": "smoke"}, timeout=90)
+            assert execution["status"] == "COMPLETED", (execution, output.read_text()[-3000:])
+            assert execution["outputs"]["python"].count(".") == 2
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0, output.read_text()[-3000:]
+        assert wait_until(lambda: not any(p.is_running() and p.status() != "zombie" for p in descendants), 15, 0.2)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        for p in descendants:
+            if p.is_running():
+                p.kill()
