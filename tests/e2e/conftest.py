@@ -161,9 +161,7 @@ class RunnerProcess:
 
 
 @pytest.fixture
-def start_runner(
-    api: httpx.Client, hub_process: HubProcess, tmp_path: Path
-) -> Iterator[Callable[..., RunnerProcess]]:
+def start_runner(api: httpx.Client, hub_process: HubProcess, tmp_path: Path) -> Iterator[Callable[..., RunnerProcess]]:
     """`start_runner(labels=[...], secret=None, **env)` registers a runner and starts `exekra runner` for it."""
     started: list[RunnerProcess] = []
 

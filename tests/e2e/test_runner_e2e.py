@@ -45,7 +45,11 @@ def test_workflow_with_shell_python_http_file_and_control_completes_with_outputs
     definition = {
         "inputs": {"who": {"type": "string", "required": True}},
         "nodes": [
-            {"id": "sh", "activity": "shell.run", "params": {"command": "echo shell says {{ inputs.who }}", "shell": True}},
+            {
+                "id": "sh",
+                "activity": "shell.run",
+                "params": {"command": "echo shell says {{ inputs.who }}", "shell": True},
+            },
             {
                 "id": "py",
                 "activity": "python.run",
@@ -94,8 +98,12 @@ def test_cpu_and_memory_metrics_are_reported_for_a_busy_step(
     api: httpx.Client, start_runner: Callable[..., RunnerProcess]
 ) -> None:
     runner = start_runner()
-    script = "import time\nblob = bytearray(80 * 1024 * 1024)\nend = time.time() + 1.5\nwhile time.time() < end:\n    pass"
-    workflow_id = publish(api, {"nodes": [{"id": "burn", "activity": "python.run", "params": {"script": script}}]}, labels=[runner.name])
+    script = (
+        "import time\nblob = bytearray(80 * 1024 * 1024)\nend = time.time() + 1.5\nwhile time.time() < end:\n    pass"
+    )
+    workflow_id = publish(
+        api, {"nodes": [{"id": "burn", "activity": "python.run", "params": {"script": script}}]}, labels=[runner.name]
+    )
     execution = run_and_wait(api, workflow_id)
     assert execution["status"] == "COMPLETED", runner.log()
     metrics = execution["metrics"]
@@ -158,7 +166,9 @@ def test_a_crashing_step_ends_failed_with_the_reason(
     api: httpx.Client, start_runner: Callable[..., RunnerProcess], script: str, reason: str
 ) -> None:
     runner = start_runner()
-    workflow_id = publish(api, {"nodes": [{"id": "crash", "activity": "python.run", "params": {"script": script}}]}, labels=[runner.name])
+    workflow_id = publish(
+        api, {"nodes": [{"id": "crash", "activity": "python.run", "params": {"script": script}}]}, labels=[runner.name]
+    )
     execution = run_and_wait(api, workflow_id)
     assert execution["status"] == "FAILED"
     assert reason in execution["error"], execution["error"]
@@ -169,7 +179,9 @@ def test_runner_reconnects_after_hub_restart_and_takes_new_work(
 ) -> None:
     runner = start_runner()
     wait_until(lambda: api.get(f"/api/runners/{runner.runner_id}").json()["runner"]["status"] == "ONLINE", 20)
-    workflow_id = publish(api, {"nodes": [{"id": "hi", "activity": "log.message", "params": {"message": "hi"}}]}, labels=[runner.name])
+    workflow_id = publish(
+        api, {"nodes": [{"id": "hi", "activity": "log.message", "params": {"message": "hi"}}]}, labels=[runner.name]
+    )
     hub_process.stop()
     time.sleep(1.5)  # the runner must notice the hub is gone and start backing off
     hub_process.start()

@@ -27,29 +27,39 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def test_up_starts_everything_runs_the_example_and_sigint_stops_all_processes() -> None:
-    home = Path(tempfile.mkdtemp(prefix="exekra-up-"))
-    port = free_port()
+def _start_up(home: Path, port: int, output: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env |= {"EXEKRA_ADMIN_PASSWORD": PASSWORD, "EXEKRA_SECRET_KEY": "up-test"}
-    output = home / "up.log"
     with output.open("wb") as log:
-        up = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "exekra.cli", "up", "--runners", "1", "--port", str(port), "--home", str(home)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def _wait_started(up: subprocess.Popen[bytes], output: Path) -> str:
+    wait_until(lambda: "local runner(s) started" in output.read_text() or up.poll() is not None, 120, 0.2, "up")
+    assert up.poll() is None, output.read_text()
+    return output.read_text()
+
+
+def test_up_starts_everything_runs_the_example_and_sigint_stops_all_processes() -> None:
+    home = Path(tempfile.mkdtemp(prefix="exekra-up-"))
+    port = free_port()
+    output = home / "up.log"
+    up = _start_up(home, port, output)
     descendants: list[psutil.Process] = []
     try:
-        wait_until(lambda: "local runner(s) started" in output.read_text() or up.poll() is not None, 120, 0.2, "up")
-        assert up.poll() is None, output.read_text()
-        text = output.read_text()
+        text = _wait_started(up, output)
         assert f"http://127.0.0.1:{port}" in text
         assert re.search(rf"admin login: admin@exekra.local / {PASSWORD}", text)
         descendants = _descendants(up.pid)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
-            token = api.post("/api/auth/login", json={"email": "admin@exekra.local", "password": PASSWORD}).json()["token"]
+            token = api.post("/api/auth/login", json={"email": "admin@exekra.local", "password": PASSWORD}).json()[
+                "token"
+            ]
             api.headers["Authorization"] = f"Bearer {token}"
             workflows = api.get("/api/workflows", params={"q": "example-hello"}).json()["workflows"]
             assert workflows and workflows[0]["name"] == "example-hello"
@@ -58,6 +68,24 @@ def test_up_starts_everything_runs_the_example_and_sigint_stops_all_processes() 
             assert execution["outputs"]["python"].count(".") == 2
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0, output.read_text()[-3000:]
+        assert wait_until(lambda: not any(p.is_running() and p.status() != "zombie" for p in descendants), 15, 0.2)
+
+        # A second start reuses the data: same admin, same workflow, earlier executions still there.
+        second_output = home / "up2.log"
+        up = _start_up(home, port, second_output)
+        text = _wait_started(up, second_output)
+        assert "password as set on first start" in text
+        descendants = _descendants(up.pid)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+            token = api.post("/api/auth/login", json={"email": "admin@exekra.local", "password": PASSWORD}).json()[
+                "token"
+            ]
+            api.headers["Authorization"] = f"Bearer {token}"
+            assert api.get(f"/api/executions/{execution['id']}").json()["execution"]["status"] == "COMPLETED"
+            again = run_and_wait(api, workflows[0]["id"], timeout=90)
+            assert again["status"] == "COMPLETED"
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
         assert wait_until(lambda: not any(p.is_running() and p.status() != "zombie" for p in descendants), 15, 0.2)
     finally:
         if up.poll() is None:
