@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -16,6 +17,7 @@ from exekra.config import Settings
 from exekra.db.migrate import upgrade_async
 from exekra.db.models import Base
 from exekra.hub.app import create_app
+from exekra.hub.auth import security
 from exekra.hub.context import Hub
 
 ADMIN_EMAIL = "admin@example.com"
@@ -26,6 +28,16 @@ PASSWORD = "correct-horse-battery"
 async def migrated_database_url(database_url: str) -> str:
     await upgrade_async(database_url)
     return database_url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2id at its lowest cost for in-process API tests: full-cost hashing would dominate their time."""
+    saved = security._hasher, security._DUMMY_HASH
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    security._hasher, security._DUMMY_HASH = hasher, hasher.hash("dummy")
+    yield
+    security._hasher, security._DUMMY_HASH = saved
 
 
 @pytest.fixture(scope="session")

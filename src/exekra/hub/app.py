@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,7 +55,7 @@ class BodySizeLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _BodyTooLarge
+                raise _BodyTooLarge(413, self._message)
             return message
 
         try:
@@ -62,13 +63,17 @@ class BodySizeLimit:
         except _BodyTooLarge:
             await self._too_large(scope, receive, send)
 
+    @property
+    def _message(self) -> str:
+        return f"Request body is larger than {self.max_bytes} bytes"
+
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, "payload_too_large", f"Request body is larger than {self.max_bytes} bytes")
+        response = error_response(413, "payload_too_large", self._message)
         await response(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """An HTTP error, so that FastAPI's body parsing passes it on as 413 instead of turning it into a 400."""
 
 
 def build_hub(settings: Settings) -> Hub:
@@ -120,6 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 def _include_routers(app: FastAPI) -> None:
     from exekra.hub.auth.api import router as auth_router
+    from exekra.hub.credentials.api import router as credentials_router
     from exekra.hub.executions.api import router as executions_router
     from exekra.hub.runners.api import router as runners_router
     from exekra.hub.runners.protocol import router as protocol_router
@@ -127,7 +133,7 @@ def _include_routers(app: FastAPI) -> None:
     from exekra.hub.workflows.api import router as workflows_router
 
     limited = [Depends(rate_limit)]
-    for router in (auth_router, users_router, workflows_router, executions_router, runners_router):
+    for router in (auth_router, users_router, workflows_router, executions_router, runners_router, credentials_router):
         app.include_router(router, dependencies=limited)
     app.include_router(protocol_router)
     app.include_router(_system_router())

@@ -1,0 +1,335 @@
+"""Sign-in and sessions (SPEC §7, §7.1): bootstrap, login, cookies, bearer tokens, logout, register, API tokens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from exekra.hub.context import Hub
+from exekra.hub.ratelimit import RateLimiter
+
+from .conftest import ADMIN_EMAIL, PASSWORD, ClientFactory
+
+WRONG_CREDENTIALS = "Wrong email or password"
+
+
+
+def _cookie_attributes(response: httpx.Response) -> dict[str, str]:
+    """The `token` Set-Cookie header as {attribute (lower case): value}; the first item is the cookie itself."""
+    header = next(h for h in response.headers.get_list("set-cookie") if h.startswith("token="))
+    attributes = {}
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        attributes[name.lower()] = value
+    return attributes
+
+
+async def _register(admin: httpx.AsyncClient, role: str | None = None, email: str | None = None) -> str:
+    email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"email": email, "password": PASSWORD, **({"role": role} if role else {})}
+    r = await admin.post("/api/auth/register", json=body)
+    assert r.status_code == 201, r.text
+    return email
+
+
+async def _login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
+    r = await client.post("/api/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    return str(r.json()["token"])
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- bootstrap ----------------------------------------------------------------------------------------
+
+
+async def test_bootstrap_creates_admin_and_sets_httponly_lax_cookie_for_seven_days(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post(
+        "/api/auth/bootstrap", json={"email": "first@example.com", "password": PASSWORD, "name": "First"}
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["user"]["email"] == "first@example.com" and body["user"]["role"] == "ADMIN"
+    assert body["user"]["name"] == "First" and body["user"]["disabled"] is False
+    cookie = _cookie_attributes(r)
+    assert cookie["token"] == body["token"]
+    assert "httponly" in cookie and cookie["max-age"] == "604800" and cookie["samesite"].lower() == "lax"
+    assert "secure" not in cookie  # plain HTTP here; Secure only over TLS
+    assert (await client.get("/api/auth/me", headers=_bearer(body["token"]))).json()["user"]["role"] == "ADMIN"
+
+
+async def test_bootstrap_ignores_a_requested_role_and_always_creates_an_admin(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/api/auth/bootstrap", json={"email": "first@example.com", "password": PASSWORD, "role": "OPERATOR"}
+    )
+    assert r.status_code == 201 and r.json()["user"]["role"] == "ADMIN"
+
+
+async def test_second_bootstrap_is_refused_with_409_and_creates_no_user(client: httpx.AsyncClient, hub: Hub) -> None:
+    first = await client.post("/api/auth/bootstrap", json={"email": "first@example.com", "password": PASSWORD})
+    assert first.status_code == 201
+    second = await client.post("/api/auth/bootstrap", json={"email": "second@example.com", "password": PASSWORD})
+    assert second.status_code == 409 and second.json()["error"]["code"] == "conflict"
+    async with hub.db.session() as session:
+        assert (await session.execute(text("SELECT count(*) FROM users"))).scalar_one() == 1
+
+
+# --- login, cookie and bearer --------------------------------------------------------------------------
+
+
+async def test_login_returns_user_and_token_and_sets_the_cookie(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    r = await client.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["user"]["email"] == ADMIN_EMAIL and body["token"]
+    cookie = _cookie_attributes(r)
+    assert cookie["token"] == body["token"] and "httponly" in cookie and cookie["max-age"] == "604800"
+
+
+async def test_login_email_is_case_insensitive(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/auth/login", json={"email": ADMIN_EMAIL.upper(), "password": PASSWORD})
+    assert r.status_code == 200 and r.json()["user"]["email"] == ADMIN_EMAIL
+
+
+async def test_login_unknown_email_and_wrong_password_get_the_same_401(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    wrong_password = await client.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": "not-it-at-all"})
+    unknown = await client.post("/api/auth/login", json={"email": "nobody@example.com", "password": PASSWORD})
+    assert wrong_password.status_code == unknown.status_code == 401
+    assert wrong_password.json() == unknown.json()
+    assert wrong_password.json()["error"]["message"] == WRONG_CREDENTIALS
+    assert "set-cookie" not in wrong_password.headers
+
+
+async def test_session_cookie_alone_authenticates_me(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/auth/me")).status_code == 401
+    await client.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD})
+    assert client.cookies.get("token") and "authorization" not in client.headers
+    r = await client.get("/api/auth/me")
+    assert r.status_code == 200 and r.json()["user"]["email"] == ADMIN_EMAIL
+
+
+async def test_bearer_token_authenticates_me_and_garbage_does_not(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    token = await _login(client, ADMIN_EMAIL)
+    client.cookies.clear()
+    r = await client.get("/api/auth/me", headers=_bearer(token))
+    assert r.status_code == 200 and r.json()["user"]["email"] == ADMIN_EMAIL
+    r = await client.get("/api/auth/me", headers=_bearer(token + "x"))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "not_authenticated"
+
+
+async def test_logout_revokes_only_the_token_it_was_called_with(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    first = await _login(client, ADMIN_EMAIL)
+    second = await _login(client, ADMIN_EMAIL)
+    client.cookies.clear()
+    r = await client.post("/api/auth/logout", headers=_bearer(first))
+    assert r.status_code == 200
+    assert _cookie_attributes(r).get("max-age") == "0"  # the browser drops the cookie
+    assert (await client.get("/api/auth/me", headers=_bearer(first))).status_code == 401
+    assert (await client.get("/api/auth/me", headers=_bearer(second))).status_code == 200
+    assert (await client.post("/api/auth/logout", headers=_bearer(first))).status_code == 401
+
+
+async def test_logout_by_cookie_ends_that_session(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    token = await _login(client, ADMIN_EMAIL)
+    assert (await client.post("/api/auth/logout")).status_code == 200
+    assert client.cookies.get("token") is None
+    assert (await client.get("/api/auth/me", headers=_bearer(token))).status_code == 401
+
+
+# --- register ------------------------------------------------------------------------------------------
+
+
+async def test_register_as_admin_defaults_role_to_operator_and_the_user_can_sign_in(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    r = await admin.post("/api/auth/register", json={"email": "op@example.com", "password": PASSWORD, "name": "Op"})
+    assert r.status_code == 201
+    user = r.json()["user"]
+    assert user["role"] == "OPERATOR" and user["name"] == "Op" and "password" not in r.text
+    token = await _login(client, "op@example.com")
+    assert (await client.get("/api/auth/me", headers=_bearer(token))).json()["user"]["id"] == user["id"]
+    async with hub.db.session() as session:
+        stored = (
+            await session.execute(text("SELECT password_hash FROM users WHERE email = 'op@example.com'"))
+        ).scalar_one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+async def test_register_with_explicit_role(admin: httpx.AsyncClient) -> None:
+    r = await admin.post(
+        "/api/auth/register", json={"email": "dev@example.com", "password": PASSWORD, "role": "DEVELOPER"}
+    )
+    assert r.status_code == 201 and r.json()["user"]["role"] == "DEVELOPER"
+
+
+@pytest.mark.parametrize("role", ["DEVELOPER", "OPERATOR"])
+async def test_register_is_admin_only(make_client: ClientFactory, role: str) -> None:
+    user = await make_client(role)
+    r = await user.post("/api/auth/register", json={"email": "x@example.com", "password": PASSWORD})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+
+async def test_register_duplicate_email_differing_only_in_case_is_409(admin: httpx.AsyncClient) -> None:
+    await _register(admin, email="Dup@Example.com")
+    r = await admin.post("/api/auth/register", json={"email": "dup@example.COM", "password": PASSWORD})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "short@example.com", "password": "1234567"}, "password"),
+        ({"email": "not-an-email", "password": PASSWORD}, "email"),
+        ({"email": "x@example.com", "password": PASSWORD, "role": "ROOT"}, "role"),
+    ],
+)
+async def test_register_rejects_invalid_fields_with_422_naming_the_field(
+    admin: httpx.AsyncClient, body: dict[str, str], field: str
+) -> None:
+    r = await admin.post("/api/auth/register", json=body)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "validation_failed" and field in r.json()["error"]["message"]
+
+
+# --- API tokens ----------------------------------------------------------------------------------------
+
+
+async def test_api_token_is_shown_once_works_as_bearer_and_is_listed_without_its_value(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    r = await admin.post("/api/auth/tokens", json={"name": "ci script"})
+    assert r.status_code == 201
+    token, listed = r.json()["token"], r.json()["apiToken"]
+    assert listed["name"] == "ci script" and listed["expiresAt"] is None  # long-lived unless told otherwise
+    assert (await client.get("/api/auth/me", headers=_bearer(token))).json()["user"]["email"] == ADMIN_EMAIL
+
+    tokens = await admin.get("/api/auth/tokens")
+    assert tokens.status_code == 200
+    assert [t["id"] for t in tokens.json()["apiTokens"]] == [listed["id"]]  # sessions are not API tokens
+    assert token not in tokens.text
+    async with hub.db.session() as session:
+        stored = (await session.execute(text("SELECT t::text FROM auth_tokens t"))).scalars().all()
+    assert stored and not any(token in row for row in stored)
+
+
+async def test_api_token_with_expiry_reports_it(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/api/auth/tokens", json={"name": "short", "expiresInDays": 2})
+    assert r.status_code == 201 and r.json()["apiToken"]["expiresAt"] is not None
+
+
+async def test_revoked_api_token_gets_401_and_cannot_be_revoked_twice(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    created = (await admin.post("/api/auth/tokens", json={"name": "temp"})).json()
+    r = await admin.delete(f"/api/auth/tokens/{created['apiToken']['id']}")
+    assert r.status_code == 200
+    assert (await client.get("/api/auth/me", headers=_bearer(created["token"]))).status_code == 401
+    assert (await admin.get("/api/auth/tokens")).json()["apiTokens"] == []
+    assert (await admin.delete(f"/api/auth/tokens/{created['apiToken']['id']}")).status_code == 404
+
+
+async def test_users_see_and_revoke_only_their_own_api_tokens(
+    make_client: ClientFactory, admin: httpx.AsyncClient
+) -> None:
+    other = await make_client("OPERATOR")
+    mine = (await admin.post("/api/auth/tokens", json={"name": "admin's"})).json()["apiToken"]
+    assert (await other.get("/api/auth/tokens")).json()["apiTokens"] == []
+    assert (await other.delete(f"/api/auth/tokens/{mine['id']}")).status_code == 404
+    assert [t["id"] for t in (await admin.get("/api/auth/tokens")).json()["apiTokens"]] == [mine["id"]]
+
+
+# --- disabled users ------------------------------------------------------------------------------------
+
+
+async def test_disabled_user_cannot_sign_in_and_existing_tokens_stop_working(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    email = await _register(admin)
+    session_token = await _login(client, email)
+    api_token = (await client.post("/api/auth/tokens", json={"name": "s"}, headers=_bearer(session_token))).json()[
+        "token"
+    ]
+    client.cookies.clear()
+    user_id = (await client.get("/api/auth/me", headers=_bearer(session_token))).json()["user"]["id"]
+
+    assert (await admin.patch(f"/api/users/{user_id}", json={"disabled": True})).status_code == 200
+    for token in (session_token, api_token):
+        assert (await client.get("/api/auth/me", headers=_bearer(token))).status_code == 401
+    r = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 401 and r.json()["error"]["message"] == WRONG_CREDENTIALS
+
+    assert (await admin.patch(f"/api/users/{user_id}", json={"disabled": False})).status_code == 200
+    await _login(client, email)
+
+
+# --- login failure limits ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def strict_login_limit(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
+    """Three failed sign-ins per minute, counted by a fresh in-memory limiter."""
+    monkeypatch.setattr(hub, "limiter", RateLimiter(None, 0.5))
+    monkeypatch.setattr(hub.settings, "login_failures_per_minute", 3)
+    yield 3
+
+
+def _from_address(hub_app: FastAPI, ip: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=hub_app, client=(ip, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def test_login_failures_are_limited_per_account_with_429_and_retry_after(
+    admin: httpx.AsyncClient, hub_app: FastAPI, strict_login_limit: int
+) -> None:
+    victim = await _register(admin)
+    bystander = await _register(admin)
+    async with _from_address(hub_app, "10.0.0.1") as attacker, _from_address(hub_app, "10.0.0.2") as elsewhere:
+        for _ in range(strict_login_limit):
+            r = await attacker.post("/api/auth/login", json={"email": victim, "password": "guess-guess"})
+            assert r.status_code == 401
+        # The account is locked even with the right password from another address...
+        blocked = await elsewhere.post("/api/auth/login", json={"email": victim.upper(), "password": PASSWORD})
+        assert blocked.status_code == 429 and blocked.json()["error"]["code"] == "rate_limited"
+        assert int(blocked.headers["Retry-After"]) >= 1
+        # ...while other accounts from that address are not affected.
+        assert (
+            await elsewhere.post("/api/auth/login", json={"email": bystander, "password": PASSWORD})
+        ).status_code == 200
+
+
+async def test_login_failures_are_limited_per_address(
+    admin: httpx.AsyncClient, hub_app: FastAPI, strict_login_limit: int
+) -> None:
+    bystander = await _register(admin)
+    async with _from_address(hub_app, "10.0.0.3") as attacker:
+        for i in range(strict_login_limit):
+            r = await attacker.post("/api/auth/login", json={"email": f"guess{i}@example.com", "password": "nope-nope"})
+            assert r.status_code == 401
+        r = await attacker.post("/api/auth/login", json={"email": bystander, "password": PASSWORD})
+        assert r.status_code == 429 and "Retry-After" in r.headers
+
+
+async def test_successful_logins_do_not_count_as_failures(
+    admin: httpx.AsyncClient, hub_app: FastAPI, strict_login_limit: int
+) -> None:
+    email = await _register(admin)
+    async with _from_address(hub_app, "10.0.0.4") as c:
+        for _ in range(strict_login_limit + 2):
+            assert (await c.post("/api/auth/login", json={"email": email, "password": PASSWORD})).status_code == 200

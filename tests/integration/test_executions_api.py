@@ -1,0 +1,412 @@
+"""Executions (SPEC §4, §5, §7.1): create, dedup, list and paging, detail, logs and their stream, stop, retry."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import text
+
+from exekra.hub.context import Hub
+from exekra.hub.tasks import drain
+
+from .conftest import SIMPLE_DEFINITION
+from .protocol import ProtocolRunner, publish_workflow
+
+WITH_INPUTS: dict[str, Any] = {
+    "inputs": {
+        "name": {"type": "string", "required": True},
+        "count": {"type": "integer", "default": 1},
+    },
+    **SIMPLE_DEFINITION,
+}
+
+
+
+async def _create(admin: httpx.AsyncClient, workflow_id: str, **fields: Any) -> dict[str, Any]:
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id, **fields})
+    assert r.status_code == 201, r.text
+    execution: dict[str, Any] = r.json()["execution"]
+    return execution
+
+
+async def _online_runner(admin: httpx.AsyncClient, client: httpx.AsyncClient, name: str = "r1") -> ProtocolRunner:
+    runner = await ProtocolRunner.register(admin, client, name)
+    assert (await runner.auth()).status_code == 200
+    assert (await runner.heartbeat()).status_code == 200
+    return runner
+
+
+async def _run(runner: ProtocolRunner, execution_id: str, *messages: str, status: str = "COMPLETED") -> None:
+    """Take the execution through the protocol: poll, start, upload `messages`, report `status`."""
+    polled = await runner.poll(wait=5)
+    assert polled.status_code == 200 and polled.json()["execution"]["id"] == execution_id
+    assert (await runner.start(execution_id, 1)).status_code == 200
+    if messages:
+        assert (await runner.logs(execution_id, 1, *messages)).status_code == 200
+    assert (await runner.complete(execution_id, 1, status)).status_code == 200
+
+
+def _sse_events(body: str) -> list[tuple[str, Any]]:
+    """(event, data) pairs of a Server-Sent Events body."""
+    events = []
+    for block in body.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], orjson.loads(fields["data"])))
+    return events
+
+
+# --- create --------------------------------------------------------------------------------------------
+
+
+async def test_create_queues_at_once_with_attempt_zero_and_the_workflow_priority(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "prio-seven", SIMPLE_DEFINITION, priority=7, timeoutSeconds=60)
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id})
+    assert r.status_code == 201
+    assert r.json()["duplicate"] is False
+    e = r.json()["execution"]
+    assert e["status"] == "QUEUED" and e["attempt"] == 0 and e["priority"] == 7
+    assert e["workflowId"] == workflow_id and e["versionId"]
+    assert e["triggerType"] == "API" and e["timeoutSeconds"] == 60 and e["runnerId"] is None
+    assert e["queuedAt"] and e["createdAt"].endswith("Z")
+
+
+async def test_create_with_explicit_priority_overrides_the_workflow_default(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "prio", SIMPLE_DEFINITION, priority=7)
+    assert (await _create(admin, workflow_id, priority=2))["priority"] == 2
+    assert (await _create(admin, workflow_id, priority=0))["priority"] == 0
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id, "priority": 10})
+    assert r.status_code == 422 and "priority" in r.json()["error"]["message"]
+
+
+async def test_inputs_are_checked_against_the_definition_and_defaults_applied(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "inputs", WITH_INPUTS)
+    missing = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
+    assert missing.status_code == 422
+    assert missing.json()["error"]["message"] == "inputs: input 'name' is required"
+    wrong = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {"name": "a", "count": "x"}})
+    assert wrong.status_code == 422 and wrong.json()["error"]["message"] == "inputs: input 'count' must be an integer"
+    created = await _create(admin, workflow_id, inputs={"name": "Ada"})
+    assert created["inputs"] == {"name": "Ada", "count": 1}
+    not_object = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": [1, 2]})
+    assert not_object.status_code == 422
+
+
+@pytest.mark.parametrize("workflow_id", [str(uuid.uuid4()), "not-a-uuid"])
+async def test_create_for_unknown_workflow_is_404(admin: httpx.AsyncClient, workflow_id: str) -> None:
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+async def test_create_for_workflow_without_published_version_is_409(admin: httpx.AsyncClient, hub: Hub) -> None:
+    r = await admin.post("/api/workflows", json={"name": "draft-only", "definition": SIMPLE_DEFINITION})
+    workflow_id = r.json()["workflow"]["id"]
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    async with hub.db.session() as session:
+        assert (await session.execute(text("SELECT count(*) FROM executions"))).scalar_one() == 0
+
+
+async def test_create_for_archived_workflow_is_409(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "old", SIMPLE_DEFINITION)
+    assert (await admin.delete(f"/api/workflows/{workflow_id}")).status_code == 200
+    assert (await admin.post("/api/executions", json={"workflowId": workflow_id})).status_code == 409
+
+
+async def test_create_pinned_to_unknown_runner_is_404(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "pin", SIMPLE_DEFINITION)
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id, "runnerId": str(uuid.uuid4())})
+    assert r.status_code == 404
+
+
+# --- duplicate detection -------------------------------------------------------------------------------
+
+
+async def test_idempotency_key_in_body_returns_the_first_execution_with_200(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "dedup", SIMPLE_DEFINITION)
+    first = await admin.post("/api/executions", json={"workflowId": workflow_id, "idempotencyKey": "order-1"})
+    again = await admin.post("/api/executions", json={"workflowId": workflow_id, "idempotencyKey": "order-1"})
+    assert first.status_code == 201 and first.json()["duplicate"] is False
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["execution"]["id"] == first.json()["execution"]["id"]
+    assert again.json()["execution"]["idempotencyKey"] == "order-1"
+    other = await admin.post("/api/executions", json={"workflowId": workflow_id, "idempotencyKey": "order-2"})
+    assert other.status_code == 201 and other.json()["execution"]["id"] != first.json()["execution"]["id"]
+
+
+async def test_idempotency_key_header_deduplicates_like_the_body_field(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "dedup", SIMPLE_DEFINITION)
+    body = {"workflowId": workflow_id}
+    first = await admin.post("/api/executions", json=body, headers={"Idempotency-Key": "hdr-1"})
+    again = await admin.post("/api/executions", json=body, headers={"Idempotency-Key": "hdr-1"})
+    assert first.status_code == 201 and again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["execution"]["id"] == first.json()["execution"]["id"]
+    # The header and the body field name the same key.
+    by_body = await admin.post("/api/executions", json={**body, "idempotencyKey": "hdr-1"})
+    assert by_body.status_code == 200 and by_body.json()["execution"]["id"] == first.json()["execution"]["id"]
+    new = await admin.post("/api/executions", json=body, headers={"Idempotency-Key": "hdr-2"})
+    assert new.status_code == 201 and new.json()["duplicate"] is False
+
+
+async def test_without_a_key_every_create_is_a_new_execution(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "plain", SIMPLE_DEFINITION)
+    ids = {(await _create(admin, workflow_id))["id"] for _ in range(3)}
+    assert len(ids) == 3
+
+
+async def test_twenty_concurrent_creates_with_one_key_make_exactly_one_execution(
+    admin: httpx.AsyncClient, hub: Hub
+) -> None:
+    workflow_id = await publish_workflow(admin, "race", SIMPLE_DEFINITION)
+    body = {"workflowId": workflow_id, "idempotencyKey": "same-key"}
+    responses = await asyncio.gather(*(admin.post("/api/executions", json=body) for _ in range(20)))
+    assert sorted(r.status_code for r in responses) == [200] * 19 + [201]
+    assert len({r.json()["execution"]["id"] for r in responses}) == 1
+    assert sum(r.json()["duplicate"] for r in responses) == 19
+    async with hub.db.session() as session:
+        assert (await session.execute(text("SELECT count(*) FROM executions"))).scalar_one() == 1
+        assert (await session.execute(text("SELECT count(*) FROM execution_keys"))).scalar_one() == 1
+
+
+# --- list ----------------------------------------------------------------------------------------------
+
+
+async def test_list_filters_by_workflow_runner_status_and_time(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    wf1 = await publish_workflow(admin, "wf1", SIMPLE_DEFINITION)
+    wf2 = await publish_workflow(admin, "wf2", SIMPLE_DEFINITION)
+    runner = await _online_runner(admin, client)
+    done = await _create(admin, wf1)
+    await _run(runner, done["id"])
+    await admin.patch(f"/api/runners/{runner.runner_id}", json={"enabled": False})  # no more work for it
+    queued1 = await _create(admin, wf1)
+    queued2 = await _create(admin, wf2)
+    stopped = await _create(admin, wf2)
+    await admin.post(f"/api/executions/{stopped['id']}/stop")
+
+    async def ids(**params: Any) -> list[str]:
+        r = await admin.get("/api/executions", params=params)
+        assert r.status_code == 200, r.text
+        assert r.json()["total"] == len(r.json()["executions"])
+        return [e["id"] for e in r.json()["executions"]]
+
+    everything = [stopped["id"], queued2["id"], queued1["id"], done["id"]]  # newest first
+    assert await ids() == everything
+    assert await ids(workflowId=wf1) == [queued1["id"], done["id"]]
+    assert await ids(runnerId=runner.runner_id) == [done["id"]]
+    assert await ids(status="QUEUED") == [queued2["id"], queued1["id"]]
+    assert await ids(status="completed,STOPPED") == [stopped["id"], done["id"]]
+    assert await ids(workflowId=wf2, status="QUEUED") == [queued2["id"]]
+    assert await ids(**{"from": queued1["createdAt"]}) == everything[:3]
+    assert await ids(to=queued1["createdAt"]) == [done["id"]]  # `to` is exclusive
+    assert await ids(**{"from": queued1["createdAt"], "to": stopped["createdAt"]}) == [queued2["id"], queued1["id"]]
+    assert await ids(workflowId=str(uuid.uuid4())) == []
+
+    listed = (await admin.get("/api/executions", params={"workflowId": wf1})).json()["executions"][0]
+    assert listed["workflowName"] == "wf1" and listed["versionNumber"] == 1
+
+
+async def test_list_rejects_unknown_status_with_422(admin: httpx.AsyncClient) -> None:
+    r = await admin.get("/api/executions", params={"status": "QUEUED,SLEEPING"})
+    assert r.status_code == 422 and "SLEEPING" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("params", [{"limit": 201}, {"limit": 0}, {"page": 0}, {"from": "yesterday"}, {"page": "two"}])
+async def test_list_rejects_bad_paging_and_time_parameters_with_422(
+    admin: httpx.AsyncClient, params: dict[str, Any]
+) -> None:
+    r = await admin.get("/api/executions", params=params)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_failed"
+
+
+async def test_list_rejects_a_forged_cursor_with_400(admin: httpx.AsyncClient) -> None:
+    r = await admin.get("/api/executions", params={"cursor": "bm90LWEtY3Vyc29y"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "Invalid cursor"
+
+
+async def test_page_and_limit_split_the_list_and_report_the_total(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "paged", SIMPLE_DEFINITION)
+    created = [(await _create(admin, workflow_id))["id"] for _ in range(5)]
+    newest_first = created[::-1]
+    r = await admin.get("/api/executions", params={"page": 2, "limit": 2})
+    body = r.json()
+    assert (body["total"], body["page"], body["limit"]) == (5, 2, 2)
+    assert [e["id"] for e in body["executions"]] == newest_first[2:4]
+    last = (await admin.get("/api/executions", params={"page": 3, "limit": 2})).json()
+    assert [e["id"] for e in last["executions"]] == newest_first[4:] and last["nextCursor"] is None
+    default = (await admin.get("/api/executions")).json()
+    assert default["page"] == 1 and default["limit"] == 50
+
+
+async def test_cursor_paging_walks_every_execution_exactly_once_newest_first(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "keyset", SIMPLE_DEFINITION)
+    created = [(await _create(admin, workflow_id))["id"] for _ in range(23)]
+    seen: list[str] = []
+    pages = 0
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 5, **({"cursor": cursor} if cursor else {})}
+        body = (await admin.get("/api/executions", params=params)).json()
+        pages += 1
+        seen += [e["id"] for e in body["executions"]]
+        # New rows arriving meanwhile must not shift the walk (keyset, not offset).
+        if pages == 2:
+            await _create(admin, workflow_id)
+        cursor = body["nextCursor"]
+        if cursor is None:
+            break
+    assert pages == 5
+    assert seen == created[::-1] and len(set(seen)) == len(seen)
+
+
+# --- detail and logs -----------------------------------------------------------------------------------
+
+
+async def test_get_execution_detail_has_metrics_and_version(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "detail", SIMPLE_DEFINITION)
+    created = await _create(admin, workflow_id)
+    r = await admin.get(f"/api/executions/{created['id']}")
+    assert r.status_code == 200
+    e = r.json()["execution"]
+    assert e["id"] == created["id"] and e["workflowName"] == "detail" and e["versionNumber"] == 1
+    assert e["metrics"] == {"cpuAvg": None, "cpuPeak": None, "memAvgMb": None, "memPeakMb": None}
+
+
+async def test_unknown_or_malformed_execution_id_is_404_everywhere(admin: httpx.AsyncClient) -> None:
+    for execution_id in (str(uuid.uuid4()), "not-a-uuid", "1"):
+        for method, suffix in [
+            ("GET", ""),
+            ("GET", "/logs"),
+            ("GET", "/logs/stream"),
+            ("POST", "/stop"),
+            ("POST", "/retry"),
+        ]:
+            r = await admin.request(method, f"/api/executions/{execution_id}{suffix}")
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (method, suffix, execution_id)
+
+
+async def test_logs_after_seq_return_only_newer_lines_and_the_next_seq(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "logs", SIMPLE_DEFINITION)
+    runner = await _online_runner(admin, client)
+    execution = await _create(admin, workflow_id)
+    await _run(runner, execution["id"], "one", "two", "three")
+    url = f"/api/executions/{execution['id']}/logs"
+    everything = (await admin.get(url)).json()
+    assert [(x["seq"], x["message"], x["level"]) for x in everything["lines"]] == [
+        (1, "one", "INFO"),
+        (2, "two", "INFO"),
+        (3, "three", "INFO"),
+    ]
+    assert everything["nextSeq"] == 3 and all(x["ts"].endswith("Z") for x in everything["lines"])
+    newer = (await admin.get(url, params={"afterSeq": 1})).json()
+    assert [x["seq"] for x in newer["lines"]] == [2, 3] and newer["nextSeq"] == 3
+    assert (await admin.get(url, params={"afterSeq": 3})).json() == {"lines": [], "nextSeq": 3}
+    assert (await admin.get(url, params={"afterSeq": -1})).status_code == 422
+
+
+async def test_log_stream_of_a_finished_execution_sends_the_lines_then_end(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "sse", SIMPLE_DEFINITION)
+    runner = await _online_runner(admin, client)
+    execution = await _create(admin, workflow_id)
+    await _run(runner, execution["id"], "first", "second", status="FAILED")
+    r = await admin.get(f"/api/executions/{execution['id']}/logs/stream")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = _sse_events(r.text)
+    assert [(name, data.get("seq"), data.get("message")) for name, data in events[:2]] == [
+        ("log", 1, "first"),
+        ("log", 2, "second"),
+    ]
+    assert events[2:] == [("end", {"status": "FAILED"})]
+    after = _sse_events((await admin.get(f"/api/executions/{execution['id']}/logs/stream?afterSeq=1")).text)
+    assert [name for name, _ in after] == ["log", "end"] and after[0][1]["message"] == "second"
+
+
+async def test_log_stream_follows_a_running_execution_until_it_ends(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "live", SIMPLE_DEFINITION)
+    runner = await _online_runner(admin, client)
+    execution_id = (await _create(admin, workflow_id))["id"]
+    assert (await runner.poll(wait=5)).status_code == 200
+    await runner.start(execution_id, 1)
+    await runner.logs(execution_id, 1, "before")
+    stream = asyncio.create_task(admin.get(f"/api/executions/{execution_id}/logs/stream", timeout=20))
+    await asyncio.sleep(0.3)
+    assert not stream.done()  # still running: the stream stays open
+    await runner.logs(execution_id, 1, "after")
+    await runner.complete(execution_id, 1)
+    events = _sse_events((await asyncio.wait_for(stream, 10)).text)
+    assert [(name, data.get("message")) for name, data in events] == [
+        ("log", "before"),
+        ("log", "after"),
+        ("end", None),
+    ]
+    assert events[-1][1] == {"status": "COMPLETED"}
+
+
+# --- stop and retry ------------------------------------------------------------------------------------
+
+
+async def test_stop_of_a_queued_execution_stops_it_at_once(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "stop", SIMPLE_DEFINITION)
+    execution = await _create(admin, workflow_id)
+    r = await admin.post(f"/api/executions/{execution['id']}/stop")
+    assert r.status_code == 200
+    stopped = r.json()["execution"]
+    assert stopped["status"] == "STOPPED" and stopped["completedAt"] and stopped["attempt"] == 0
+    assert (await admin.get(f"/api/executions/{execution['id']}")).json()["execution"]["status"] == "STOPPED"
+    again = await admin.post(f"/api/executions/{execution['id']}/stop")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+
+
+async def test_a_stopped_execution_is_never_handed_to_a_runner(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "stop", SIMPLE_DEFINITION)
+    execution = await _create(admin, workflow_id)
+    await admin.post(f"/api/executions/{execution['id']}/stop")
+    runner = await _online_runner(admin, client)
+    assert (await runner.poll()).status_code == 204
+
+
+async def test_retry_creates_a_new_execution_with_the_same_version_and_inputs(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "retry", WITH_INPUTS, priority=3)
+    original = await _create(admin, workflow_id, inputs={"name": "Ada", "count": 4})
+    await admin.post(f"/api/executions/{original['id']}/stop")
+    # A newer published version must not change what a retry runs.
+    await admin.post(f"/api/workflows/{workflow_id}/versions", json={"definition": SIMPLE_DEFINITION})
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 200
+
+    r = await admin.post(f"/api/executions/{original['id']}/retry")
+    assert r.status_code == 201
+    retried = r.json()["execution"]
+    assert retried["id"] != original["id"] and retried["status"] == "QUEUED" and retried["attempt"] == 0
+    assert retried["versionId"] == original["versionId"] and retried["inputs"] == {"name": "Ada", "count": 4}
+    assert retried["workflowId"] == workflow_id and retried["priority"] == 3
+    fresh = await _create(admin, workflow_id)
+    assert fresh["versionId"] != original["versionId"]
+
+
+async def test_stop_and_create_are_audited_with_the_acting_user(admin: httpx.AsyncClient, hub: Hub) -> None:
+    workflow_id = await publish_workflow(admin, "audited", SIMPLE_DEFINITION)
+    execution = await _create(admin, workflow_id)
+    await admin.post(f"/api/executions/{execution['id']}/stop")
+    await drain()
+    me = (await admin.get("/api/auth/me")).json()["user"]["id"]
+    async with hub.db.session() as session:
+        rows = (
+            await session.execute(
+                text("SELECT action, actor_type, actor_id FROM audit_log WHERE entity_id = :id ORDER BY id"),
+                {"id": execution["id"]},
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("execution.create", "USER", me), ("execution.stop", "USER", me)]
