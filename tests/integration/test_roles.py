@@ -43,8 +43,7 @@ class Endpoint:
         return self.method, _shape(self.path)
 
 
-# SPEC §7.1, with the roles of §10.2. Routes not in the app yet (triggers, audit, licence, stats, and
-# credentials until wired) are skipped, and tested as soon as they appear.
+# SPEC §7.1, with the roles of §10.2.
 ENDPOINTS = [
     Endpoint("POST", "/api/auth/bootstrap", PUBLIC),
     Endpoint("POST", "/api/auth/login", PUBLIC),
@@ -82,21 +81,12 @@ ENDPOINTS = [
     Endpoint("DELETE", "/api/runners/{runner_id}", ADMINS),
     Endpoint("POST", "/api/runners/{runner_id}/regenerate-secret", ADMINS),
     Endpoint("GET", "/api/runners/{runner_id}/metrics", ANY),
-    Endpoint("GET", "/api/triggers", ANY),
-    Endpoint("POST", "/api/triggers", DEVELOPERS),
-    Endpoint("GET", "/api/triggers/{trigger_id}", ANY),
-    Endpoint("PATCH", "/api/triggers/{trigger_id}", DEVELOPERS),
-    Endpoint("DELETE", "/api/triggers/{trigger_id}", DEVELOPERS),
-    Endpoint("POST", "/api/triggers/{trigger_id}/rotate-token", DEVELOPERS),
     Endpoint("GET", "/api/credentials", DEVELOPERS),
     Endpoint("POST", "/api/credentials", DEVELOPERS),
     Endpoint("GET", "/api/credentials/{credential_id}", DEVELOPERS),
     Endpoint("PATCH", "/api/credentials/{credential_id}", DEVELOPERS),
     Endpoint("DELETE", "/api/credentials/{credential_id}", DEVELOPERS),
     Endpoint("GET", "/api/audit", ADMINS),
-    Endpoint("GET", "/api/license", ANY),
-    Endpoint("POST", "/api/license", ADMINS),
-    Endpoint("GET", "/api/stats", ANY),
 ]
 
 # Not user-facing (SPEC §7.2, §7.3) or not part of the API proper.
@@ -117,6 +107,21 @@ def _app_routes(app: FastAPI) -> set[tuple[str, str]]:
             continue
         routes |= {(method, _shape(path)) for method in route.methods or () if method != "HEAD"}
     return routes
+
+
+# Routes of SPEC §7.1 that later issues build (triggers, licence, stats): they join ENDPOINTS when they exist,
+# which `test_planned_routes_are_not_built_yet` enforces.
+PLANNED = [
+    Endpoint("GET", "/api/triggers", ANY),
+    Endpoint("POST", "/api/triggers", DEVELOPERS),
+    Endpoint("GET", "/api/triggers/{trigger_id}", ANY),
+    Endpoint("PATCH", "/api/triggers/{trigger_id}", DEVELOPERS),
+    Endpoint("DELETE", "/api/triggers/{trigger_id}", DEVELOPERS),
+    Endpoint("POST", "/api/triggers/{trigger_id}/rotate-token", DEVELOPERS),
+    Endpoint("GET", "/api/license", ANY),
+    Endpoint("POST", "/api/license", ADMINS),
+    Endpoint("GET", "/api/stats", ANY),
+]
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +145,6 @@ async def users_by_role(hub_app: FastAPI) -> AsyncIterator[dict[str, User]]:
 async def test_role_matrix(
     hub_app: FastAPI, users_by_role: dict[str, User], endpoint: Endpoint, role: str | None
 ) -> None:
-    if endpoint.key not in _app_routes(hub_app):
-        pytest.skip("route not in the app yet")
     hub: Hub = hub_app.state.hub
     headers = {}
     if role is not None:
@@ -165,6 +168,11 @@ async def test_role_matrix(
 def test_every_user_facing_route_is_in_the_role_table(hub_app: FastAPI) -> None:
     missing = _app_routes(hub_app) - {e.key for e in ENDPOINTS}
     assert not missing, f"add these routes to ENDPOINTS with the roles SPEC §10.2 gives them: {sorted(missing)}"
+
+
+def test_planned_routes_are_not_built_yet(hub_app: FastAPI) -> None:
+    built = _app_routes(hub_app) & {e.key for e in PLANNED}
+    assert not built, f"move these rows from PLANNED to ENDPOINTS: {sorted(built)}"
 
 
 def test_role_table_has_no_duplicate_rows() -> None:

@@ -124,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _include_routers(app: FastAPI) -> None:
+    from exekra.hub.audit.api import router as audit_router
     from exekra.hub.auth.api import router as auth_router
     from exekra.hub.credentials.api import router as credentials_router
     from exekra.hub.executions.api import router as executions_router
@@ -133,7 +134,7 @@ def _include_routers(app: FastAPI) -> None:
     from exekra.hub.workflows.api import router as workflows_router
 
     limited = [Depends(rate_limit)]
-    for router in (auth_router, users_router, workflows_router, executions_router, runners_router, credentials_router):
+    for router in (auth_router, users_router, workflows_router, executions_router, runners_router, credentials_router, audit_router):
         app.include_router(router, dependencies=limited)
     app.include_router(protocol_router)
     app.include_router(_system_router())

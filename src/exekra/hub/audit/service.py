@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.hub.audit.models import AuditEntry
@@ -77,8 +77,6 @@ async def list_entries(
     session: AsyncSession, f: AuditFilter, *, offset: int, limit: int
 ) -> tuple[list[AuditEntry], int]:
     """A page of audit entries, newest first, with the total count."""
-    from sqlalchemy import func
-
     total = (await session.execute(filtered(select(func.count()).select_from(AuditEntry), f))).scalar_one()
     rows = await session.execute(
         filtered(select(AuditEntry), f).order_by(AuditEntry.id.desc()).offset(offset).limit(limit)
