@@ -410,3 +410,9 @@ async def test_stop_and_create_are_audited_with_the_acting_user(admin: httpx.Asy
             )
         ).all()
     assert [tuple(r) for r in rows] == [("execution.create", "USER", me), ("execution.stop", "USER", me)]
+
+
+async def test_malformed_id_in_a_list_filter_is_422(admin: httpx.AsyncClient) -> None:
+    for name in ("workflowId", "runnerId"):
+        r = await admin.get("/api/executions", params={name: "not-an-id"})
+        assert r.status_code == 422 and name in r.json()["error"]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -13,10 +14,10 @@ from fastapi.responses import StreamingResponse
 
 from exekra.hub.context import Hub
 from exekra.hub.deps import CurrentUser, HubDep, Paging
+from exekra.hub.errors import ValidationFailed
 from exekra.hub.executions import service
 from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus, TriggerType
 from exekra.hub.executions.schemas import NewExecution, execution_to_api
-from exekra.hub.lookup import parse_id
 from exekra.hub.tasks import spawn
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
@@ -80,12 +81,10 @@ async def list_executions(
     statuses = tuple(s.strip().upper() for s in status.split(",") if s.strip()) if status else ()
     unknown = [s for s in statuses if s not in ExecutionStatus.__members__]
     if unknown:
-        from exekra.hub.errors import ValidationFailed
-
         raise ValidationFailed(f"status: unknown status {unknown[0]}")
     f = service.ExecutionFilter(
-        workflow_id=parse_id(workflow_id, "workflow") if workflow_id else None,
-        runner_id=parse_id(runner_id, "runner") if runner_id else None,
+        workflow_id=_filter_id(workflow_id, "workflowId"),
+        runner_id=_filter_id(runner_id, "runnerId"),
         statuses=statuses,
         since=since,
         until=until,
@@ -98,6 +97,16 @@ async def list_executions(
         "limit": paging.limit,
         "nextCursor": page.next_cursor,
     }
+
+
+def _filter_id(value: str | None, name: str) -> uuid.UUID | None:
+    """An id given as a filter: a malformed one is a validation error, not a missing resource."""
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ValidationFailed(f"{name}: not a valid id") from None
 
 
 @router.get("/{execution_id}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.db.session import Database
 from exekra.hub.audit import service as audit
@@ -24,10 +25,12 @@ async def list_users(db: Database, *, offset: int, limit: int, search: str | Non
         return list(rows.scalars()), int(total)
 
 
-async def _admins_left(session: object, excluding: User) -> int:
-    from sqlalchemy.ext.asyncio import AsyncSession
+ADMIN_CHANGES_LOCK = 0x45584C  # serialises changes that could remove the last active admin
 
-    assert isinstance(session, AsyncSession)
+
+async def _admins_left(session: AsyncSession, excluding: User) -> int:
+    """Active admins other than `excluding`, counted under a lock so two concurrent changes cannot both pass."""
+    await session.execute(select(func.pg_advisory_xact_lock(ADMIN_CHANGES_LOCK)))
     return int(
         (
             await session.execute(
