@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub.auth.security import RunnerTokens
-from exekra.hub.dispatch.dispatcher import Dispatcher
+from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
 from exekra.hub.ratelimit import RateLimiter
 
 
@@ -19,4 +19,5 @@ class Hub:
     limiter: RateLimiter
     runner_tokens: RunnerTokens
     secret_key: bytes
+    dedup: DuplicateMirror | None = None  # the Redis mirror of idempotency keys, when Redis is configured
     started_at: float = field(default=0.0)

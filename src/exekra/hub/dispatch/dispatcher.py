@@ -37,3 +37,17 @@ class Dispatcher(Protocol):
     def register_waiter(self, runner_id: uuid.UUID) -> asyncio.Event: ...
 
     def unregister_waiter(self, runner_id: uuid.UUID, event: asyncio.Event) -> None: ...
+
+
+class DuplicateMirror(Protocol):
+    """A fast copy of the idempotency keys (SPEC §5) kept beside PostgreSQL's `execution_keys`.
+
+    Best effort: it never raises, may miss a key (then PostgreSQL answers), and only ever holds a key for
+    less than the dedup window, so what it finds is a duplicate PostgreSQL would also have found.
+    """
+
+    async def find_duplicate(self, workflow_id: uuid.UUID, key: str) -> uuid.UUID | None: ...
+
+    async def remember_duplicate(
+        self, workflow_id: uuid.UUID, key: str, execution_id: uuid.UUID, seconds: float
+    ) -> None: ...

@@ -1,17 +1,39 @@
-"""Long-poll wake-ups: a runner's pending poll wakes the moment work is assigned to it."""
+"""Long-poll wake-ups: a runner's pending poll wakes the moment work is assigned to it, in any hub process.
+
+The process that makes an assignment wakes its own waiting polls directly. Other hub processes learn it
+from PostgreSQL `NOTIFY` on `CHANNEL`, sent inside the claim's transaction (so it is delivered only once
+the assignment is committed), and heard by one dedicated `LISTEN` connection per process. PostgreSQL
+serves both queue modes, so wake-ups keep working across processes while Redis is down.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
 from collections import defaultdict
 
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exekra.hub.dispatch.sweeper import cancel_tasks
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "exekra_wakeup"
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_KEEPALIVE_SECONDS = 10.0
+_RECONNECT_MAX_SECONDS = 5.0
+
 
 class Wakeups:
-    """In-process registry of runners waiting in a long poll."""
+    """Registry of this process's runners waiting in a long poll."""
 
     def __init__(self) -> None:
         self._events: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
+        self.origin = uuid.uuid4().hex  # tells this process's notifications from other processes'
 
     def register(self, runner_id: uuid.UUID) -> asyncio.Event:
         """Register before looking for work, so a concurrent assignment cannot be missed."""
@@ -27,10 +49,98 @@ class Wakeups:
                 del self._events[runner_id]
 
     def notify(self, runner_id: uuid.UUID) -> None:
-        """Wake every poll of this runner."""
+        """Wake every poll of this runner in this process."""
         for event in self._events.get(runner_id, ()):
             event.set()
+
+    def notify_all(self) -> None:
+        """Wake every waiting poll (each re-checks for work): used when notifications may have been missed."""
+        for events in self._events.values():
+            for event in events:
+                event.set()
+
+    def is_waiting(self, runner_id: uuid.UUID) -> bool:
+        return runner_id in self._events
 
     @property
     def waiting(self) -> int:
         return sum(len(v) for v in self._events.values())
+
+    async def publish(self, session: AsyncSession, runner_id: uuid.UUID) -> None:
+        """Announce an assignment to the other hub processes, in the claim's transaction.
+
+        Skipped when the runner's poll waits in this process: `notify` after the commit reaches it.
+        """
+        if not self.is_waiting(runner_id):
+            await session.execute(_NOTIFY, {"channel": CHANNEL, "payload": f"{self.origin}:{runner_id}"})
+
+    def deliver(self, payload: str) -> None:
+        """A notification from PostgreSQL: wake the runner's polls unless this process sent it."""
+        origin, _, runner = payload.partition(":")
+        if origin == self.origin:
+            return
+        with contextlib.suppress(ValueError):
+            self.notify(uuid.UUID(runner))
+
+
+class WakeupListener:
+    """One `LISTEN` connection that feeds other processes' notifications into `wakeups`.
+
+    Reconnects by itself; after a reconnection every waiting poll is woken once to re-check, since
+    notifications sent while the connection was down are lost (the polls' own timeouts bound the delay).
+    """
+
+    def __init__(self, dsn: str, wakeups: Wakeups) -> None:
+        self.dsn = dsn
+        self.wakeups = wakeups
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen_forever(), name="exekra-wakeup-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_tasks([self._task])
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._listen_once()
+                delay = 0.1
+            except Exception as exc:
+                log.warning("wake-up listener: %s; reconnecting in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+
+    async def _listen_once(self) -> None:
+        connection = await asyncpg.connect(self.dsn, timeout=5)
+        closed = asyncio.Event()
+        try:
+            connection.add_termination_listener(lambda _: closed.set())
+            await connection.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: self.wakeups.deliver(payload))
+            self.wakeups.notify_all()
+            while not closed.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(closed.wait(), _KEEPALIVE_SECONDS)
+                if not closed.is_set():
+                    await connection.fetchval("SELECT 1", timeout=5)  # finds a silently dead connection
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 2)
+
+
+class LongPolls:
+    """The long-poll half of the `Dispatcher` protocol, the same for every dispatcher."""
+
+    wakeups: Wakeups
+
+    def register_waiter(self, runner_id: uuid.UUID) -> asyncio.Event:
+        return self.wakeups.register(runner_id)
+
+    def unregister_waiter(self, runner_id: uuid.UUID, event: asyncio.Event) -> None:
+        self.wakeups.unregister(runner_id, event)
+
+    async def wait_for_work(self, runner_id: uuid.UUID, event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)

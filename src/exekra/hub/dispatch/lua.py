@@ -1,0 +1,124 @@
+"""The queue's Lua scripts: every change that touches more than one key is one atomic script.
+
+Keys (prefix `exekra:`), see docs/queue.md:
+  q:<signature>   ZSET  waiting execution ids of one constraint signature, score = priority then age
+  signatures      HASH  signature -> its constraints as JSON ({"pin": id} or {"type": t, "labels": [...]})
+  job:<id>        HASH  the job record of a waiting execution (state, attempts, lastError, timestamps, seq)
+  jobs:completed  LIST  newest-first JSON records of jobs that left the queue, capped
+  jobs:failed     LIST  newest-first JSON records of dispatch failures, capped
+
+Queue keys are derived inside the scripts from the signature, so this needs a single Redis server (no
+Cluster), as Exekra's deployments have.
+"""
+
+from __future__ import annotations
+
+# Append a JSON record to a capped history list (newest first).
+_PUSH_CAPPED = """
+local function push_capped(list, record, keep)
+  if keep > 0 then
+    redis.call('LPUSH', list, record)
+    redis.call('LTRIM', list, 0, keep - 1)
+  else
+    redis.call('DEL', list)
+  end
+end
+"""
+
+# KEYS: signatures, q:<sig>, job:<id>
+# ARGV: sig, constraints JSON, id, score, now ms, priority, queuedAt ms
+# Adds the id to its signature's queue (a no-op if already there) and (re)writes its job record.
+# `seq` counts enqueues, so a reconciliation that judged an older enqueue stale cannot remove a newer one.
+ENQUEUE = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local added = redis.call('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[3])
+redis.call('HINCRBY', KEYS[3], 'seq', 1)
+redis.call('HSET', KEYS[3], 'id', ARGV[3], 'sig', ARGV[1], 'priority', ARGV[6], 'queuedAt', ARGV[7])
+redis.call('HSETNX', KEYS[3], 'state', 'waiting')
+redis.call('HSETNX', KEYS[3], 'attempts', 0)
+redis.call('HSETNX', KEYS[3], 'enqueuedAt', ARGV[5])
+return added
+"""
+
+# KEYS: signatures
+# ARGV: queue key prefix, job key prefix, runner id, has type ('1'/'0'), runner type, labels...
+# The best head (lowest score, then smallest id, as PostgreSQL orders) across the signatures this runner
+# satisfies; returns {id, sig, seq} or nil. Signatures whose queue is empty are dropped from the index.
+PEEK = """
+local runner_labels = {}
+for i = 6, #ARGV do runner_labels[ARGV[i]] = true end
+local best_id, best_score, best_sig
+local index = redis.call('HGETALL', KEYS[1])
+for i = 1, #index, 2 do
+  local sig, c = index[i], cjson.decode(index[i + 1])
+  local eligible
+  if c.pin then
+    eligible = c.pin == ARGV[3]
+  else
+    eligible = c.type == nil or (ARGV[4] == '1' and c.type == ARGV[5])
+    if eligible and c.labels then
+      for _, label in ipairs(c.labels) do
+        if not runner_labels[label] then eligible = false break end
+      end
+    end
+  end
+  if eligible then
+    local head = redis.call('ZRANGE', ARGV[1] .. sig, 0, 0, 'WITHSCORES')
+    if #head == 0 then
+      redis.call('HDEL', KEYS[1], sig)
+    else
+      local score = tonumber(head[2])
+      if best_score == nil or score < best_score or (score == best_score and head[1] < best_id) then
+        best_id, best_score, best_sig = head[1], score, sig
+      end
+    end
+  end
+end
+if best_id == nil then return nil end
+local seq = redis.call('HGET', ARGV[2] .. best_id, 'seq') or ''
+return {best_id, best_sig, seq}
+"""
+
+# KEYS: signatures, job:<id>, jobs:completed
+# ARGV: queue key prefix, id, signature hint, expected seq ('' = any), outcome, runner id, now ms, keep
+# The job leaves the queue (assigned, or its execution is no longer QUEUED) and is recorded in history.
+# Returns 0 without touching anything when `expected seq` is given and the job was enqueued again since.
+FINISH = (
+    _PUSH_CAPPED
+    + """
+if ARGV[4] ~= '' and (redis.call('HGET', KEYS[2], 'seq') or '') ~= ARGV[4] then return 0 end
+local job = {}
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do job[fields[i]] = fields[i + 1] end
+local sig = job.sig or ARGV[3]
+if sig ~= '' then
+  local queue = ARGV[1] .. sig
+  redis.call('ZREM', queue, ARGV[2])
+  if redis.call('ZCARD', queue) == 0 then redis.call('HDEL', KEYS[1], sig) end
+end
+redis.call('DEL', KEYS[2])
+local record = {id = ARGV[2], outcome = ARGV[5], attempts = tonumber(job.attempts or '0'), finishedAt = tonumber(ARGV[7])}
+if ARGV[6] ~= '' then record.runnerId = ARGV[6] end
+if job.lastError then record.lastError = job.lastError end
+if job.enqueuedAt then record.enqueuedAt = tonumber(job.enqueuedAt) end
+if job.queuedAt then record.queuedAt = tonumber(job.queuedAt) end
+push_capped(KEYS[3], cjson.encode(record), tonumber(ARGV[8]))
+return 1
+"""
+)
+
+# KEYS: job:<id>, jobs:failed
+# ARGV: id, error, attempts, now ms, keep
+# A dispatch job gave up: its record says so (the id stays queued for later matches) and the failure is
+# kept in the failed history.
+FAIL = (
+    _PUSH_CAPPED
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'lastError', ARGV[2], 'attempts', ARGV[3], 'failedAt', ARGV[4])
+end
+local record = {id = ARGV[1], outcome = 'failed', lastError = ARGV[2], attempts = tonumber(ARGV[3]), failedAt = tonumber(ARGV[4])}
+push_capped(KEYS[2], cjson.encode(record), tonumber(ARGV[5]))
+return 1
+"""
+)

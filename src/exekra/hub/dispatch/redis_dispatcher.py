@@ -1,0 +1,225 @@
+"""Dispatch through the Redis queue: event-driven matching by constraint signature, with retries.
+
+A new (or re-queued) execution goes to one of `concurrency` dispatch workers, which enqueues it in Redis
+and tries to hand it to an idle eligible runner at once. An idle runner peeks the best execution across
+the signatures it satisfies and, only when there is one, claims in PostgreSQL. The claim is always the
+conditional transition in `lifecycle`, so an id that Redis hands out twice, or a stale one, is never
+assigned twice: it is dropped from Redis instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
+from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
+from exekra.hub.dispatch.sweeper import Sweeper, cancel_tasks
+from exekra.hub.dispatch.wakeups import LongPolls
+from exekra.hub.lifecycle import Assignment
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (SQLAlchemyError, OSError, TimeoutError)
+RETRY_BASE_SECONDS = 0.1
+RETRY_CAP_SECONDS = 5.0
+PROFILE_TTL_SECONDS = 5.0
+MAX_STALE_HEADS = 100
+RECONCILE_BATCH = 1000
+
+
+def backoff(attempt: int) -> float:
+    """Delay before retry number `attempt` (1, 2, …): exponential, with ±50 % jitter."""
+    return min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What a reconciliation changed in Redis."""
+
+    enqueued: int
+    dropped: int
+
+
+class RedisDispatcher(LongPolls):
+    """The Redis queue's dispatcher. Methods raise `QueueUnavailable` when Redis fails; work that fails
+    in a background worker is handed to `fallback` (direct assignment) instead."""
+
+    mode = "redis"
+
+    def __init__(
+        self,
+        queue: RedisQueue,
+        matcher: Matcher,
+        *,
+        fallback: Callable[[uuid.UUID], Awaitable[None]],
+        concurrency: int,
+        attempts: int,
+        reconcile_interval: float,
+        sweep_interval: float = 1.0,
+        sweep_batch: int = 200,
+    ) -> None:
+        self.queue = queue
+        self.matcher = matcher
+        self.wakeups = matcher.wakeups
+        self.fallback = fallback
+        self.concurrency = concurrency
+        self.attempts = attempts
+        self.reconcile_interval = reconcile_interval
+        self.sweep_batch = sweep_batch
+        self.active = False  # set by the switching dispatcher while Redis is the active mode
+        self.sweeper = Sweeper("exekra-redis-sweeper", self._sweep, sweep_interval)
+        self._inbox: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._profiles: dict[uuid.UUID, tuple[float, RunnerProfile | None]] = {}
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"exekra-dispatch-worker-{n}") for n in range(self.concurrency)
+        ]
+        self._tasks.append(asyncio.create_task(self._reconcile_forever(), name="exekra-queue-reconciler"))
+        await self.sweeper.start()
+
+    async def stop(self) -> None:
+        await self.sweeper.stop()
+        await cancel_tasks(self._tasks)
+        self._tasks = []
+
+    async def execution_queued(self, execution_id: uuid.UUID) -> None:
+        self._inbox.put_nowait(execution_id)
+
+    async def _work(self) -> None:
+        while True:
+            execution_id = await self._inbox.get()
+            if not self.active:
+                await self._fall_back(execution_id)
+                continue
+            try:
+                await self.dispatch_job(execution_id)
+            except QueueUnavailable:
+                await self._fall_back(execution_id)  # Redis went away: the switch to direct has happened
+            except Exception:
+                log.exception("dispatch of %s failed; handing it to direct assignment", execution_id)
+                await self._fall_back(execution_id)
+
+    async def _fall_back(self, execution_id: uuid.UUID) -> None:
+        try:
+            await self.fallback(execution_id)
+        except Exception:
+            log.exception("direct assignment of %s failed; the sweeper retries it", execution_id)
+
+    async def dispatch_job(self, execution_id: uuid.UUID) -> Assignment | None:
+        """Enqueue an execution and try to assign it at once; transient database failures are retried
+        `attempts` times with backoff, then the job is recorded as failed (the execution stays QUEUED)."""
+        enqueued = False
+        for attempt in range(1, self.attempts + 1):
+            try:
+                if not enqueued:
+                    queued = await self.matcher.queued_execution(execution_id)
+                    if queued is None:
+                        return None  # assigned, stopped or failed meanwhile
+                    await self.queue.enqueue(queued)
+                    enqueued = True
+                assignment = await self.matcher.for_execution(execution_id)
+            except TRANSIENT as exc:
+                if attempt == self.attempts:
+                    log.warning("dispatch of %s failed %d times: %s", execution_id, attempt, exc)
+                    await self.queue.fail(execution_id, f"{type(exc).__name__}: {exc}", attempt)
+                    return None
+                await asyncio.sleep(backoff(attempt))
+                continue
+            if assignment is None:
+                self.sweeper.poke()  # no idle eligible runner, or its row was locked for a moment
+            else:
+                await self.queue.complete(execution_id, assignment.runner_id)
+            return assignment
+        return None
+
+    async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
+        profile = await self._profile(runner_id)
+        if profile is None:
+            return None
+        for _ in range(MAX_STALE_HEADS):
+            head = await self.queue.peek(profile)
+            if head is None:
+                return None  # nothing this runner may take: no database round trip at all
+            assignment = await self.matcher.for_runner(runner_id)
+            if assignment is not None:
+                await self.queue.complete(assignment.execution_id, runner_id)
+                return assignment
+            if await self.matcher.still_queued([head.execution_id]):
+                # The runner is not idle after all, or a concurrent claim holds the head's row: that claim
+                # removes it. A lock may also have made this runner miss: the sweeper looks again.
+                self.sweeper.poke()
+                return None
+            await self.queue.drop(head, "not queued")
+        self.sweeper.poke()
+        return None
+
+    async def _profile(self, runner_id: uuid.UUID) -> RunnerProfile | None:
+        """The runner's type and labels, cached briefly: a stale profile can only delay a match, since the
+        claim itself checks eligibility in PostgreSQL."""
+        now = time.monotonic()
+        cached = self._profiles.get(runner_id)
+        if cached is not None and now - cached[0] < PROFILE_TTL_SECONDS:
+            return cached[1]
+        profile = await self.matcher.runner_profile(runner_id)
+        if len(self._profiles) > 50_000:
+            self._profiles.clear()
+        self._profiles[runner_id] = (now, profile)
+        return profile
+
+    async def dispatch_pending(self) -> int:
+        assigned = 0
+        for runner_id in await self.matcher.idle_runners(self.sweep_batch):
+            if await self.runner_idle(runner_id) is not None:
+                assigned += 1
+        return assigned
+
+    async def _sweep(self) -> bool:
+        if not self.active:
+            return False
+        try:
+            return await self.dispatch_pending() > 0
+        except Exception as exc:  # QueueUnavailable: direct mode has taken over
+            log.debug("redis sweep stopped: %s", exc)
+            return False
+
+    async def reconcile(self) -> Reconciled:
+        """Make the Redis queue hold exactly the QUEUED executions of PostgreSQL: enqueue the missing ones
+        (in batches, in dispatch order), then drop ids whose execution is no longer QUEUED."""
+        enqueued = 0
+        async with contextlib.aclosing(self.matcher.all_queued(RECONCILE_BATCH)) as batches:
+            async for batch in batches:
+                enqueued += await self.queue.enqueue_many(batch)
+        dropped = 0
+        for sig in await self.queue.signatures():
+            async with contextlib.aclosing(self.queue.waiting(sig, RECONCILE_BATCH)) as chunks:
+                async for heads in chunks:
+                    queued = await self.matcher.still_queued([h.execution_id for h in heads])
+                    stale = [h for h in heads if h.execution_id not in queued]
+                    if stale:
+                        dropped += await self.queue.drop_many(stale, "not queued")
+        return Reconciled(enqueued, dropped)
+
+    async def _reconcile_forever(self) -> None:
+        """Periodic reconciliation: repairs what a crashed process or a lost event left behind."""
+        while True:
+            await asyncio.sleep(self.reconcile_interval)
+            if not self.active:
+                continue
+            try:
+                result = await self.reconcile()
+                if result.enqueued or result.dropped:
+                    log.info("queue reconciled: %d enqueued, %d dropped", result.enqueued, result.dropped)
+                    self.sweeper.poke()
+            except Exception as exc:  # QueueUnavailable included: the switch has happened
+                log.warning("queue reconciliation failed: %s", exc)
