@@ -8,25 +8,31 @@ caller learns it from the empty result. Terminal states appear in no rule's sour
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Row, bindparam, text
+from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.hub.executions.models import ExecutionStatus as S
+from exekra.hub.runners.models import RunnerStatus as R
+
+StatusT = TypeVar("StatusT", S, R)
 
 
 @dataclass(frozen=True)
-class Rule:
+class Rule(Generic[StatusT]):
     """A named transition: the states it may start from and the state it leads to."""
 
     name: str
-    sources: tuple[S, ...]
-    target: S
+    sources: tuple[StatusT, ...]
+    target: StatusT
 
 
+# Runner calls and user actions.
 ASSIGN = Rule("assign", (S.QUEUED,), S.ASSIGNED)
 START = Rule("start", (S.ASSIGNED,), S.RUNNING)
 COMPLETE = Rule("complete", (S.RUNNING,), S.COMPLETED)
@@ -35,12 +41,49 @@ RUNNER_STOPPED = Rule("runner-stopped", (S.ASSIGNED, S.RUNNING), S.STOPPED)
 STOP_NOW = Rule("stop-now", (S.QUEUED, S.ASSIGNED), S.STOPPED)
 REQUEST_STOP = Rule("request-stop", (S.RUNNING,), S.RUNNING)
 
+# The hub's stale checks (SPEC §4), run by `exekra.hub.maintenance` on the database clock.
+QUEUE_TIMEOUT = Rule("queue-timeout", (S.QUEUED,), S.FAILED)
+REQUEUE = Rule("requeue", (S.ASSIGNED,), S.QUEUED)
+PICKUP_FAILED = Rule("pickup-failed", (S.ASSIGNED,), S.FAILED)
+RUNNER_LOST = Rule("runner-lost", (S.RUNNING,), S.FAILED)
+STOP_UNCONFIRMED = Rule("stop-unconfirmed", (S.RUNNING,), S.STOPPED)
+HUB_TIMEOUT = Rule("hub-timeout", (S.RUNNING,), S.FAILED)
+RUNNER_OFFLINE = Rule("runner-offline", (R.ONLINE, R.BUSY), R.OFFLINE)
+
+EXECUTION_RULES = (
+    ASSIGN,
+    START,
+    COMPLETE,
+    FAIL,
+    RUNNER_STOPPED,
+    STOP_NOW,
+    REQUEST_STOP,
+    QUEUE_TIMEOUT,
+    REQUEUE,
+    PICKUP_FAILED,
+    RUNNER_LOST,
+    STOP_UNCONFIRMED,
+    HUB_TIMEOUT,
+)
 RUNNER_FINISH_RULES = {S.COMPLETED: COMPLETE, S.FAILED: FAIL, S.STOPPED: RUNNER_STOPPED}
 LIVE = (S.ASSIGNED, S.RUNNING)
 
 
-def _sources(rule: Rule) -> str:
+def _sources(rule: Rule[Any]) -> str:
     return "(" + ",".join(f"'{s.value}'" for s in rule.sources) + ")"
+
+
+def _free_runner(source: str) -> str:
+    """CTE `ur`: the runner holding each execution of CTE `source` (columns id, runner_id) lets go of it.
+
+    A BUSY runner becomes ONLINE (idle); an OFFLINE one stays OFFLINE until it shows a sign of life.
+    """
+    return f"""ur AS (
+    UPDATE runners SET current_execution_id = NULL,
+                       status = CASE WHEN status = 'BUSY' THEN 'ONLINE' ELSE status END
+      FROM {source} WHERE runners.id = {source}.runner_id AND runners.current_execution_id = {source}.id
+ RETURNING runners.id, runners.status
+)"""
 
 
 @dataclass(frozen=True)
@@ -112,7 +155,7 @@ WITH e AS (
 )
 
 
-def _assignment(row: Row[Any] | None) -> Assignment | None:
+def _assignment(row: Sequence[Any] | None) -> Assignment | None:
     return Assignment(execution_id=row[0], runner_id=row[1], attempt=row[2]) if row else None
 
 
@@ -163,18 +206,14 @@ async def reserve_log_seq(
 
 
 _FINISH = text(
-    """
+    f"""
 WITH ue AS (
     UPDATE executions
        SET status = :status, error = :error, outputs = :outputs, completed_at = now(),
            cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb
      WHERE id = :execution_id AND runner_id = :runner_id AND attempt = :attempt AND status = ANY(:sources)
  RETURNING id, runner_id
-), ur AS (
-    UPDATE runners SET current_execution_id = NULL,
-                       status = CASE WHEN status = 'BUSY' THEN 'ONLINE' ELSE status END
-      FROM ue WHERE runners.id = ue.runner_id AND runners.current_execution_id = ue.id
-)
+), {_free_runner("ue")}
 SELECT id FROM ue"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
@@ -218,12 +257,7 @@ WITH ue AS (
                           stop_requested_at = now(), error = 'stopped by user'
      WHERE id = :execution_id AND status IN {_sources(STOP_NOW)}
  RETURNING id, runner_id
-), ur AS (
-    UPDATE runners SET current_execution_id = NULL,
-                       status = CASE WHEN status = 'BUSY' THEN 'ONLINE' ELSE status END
-      FROM ue WHERE runners.id = ue.runner_id AND runners.current_execution_id = ue.id
- RETURNING runners.id
-)
+), {_free_runner("ue")}
 SELECT ue.id, (SELECT id FROM ur) FROM ue"""
 )
 
@@ -291,7 +325,7 @@ class RunnerPresence:
     current_execution_id: uuid.UUID | None
 
 
-def _presence(row: Row[Any] | None) -> RunnerPresence | None:
+def _presence(row: Sequence[Any] | None) -> RunnerPresence | None:
     return RunnerPresence(row[0], row[1], row[2], row[3]) if row else None
 
 
@@ -319,3 +353,155 @@ async def stop_requested_ids(session: AsyncSession, runner_id: uuid.UUID) -> lis
         {"runner_id": runner_id},
     )
     return [row[0] for row in result]
+
+
+# --- the hub's stale checks (SPEC §4) ------------------------------------------------------------------
+#
+# Each statement takes at most `limit` candidates, locks them (skipping rows a runner call holds right now:
+# the next pass sees them again) and changes them in the same statement, so a check run twice, or by two hub
+# processes at once, changes each row once. `:seconds` is the rule's setting; `:not_before` is when this hub
+# started: waits for a runner's sign of life count from then at the earliest, since no runner could reach a
+# hub that was down (NULL: no floor).
+
+
+@dataclass(frozen=True)
+class HubAction:
+    """One execution moved by a stale rule: why, and the runner it freed (with that runner's status now)."""
+
+    execution_id: uuid.UUID
+    runner_id: uuid.UUID | None
+    reason: str
+    runner_status: str | None
+
+    @property
+    def freed_idle_runner(self) -> uuid.UUID | None:
+        """The freed runner if it is alive and idle now, so that it can be offered work."""
+        return self.runner_id if self.runner_status == R.ONLINE else None
+
+
+@dataclass(frozen=True)
+class StaleCheck:
+    """A stale rule, its one conditional update, and the reason it records (`{seconds}` filled in)."""
+
+    rule: Rule[S]
+    statement: TextClause
+    reason: str
+
+
+_AGO = "now() - make_interval(secs => :seconds)"
+_NOT_BEFORE = "CAST(:not_before AS timestamptz)"
+_ENDED = "completed_at = now(), error = c.reason"
+
+
+def _stale_check(rule: Rule[S], candidates: str, changes: str, reason: str) -> StaleCheck:
+    """`candidates` selects (id, runner_id, reason) from `executions x`; they are locked and changed at once."""
+    statement = text(
+        f"""
+WITH c AS ({candidates}
+     LIMIT :limit FOR UPDATE OF x SKIP LOCKED
+), ue AS (
+    UPDATE executions x SET status = '{rule.target.value}', {changes}
+      FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
+ RETURNING x.id, c.runner_id, c.reason
+), {_free_runner("ue")}
+SELECT ue.id, ue.runner_id, ue.reason, ur.status FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
+    )
+    return StaleCheck(rule, statement, reason)
+
+
+# ASSIGNED and not started: the runner is OFFLINE (or gone), or the pick-up timeout passed.
+_NOT_PICKED_UP = f"""
+    SELECT x.id, x.runner_id,
+           CASE WHEN r.id IS NULL OR r.status = 'OFFLINE' THEN 'runner offline before starting it'
+                ELSE CAST(:reason AS text) END {{suffix}} AS reason
+      FROM executions x LEFT JOIN runners r ON r.id = x.runner_id
+     WHERE x.status = 'ASSIGNED' AND x.requeue_count {{requeued}}
+       AND (r.id IS NULL OR r.status = 'OFFLINE' OR greatest(x.assigned_at, {_NOT_BEFORE}) < {_AGO})"""
+_CONSTANT_REASON = "SELECT x.id, x.runner_id, CAST(:reason AS text) AS reason FROM executions x"
+
+STALE_CHECKS = {
+    check.rule: check
+    for check in (
+        _stale_check(
+            QUEUE_TIMEOUT,
+            f"{_CONSTANT_REASON} WHERE x.status = 'QUEUED' AND x.queued_at < {_AGO}",
+            _ENDED,
+            "no runner available within {seconds:g} s",
+        ),
+        # Keeps its attempt (the next assignment makes it attempt + 1) and `queued_at`, so its place in the queue.
+        _stale_check(
+            REQUEUE,
+            _NOT_PICKED_UP.format(requeued="= 0", suffix=""),
+            "runner_id = NULL, assigned_at = NULL, requeue_count = x.requeue_count + 1",
+            "not started within {seconds:g} s",
+        ),
+        _stale_check(
+            PICKUP_FAILED,
+            _NOT_PICKED_UP.format(requeued="> 0", suffix="|| ' (already re-queued once)'"),
+            _ENDED,
+            "not started within {seconds:g} s",
+        ),
+        # `seconds` here is how long the runner has been silent: the offline delay plus the running grace.
+        _stale_check(
+            RUNNER_LOST,
+            f"""{_CONSTANT_REASON}
+     WHERE x.status = 'RUNNING'
+       AND NOT EXISTS (SELECT 1 FROM runners r WHERE r.id = x.runner_id
+                          AND (r.status <> 'OFFLINE' OR greatest(r.last_heartbeat_at, {_NOT_BEFORE}) >= {_AGO}))""",
+            _ENDED,
+            "runner lost",
+        ),
+        _stale_check(
+            STOP_UNCONFIRMED,
+            f"""{_CONSTANT_REASON}
+     WHERE x.status = 'RUNNING' AND x.stop_requested AND greatest(x.stop_requested_at, {_NOT_BEFORE}) < {_AGO}""",
+            _ENDED,
+            "stopped by the hub: the runner did not confirm the stop within {seconds:g} s",
+        ),
+        # `seconds` is the grace after the workflow's own timeout, which the runner enforces first.
+        _stale_check(
+            HUB_TIMEOUT,
+            f"""
+    SELECT x.id, x.runner_id, 'timed out after ' || x.timeout_seconds || ' s (hub)' AS reason FROM executions x
+     WHERE x.status = 'RUNNING' AND x.timeout_seconds IS NOT NULL
+       AND greatest(x.started_at + make_interval(secs => x.timeout_seconds), {_NOT_BEFORE}) < {_AGO}""",
+            _ENDED,
+            "",
+        ),
+    )
+}
+
+
+async def apply_stale_rule(
+    session: AsyncSession, rule: Rule[S], *, seconds: float, not_before: datetime | None, limit: int
+) -> list[HubAction]:
+    """Apply one stale rule of SPEC §4 to at most `limit` executions; returns what it did."""
+    check = STALE_CHECKS[rule]
+    reason = check.reason.format(seconds=seconds)
+    params = {"seconds": seconds, "not_before": not_before, "reason": reason, "limit": limit}
+    rows = await session.execute(check.statement, params)
+    return [HubAction(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+_MARK_OFFLINE = text(
+    f"""
+WITH c AS (
+    SELECT id FROM runners
+     WHERE status IN {_sources(RUNNER_OFFLINE)} AND greatest(last_heartbeat_at, {_NOT_BEFORE}) < {_AGO}
+     LIMIT :limit FOR UPDATE SKIP LOCKED
+)
+UPDATE runners r SET status = '{RUNNER_OFFLINE.target.value}'
+  FROM c WHERE r.id = c.id AND r.status IN {_sources(RUNNER_OFFLINE)}
+RETURNING r.id, r.last_heartbeat_at"""
+)
+
+
+async def mark_offline_runners(
+    session: AsyncSession, *, seconds: float, not_before: datetime | None, limit: int
+) -> list[tuple[uuid.UUID, datetime | None]]:
+    """Runners with neither a heartbeat nor a poll for `seconds` → OFFLINE; returns (id, last sign of life).
+
+    An OFFLINE runner keeps the execution it holds: the stale rules decide what becomes of it.
+    """
+    rows = await session.execute(_MARK_OFFLINE, {"seconds": seconds, "not_before": not_before, "limit": limit})
+    return [(row[0], row[1]) for row in rows]

@@ -67,6 +67,13 @@ class Execution(Base):
         Index("ix_executions_workflow_id_created_at", "workflow_id", "created_at"),
         Index("ix_executions_created_at_id", "created_at", "id"),
         Index("ix_executions_status_created_at", "status", "created_at"),
+        # Retention walks finished executions oldest first (`exekra.hub.retention`).
+        Index(
+            "ix_executions_terminal_completed_at",
+            "completed_at",
+            "id",
+            postgresql_where="status IN ('COMPLETED','FAILED','STOPPED')",
+        ),
         # Database-level guard: a runner holds at most one live execution.
         Index(
             "uq_executions_live_runner",

@@ -72,7 +72,10 @@ class RunnerMetric(Base):
     """One heartbeat's metrics, kept `EXEKRA_METRICS_RETENTION_DAYS` for capacity planning."""
 
     __tablename__ = "runner_metrics"
-    __table_args__ = (Index("ix_runner_metrics_runner_id_ts", "runner_id", "ts"),)
+    __table_args__ = (
+        Index("ix_runner_metrics_runner_id_ts", "runner_id", "ts"),
+        Index("ix_runner_metrics_ts", "ts"),  # retention deletes the oldest rows
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     runner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("runners.id", ondelete="CASCADE"), nullable=False)

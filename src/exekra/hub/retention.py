@@ -1,0 +1,218 @@
+"""Retention (SPEC §11): purge old terminal executions and heartbeat history in small batches.
+
+Executions are taken by key: a batch of at most `batch` ids of terminal executions completed before the
+cutoff, walked in `(completed_at, id)` order on a partial index. The batch is archived first when asked
+(gzip JSON lines, flushed to disk before anything is deleted), then its log lines are deleted by
+`execution_id = ANY(ids)` at most `batch` rows per transaction, then its idempotency keys and the
+executions themselves (other tables that reference executions cascade). Every transaction is short and
+touches only finished rows, so the purge never blocks dispatch, and a purge cut short is simply resumed
+by the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import CursorResult, TextClause, Uuid, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exekra.db.session import Database
+from exekra.hub.audit import service as audit
+from exekra.hub.audit.service import SYSTEM
+from exekra.hub.executions.models import Execution
+from exekra.hub.executions.schemas import execution_to_api
+from exekra.hub.workflows.models import Workflow, WorkflowVersion
+
+_CUTOFF = text("SELECT now() - make_interval(days => :days)")
+
+# Matches the partial index `ix_executions_terminal_completed_at`.
+_NEXT_BATCH = text(
+    """
+SELECT id, completed_at FROM executions
+ WHERE status IN ('COMPLETED','FAILED','STOPPED') AND completed_at < :cutoff
+   AND (completed_at, id) > (:after_ts, :after_id)
+ ORDER BY completed_at, id
+ LIMIT :batch"""
+)
+
+_ids = bindparam("ids", type_=ARRAY(Uuid))
+
+_LOGS = text(
+    "SELECT execution_id, seq, ts, level, message FROM execution_logs "
+    "WHERE execution_id = ANY(:ids) ORDER BY execution_id, seq"
+).bindparams(_ids)
+
+_DELETE_LOGS = text(
+    """
+DELETE FROM execution_logs l
+ USING (SELECT execution_id, seq FROM execution_logs WHERE execution_id = ANY(:ids) LIMIT :batch) d
+ WHERE l.execution_id = d.execution_id AND l.seq = d.seq"""
+).bindparams(_ids)
+
+_DELETE_KEYS = text("DELETE FROM execution_keys WHERE execution_id = ANY(:ids)").bindparams(_ids)
+
+_DELETE_EXECUTIONS = text(
+    "DELETE FROM executions WHERE id = ANY(:ids) AND status IN ('COMPLETED','FAILED','STOPPED')"
+).bindparams(_ids)
+
+_DELETE_METRICS = text(
+    """
+DELETE FROM runner_metrics
+ WHERE id IN (SELECT id FROM runner_metrics WHERE ts < now() - make_interval(days => :days) LIMIT :batch)"""
+)
+
+_FIRST_KEY = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+
+
+@dataclass
+class PurgeReport:
+    """Rows deleted by one purge, and the archive written (if any)."""
+
+    executions: int = 0
+    logs: int = 0
+    keys: int = 0
+    metrics: int = 0
+    archive: Path | None = None
+
+    @property
+    def total(self) -> int:
+        return self.executions + self.logs + self.keys + self.metrics
+
+
+async def purge(
+    db: Database,
+    *,
+    retention_days: int,
+    metrics_retention_days: int,
+    batch: int,
+    archive_dir: Path | None = None,
+) -> PurgeReport:
+    """Delete terminal executions completed more than `retention_days` ago (with their logs and keys) and
+    heartbeat metrics older than `metrics_retention_days`, `batch` rows per transaction at most.
+
+    With `archive_dir`, each execution is first written with its logs as one line of a new gzip JSON-lines
+    file there (one file per purge, created only if something is purged).
+    """
+    report = PurgeReport()
+    archive = _Archive(archive_dir) if archive_dir is not None else None
+    try:
+        async with db.session() as session:
+            cutoff = (await session.execute(_CUTOFF, {"days": retention_days})).scalar_one()
+        after = _FIRST_KEY
+        while True:
+            async with db.session() as session:
+                rows = (
+                    await session.execute(
+                        _NEXT_BATCH, {"cutoff": cutoff, "after_ts": after[0], "after_id": after[1], "batch": batch}
+                    )
+                ).all()
+            if not rows:
+                break
+            ids = [row[0] for row in rows]
+            after = (rows[-1][1], rows[-1][0])
+            if archive is not None:
+                await archive.write(await _archive_lines(db, ids))
+            await _delete_executions(db, ids, batch, report)
+            if len(rows) < batch:
+                break
+        report.metrics = await _delete_in_batches(db, _DELETE_METRICS, {"days": metrics_retention_days}, batch)
+    finally:
+        if archive is not None:
+            report.archive = await archive.close()
+    if report.total:
+        async with db.transaction() as session:
+            details = {
+                "executions": report.executions,
+                "logs": report.logs,
+                "keys": report.keys,
+                "metrics": report.metrics,
+                "retentionDays": retention_days,
+                "metricsRetentionDays": metrics_retention_days,
+                "archive": str(report.archive) if report.archive else None,
+            }
+            await audit.record(session, SYSTEM, "retention.purge", None, None, details)
+    return report
+
+
+async def _deleted(session: AsyncSession, statement: TextClause, params: dict[str, Any]) -> int:
+    result: CursorResult[Any] = await session.execute(statement, params)  # type: ignore[assignment]
+    return result.rowcount
+
+
+async def _delete_in_batches(db: Database, statement: TextClause, params: dict[str, Any], batch: int) -> int:
+    """Run a `LIMIT :batch` delete, one transaction each time, until it deletes fewer than `batch` rows."""
+    total = 0
+    while True:
+        async with db.transaction() as session:
+            deleted = await _deleted(session, statement, {**params, "batch": batch})
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+async def _delete_executions(db: Database, ids: list[uuid.UUID], batch: int, report: PurgeReport) -> None:
+    report.logs += await _delete_in_batches(db, _DELETE_LOGS, {"ids": ids}, batch)
+    async with db.transaction() as session:
+        report.keys += await _deleted(session, _DELETE_KEYS, {"ids": ids})
+        report.executions += await _deleted(session, _DELETE_EXECUTIONS, {"ids": ids})
+
+
+async def _archive_lines(db: Database, ids: list[uuid.UUID]) -> list[bytes]:
+    """One JSON line per execution (its API shape plus `logs`), in id order, logs streamed alongside."""
+    query = (
+        select(Execution, Workflow.name, WorkflowVersion.number)
+        .join(Workflow, Workflow.id == Execution.workflow_id)
+        .join(WorkflowVersion, WorkflowVersion.id == Execution.version_id)
+        .where(Execution.id == any_(bindparam("archive_ids", ids, type_=ARRAY(Uuid))))
+        .order_by(Execution.id)
+    )
+    lines: list[bytes] = []
+    async with db.transaction() as session:
+        executions = (await session.execute(query)).all()
+        logs = await session.stream(_LOGS, {"ids": ids})
+        pending: Any = await anext(logs, None)
+        for execution, workflow_name, version_number in executions:
+            record = execution_to_api(execution, workflow_name, version_number)
+            record["logs"] = entries = []
+            while pending is not None and pending[0] == execution.id:
+                entries.append({"seq": pending[1], "ts": pending[2], "level": pending[3], "message": pending[4]})
+                pending = await anext(logs, None)
+            lines.append(orjson.dumps(record, option=orjson.OPT_UTC_Z) + b"\n")
+    return lines
+
+
+class _Archive:
+    """A gzip JSON-lines file, opened on the first write; each write reaches the disk before it returns."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path: Path | None = None
+        self._file: gzip.GzipFile | None = None
+
+    async def write(self, lines: list[bytes]) -> None:
+        await asyncio.to_thread(self._write, lines)
+
+    def _write(self, lines: list[bytes]) -> None:
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            self.path = self.directory / f"exekra-executions-{stamp}.jsonl.gz"
+            self._file = gzip.open(self.path, "xb")  # noqa: SIM115 - closed by close()
+        self._file.writelines(lines)
+        self._file.flush()  # a sync flush: every line written so far can be read back
+        os.fsync(self._file.fileno())
+
+    async def close(self) -> Path | None:
+        if self._file is not None:
+            await asyncio.to_thread(self._file.close)
+            self._file = None
+        return self.path

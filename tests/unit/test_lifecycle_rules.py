@@ -1,0 +1,114 @@
+"""The transition rules of SPEC §4 as a table: terminal states are final, and the rules draw exactly the diagram."""
+
+from __future__ import annotations
+
+from exekra.config import Settings
+from exekra.hub import lifecycle
+from exekra.hub.executions.models import TERMINAL_STATUSES
+from exekra.hub.executions.models import ExecutionStatus as S
+from exekra.hub.maintenance import audit_action, stale_schedule
+from exekra.hub.runners.models import RunnerStatus as R
+
+# SPEC §4's diagram, edge by edge (the request-stop rule marks a RUNNING execution and keeps it RUNNING).
+DIAGRAM = {
+    (S.QUEUED, S.ASSIGNED),
+    (S.ASSIGNED, S.RUNNING),
+    (S.RUNNING, S.COMPLETED),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.STOPPED),
+    (S.ASSIGNED, S.QUEUED),  # once
+    (S.QUEUED, S.FAILED),
+    (S.ASSIGNED, S.FAILED),
+    (S.QUEUED, S.STOPPED),
+    (S.ASSIGNED, S.STOPPED),
+}
+STALE_RULES = {
+    lifecycle.QUEUE_TIMEOUT,
+    lifecycle.REQUEUE,
+    lifecycle.PICKUP_FAILED,
+    lifecycle.RUNNER_LOST,
+    lifecycle.STOP_UNCONFIRMED,
+    lifecycle.HUB_TIMEOUT,
+}
+
+
+def _edges(rules: tuple[lifecycle.Rule[S], ...]) -> set[tuple[S, S]]:
+    return {(source, rule.target) for rule in rules for source in rule.sources if source != rule.target}
+
+
+def test_no_rule_starts_from_a_terminal_state() -> None:
+    for rule in lifecycle.EXECUTION_RULES:
+        assert not set(rule.sources) & TERMINAL_STATUSES, rule.name
+
+
+def test_rules_draw_exactly_the_spec_diagram() -> None:
+    assert _edges(lifecycle.EXECUTION_RULES) == DIAGRAM
+
+
+def test_every_state_is_reachable_from_queued_and_every_live_state_can_end() -> None:
+    reachable, frontier = {S.QUEUED}, [S.QUEUED]
+    while frontier:
+        state = frontier.pop()
+        for source, target in DIAGRAM:
+            if source == state and target not in reachable:
+                reachable.add(target)
+                frontier.append(target)
+    assert reachable == set(S)
+    for state in set(S) - TERMINAL_STATUSES:
+        assert any(source == state and target in TERMINAL_STATUSES for source, target in DIAGRAM), state
+
+
+def test_only_the_requeue_rule_leads_back_to_queued() -> None:
+    back = [rule for rule in lifecycle.EXECUTION_RULES if rule.target == S.QUEUED]
+    assert back == [lifecycle.REQUEUE] and lifecycle.REQUEUE.sources == (S.ASSIGNED,)
+
+
+def test_rule_names_are_unique_and_every_rule_is_in_the_table() -> None:
+    rules = [value for value in vars(lifecycle).values() if isinstance(value, lifecycle.Rule)]
+    names = [rule.name for rule in rules]
+    assert len(names) == len(set(names))
+    execution_rules = {rule for rule in rules if isinstance(rule.target, S)}
+    assert execution_rules == set(lifecycle.EXECUTION_RULES)
+
+
+def test_each_stale_rule_has_its_own_conditional_update_naming_its_sources_and_target() -> None:
+    assert set(lifecycle.STALE_CHECKS) == STALE_RULES
+    statements = [check.statement for check in lifecycle.STALE_CHECKS.values()]
+    assert len({id(s) for s in statements}) == len(statements)
+    for rule, check in lifecycle.STALE_CHECKS.items():
+        sql = check.statement.text
+        assert f"SET status = '{rule.target.value}'" in sql, rule.name
+        sources = ",".join(f"'{s.value}'" for s in rule.sources)
+        assert f"x.status IN ({sources})" in sql, rule.name
+        assert "FOR UPDATE OF x SKIP LOCKED" in sql and "now()" in sql, rule.name
+
+
+def test_runner_offline_rule_takes_live_runners_only() -> None:
+    rule = lifecycle.RUNNER_OFFLINE
+    assert set(rule.sources) == {R.ONLINE, R.BUSY} and rule.target == R.OFFLINE
+
+
+def test_a_pass_applies_every_stale_rule_once_with_its_setting() -> None:
+    settings = Settings(
+        queue_timeout_seconds=11,
+        pickup_timeout_seconds=22,
+        runner_offline_seconds=33,
+        running_grace_seconds=44,
+        stop_grace_seconds=55,
+    )
+    schedule = dict(stale_schedule(settings))
+    assert len(schedule) == len(stale_schedule(settings)) and set(schedule) == STALE_RULES
+    assert schedule == {
+        lifecycle.QUEUE_TIMEOUT: 11,
+        lifecycle.PICKUP_FAILED: 22,
+        lifecycle.REQUEUE: 22,
+        lifecycle.RUNNER_LOST: 33 + 44,  # silent for the offline delay, then OFFLINE for the grace
+        lifecycle.STOP_UNCONFIRMED: 55,
+        lifecycle.HUB_TIMEOUT: 55,
+    }
+
+
+def test_audit_actions_name_the_rule() -> None:
+    assert audit_action(lifecycle.RUNNER_LOST) == "execution.runner_lost"
+    assert audit_action(lifecycle.REQUEUE) == "execution.requeue"
+    assert audit_action(lifecycle.RUNNER_OFFLINE) == "runner.offline"
