@@ -1,0 +1,124 @@
+"""Errors the SDK raises: one class per API error status, plus `HubUnreachable` for transport failures.
+
+Every API error carries the hub's `{"error": {code, message, details}}` as `code`, `message` and `details`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ExekraClientError(Exception):
+    """Base of every error raised by `exekra.client`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class HubUnreachable(ExekraClientError):
+    """The hub could not be reached (connection refused, DNS, TLS, timeout)."""
+
+
+class ApiError(ExekraClientError):
+    """The hub answered with an error status."""
+
+    status_code = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str = "error",
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        if status_code is not None:
+            self.status_code = status_code
+        self.code = code
+        self.details = details
+        self.headers = headers or {}
+
+    def __str__(self) -> str:
+        return f"{self.status_code} {self.code}: {self.message}"
+
+
+class BadRequest(ApiError):
+    status_code = 400
+
+
+class NotAuthenticated(ApiError):
+    status_code = 401
+
+
+class Forbidden(ApiError):
+    status_code = 403
+
+
+class NotFound(ApiError):
+    status_code = 404
+
+
+class Conflict(ApiError):
+    status_code = 409
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+
+
+class ValidationFailed(ApiError):
+    status_code = 422
+
+
+class RateLimited(ApiError):
+    status_code = 429
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait before trying again, from the `Retry-After` header."""
+        value = self.headers.get("retry-after")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+
+class NotReady(ApiError):
+    status_code = 503
+
+
+class ServerError(ApiError):
+    """Any other 5xx answer."""
+
+    status_code = 500
+
+
+ERRORS_BY_STATUS: dict[int, type[ApiError]] = {
+    cls.status_code: cls
+    for cls in (
+        BadRequest,
+        NotAuthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        ValidationFailed,
+        RateLimited,
+        NotReady,
+    )
+}
+
+
+def error_for(status_code: int, body: Any, headers: dict[str, str]) -> ApiError:
+    """The typed error for an error answer (the API's error shape, or whatever else came back)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        message = str(error.get("message") or f"HTTP {status_code}")
+        code, details = str(error.get("code") or "error"), error.get("details")
+    else:
+        message, code, details = f"HTTP {status_code}", "error", body
+    cls = ERRORS_BY_STATUS.get(status_code, ServerError if status_code >= 500 else ApiError)
+    return cls(message, status_code=status_code, code=code, details=details, headers=headers)

@@ -1,0 +1,207 @@
+"""What the API returns, as typed models. Field names are snake_case here and camelCase on the wire;
+fields a newer hub adds are kept (`model_extra`) rather than refused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+ExecutionStatus = Literal["QUEUED", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED", "STOPPED"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "STOPPED"})
+TriggerType = Literal["SCHEDULE", "WEBHOOK"]
+
+T = TypeVar("T")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class User(Model):
+    id: str
+    email: str
+    name: str = ""
+    role: str
+    disabled: bool = False
+    created_at: datetime | None = None
+
+
+class Session(Model):
+    """A sign-in: the user and their session token."""
+
+    user: User
+    token: str
+
+
+class VersionSummary(Model):
+    id: str
+    workflow_id: str
+    number: int
+    published: bool
+    published_at: datetime | None = None
+    created_by: str | None = None
+    created_at: datetime
+
+
+class Version(VersionSummary):
+    definition: dict[str, Any] | None = None
+
+
+class Workflow(Model):
+    id: str
+    name: str
+    description: str = ""
+    runner_type: str | None = None
+    labels: list[str] = []
+    priority: int = 5
+    timeout_seconds: int | None = None
+    archived: bool = False
+    published_version: int | None = None
+    latest_version: int = 0
+    created_at: datetime
+    updated_at: datetime
+    versions: list[VersionSummary] | None = None
+
+
+class WorkflowWithVersion(Model):
+    """The answer of create, publish and import: the workflow and the version concerned."""
+
+    workflow: Workflow
+    version: Version
+
+
+class ExecutionMetrics(Model):
+    cpu_avg: float | None = None
+    cpu_peak: float | None = None
+    mem_avg_mb: float | None = None
+    mem_peak_mb: float | None = None
+
+
+class Execution(Model):
+    id: str
+    workflow_id: str
+    workflow_name: str | None = None
+    version_id: str
+    version_number: int | None = None
+    runner_id: str | None = None
+    status: ExecutionStatus
+    priority: int
+    attempt: int
+    triggered_by: str | None = None
+    trigger_type: str
+    inputs: dict[str, Any] = {}
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    idempotency_key: str | None = None
+    stop_requested: bool = False
+    queued_at: datetime | None = None
+    assigned_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    created_at: datetime
+    metrics: ExecutionMetrics = ExecutionMetrics()
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class ExecutionCreated(Model):
+    execution: Execution
+    duplicate: bool = False
+
+
+class LogLine(Model):
+    seq: int
+    ts: datetime
+    level: str
+    message: str
+
+
+class LogPage(Model):
+    lines: list[LogLine]
+    next_seq: int
+
+
+class RunnerMetrics(Model):
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    memory_used_mb: float | None = None
+    disk_percent: float | None = None
+    disk_free_gb: float | None = None
+
+
+class Runner(Model):
+    id: str
+    name: str
+    machine_key: str
+    type: str | None = None
+    labels: list[str] = []
+    status: str
+    enabled: bool = True
+    hostname: str | None = None
+    os: str | None = None
+    version: str | None = None
+    last_heartbeat_at: datetime | None = None
+    metrics: RunnerMetrics = RunnerMetrics()
+    current_execution_id: str | None = None
+    created_at: datetime
+
+
+class RunnerRegistration(Model):
+    """A registered runner with its machine credentials (the secret is shown only once)."""
+
+    runner: Runner
+    machine_key: str
+    machine_secret: str
+
+
+class Trigger(Model):
+    id: str
+    workflow_id: str
+    type: TriggerType
+    name: str
+    enabled: bool
+    cron_expression: str | None = None
+    timezone: str | None = None
+    inputs: dict[str, Any] = {}
+    next_fire_at: datetime | None = None
+    last_fired_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TriggerWithToken(Model):
+    """A trigger as created or rotated: a webhook's token and URL are shown only in this answer."""
+
+    trigger: Trigger
+    token: str | None = None
+    url: str | None = None
+
+
+class WebhookCall(Model):
+    execution_id: str
+    status: ExecutionStatus
+    duplicate: bool = False
+
+
+class Health(Model):
+    status: str
+    database: str
+    queue: str
+    version: str
+
+
+class Page(Model, Generic[T]):
+    """One page of a list: the items, the total count and the cursor of the next page (when keyset paged)."""
+
+    items: list[T]
+    total: int
+    page: int
+    limit: int
+    next_cursor: str | None = None

@@ -1,0 +1,288 @@
+"""`ExekraClient`: the blocking client of the hub's REST API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import httpx
+
+from exekra.client import calls
+from exekra.client.base import (
+    DEFAULT_TIMEOUT_SECONDS,
+    STREAM_TIMEOUT,
+    client_options,
+    finish,
+    raise_for_error,
+    request_options,
+    unreachable,
+)
+from exekra.client.config import resolve_connection
+from exekra.client.errors import NotFound
+from exekra.client.models import (
+    Execution,
+    ExecutionCreated,
+    Health,
+    LogLine,
+    LogPage,
+    Page,
+    Runner,
+    RunnerRegistration,
+    Session,
+    Trigger,
+    TriggerWithToken,
+    User,
+    Version,
+    WebhookCall,
+    Workflow,
+    WorkflowWithVersion,
+)
+
+T = TypeVar("T")
+
+
+class ExekraClient:
+    """A blocking client: `with ExekraClient("http://hub:4545", token) as hub: hub.list_workflows()`.
+
+    Methods raise `exekra.client.errors.ApiError` subclasses for error answers and `HubUnreachable`
+    when the hub cannot be reached.
+    """
+
+    def __init__(
+        self,
+        hub_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        verify: bool | str = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.hub_url = hub_url.rstrip("/")
+        self._http = httpx.Client(**client_options(hub_url, token, timeout, verify), transport=transport)
+
+    @classmethod
+    def from_config(cls, hub_url: str | None = None, **options: Any) -> ExekraClient:
+        """A client for `hub_url`, else `EXEKRA_HUB_URL`, else the hub of `exekra login`; the token is
+        `EXEKRA_TOKEN`, else the one `exekra login` stored for that hub."""
+        connection = resolve_connection(hub_url)
+        return cls(connection.hub_url, connection.token, **options)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ExekraClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def send(self, call: calls.Call[T]) -> T:
+        """Send one call and return its parsed result."""
+        try:
+            response = self._http.request(call.method, call.path, **request_options(call))
+        except httpx.TransportError as exc:
+            raise unreachable(self.hub_url, exc) from None
+        return finish(call, response)
+
+    # system and sign-in
+
+    def health(self) -> Health:
+        return self.send(calls.health())
+
+    def login(self, email: str, password: str) -> Session:
+        """Sign in; later calls of this client use the new session token."""
+        session = self.send(calls.login(email, password))
+        self._http.headers["Authorization"] = f"Bearer {session.token}"
+        return session
+
+    def logout(self) -> None:
+        self.send(calls.logout())
+
+    def me(self) -> User:
+        return self.send(calls.me())
+
+    # workflows
+
+    def list_workflows(
+        self, *, q: str | None = None, archived: bool = False, page: int = 1, limit: int = 50
+    ) -> Page[Workflow]:
+        return self.send(calls.list_workflows(q=q, archived=archived, page=page, limit=limit))
+
+    def get_workflow(self, workflow_id: str) -> Workflow:
+        return self.send(calls.get_workflow(workflow_id))
+
+    def find_workflow(self, name_or_id: str) -> Workflow:
+        """A workflow by ID or by exact name (active ones); `NotFound` otherwise."""
+        if calls.is_id(name_or_id):
+            return self.get_workflow(name_or_id)
+        found = calls.exact_name(self.list_workflows(q=name_or_id, limit=200), name_or_id)
+        if found is None:
+            raise NotFound(f"workflow {name_or_id} not found", code="not_found")
+        return self.get_workflow(found.id)
+
+    def create_workflow(self, name: str, definition: dict[str, Any], **settings: Any) -> WorkflowWithVersion:
+        """Create a workflow whose version 1 is a draft; `settings` are the API's fields in camelCase."""
+        return self.send(calls.create_workflow(name, definition, settings))
+
+    def save_version(self, workflow_id: str, definition: dict[str, Any]) -> Version:
+        return self.send(calls.save_version(workflow_id, definition))
+
+    def get_version(self, workflow_id: str, number: int) -> Version:
+        return self.send(calls.get_version(workflow_id, number))
+
+    def publish_workflow(self, workflow_id: str) -> WorkflowWithVersion:
+        return self.send(calls.publish_workflow(workflow_id))
+
+    def export_workflow(self, workflow_id: str) -> dict[str, Any]:
+        return self.send(calls.export_workflow(workflow_id))
+
+    def import_workflow(self, document: dict[str, Any], *, mode: str = "create") -> WorkflowWithVersion:
+        return self.send(calls.import_workflow(document, mode))
+
+    # executions
+
+    def run(
+        self,
+        workflow_id: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        runner_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ExecutionCreated:
+        """Queue an execution of the workflow's published version (returns at once)."""
+        return self.send(
+            calls.create_execution(
+                workflow_id, inputs, priority=priority, runner_id=runner_id, idempotency_key=idempotency_key
+            )
+        )
+
+    def list_executions(
+        self,
+        *,
+        workflow_id: str | None = None,
+        runner_id: str | None = None,
+        status: str | None = None,
+        page: int = 1,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Execution]:
+        return self.send(
+            calls.list_executions(
+                workflow_id=workflow_id, runner_id=runner_id, status=status, page=page, limit=limit, cursor=cursor
+            )
+        )
+
+    def get_execution(self, execution_id: str) -> Execution:
+        return self.send(calls.get_execution(execution_id))
+
+    def get_logs(self, execution_id: str, *, after_seq: int = 0, limit: int = 1000) -> LogPage:
+        return self.send(calls.get_logs(execution_id, after_seq=after_seq, limit=limit))
+
+    def follow_logs(
+        self, execution_id: str, *, after_seq: int = 0, reconnects: int = 10, reconnect_delay: float = 1.0
+    ) -> Iterator[LogLine]:
+        """Log lines as they are written, until the execution has ended.
+
+        A dropped stream (a hub restart) is resumed after the last line seen; `HubUnreachable` after
+        `reconnects` failed attempts in a row.
+        """
+        parser = calls.LogStreamParser(last_seq=after_seq)
+        failures = 0
+        while parser.ended is None:
+            call = calls.log_stream(execution_id, after_seq=parser.last_seq)
+            try:
+                with self._http.stream(
+                    call.method, call.path, **request_options(call), timeout=STREAM_TIMEOUT
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise_for_error(response)
+                    failures = 0
+                    for text in response.iter_lines():
+                        yield from parser.feed(text)
+                    yield from parser.feed("")
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > reconnects:
+                    raise unreachable(self.hub_url, exc) from None
+                time.sleep(reconnect_delay)
+
+    def wait(self, execution_id: str, *, timeout: float | None = None, poll_interval: float = 1.0) -> Execution:
+        """Poll until the execution has ended; `TimeoutError` after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            execution = self.get_execution(execution_id)
+            if execution.is_terminal:
+                return execution
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"execution {execution_id} is still {execution.status}")
+            time.sleep(poll_interval)
+
+    def stop_execution(self, execution_id: str) -> Execution:
+        return self.send(calls.stop_execution(execution_id))
+
+    def retry_execution(self, execution_id: str) -> ExecutionCreated:
+        return self.send(calls.retry_execution(execution_id))
+
+    # runners
+
+    def list_runners(self, *, status: str | None = None, page: int = 1, limit: int = 50) -> Page[Runner]:
+        return self.send(calls.list_runners(status=status, page=page, limit=limit))
+
+    def get_runner(self, runner_id: str) -> Runner:
+        return self.send(calls.get_runner(runner_id))
+
+    def register_runner(
+        self, name: str, *, type: str | None = None, labels: list[str] | None = None
+    ) -> RunnerRegistration:
+        """Register a runner; its machine secret is in this answer only."""
+        return self.send(calls.register_runner(name, type=type, labels=labels))
+
+    # triggers
+
+    def list_triggers(
+        self, *, workflow_id: str | None = None, type: str | None = None, page: int = 1, limit: int = 50
+    ) -> Page[Trigger]:
+        return self.send(calls.list_triggers(workflow_id=workflow_id, type=type, page=page, limit=limit))
+
+    def get_trigger(self, trigger_id: str) -> Trigger:
+        return self.send(calls.get_trigger(trigger_id))
+
+    def create_trigger(
+        self,
+        workflow_id: str,
+        type: str,
+        name: str,
+        *,
+        cron_expression: str | None = None,
+        timezone: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        enabled: bool = True,
+    ) -> TriggerWithToken:
+        """Create a SCHEDULE (with `cron_expression`) or WEBHOOK trigger; a webhook's token is in this answer."""
+        fields = {
+            "workflowId": workflow_id,
+            "type": type,
+            "name": name,
+            "cronExpression": cron_expression,
+            "timezone": timezone,
+            "inputs": inputs,
+            "enabled": enabled,
+        }
+        return self.send(calls.create_trigger(fields))
+
+    def update_trigger(self, trigger_id: str, **changes: Any) -> Trigger:
+        """Change fields named as in the API (`name`, `enabled`, `cronExpression`, `timezone`, `inputs`)."""
+        return self.send(calls.update_trigger(trigger_id, changes))
+
+    def delete_trigger(self, trigger_id: str) -> None:
+        self.send(calls.delete_trigger(trigger_id))
+
+    def rotate_trigger_token(self, trigger_id: str) -> TriggerWithToken:
+        return self.send(calls.rotate_trigger_token(trigger_id))
+
+    def call_webhook(self, token: str, payload: Any = None, *, idempotency_key: str | None = None) -> WebhookCall:
+        """Call a webhook as an outside system would (the token is the credential)."""
+        return self.send(calls.call_webhook(token, payload, idempotency_key))

@@ -1,0 +1,13 @@
+"""The client commands of `exekra` (login, workflow, run, executions, runners, triggers), over `exekra.client`."""
+
+from __future__ import annotations
+
+import argparse
+
+from exekra.clientcli import executions, login, run, runners, triggers, workflows
+
+
+def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the client commands to the `exekra` parser's subcommands."""
+    for module in (login, workflows, run, executions, runners, triggers):
+        module.add_commands(commands)

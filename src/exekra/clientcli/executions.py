@@ -1,0 +1,125 @@
+"""`exekra executions list|show|logs|stop`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from exekra.client.models import Execution, LogLine
+from exekra.clientcli.common import EXIT_OK, client_for, command, common_options, print_json, print_table
+
+
+def _row(e: Execution) -> list[Any]:
+    return [e.id, e.workflow_name or e.workflow_id, e.status, e.trigger_type, e.created_at]
+
+
+def _print_line(line: LogLine) -> None:
+    print(f"{line.ts.strftime('%Y-%m-%d %H:%M:%S')} {line.level:<7} {line.message}")
+
+
+@command
+def list_executions(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        workflow_id = hub.find_workflow(args.workflow).id if args.workflow else None
+        page = hub.list_executions(workflow_id=workflow_id, status=args.status, limit=args.limit)
+    if args.json:
+        print_json(page.items)
+    else:
+        print_table([_row(e) for e in page.items], ["ID", "WORKFLOW", "STATUS", "TRIGGER", "CREATED"])
+        if page.total > len(page.items):
+            print(f"({len(page.items)} of {page.total}, newest first)")
+    return EXIT_OK
+
+
+@command
+def show_execution(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        execution = hub.get_execution(args.execution)
+    if args.json:
+        print_json(execution)
+        return EXIT_OK
+    fields = {
+        "workflow": f"{execution.workflow_name} v{execution.version_number}",
+        "status": execution.status,
+        "trigger": f"{execution.trigger_type} by {execution.triggered_by}",
+        "runner": execution.runner_id,
+        "attempt": execution.attempt,
+        "queued": execution.queued_at,
+        "started": execution.started_at,
+        "completed": execution.completed_at,
+        "error": execution.error,
+    }
+    print(execution.id)
+    for name, value in fields.items():
+        if value is not None:
+            print(f"  {name}: {value}")
+    metrics = execution.metrics
+    if metrics.cpu_avg is not None:
+        print(f"  cpu: avg {metrics.cpu_avg:.1f}% peak {metrics.cpu_peak or 0:.1f}%")
+        print(f"  memory: avg {metrics.mem_avg_mb or 0:.0f} MB peak {metrics.mem_peak_mb or 0:.0f} MB")
+    print_json({"inputs": execution.inputs, "outputs": execution.outputs})
+    return EXIT_OK
+
+
+@command
+def execution_logs(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        if args.follow:
+            for line in hub.follow_logs(args.execution):
+                if args.json:
+                    print_json(line)
+                else:
+                    _print_line(line)
+            return EXIT_OK
+        lines: list[LogLine] = []
+        after = 0
+        while True:
+            page = hub.get_logs(args.execution, after_seq=after)
+            lines.extend(page.lines)
+            if not page.lines:
+                break
+            after = page.next_seq
+    if args.json:
+        print_json(lines)
+    else:
+        for line in lines:
+            _print_line(line)
+    return EXIT_OK
+
+
+@command
+def stop_execution(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        execution = hub.stop_execution(args.execution)
+    if args.json:
+        print_json(execution)
+    elif execution.status == "STOPPED":
+        print(f"{execution.id} stopped")
+    else:
+        print(f"{execution.id}: stop requested; its runner stops it within a few seconds")
+    return EXIT_OK
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = common_options()
+    parser = commands.add_parser("executions", help="list, show, read the log of and stop executions")
+    sub = parser.add_subparsers(dest="executions_command", required=True)
+
+    p = sub.add_parser("list", parents=[common], help="executions, newest first")
+    p.add_argument("--workflow", help="only this workflow (name or ID)")
+    p.add_argument("--status", help="only these statuses, comma-separated (e.g. FAILED,STOPPED)")
+    p.add_argument("--limit", type=int, default=20, help="at most this many (1-200, default 20)")
+    p.set_defaults(func=list_executions)
+
+    p = sub.add_parser("show", parents=[common], help="an execution's details, inputs and outputs")
+    p.add_argument("execution", help="execution ID")
+    p.set_defaults(func=show_execution)
+
+    p = sub.add_parser("logs", parents=[common], help="an execution's log")
+    p.add_argument("execution", help="execution ID")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until it ends")
+    p.set_defaults(func=execution_logs)
+
+    p = sub.add_parser("stop", parents=[common], help="stop an execution")
+    p.add_argument("execution", help="execution ID")
+    p.set_defaults(func=stop_execution)

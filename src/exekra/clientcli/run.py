@@ -1,0 +1,187 @@
+"""`exekra run WORKFLOW [--input k=v ...] [--wait]`: start an execution and, with --wait, follow it.
+
+While waiting, the execution's log lines are printed as they arrive and its status is shown (a status line
+on a terminal, one line per change otherwise), all on standard error; the result goes to standard output.
+The exit code says how it ended: 0 COMPLETED, 1 FAILED, 2 STOPPED (or still running at --timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from typing import Any, TextIO
+
+from exekra.client import AsyncExekraClient, ExekraClient
+from exekra.client.models import Execution, LogLine
+from exekra.clientcli.common import (
+    EXIT_FAILED,
+    EXIT_NOT_COMPLETED,
+    EXIT_OK,
+    client_for,
+    command,
+    common_options,
+    parse_inputs,
+    print_json,
+)
+
+STATUS_POLL_SECONDS = 2.0
+EXIT_CODES = {"COMPLETED": EXIT_OK, "FAILED": EXIT_FAILED}
+
+
+def exit_code(execution: Execution) -> int:
+    """0 COMPLETED, 1 FAILED, 2 anything else (STOPPED, or not ended)."""
+    return EXIT_CODES.get(execution.status, EXIT_NOT_COMPLETED)
+
+
+def _declared_types(hub: ExekraClient, workflow_id: str, published: int | None) -> dict[str, str]:
+    """The published definition's input types, so that `--input n=3` sends 3 to an integer input."""
+    if published is None:
+        return {}
+    definition = hub.get_version(workflow_id, published).definition or {}
+    declared = definition.get("inputs") or {}
+    return {name: str(spec.get("type")) for name, spec in declared.items() if isinstance(spec, dict)}
+
+
+@command
+def run_workflow(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        workflow = hub.find_workflow(args.workflow)
+        inputs = parse_inputs(args.input, _declared_types(hub, workflow.id, workflow.published_version))
+        created = hub.run(
+            workflow.id,
+            inputs,
+            priority=args.priority,
+            runner_id=args.runner,
+            idempotency_key=args.idempotency_key,
+        )
+    execution = created.execution
+    if not args.wait:
+        if args.json:
+            print_json(created)
+        else:
+            note = " (an earlier execution with this idempotency key)" if created.duplicate else ""
+            print(f"{execution.id}  {execution.status}{note}")
+        return EXIT_OK
+    progress = Progress(sys.stderr, show_logs=not args.no_logs)
+    try:
+        final = asyncio.run(follow(args, execution, progress))
+    except TimeoutError:
+        progress.finish()
+        print(f"exekra: still not ended after {args.timeout} s: {execution.id}", file=sys.stderr)
+        return EXIT_NOT_COMPLETED
+    except KeyboardInterrupt:
+        progress.finish()
+        print(f"\nstopped waiting; the execution goes on: `exekra executions stop {execution.id}`", file=sys.stderr)
+        raise
+    progress.finish()
+    report(final, args.json)
+    return exit_code(final)
+
+
+async def follow(args: argparse.Namespace, execution: Execution, progress: Progress) -> Execution:
+    """Stream the log and watch the status until the execution ends; returns it as it ended."""
+    async with AsyncExekraClient.from_config(args.hub_url) as hub:
+        progress.status(execution)
+
+        async def watch_status() -> None:
+            while True:
+                await asyncio.sleep(STATUS_POLL_SECONDS)
+                progress.status(await hub.get_execution(execution.id))
+
+        async def stream_logs() -> None:
+            async for line in hub.follow_logs(execution.id):
+                progress.log(line)
+
+        watcher = asyncio.create_task(watch_status())
+        try:
+            async with asyncio.timeout(args.timeout):
+                await stream_logs()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        return await hub.get_execution(execution.id)
+
+
+def report(execution: Execution, as_json: bool) -> None:
+    """The result on standard output."""
+    if as_json:
+        print_json(execution)
+        return
+    took = ""
+    if execution.started_at and execution.completed_at:
+        took = f" in {(execution.completed_at - execution.started_at).total_seconds():.1f} s"
+    print(f"{execution.status}{took}  ({execution.id})")
+    if execution.error:
+        print(f"error: {execution.error}")
+    if execution.outputs:
+        print_json({"outputs": execution.outputs})
+
+
+class Progress:
+    """The status display and the live log, on a stream (standard error)."""
+
+    def __init__(self, stream: TextIO, *, show_logs: bool) -> None:
+        self.stream = stream
+        self.show_logs = show_logs
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.current = ""
+        self._line_shown = False
+
+    def status(self, execution: Execution) -> None:
+        text = execution.status + (f" on runner {execution.runner_id}" if execution.runner_id else "")
+        if self.tty:
+            self._clear()
+            self.stream.write(f"… {text}  {time.monotonic() - self.started:.0f}s")
+            self.stream.flush()
+            self._line_shown = True
+        elif text != self.current:
+            self.stream.write(f"[{execution.status}]{text[len(execution.status) :]}\n")
+            self.stream.flush()
+        self.current = text
+
+    def log(self, line: LogLine) -> None:
+        if not self.show_logs:
+            return
+        self._clear()
+        level = "" if line.level == "INFO" else f"{line.level}: "
+        self.stream.write(f"{line.ts.strftime('%H:%M:%S')} {level}{line.message}\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        if self._line_shown:
+            self.stream.write("\r\033[K")
+            self._line_shown = False
+
+
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    p = commands.add_parser(
+        "run",
+        parents=[common_options()],
+        help="start an execution of a workflow's published version (--wait: follow it to the end)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("workflow", help="workflow name or ID")
+    p.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an input: name=value (typed by the workflow's declared inputs) or name:=<json>; repeatable",
+    )
+    p.add_argument("--priority", type=int, help="0-9 (default: the workflow's)")
+    p.add_argument("--runner", help="pin the execution to this runner ID")
+    p.add_argument("--idempotency-key", help="a repeated key returns the first execution instead of a new one")
+    p.add_argument("--wait", action="store_true", help="follow the execution; the exit code says how it ended")
+    p.add_argument("--timeout", type=float, help="with --wait: give up waiting after this many seconds")
+    p.add_argument("--no-logs", action="store_true", help="with --wait: do not print the log")
+    p.set_defaults(func=run_workflow)

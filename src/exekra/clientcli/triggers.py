@@ -1,0 +1,164 @@
+"""`exekra triggers list|create|enable|disable|delete|rotate-token`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from exekra.client import ExekraClient
+from exekra.client.calls import is_id
+from exekra.client.errors import NotFound
+from exekra.client.models import Trigger, TriggerWithToken
+from exekra.clientcli.common import (
+    EXIT_OK,
+    UsageError,
+    client_for,
+    command,
+    common_options,
+    parse_inputs,
+    print_json,
+    print_table,
+)
+
+
+def _find(hub: ExekraClient, ref: str) -> Trigger:
+    """A trigger by ID, or by name when exactly one trigger has it."""
+    if is_id(ref):
+        return hub.get_trigger(ref)
+    matches = [t for t in hub.list_triggers(limit=200).items if t.name == ref]
+    if not matches:
+        raise NotFound(f"trigger {ref} not found", code="not_found")
+    if len(matches) > 1:
+        raise UsageError(f"{len(matches)} triggers are named {ref!r}: use the ID")
+    return matches[0]
+
+
+def _schedule(t: Trigger) -> str:
+    return f"{t.cron_expression} ({t.timezone})" if t.type == "SCHEDULE" else "webhook"
+
+
+def _print_created(result: TriggerWithToken) -> None:
+    trigger = result.trigger
+    print(f"Trigger {trigger.name} ({trigger.id}): {_schedule(trigger)}")
+    if trigger.next_fire_at:
+        print(f"  next fire: {trigger.next_fire_at:%Y-%m-%d %H:%M:%S} UTC")
+    if result.url:
+        print("  webhook URL (shown only now; rotate the token to get a new one):")
+        print(f"  {result.url}")
+
+
+@command
+def list_triggers(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        workflow_id = hub.find_workflow(args.workflow).id if args.workflow else None
+        page = hub.list_triggers(workflow_id=workflow_id, type=args.type, limit=args.limit)
+    if args.json:
+        print_json(page.items)
+        return EXIT_OK
+    rows: list[list[Any]] = [
+        [t.name, _schedule(t), "yes" if t.enabled else "no", t.next_fire_at, t.last_fired_at, t.last_error, t.id]
+        for t in page.items
+    ]
+    print_table(rows, ["NAME", "SCHEDULE", "ENABLED", "NEXT FIRE", "LAST FIRED", "LAST ERROR", "ID"])
+    return EXIT_OK
+
+
+@command
+def create_trigger(args: argparse.Namespace) -> int:
+    if bool(args.cron) == bool(args.webhook):
+        raise UsageError("give either --cron EXPRESSION (a schedule) or --webhook")
+    if args.timezone and not args.cron:
+        raise UsageError("--timezone goes with --cron")
+    with client_for(args) as hub:
+        workflow = hub.find_workflow(args.workflow)
+        result = hub.create_trigger(
+            workflow.id,
+            "SCHEDULE" if args.cron else "WEBHOOK",
+            args.name,
+            cron_expression=args.cron,
+            timezone=args.timezone,
+            inputs=parse_inputs(args.input),
+            enabled=not args.disabled,
+        )
+    if args.json:
+        print_json(result)
+    else:
+        _print_created(result)
+    return EXIT_OK
+
+
+def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
+    with client_for(args) as hub:
+        trigger = hub.update_trigger(_find(hub, args.trigger).id, enabled=enabled)
+    if args.json:
+        print_json(trigger)
+    else:
+        state = "enabled" if trigger.enabled else "disabled"
+        following = f"; next fire {trigger.next_fire_at:%Y-%m-%d %H:%M:%S} UTC" if trigger.next_fire_at else ""
+        print(f"Trigger {trigger.name} {state}{following}")
+    return EXIT_OK
+
+
+@command
+def enable_trigger(args: argparse.Namespace) -> int:
+    return _set_enabled(args, True)
+
+
+@command
+def disable_trigger(args: argparse.Namespace) -> int:
+    return _set_enabled(args, False)
+
+
+@command
+def delete_trigger(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        trigger = _find(hub, args.trigger)
+        hub.delete_trigger(trigger.id)
+    if args.json:
+        print_json({"deleted": trigger.id})
+    else:
+        print(f"Trigger {trigger.name} deleted")
+    return EXIT_OK
+
+
+@command
+def rotate_token(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        result = hub.rotate_trigger_token(_find(hub, args.trigger).id)
+    if args.json:
+        print_json(result)
+    else:
+        _print_created(result)
+    return EXIT_OK
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = common_options()
+    parser = commands.add_parser("triggers", help="schedule and webhook triggers")
+    sub = parser.add_subparsers(dest="triggers_command", required=True)
+
+    p = sub.add_parser("list", parents=[common], help="triggers with their next and last fire")
+    p.add_argument("--workflow", help="only this workflow's (name or ID)")
+    p.add_argument("--type", choices=["SCHEDULE", "WEBHOOK"], help="only this type")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (1-200, default 50)")
+    p.set_defaults(func=list_triggers)
+
+    p = sub.add_parser("create", parents=[common], help="create a schedule (--cron) or a webhook (--webhook)")
+    p.add_argument("workflow", help="workflow name or ID")
+    p.add_argument("--name", required=True, help="trigger name")
+    p.add_argument("--cron", metavar="EXPRESSION", help='5-field cron expression, e.g. "30 2 * * *"')
+    p.add_argument("--timezone", help="IANA timezone of the expression (default UTC)")
+    p.add_argument("--webhook", action="store_true", help="a webhook trigger; prints its URL once")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE", help="a default input")
+    p.add_argument("--disabled", action="store_true", help="create it disabled")
+    p.set_defaults(func=create_trigger)
+
+    for name, func, text in (
+        ("enable", enable_trigger, "enable a trigger (a schedule restarts from now)"),
+        ("disable", disable_trigger, "disable a trigger (a webhook then answers 403)"),
+        ("delete", delete_trigger, "delete a trigger"),
+        ("rotate-token", rotate_token, "give a webhook a new token (and URL); the old one stops working"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("trigger", help="trigger ID or name")
+        p.set_defaults(func=func)

@@ -1,0 +1,197 @@
+"""`exekra workflow list|show|push|publish|export|import`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from exekra.client import ExekraClient
+from exekra.client.errors import NotFound
+from exekra.client.models import Workflow, WorkflowWithVersion
+from exekra.clientcli.common import (
+    EXIT_OK,
+    UsageError,
+    client_for,
+    command,
+    common_options,
+    print_json,
+    print_table,
+)
+
+EXPORT_FORMAT = "exekra.workflow/v1"
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} must hold a JSON object")
+    return data
+
+
+def _summary(workflow: Workflow) -> list[Any]:
+    return [workflow.name, workflow.published_version, workflow.latest_version, workflow.labels, workflow.id]
+
+
+@command
+def list_workflows(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        page = hub.list_workflows(q=args.search, archived=args.archived, limit=args.limit)
+    if args.json:
+        print_json(page.items)
+    else:
+        print_table([_summary(w) for w in page.items], ["NAME", "PUBLISHED", "LATEST", "LABELS", "ID"])
+        if page.total > len(page.items):
+            print(f"({len(page.items)} of {page.total}; use --limit or --search)")
+    return EXIT_OK
+
+
+@command
+def show_workflow(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        workflow = hub.find_workflow(args.workflow)
+    if args.json:
+        print_json(workflow)
+        return EXIT_OK
+    print(f"{workflow.name}  ({workflow.id})")
+    if workflow.description:
+        print(workflow.description)
+    settings = {
+        "published version": workflow.published_version,
+        "runner type": workflow.runner_type,
+        "labels": ", ".join(workflow.labels) or None,
+        "priority": workflow.priority,
+        "timeout": f"{workflow.timeout_seconds} s" if workflow.timeout_seconds else None,
+        "archived": "yes" if workflow.archived else None,
+    }
+    for name, value in settings.items():
+        if value is not None:
+            print(f"  {name}: {value}")
+    print()
+    rows = [[v.number, "published" if v.published else "draft", v.created_at] for v in workflow.versions or []]
+    print_table(rows, ["VERSION", "STATE", "CREATED"])
+    return EXIT_OK
+
+
+def _push(hub: ExekraClient, document: dict[str, Any], name: str | None) -> WorkflowWithVersion:
+    """An export document is imported (a new version of the same-named workflow, or a new workflow);
+    a bare definition becomes a new version of workflow `name`, or creates it."""
+    if "format" in document or "export" in document:
+        if name:
+            body = document.get("export", document)
+            document = {**body, "name": name}
+        return hub.import_workflow(document, mode="new-version")
+    if not name:
+        raise UsageError("a bare definition needs --name (or push an export document, which names itself)")
+    try:
+        workflow = hub.find_workflow(name)
+    except NotFound:
+        return hub.create_workflow(name, document)
+    version = hub.save_version(workflow.id, document)
+    return WorkflowWithVersion(workflow=hub.get_workflow(workflow.id), version=version)
+
+
+@command
+def push_workflow(args: argparse.Namespace) -> int:
+    document = _read_json(args.file)
+    with client_for(args) as hub:
+        result = _push(hub, document, args.name)
+        if args.publish:
+            result = hub.publish_workflow(result.workflow.id)
+    if args.json:
+        print_json(result)
+    else:
+        state = "published" if result.version.published else "saved as a draft"
+        print(f"{result.workflow.name}: version {result.version.number} {state} ({result.workflow.id})")
+    return EXIT_OK
+
+
+@command
+def publish_workflow(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        result = hub.publish_workflow(hub.find_workflow(args.workflow).id)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"{result.workflow.name}: version {result.version.number} published")
+    return EXIT_OK
+
+
+@command
+def export_workflow(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        document = hub.export_workflow(hub.find_workflow(args.workflow).id)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if args.output and args.output != "-":
+        Path(args.output).write_text(text)
+        if not args.json:
+            print(f"exported {document['name']} to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+@command
+def import_workflow(args: argparse.Namespace) -> int:
+    document = _read_json(args.file)
+    with client_for(args) as hub:
+        result = hub.import_workflow(document, mode=args.mode)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"{result.workflow.name}: imported as version {result.version.number} (a draft) ({result.workflow.id})")
+    return EXIT_OK
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = common_options()
+    workflow = commands.add_parser("workflow", help="list, show, push, publish, export and import workflows")
+    sub = workflow.add_subparsers(dest="workflow_command", required=True)
+
+    p = sub.add_parser("list", parents=[common], help="list workflows")
+    p.add_argument("--search", help="text to find in name or description")
+    p.add_argument("--archived", action="store_true", help="list archived workflows instead")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (1-200, default 50)")
+    p.set_defaults(func=list_workflows)
+
+    p = sub.add_parser("show", parents=[common], help="a workflow's settings and versions")
+    p.add_argument("workflow", help="name or ID")
+    p.set_defaults(func=show_workflow)
+
+    p = sub.add_parser(
+        "push",
+        parents=[common],
+        help="save a definition or export document as a new version (creating the workflow if needed)",
+    )
+    p.add_argument("file", help="JSON file: a definition, or an export document (`-` for standard input)")
+    p.add_argument("--name", help="workflow name (required for a bare definition)")
+    p.add_argument("--publish", action="store_true", help="publish the new version")
+    p.set_defaults(func=push_workflow)
+
+    p = sub.add_parser("publish", parents=[common], help="publish the latest draft")
+    p.add_argument("workflow", help="name or ID")
+    p.set_defaults(func=publish_workflow)
+
+    p = sub.add_parser("export", parents=[common], help=f"write the portable document ({EXPORT_FORMAT})")
+    p.add_argument("workflow", help="name or ID")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.set_defaults(func=export_workflow)
+
+    p = sub.add_parser("import", parents=[common], help="create a workflow (or a new version) from an export")
+    p.add_argument("file", help="export document (`-` for standard input)")
+    p.add_argument(
+        "--mode",
+        choices=["create", "new-version"],
+        default="create",
+        help="create: a new workflow (default); new-version: a draft of the same-named workflow",
+    )
+    p.set_defaults(func=import_workflow)

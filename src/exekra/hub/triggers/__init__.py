@@ -1,0 +1,1 @@
+"""Schedule and webhook triggers (SPEC §9)."""

@@ -1,0 +1,75 @@
+"""The hub's own scheduler loop: fires due schedule triggers (SPEC §9).
+
+Every hub process runs one. Schedules live in PostgreSQL (`triggers.next_fire_at`), so the loop has no
+state of its own: at start it rebuilds the next fire times, then it sleeps until the earliest one (at most
+`EXEKRA_SCHEDULER_INTERVAL_SECONDS`, so changes made through another hub process are seen soon) and fires
+what is due. Firing is exactly-once across processes (see `firing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from exekra.db.session import Database
+from exekra.hub.dispatch.dispatcher import Dispatcher
+from exekra.hub.tasks import spawn
+from exekra.hub.triggers import firing
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+MIN_SLEEP_SECONDS = 0.05
+
+
+class Scheduler:
+    """Fires due schedules, looking at least every `interval` seconds."""
+
+    def __init__(self, db: Database, dispatcher: Dispatcher, *, interval: float, keep_fires_days: int) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+        self.interval = interval
+        self.keep_fires_days = keep_fires_days
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="exekra-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def fire_due(self) -> int:
+        """Fire the schedules that are due now (one batch); returns how many were due."""
+        due = await firing.due_schedules(self.db, BATCH)
+        for item in due:
+            execution = await firing.fire_schedule(self.db, item, keep_fires_days=self.keep_fires_days)
+            if execution is not None:
+                spawn(self.dispatcher.execution_queued(execution.id))
+        return len(due)
+
+    async def _run(self) -> None:
+        rebuilt = False
+        while True:
+            delay = self.interval
+            try:
+                if not rebuilt:
+                    count = await firing.rebuild_schedules(self.db)
+                    rebuilt = True
+                    log.info("scheduler: %d schedule(s) rebuilt", count)
+                if await self.fire_due() < BATCH:
+                    until_next = await firing.seconds_until_next_fire(self.db)
+                    if until_next is not None:
+                        delay = min(delay, until_next)
+                else:
+                    delay = 0  # a full batch: more may be due
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. the database is down: keep trying, without a traceback per second
+                log.warning("scheduler: round failed (%s: %s), trying again", type(exc).__name__, exc)
+            # A fire held by another process is due but skipped here: do not spin on it.
+            await asyncio.sleep(max(delay, MIN_SLEEP_SECONDS))

@@ -1,0 +1,71 @@
+"""Trigger request bodies and the trigger's API shape."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
+
+from exekra.hub.schemas import ApiModel
+from exekra.hub.triggers.models import Trigger, TriggerKind
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+CronExpression = Annotated[str, Field(min_length=1, max_length=200)]
+Timezone = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class NewTrigger(ApiModel):
+    """A schedule needs `cronExpression` (timezone defaults to UTC); a webhook takes neither."""
+
+    workflow_id: str = Field(min_length=1, max_length=64)
+    type: TriggerKind
+    name: Name
+    enabled: bool = True
+    cron_expression: CronExpression | None = None
+    timezone: Timezone | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fields_of_type(self) -> NewTrigger:
+        if self.type == TriggerKind.SCHEDULE and self.cron_expression is None:
+            raise ValueError("cronExpression is required for a SCHEDULE trigger")
+        if self.type == TriggerKind.WEBHOOK and (self.cron_expression is not None or self.timezone is not None):
+            raise ValueError("cronExpression and timezone are only for SCHEDULE triggers")
+        return self
+
+
+class TriggerPatch(ApiModel):
+    """What to change; a changed expression, timezone or `enabled` restarts a schedule from now."""
+
+    name: Name | None = None
+    enabled: bool | None = None
+    cron_expression: CronExpression | None = None
+    timezone: Timezone | None = None
+    inputs: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> TriggerPatch:
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null")
+        return self
+
+
+def trigger_to_api(trigger: Trigger) -> dict[str, Any]:
+    """A trigger as the API shows it (never with its webhook token)."""
+    return {
+        "id": str(trigger.id),
+        "workflowId": str(trigger.workflow_id),
+        "type": trigger.type,
+        "name": trigger.name,
+        "enabled": trigger.enabled,
+        "cronExpression": trigger.cron_expression,
+        "timezone": trigger.timezone,
+        "inputs": trigger.inputs,
+        "nextFireAt": trigger.next_fire_at,
+        "lastFiredAt": trigger.last_fired_at,
+        "lastError": trigger.last_error,
+        "lastErrorAt": trigger.last_error_at,
+        "createdAt": trigger.created_at,
+        "updatedAt": trigger.updated_at,
+    }

@@ -1,0 +1,293 @@
+"""The `exekra` client commands and the `exekra.client` SDK against a real hub and a real runner (SPEC §11)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exekra.client import (
+    AsyncExekraClient,
+    Conflict,
+    ExekraClient,
+    HubUnreachable,
+    NotAuthenticated,
+    NotFound,
+    ValidationFailed,
+)
+
+from .conftest import PASSWORD, HubProcess, RunnerProcess, wait_status, wait_until
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+GREETER: dict[str, Any] = {
+    "inputs": {"who": {"type": "string", "required": True}, "count": {"type": "integer", "default": 1}},
+    "nodes": [
+        {"id": "greet", "activity": "log.message", "params": {"message": "hello {{ inputs.who }}"}},
+        {"id": "double", "activity": "vars.set", "params": {"name": "n", "value": "{{ inputs.count * 2 }}"}},
+    ],
+    "edges": [{"from": "greet", "to": "double"}],
+    "outputs": {"greeting": "hello {{ inputs.who }}", "doubled": "{{ nodes.double.value }}"},
+}
+FAILING: dict[str, Any] = {"nodes": [{"id": "boom", "activity": "control.fail", "params": {"message": "no luck"}}]}
+SLOW: dict[str, Any] = {"nodes": [{"id": "nap", "activity": "control.delay", "params": {"seconds": 60}}]}
+
+
+def _env(config_dir: Path, hub_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("EXEKRA_TOKEN", "EXEKRA_HUB_URL")}
+    return {**env, "EXEKRA_CONFIG_DIR": str(config_dir), "EXEKRA_HUB_URL": hub_url, **extra}
+
+
+def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exekra.cli", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("exekra-config")
+
+
+@pytest.fixture(scope="module")
+def cli(hub_process: HubProcess, api: httpx.Client, config_dir: Path) -> Cli:
+    """`cli("workflow", "list")`: runs `exekra …` signed in (by `exekra login`) as the e2e admin."""
+    env = _env(config_dir, hub_process.url)
+    login = _run(env, "login", "--email", "admin@e2e.test", "--password-stdin", stdin=PASSWORD + "\n")
+    assert login.returncode == 0, login.stderr
+    return lambda *args, stdin=None: _run(env, *args, stdin=stdin)
+
+
+@pytest.fixture(scope="module")
+def runner(api: httpx.Client, hub_process: HubProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real `exekra runner` for the module; its name is the label the module's workflows require."""
+    name = f"cli-{secrets.token_hex(4)}"
+    body = api.post("/api/runners", json={"name": name, "labels": [name]}).json()
+    home = tmp_path_factory.mktemp("cli-runner")
+    process = RunnerProcess(
+        name, body["runner"]["id"], body["machineKey"], body["machineSecret"], home / "work", home / "runner.log"
+    )
+    process.start(hub_process.url)
+    yield name
+    process.stop()
+
+
+def _push(cli: Cli, tmp_path: Path, definition: dict[str, Any], label: str) -> str:
+    """Push an export document through the CLI and publish it; returns the workflow name."""
+    name = f"cli-wf-{secrets.token_hex(4)}"
+    document = {"format": "exekra.workflow/v1", "name": name, "labels": [label], "definition": definition}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(document))
+    result = cli("workflow", "push", str(path), "--publish")
+    assert result.returncode == 0, result.stderr
+    assert f"{name}: version 1 published" in result.stdout
+    return name
+
+
+def test_login_stores_the_token_for_the_user_only(cli: Cli, config_dir: Path) -> None:
+    path = config_dir / "config.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    stored = json.loads(path.read_text())
+    assert stored["hubs"][stored["current"]]["token"].startswith("exs_")
+    listed = cli("workflow", "list", "--json")
+    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
+
+
+def test_run_wait_completes_with_outputs_live_logs_and_exit_code_0(cli: Cli, runner: str, tmp_path: Path) -> None:
+    name = _push(cli, tmp_path, GREETER, runner)
+    result = cli("run", name, "--input", "who=Ada", "--input", "count=3", "--wait", "--timeout", "90")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("COMPLETED")
+    assert '"greeting": "hello Ada"' in result.stdout
+    assert "hello Ada" in result.stderr  # the live log
+    assert "[QUEUED]" in result.stderr  # progress, one line per status change when not on a terminal
+
+    as_json = cli("run", name, "-i", "who=Bob", "-i", "count:=4", "--wait", "--json", "--no-logs")
+    assert as_json.returncode == 0, as_json.stderr
+    execution = json.loads(as_json.stdout)
+    assert execution["status"] == "COMPLETED" and execution["inputs"] == {"who": "Bob", "count": 4}
+    assert str(execution["outputs"]["doubled"]) == "8"
+    assert "hello Bob" not in as_json.stderr
+
+    listed = json.loads(cli("executions", "list", "--workflow", name, "--json").stdout)
+    assert listed[0]["id"] == execution["id"] and len(listed) == 2
+    shown = json.loads(cli("executions", "show", execution["id"], "--json").stdout)
+    assert shown["outputs"] == execution["outputs"]
+    logs = cli("executions", "logs", execution["id"])
+    assert logs.returncode == 0 and "hello Bob" in logs.stdout
+
+
+def test_run_wait_of_a_failing_workflow_exits_1(cli: Cli, runner: str, tmp_path: Path) -> None:
+    name = _push(cli, tmp_path, FAILING, runner)
+    result = cli("run", name, "--wait", "--timeout", "90")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("FAILED") and "no luck" in result.stdout
+
+
+def test_run_wait_of_a_stopped_execution_exits_2(
+    cli: Cli, runner: str, tmp_path: Path, api: httpx.Client, hub_process: HubProcess, config_dir: Path
+) -> None:
+    name = _push(cli, tmp_path, SLOW, runner)
+    env = _env(config_dir, hub_process.url)
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "exekra.cli", "run", name, "--wait", "--timeout", "90"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        workflow_id = api.get("/api/workflows", params={"q": name}).json()["workflows"][0]["id"]
+
+        def running() -> str | None:
+            found = api.get("/api/executions", params={"workflowId": workflow_id}).json()["executions"]
+            return found[0]["id"] if found else None
+
+        execution_id = wait_until(running, 30, 0.1, "the execution to be created")
+        wait_status(api, execution_id, "RUNNING", 60)
+        stopped = cli("executions", "stop", execution_id)
+        assert stopped.returncode == 0 and "stop requested" in stopped.stdout
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.communicate()
+    assert waiting.returncode == 2, err
+    assert out.startswith("STOPPED")
+
+
+def test_workflow_show_export_and_import(cli: Cli, runner: str, tmp_path: Path) -> None:
+    name = _push(cli, tmp_path, GREETER, runner)
+    shown = cli("workflow", "show", name)
+    assert shown.returncode == 0 and "published version: 1" in shown.stdout and runner in shown.stdout
+    exported = tmp_path / "exported.json"
+    assert cli("workflow", "export", name, "-o", str(exported)).returncode == 0
+    document = json.loads(exported.read_text())
+    assert document["format"] == "exekra.workflow/v1" and document["definition"] == GREETER
+
+    again = cli("workflow", "import", str(exported))
+    assert again.returncode == 3 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    document["name"] = name + "-copy"
+    exported.write_text(json.dumps(document))
+    imported = cli("workflow", "import", str(exported), "--json")
+    assert imported.returncode == 0
+    assert json.loads(imported.stdout)["version"]["published"] is False
+    new_version = cli("workflow", "import", str(exported), "--mode", "new-version")
+    assert new_version.returncode == 0 and "imported as version 2" in new_version.stdout
+
+
+def test_runners_register_and_list(cli: Cli) -> None:
+    name = f"cli-reg-{secrets.token_hex(3)}"
+    registered = cli("runners", "register", name, "--label", "gpu", "--type", "linux")
+    assert registered.returncode == 0, registered.stderr
+    assert "--machine-secret" in registered.stdout and "shown only now" in registered.stdout
+    listed = json.loads(cli("runners", "list", "--json").stdout)
+    mine = next(r for r in listed if r["name"] == name)
+    assert mine["labels"] == ["gpu"] and mine["type"] == "linux" and mine["status"] == "OFFLINE"
+
+
+def test_triggers_create_list_enable_disable(cli: Cli, runner: str, tmp_path: Path) -> None:
+    name = _push(cli, tmp_path, GREETER, runner)
+    schedule = cli(
+        "triggers", "create", name, "--name", f"{name}-nightly", "--cron", "30 2 * * *", "--timezone", "Europe/Berlin",
+        "-i", "who=night", "--json",
+    )  # fmt: skip
+    assert schedule.returncode == 0, schedule.stderr
+    created = json.loads(schedule.stdout)["trigger"]
+    assert created["nextFireAt"] and created["inputs"] == {"who": "night"}
+
+    webhook = cli("triggers", "create", name, "--name", f"{name}-hook", "--webhook")
+    assert webhook.returncode == 0 and "/api/webhooks/exw_" in webhook.stdout
+
+    listed = json.loads(cli("triggers", "list", "--workflow", name, "--json").stdout)
+    assert sorted(t["type"] for t in listed) == ["SCHEDULE", "WEBHOOK"]
+
+    disabled = cli("triggers", "disable", f"{name}-nightly", "--json")
+    assert disabled.returncode == 0 and json.loads(disabled.stdout)["nextFireAt"] is None
+    enabled = cli("triggers", "enable", created["id"])
+    assert enabled.returncode == 0 and "enabled; next fire" in enabled.stdout
+
+    invalid = cli("triggers", "create", name, "--name", "bad", "--cron", "61 * * * *")
+    assert invalid.returncode == 3 and "invalid minute field '61'" in invalid.stderr
+    neither = cli("triggers", "create", name, "--name", "bad")
+    assert neither.returncode == 2 and "--cron" in neither.stderr
+
+
+def test_errors_are_one_friendly_line_with_exit_code_3(cli: Cli, hub_process: HubProcess, tmp_path: Path) -> None:
+    unknown = cli("run", "no-such-workflow")
+    assert unknown.returncode == 3 and unknown.stderr.strip() == "exekra: workflow no-such-workflow not found"
+
+    unreachable = _run(_env(tmp_path, "http://127.0.0.1:9"), "workflow", "list")
+    assert unreachable.returncode == 3 and "cannot reach the hub at http://127.0.0.1:9" in unreachable.stderr
+
+    signed_out = _run(_env(tmp_path, hub_process.url), "workflow", "list")
+    assert signed_out.returncode == 3 and "run `exekra login`" in signed_out.stderr
+
+    token = _run(_env(tmp_path, hub_process.url, EXEKRA_TOKEN="exk_forged"), "executions", "list")
+    assert token.returncode == 3 and "not signed in" in token.stderr
+
+    bad_input = cli("run", "whatever", "--input", "novalue")
+    assert bad_input.returncode in (2, 3) and "Traceback" not in bad_input.stderr
+    for result in (unknown, unreachable, signed_out, token, bad_input):
+        assert "Traceback" not in result.stderr
+
+
+def _token(api: httpx.Client) -> str:
+    return str(api.headers["Authorization"]).removeprefix("Bearer ")
+
+
+def test_sdk_raises_typed_errors_from_the_api_error_shape(api: httpx.Client, hub_process: HubProcess) -> None:
+    with ExekraClient(hub_process.url, _token(api)) as hub:
+        assert hub.health().status == "ok"
+        with pytest.raises(NotFound) as missing:
+            hub.get_workflow("00000000-0000-0000-0000-000000000000")
+        assert missing.value.status_code == 404 and missing.value.code == "not_found"
+        with pytest.raises(ValidationFailed) as invalid:
+            hub.create_workflow(f"sdk-{secrets.token_hex(3)}", {"nodes": [{"id": "x", "activity": "nope"}]})
+        assert invalid.value.details["problems"] and "nope" in invalid.value.message
+        name = f"sdk-{secrets.token_hex(3)}"
+        hub.create_workflow(name, GREETER, labels=["nobody"])
+        with pytest.raises(Conflict):
+            hub.create_workflow(name, GREETER)
+        assert hub.find_workflow(name).name == name
+        page = hub.list_workflows(limit=1)
+        assert len(page.items) == 1 and page.total >= 1 and page.limit == 1
+    with ExekraClient(hub_process.url, "exk_forged") as stranger, pytest.raises(NotAuthenticated):
+        stranger.me()
+    with ExekraClient("http://127.0.0.1:9", timeout=2) as nowhere, pytest.raises(HubUnreachable):
+        nowhere.health()
+
+
+def test_sdk_sync_runs_follows_logs_and_waits(api: httpx.Client, hub_process: HubProcess, runner: str) -> None:
+    with ExekraClient(hub_process.url, _token(api)) as hub:
+        created = hub.create_workflow(f"sdk-{secrets.token_hex(3)}", GREETER, labels=[runner])
+        hub.publish_workflow(created.workflow.id)
+        started = hub.run(created.workflow.id, {"who": "sync"}, idempotency_key="once")
+        again = hub.run(created.workflow.id, {"who": "sync"}, idempotency_key="once")
+        assert again.duplicate and again.execution.id == started.execution.id
+        lines = [line.message for line in hub.follow_logs(started.execution.id)]
+        done = hub.wait(started.execution.id, timeout=60)
+    assert done.status == "COMPLETED" and done.is_terminal and done.outputs == {"greeting": "hello sync", "doubled": 2}
+    assert any("hello sync" in line for line in lines)
+
+
+async def test_sdk_async_runs_follows_logs_and_waits(api: httpx.Client, hub_process: HubProcess, runner: str) -> None:
+    async with AsyncExekraClient(hub_process.url, _token(api)) as hub:
+        created = await hub.create_workflow(f"sdk-{secrets.token_hex(3)}", GREETER, labels=[runner])
+        await hub.publish_workflow(created.workflow.id)
+        started = await hub.run(created.workflow.id, {"who": "async", "count": 5})
+        lines = [line.message async for line in hub.follow_logs(started.execution.id)]
+        done = await hub.wait(started.execution.id, timeout=60, poll_interval=0.2)
+        listed = await hub.list_executions(workflow_id=created.workflow.id)
+    assert done.status == "COMPLETED" and str((done.outputs or {})["doubled"]) == "10"
+    assert any("hello async" in line for line in lines)
+    assert [e.id for e in listed.items] == [done.id]

@@ -1,0 +1,267 @@
+"""The scheduler (SPEC §9): exactly one fire per (trigger, fire time), catch-up, failures, never drafts.
+
+The session's hub runs its own scheduler loop too; the tests also fire explicitly, so every outcome
+checked here must hold whichever of them (or both at once) handled a fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select, text, update
+
+from exekra.db.session import Database
+from exekra.hub.audit.models import AuditEntry
+from exekra.hub.audit.service import Actor
+from exekra.hub.context import Hub
+from exekra.hub.executions.models import Execution, TriggerType
+from exekra.hub.executions.service import ExecutionRequest, create_execution
+from exekra.hub.triggers import firing
+from exekra.hub.triggers.models import Trigger, TriggerFire
+from exekra.hub.triggers.scheduler import Scheduler
+
+from .conftest import SIMPLE_DEFINITION
+from .protocol import publish_workflow
+
+EVERY_MINUTE = "* * * * *"
+
+
+async def _schedule(admin: httpx.AsyncClient, workflow_id: str, cron: str = EVERY_MINUTE, **fields: Any) -> str:
+    body = {"workflowId": workflow_id, "type": "SCHEDULE", "name": "s", "cronExpression": cron, **fields}
+    r = await admin.post("/api/triggers", json=body)
+    assert r.status_code == 201, r.text
+    trigger_id: str = r.json()["trigger"]["id"]
+    return trigger_id
+
+
+async def _make_due(hub: Hub, *trigger_ids: str, ago: timedelta = timedelta(seconds=1)) -> None:
+    """Move the triggers' next fire time into the past, as if the hub had been waiting for it."""
+    ids = [uuid.UUID(t) for t in trigger_ids]
+    async with hub.db.transaction() as session:
+        await session.execute(
+            update(Trigger).where(Trigger.id.in_(ids)).values(next_fire_at=func.date_trunc("second", func.now() - ago))
+        )
+
+
+async def _trigger(hub: Hub, trigger_id: str) -> Trigger:
+    async with hub.db.session() as session:
+        trigger = await session.get(Trigger, uuid.UUID(trigger_id))
+    assert trigger is not None
+    return trigger
+
+
+async def _settled(hub: Hub, *trigger_ids: str, within: float = 10) -> None:
+    """Wait until every trigger's next fire time is in the future (its due fire was handled)."""
+    deadline = time.monotonic() + within
+    while True:
+        async with hub.db.session() as session:
+            pending = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(Trigger)
+                    .where(Trigger.id.in_([uuid.UUID(t) for t in trigger_ids]), Trigger.next_fire_at <= func.now())
+                )
+            ).scalar_one()
+        if pending == 0:
+            return
+        assert time.monotonic() < deadline, "due fires were not handled in time"
+        await asyncio.sleep(0.05)
+
+
+async def _executions(hub: Hub, trigger_id: str) -> list[Execution]:
+    async with hub.db.session() as session:
+        rows = await session.execute(
+            select(Execution).where(Execution.triggered_by == trigger_id).order_by(Execution.created_at)
+        )
+        return list(rows.scalars())
+
+
+def _scheduler(db: Database, hub: Hub) -> Scheduler:
+    return Scheduler(db, hub.dispatcher, interval=1, keep_fires_days=30)
+
+
+async def test_due_schedule_fires_once_with_the_trigger_inputs(admin: httpx.AsyncClient, hub: Hub) -> None:
+    definition = {"inputs": {"n": {"type": "integer", "default": 1}}, **SIMPLE_DEFINITION}
+    workflow_id = await publish_workflow(admin, "wf", definition)
+    trigger_id = await _schedule(admin, workflow_id, inputs={"n": 7})
+    await _make_due(hub, trigger_id)
+    scheduler = _scheduler(hub.db, hub)
+    await scheduler.fire_due()
+    await _settled(hub, trigger_id)
+    await scheduler.fire_due()
+
+    [execution] = await _executions(hub, trigger_id)
+    assert execution.trigger_type == TriggerType.SCHEDULE and execution.inputs == {"n": 7}
+    assert execution.idempotency_key is not None and execution.idempotency_key.startswith(f"schedule:{trigger_id}:")
+    trigger = await _trigger(hub, trigger_id)
+    assert trigger.last_fired_at is not None and trigger.last_error is None
+    assert trigger.next_fire_at is not None and trigger.next_fire_at > trigger.last_fired_at
+    async with hub.db.session() as session:
+        fires = list((await session.execute(select(TriggerFire))).scalars())
+        actors = (
+            await session.execute(
+                select(AuditEntry.actor_type, AuditEntry.actor_id).where(AuditEntry.action == "execution.create")
+            )
+        ).all()
+    assert [(f.fire_time, f.execution_id) for f in fires] == [(trigger.last_fired_at, execution.id)]
+    assert actors == [("TRIGGER", trigger_id)]
+
+
+async def test_two_schedulers_racing_fire_each_schedule_exactly_once(admin: httpx.AsyncClient, hub: Hub) -> None:
+    """Two hub processes (two engines, two schedulers, plus the hub's own loop) share the due fires."""
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    trigger_ids = [await _schedule(admin, workflow_id, name=f"s{i}") for i in range(15)]
+    other_db = Database(hub.settings)
+    try:
+        await _make_due(hub, *trigger_ids)
+        first, second = _scheduler(hub.db, hub), _scheduler(other_db, hub)
+        await asyncio.gather(first.fire_due(), second.fire_due(), first.fire_due(), second.fire_due())
+        await _settled(hub, *trigger_ids)
+    finally:
+        await other_db.dispose()
+    for trigger_id in trigger_ids:
+        assert len(await _executions(hub, trigger_id)) == 1
+
+
+async def test_after_downtime_only_one_catch_up_run_fires(admin: httpx.AsyncClient, hub: Hub) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    trigger_id = await _schedule(admin, workflow_id)
+    await _make_due(hub, trigger_id, ago=timedelta(hours=3))  # 180 missed minutes
+    scheduler = _scheduler(hub.db, hub)
+    for _ in range(3):
+        await scheduler.fire_due()
+    await _settled(hub, trigger_id)
+
+    assert len(await _executions(hub, trigger_id)) == 1
+    trigger = await _trigger(hub, trigger_id)
+    assert trigger.next_fire_at is not None
+    async with hub.db.session() as session:
+        now = (await session.execute(select(func.now()))).scalar_one()
+    assert now < trigger.next_fire_at <= now + timedelta(seconds=61)
+    assert trigger.last_fired_at is not None and trigger.last_fired_at < now - timedelta(hours=2)
+
+
+async def test_fire_whose_execution_survived_a_crash_is_not_repeated(admin: httpx.AsyncClient, hub: Hub) -> None:
+    """A process died after committing the execution but before recording the fire: the retry finds it."""
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    trigger_id = await _schedule(admin, workflow_id, enabled=False)
+    fire_time = datetime.fromisoformat("2030-01-01T00:00:00+00:00")
+    request = ExecutionRequest(
+        workflow_id=workflow_id,
+        inputs={},
+        trigger_type=TriggerType.SCHEDULE,
+        triggered_by=trigger_id,
+        idempotency_key=firing.schedule_key(uuid.UUID(trigger_id), fire_time),
+    )
+    # The window a normal duplicate check would use has long passed for this key: the fire must still match.
+    survivor = await create_execution(
+        hub.db, request, Actor("TRIGGER", trigger_id), dedup_window=firing.SCHEDULE_KEY_WINDOW_SECONDS
+    )
+    async with hub.db.transaction() as session:
+        await session.execute(text("UPDATE execution_keys SET created_at = now() - interval '30 days'"))
+        await session.execute(
+            update(Trigger).where(Trigger.id == uuid.UUID(trigger_id)).values(enabled=True, next_fire_at=fire_time)
+        )
+
+    queued = await firing.fire_schedule(hub.db, firing.Due(uuid.UUID(trigger_id), fire_time), keep_fires_days=30)
+
+    assert queued is not None and queued.id == survivor.execution.id
+    assert [e.id for e in await _executions(hub, trigger_id)] == [survivor.execution.id]
+
+
+async def test_fire_without_published_version_records_last_error_and_audit(admin: httpx.AsyncClient, hub: Hub) -> None:
+    r = await admin.post("/api/workflows", json={"name": "draft-only", "definition": SIMPLE_DEFINITION})
+    workflow_id = r.json()["workflow"]["id"]
+    trigger_id = await _schedule(admin, workflow_id)
+    await _make_due(hub, trigger_id)
+    await _scheduler(hub.db, hub).fire_due()
+    await _settled(hub, trigger_id)
+
+    assert await _executions(hub, trigger_id) == []
+    trigger = await _trigger(hub, trigger_id)
+    assert trigger.last_error == "workflow draft-only has no published version"
+    assert trigger.last_error_at is not None and trigger.last_fired_at is None
+    shown = (await admin.get(f"/api/triggers/{trigger_id}")).json()["trigger"]
+    assert shown["lastError"] == trigger.last_error and shown["lastErrorAt"] is not None
+    async with hub.db.session() as session:
+        audit = (
+            await session.execute(select(AuditEntry).where(AuditEntry.action == "trigger.fire_failed"))
+        ).scalar_one()
+    assert (audit.actor_type, audit.actor_id, audit.entity_id) == ("TRIGGER", trigger_id, trigger_id)
+    assert audit.details is not None and audit.details["error"] == trigger.last_error
+
+    # Once published, the next fire succeeds and clears the error.
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 200
+    await _make_due(hub, trigger_id, ago=timedelta(minutes=5))  # another fire time than the failed one
+    await _scheduler(hub.db, hub).fire_due()
+    await _settled(hub, trigger_id)
+    assert len(await _executions(hub, trigger_id)) == 1
+    assert (await _trigger(hub, trigger_id)).last_error is None
+
+
+async def test_schedule_runs_the_published_version_never_the_newer_draft(admin: httpx.AsyncClient, hub: Hub) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    r = await admin.post(f"/api/workflows/{workflow_id}/versions", json={"definition": SIMPLE_DEFINITION})
+    assert r.json()["version"]["number"] == 2
+    trigger_id = await _schedule(admin, workflow_id)
+    await _make_due(hub, trigger_id)
+    await _scheduler(hub.db, hub).fire_due()
+    await _settled(hub, trigger_id)
+    [execution] = await _executions(hub, trigger_id)
+    detail = (await admin.get(f"/api/executions/{execution.id}")).json()["execution"]
+    assert detail["versionNumber"] == 1
+
+
+async def test_disabled_schedule_never_fires(admin: httpx.AsyncClient, hub: Hub) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    trigger_id = await _schedule(admin, workflow_id, enabled=False)
+    async with hub.db.transaction() as session:
+        # Even a stale next fire time left on a disabled trigger is not acted on.
+        await session.execute(
+            update(Trigger).where(Trigger.id == uuid.UUID(trigger_id)).values(next_fire_at=func.now())
+        )
+    due = firing.Due(uuid.UUID(trigger_id), (await _trigger(hub, trigger_id)).next_fire_at)  # type: ignore[arg-type]
+    assert await firing.fire_schedule(hub.db, due, keep_fires_days=30) is None
+    assert await _executions(hub, trigger_id) == []
+
+
+async def test_rebuild_at_start_fills_missing_next_fire_times_and_keeps_due_ones(
+    admin: httpx.AsyncClient, hub: Hub
+) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    missing = await _schedule(admin, workflow_id, cron="0 0 1 1 *", name="missing")
+    due = await _schedule(admin, workflow_id, cron="0 0 1 1 *", name="due")
+    async with hub.db.transaction() as session:
+        await session.execute(update(Trigger).where(Trigger.id == uuid.UUID(missing)).values(next_fire_at=None))
+        await session.execute(
+            update(Trigger).where(Trigger.id == uuid.UUID(due)).values(next_fire_at=func.now() - timedelta(days=400))
+        )
+    await firing.rebuild_schedules(hub.db)
+    rebuilt = await _trigger(hub, missing)
+    assert rebuilt.next_fire_at is not None and (rebuilt.next_fire_at.month, rebuilt.next_fire_at.day) == (1, 1)
+    kept = await _trigger(hub, due)
+    # Either still waiting for its catch-up run, or already caught up by the hub's loop.
+    assert kept.next_fire_at is not None
+    await _settled(hub, due)
+    assert len(await _executions(hub, due)) == 1
+
+
+async def test_a_recorded_fire_time_is_never_handled_again(admin: httpx.AsyncClient, hub: Hub) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    trigger_id = await _schedule(admin, workflow_id)
+    await _make_due(hub, trigger_id, ago=timedelta(minutes=2))
+    await _scheduler(hub.db, hub).fire_due()
+    await _settled(hub, trigger_id)
+    fired = (await _trigger(hub, trigger_id)).last_fired_at
+    # As if the move to the next fire time had been lost: the same fire time is due again.
+    async with hub.db.transaction() as session:
+        await session.execute(update(Trigger).where(Trigger.id == uuid.UUID(trigger_id)).values(next_fire_at=fired))
+    await _scheduler(hub.db, hub).fire_due()
+    await _settled(hub, trigger_id)
+    assert len(await _executions(hub, trigger_id)) == 1
+    assert (await _trigger(hub, trigger_id)).last_fired_at == fired
