@@ -1,0 +1,110 @@
+"""Chart.js configurations built on the server: the browser only draws them (`static/dashboard.js`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from exekra.hub.dashboard.formatting import bucket_label
+from exekra.hub.runners.models import RunnerMetric
+from exekra.hub.stats.service import RunnerCounts, Stats
+
+GREEN, RED, AMBER, BLUE, GREY, VIOLET = "#1f9d55", "#d64545", "#d99a1e", "#2f6fdf", "#9aa5b1", "#7a5af8"
+MAX_POINTS = 400
+
+
+def throughput(stats: Stats) -> dict[str, Any]:
+    """Finished executions per bucket (stacked by outcome) and the success rate as a line."""
+    labels = [bucket_label(b.start, stats.bucket) for b in stats.buckets]
+    rates = [None if b.success_rate is None else round(b.success_rate * 100, 1) for b in stats.buckets]
+    return {
+        "type": "bar",
+        "data": {
+            "labels": labels,
+            "datasets": [
+                _bars("Completed", [b.completed for b in stats.buckets], GREEN),
+                _bars("Failed", [b.failed for b in stats.buckets], RED),
+                _bars("Stopped", [b.stopped for b in stats.buckets], AMBER),
+                {
+                    "type": "line",
+                    "label": "Success rate %",
+                    "data": rates,
+                    "borderColor": BLUE,
+                    "backgroundColor": BLUE,
+                    "yAxisID": "rate",
+                    "spanGaps": True,
+                    "tension": 0.2,
+                    "pointRadius": 2,
+                },
+            ],
+        },
+        "options": {
+            "animation": False,
+            "maintainAspectRatio": False,
+            "interaction": {"mode": "index", "intersect": False},
+            "scales": {
+                "x": {"stacked": True},
+                "y": {
+                    "stacked": True,
+                    "beginAtZero": True,
+                    "ticks": {"precision": 0},
+                    "title": {"display": True, "text": "executions"},
+                },
+                "rate": {
+                    "position": "right",
+                    "min": 0,
+                    "max": 100,
+                    "grid": {"drawOnChartArea": False},
+                    "title": {"display": True, "text": "success %"},
+                },
+            },
+        },
+    }
+
+
+def _bars(label: str, data: list[int], color: str) -> dict[str, Any]:
+    return {"label": label, "data": data, "backgroundColor": color, "stack": "outcome", "yAxisID": "y"}
+
+
+def runner_utilisation(runners: RunnerCounts) -> dict[str, Any]:
+    return {
+        "type": "doughnut",
+        "data": {
+            "labels": ["Busy", "Online (idle)", "Offline"],
+            "datasets": [
+                {
+                    "data": [runners.busy, runners.online, runners.offline],
+                    "backgroundColor": [BLUE, GREEN, GREY],
+                }
+            ],
+        },
+        "options": {"animation": False, "maintainAspectRatio": False, "plugins": {"legend": {"position": "bottom"}}},
+    }
+
+
+def runner_metrics(samples: Sequence[RunnerMetric]) -> dict[str, Any]:
+    """CPU, memory and disk use over time, thinned to at most `MAX_POINTS` points."""
+    step = max(1, -(-len(samples) // MAX_POINTS))
+    points = list(samples[::step])
+    labels = [m.ts.strftime("%m-%d %H:%M:%S") for m in points]
+
+    def line(label: str, values: list[float | None], color: str) -> dict[str, Any]:
+        return {"label": label, "data": values, "borderColor": color, "backgroundColor": color, "pointRadius": 0}
+
+    return {
+        "type": "line",
+        "data": {
+            "labels": labels,
+            "datasets": [
+                line("CPU %", [m.cpu_percent for m in points], BLUE),
+                line("Memory %", [m.memory_percent for m in points], VIOLET),
+                line("Disk %", [m.disk_percent for m in points], AMBER),
+            ],
+        },
+        "options": {
+            "animation": False,
+            "maintainAspectRatio": False,
+            "interaction": {"mode": "index", "intersect": False},
+            "scales": {"y": {"min": 0, "suggestedMax": 100, "title": {"display": True, "text": "%"}}},
+        },
+    }

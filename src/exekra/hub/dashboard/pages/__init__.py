@@ -1,0 +1,1 @@
+"""One module per dashboard section; `exekra.hub.dashboard.routes` puts them together."""

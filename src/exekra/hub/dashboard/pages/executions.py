@@ -1,0 +1,163 @@
+"""Executions: the filterable list (keyset paging), and the detail with timeline, metrics and live logs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from exekra.hub.dashboard.web import PageRoute, redirect, render
+from exekra.hub.deps import CurrentUser, get_hub
+from exekra.hub.errors import Conflict, NotFound, ValidationFailed
+from exekra.hub.executions import service
+from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus
+from exekra.hub.executions.submit import submit_execution
+from exekra.hub.lookup import parse_id
+from exekra.hub.runners import service as runners
+from exekra.hub.tasks import spawn
+from exekra.hub.workflows import service as workflows
+
+router = APIRouter(route_class=PageRoute)
+
+PAGE_SIZE = 50
+CHOICES = 200  # workflows and runners offered in the filter menus
+LOG_LINES_PER_RENDER = 2000
+LOG_LINES_PER_POLL = 1000
+
+
+def _moment(text: str) -> datetime | None:
+    """A filter time from an `<input type="datetime-local">` (taken as UTC) or ISO-8601."""
+    if not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(f"not a time: {text} (use YYYY-MM-DDTHH:MM, UTC)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _filter(workflow: str, runner: str, status: str, since: str, until: str) -> service.ExecutionFilter:
+    statuses = tuple(
+        s for s in (part.strip().upper() for part in status.split(",")) if s in ExecutionStatus.__members__
+    )
+    return service.ExecutionFilter(
+        workflow_id=parse_id(workflow, "workflow") if workflow else None,
+        runner_id=parse_id(runner, "runner") if runner else None,
+        statuses=statuses,
+        since=_moment(since),
+        until=_moment(until),
+    )
+
+
+@router.get("/executions")
+async def executions_page(
+    request: Request,
+    user: CurrentUser,
+    workflow: str = "",
+    runner: str = "",
+    status: str = "",
+    since: str = "",
+    until: str = "",
+    cursor: str | None = None,
+) -> Response:
+    """Newest first, 50 a page, keyset paging (`cursor`): every page costs the same, however deep."""
+    hub = get_hub(request)
+    page = await service.list_executions(
+        hub.db,
+        _filter(workflow, runner, status, since, until),
+        offset=0,
+        limit=PAGE_SIZE,
+        cursor=cursor,
+        with_total=False,
+    )
+    workflow_choices, _ = await workflows.list_workflows(hub.db, offset=0, limit=CHOICES, search=None, archived=False)
+    runner_choices, _ = await runners.list_runners(hub.db, offset=0, limit=CHOICES)
+    filters = {"workflow": workflow, "runner": runner, "status": status, "since": since, "until": until}
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": {k: v for k, v in filters.items() if v},
+        "cursor": cursor,
+        "statuses": list(ExecutionStatus),
+        "workflow_choices": workflow_choices,
+        "runner_choices": runner_choices,
+        "runner_names": {r.id: r.name for r in runner_choices},
+        "now": datetime.now(UTC),
+    }
+    return render(request, "executions.html", context, section="executions")
+
+
+async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
+    hub = get_hub(request)
+    execution, workflow_name, version_number = await service.get_execution(hub.db, execution_id)
+    runner = None
+    if execution.runner_id:
+        try:
+            runner = await runners.get_runner(hub.db, str(execution.runner_id))
+        except NotFound:
+            runner = None  # deleted since: the execution keeps its history
+    return {
+        "execution": execution,
+        "workflow_name": workflow_name,
+        "version_number": version_number,
+        "runner": runner,
+        "terminal": execution.status in TERMINAL_STATUSES,
+        # What the status panel shows changes only with these: a poll re-renders the panel when they do.
+        "state_key": f"{execution.status}-{int(execution.stop_requested)}-{execution.attempt}",
+        "now": datetime.now(UTC),
+    }
+
+
+@router.get("/executions/{execution_id}")
+async def execution_page(request: Request, execution_id: str, user: CurrentUser) -> Response:
+    context = await _execution(request, execution_id)
+    lines, next_seq = await service.read_logs(get_hub(request).db, execution_id, 0, LOG_LINES_PER_RENDER)
+    context.update(lines=lines, next_seq=next_seq, polling=_keep_polling(context, len(lines), LOG_LINES_PER_RENDER))
+    return render(request, "execution.html", context, section="executions")
+
+
+def _keep_polling(context: dict[str, Any], fetched: int, limit: int) -> bool:
+    """Poll while the execution may still change or log lines are still to be fetched."""
+    return not context["terminal"] or fetched >= limit
+
+
+@router.get("/executions/{execution_id}/live")
+async def execution_live(
+    request: Request, execution_id: str, user: CurrentUser, after: int = 0, state: str = ""
+) -> Response:
+    """One poll of the detail page: new log lines, the status panel when it changed, and the next poll
+    (none once the execution has ended and every line is shown)."""
+    context = await _execution(request, execution_id)
+    context["previous_state"] = state
+    lines, next_seq = await service.read_logs(get_hub(request).db, execution_id, max(0, after), LOG_LINES_PER_POLL)
+    context.update(lines=lines, next_seq=next_seq, polling=_keep_polling(context, len(lines), LOG_LINES_PER_POLL))
+    return render(request, "_execution_live.html", context)
+
+
+@router.post("/executions/{execution_id}/stop")
+async def stop(request: Request, execution_id: str, user: CurrentUser) -> Response:
+    hub = get_hub(request)
+    back = f"/executions/{parse_id(execution_id, 'execution')}"
+    try:
+        stopped = await service.stop_execution(hub.db, execution_id, user.actor)
+    except Conflict as exc:
+        return redirect(request, back, exc.message, "error")
+    if stopped.freed_runner_id is not None:
+        spawn(hub.dispatcher.runner_idle(stopped.freed_runner_id))
+    if stopped.execution.status == ExecutionStatus.STOPPED:
+        return redirect(request, back, "Execution stopped.")
+    return redirect(request, back, "Stop requested: the runner stops the execution within a few seconds.")
+
+
+@router.post("/executions/{execution_id}/retry")
+async def retry(request: Request, execution_id: str, user: CurrentUser) -> Response:
+    """A new execution of the same version with the same inputs (as `POST /api/executions/{id}/retry`)."""
+    hub = get_hub(request)
+    back = f"/executions/{parse_id(execution_id, 'execution')}"
+    try:
+        retry_request = await service.retry_request(hub.db, execution_id, str(user.user_id))
+        created = await submit_execution(hub, retry_request, user.actor)
+    except Conflict as exc:
+        return redirect(request, back, exc.message, "error")
+    return redirect(request, f"/executions/{created.execution.id}", "Retry queued.")

@@ -1,0 +1,245 @@
+"""Workflows: list and search, detail with versions and publishing, the run form, the definition editor."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Form, Request, Response
+from pydantic import ValidationError
+
+from exekra.hub.context import Hub
+from exekra.hub.dashboard.formatting import pretty_json
+from exekra.hub.dashboard.inputs import input_fields, read_inputs
+from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
+from exekra.hub.deps import CurrentUser, DeveloperUser, Principal, get_hub
+from exekra.hub.errors import Conflict, ExekraError, NotFound, PayloadTooLarge, ValidationFailed
+from exekra.hub.executions import service as executions
+from exekra.hub.executions.models import TriggerType
+from exekra.hub.executions.submit import submit_execution
+from exekra.hub.lookup import parse_id
+from exekra.hub.runners import service as runners
+from exekra.hub.workflows import service
+from exekra.hub.workflows.models import WorkflowVersion
+from exekra.hub.workflows.schemas import NewWorkflow
+
+router = APIRouter(route_class=PageRoute)
+
+PAGE_SIZE = 50
+INTERACTIVE_PRIORITY = 9  # a person pressing Run goes first (SPEC §5)
+RUNNER_CHOICES = 200
+STARTER_DEFINITION: dict[str, Any] = {
+    "inputs": {"name": {"type": "string", "default": "world"}},
+    "nodes": [{"id": "hello", "activity": "log.message", "params": {"message": "hello {{ inputs.name }}"}}],
+    "edges": [],
+}
+
+
+@router.get("/workflows")
+async def workflows_page(
+    request: Request, user: CurrentUser, q: str = "", archived: bool = False, page: int = 1
+) -> Response:
+    page = max(1, page)
+    summaries, total = await service.list_workflows(
+        get_hub(request).db,
+        offset=(page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+        search=q.strip()[:200] or None,
+        archived=archived,
+    )
+    context = {
+        "workflows": summaries,
+        "total": total,
+        "q": q,
+        "archived": archived,
+        "page": page,
+        "pages": max(1, -(-total // PAGE_SIZE)),
+    }
+    return render(request, "workflows.html", context, section="workflows")
+
+
+@router.get("/workflows/new")
+async def new_workflow_page(request: Request, user: DeveloperUser) -> Response:
+    form = {"name": "", "description": "", "definition": pretty_json(STARTER_DEFINITION)}
+    return render(request, "workflow_new.html", {"form": form, "problems": []}, section="workflows")
+
+
+@router.post("/workflows/new")
+async def create_workflow(
+    request: Request,
+    user: DeveloperUser,
+    name: Annotated[str, Form(max_length=200)] = "",
+    description: Annotated[str, Form(max_length=10_000)] = "",
+    definition: Annotated[str, Form(max_length=2_000_000)] = "",
+) -> Response:
+    hub = get_hub(request)
+    form = {"name": name, "description": description, "definition": definition}
+    try:
+        data = NewWorkflow(name=name.strip(), description=description, definition=_parse_definition(definition))
+        summary, _ = await service.create_workflow(
+            hub.db, data, user.actor, max_definition_bytes=hub.settings.max_definition_bytes
+        )
+    except ValidationError as exc:
+        return _form_error(request, "workflow_new.html", {"form": form}, [form_problem(exc)])
+    except (ValidationFailed, PayloadTooLarge, Conflict) as exc:
+        return _form_error(request, "workflow_new.html", {"form": form}, _problems(exc), exc.status_code)
+    return redirect(
+        request, f"/workflows/{summary.workflow.id}", "Workflow created as draft version 1: publish it to run it."
+    )
+
+
+def _parse_definition(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed(f"Not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ValidationFailed("The definition must be a JSON object")
+    return value
+
+
+def _problems(exc: ExekraError) -> list[str]:
+    """Every problem of a refused definition (the service lists them in `details`)."""
+    if isinstance(exc.details, dict) and exc.details.get("problems"):
+        return [str(p) for p in exc.details["problems"]]
+    return [exc.message]
+
+
+def _form_error(
+    request: Request, template: str, context: dict[str, Any], problems: list[str], status: int = 422
+) -> Response:
+    return render(request, template, {**context, "problems": problems}, status=status, section="workflows")
+
+
+async def _detail(request: Request, workflow_id: str, number: int | None) -> dict[str, Any]:
+    hub = get_hub(request)
+    summary = await service.get_workflow(hub.db, workflow_id)
+    shown_number = number or summary.published_version or summary.latest_version
+    shown = await _version(request, workflow_id, shown_number)
+    published = (
+        shown
+        if shown is not None and shown.published
+        else await _version(request, workflow_id, summary.published_version)
+    )
+    recent = await executions.list_executions(
+        hub.db,
+        executions.ExecutionFilter(workflow_id=summary.workflow.id),
+        offset=0,
+        limit=10,
+        cursor=None,
+        with_total=False,
+    )
+    choices, _ = await runners.list_runners(hub.db, offset=0, limit=RUNNER_CHOICES)
+    return {
+        "summary": summary,
+        "workflow": summary.workflow,
+        "shown": shown,
+        "published": published,
+        "fields": input_fields(published.definition) if published else [],
+        "runners": choices,
+        "executions": recent.rows,
+        "executions_total": recent.total,
+        "run_problems": [],
+        "pinned": "",
+    }
+
+
+async def _version(request: Request, workflow_id: str, number: int | None) -> WorkflowVersion | None:
+    if not number:
+        return None
+    try:
+        return await service.get_version(get_hub(request).db, workflow_id, str(number))
+    except NotFound:
+        return None
+
+
+@router.get("/workflows/{workflow_id}")
+async def workflow_page(request: Request, workflow_id: str, user: CurrentUser, version: int | None = None) -> Response:
+    return render(request, "workflow.html", await _detail(request, workflow_id, version), section="workflows")
+
+
+@router.post("/workflows/{workflow_id}/publish")
+async def publish(request: Request, workflow_id: str, user: DeveloperUser) -> Response:
+    back = f"/workflows/{parse_id(workflow_id, 'workflow')}"
+    return await attempt(
+        request, back, service.publish_latest(get_hub(request).db, workflow_id, user.actor), "Latest version published."
+    )
+
+
+@router.post("/workflows/{workflow_id}/run")
+async def run(request: Request, workflow_id: str, user: CurrentUser) -> Response:
+    """An interactive run of the published version: trigger MANUAL, priority 9, optionally pinned."""
+    context = await _detail(request, workflow_id, None)
+    published: WorkflowVersion | None = context["published"]
+    if published is None:
+        raise Conflict(f"workflow {context['workflow'].name} has no published version: publish one first")
+    form = await request.form()
+    values, typed, problems = read_inputs(published.definition, form)
+    pinned = str(form.get("runner") or "")
+    if not problems:
+        try:
+            execution_id = await _start(get_hub(request), user, context["workflow"].id, values, pinned or None)
+        except (ValidationFailed, Conflict, NotFound) as exc:
+            problems = _problems(exc)
+        else:
+            return redirect(request, f"/executions/{execution_id}", "Execution queued.")
+    context.update(fields=input_fields(published.definition, typed), run_problems=problems, pinned=pinned)
+    return render(request, "workflow.html", context, status=422, section="workflows")
+
+
+async def _start(
+    hub: Hub, user: Principal, workflow_id: uuid.UUID, inputs: dict[str, Any], runner_id: str | None
+) -> str:
+    """Queue the execution and hand it to the dispatcher right away, as `POST /api/executions` does."""
+    request = executions.ExecutionRequest(
+        workflow_id=workflow_id,
+        inputs=inputs,
+        trigger_type=TriggerType.MANUAL,
+        triggered_by=str(user.user_id),
+        priority=INTERACTIVE_PRIORITY,
+        runner_id=runner_id,
+    )
+    created = await submit_execution(hub, request, user.actor)
+    return str(created.execution.id)
+
+
+@router.get("/workflows/{workflow_id}/edit")
+async def edit_page(request: Request, workflow_id: str, user: DeveloperUser) -> Response:
+    summary = await service.get_workflow(get_hub(request).db, workflow_id)
+    latest = await service.get_version(get_hub(request).db, workflow_id, str(summary.latest_version))
+    context = {
+        "workflow": summary.workflow,
+        "latest": latest,
+        "definition": pretty_json(latest.definition),
+        "problems": [],
+    }
+    return render(request, "workflow_edit.html", context, section="workflows")
+
+
+@router.post("/workflows/{workflow_id}/edit")
+async def save_version(
+    request: Request,
+    workflow_id: str,
+    user: DeveloperUser,
+    definition: Annotated[str, Form(max_length=2_000_000)] = "",
+) -> Response:
+    hub = get_hub(request)
+    summary = await service.get_workflow(hub.db, workflow_id)
+    try:
+        version = await service.create_version(
+            hub.db,
+            workflow_id,
+            _parse_definition(definition),
+            user.actor,
+            max_definition_bytes=hub.settings.max_definition_bytes,
+        )
+    except (ValidationFailed, PayloadTooLarge) as exc:
+        latest = await service.get_version(hub.db, workflow_id, str(summary.latest_version))
+        context = {"workflow": summary.workflow, "latest": latest, "definition": definition}
+        return _form_error(request, "workflow_edit.html", context, _problems(exc), exc.status_code)
+    return redirect(
+        request,
+        f"/workflows/{summary.workflow.id}?version={version.number}",
+        f"Saved version {version.number} as a draft: publish it to run it.",
+    )

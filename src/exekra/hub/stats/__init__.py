@@ -1,0 +1,1 @@
+"""Operational statistics: executions by status, the queue, runner utilisation, throughput over time."""
