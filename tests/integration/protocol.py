@@ -35,7 +35,12 @@ class ProtocolRunner:
     async def auth(self) -> httpx.Response:
         r = await self.http.post(
             "/api/runner/auth",
-            json={"machineKey": self.machine_key, "machineSecret": self.machine_secret, "hostname": "test", "os": "linux"},
+            json={
+                "machineKey": self.machine_key,
+                "machineSecret": self.machine_secret,
+                "hostname": "test",
+                "os": "linux",
+            },
         )
         if r.status_code == 200:
             self.token = r.json()["token"]
@@ -61,7 +66,9 @@ class ProtocolRunner:
             headers=self.headers,
         )
 
-    async def complete(self, execution_id: str, attempt: int, status: str = "COMPLETED", **extra: Any) -> httpx.Response:
+    async def complete(
+        self, execution_id: str, attempt: int, status: str = "COMPLETED", **extra: Any
+    ) -> httpx.Response:
         body = {"attempt": attempt, "status": status, **extra}
         return await self.http.post(f"/api/runner/executions/{execution_id}/complete", json=body, headers=self.headers)
 

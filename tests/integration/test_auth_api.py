@@ -18,7 +18,6 @@ from .conftest import ADMIN_EMAIL, PASSWORD, ClientFactory
 WRONG_CREDENTIALS = "Wrong email or password"
 
 
-
 def _cookie_attributes(response: httpx.Response) -> dict[str, str]:
     """The `token` Set-Cookie header as {attribute (lower case): value}; the first item is the cookie itself."""
     header = next(h for h in response.headers.get_list("set-cookie") if h.startswith("token="))

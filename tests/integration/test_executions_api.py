@@ -26,7 +26,6 @@ WITH_INPUTS: dict[str, Any] = {
 }
 
 
-
 async def _create(admin: httpx.AsyncClient, workflow_id: str, **fields: Any) -> dict[str, Any]:
     r = await admin.post("/api/executions", json={"workflowId": workflow_id, **fields})
     assert r.status_code == 201, r.text

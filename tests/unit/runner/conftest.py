@@ -299,9 +299,13 @@ def make_config(tmp_path: Path) -> Callable[..., RunnerConfig]:
 
 @pytest.fixture(autouse=True)
 def no_process_left_behind() -> Any:
-    """Every test must stop every process it started (workers and whatever they spawned)."""
+    """Every test must stop every process it started (workers and whatever they spawned).
+
+    Processes already running before the test (the session's database and Redis servers) are not its own.
+    """
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     yield
-    children = psutil.Process().children(recursive=True)
+    children = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
     _, alive = psutil.wait_procs(children, timeout=3)
     alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"processes left running: {[p.cmdline() for p in alive]}"

@@ -18,22 +18,14 @@ from exekra.hub.errors import ValidationFailed
 from exekra.hub.executions import service
 from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus, TriggerType
 from exekra.hub.executions.schemas import NewExecution, execution_to_api
+from exekra.hub.executions.submit import submit_execution
 from exekra.hub.tasks import spawn
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
 
-def _dispatch_soon(hub: Hub, execution_id: Any) -> None:
-    """Matching runs right after the response is produced, so a create never waits on it."""
-    spawn(hub.dispatcher.execution_queued(execution_id))
-
-
 async def _create(hub: Hub, request: service.ExecutionRequest, user: CurrentUser) -> dict[str, Any]:
-    created = await service.create_execution(
-        hub.db, request, user.actor, dedup_window=hub.settings.dedup_window_seconds
-    )
-    if not created.duplicate:
-        _dispatch_soon(hub, created.execution.id)
+    created = await submit_execution(hub, request, user.actor)
     return {"execution": execution_to_api(created.execution), "duplicate": created.duplicate}
 
 

@@ -72,27 +72,28 @@ async def poll(
     claims: RunnerAuth, hub: HubDep, wait: Annotated[float, Query(ge=0, le=30)] = 0
 ) -> dict[str, Any] | Response:
     """The held execution (ASSIGNED or RUNNING), a newly claimed one, or 204 after `wait` seconds."""
-    async with hub.db.transaction() as session:
-        presence = await lifecycle.touch_runner(session, claims.runner_id, claims.epoch)
-    if presence is None:
-        raise NotAuthenticated("Runner token revoked: authenticate again")
     runner_id = claims.runner_id
-    execution_id = presence.current_execution_id
-    if execution_id is None and presence.enabled:
-        dispatcher = hub.dispatcher
-        event = dispatcher.register_waiter(runner_id)
-        try:
+    dispatcher = hub.dispatcher
+    # Registered before the runner shows up as idle, so an assignment made by anyone from then on wakes us.
+    event = dispatcher.register_waiter(runner_id)
+    try:
+        async with hub.db.transaction() as session:
+            presence = await lifecycle.touch_runner(session, runner_id, claims.epoch)
+        if presence is None:
+            raise NotAuthenticated("Runner token revoked: authenticate again")
+        execution_id = presence.current_execution_id
+        if execution_id is None and presence.enabled:
             assignment = await dispatcher.runner_idle(runner_id)
             if assignment is not None:
                 execution_id = assignment.execution_id
             else:
-                if wait > 0:
+                if wait > 0 and not event.is_set():
                     await dispatcher.wait_for_work(runner_id, event, min(wait, hub.settings.max_long_poll_seconds))
                 # Work may also arrive from a concurrent match (a create or the sweeper).
                 async with hub.db.session() as session:
                     execution_id = await service.current_execution(session, runner_id)
-        finally:
-            dispatcher.unregister_waiter(runner_id, event)
+    finally:
+        dispatcher.unregister_waiter(runner_id, event)
     if execution_id is not None:
         held = await service.held_execution(hub.db, runner_id, execution_id)
         if held is not None:
