@@ -1,4 +1,5 @@
-"""`exekra` command line: thin entry points into the hub, the runner, the database and `up`."""
+"""`exekra` command line: thin entry points into the hub, the runner, the database, `up` and the client
+commands (`exekra.clientcli`)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,55 @@ def _db_upgrade(_: argparse.Namespace) -> int:
     return 0
 
 
+def _purge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from exekra.db.migrate import DatabaseNotMigrated, ensure_migrated
+    from exekra.db.session import Database
+    from exekra.hub.maintenance import PURGE_LOCK, advisory_lock
+    from exekra.hub.retention import PurgeReport, purge
+
+    settings = get_settings()
+    if not settings.database_url:
+        print("DATABASE_URL is not set.", file=sys.stderr)
+        return 2
+    database_url = settings.database_url
+    archive_dir = Path(args.archive) if args.archive else settings.purge_archive_dir
+
+    async def run() -> PurgeReport | None:
+        await ensure_migrated(database_url)
+        db = Database(settings)
+        try:
+            async with advisory_lock(db, PURGE_LOCK) as held:
+                if not held:
+                    return None
+                return await purge(
+                    db,
+                    retention_days=settings.retention_days if args.older_than_days is None else args.older_than_days,
+                    metrics_retention_days=settings.metrics_retention_days,
+                    batch=settings.purge_batch,
+                    archive_dir=archive_dir,
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        report = asyncio.run(run())
+    except DatabaseNotMigrated as exc:
+        print(f"exekra purge: {exc}", file=sys.stderr)
+        return 3
+    if report is None:
+        print("exekra purge: another purge is running (a hub's daily purge?); try again later", file=sys.stderr)
+        return 1
+    print(
+        f"purged {report.executions} executions ({report.logs} log lines, {report.keys} idempotency keys) "
+        f"and {report.metrics} heartbeat metric rows"
+    )
+    if report.archive is not None:
+        print(f"archive: {report.archive}")
+    return 0
+
+
 def _runner(args: argparse.Namespace) -> int:
     from exekra.runner.agent import main as runner_main
     from exekra.runner.config import RunnerConfig
@@ -92,6 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
 
+    purge = commands.add_parser(
+        "purge",
+        help="delete finished executions (with their logs) and heartbeat metrics past retention",
+        description=(
+            "Delete COMPLETED/FAILED/STOPPED executions finished more than EXEKRA_RETENTION_DAYS ago, with their "
+            "logs and idempotency keys, and heartbeat metrics older than EXEKRA_METRICS_RETENTION_DAYS, in "
+            "batches of EXEKRA_PURGE_BATCH rows. Safe while hubs run."
+        ),
+    )
+    purge.add_argument(
+        "--archive", metavar="DIR", help="first write the executions with their logs to DIR (gzip JSON lines)"
+    )
+    purge.add_argument(
+        "--older-than-days",
+        type=int,
+        metavar="N",
+        help="purge executions finished more than N days ago (default EXEKRA_RETENTION_DAYS)",
+    )
+    purge.set_defaults(func=_purge)
+
     runner = commands.add_parser("runner", help="run a runner agent")
     runner.add_argument("--hub-url", help="hub URL (EXEKRA_HUB_URL)")
     runner.add_argument("--machine-key", help="machine key (EXEKRA_MACHINE_KEY)")
@@ -115,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="listen port (default 4545)")
     up.add_argument("--home", help="data directory (EXEKRA_HOME, default ~/.exekra)")
     up.set_defaults(func=_up)
+
+    from exekra.clientcli import add_client_commands
+
+    add_client_commands(commands)
     return parser
 
 
@@ -127,5 +201,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     queue_keep_completed: int = Field(default=1000, ge=0)
     queue_keep_failed: int = Field(default=5000, ge=0)
     redis_timeout_seconds: float = Field(default=0.5, gt=0, description="Per-command Redis timeout.")
+    queue_reconcile_seconds: float = Field(
+        default=60, gt=0, description="Period of the Redis queue's reconciliation with PostgreSQL."
+    )
+
+    # Triggers (SPEC §9)
+    scheduler_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Longest time between two looks for due schedule triggers."
+    )
 
     # Limits (SPEC §10)
     rate_limit_per_minute: int = Field(default=100, ge=1)
@@ -87,6 +95,9 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1)
     metrics_retention_days: int = Field(default=7, ge=1)
     purge_batch: int = Field(default=5000, ge=1)
+    purge_archive_dir: Path | None = Field(
+        default=None, description="The daily purge archives executions here first (gzip JSON lines)."
+    )
 
     # Runner sampling
     sample_interval_seconds: float = Field(default=1.0, gt=0)

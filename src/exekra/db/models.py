@@ -5,6 +5,7 @@ from exekra.hub.audit.models import AuditEntry
 from exekra.hub.credentials.models import Credential
 from exekra.hub.executions.models import Execution, ExecutionKey, ExecutionLog
 from exekra.hub.runners.models import Runner, RunnerMetric
+from exekra.hub.triggers.models import Trigger, TriggerFire
 from exekra.hub.users.models import AuthToken, User
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 
@@ -18,6 +19,8 @@ __all__ = [
     "ExecutionLog",
     "Runner",
     "RunnerMetric",
+    "Trigger",
+    "TriggerFire",
     "User",
     "Workflow",
     "WorkflowVersion",

@@ -23,11 +23,14 @@ from exekra.db.migrate import ensure_migrated
 from exekra.db.session import Database
 from exekra.hub.auth.security import RunnerTokens
 from exekra.hub.context import Hub
+from exekra.hub.dashboard.routes import install_dashboard
 from exekra.hub.deps import HubDep, rate_limit
-from exekra.hub.dispatch.direct import DirectDispatcher
+from exekra.hub.dispatch.switching import SwitchingDispatcher
 from exekra.hub.errors import error_response, install_error_handlers
+from exekra.hub.maintenance import Maintenance
 from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.responses import ORJSONResponse
+from exekra.hub.triggers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -80,10 +83,12 @@ def build_hub(settings: Settings) -> Hub:
     """The hub's shared objects for one process."""
     db = Database(settings)
     secret_key = settings.resolve_secret_key()
+    dispatcher = SwitchingDispatcher(db, settings)
     return Hub(
         settings=settings,
         db=db,
-        dispatcher=DirectDispatcher(db),
+        dispatcher=dispatcher,
+        dedup=dispatcher if settings.redis_url else None,
         limiter=RateLimiter(settings.redis_url, settings.redis_timeout_seconds),
         runner_tokens=RunnerTokens(secret_key, settings.runner_token_ttl_seconds),
         secret_key=secret_key,
@@ -101,9 +106,20 @@ def create_app(settings: Settings) -> FastAPI:
         hub.started_at = time.time()
         app.state.hub = hub
         await hub.dispatcher.start()
+        scheduler = Scheduler(
+            hub.db,
+            hub.dispatcher,
+            interval=settings.scheduler_interval_seconds,
+            keep_fires_days=settings.retention_days,
+        )
+        await scheduler.start()
+        app.state.maintenance = maintenance = Maintenance(hub)
+        await maintenance.start()
         try:
             yield
         finally:
+            await maintenance.stop()
+            await scheduler.stop()
             await hub.dispatcher.stop()
             await hub.db.dispose()
 
@@ -130,14 +146,29 @@ def _include_routers(app: FastAPI) -> None:
     from exekra.hub.executions.api import router as executions_router
     from exekra.hub.runners.api import router as runners_router
     from exekra.hub.runners.protocol import router as protocol_router
+    from exekra.hub.stats.api import router as stats_router
+    from exekra.hub.triggers.api import router as triggers_router
+    from exekra.hub.triggers.webhooks import router as webhooks_router
     from exekra.hub.users.api import router as users_router
     from exekra.hub.workflows.api import router as workflows_router
 
     limited = [Depends(rate_limit)]
-    for router in (auth_router, users_router, workflows_router, executions_router, runners_router, credentials_router, audit_router):
+    for router in (
+        auth_router,
+        users_router,
+        workflows_router,
+        executions_router,
+        runners_router,
+        credentials_router,
+        audit_router,
+        triggers_router,
+        stats_router,
+    ):
         app.include_router(router, dependencies=limited)
     app.include_router(protocol_router)
+    app.include_router(webhooks_router)
     app.include_router(_system_router())
+    install_dashboard(app)
 
 
 def _system_router() -> APIRouter:
