@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import signal
 import subprocess
@@ -181,7 +182,9 @@ def test_invariants_hold_through_runner_hub_redis_and_postgres_failures(
 
         created: dict[int, str] = {}
         creators = [
-            Background(f"creator-{k}", lambda k=k: _create_all(hub.url, api.headers, workflow_id, k, created, stop))
+            Background(
+                f"creator-{k}", functools.partial(_create_all, hub.url, api.headers, workflow_id, k, created, stop)
+            )
             for k in range(CREATORS)
         ]
         killed: dict[str, dict[str, Any]] = {}

@@ -11,10 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from exekra import __version__
 from exekra.hub.context import Hub
 from exekra.hub.ratelimit import RateLimiter
+from exekra.hub.runners import service as runners_service
 
 from .conftest import PASSWORD, SIMPLE_DEFINITION, ClientFactory
 from .protocol import ProtocolRunner, publish_workflow
@@ -292,3 +294,23 @@ async def test_failed_actions_write_no_audit_rows(admin: httpx.AsyncClient, hub:
     await admin.delete(f"/api/users/{uuid.uuid4()}")
     async with hub.db.session() as session:
         assert (await session.execute(text("SELECT count(*) FROM audit_log"))).scalar_one() == before
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        DBAPIError("SELECT 1", None, ConnectionResetError("server closed the connection"), connection_invalidated=True),
+        ConnectionRefusedError("connect call failed"),
+    ],
+    ids=["connection-invalidated", "connection-refused"],
+)
+async def test_a_lost_database_connection_answers_503_with_retry_after(
+    admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(runners_service, "list_runners", broken)
+    r = await admin.get("/api/runners")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "2"
+    assert r.json()["error"]["code"] == "not_ready"

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -98,6 +99,11 @@ def _validation_details(exc: RequestValidationError) -> tuple[int, str, list[dic
     return 422, f"{where}: {first['msg']}" if where else str(first["msg"]), problems
 
 
+def _database_unavailable() -> Response:
+    """The database connection broke (a restart or failover): the client may retry shortly."""
+    return error_response(503, "not_ready", "The database is unavailable, retry shortly", headers={"Retry-After": "2"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every exception type to the JSON error shape."""
 
@@ -109,6 +115,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
         status, message, problems = _validation_details(exc)
         return error_response(status, "bad_request" if status == 400 else "validation_failed", message, problems)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(_: Request, exc: DBAPIError) -> Response:
+        if not exc.connection_invalidated:
+            raise exc
+        return _database_unavailable()
+
+    @app.exception_handler(ConnectionError)
+    async def _connection_error(_: Request, exc: ConnectionError) -> Response:
+        return _database_unavailable()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
