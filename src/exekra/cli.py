@@ -59,37 +59,21 @@ def _db_upgrade(_: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from exekra.db.migrate import DatabaseNotMigrated, ensure_migrated
-    from exekra.db.session import Database
-    from exekra.hub.maintenance import PURGE_LOCK, advisory_lock
-    from exekra.hub.retention import PurgeReport, purge
+    from exekra.db.migrate import DatabaseNotMigrated
+    from exekra.hub.retention import purge_once
 
     settings = get_settings()
     if not settings.database_url:
         print("DATABASE_URL is not set.", file=sys.stderr)
         return 2
-    database_url = settings.database_url
-    archive_dir = Path(args.archive) if args.archive else settings.purge_archive_dir
-
-    async def run() -> PurgeReport | None:
-        await ensure_migrated(database_url)
-        db = Database(settings)
-        try:
-            async with advisory_lock(db, PURGE_LOCK) as held:
-                if not held:
-                    return None
-                return await purge(
-                    db,
-                    retention_days=settings.retention_days if args.older_than_days is None else args.older_than_days,
-                    metrics_retention_days=settings.metrics_retention_days,
-                    batch=settings.purge_batch,
-                    archive_dir=archive_dir,
-                )
-        finally:
-            await db.dispose()
-
     try:
-        report = asyncio.run(run())
+        report = asyncio.run(
+            purge_once(
+                settings,
+                archive_dir=Path(args.archive) if args.archive else settings.purge_archive_dir,
+                retention_days=settings.retention_days if args.older_than_days is None else args.older_than_days,
+            )
+        )
     except DatabaseNotMigrated as exc:
         print(f"exekra purge: {exc}", file=sys.stderr)
         return 3

@@ -25,6 +25,8 @@ from sqlalchemy import CursorResult, TextClause, Uuid, any_, bindparam, select, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.config import Settings
+from exekra.db.migrate import ensure_migrated
 from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import SYSTEM
@@ -216,3 +218,25 @@ class _Archive:
             await asyncio.to_thread(self._file.close)
             self._file = None
         return self.path
+
+
+async def purge_once(settings: Settings, *, archive_dir: Path | None, retention_days: int) -> PurgeReport | None:
+    """`exekra purge`: one purge under the lock the hubs' daily purge uses; None if a purge is already running."""
+    from exekra.hub.maintenance import PURGE_LOCK, advisory_lock
+
+    assert settings.database_url
+    await ensure_migrated(settings.database_url)
+    db = Database(settings)
+    try:
+        async with advisory_lock(db, PURGE_LOCK) as held:
+            if not held:
+                return None
+            return await purge(
+                db,
+                retention_days=retention_days,
+                metrics_retention_days=settings.metrics_retention_days,
+                batch=settings.purge_batch,
+                archive_dir=archive_dir,
+            )
+    finally:
+        await db.dispose()
