@@ -179,9 +179,9 @@ async def work_until(runner: ProtocolRunner, ledger: Ledger, done: asyncio.Event
         ledger.record(execution_id, str(runner.runner_id))
 
 
-async def take_one(runner: ProtocolRunner, ledger: Ledger) -> str | None:
-    """One poll (no waiting); runs what it got to completion and returns its id."""
-    polled = await runner.poll()
+async def take_one(runner: ProtocolRunner, ledger: Ledger, wait: float = 0) -> str | None:
+    """One poll (waiting up to `wait` s for work); runs what it got to completion and returns its id."""
+    polled = await runner.poll(wait=wait)
     if polled.status_code == 204:
         return None
     execution = polled.json()["execution"]

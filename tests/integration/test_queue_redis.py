@@ -183,7 +183,7 @@ async def test_runner_type_routes_work_to_runners_of_that_type_only(hub: Running
     ledger = Ledger()
 
     assert await take_one(linux_runner, ledger) is None
-    assert await take_one(windows_runner, ledger) == job
+    assert await take_one(windows_runner, ledger, wait=5) == job
 
 
 async def test_duplicate_requests_return_the_first_execution_with_redis_and_without(
@@ -294,7 +294,8 @@ async def test_an_id_redis_hands_out_again_is_dropped_not_assigned_twice(hub: Ru
     runner = await hub.runner()
     execution_id = await hub.create(workflow_id)
     ledger = Ledger()
-    assert await take_one(runner, ledger) == execution_id
+    # Matching a new execution is asynchronous (dispatch workers), so the first poll waits for it.
+    assert await take_one(runner, ledger, wait=5) == execution_id
     queue = hub.dispatcher.queue
     assert queue is not None
     # Redis hands the finished execution out again (a duplicate enqueue, a stale copy…).
