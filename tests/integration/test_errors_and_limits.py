@@ -314,3 +314,14 @@ async def test_a_lost_database_connection_answers_503_with_retry_after(
     r = await admin.get("/api/runners")
     assert r.status_code == 503 and r.headers["Retry-After"] == "2"
     assert r.json()["error"]["code"] == "not_ready"
+
+
+async def test_metrics_endpoint_exposes_queue_mode_and_runner_counts(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    await admin.post("/api/runners", json={"name": "counted"})
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert 'exekra_queue_mode{mode="direct"} 1.0' in r.text
+    assert 'exekra_runners{status="OFFLINE"} 1.0' in r.text
+    assert "exekra_queue_mode_changes_total 0.0" in r.text

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -180,3 +180,30 @@ async def test_hub_without_redis_url_stays_in_direct_mode(queue_database_url: st
         execution_id = await hub.create(workflow_id)
         assert await take_one(runner, Ledger()) == execution_id
         assert (hub.dispatcher.mode, hub.dispatcher.mode_changes, hub.dispatcher.queue) == ("direct", 0, None)
+
+
+async def test_prometheus_metrics_mark_the_switch_to_direct_and_back(
+    hub: RunningHub, redis_server: EmbeddedRedis
+) -> None:
+    async def scrape() -> str:
+        r = await hub.http.get("/metrics")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        return r.text
+
+    text = await scrape()
+    assert 'exekra_queue_mode{mode="redis"} 1.0' in text and 'exekra_queue_mode{mode="direct"} 0.0' in text
+    before = _mode_changes(text)
+    redis_server.stop()
+    await eventually(lambda: _scrape_says(scrape, 'exekra_queue_mode{mode="direct"} 1.0'), 5, "direct mode in /metrics")
+    redis_server.start()
+    await eventually(lambda: _scrape_says(scrape, 'exekra_queue_mode{mode="redis"} 1.0'), 15, "redis mode in /metrics")
+    assert _mode_changes(await scrape()) >= before + 2
+
+
+async def _scrape_says(scrape: Callable[[], Awaitable[str]], line: str) -> bool:
+    return line in await scrape()
+
+
+def _mode_changes(text: str) -> float:
+    line = next(x for x in text.splitlines() if x.startswith("exekra_queue_mode_changes_total "))
+    return float(line.split()[1])

@@ -144,6 +144,7 @@ def _include_routers(app: FastAPI) -> None:
     from exekra.hub.auth.api import router as auth_router
     from exekra.hub.credentials.api import router as credentials_router
     from exekra.hub.executions.api import router as executions_router
+    from exekra.hub.metrics import router as metrics_router
     from exekra.hub.runners.api import router as runners_router
     from exekra.hub.runners.protocol import router as protocol_router
     from exekra.hub.stats.api import router as stats_router
@@ -168,6 +169,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(protocol_router)
     app.include_router(webhooks_router)
     app.include_router(_system_router())
+    app.include_router(metrics_router)
     install_dashboard(app)
 
 

@@ -1,0 +1,64 @@
+"""Prometheus exposition at `GET /metrics` (SPEC §11): queue mode, executions and runners by status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+from starlette.responses import Response
+
+from exekra.hub.context import Hub
+
+QUEUE_MODES = ("redis", "direct")
+
+_COUNTS = text(
+    "SELECT 'execution', status, count(*) FROM executions WHERE status IN ('QUEUED','ASSIGNED','RUNNING') "
+    "GROUP BY status UNION ALL SELECT 'runner', status, count(*) FROM runners GROUP BY status"
+)
+
+
+class HubCollector(Collector):
+    """Reads the figures when Prometheus scrapes; the live counts come from one small query."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.counts: list[tuple[str, str, int]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        dispatcher = self.hub.dispatcher
+        mode = GaugeMetricFamily("exekra_queue_mode", "1 for the active queue mode", labels=["mode"])
+        for name in QUEUE_MODES:
+            mode.add_metric([name], 1.0 if dispatcher.mode == name else 0.0)
+        yield mode
+        changes = CounterMetricFamily("exekra_queue_mode_changes", "Switches between redis and direct mode")
+        changes.add_metric([], float(getattr(dispatcher, "mode_changes", 0)))
+        yield changes
+        executions = GaugeMetricFamily("exekra_executions", "Executions not yet finished, by status", labels=["status"])
+        runners = GaugeMetricFamily("exekra_runners", "Runners by status", labels=["status"])
+        for kind, status, count in self.counts:
+            (executions if kind == "execution" else runners).add_metric([status], float(count))
+        yield executions
+        yield runners
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    hub: Hub = request.app.state.hub
+    registry: CollectorRegistry | None = getattr(request.app.state, "metrics_registry", None)
+    if registry is None:
+        registry = CollectorRegistry()
+        request.app.state.metrics_collector = HubCollector(hub)
+        registry.register(request.app.state.metrics_collector)
+        request.app.state.metrics_registry = registry
+    async with hub.db.session() as session:
+        request.app.state.metrics_collector.counts = [(r[0], r[1], int(r[2])) for r in await session.execute(_COUNTS)]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
