@@ -1,0 +1,347 @@
+"""What a scenario runs against: embedded PostgreSQL and Redis, the hub as an operator starts it, samplers.
+
+The hub is a separate `python -m exekra.cli hub` process whose code comes from `--hub-src` (a git worktree of
+the committed code by default), so benchmarks measure what is committed, not work in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BENCH_DIR = Path(__file__).resolve().parent
+NOFILE = 65536
+ADMIN_EMAIL = "bench@exekra.local"
+ADMIN_PASSWORD = "bench-password-123"
+
+
+def raise_nofile(limit: int = NOFILE) -> int:
+    """Raise this process's open-file limit (root may raise the hard limit too); returns the soft limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for wanted in ((limit, max(limit, hard)), (min(limit, hard), hard)):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, wanted)
+            break
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, *, grace: float = 10.0) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL this one process (by its pid), waiting between the steps."""
+    if process is None or process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def stop_process_group(process: subprocess.Popen[bytes] | None, *, grace: float = 10.0) -> None:
+    """Like `stop_process` for a child started with `start_new_session=True`: signals its own group."""
+    if process is None:
+        return
+    pgid = process.pid  # a session leader's group id is its pid
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, 0)  # anything left in the group (grandchildren)?
+            continue
+        return
+
+
+def _limit_files() -> None:
+    raise_nofile()
+
+
+@dataclass
+class Servers:
+    """Embedded PostgreSQL (durable: fsync on, as in production) and Redis, in one temporary directory."""
+
+    workdir: Path
+    pg: Any = None
+    redis: Any = None
+
+    @classmethod
+    def start(cls) -> Servers:
+        from exekra.embedded import EmbeddedPostgres, EmbeddedRedis
+
+        workdir = Path(tempfile.mkdtemp(prefix="exekra-bench-"))
+        servers = cls(workdir)
+        try:
+            servers.pg = EmbeddedPostgres(workdir / "pg", throwaway=False)
+            servers.pg.start()
+            servers.redis = EmbeddedRedis()
+            servers.redis.start()
+        except BaseException:
+            servers.stop()
+            raise
+        return servers
+
+    def new_database(self, prefix: str) -> str:
+        """A fresh database; returns its postgresql:// URL."""
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        return str(self.pg.create_database(name))
+
+    def flush_redis(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis.url, socket_timeout=5)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for server in (self.redis, self.pg):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class HubProcess:
+    """`python -m exekra.cli hub` with production-like settings, on its own fresh database."""
+
+    hub_src: Path
+    database_url: str
+    redis_url: str | None
+    home: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("EXEKRA_", "PG"))}
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        env |= {
+            "PYTHONPATH": str(self.hub_src),
+            "DATABASE_URL": self.database_url,
+            "EXEKRA_HOME": str(self.home),
+            "EXEKRA_SECRET_KEY": "bench-secret-key",
+            "EXEKRA_LOG_LEVEL": "WARNING",
+            # One producer user creates thousands of executions a minute: the user-facing limiter (100/min by
+            # default) would answer 429 by design. It still runs (and counts in Redis); only its limit is high.
+            "EXEKRA_RATE_LIMIT_PER_MINUTE": "100000000",
+        }
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        return env | self.extra_env
+
+    def migrate(self) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "exekra.cli", "db", "upgrade"],
+            env=self.env(),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"exekra db upgrade failed:\n{result.stdout}{result.stderr}")
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.log_path = self.home / "hub.log"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "exekra.cli", "hub", "--port", str(self.port)],
+                env=self.env(),
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_limit_files,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.process.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"hub did not listen within {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+@contextlib.contextmanager
+def running_hub(
+    servers: Servers, hub_src: Path, name: str, *, redis: bool = True, extra_env: dict[str, str] | None = None
+) -> Iterator[HubProcess]:
+    """A migrated fresh database and a hub on it; the hub is stopped when the block ends."""
+    servers.flush_redis()
+    hub = HubProcess(
+        hub_src=hub_src,
+        database_url=servers.new_database(f"bench_{name}"),
+        redis_url=servers.redis.url if redis else None,
+        home=servers.workdir / f"home-{name}-{uuid.uuid4().hex[:6]}",
+        extra_env=extra_env or {},
+    )
+    hub.home.mkdir(parents=True)
+    hub.migrate()
+    try:
+        hub.start()
+        yield hub
+    finally:
+        hub.stop()
+
+
+class TreeSampler:
+    """Samples CPU % (100 = one core) and RSS of process trees every `interval` seconds, in a thread-free task."""
+
+    def __init__(
+        self, roots: dict[str, int], interval: float = 0.5, solo: frozenset[str] = frozenset({"bench"})
+    ) -> None:
+        self.roots = roots
+        self.solo = solo  # sampled without their children (the harness is the parent of the servers)
+        self.interval = interval
+        self.samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in roots}
+        self._procs: dict[int, psutil.Process] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.t0 = time.perf_counter()
+
+    def _tree(self, pid: int, solo: bool = False) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(pid)
+            members = [root] if solo else [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        found = []
+        for proc in members:
+            known = self._procs.get(proc.pid)
+            if known is None:
+                known = self._procs[proc.pid] = proc
+                with contextlib.suppress(psutil.Error):
+                    known.cpu_percent(None)  # first call primes the counter
+            found.append(known)
+        return found
+
+    def sample(self) -> None:
+        now = time.perf_counter() - self.t0
+        for name, pid in self.roots.items():
+            cpu = rss = 0.0
+            for proc in self._tree(pid, name in self.solo):
+                with contextlib.suppress(psutil.Error):
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+            self.samples[name].append((now, cpu, rss / 2**20))
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.sample()
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        self.sample()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def summary(self, name: str, since: float = 0.0, until: float | None = None) -> dict[str, float]:
+        rows = [s for s in self.samples[name][1:] if s[0] >= since and (until is None or s[0] <= until)]
+        if not rows:
+            return {"cpuAvgPercent": float("nan"), "cpuPeakPercent": float("nan"), "rssPeakMb": float("nan")}
+        return {
+            "cpuAvgPercent": sum(r[1] for r in rows) / len(rows),
+            "cpuPeakPercent": max(r[1] for r in rows),
+            "rssPeakMb": max(r[2] for r in rows),
+        }
+
+
+def tree_cpu_seconds(pid: int, solo: bool = False) -> dict[int, float]:
+    """User + system CPU seconds of each live process in the tree under `pid` (diff two calls for a period)."""
+    out: dict[int, float] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root] if solo else [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return out
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            out[proc.pid] = times.user + times.system
+    return out
+
+
+def cpu_seconds_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two `tree_cpu_seconds` snapshots (processes born in between count whole)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu_model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "ramGb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpuModel": cpu_model,
+        "loadAvg": [round(x, 2) for x in os.getloadavg()],
+        "python": sys.version.split()[0],
+        "kernel": os.uname().release,
+    }
+
+
+def git_revision(src: Path) -> str:
+    with contextlib.suppress(Exception):
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        return out.stdout.strip() or "unknown"
+    return "unknown"

@@ -1,0 +1,108 @@
+"""Per-request cost: hub CPU milliseconds and latency of single endpoints under a steady closed-loop load.
+
+Not a SPEC §13 row: it splits the execution cost of the throughput scenario into its requests, so that an
+optimisation can be judged by the CPU one request costs (a figure that stays put on a busy machine, unlike
+latencies). Each endpoint is called by 8 concurrent clients for a few seconds; CPU comes from the hub process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench.client import HEARTBEAT, SimRunner, request
+from bench.infra import cpu_seconds_between, tree_cpu_seconds
+from bench.scenarios.base import Context, Result, exekra_hub
+from bench.stats import summarize_ms
+
+CLIENTS = 8
+
+
+async def _load(call: Callable[[int], Awaitable[Any]], seconds: float, hub_pid: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    before = tree_cpu_seconds(hub_pid)
+
+    async def client(k: int) -> None:
+        i = k
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - t0)
+            i += CLIENTS
+
+    await asyncio.gather(*(client(k) for k in range(CLIENTS)))
+    cpu = cpu_seconds_between(before, tree_cpu_seconds(hub_pid))
+    return {
+        "requests": len(latencies),
+        "cpuMsPerRequest": 1000 * cpu / max(1, len(latencies)),
+        "latencyMs": summarize_ms(latencies),
+    }
+
+
+async def run(ctx: Context) -> Result:
+    result = Result("endpoints")
+    seconds = ctx.size(6, 15)
+    async with exekra_hub(ctx, "endpoints") as (hub, api, http):
+        workflow_id = await api.published_workflow("bench-noop")
+        creds = await api.register_runners("ep", CLIENTS)
+        runners = [SimRunner(http, hub.url, c, _stats(), wait=0) for c in creds]
+        for r in runners:
+            await r.auth()
+        seeded = [(await api.create_execution(workflow_id))["id"] for _ in range(20)]
+        base = hub.url
+
+        async def health(i: int) -> None:
+            await request(http, "GET", base + "/api/health")
+
+        async def heartbeat(i: int) -> None:
+            r = runners[i % CLIENTS]
+            await request(http, "POST", base + "/api/runner/heartbeat", json=HEARTBEAT, headers=r.headers)
+
+        async def get_execution(i: int) -> None:
+            await api.call("GET", f"/api/executions/{seeded[i % len(seeded)]}")
+
+        async def create(i: int) -> None:
+            await api.create_execution(workflow_id)
+
+        async def poll_idle(i: int) -> None:
+            r = runners[i % CLIENTS]
+            await request(http, "GET", base + "/api/runner/poll", params={"wait": "0"}, headers=r.headers)
+
+        plan: list[tuple[str, Callable[[int], Awaitable[Any]]]] = [
+            ("GET /api/health (framework + SELECT 1)", health),
+            ("POST /api/runner/heartbeat", heartbeat),
+            ("GET /api/executions/{id}", get_execution),
+            ("POST /api/executions", create),
+        ]
+        for name, call in plan:
+            figures = await _load(call, seconds, hub.pid)
+            result.details[name] = figures
+            result.row(f"{name}: CPU per request", figures["cpuMsPerRequest"], "ms")
+            result.row(f"{name}: p50", figures["latencyMs"]["p50"], "ms")
+        # Polls claim whatever is queued first: stop everything still waiting, through the API (so that the
+        # hub's queue learns it too), then measure the idle poll.
+        gate = asyncio.Semaphore(16)
+
+        async def stop(execution_id: str) -> None:
+            async with gate:
+                await api.call("POST", f"/api/executions/{execution_id}/stop", expect=(200, 409))
+
+        for _ in range(100):
+            page = await api.call("GET", "/api/executions", params={"status": "QUEUED,ASSIGNED", "limit": 200})
+            if not page["executions"]:
+                break
+            await asyncio.gather(*(stop(e["id"]) for e in page["executions"]))
+        figures = await _load(poll_idle, seconds, hub.pid)
+        result.details["GET /api/runner/poll?wait=0 (no work)"] = figures
+        result.row("GET /api/runner/poll?wait=0 (no work): CPU per request", figures["cpuMsPerRequest"], "ms")
+        result.row("GET /api/runner/poll?wait=0 (no work): p50", figures["latencyMs"]["p50"], "ms")
+    return result
+
+
+def _stats() -> Any:
+    from bench.client import RunnerStats
+
+    return RunnerStats()
