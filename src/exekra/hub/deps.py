@@ -18,6 +18,19 @@ from exekra.hub.users.models import Role
 TOKEN_COOKIE = "token"
 
 
+def set_token_cookie(request: Request, response: Response, token: str, max_age: int) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure when served over TLS."""
+    response.set_cookie(
+        TOKEN_COOKIE,
+        token,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
 def get_hub(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub

@@ -7,10 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from exekra.hub.audit.service import Actor
 from exekra.hub.auth import service
-from exekra.hub.deps import TOKEN_COOKIE, AdminUser, CurrentUser, HubDep, client_ip
-from exekra.hub.errors import RateLimited
+from exekra.hub.deps import TOKEN_COOKIE, AdminUser, CurrentUser, HubDep, client_ip, set_token_cookie
 from exekra.hub.lookup import parse_id
 from exekra.hub.users.models import TokenKind
 from exekra.hub.users.schemas import Bootstrap, Credentials, NewApiToken, NewUser, user_to_api
@@ -21,49 +19,17 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 @router.post("/bootstrap", status_code=201)
 async def bootstrap(body: Bootstrap, request: Request, response: Response, hub: HubDep) -> dict[str, Any]:
     """Create the first ADMIN; only while no user exists (then 409). Signs the new admin in."""
-    actor = Actor("USER", None, client_ip(request))
-    user = await service.create_user(hub.db, body.model_copy(update={"role": "ADMIN"}), actor, only_if_none=True)
-    token, _ = await service.issue_token(
-        hub.db, user, TokenKind.SESSION, ttl=timedelta(seconds=hub.settings.session_ttl_seconds), actor=actor
-    )
-    _set_cookie(response, request, token, hub.settings.session_ttl_seconds)
+    user, token = await service.bootstrap(hub, body, client_ip(request))
+    set_token_cookie(request, response, token, hub.settings.session_ttl_seconds)
     return {"user": user_to_api(user), "token": token}
 
 
 @router.post("/login")
 async def login(body: Credentials, request: Request, response: Response, hub: HubDep) -> dict[str, Any]:
     """Sign in: sets the HttpOnly `token` cookie and returns the token for API clients."""
-    ip = client_ip(request)
-    limit = hub.settings.login_failures_per_minute
-    account = body.email.strip().lower()
-    for bucket, key in (("login-ip", ip), ("login-account", account)):
-        blocked = await hub.limiter.peek_exceeded(bucket, key, limit)
-        if blocked is not None:
-            raise RateLimited("Too many failed sign-ins, try again later", headers=blocked.headers())
-    try:
-        user = await service.authenticate(hub.db, body.email, body.password)
-    except Exception:
-        await hub.limiter.hit("login-ip", ip, limit)
-        await hub.limiter.hit("login-account", account, limit)
-        raise
-    actor = Actor("USER", str(user.id), ip)
-    token, _ = await service.issue_token(
-        hub.db, user, TokenKind.SESSION, ttl=timedelta(seconds=hub.settings.session_ttl_seconds), actor=actor
-    )
-    _set_cookie(response, request, token, hub.settings.session_ttl_seconds)
+    user, token = await service.sign_in(hub, body.email, body.password, client_ip(request))
+    set_token_cookie(request, response, token, hub.settings.session_ttl_seconds)
     return {"user": user_to_api(user), "token": token}
-
-
-def _set_cookie(response: Response, request: Request, token: str, max_age: int) -> None:
-    response.set_cookie(
-        TOKEN_COOKIE,
-        token,
-        max_age=max_age,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
 
 
 @router.post("/logout")

@@ -18,7 +18,8 @@ from exekra.hub.auth.security import (
     token_hash,
     verify_password,
 )
-from exekra.hub.errors import Conflict, NotAuthenticated, NotFound
+from exekra.hub.context import Hub
+from exekra.hub.errors import Conflict, NotAuthenticated, NotFound, RateLimited
 from exekra.hub.users.models import AuthToken, Role, TokenKind, User
 from exekra.hub.users.schemas import NewUser
 
@@ -143,3 +144,37 @@ async def ensure_admin(db: Database, email: str, password: str) -> bool:
     except Conflict:
         return False
     return True
+
+
+async def sign_in(hub: Hub, email: str, password: str, ip: str) -> tuple[User, str]:
+    """A session for these credentials, for the API and the dashboard alike.
+
+    Failures count per account and per address (`EXEKRA_LOGIN_FAILURES_PER_MINUTE`); once either is over,
+    RateLimited (with Retry-After) is raised before the password is even checked.
+    """
+    limit = hub.settings.login_failures_per_minute
+    account = email.strip().lower()
+    for bucket, key in (("login-ip", ip), ("login-account", account)):
+        blocked = await hub.limiter.peek_exceeded(bucket, key, limit)
+        if blocked is not None:
+            raise RateLimited("Too many failed sign-ins, try again later", headers=blocked.headers())
+    try:
+        user = await authenticate(hub.db, email, password)
+    except NotAuthenticated:
+        await hub.limiter.hit("login-ip", ip, limit)
+        await hub.limiter.hit("login-account", account, limit)
+        raise
+    return user, await _new_session(hub, user, Actor("USER", str(user.id), ip))
+
+
+async def bootstrap(hub: Hub, data: NewUser, ip: str) -> tuple[User, str]:
+    """Create the first ADMIN (Conflict once any user exists) and sign them in."""
+    actor = Actor("USER", None, ip)
+    user = await create_user(hub.db, data.model_copy(update={"role": Role.ADMIN}), actor, only_if_none=True)
+    return user, await _new_session(hub, user, actor)
+
+
+async def _new_session(hub: Hub, user: User, actor: Actor) -> str:
+    ttl = timedelta(seconds=hub.settings.session_ttl_seconds)
+    token, _ = await issue_token(hub.db, user, TokenKind.SESSION, ttl=ttl, actor=actor)
+    return token

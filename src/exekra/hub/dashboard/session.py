@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import Request, Response
 from sqlalchemy import exists, select
 
-from exekra.hub.audit.service import Actor
 from exekra.hub.auth import service as auth
 from exekra.hub.context import Hub
-from exekra.hub.deps import TOKEN_COOKIE, Principal, client_ip
-from exekra.hub.errors import RateLimited
-from exekra.hub.users.models import TokenKind, User
+from exekra.hub.deps import TOKEN_COOKIE, Principal, client_ip, set_token_cookie
+from exekra.hub.users.models import User
 from exekra.hub.users.schemas import Bootstrap
 
 
@@ -23,47 +19,20 @@ async def has_users(hub: Hub) -> bool:
 
 
 async def sign_in(hub: Hub, request: Request, email: str, password: str) -> str:
-    """A new session token; sign-in failures count against the same per-account and per-address limits
-    as `POST /api/auth/login` (RateLimited once exceeded, NotAuthenticated for wrong credentials)."""
-    ip = client_ip(request)
-    limit = hub.settings.login_failures_per_minute
-    account = email.strip().lower()
-    for bucket, key in (("login-ip", ip), ("login-account", account)):
-        if await hub.limiter.peek_exceeded(bucket, key, limit) is not None:
-            raise RateLimited("Too many failed sign-ins: wait a minute and try again")
-    try:
-        user = await auth.authenticate(hub.db, email, password)
-    except Exception:
-        await hub.limiter.hit("login-ip", ip, limit)
-        await hub.limiter.hit("login-account", account, limit)
-        raise
-    return await _session_for(hub, user, Actor("USER", str(user.id), ip))
+    """A new session token, with the same failure limits as `POST /api/auth/login`."""
+    _, token = await auth.sign_in(hub, email, password, client_ip(request))
+    return token
 
 
 async def bootstrap_admin(hub: Hub, request: Request, data: Bootstrap) -> str:
     """Create the first ADMIN (Conflict once any user exists) and sign them in."""
-    actor = Actor("USER", None, client_ip(request))
-    user = await auth.create_user(hub.db, data.model_copy(update={"role": "ADMIN"}), actor, only_if_none=True)
-    return await _session_for(hub, user, actor)
-
-
-async def _session_for(hub: Hub, user: User, actor: Actor) -> str:
-    ttl = timedelta(seconds=hub.settings.session_ttl_seconds)
-    token, _ = await auth.issue_token(hub.db, user, TokenKind.SESSION, ttl=ttl, actor=actor)
+    _, token = await auth.bootstrap(hub, data, client_ip(request))
     return token
 
 
 def set_session_cookie(hub: Hub, request: Request, response: Response, token: str) -> None:
-    """The cookie `POST /api/auth/login` sets: HttpOnly, SameSite=Lax, Secure over TLS."""
-    response.set_cookie(
-        TOKEN_COOKIE,
-        token,
-        max_age=hub.settings.session_ttl_seconds,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    """The cookie `POST /api/auth/login` sets."""
+    set_token_cookie(request, response, token, hub.settings.session_ttl_seconds)
 
 
 async def sign_out(hub: Hub, principal: Principal, response: Response) -> None:
