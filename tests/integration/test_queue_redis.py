@@ -306,3 +306,26 @@ async def test_an_id_redis_hands_out_again_is_dropped_not_assigned_twice(hub: Ru
     assert (execution["status"], execution["attempt"]) == ("COMPLETED", 1)
     assert await queue.waiting_ids() == []
     assert (await queue.history(COMPLETED, 1))[0]["outcome"] == "gone: not queued"
+
+
+async def test_stopping_a_queued_execution_takes_it_out_of_the_redis_queue(hub: RunningHub) -> None:
+    # Otherwise every idle runner's poll would find the stale id first (a claim attempt and a check each).
+    workflow_id = await hub.workflow()
+    execution_id = await hub.create(workflow_id)
+    queue = hub.dispatcher.queue
+    assert queue is not None
+    await eventually(lambda: _waiting(queue, execution_id), 5, "the execution in the Redis queue")
+    stopped = await hub.admin.post(f"/api/executions/{execution_id}/stop")
+    assert stopped.status_code == 200 and stopped.json()["execution"]["status"] == "STOPPED"
+
+    async def gone() -> bool:
+        return uuid.UUID(execution_id) not in await queue.waiting_ids()
+
+    await eventually(gone, 5, "the stopped execution out of the Redis queue")
+    record = (await queue.history(COMPLETED, 1))[0]
+    assert (record["id"], record["outcome"]) == (execution_id, "gone: STOPPED")
+    assert await queue.remove(uuid.UUID(execution_id), "STOPPED") is False  # already gone: a no-op
+
+
+async def _waiting(queue: RedisQueue, execution_id: str) -> bool:
+    return uuid.UUID(execution_id) in await queue.waiting_ids()

@@ -83,6 +83,38 @@ async def test_stale_attempt_and_wrong_state_get_409_and_change_nothing(
     assert detail["status"] == "FAILED" and detail["error"] == "boom"
 
 
+async def test_a_revoked_token_gets_401_on_every_call_about_held_work_and_changes_nothing(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    # The token epoch is checked inside the fenced statements themselves: a revoked token is told 401 (not
+    # 409), and its start, logs and complete change nothing.
+    runner, workflow_id = await _setup(admin, client)
+    created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
+    execution_id = created.json()["execution"]["id"]
+    assert (await runner.poll(wait=5)).json()["execution"]["id"] == execution_id
+    assert (await runner.start(execution_id, 1)).status_code == 200
+    assert (await admin.post(f"/api/runners/{runner.runner_id}/regenerate-secret")).status_code == 200
+
+    logs = await runner.logs(execution_id, 1, "after revocation")
+    assert logs.status_code == 401 and logs.json()["error"]["code"] == "not_authenticated"
+    assert (await runner.complete(execution_id, 1, "COMPLETED")).status_code == 401
+    credential = await client.get(
+        f"/api/runner/executions/{execution_id}/credentials/anything", params={"attempt": 1}, headers=runner.headers
+    )
+    assert credential.status_code == 401
+    detail = (await admin.get(f"/api/executions/{execution_id}")).json()["execution"]
+    assert detail["status"] == "RUNNING"
+    lines = (await admin.get(f"/api/executions/{execution_id}/logs")).json()
+    assert all(line["message"] != "after revocation" for line in lines["lines"])
+    # A call that is merely stale (wrong attempt) with a valid token is still a 409.
+    runner.machine_secret = (await admin.post(f"/api/runners/{runner.runner_id}/regenerate-secret")).json()[
+        "machineSecret"
+    ]
+    assert (await runner.auth()).status_code == 200
+    assert (await runner.start(execution_id, 2)).status_code == 409
+    assert (await runner.complete(execution_id, 1, "COMPLETED")).status_code == 200
+
+
 async def test_regenerate_secret_invalidates_live_runner_token_at_once(
     admin: httpx.AsyncClient, client: httpx.AsyncClient
 ) -> None:

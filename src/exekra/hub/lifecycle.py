@@ -171,36 +171,54 @@ async def assign_to_best_runner(session: AsyncSession, execution_id: uuid.UUID) 
     return _assignment(result.first())
 
 
+# Runner calls are fenced by the attempt and the runner, and by the runner's token epoch: a token issued before
+# the runner's secret was regenerated changes nothing, with no separate look-up of the runner's row.
+_HELD_BY = """id = :execution_id AND runner_id = :runner_id AND attempt = :attempt
+   AND EXISTS (SELECT 1 FROM runners WHERE runners.id = :runner_id AND runners.token_epoch = :epoch)"""
+
 _START = text(
     f"""
 UPDATE executions SET status = 'RUNNING', started_at = now()
- WHERE id = :execution_id AND runner_id = :runner_id AND attempt = :attempt AND status IN {_sources(START)}
+ WHERE {_HELD_BY} AND status IN {_sources(START)}
 RETURNING id"""
 )
 
 
-async def start(session: AsyncSession, execution_id: uuid.UUID, runner_id: uuid.UUID, attempt: int) -> bool:
+@dataclass(frozen=True)
+class Attempt:
+    """Who calls about which attempt: the runner and its token epoch (`RunnerClaims`), the execution."""
+
+    execution_id: uuid.UUID
+    runner_id: uuid.UUID
+    epoch: int
+    attempt: int
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "runner_id": self.runner_id,
+            "epoch": self.epoch,
+            "attempt": self.attempt,
+        }
+
+
+async def start(session: AsyncSession, held: Attempt) -> bool:
     """ASSIGNED → RUNNING for the runner holding this attempt."""
-    result = await session.execute(_START, {"execution_id": execution_id, "runner_id": runner_id, "attempt": attempt})
+    result = await session.execute(_START, held.params())
     return result.first() is not None
 
 
 _RESERVE_LOG_SEQ = text(
-    """
+    f"""
 UPDATE executions SET log_seq = log_seq + :count
- WHERE id = :execution_id AND runner_id = :runner_id AND attempt = :attempt AND status IN ('ASSIGNED','RUNNING')
+ WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
 RETURNING log_seq, stop_requested"""
 )
 
 
-async def reserve_log_seq(
-    session: AsyncSession, execution_id: uuid.UUID, runner_id: uuid.UUID, attempt: int, count: int
-) -> tuple[int, bool] | None:
+async def reserve_log_seq(session: AsyncSession, held: Attempt, count: int) -> tuple[int, bool] | None:
     """Fence a log upload and reserve `count` sequence numbers: returns (last seq, stopRequested)."""
-    result = await session.execute(
-        _RESERVE_LOG_SEQ,
-        {"execution_id": execution_id, "runner_id": runner_id, "attempt": attempt, "count": count},
-    )
+    result = await session.execute(_RESERVE_LOG_SEQ, {**held.params(), "count": count})
     row = result.first()
     return (int(row[0]), bool(row[1])) if row else None
 
@@ -211,7 +229,7 @@ WITH ue AS (
     UPDATE executions
        SET status = :status, error = :error, outputs = :outputs, completed_at = now(),
            cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb
-     WHERE id = :execution_id AND runner_id = :runner_id AND attempt = :attempt AND status = ANY(:sources)
+     WHERE {_HELD_BY} AND status = ANY(:sources)
  RETURNING id, runner_id
 ), {_free_runner("ue")}
 SELECT id FROM ue"""
@@ -220,9 +238,7 @@ SELECT id FROM ue"""
 
 async def finish(
     session: AsyncSession,
-    execution_id: uuid.UUID,
-    runner_id: uuid.UUID,
-    attempt: int,
+    held: Attempt,
     status: S,
     *,
     error: str | None,
@@ -234,9 +250,7 @@ async def finish(
     result = await session.execute(
         _FINISH,
         {
-            "execution_id": execution_id,
-            "runner_id": runner_id,
-            "attempt": attempt,
+            **held.params(),
             "status": rule.target.value,
             "sources": [s.value for s in rule.sources],
             "error": error,

@@ -113,6 +113,8 @@ async def _dispatch(hub: Hub, rule: Rule[S], actions: list[HubAction]) -> None:
         try:
             if rule is lifecycle.REQUEUE:
                 await hub.dispatcher.execution_queued(action.execution_id)
+            elif rule is lifecycle.QUEUE_TIMEOUT:
+                await hub.dispatcher.execution_unqueued(action.execution_id, rule.target.value)
             if action.freed_idle_runner is not None:
                 await hub.dispatcher.runner_idle(action.freed_idle_runner)
         except Exception:

@@ -67,9 +67,13 @@ class RunnerClaims:
 class RunnerTokens:
     """Short-lived runner tokens (HS256), bound to the runner's secret epoch."""
 
+    # Verified tokens, so that a runner's every call does not decode and check its signature again.
+    CACHE_SIZE = 50_000
+
     def __init__(self, key: bytes, ttl_seconds: int) -> None:
         self._key = hmac.new(key, b"exekra-runner-token", hashlib.sha256).digest()
         self.ttl_seconds = ttl_seconds
+        self._verified: dict[str, RunnerClaims] = {}
 
     def issue(self, runner_id: uuid.UUID, epoch: int) -> tuple[str, float]:
         expires_at = time.time() + self.ttl_seconds
@@ -77,8 +81,19 @@ class RunnerTokens:
         return token, expires_at
 
     def verify(self, token: str) -> RunnerClaims | None:
+        """The claims of a valid, unexpired token (the epoch is the caller's to check against the runner)."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at > time.time():
+                return cached
+            del self._verified[token]
+            return None
         try:
-            claims = jwt.decode(token, self._key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-            return RunnerClaims(uuid.UUID(claims["sub"]), int(claims["ep"]), float(claims["exp"]))
+            decoded = jwt.decode(token, self._key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+            claims = RunnerClaims(uuid.UUID(decoded["sub"]), int(decoded["ep"]), float(decoded["exp"]))
         except (jwt.PyJWTError, ValueError, KeyError):
             return None
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.clear()  # simplest bound: tokens live an hour, runners re-verify once
+        self._verified[token] = claims
+        return claims

@@ -38,6 +38,9 @@ class DirectDispatcher(LongPolls):
         if await self.matcher.for_execution(execution_id) is None:
             self.sweeper.poke()
 
+    async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
+        return None  # PostgreSQL is the queue: nothing else holds the execution
+
     async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
         return await self.matcher.for_runner(runner_id)
 

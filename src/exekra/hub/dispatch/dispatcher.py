@@ -25,6 +25,9 @@ class Dispatcher(Protocol):
     async def execution_queued(self, execution_id: uuid.UUID) -> None:
         """A new (or re-queued) execution: try to hand it to an idle runner at once."""
 
+    async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
+        """An execution left QUEUED without being assigned (stopped): forget it (best effort, never raises)."""
+
     async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
         """A runner is idle (it polled or finished): give it the best queued execution it may run."""
 

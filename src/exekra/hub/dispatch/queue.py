@@ -214,6 +214,16 @@ class RedisQueue:
         async with self._guard():
             return bool(await self._finish(keys, args))
 
+    async def remove(self, execution_id: uuid.UUID, status: str) -> bool:
+        """Take a waiting id out of the queue because its execution left QUEUED (stopped, timed out); a no-op
+        when it is not waiting. Saves the next idle runner from finding it stale."""
+        async with self._guard():
+            seq = await self.redis.hget(self.job_key(execution_id), "seq")
+            if seq is None:
+                return False
+            keys, args = self._finish_args(execution_id, f"gone: {status}", "", _str(seq), None)
+            return bool(await self._finish(keys, args))
+
     async def drop_many(self, heads: Iterable[Head], status: str) -> int:
         async with self._guard(), self.redis.pipeline(transaction=False) as pipe:
             for head in heads:

@@ -143,6 +143,10 @@ class RedisDispatcher(LongPolls):
             return assignment
         return None
 
+    async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
+        """Raises `QueueUnavailable` when Redis fails (the reconciliation drops the id later)."""
+        await self.queue.remove(execution_id, status)
+
     async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
         profile = await self._profile(runner_id)
         if profile is None:

@@ -99,6 +99,12 @@ class SwitchingDispatcher(LongPolls):
         else:
             await self.direct.execution_queued(execution_id)
 
+    async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
+        redis = self._redis()
+        if redis is not None:
+            with contextlib.suppress(QueueUnavailable):
+                await redis.execution_unqueued(execution_id, status)
+
     async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
         redis = self._redis()
         if redis is not None:

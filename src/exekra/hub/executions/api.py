@@ -154,6 +154,8 @@ async def stream_logs(
 async def stop_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     """QUEUED/ASSIGNED stop at once; RUNNING gets `stopRequested` and the runner confirms."""
     stopped = await service.stop_execution(hub.db, execution_id, user.actor)
+    if stopped.execution.status == ExecutionStatus.STOPPED:
+        spawn(hub.dispatcher.execution_unqueued(stopped.execution.id, ExecutionStatus.STOPPED.value))
     if stopped.freed_runner_id is not None:
         spawn(hub.dispatcher.runner_idle(stopped.freed_runner_id))
     return {"execution": execution_to_api(stopped.execution)}

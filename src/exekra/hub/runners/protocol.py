@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request, Response
 
 from exekra import __version__
 from exekra.hub import lifecycle
+from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.deps import HubDep, RunnerAuth, client_ip
-from exekra.hub.errors import Conflict, Forbidden, NotAuthenticated, NotFound, PayloadTooLarge, RateLimited
+from exekra.hub.errors import Forbidden, NotAuthenticated, NotFound, PayloadTooLarge, RateLimited
 from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service
@@ -18,8 +19,8 @@ from exekra.hub.runners.schemas import AttemptBody, CompleteBody, HeartbeatBody,
 router = APIRouter(prefix="/api/runner", tags=["runner protocol"])
 
 
-def _stale(execution_id: str) -> Conflict:
-    return Conflict(f"execution {execution_id}: stale attempt or wrong state; abandon it")
+def _held(execution_id: str, claims: RunnerClaims, attempt: int) -> lifecycle.Attempt:
+    return lifecycle.Attempt(parse_id(execution_id, "execution"), claims.runner_id, claims.epoch, attempt)
 
 
 @router.post("/auth")
@@ -89,9 +90,12 @@ async def poll(
             else:
                 if wait > 0 and not event.is_set():
                     await dispatcher.wait_for_work(runner_id, event, min(wait, hub.settings.max_long_poll_seconds))
-                # Work may also arrive from a concurrent match (a create or the sweeper).
-                async with hub.db.session() as session:
-                    execution_id = await service.current_execution(session, runner_id)
+                # Work assigned by a concurrent match (a create, the sweeper, another hub process) sets the
+                # event; a poll that was not woken has nothing to read (a wake-up lost while the LISTEN
+                # connection was down is repaired by waking every poll when it reconnects).
+                if event.is_set():
+                    async with hub.db.session() as session:
+                        execution_id = await service.current_execution(session, runner_id)
     finally:
         dispatcher.unregister_waiter(runner_id, event)
     if execution_id is not None:
@@ -103,11 +107,10 @@ async def poll(
 
 @router.post("/executions/{execution_id}/start")
 async def start(execution_id: str, body: AttemptBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
-    ident = parse_id(execution_id, "execution")
     async with hub.db.transaction() as session:
-        await service.verify_runner(session, claims)
-        if not await lifecycle.start(session, ident, claims.runner_id, body.attempt):
-            raise _stale(execution_id)
+        started = await lifecycle.start(session, _held(execution_id, claims, body.attempt))
+    if not started:
+        raise await service.refused(hub.db, claims, execution_id)
     return {"status": ExecutionStatus.RUNNING.value}
 
 
@@ -120,7 +123,7 @@ async def logs(execution_id: str, body: LogsBody, claims: RunnerAuth, hub: HubDe
         hub.db, claims, execution_id, body.attempt, body.lines, hub.settings.max_log_line_chars
     )
     if stop_requested is None:
-        raise _stale(execution_id)
+        raise await service.refused(hub.db, claims, execution_id)
     return {"stopRequested": stop_requested}
 
 
@@ -132,15 +135,14 @@ async def credential(
     from exekra.hub.credentials.service import credential_for_runner
     from exekra.workflow.definition import referenced_credentials
 
-    ident = parse_id(execution_id, "execution")
     async with hub.db.session() as session:
-        await service.verify_runner(session, claims)
-        definition = await service.held_definition(session, ident, claims.runner_id, attempt)
-        if definition is None:
-            raise _stale(execution_id)
-        if name not in referenced_credentials(definition):
-            raise Forbidden(f"The workflow does not reference credential {name}")
-        found = await credential_for_runner(session, hub.secret_key, name)
+        definition = await service.held_definition(session, _held(execution_id, claims, attempt))
+        referenced = definition is not None and name in referenced_credentials(definition)
+        found = await credential_for_runner(session, hub.secret_key, name) if referenced else None
+    if definition is None:
+        raise await service.refused(hub.db, claims, execution_id)
+    if not referenced:
+        raise Forbidden(f"The workflow does not reference credential {name}")
     if found is None:
         raise NotFound(f"credential {name} not found")
     return {"credential": found}
@@ -149,20 +151,16 @@ async def credential(
 @router.post("/executions/{execution_id}/complete")
 async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
     """The final report; the runner is idle again and is offered the next execution at once."""
-    ident = parse_id(execution_id, "execution")
     async with hub.db.transaction() as session:
-        await service.verify_runner(session, claims)
         finished = await lifecycle.finish(
             session,
-            ident,
-            claims.runner_id,
-            body.attempt,
+            _held(execution_id, claims, body.attempt),
             ExecutionStatus(body.status),
             error=body.error,
             outputs=body.outputs,
             metrics=body.metrics.model_dump(by_alias=True),
         )
     if not finished:
-        raise _stale(execution_id)
+        raise await service.refused(hub.db, claims, execution_id)
     await hub.dispatcher.runner_idle(claims.runner_id)
     return {"status": body.status}

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.db.session import Database
+from exekra.hub import lifecycle
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.auth.security import RunnerClaims, hashes_match, new_secret, token_hash
@@ -138,13 +139,19 @@ async def authenticate_runner(
     return runner
 
 
-async def verify_runner(session: AsyncSession, claims: RunnerClaims) -> None:
-    """Reject a token whose runner is gone or whose secret was regenerated since it was issued."""
-    epoch = (
-        await session.execute(select(Runner.token_epoch).where(Runner.id == claims.runner_id))
-    ).scalar_one_or_none()
+async def refused(db: Database, claims: RunnerClaims, execution_id: str) -> Exception:
+    """Why a fenced runner call changed nothing: the token was revoked (the runner is gone or its secret was
+    regenerated since the token was issued: 401), else the attempt is stale or in the wrong state (409).
+
+    Only asked after the fenced statement found nothing, so the calls that succeed never read the runner.
+    """
+    async with db.session() as session:
+        epoch = (
+            await session.execute(select(Runner.token_epoch).where(Runner.id == claims.runner_id))
+        ).scalar_one_or_none()
     if epoch is None or epoch != claims.epoch:
-        raise NotAuthenticated("Runner token revoked: authenticate again")
+        return NotAuthenticated("Runner token revoked: authenticate again")
+    return Conflict(f"execution {execution_id}: stale attempt or wrong state; abandon it")
 
 
 _HELD_EXECUTION = text(
@@ -183,12 +190,10 @@ async def append_logs(
     max_chars: int,
 ) -> bool | None:
     """Store a batch of log lines for the attempt this runner holds; returns stopRequested (None: fenced)."""
-    from exekra.hub import lifecycle
-
-    ident = parse_id(execution_id, "execution")
+    held = lifecycle.Attempt(parse_id(execution_id, "execution"), claims.runner_id, claims.epoch, attempt)
+    ident = held.execution_id
     async with db.transaction() as session:
-        await verify_runner(session, claims)
-        reserved = await lifecycle.reserve_log_seq(session, ident, claims.runner_id, attempt, len(lines))
+        reserved = await lifecycle.reserve_log_seq(session, held, len(lines))
         if reserved is None:
             return None
         last_seq, stop_requested = reserved
@@ -222,17 +227,13 @@ _HELD_DEFINITION = text(
     """
 SELECT v.definition FROM executions e JOIN workflow_versions v ON v.id = e.version_id
  WHERE e.id = :execution_id AND e.runner_id = :runner_id AND e.attempt = :attempt
-   AND e.status IN ('ASSIGNED','RUNNING')"""
+   AND e.status IN ('ASSIGNED','RUNNING')
+   AND EXISTS (SELECT 1 FROM runners r WHERE r.id = :runner_id AND r.token_epoch = :epoch)"""
 )
 
 
-async def held_definition(
-    session: AsyncSession, execution_id: uuid.UUID, runner_id: uuid.UUID, attempt: int
-) -> dict[str, Any] | None:
-    """The definition of an execution this runner holds at this attempt (None if it does not)."""
-    row = (
-        await session.execute(
-            _HELD_DEFINITION, {"execution_id": execution_id, "runner_id": runner_id, "attempt": attempt}
-        )
-    ).first()
+async def held_definition(session: AsyncSession, held: lifecycle.Attempt) -> dict[str, Any] | None:
+    """The definition of an execution this runner holds at this attempt (None if it does not, or if the
+    runner's token was revoked)."""
+    row = (await session.execute(_HELD_DEFINITION, held.params())).first()
     return row[0] if row else None
