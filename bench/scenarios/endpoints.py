@@ -8,16 +8,52 @@ latencies). Each endpoint is called by 8 concurrent clients for a few seconds; C
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.client import HEARTBEAT, SimRunner, request
-from bench.infra import cpu_seconds_between, tree_cpu_seconds
+from bench.infra import cpu_seconds_between, free_port, stop_process, tree_cpu_seconds
 from bench.scenarios.base import Context, Result, exekra_hub
 from bench.stats import summarize_ms
 
 CLIENTS = 8
+
+# The floor of any Python HTTP service here: uvicorn with uvloop + httptools (as `exekra hub` runs) serving a
+# bare ASGI app that answers a small JSON body, with no framework, no database, no Redis.
+_BARE_APP = """
+import uvicorn
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+
+uvicorn.run(app, host="127.0.0.1", port={port}, loop="uvloop", http="httptools", log_level="warning", access_log=False)
+"""
+
+
+@contextlib.asynccontextmanager
+async def bare_server() -> Any:
+    """A bare uvicorn app in its own process; yields (url, pid)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _BARE_APP.replace("{port}", str(port))])  # noqa: ASYNC220
+    try:
+        from bench.client import session
+
+        async with session() as http:
+            for _ in range(200):
+                with contextlib.suppress(Exception):
+                    await request(http, "GET", f"http://127.0.0.1:{port}/")
+                    break
+                await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        stop_process(proc, grace=5)
 
 
 async def _load(call: Callable[[int], Awaitable[Any]], seconds: float, hub_pid: int) -> dict[str, Any]:
@@ -71,7 +107,20 @@ async def run(ctx: Context) -> Result:
             r = runners[i % CLIENTS]
             await request(http, "GET", base + "/api/runner/poll", params={"wait": "0"}, headers=r.headers)
 
+        async def unauthenticated(i: int) -> None:
+            await request(http, "GET", base + "/api/runner/poll")  # 401 before any database or Redis call
+
+        async with bare_server() as (bare_url, bare_pid):
+
+            async def bare(i: int) -> None:
+                await request(http, "GET", bare_url + "/")
+
+            figures = await _load(bare, seconds, bare_pid)
+        result.details["bare uvicorn app (floor)"] = figures
+        result.row("bare uvicorn + uvloop + httptools app (floor): CPU per request", figures["cpuMsPerRequest"], "ms")
+
         plan: list[tuple[str, Callable[[int], Awaitable[Any]]]] = [
+            ("GET /api/runner/poll without a token (framework only: 401)", unauthenticated),
             ("GET /api/health (framework + SELECT 1)", health),
             ("POST /api/runner/heartbeat", heartbeat),
             ("GET /api/executions/{id}", get_execution),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from exekra.hub.dispatch.matcher import Matcher
+from exekra.hub.dispatch.matcher import Matcher, QueuedExecution
 from exekra.hub.dispatch.sweeper import Sweeper
 from exekra.hub.dispatch.wakeups import LongPolls
 from exekra.hub.lifecycle import Assignment
@@ -34,7 +34,7 @@ class DirectDispatcher(LongPolls):
     async def stop(self) -> None:
         await self.sweeper.stop()
 
-    async def execution_queued(self, execution_id: uuid.UUID) -> None:
+    async def execution_queued(self, execution_id: uuid.UUID, queued: QueuedExecution | None = None) -> None:
         if await self.matcher.for_execution(execution_id) is None:
             self.sweeper.poke()
 

@@ -17,7 +17,7 @@ import uuid
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub.dispatch.direct import DirectDispatcher
-from exekra.hub.dispatch.matcher import Matcher
+from exekra.hub.dispatch.matcher import Matcher, QueuedExecution
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 from exekra.hub.dispatch.redis_dispatcher import RedisDispatcher
 from exekra.hub.dispatch.sweeper import cancel_tasks
@@ -92,10 +92,10 @@ class SwitchingDispatcher(LongPolls):
     def _redis(self) -> RedisDispatcher | None:
         return self.redis if self.mode == REDIS else None
 
-    async def execution_queued(self, execution_id: uuid.UUID) -> None:
+    async def execution_queued(self, execution_id: uuid.UUID, queued: QueuedExecution | None = None) -> None:
         redis = self._redis()
         if redis is not None:
-            await redis.execution_queued(execution_id)
+            await redis.execution_queued(execution_id, queued)
         else:
             await self.direct.execution_queued(execution_id)
 

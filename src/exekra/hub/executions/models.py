@@ -51,6 +51,8 @@ class TriggerType(StrEnum):
 
 class Execution(Base):
     __tablename__ = "executions"
+    # The INSERT returns the server-side defaults (queued_at, created_at…) at once: no read-back.
+    __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
         CheckConstraint("status IN ('QUEUED','ASSIGNED','RUNNING','COMPLETED','FAILED','STOPPED')", name="status"),
         CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),

@@ -166,8 +166,7 @@ async def _insert(session: AsyncSession, workflow_id: uuid.UUID, request: Execut
         timeout_seconds=workflow.timeout_seconds,
     )
     session.add(execution)
-    await session.flush()
-    await session.refresh(execution)
+    await session.flush()  # INSERT … RETURNING the server defaults (eager_defaults)
     return execution
 
 
