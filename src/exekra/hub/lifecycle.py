@@ -307,7 +307,7 @@ UPDATE runners
    SET last_heartbeat_at = now(),
        status = CASE WHEN current_execution_id IS NULL THEN 'ONLINE' ELSE 'BUSY' END
  WHERE id = :runner_id AND token_epoch = :epoch
-RETURNING id, status, enabled, current_execution_id"""
+RETURNING id, status, enabled, current_execution_id, type, labels"""
 )
 
 _HEARTBEAT_RUNNER = text(
@@ -319,13 +319,13 @@ WITH ur AS (
            cpu_percent = :cpu_percent, memory_percent = :memory_percent, memory_used_mb = :memory_used_mb,
            disk_percent = :disk_percent, disk_free_gb = :disk_free_gb
      WHERE id = :runner_id AND token_epoch = :epoch
- RETURNING id, status, enabled, current_execution_id, last_heartbeat_at
+ RETURNING id, status, enabled, current_execution_id, last_heartbeat_at, type, labels
 ), m AS (
     INSERT INTO runner_metrics (runner_id, ts, cpu_percent, memory_percent, memory_used_mb, disk_percent, disk_free_gb)
     SELECT id, last_heartbeat_at, :cpu_percent, :memory_percent, :memory_used_mb, :disk_percent, :disk_free_gb
       FROM ur
 )
-SELECT id, status, enabled, current_execution_id FROM ur"""
+SELECT id, status, enabled, current_execution_id, type, labels FROM ur"""
 )
 
 
@@ -337,10 +337,12 @@ class RunnerPresence:
     status: str
     enabled: bool
     current_execution_id: uuid.UUID | None
+    type: str | None  # what it may run: its type and labels
+    labels: tuple[str, ...]
 
 
 def _presence(row: Sequence[Any] | None) -> RunnerPresence | None:
-    return RunnerPresence(row[0], row[1], row[2], row[3]) if row else None
+    return RunnerPresence(row[0], row[1], row[2], row[3], row[4], tuple(row[5] or ())) if row else None
 
 
 async def touch_runner(session: AsyncSession, runner_id: uuid.UUID, epoch: int) -> RunnerPresence | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from exekra.hub.dispatch.matcher import Matcher, QueuedExecution
+from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
 from exekra.hub.dispatch.sweeper import Sweeper
 from exekra.hub.dispatch.wakeups import LongPolls
 from exekra.hub.lifecycle import Assignment
@@ -41,7 +41,7 @@ class DirectDispatcher(LongPolls):
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         return None  # PostgreSQL is the queue: nothing else holds the execution
 
-    async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
+    async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         return await self.matcher.for_runner(runner_id)
 
     async def dispatch_pending(self) -> int:

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from typing import Protocol
 
-from exekra.hub.dispatch.matcher import QueuedExecution
+from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
 from exekra.hub.lifecycle import Assignment
 
 
@@ -30,8 +30,9 @@ class Dispatcher(Protocol):
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         """An execution left QUEUED without being assigned (stopped): forget it (best effort, never raises)."""
 
-    async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
-        """A runner is idle (it polled or finished): give it the best queued execution it may run."""
+    async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
+        """A runner is idle (it polled or finished): give it the best queued execution it may run.
+        `profile`: its type and labels when the caller has just read them (a poll), saving a look-up."""
 
     async def dispatch_pending(self) -> int:
         """Safety net: match queued executions with idle runners; returns how many were assigned."""

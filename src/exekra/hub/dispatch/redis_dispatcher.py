@@ -152,8 +152,11 @@ class RedisDispatcher(LongPolls):
         """Raises `QueueUnavailable` when Redis fails (the reconciliation drops the id later)."""
         await self.queue.remove(execution_id, status)
 
-    async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
-        profile = await self._profile(runner_id)
+    async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
+        if profile is None:
+            profile = await self._profile(runner_id)
+        else:
+            self._remember(runner_id, profile)
         if profile is None:
             return None
         for _ in range(MAX_STALE_HEADS):
@@ -181,10 +184,13 @@ class RedisDispatcher(LongPolls):
         if cached is not None and now - cached[0] < PROFILE_TTL_SECONDS:
             return cached[1]
         profile = await self.matcher.runner_profile(runner_id)
+        self._remember(runner_id, profile)
+        return profile
+
+    def _remember(self, runner_id: uuid.UUID, profile: RunnerProfile | None) -> None:
         if len(self._profiles) > 50_000:
             self._profiles.clear()
-        self._profiles[runner_id] = (now, profile)
-        return profile
+        self._profiles[runner_id] = (time.monotonic(), profile)
 
     async def dispatch_pending(self) -> int:
         assigned = 0

@@ -17,7 +17,7 @@ import uuid
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub.dispatch.direct import DirectDispatcher
-from exekra.hub.dispatch.matcher import Matcher, QueuedExecution
+from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 from exekra.hub.dispatch.redis_dispatcher import RedisDispatcher
 from exekra.hub.dispatch.sweeper import cancel_tasks
@@ -105,11 +105,11 @@ class SwitchingDispatcher(LongPolls):
             with contextlib.suppress(QueueUnavailable):
                 await redis.execution_unqueued(execution_id, status)
 
-    async def runner_idle(self, runner_id: uuid.UUID) -> Assignment | None:
+    async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         redis = self._redis()
         if redis is not None:
             with contextlib.suppress(QueueUnavailable):
-                return await redis.runner_idle(runner_id)
+                return await redis.runner_idle(runner_id, profile)
         return await self.direct.runner_idle(runner_id)
 
     async def dispatch_pending(self) -> int:

@@ -10,6 +10,7 @@ from exekra import __version__
 from exekra.hub import lifecycle
 from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.deps import HubDep, RunnerAuth, client_ip
+from exekra.hub.dispatch.matcher import RunnerProfile
 from exekra.hub.errors import Forbidden, NotAuthenticated, NotFound, PayloadTooLarge, RateLimited
 from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.lookup import parse_id
@@ -84,7 +85,8 @@ async def poll(
             raise NotAuthenticated("Runner token revoked: authenticate again")
         execution_id = presence.current_execution_id
         if execution_id is None and presence.enabled:
-            assignment = await dispatcher.runner_idle(runner_id)
+            profile = RunnerProfile(runner_id, presence.type, presence.labels)
+            assignment = await dispatcher.runner_idle(runner_id, profile)
             if assignment is not None:
                 execution_id = assignment.execution_id
             else:
