@@ -112,8 +112,10 @@ class Api:
         execution: dict[str, Any] = body["execution"]
         return execution
 
-    async def execution(self, execution_id: str) -> dict[str, Any]:
-        body = await self.call("GET", f"/api/executions/{execution_id}")
+    async def execution(self, execution_id: str, wait: float = 0) -> dict[str, Any]:
+        """`wait` > 0: held by the hub until the execution ends (or `wait` seconds pass)."""
+        params = {"wait": str(wait)} if wait > 0 else None
+        body = await self.call("GET", f"/api/executions/{execution_id}", params=params)
         execution: dict[str, Any] = body["execution"]
         return execution
 

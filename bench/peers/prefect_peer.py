@@ -255,7 +255,7 @@ class PrefectPeer:
                 "sequential overhead p50": "p50",
                 "sequential overhead mean": "mean",
                 "sequential overhead p99": "p99",
-            }.get(row.metric)
+            }.get(row.metric.split(" (")[0])  # both ways Exekra's end is observed; Prefect's is read every 10 ms
             if key:
                 row.prefect = s[key]
 

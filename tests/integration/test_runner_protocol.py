@@ -240,3 +240,44 @@ async def test_runner_protocol_is_not_rate_limited_by_user_limiter(
         hub.settings.rate_limit_per_minute = limit
     assert statuses == [200] * 10
     assert 429 in user_statuses
+
+
+async def test_get_execution_with_wait_answers_when_the_execution_ends(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    runner, workflow_id = await _setup(admin, client)
+    created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
+    execution_id = created.json()["execution"]["id"]
+    # Not ended within `wait`: the current state.
+    early = await admin.get(f"/api/executions/{execution_id}", params={"wait": 0.2})
+    assert early.status_code == 200 and early.json()["execution"]["status"] in ("QUEUED", "ASSIGNED")
+
+    waiting = asyncio.create_task(admin.get(f"/api/executions/{execution_id}", params={"wait": 20}))
+    assert (await runner.poll(wait=5)).json()["execution"]["id"] == execution_id
+    assert (await runner.start(execution_id, 1)).status_code == 200
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # RUNNING is not an end
+    started = time.monotonic()
+    assert (await runner.complete(execution_id, 1, "COMPLETED")).status_code == 200
+    answer = await asyncio.wait_for(waiting, 10)
+    assert answer.status_code == 200 and answer.json()["execution"]["status"] == "COMPLETED"
+    assert time.monotonic() - started < 10  # woken by the end, not by the 20 s wait
+    # Ended already: answered at once.
+    again = await asyncio.wait_for(admin.get(f"/api/executions/{execution_id}", params={"wait": 20}), 5)
+    assert again.json()["execution"]["status"] == "COMPLETED"
+
+
+async def test_get_execution_with_wait_wakes_on_a_stop_and_rejects_a_bad_wait(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "hello", SIMPLE_DEFINITION)
+    created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
+    execution_id = created.json()["execution"]["id"]
+    waiting = asyncio.create_task(admin.get(f"/api/executions/{execution_id}", params={"wait": 20}))
+    await asyncio.sleep(0.05)
+    assert (await admin.post(f"/api/executions/{execution_id}/stop")).status_code == 200
+    answer = await asyncio.wait_for(waiting, 10)
+    assert answer.json()["execution"]["status"] == "STOPPED"
+    for bad in ("-1", "31", "soon"):
+        r = await admin.get(f"/api/executions/{execution_id}", params={"wait": bad})
+        assert r.status_code == 422, bad

@@ -67,10 +67,16 @@ EXECUTION_RULES = (
 )
 RUNNER_FINISH_RULES = {S.COMPLETED: COMPLETE, S.FAILED: FAIL, S.STOPPED: RUNNER_STOPPED}
 LIVE = (S.ASSIGNED, S.RUNNING)
+TERMINAL = (S.COMPLETED, S.FAILED, S.STOPPED)
 
 
 def _sources(rule: Rule[Any]) -> str:
     return "(" + ",".join(f"'{s.value}'" for s in rule.sources) + ")"
+
+
+# Announces an execution's end to clients waiting for it in any hub process (`dispatch.wakeups`); delivered
+# when the ending transaction commits. Every statement that ends an execution selects it.
+_ANNOUNCE_END = "pg_notify('exekra_finished', CAST({} AS text))"
 
 
 def _free_runner(source: str) -> str:
@@ -232,7 +238,7 @@ WITH ue AS (
      WHERE {_HELD_BY} AND status = ANY(:sources)
  RETURNING id, runner_id
 ), {_free_runner("ue")}
-SELECT id FROM ue"""
+SELECT id, {_ANNOUNCE_END.format("id")} FROM ue"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
 
@@ -272,7 +278,7 @@ WITH ue AS (
      WHERE id = :execution_id AND status IN {_sources(STOP_NOW)}
  RETURNING id, runner_id
 ), {_free_runner("ue")}
-SELECT ue.id, (SELECT id FROM ur) FROM ue"""
+SELECT ue.id, (SELECT id FROM ur), {_ANNOUNCE_END.format("ue.id")} FROM ue"""
 )
 
 _REQUEST_STOP = text(
@@ -411,6 +417,7 @@ _ENDED = "completed_at = now(), error = c.reason"
 
 def _stale_check(rule: Rule[S], candidates: str, changes: str, reason: str) -> StaleCheck:
     """`candidates` selects (id, runner_id, reason) from `executions x`; they are locked and changed at once."""
+    announce = f", {_ANNOUNCE_END.format('ue.id')}" if rule.target in TERMINAL else ""
     statement = text(
         f"""
 WITH c AS ({candidates}
@@ -420,7 +427,7 @@ WITH c AS ({candidates}
       FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
  RETURNING x.id, c.runner_id, c.reason
 ), {_free_runner("ue")}
-SELECT ue.id, ue.runner_id, ue.reason, ur.status FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
+SELECT ue.id, ue.runner_id, ue.reason, ur.status{announce} FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
     )
     return StaleCheck(rule, statement, reason)
 

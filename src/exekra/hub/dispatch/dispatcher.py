@@ -44,6 +44,14 @@ class Dispatcher(Protocol):
 
     def unregister_waiter(self, runner_id: uuid.UUID, event: asyncio.Event) -> None: ...
 
+    def register_end_waiter(self, execution_id: uuid.UUID) -> asyncio.Event:
+        """An event set when the execution ends (in any hub process); register before reading its state."""
+
+    def unregister_end_waiter(self, execution_id: uuid.UUID, event: asyncio.Event) -> None: ...
+
+    async def wait_for_end(self, execution_id: uuid.UUID, event: asyncio.Event, seconds: float) -> bool:
+        """Wait until `event` (from `register_end_waiter`) fires or `seconds` pass; returns whether it fired."""
+
 
 class DuplicateMirror(Protocol):
     """A fast copy of the idempotency keys (SPEC §5) kept beside PostgreSQL's `execution_keys`.

@@ -42,9 +42,10 @@ class SwitchingDispatcher(LongPolls):
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self.wakeups = Wakeups()
+        self.finished = Wakeups()
         matcher = Matcher(db, self.wakeups)
         self.direct = DirectDispatcher(matcher)
-        self.listener = WakeupListener(settings.sqlalchemy_url.replace("+asyncpg", "", 1), self.wakeups)
+        self.listener = WakeupListener(settings.sqlalchemy_url.replace("+asyncpg", "", 1), self.wakeups, self.finished)
         self.queue: RedisQueue | None = None
         self.redis: RedisDispatcher | None = None
         if settings.redis_url:

@@ -1,9 +1,13 @@
-"""Long-poll wake-ups: a runner's pending poll wakes the moment work is assigned to it, in any hub process.
+"""Long-poll wake-ups: a runner's pending poll wakes the moment work is assigned to it, and a client waiting
+for an execution to end (`GET /api/executions/{id}?wait=`) wakes the moment it ends, in any hub process.
 
 The process that makes an assignment wakes its own waiting polls directly. Other hub processes learn it
 from PostgreSQL `NOTIFY` on `CHANNEL`, sent inside the claim's transaction (so it is delivered only once
 the assignment is committed), and heard by one dedicated `LISTEN` connection per process. PostgreSQL
 serves both queue modes, so wake-ups keep working across processes while Redis is down.
+
+An execution's end is announced on `FINISHED_CHANNEL` by the statements that end it (`lifecycle`), and heard
+by every process, the one that ended it included, on the same `LISTEN` connection.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from exekra.hub.dispatch.sweeper import cancel_tasks
 log = logging.getLogger(__name__)
 
 CHANNEL = "exekra_wakeup"
+FINISHED_CHANNEL = "exekra_finished"  # payload: the execution id
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 _KEEPALIVE_SECONDS = 10.0
 _RECONNECT_MAX_SECONDS = 5.0
@@ -82,17 +87,31 @@ class Wakeups:
         with contextlib.suppress(ValueError):
             self.notify(uuid.UUID(runner))
 
+    def deliver_id(self, payload: str) -> None:
+        """A notification whose payload is the id itself (`FINISHED_CHANNEL`)."""
+        if self._events:
+            with contextlib.suppress(ValueError):
+                self.notify(uuid.UUID(payload))
+
+    async def wait(self, key: uuid.UUID, event: asyncio.Event, seconds: float) -> bool:
+        """Wait until `event` (from `register`) fires or `seconds` pass; returns whether it fired."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        return event.is_set()
+
 
 class WakeupListener:
-    """One `LISTEN` connection that feeds other processes' notifications into `wakeups`.
+    """One `LISTEN` connection that feeds other processes' notifications into `wakeups`, and every
+    process's execution ends into `finished`.
 
     Reconnects by itself; after a reconnection every waiting poll is woken once to re-check, since
     notifications sent while the connection was down are lost (the polls' own timeouts bound the delay).
     """
 
-    def __init__(self, dsn: str, wakeups: Wakeups) -> None:
+    def __init__(self, dsn: str, wakeups: Wakeups, finished: Wakeups) -> None:
         self.dsn = dsn
         self.wakeups = wakeups
+        self.finished = finished
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -119,7 +138,11 @@ class WakeupListener:
         try:
             connection.add_termination_listener(lambda _: closed.set())
             await connection.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: self.wakeups.deliver(payload))
+            await connection.add_listener(
+                FINISHED_CHANNEL, lambda _c, _pid, _ch, payload: self.finished.deliver_id(payload)
+            )
             self.wakeups.notify_all()
+            self.finished.notify_all()
             while not closed.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(closed.wait(), _KEEPALIVE_SECONDS)
@@ -134,6 +157,7 @@ class LongPolls:
     """The long-poll half of the `Dispatcher` protocol, the same for every dispatcher."""
 
     wakeups: Wakeups
+    finished: Wakeups  # clients waiting for an execution to end, by execution id
 
     def register_waiter(self, runner_id: uuid.UUID) -> asyncio.Event:
         return self.wakeups.register(runner_id)
@@ -142,5 +166,13 @@ class LongPolls:
         self.wakeups.unregister(runner_id, event)
 
     async def wait_for_work(self, runner_id: uuid.UUID, event: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+        await self.wakeups.wait(runner_id, event, seconds)
+
+    def register_end_waiter(self, execution_id: uuid.UUID) -> asyncio.Event:
+        return self.finished.register(execution_id)
+
+    def unregister_end_waiter(self, execution_id: uuid.UUID, event: asyncio.Event) -> None:
+        self.finished.unregister(execution_id, event)
+
+    async def wait_for_end(self, execution_id: uuid.UUID, event: asyncio.Event, seconds: float) -> bool:
+        return await self.finished.wait(execution_id, event, seconds)

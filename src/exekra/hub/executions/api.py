@@ -19,6 +19,7 @@ from exekra.hub.executions import service
 from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus, TriggerType
 from exekra.hub.executions.schemas import NewExecution, execution_to_api
 from exekra.hub.executions.submit import submit_execution
+from exekra.hub.lookup import parse_id
 from exekra.hub.tasks import spawn
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
@@ -102,8 +103,27 @@ def _filter_id(value: str | None, name: str) -> uuid.UUID | None:
 
 
 @router.get("/{execution_id}")
-async def get_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
-    execution, name, number = await service.get_execution(hub.db, execution_id)
+async def get_execution(
+    execution_id: str,
+    user: CurrentUser,
+    hub: HubDep,
+    wait: Annotated[float, Query(ge=0, le=30, description="hold the answer until the execution ends")] = 0,
+) -> dict[str, Any]:
+    """The execution. With `wait` (seconds, at most 30), an execution that has not ended yet is answered when
+    it ends (COMPLETED, FAILED or STOPPED) or when `wait` passes, whichever comes first: the way to wait for
+    a result without polling."""
+    if wait <= 0:
+        execution, name, number = await service.get_execution(hub.db, execution_id)
+        return {"execution": execution_to_api(execution, name, number)}
+    ident = parse_id(execution_id, "execution")
+    # Registered before the first read, so an end committed from then on, in any hub process, wakes us.
+    ended = hub.dispatcher.register_end_waiter(ident)
+    try:
+        execution, name, number = await service.get_execution(hub.db, execution_id)
+        if execution.status not in TERMINAL_STATUSES and await hub.dispatcher.wait_for_end(ident, ended, wait):
+            execution, name, number = await service.get_execution(hub.db, execution_id)
+    finally:
+        hub.dispatcher.unregister_end_waiter(ident, ended)
     return {"execution": execution_to_api(execution, name, number)}
 
 
