@@ -95,9 +95,10 @@ async def poll(
                 # Work assigned by a concurrent match (a create, the sweeper, another hub process) sets the
                 # event; a poll that was not woken has nothing to read (a wake-up lost while the LISTEN
                 # connection was down is repaired by waking every poll when it reconnects).
-                if event.is_set():
-                    async with hub.db.session() as session:
-                        execution_id = await service.current_execution(session, runner_id)
+                if not event.is_set():
+                    return Response(status_code=204)
+                held = await service.held_execution(hub.db, runner_id)  # whatever it was woken for, in one read
+                return {"execution": held} if held is not None else Response(status_code=204)
     finally:
         dispatcher.unregister_waiter(runner_id, event)
     if execution_id is not None:

@@ -154,20 +154,32 @@ async def refused(db: Database, claims: RunnerClaims, execution_id: str) -> Exce
     return Conflict(f"execution {execution_id}: stale attempt or wrong state; abandon it")
 
 
-_HELD_EXECUTION = text(
-    """
+_HELD_COLUMNS = """
 SELECT e.id, e.attempt, e.status, e.inputs, e.timeout_seconds, w.id, w.name, v.id, v.number, v.definition
   FROM executions e
   JOIN workflows w ON w.id = e.workflow_id
-  JOIN workflow_versions v ON v.id = e.version_id
+  JOIN workflow_versions v ON v.id = e.version_id"""
+_HELD_EXECUTION = text(
+    f"""{_HELD_COLUMNS}
  WHERE e.id = :execution_id AND e.runner_id = :runner_id AND e.status IN ('ASSIGNED','RUNNING')"""
+)
+_HELD_NOW = text(
+    f"""{_HELD_COLUMNS}
+ WHERE e.id = (SELECT current_execution_id FROM runners WHERE id = :runner_id)
+   AND e.runner_id = :runner_id AND e.status IN ('ASSIGNED','RUNNING')"""
 )
 
 
-async def held_execution(db: Database, runner_id: uuid.UUID, execution_id: uuid.UUID) -> dict[str, Any] | None:
-    """The poll answer for the execution this runner holds."""
+async def held_execution(
+    db: Database, runner_id: uuid.UUID, execution_id: uuid.UUID | None = None
+) -> dict[str, Any] | None:
+    """The poll answer for the execution this runner holds: `execution_id`, or whichever it holds now."""
     async with db.session() as session:
-        row = (await session.execute(_HELD_EXECUTION, {"execution_id": execution_id, "runner_id": runner_id})).first()
+        if execution_id is None:
+            row = (await session.execute(_HELD_NOW, {"runner_id": runner_id})).first()
+        else:
+            params = {"execution_id": execution_id, "runner_id": runner_id}
+            row = (await session.execute(_HELD_EXECUTION, params)).first()
     if row is None:
         return None
     return {
@@ -214,13 +226,6 @@ async def append_logs(
                 ],
             )
     return stop_requested
-
-
-async def current_execution(session: AsyncSession, runner_id: uuid.UUID) -> uuid.UUID | None:
-    """The execution this runner holds, if any."""
-    return (
-        await session.execute(select(Runner.current_execution_id).where(Runner.id == runner_id))
-    ).scalar_one_or_none()
 
 
 _HELD_DEFINITION = text(
