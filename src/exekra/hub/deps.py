@@ -36,7 +36,13 @@ def get_hub(request: Request) -> Hub:
     return hub
 
 
-HubDep = Annotated[Hub, Depends(get_hub)]
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def` dependency in a worker
+# thread, a hand-off that cost more CPU than a whole heartbeat's database work (profiled: issue 8).
+async def _hub_dependency(request: Request) -> Hub:
+    return get_hub(request)
+
+
+HubDep = Annotated[Hub, Depends(_hub_dependency)]
 
 
 def client_ip(request: Request) -> str:
@@ -139,7 +145,7 @@ class PageParams:
         return (self.page - 1) * self.limit
 
 
-def page_params(
+async def page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PageParams:
