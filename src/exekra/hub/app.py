@@ -153,12 +153,15 @@ def _include_routers(app: FastAPI) -> None:
     from exekra.hub.users.api import router as users_router
     from exekra.hub.workflows.api import router as workflows_router
 
+    # Routes are matched in order: the runner protocol and executions, which carry nearly all the traffic,
+    # come first (matching is a linear scan, a measurable part of a heartbeat's cost).
+    app.include_router(protocol_router)
     limited = [Depends(rate_limit)]
     for router in (
+        executions_router,
         auth_router,
         users_router,
         workflows_router,
-        executions_router,
         runners_router,
         credentials_router,
         audit_router,
@@ -166,7 +169,6 @@ def _include_routers(app: FastAPI) -> None:
         stats_router,
     ):
         app.include_router(router, dependencies=limited)
-    app.include_router(protocol_router)
     app.include_router(webhooks_router)
     app.include_router(_system_router())
     app.include_router(metrics_router)
