@@ -24,6 +24,9 @@ class Actor:
 SYSTEM = Actor("SYSTEM")
 
 
+_INSERT = insert(AuditEntry)  # built once: most writes record one
+
+
 async def record(
     session: AsyncSession,
     actor: Actor,
@@ -34,15 +37,16 @@ async def record(
 ) -> None:
     """Append one audit row inside the caller's transaction (so it commits with the change it records)."""
     await session.execute(
-        insert(AuditEntry).values(
-            actor_type=actor.type,
-            actor_id=actor.id,
-            ip=actor.ip,
-            action=action,
-            entity_type=entity_type,
-            entity_id=None if entity_id is None else str(entity_id),
-            details=details,
-        )
+        _INSERT,
+        {
+            "actor_type": actor.type,
+            "actor_id": actor.id,
+            "ip": actor.ip,
+            "action": action,
+            "entity_type": entity_type,
+            "entity_id": None if entity_id is None else str(entity_id),
+            "details": details,
+        },
     )
 
 

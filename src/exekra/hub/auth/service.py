@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from exekra.db.session import Database
@@ -23,17 +23,18 @@ from exekra.hub.errors import Conflict, NotAuthenticated, NotFound, RateLimited
 from exekra.hub.users.models import AuthToken, Role, TokenKind, User
 from exekra.hub.users.schemas import NewUser
 
+# Built once: every user-facing request resolves its token (constructing the statement cost as much as running it).
+_TOKEN_USER = (
+    select(User, AuthToken.id, AuthToken.expires_at)
+    .join(AuthToken, AuthToken.user_id == User.id)
+    .where(AuthToken.token_hash == bindparam("token_hash"))
+)
+
 
 async def resolve_token(db: Database, token: str) -> tuple[User, uuid.UUID] | None:
     """The active user behind a session or API token, with the token's id."""
     async with db.session() as session:
-        row = (
-            await session.execute(
-                select(User, AuthToken.id, AuthToken.expires_at)
-                .join(AuthToken, AuthToken.user_id == User.id)
-                .where(AuthToken.token_hash == token_hash(token))
-            )
-        ).first()
+        row = (await session.execute(_TOKEN_USER, {"token_hash": token_hash(token)})).first()
     if row is None:
         return None
     user, token_id, expires_at = row
