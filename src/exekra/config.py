@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         default=None, description="The daily purge archives executions here first (gzip JSON lines)."
     )
 
+    # History lists (SPEC §13: fast with a million executions)
+    executions_total_cap: int = Field(
+        default=10000,
+        ge=1,
+        description="Execution lists count matches up to this many for `total`; beyond it `totalCapped` is true.",
+    )
+
     # Runner sampling
     sample_interval_seconds: float = Field(default=1.0, gt=0)
 

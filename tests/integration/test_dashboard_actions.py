@@ -7,6 +7,9 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
+
+from exekra.hub.context import Hub
 
 from .conftest import PASSWORD, SIMPLE_DEFINITION, ClientFactory
 from .protocol import ProtocolRunner, publish_workflow
@@ -268,11 +271,12 @@ async def test_the_executions_list_filters_and_pages_by_cursor(admin: httpx.Asyn
     for i in range(55):
         await admin.post("/api/executions", json={"workflowId": first if i % 5 else second})
     page1 = (await admin.get("/executions")).text
-    assert page1.count("<tr data-execution=") == 50
+    assert page1.count("<tr data-execution=") == 50 and '<span class="count">55</span>' in page1
     cursor = re.search(r'href="/executions\?cursor=([^"]+)" rel="next">Older', page1)
     assert cursor
     page2 = (await admin.get(f"/executions?cursor={cursor.group(1)}")).text
     assert page2.count("<tr data-execution=") == 5 and "Older →" not in page2 and "Newest" in page2
+    assert 'class="count"' not in page2  # keyset pages are not counted
     ids = set(re.findall(r'data-execution="([^"]+)"', page1 + page2))
     assert len(ids) == 55
 
@@ -282,6 +286,18 @@ async def test_the_executions_list_filters_and_pages_by_cursor(admin: httpx.Asyn
     assert "No execution matches" in (await admin.get("/executions?status=COMPLETED")).text
     future = (await admin.get("/executions?since=2999-01-01T00:00")).text
     assert "No execution matches" in future
+
+
+async def test_execution_counts_show_a_plus_past_the_count_cap(
+    admin: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub.settings, "executions_total_cap", 3)
+    workflow_id = await publish_workflow(admin, "counted", SIMPLE_DEFINITION, labels=["nowhere"])
+    created = [(await admin.post("/api/executions", json={"workflowId": workflow_id})).json() for _ in range(4)]
+    await admin.post(f"/api/executions/{created[0]['execution']['id']}/stop")
+    assert '<span class="count">3+</span>' in (await admin.get("/executions")).text
+    assert '<span class="count">1</span>' in (await admin.get("/executions?status=STOPPED")).text
+    assert "Recent executions <small>3+</small>" in (await admin.get(f"/workflows/{workflow_id}")).text
 
 
 async def test_the_execution_page_tails_the_log_and_stops_polling_at_the_end(

@@ -252,6 +252,8 @@ async def test_cursor_paging_walks_every_execution_exactly_once_newest_first(adm
         params: dict[str, Any] = {"limit": 5, **({"cursor": cursor} if cursor else {})}
         body = (await admin.get("/api/executions", params=params)).json()
         pages += 1
+        # The first page counts; keyset pages do not (a walk costs one page query per page).
+        assert (body["total"], body["totalCapped"]) == ((23, False) if pages == 1 else (None, False))
         seen += [e["id"] for e in body["executions"]]
         # New rows arriving meanwhile must not shift the walk (keyset, not offset).
         if pages == 2:
@@ -261,6 +263,77 @@ async def test_cursor_paging_walks_every_execution_exactly_once_newest_first(adm
             break
     assert pages == 5
     assert seen == created[::-1] and len(set(seen)) == len(seen)
+
+
+async def test_a_status_list_pages_newest_first_across_its_statuses_by_offset_and_by_cursor(
+    admin: httpx.AsyncClient,
+) -> None:
+    workflow_id = await publish_workflow(admin, "mixed", SIMPLE_DEFINITION)
+    other = await publish_workflow(admin, "other", SIMPLE_DEFINITION)
+    created = []
+    for i in range(7):
+        execution = await _create(admin, workflow_id)
+        if i % 3:
+            await admin.post(f"/api/executions/{execution['id']}/stop")
+        created.append(execution["id"])
+        await _create(admin, other)
+    newest_first = created[::-1]
+    params = {"workflowId": workflow_id, "status": "STOPPED,queued,QUEUED", "limit": 3}
+
+    offset_pages = [(await admin.get("/api/executions", params={**params, "page": n})).json() for n in (1, 2, 3)]
+    assert [e["id"] for p in offset_pages for e in p["executions"]] == newest_first
+    assert [p["total"] for p in offset_pages] == [7, 7, 7]
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        body = (await admin.get("/api/executions", params={**params, **({"cursor": cursor} if cursor else {})})).json()
+        seen += [e["id"] for e in body["executions"]]
+        cursor = body["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == newest_first
+
+
+async def test_total_is_exact_up_to_the_cap_and_the_cap_with_total_capped_beyond(
+    admin: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub.settings, "executions_total_cap", 3)
+    big = await publish_workflow(admin, "big", SIMPLE_DEFINITION)
+    small = await publish_workflow(admin, "small", SIMPLE_DEFINITION)
+    for _ in range(5):
+        await _create(admin, big)
+    for _ in range(3):
+        stopped = await _create(admin, small)
+        await admin.post(f"/api/executions/{stopped['id']}/stop")
+    await _create(admin, small)
+
+    async def total(**params: Any) -> tuple[int, bool, int]:
+        r = await admin.get("/api/executions", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()["total"], r.json()["totalCapped"], len(r.json()["executions"])
+
+    assert await total() == (3, True, 9)  # 9 match: counting stops at the cap, the page is whole
+    assert await total(workflowId=big) == (3, True, 5)
+    assert await total(workflowId=small, status="STOPPED") == (3, False, 3)  # exactly the cap is not capped
+    assert await total(workflowId=small, status="QUEUED") == (1, False, 1)
+    assert await total(status="QUEUED", limit=2) == (3, True, 2)
+    assert await total(workflowId=str(uuid.uuid4())) == (0, False, 0)
+    assert await total(exactTotal="true") == (9, False, 9)
+    assert await total(workflowId=big, status="QUEUED", exactTotal="true", limit=1) == (5, False, 1)
+    assert await total(page=3, limit=4) == (3, True, 1)  # offset pages count too
+
+
+async def test_cursor_pages_are_not_counted_even_with_exact_total(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "walk", SIMPLE_DEFINITION)
+    for _ in range(3):
+        await _create(admin, workflow_id)
+    first = (await admin.get("/api/executions", params={"limit": 1, "exactTotal": "true"})).json()
+    assert (first["total"], first["totalCapped"]) == (3, False)
+    second = (
+        await admin.get("/api/executions", params={"limit": 1, "exactTotal": "true", "cursor": first["nextCursor"]})
+    ).json()
+    assert (second["total"], second["totalCapped"], len(second["executions"])) == (None, False, 1)
 
 
 # --- detail and logs -----------------------------------------------------------------------------------

@@ -8,7 +8,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from alembic import command
+from sqlalchemy import pool, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from exekra.config import to_asyncpg_url
 from exekra.db.migrate import DatabaseNotMigrated, alembic_config, current_revision, ensure_migrated, head_revision
 from exekra.embedded import create_database, drop_database
 
@@ -39,6 +42,41 @@ async def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> N
     assert await current_revision(empty_database_url) is None
     await asyncio.to_thread(command.upgrade, cfg, "head")
     assert await current_revision(empty_database_url) == head_revision()
+
+
+async def _history_filter_objects(database_url: str) -> dict[str, bool]:
+    """Which of the indexes and statistics that 0004 swaps exist."""
+    names = {
+        "ix_executions_workflow_id_status_created_at": "SELECT to_regclass(:name) IS NOT NULL",
+        "ix_executions_runner_id_status_created_at": "SELECT to_regclass(:name) IS NOT NULL",
+        "ix_executions_runner_id_status": "SELECT to_regclass(:name) IS NOT NULL",
+        "st_executions_workflow_id_runner_id": "SELECT EXISTS (SELECT 1 FROM pg_statistic_ext WHERE stxname = :name)",
+    }
+    engine = create_async_engine(to_asyncpg_url(database_url), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            return {
+                name: bool((await connection.execute(text(sql), {"name": name})).scalar_one())
+                for name, sql in names.items()
+            }
+    finally:
+        await engine.dispose()
+
+
+async def test_0004_swaps_in_the_history_filter_indexes_and_statistics_and_back(empty_database_url: str) -> None:
+    before = {
+        "ix_executions_workflow_id_status_created_at": False,
+        "ix_executions_runner_id_status_created_at": False,
+        "ix_executions_runner_id_status": True,
+        "st_executions_workflow_id_runner_id": False,
+    }
+    cfg = alembic_config(empty_database_url)
+    await asyncio.to_thread(command.upgrade, cfg, "0003")
+    assert await _history_filter_objects(empty_database_url) == before
+    await asyncio.to_thread(command.upgrade, cfg, "0004")
+    assert await _history_filter_objects(empty_database_url) == {name: not held for name, held in before.items()}
+    await asyncio.to_thread(command.downgrade, cfg, "0003")
+    assert await _history_filter_objects(empty_database_url) == before
 
 
 def test_connection_limit_in_database_url_sets_pool_size() -> None:

@@ -173,6 +173,7 @@ def list_executions(
     page: int,
     limit: int,
     cursor: str | None,
+    exact_total: bool,
 ) -> Call[Page[Execution]]:
     params = {
         "workflowId": workflow_id,
@@ -181,6 +182,7 @@ def list_executions(
         "page": page,
         "limit": limit,
         "cursor": cursor,
+        "exactTotal": "true" if exact_total else None,
     }
     return Call("GET", "/api/executions", _page(Execution, "executions"), params=params)
 

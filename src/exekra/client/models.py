@@ -198,10 +198,15 @@ class Health(Model):
 
 
 class Page(Model, Generic[T]):
-    """One page of a list: the items, the total count and the cursor of the next page (when keyset paged)."""
+    """One page of a list: the items, the total count and the cursor of the next page (when keyset paged).
+
+    Execution lists count up to the hub's cap: `total_capped` says more match than `total`. Their keyset
+    pages (asked with a cursor) are not counted: `total` is then None.
+    """
 
     items: list[T]
-    total: int
+    total: int | None
+    total_capped: bool = False
     page: int
     limit: int
     next_cursor: str | None = None

@@ -167,10 +167,19 @@ class ExekraClient:
         page: int = 1,
         limit: int = 50,
         cursor: str | None = None,
+        exact_total: bool = False,
     ) -> Page[Execution]:
+        """Newest first. `total` is counted up to the hub's cap (`total_capped` past it), exactly with
+        `exact_total`; pages asked with a `cursor` are not counted (`total` is None)."""
         return self.send(
             calls.list_executions(
-                workflow_id=workflow_id, runner_id=runner_id, status=status, page=page, limit=limit, cursor=cursor
+                workflow_id=workflow_id,
+                runner_id=runner_id,
+                status=status,
+                page=page,
+                limit=limit,
+                cursor=cursor,
+                exact_total=exact_total,
             )
         )
 

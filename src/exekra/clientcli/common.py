@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from exekra.client import ExekraClient
 from exekra.client.config import resolve_connection
 from exekra.client.errors import ExekraClientError, HubUnreachable, NotAuthenticated, ValidationFailed
+from exekra.client.models import Page
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # `run --wait`: the execution FAILED
@@ -87,6 +88,13 @@ def to_data(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     print(json.dumps(to_data(value), indent=2, ensure_ascii=False))
+
+
+def shown_of_total(page: Page[Any]) -> str | None:
+    """`50 of 1,234` (`50 of 10,000+` past the hub's count cap) when the page does not show every match."""
+    if page.total is None or (page.total <= len(page.items) and not page.total_capped):
+        return None
+    return f"{len(page.items)} of {page.total:,}{'+' if page.total_capped else ''}"
 
 
 def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:

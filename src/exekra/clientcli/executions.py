@@ -6,7 +6,15 @@ import argparse
 from typing import Any
 
 from exekra.client.models import Execution, LogLine
-from exekra.clientcli.common import EXIT_OK, client_for, command, common_options, print_json, print_table
+from exekra.clientcli.common import (
+    EXIT_OK,
+    client_for,
+    command,
+    common_options,
+    print_json,
+    print_table,
+    shown_of_total,
+)
 
 
 def _row(e: Execution) -> list[Any]:
@@ -26,8 +34,9 @@ def list_executions(args: argparse.Namespace) -> int:
         print_json(page.items)
     else:
         print_table([_row(e) for e in page.items], ["ID", "WORKFLOW", "STATUS", "TRIGGER", "CREATED"])
-        if page.total > len(page.items):
-            print(f"({len(page.items)} of {page.total}, newest first)")
+        shown = shown_of_total(page)
+        if shown:
+            print(f"({shown}, newest first)")
     return EXIT_OK
 
 

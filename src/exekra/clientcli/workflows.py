@@ -19,6 +19,7 @@ from exekra.clientcli.common import (
     common_options,
     print_json,
     print_table,
+    shown_of_total,
 )
 
 EXPORT_FORMAT = "exekra.workflow/v1"
@@ -50,8 +51,9 @@ def list_workflows(args: argparse.Namespace) -> int:
         print_json(page.items)
     else:
         print_table([_summary(w) for w in page.items], ["NAME", "PUBLISHED", "LATEST", "LABELS", "ID"])
-        if page.total > len(page.items):
-            print(f"({len(page.items)} of {page.total}; use --limit or --search)")
+        shown = shown_of_total(page)
+        if shown:
+            print(f"({shown}; use --limit or --search)")
     return EXIT_OK
 
 

@@ -70,7 +70,11 @@ async def list_executions(
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    exact_total: Annotated[bool, Query(alias="exactTotal")] = False,
 ) -> dict[str, Any]:
+    """Newest first. `total` counts the matches up to `EXEKRA_EXECUTIONS_TOTAL_CAP` (`totalCapped` when
+    there are more), every match with `exactTotal=true`; keyset pages (`cursor`) are not counted (`null`).
+    """
     statuses = tuple(s.strip().upper() for s in status.split(",") if s.strip()) if status else ()
     unknown = [s for s in statuses if s not in ExecutionStatus.__members__]
     if unknown:
@@ -82,10 +86,14 @@ async def list_executions(
         since=since,
         until=until,
     )
-    page = await service.list_executions(hub.db, f, offset=paging.offset, limit=paging.limit, cursor=cursor)
+    total_cap = None if exact_total else hub.settings.executions_total_cap
+    page = await service.list_executions(
+        hub.db, f, offset=paging.offset, limit=paging.limit, cursor=cursor, total_cap=total_cap
+    )
     return {
         "executions": [execution_to_api(e, name, number) for e, name, number in page.rows],
-        "total": page.total,
+        "total": page.total.value if page.total else None,
+        "totalCapped": page.total.capped if page.total else False,
         "page": paging.page,
         "limit": paging.limit,
         "nextCursor": page.next_cursor,

@@ -65,8 +65,12 @@ class Execution(Base):
             postgresql_where="status = 'QUEUED'",
         ),
         Index("ix_executions_status_priority_queued_at", "status", text("priority DESC"), "queued_at"),
-        Index("ix_executions_runner_id_status", "runner_id", "status"),
         Index("ix_executions_workflow_id_created_at", "workflow_id", "created_at"),
+        # History lists filtered by workflow or runner and status: each status's newest rows in order, and
+        # the capped count, from one index. (Migration 0004 also gives the planner statistics on
+        # workflow_id + runner_id, which are correlated: a workflow runs on the runners its labels allow.)
+        Index("ix_executions_workflow_id_status_created_at", "workflow_id", "status", "created_at", "id"),
+        Index("ix_executions_runner_id_status_created_at", "runner_id", "status", "created_at", "id"),
         Index("ix_executions_created_at_id", "created_at", "id"),
         Index("ix_executions_status_created_at", "status", "created_at"),
         # Retention walks finished executions oldest first (`exekra.hub.retention`).

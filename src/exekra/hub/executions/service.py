@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, text, tuple_
+from sqlalchemy import Select, Subquery, func, literal_column, select, text, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from exekra.db.session import Database
 from exekra.hub import lifecycle
@@ -210,39 +211,91 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 @dataclass(frozen=True)
+class Count:
+    """How many executions match, counted up to a cap: `capped` when there are more than `value`."""
+
+    value: int
+    capped: bool
+
+
+async def count_executions(session: AsyncSession, f: ExecutionFilter, cap: int | None) -> Count:
+    """Count the matches of `f`, reading at most `cap + 1` of them (every one when `cap` is None).
+
+    A full count of a large history reads every matching index entry (80 ms for 1,000,000); a capped one
+    stops after the cap, whatever the size of the history.
+    """
+    read = None if cap is None else cap + 1
+    # Selecting no column lets an index on the filtered columns answer alone (an index-only scan).
+    matches: Select[Any] = _filtered(select(literal_column("1")).select_from(Execution), f).limit(read)
+    found = int((await session.execute(select(func.count()).select_from(matches.subquery()))).scalar_one())
+    if cap is not None and found > cap:
+        return Count(cap, capped=True)
+    return Count(found, capped=False)
+
+
+@dataclass(frozen=True)
 class Page:
     rows: list[tuple[Execution, str, int]]
-    total: int | None  # None when not asked for
+    total: Count | None  # None when not counted
     next_cursor: str | None
 
 
+def _newest_first(query: QueryT, source: type[Execution] = Execution) -> QueryT:
+    return query.order_by(source.created_at.desc(), source.id.desc())
+
+
+def _matching(f: ExecutionFilter, needed: int, after: tuple[datetime, uuid.UUID] | None) -> Subquery:
+    """The executions `f` matches (older than `after`, the cursor's row, when given), as a subquery to page.
+
+    Several statuses become one index scan per status, each at most `needed` rows, newest first, which
+    PostgreSQL merges in order. As one `status IN (…)` no index gives the order, and where the planner takes
+    the filters as independent while they are not (a workflow that never failed, filtered by FAILED) it walks
+    the workflow's whole history newest first looking for rows that do not exist: 140 to 250 ms at 1,000,000
+    executions instead of 0.2 ms.
+    """
+
+    def scan(g: ExecutionFilter) -> Select[Any]:
+        query = _filtered(select(Execution), g)
+        if after is not None:
+            # A row comparison is an index range condition; the equivalent OR is a filter that scans every
+            # newer row first (322 ms instead of 2 ms half-way through 1,000,000 executions).
+            query = query.where(tuple_(Execution.created_at, Execution.id) < tuple_(*after))
+        return query
+
+    statuses = tuple(dict.fromkeys(f.statuses))
+    if len(statuses) <= 1:
+        return scan(f).subquery("matching")
+    per_status = [_newest_first(scan(replace(f, statuses=(status,)))).limit(needed) for status in statuses]
+    return union_all(*per_status).subquery("matching")
+
+
 async def list_executions(
-    db: Database, f: ExecutionFilter, *, offset: int, limit: int, cursor: str | None, with_total: bool = True
+    db: Database,
+    f: ExecutionFilter,
+    *,
+    offset: int,
+    limit: int,
+    cursor: str | None,
+    total_cap: int | None,
 ) -> Page:
     """Newest first; page/limit with a total, or keyset paging by `cursor` for large histories.
 
-    `with_total=False` skips counting the matches (a full count of a large history costs more than the page).
+    The total counts the matches up to `total_cap` (all of them when None). Keyset pages are not counted:
+    the first page gave the total, and a walk through a large history costs one page query per page.
     """
-    query = _filtered(
-        select(Execution, Workflow.name, WorkflowVersion.number)
-        .join(Workflow, Workflow.id == Execution.workflow_id)
-        .join(WorkflowVersion, WorkflowVersion.id == Execution.version_id),
-        f,
-    ).order_by(Execution.created_at.desc(), Execution.id.desc())
+    after = decode_cursor(cursor) if cursor else None
+    skip = 0 if cursor else offset
+    execution = aliased(Execution, _matching(f, skip + limit + 1, after))
+    query = _newest_first(
+        select(execution, Workflow.name, WorkflowVersion.number)
+        .join(Workflow, Workflow.id == execution.workflow_id)
+        .join(WorkflowVersion, WorkflowVersion.id == execution.version_id),
+        execution,
+    )
     async with db.session() as session:
-        if cursor:
-            ts, ident = decode_cursor(cursor)
-            # A row comparison is an index range condition; the equivalent OR is a filter that scans every
-            # newer row first (322 ms instead of 2 ms half-way through 1,000,000 executions).
-            query = query.where(tuple_(Execution.created_at, Execution.id) < tuple_(ts, ident))
-        else:
-            query = query.offset(offset)
-        rows = [(r[0], r[1], r[2]) for r in (await session.execute(query.limit(limit + 1))).all()]
-        total = (
-            int((await session.execute(_filtered(select(func.count()).select_from(Execution), f))).scalar_one())
-            if with_total
-            else None
-        )
+        result = await session.execute(query.offset(skip).limit(limit + 1))
+        rows = [(r[0], r[1], r[2]) for r in result.all()]
+        total = None if cursor else await count_executions(session, f, total_cap)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, total, encode_cursor(rows[-1][0]) if more and rows else None)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.db.session import Database
 from exekra.hub.executions.models import Execution, ExecutionStatus
+from exekra.hub.executions.service import ExecutionFilter, count_executions
 from exekra.hub.workflows.models import Workflow
 
 LIVE_STATUSES = (ExecutionStatus.QUEUED, ExecutionStatus.ASSIGNED, ExecutionStatus.RUNNING)
@@ -119,8 +120,6 @@ SELECT date_bin(make_interval(secs => :bucket), completed_at, :origin) AS start,
 
 _RUNNER_COUNTS = text("SELECT status, enabled, count(*) FROM runners GROUP BY status, enabled")
 
-_CAPPED_COUNT = text("SELECT count(*) FROM (SELECT 1 FROM executions LIMIT :cap) AS capped")
-
 _ESTIMATED_COUNT = text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'executions'::regclass")
 
 
@@ -204,12 +203,12 @@ def _runner_counts(rows: Sequence[Any]) -> RunnerCounts:
 
 
 async def _history_size(session: AsyncSession) -> HistorySize:
-    exact = int((await session.execute(_CAPPED_COUNT, {"cap": EXACT_COUNT_LIMIT + 1})).scalar_one())
-    if exact <= EXACT_COUNT_LIMIT:
-        return HistorySize(exact, estimated=False)
+    counted = await count_executions(session, ExecutionFilter(), EXACT_COUNT_LIMIT)
+    if not counted.capped:
+        return HistorySize(counted.value, estimated=False)
     estimate = int((await session.execute(_ESTIMATED_COUNT)).scalar_one())
     # A table never analysed yet estimates -1 (PostgreSQL 14+) or 0: the capped count is then a floor.
-    return HistorySize(max(estimate, exact), estimated=True)
+    return HistorySize(max(estimate, counted.value), estimated=True)
 
 
 async def estimated_execution_count(db: Database) -> HistorySize:

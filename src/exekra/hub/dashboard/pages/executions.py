@@ -69,7 +69,7 @@ async def executions_page(
         offset=0,
         limit=PAGE_SIZE,
         cursor=cursor,
-        with_total=False,
+        total_cap=hub.settings.executions_total_cap,
     )
     workflow_choices, _ = await workflows.list_workflows(hub.db, offset=0, limit=CHOICES, search=None, archived=False)
     runner_choices, _ = await runners.list_runners(hub.db, offset=0, limit=CHOICES)

@@ -106,7 +106,12 @@ async def _detail(request: Request, runner_id: str, hours: int) -> dict[str, Any
     since = datetime.now(UTC) - timedelta(hours=hours)
     samples = await service.metric_history(hub.db, runner_id, since, None, METRIC_SAMPLES)
     recent = await executions.list_executions(
-        hub.db, executions.ExecutionFilter(runner_id=runner.id), offset=0, limit=20, cursor=None, with_total=False
+        hub.db,
+        executions.ExecutionFilter(runner_id=runner.id),
+        offset=0,
+        limit=20,
+        cursor=None,
+        total_cap=hub.settings.executions_total_cap,
     )
     return {
         "runner": runner,

@@ -128,7 +128,7 @@ async def _detail(request: Request, workflow_id: str, number: int | None) -> dic
         offset=0,
         limit=10,
         cursor=None,
-        with_total=False,
+        total_cap=hub.settings.executions_total_cap,
     )
     choices, _ = await runners.list_runners(hub.db, offset=0, limit=RUNNER_CHOICES)
     return {
