@@ -187,8 +187,19 @@ def list_executions(
     return Call("GET", "/api/executions", _page(Execution, "executions"), params=params)
 
 
-def get_execution(execution_id: str) -> Call[Execution]:
-    return Call("GET", f"/api/executions/{_segment(execution_id)}", _one(Execution, "execution"))
+def get_execution(execution_id: str, *, wait: float = 0) -> Call[Execution]:
+    """`wait` > 0: the hub answers when the execution ends or after `wait` seconds (at most 30)."""
+    path = f"/api/executions/{_segment(execution_id)}"
+    return Call("GET", path, _one(Execution, "execution"), params={"wait": wait if wait > 0 else None})
+
+
+# `wait` asks the hub to hold the answer until the execution ends; kept below the client's request timeout.
+LONG_POLL_SECONDS = 20.0
+
+
+def wait_step(deadline: float | None, now: float) -> float:
+    """How long the next `get_execution(wait=…)` of a wait loop may be held."""
+    return LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - now))
 
 
 def get_logs(execution_id: str, *, after_seq: int, limit: int) -> Call[LogPage]:

@@ -219,15 +219,19 @@ class ExekraClient:
                 time.sleep(reconnect_delay)
 
     def wait(self, execution_id: str, *, timeout: float | None = None, poll_interval: float = 1.0) -> Execution:
-        """Poll until the execution has ended; `TimeoutError` after `timeout` seconds."""
+        """Wait until the execution has ended (the hub holds each read until it does, up to 20 s at a time);
+        `TimeoutError` after `timeout` seconds. `poll_interval` paces reads only if the hub answers early."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            execution = self.get_execution(execution_id)
+            started = time.monotonic()
+            step = calls.wait_step(deadline, started)
+            execution = self.send(calls.get_execution(execution_id, wait=step))
             if execution.is_terminal:
                 return execution
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"execution {execution_id} is still {execution.status}")
-            time.sleep(poll_interval)
+            if time.monotonic() - started < step / 2:  # not held (an older hub): read again later
+                time.sleep(poll_interval)
 
     def stop_execution(self, execution_id: str) -> Execution:
         return self.send(calls.stop_execution(execution_id))
