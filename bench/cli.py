@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--connected-runners", type=int, default=None, help="override the connected-runners size")
+    parser.add_argument(
+        "--hub-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the hub with N worker processes (`exekra hub --workers N`; default 1)",
+    )
     return parser
 
 
@@ -62,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in args.scenarios if s not in SCENARIO_NAMES]
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIO_NAMES)}")
+    if args.hub_workers < 1:
+        parser.error("--hub-workers must be at least 1")
     hub_src = _hub_src(args)
     # The harness uses exekra.embedded from the same source as the hub (committed code, not work in progress).
     sys.path.insert(0, str(hub_src))
@@ -92,9 +101,13 @@ async def _run(args: argparse.Namespace, hub_src: Path) -> int:
         "hubSource": str(hub_src),
         "hubRevision": git_revision(hub_src),
         "quick": args.quick,
+        "hubWorkers": args.hub_workers,
         "machine": machine_info(),
     }
-    print(f"hub source {hub_src} @ {meta['hubRevision']}; machine {meta['machine']}", flush=True)
+    print(
+        f"hub source {hub_src} @ {meta['hubRevision']}, {args.hub_workers} worker(s); machine {meta['machine']}",
+        flush=True,
+    )
     peer = None
     if not args.no_peer and PEER_SCENARIOS & set(names):
         from bench.peers.prefect_peer import PrefectPeer
@@ -108,7 +121,14 @@ async def _run(args: argparse.Namespace, hub_src: Path) -> int:
         if peer is not None:
             peer.servers = servers
         ctx = Context(
-            servers, hub_src, args.quick, out, profile=args.profile, peer=peer, connected_runners=args.connected_runners
+            servers,
+            hub_src,
+            args.quick,
+            out,
+            profile=args.profile,
+            peer=peer,
+            connected_runners=args.connected_runners,
+            hub_workers=args.hub_workers,
         )
         for name in names:
             print(f"\n=== {name} ===", flush=True)

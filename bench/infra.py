@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
 import resource
 import shutil
@@ -138,6 +139,7 @@ class HubProcess:
     redis_url: str | None
     home: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -164,6 +166,7 @@ class HubProcess:
             # One producer user creates thousands of executions a minute: the user-facing limiter (100/min by
             # default) would answer 429 by design. It still runs (and counts in Redis); only its limit is high.
             "EXEKRA_RATE_LIMIT_PER_MINUTE": "100000000",
+            "EXEKRA_HUB_WORKERS": str(self.workers),
         }
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
@@ -195,14 +198,38 @@ class HubProcess:
                 stderr=subprocess.STDOUT,
                 preexec_fn=_limit_files,
             )
+        # With several workers the supervisor listens before they have started: wait until each one answered.
         deadline = time.monotonic() + timeout
+        answered: set[int] = set()
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hub exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with contextlib.suppress(OSError, psutil.Error):
+                answered.add(self._health_answered_by())
+            if len(answered) >= self.workers:
                 return
-            time.sleep(0.1)
-        raise RuntimeError(f"hub did not listen within {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"{len(answered)} of {self.workers} hub worker(s) answered within {timeout}s:\n{self.log_tail()}"
+        )
+
+    def _health_answered_by(self) -> int:
+        """GET /api/health on a new connection; the pid of the hub process that holds its other end."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            connection.request("GET", "/api/health")
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise OSError(f"/api/health answered {response.status}")
+            assert connection.sock is not None
+            client = connection.sock.getsockname()[:2]
+            for proc in [psutil.Process(self.pid), *psutil.Process(self.pid).children()]:
+                if any(c.raddr and tuple(c.raddr) == client for c in proc.net_connections("tcp")):
+                    return proc.pid
+            raise OSError("no hub process holds the connection")
+        finally:
+            connection.close()
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -215,7 +242,13 @@ class HubProcess:
 
 @contextlib.contextmanager
 def running_hub(
-    servers: Servers, hub_src: Path, name: str, *, redis: bool = True, extra_env: dict[str, str] | None = None
+    servers: Servers,
+    hub_src: Path,
+    name: str,
+    *,
+    redis: bool = True,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[HubProcess]:
     """A migrated fresh database and a hub on it; the hub is stopped when the block ends."""
     servers.flush_redis()
@@ -225,6 +258,7 @@ def running_hub(
         redis_url=servers.redis.url if redis else None,
         home=servers.workdir / f"home-{name}-{uuid.uuid4().hex[:6]}",
         extra_env=extra_env or {},
+        workers=workers,
     )
     hub.home.mkdir(parents=True)
     hub.migrate()

@@ -77,7 +77,8 @@ def write_json(results: list[Result], meta: dict[str, Any], path: Path) -> None:
 def write_markdown(results: list[Result], meta: dict[str, Any], path: Path) -> None:
     m = meta["machine"]
     lines = [
-        f"Run {meta['startedAt']} · hub {meta['hubRevision']} · `{meta['command']}`",
+        f"Run {meta['startedAt']} · hub {meta['hubRevision']} ({meta.get('hubWorkers', 1)} worker(s)) · "
+        f"`{meta['command']}`",
         f"Machine: {m['nproc']} cores, {m['ramGb']} GiB, {m['cpuModel']}, load at start {m['loadAvg']}",
         "",
         *table_lines(results, markdown=True),

@@ -29,6 +29,7 @@ class Context:
     profile: bool = False
     peer: PrefectPeer | None = None
     connected_runners: int | None = None
+    hub_workers: int = 1
 
     def size(self, quick: int, full: int) -> int:
         return quick if self.quick else full
@@ -88,7 +89,7 @@ async def exekra_hub(
     ctx: Context, name: str, *, redis: bool = True, extra_env: dict[str, str] | None = None, http_limit: int = 0
 ) -> AsyncIterator[tuple[HubProcess, Api, aiohttp.ClientSession]]:
     """A fresh hub on a fresh database, an HTTP session and the bootstrapped admin's API client."""
-    with running_hub(ctx.servers, ctx.hub_src, name, redis=redis, extra_env=extra_env) as hub:
+    with running_hub(ctx.servers, ctx.hub_src, name, redis=redis, extra_env=extra_env, workers=ctx.hub_workers) as hub:
         async with session(limit=http_limit) as http:
             api = Api(http, hub.url)
             await api.bootstrap(ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -116,6 +117,7 @@ def py_spy(ctx: Context, pid: int, name: str, result: Result) -> Any:
                 "--rate",
                 "50",
                 "--nonblocking",
+                "--subprocesses",  # the workers, when the hub runs several
                 "--function",
                 "--format",
                 fmt,

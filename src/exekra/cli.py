@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -14,13 +13,13 @@ from exekra.config import get_settings
 
 
 def _hub(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from exekra.db.migrate import DatabaseNotMigrated, ensure_migrated
-    from exekra.hub.app import create_app
+    from exekra.hub.server import serve
 
     settings = get_settings()
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {
+        k: v for k, v in (("host", args.host), ("port", args.port), ("hub_workers", args.workers)) if v is not None
+    }
     settings = settings.model_copy(update=overrides)
     if not settings.database_url:
         print("DATABASE_URL is not set (use `exekra up` for an embedded database).", file=sys.stderr)
@@ -30,18 +29,14 @@ def _hub(args: argparse.Namespace) -> int:
     except DatabaseNotMigrated as exc:
         print(f"exekra hub: {exc}", file=sys.stderr)
         return 3
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=args.access_log,
-        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
-        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
-        timeout_graceful_shutdown=5,
-    )
-    return 0
+    return serve(settings, access_log=args.access_log)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _db_upgrade(_: argparse.Namespace) -> int:
@@ -119,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     hub = commands.add_parser("hub", help="run the hub (production: external PostgreSQL and Redis)")
     hub.add_argument("--host", help="listen address (EXEKRA_HOST, default 127.0.0.1)")
     hub.add_argument("--port", type=int, help="listen port (EXEKRA_PORT, default 4545)")
+    hub.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="worker processes serving the port, to use N cores (EXEKRA_HUB_WORKERS, default 1)",
+    )
     hub.add_argument("--access-log", action="store_true", help="log every request")
     hub.set_defaults(func=_hub)
 
@@ -168,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", help="listen address (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="listen port (default 4545)")
     up.add_argument("--home", help="data directory (EXEKRA_HOME, default ~/.exekra)")
+    up.add_argument(
+        "--workers", type=_positive_int, metavar="N", help="hub worker processes (EXEKRA_HUB_WORKERS, default 1)"
+    )
     up.set_defaults(func=_up)
 
     from exekra.clientcli import add_client_commands

@@ -6,8 +6,10 @@ or a line in a `.env` file in the working directory. The README's configuration 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -37,6 +39,11 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the hub listens on.")
     port: int = Field(default=4545, description="Port the hub listens on.")
+    hub_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Hub worker processes serving one port (uvicorn workers); each has its own connection pool.",
+    )
     public_url: str | None = Field(default=None, description="URL the hub is reached at (for links).")
     tls_cert: Path | None = Field(default=None, description="PEM certificate; with tls_key the hub serves HTTPS.")
     tls_key: Path | None = Field(default=None, description="PEM private key for tls_cert.")
@@ -138,11 +145,28 @@ class Settings(BaseSettings):
             return hashlib.sha256(self.secret_key.encode()).digest()
         key_file = self.home / "secret.key"
         if not key_file.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
+            _create_key_file(key_file)
         return key_file.read_bytes()
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a random 32-byte key to `path` (0600) unless it exists, all at once.
+
+    The hub's worker processes start together: the key is written to a private temporary file first and
+    then hard-linked into place, which fails if another process got there first, so every process reads
+    the same complete key.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret-key-")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
 
 
 def to_asyncpg_url(url: str) -> str:

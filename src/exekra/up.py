@@ -215,6 +215,8 @@ def run_up(args: argparse.Namespace) -> int:
         }
         if redis_url:
             env["REDIS_URL"] = redis_url
+        if args.workers:
+            env["EXEKRA_HUB_WORKERS"] = str(args.workers)
         hub = subprocess.Popen([sys.executable, "-m", "exekra.cli", "hub"], env=env)
         stack.processes.append(hub)
         url = f"http://{host}:{port}"

@@ -63,6 +63,7 @@ class HubProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # more `exekra hub` options
 
     @property
     def url(self) -> str:
@@ -85,7 +86,7 @@ class HubProcess:
         env.pop("REDIS_URL", None)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exekra.cli", "hub", "--access-log"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "exekra.cli", "hub", "--access-log", *self.args], env=env, stdout=log, stderr=log
         )
         wait_until(self._healthy, 30, 0.1, "the hub to answer /api/health")
 

@@ -44,7 +44,9 @@ def test_wait_never_holds_a_read_past_its_timeout() -> None:
         seen.append(float(request.url.params.get("wait", "0")))
         return httpx.Response(200, json={"execution": _execution("RUNNING")})
 
-    with ExekraClient("http://hub", "exk_t", transport=httpx.MockTransport(handler)) as hub:
-        with pytest.raises(TimeoutError, match="still RUNNING"):
-            hub.wait("e1", timeout=0.2, poll_interval=0.05)
+    with (
+        ExekraClient("http://hub", "exk_t", transport=httpx.MockTransport(handler)) as hub,
+        pytest.raises(TimeoutError, match="still RUNNING"),
+    ):
+        hub.wait("e1", timeout=0.2, poll_interval=0.05)
     assert seen and all(w <= 0.2 for w in seen)
