@@ -281,3 +281,29 @@ async def test_get_execution_with_wait_wakes_on_a_stop_and_rejects_a_bad_wait(
     for bad in ("-1", "31", "soon"):
         r = await admin.get(f"/api/executions/{execution_id}", params={"wait": bad})
         assert r.status_code == 422, bad
+
+
+async def test_signs_of_life_commit_asynchronously_and_only_their_own_transaction(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    # Heartbeats, polls and log uploads do not wait for the WAL flush; state changes still do.
+    import uuid
+
+    from exekra.hub import lifecycle
+
+    runner, _ = await _setup(admin, client)
+    runner_id = uuid.UUID(runner.runner_id)
+    show = text("SHOW synchronous_commit")
+    async with hub.db.session() as session:
+        server_default = (await session.execute(show)).scalar_one()  # "off" on the tests' throwaway server
+    async with hub.db.transaction() as session:
+        await session.execute(text("SET LOCAL synchronous_commit = on"))
+        assert await lifecycle.touch_runner(session, runner_id, 0) is not None
+        assert (await session.execute(show)).scalar_one() == "off"
+    async with hub.db.transaction() as session:
+        assert (await session.execute(show)).scalar_one() == server_default
+        await session.execute(text("SET LOCAL synchronous_commit = on"))
+        metrics = {"cpu_percent": 1, "memory_percent": 2, "memory_used_mb": 3, "disk_percent": 4, "disk_free_gb": 5}
+        assert await lifecycle.heartbeat_runner(session, runner_id, 0, metrics) is not None
+        assert (await session.execute(show)).scalar_one() == "off"
+    assert (await runner.heartbeat()).status_code == 200

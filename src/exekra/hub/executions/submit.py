@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from exekra.hub.audit.service import Actor
 from exekra.hub.context import Hub
-from exekra.hub.dispatch.matcher import QueuedExecution
 from exekra.hub.executions.service import Created, ExecutionRequest, create_execution
 from exekra.hub.tasks import spawn
 
@@ -18,14 +17,5 @@ async def submit_execution(hub: Hub, request: ExecutionRequest, actor: Actor) ->
         hub.db, request, actor, dedup_window=hub.settings.dedup_window_seconds, mirror=hub.dedup
     )
     if not created.duplicate:
-        execution = created.execution
-        queued = QueuedExecution(
-            execution.id,
-            execution.priority,
-            execution.queued_at,
-            execution.pinned_runner_id,
-            execution.runner_type,
-            tuple(execution.required_labels),
-        )
-        spawn(hub.dispatcher.execution_queued(execution.id, queued))
+        spawn(hub.dispatcher.execution_queued(created.execution.id))
     return created
