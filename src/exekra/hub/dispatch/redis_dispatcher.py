@@ -25,6 +25,7 @@ from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 from exekra.hub.dispatch.sweeper import Sweeper, cancel_tasks
 from exekra.hub.dispatch.wakeups import LongPolls
 from exekra.hub.lifecycle import Assignment
+from exekra.hub.tasks import spawn
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,13 @@ class RedisDispatcher(LongPolls):
         enqueued = False
         for attempt in range(1, self.attempts + 1):
             try:
+                if not enqueued and self.wakeups.waiting and attempt == 1:
+                    # Runners are long-polling in this process, so some are idle: hand it over before it
+                    # goes through Redis at all (three round trips fewer on the pick-up's critical path).
+                    assignment = await self.matcher.for_execution(execution_id)
+                    if assignment is not None:
+                        spawn(self.queue.complete(execution_id, assignment.runner_id))  # the job history
+                        return assignment
                 if not enqueued:
                     queued = await self.matcher.queued_execution(execution_id)
                     if queued is None:

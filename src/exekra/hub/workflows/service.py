@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -16,7 +16,7 @@ from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
-from exekra.hub.lookup import get_or_404
+from exekra.hub.lookup import get_or_404, parse_id
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 from exekra.hub.workflows.schemas import NewWorkflow, WorkflowImport, WorkflowPatch, WorkflowSummary
 from exekra.workflow.activities import load_activities
@@ -287,19 +287,25 @@ async def publish_latest(db: Database, workflow_id: str, actor: Actor) -> tuple[
     return WorkflowSummary(workflow, latest.number, latest.number), latest
 
 
+_WITH_PUBLISHED = (
+    select(Workflow, WorkflowVersion)
+    .outerjoin(WorkflowVersion, (WorkflowVersion.workflow_id == Workflow.id) & WorkflowVersion.published)
+    .where(Workflow.id == bindparam("workflow_id"))
+)
+
+
 async def published_version(session: AsyncSession, workflow_id: str | uuid.UUID) -> tuple[Workflow, WorkflowVersion]:
     """The workflow and its published version, for starting an execution inside the caller's transaction.
 
     NotFound for an unknown workflow; Conflict when it is archived or has no published version.
     """
-    workflow = await get_or_404(session, Workflow, workflow_id, "workflow")
+    ident = parse_id(workflow_id, "workflow")
+    row = (await session.execute(_WITH_PUBLISHED, {"workflow_id": ident})).first()  # one round trip
+    if row is None:
+        raise NotFound(f"workflow {workflow_id} not found")
+    workflow, version = row
     if workflow.archived:
         raise Conflict(f"workflow {workflow.name} is archived")
-    version = (
-        await session.execute(
-            select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.published)
-        )
-    ).scalar_one_or_none()
     if version is None:
         raise Conflict(f"workflow {workflow.name} has no published version")
     return workflow, version
