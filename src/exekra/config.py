@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1)
     metrics_retention_days: int = Field(default=7, ge=1)
     purge_batch: int = Field(default=5000, ge=1)
+    purge_pause_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        description="After each purge batch, pause this many times as long as the batch took, so that a purge "
+        "never takes more than a share of the database from dispatch (1.0: at most half the time).",
+    )
     purge_archive_dir: Path | None = Field(
         default=None, description="The daily purge archives executions here first (gzip JSON lines)."
     )

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from exekra import __version__
 from exekra.hub.context import Hub
@@ -301,8 +302,9 @@ async def test_failed_actions_write_no_audit_rows(admin: httpx.AsyncClient, hub:
     [
         DBAPIError("SELECT 1", None, ConnectionResetError("server closed the connection"), connection_invalidated=True),
         ConnectionRefusedError("connect call failed"),
+        PoolTimeout("QueuePool limit of size 10 overflow 0 reached, connection timed out, timeout 30.00"),
     ],
-    ids=["connection-invalidated", "connection-refused"],
+    ids=["connection-invalidated", "connection-refused", "pool-exhausted"],
 )
 async def test_a_lost_database_connection_answers_503_with_retry_after(
     admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, failure: Exception

@@ -104,6 +104,29 @@ async def test_purge_deletes_old_finished_executions_with_logs_and_keys_in_batch
     assert again.total == 0
 
 
+async def test_purge_pauses_between_batches_in_proportion_to_their_time(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A duty cycle, so that a purge of a large history leaves the database to dispatch (SPEC §13).
+    from exekra.hub import retention
+
+    old = [await history.finished("COMPLETED", lines=1) for _ in range(5)]
+    await history.age(old, 31)
+    pauses: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(retention, "_pause", recorded)
+    report = await purge(history.hub.db, retention_days=30, metrics_retention_days=7, batch=2, pause_ratio=2.0)
+    assert report.executions == 5
+    assert len(pauses) == 2 and all(p > 0 for p in pauses)  # after the two full batches, not after the last
+    pauses.clear()
+    await history.age([await history.finished("COMPLETED", lines=0) for _ in range(4)], 31)
+    await purge(history.hub.db, retention_days=30, metrics_retention_days=7, batch=2)
+    assert pauses == []  # no pause unless asked
+
+
 async def test_purge_archives_each_execution_with_its_logs_before_deleting_it(history: History, tmp_path: Path) -> None:
     old = [await history.finished("COMPLETED", lines=n) for n in (0, 1, 4)]
     await history.finished("FAILED", lines=1)  # recent: neither archived nor deleted

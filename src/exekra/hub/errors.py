@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -121,6 +122,16 @@ def install_error_handlers(app: FastAPI) -> None:
         if not exc.connection_invalidated:
             raise exc
         return _database_unavailable()
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_: Request, exc: PoolTimeout) -> Response:
+        # Every pooled connection stayed busy for the pool timeout: an overloaded hub, not a broken request.
+        return error_response(
+            503,
+            "not_ready",
+            "The hub is overloaded (no database connection came free in time), retry shortly",
+            headers={"Retry-After": "2"},
+        )
 
     @app.exception_handler(ConnectionError)
     async def _connection_error(_: Request, exc: ConnectionError) -> Response:

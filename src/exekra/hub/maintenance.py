@@ -192,6 +192,7 @@ class Maintenance:
                 retention_days=settings.retention_days,
                 metrics_retention_days=settings.metrics_retention_days,
                 batch=settings.purge_batch,
+                pause_ratio=settings.purge_pause_ratio,
                 archive_dir=settings.purge_archive_dir,
             )
 

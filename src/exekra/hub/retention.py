@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,12 +98,14 @@ async def purge(
     metrics_retention_days: int,
     batch: int,
     archive_dir: Path | None = None,
+    pause_ratio: float = 0.0,
 ) -> PurgeReport:
     """Delete terminal executions completed more than `retention_days` ago (with their logs and keys) and
     heartbeat metrics older than `metrics_retention_days`, `batch` rows per transaction at most.
 
     With `archive_dir`, each execution is first written with its logs as one line of a new gzip JSON-lines
-    file there (one file per purge, created only if something is purged).
+    file there (one file per purge, created only if something is purged). After each batch it pauses
+    `pause_ratio` times as long as the batch took (a duty cycle that leaves the database to dispatch).
     """
     report = PurgeReport()
     archive = _Archive(archive_dir) if archive_dir is not None else None
@@ -111,6 +114,7 @@ async def purge(
             cutoff = (await session.execute(_CUTOFF, {"days": retention_days})).scalar_one()
         after = _FIRST_KEY
         while True:
+            started = time.monotonic()
             async with db.session() as session:
                 rows = (
                     await session.execute(
@@ -126,6 +130,8 @@ async def purge(
             await _delete_executions(db, ids, batch, report)
             if len(rows) < batch:
                 break
+            if pause_ratio > 0:
+                await _pause((time.monotonic() - started) * pause_ratio)
         report.metrics = await _delete_in_batches(db, _DELETE_METRICS, {"days": metrics_retention_days}, batch)
     finally:
         if archive is not None:
@@ -143,6 +149,10 @@ async def purge(
             }
             await audit.record(session, SYSTEM, "retention.purge", None, None, details)
     return report
+
+
+async def _pause(seconds: float) -> None:
+    await asyncio.sleep(seconds)
 
 
 async def _deleted(session: AsyncSession, statement: TextClause, params: dict[str, Any]) -> int:
@@ -237,6 +247,7 @@ async def purge_once(settings: Settings, *, archive_dir: Path | None, retention_
                 metrics_retention_days=settings.metrics_retention_days,
                 batch=settings.purge_batch,
                 archive_dir=archive_dir,
+                pause_ratio=settings.purge_pause_ratio,
             )
     finally:
         await db.dispose()
