@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     # Retention (SPEC §11)
     retention_days: int = Field(default=30, ge=1)
     metrics_retention_days: int = Field(default=7, ge=1)
-    purge_batch: int = Field(default=5000, ge=1)
+    purge_batch: int = Field(default=1000, ge=1)
     purge_pause_ratio: float = Field(
         default=1.0,
         ge=0,
