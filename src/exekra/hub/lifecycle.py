@@ -132,12 +132,15 @@ _ELIGIBLE_RUNNER = """
              AND rn.labels @> e.required_labels))
 """
 
+# The runner's own row is locked without SKIP LOCKED: a concurrent claim for the same runner (the sweeper, a
+# create's match) is waited for, and its result seen, so that a poll never answers 204 while an assignment to
+# it is committing. No deadlock: every other lock these claims take is SKIP LOCKED.
 _CLAIM_FOR_RUNNER = text(
     f"""
 WITH r AS (
     SELECT id, type, labels FROM runners
      WHERE id = :runner_id AND status = 'ONLINE' AND enabled AND current_execution_id IS NULL
-       FOR UPDATE SKIP LOCKED
+       FOR UPDATE
 ), e AS (
     SELECT x.id FROM executions x, r
      WHERE x.status = 'QUEUED'

@@ -93,9 +93,10 @@ async def poll(
                 if wait > 0 and not event.is_set():
                     await dispatcher.wait_for_work(runner_id, event, min(wait, hub.settings.max_long_poll_seconds))
                 # Work assigned by a concurrent match (a create, the sweeper, another hub process) sets the
-                # event; a poll that was not woken has nothing to read (a wake-up lost while the LISTEN
-                # connection was down is repaired by waking every poll when it reconnects).
-                if not event.is_set():
+                # event; a long poll that was not woken has nothing to read (a wake-up lost while the LISTEN
+                # connection was down is repaired by waking every poll when it reconnects). A poll that did not
+                # wait still looks once: a match may have committed a moment before it sets the event.
+                if wait > 0 and not event.is_set():
                     return Response(status_code=204)
                 held = await service.held_execution(hub.db, runner_id)  # whatever it was woken for, in one read
                 return {"execution": held} if held is not None else Response(status_code=204)
