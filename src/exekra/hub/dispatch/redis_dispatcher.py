@@ -128,7 +128,7 @@ class RedisDispatcher(LongPolls):
         enqueued = False
         for attempt in range(1, self.attempts + 1):
             try:
-                if not enqueued and self.wakeups.waiting and attempt == 1:
+                if not enqueued and self.wakeups.anyone_waiting and attempt == 1:
                     # Runners are long-polling in this process, so some are idle: hand it over before it
                     # goes through Redis at all (three round trips fewer on the pick-up's critical path).
                     assignment = await self.matcher.for_execution(execution_id)

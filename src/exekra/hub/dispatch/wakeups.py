@@ -71,6 +71,11 @@ class Wakeups:
     def waiting(self) -> int:
         return sum(len(v) for v in self._events.values())
 
+    @property
+    def anyone_waiting(self) -> bool:
+        """Whether any poll waits in this process (O(1): asked on every dispatch)."""
+        return bool(self._events)
+
     async def publish(self, session: AsyncSession, runner_id: uuid.UUID) -> None:
         """Announce an assignment to the other hub processes, in the claim's transaction.
 
