@@ -306,4 +306,16 @@ async def test_signs_of_life_commit_asynchronously_and_only_their_own_transactio
         metrics = {"cpu_percent": 1, "memory_percent": 2, "memory_used_mb": 3, "disk_percent": 4, "disk_free_gb": 5}
         assert await lifecycle.heartbeat_runner(session, runner_id, 0, metrics) is not None
         assert (await session.execute(show)).scalar_one() == "off"
+    # A log upload too; a start (a state change) stays durable.
+    workflow_id = await publish_workflow(admin, "logged", SIMPLE_DEFINITION)
+    created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
+    execution_id = created.json()["execution"]["id"]
+    assert (await runner.poll(wait=5)).json()["execution"]["id"] == execution_id
+    held = lifecycle.Attempt(uuid.UUID(execution_id), runner_id, 0, 1)
+    async with hub.db.transaction() as session:
+        await session.execute(text("SET LOCAL synchronous_commit = on"))
+        assert await lifecycle.start(session, held)
+        assert (await session.execute(show)).scalar_one() == "on"
+        assert await lifecycle.reserve_log_seq(session, held, 1) is not None
+        assert (await session.execute(show)).scalar_one() == "off"
     assert (await runner.heartbeat()).status_code == 200

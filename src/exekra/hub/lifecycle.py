@@ -188,8 +188,14 @@ async def assign_to_best_runner(session: AsyncSession, execution_id: uuid.UUID) 
 
 # Runner calls are fenced by the attempt and the runner, and by the runner's token epoch: a token issued before
 # the runner's secret was regenerated changes nothing, with no separate look-up of the runner's row.
-_HELD_BY = """id = :execution_id AND runner_id = :runner_id AND attempt = :attempt
+def held_by(alias: str = "executions") -> str:
+    """The fence of every runner call about an execution (`Attempt.params()`): this runner holds this attempt,
+    and its token's epoch is current. `alias` names the executions table in the statement."""
+    return f"""{alias}.id = :execution_id AND {alias}.runner_id = :runner_id AND {alias}.attempt = :attempt
    AND EXISTS (SELECT 1 FROM runners WHERE runners.id = :runner_id AND runners.token_epoch = :epoch)"""
+
+
+_HELD_BY = held_by()
 
 _START = text(
     f"""

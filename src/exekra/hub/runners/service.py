@@ -229,11 +229,9 @@ async def append_logs(
 
 
 _HELD_DEFINITION = text(
-    """
+    f"""
 SELECT v.definition FROM executions e JOIN workflow_versions v ON v.id = e.version_id
- WHERE e.id = :execution_id AND e.runner_id = :runner_id AND e.attempt = :attempt
-   AND e.status IN ('ASSIGNED','RUNNING')
-   AND EXISTS (SELECT 1 FROM runners r WHERE r.id = :runner_id AND r.token_epoch = :epoch)"""
+ WHERE {lifecycle.held_by("e")} AND e.status IN ('ASSIGNED','RUNNING')"""
 )
 
 
