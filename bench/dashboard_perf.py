@@ -36,7 +36,7 @@ from exekra.embedded import EmbeddedPostgres, create_database, drop_database
 from exekra.hub.app import create_app
 from exekra.hub.context import Hub
 from exekra.hub.executions.models import Execution
-from exekra.hub.executions.service import encode_cursor
+from exekra.hub.executions.queries import encode_cursor
 
 TARGET_MS = 200.0
 WORKFLOWS = 10

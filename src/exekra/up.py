@@ -108,9 +108,10 @@ async def _prepare(
     from exekra.db.session import Database
     from exekra.hub.audit.service import SYSTEM
     from exekra.hub.auth.service import ensure_admin
+    from exekra.hub.effects import EffectApplier
 
     await upgrade_async(database_url)
-    db = Database(settings.model_copy(update={"database_url": database_url}))
+    db = Database(settings.model_copy(update={"database_url": database_url}), EffectApplier())
     try:
         password = os.environ.get("EXEKRA_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         created = await ensure_admin(db, ADMIN_EMAIL, password)

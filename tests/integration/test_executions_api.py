@@ -454,9 +454,6 @@ async def test_retry_creates_a_new_execution_with_the_same_version_and_inputs(ad
     workflow_id = await publish_workflow(admin, "retry", WITH_INPUTS, priority=3)
     original = await _create(admin, workflow_id, inputs={"name": "Ada", "count": 4})
     await admin.post(f"/api/executions/{original['id']}/stop")
-    # A newer published version must not change what a retry runs.
-    await admin.post(f"/api/workflows/{workflow_id}/versions", json={"definition": SIMPLE_DEFINITION})
-    assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 200
 
     r = await admin.post(f"/api/executions/{original['id']}/retry")
     assert r.status_code == 201
@@ -464,8 +461,24 @@ async def test_retry_creates_a_new_execution_with_the_same_version_and_inputs(ad
     assert retried["id"] != original["id"] and retried["status"] == "QUEUED" and retried["attempt"] == 0
     assert retried["versionId"] == original["versionId"] and retried["inputs"] == {"name": "Ada", "count": 4}
     assert retried["workflowId"] == workflow_id and retried["priority"] == 3
-    fresh = await _create(admin, workflow_id)
-    assert fresh["versionId"] != original["versionId"]
+
+
+async def test_retry_is_refused_once_the_version_is_superseded_or_the_workflow_archived(
+    admin: httpx.AsyncClient,
+) -> None:
+    """As creation refuses them: a retry never runs a version that is no longer the published one."""
+    workflow_id = await publish_workflow(admin, "retry", WITH_INPUTS)
+    original = await _create(admin, workflow_id, inputs={"name": "Ada"})
+    await admin.post(f"/api/workflows/{workflow_id}/versions", json={"definition": SIMPLE_DEFINITION})
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 200
+
+    r = await admin.post(f"/api/executions/{original['id']}/retry")
+    assert r.status_code == 409 and "no longer the published one" in r.json()["error"]["message"]
+
+    current = await _create(admin, workflow_id)
+    assert (await admin.delete(f"/api/workflows/{workflow_id}")).status_code in (200, 204)
+    r = await admin.post(f"/api/executions/{current['id']}/retry")
+    assert r.status_code == 409 and "archived" in r.json()["error"]["message"]
 
 
 async def test_stop_and_create_are_audited_with_the_acting_user(admin: httpx.AsyncClient, hub: Hub) -> None:

@@ -17,8 +17,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from exekra.config import Settings
+from exekra.db.locks import CHECKS_LOCK, advisory_lock, database_now
 from exekra.hub.context import Hub
-from exekra.hub.maintenance import CHECKS_LOCK, Maintenance, advisory_lock, database_now, run_pass
+from exekra.hub.executions.stale import StaleReport
+from exekra.hub.maintenance import Maintenance
 
 from .conftest import SIMPLE_DEFINITION
 from .protocol import ProtocolRunner, publish_workflow
@@ -51,6 +53,11 @@ async def backdate(hub: Hub, table: str, column: str, row_id: str, seconds: floa
             text(f"UPDATE {table} SET {column} = now() - make_interval(secs => :s) WHERE id = :id"),
             {"s": seconds, "id": uuid.UUID(row_id)},
         )
+
+
+async def run_pass(hub: Hub) -> StaleReport:
+    """One pass of the stale checks, as the maintenance loop runs it (here without the start-up floor)."""
+    return await hub.executions.check_stale(not_before=None)
 
 
 async def execution(admin: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
@@ -418,7 +425,7 @@ async def test_after_a_hub_restart_runners_get_a_full_offline_delay_to_reconnect
     await backdate(hub, "runners", "last_heartbeat_at", runner.runner_id, 3600)
     started = await database_now(hub.db)
 
-    report = await run_pass(hub, not_before=started)
+    report = await hub.executions.check_stale(not_before=started)
 
     assert report.total == 0
     assert (await execution(admin, execution_id))["status"] == "RUNNING"

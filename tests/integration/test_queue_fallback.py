@@ -178,7 +178,7 @@ async def test_hub_without_redis_url_stays_in_direct_mode(queue_database_url: st
         workflow_id = await hub.workflow()
         runner = await hub.runner()
         execution_id = await hub.create(workflow_id)
-        assert await take_one(runner, Ledger()) == execution_id
+        assert await take_one(runner, Ledger(), wait=5) == execution_id
         assert (hub.dispatcher.mode, hub.dispatcher.mode_changes, hub.dispatcher.queue) == ("direct", 0, None)
 
 

@@ -18,7 +18,7 @@ from exekra.embedded import EmbeddedRedis
 from exekra.hub.audit.service import Actor
 from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
 from exekra.hub.dispatch.queue import COMPLETED, FAILED, Head, RedisQueue
-from exekra.hub.executions import service
+from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import TriggerType
 from exekra.hub.lifecycle import Assignment
 
@@ -93,7 +93,7 @@ async def test_peek_takes_priority_then_age_across_only_the_signatures_the_runne
     taken = []
     while (head := await queue.peek(runner)) is not None:
         taken.append(head.execution_id)
-        await queue.complete(head.execution_id, runner.id)
+        await queue.mark_assigned(head.execution_id, runner.id)
 
     assert taken == [urgent.id, older_same_priority.id, plain_old.id, pinned_here.id]
     left = set(await queue.waiting_ids())
@@ -107,7 +107,7 @@ async def test_retention_caps_hold_after_20000_job_records(queue: RedisQueue) ->
         await queue.enqueue_many(batch)
     failing = jobs[-6000:]  # more failures than the failed history keeps
     for batch in _batches(failing, 100):
-        await asyncio.gather(*(queue.fail(job.id, "database unavailable", 3) for job in batch))
+        await asyncio.gather(*(queue.record_failure(job.id, "database unavailable", 3) for job in batch))
     for batch in _batches(jobs, 2000):  # every job leaves the queue through the history's capped list
         await queue.drop_many((Head(job.id, "", "") for job in batch), "STOPPED")
 
@@ -190,16 +190,13 @@ async def test_duplicate_requests_return_the_first_execution_with_redis_and_with
     hub: RunningHub, redis_server: EmbeddedRedis
 ) -> None:
     workflow_id = await hub.workflow()
-    dedup = hub.hub.dedup
-    assert dedup is not None
+    assert hub.hub.executions.dedup is not None
 
-    async def create(key: str) -> service.Created:
-        request = service.ExecutionRequest(
+    async def create(key: str) -> Created:
+        request = ExecutionRequest(
             workflow_id=workflow_id, inputs={}, trigger_type=TriggerType.API, triggered_by=None, idempotency_key=key
         )
-        return await service.create_execution(
-            hub.hub.db, request, Actor("SYSTEM"), dedup_window=hub.hub.settings.dedup_window_seconds, mirror=dedup
-        )
+        return await hub.hub.executions.create(request, Actor("SYSTEM"))
 
     # Through the API: the second request answers 200 with the first execution.
     body = {"workflowId": workflow_id, "inputs": {}, "idempotencyKey": "api-key"}
@@ -324,7 +321,7 @@ async def test_stopping_a_queued_execution_takes_it_out_of_the_redis_queue(hub: 
     await eventually(gone, 5, "the stopped execution out of the Redis queue")
     record = (await queue.history(COMPLETED, 1))[0]
     assert (record["id"], record["outcome"]) == (execution_id, "gone: STOPPED")
-    assert await queue.remove(uuid.UUID(execution_id), "STOPPED") is False  # already gone: a no-op
+    assert await queue.withdraw(uuid.UUID(execution_id), "STOPPED") is False  # already gone: a no-op
 
 
 async def _waiting(queue: RedisQueue, execution_id: str) -> bool:

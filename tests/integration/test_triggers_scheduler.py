@@ -19,8 +19,10 @@ from exekra.db.session import Database
 from exekra.hub.audit.models import AuditEntry
 from exekra.hub.audit.service import Actor
 from exekra.hub.context import Hub
+from exekra.hub.effects import EffectApplier
+from exekra.hub.executions.creation import ExecutionRequest
 from exekra.hub.executions.models import Execution, TriggerType
-from exekra.hub.executions.service import ExecutionRequest, create_execution
+from exekra.hub.executions.service import ExecutionService
 from exekra.hub.triggers import firing
 from exekra.hub.triggers.models import Trigger, TriggerFire
 from exekra.hub.triggers.scheduler import Scheduler
@@ -81,8 +83,18 @@ async def _executions(hub: Hub, trigger_id: str) -> list[Execution]:
         return list(rows.scalars())
 
 
-def _scheduler(db: Database, hub: Hub) -> Scheduler:
-    return Scheduler(db, hub.dispatcher, interval=1, keep_fires_days=30)
+def _scheduler(executions: ExecutionService) -> Scheduler:
+    return Scheduler(executions, interval=1, keep_fires_days=30)
+
+
+def _another_process(hub: Hub) -> ExecutionService:
+    """The execution service of another hub process: its own engine and effect applier, the same database."""
+    effects = EffectApplier()
+    effects.bind(hub.dispatcher)
+    db = Database(hub.settings, effects)
+    return ExecutionService(
+        db, hub.settings, hub.dispatcher, hub.executions.endings, secret_key=hub.secret_key, dedup=None
+    )
 
 
 async def test_due_schedule_fires_once_with_the_trigger_inputs(admin: httpx.AsyncClient, hub: Hub) -> None:
@@ -90,7 +102,7 @@ async def test_due_schedule_fires_once_with_the_trigger_inputs(admin: httpx.Asyn
     workflow_id = await publish_workflow(admin, "wf", definition)
     trigger_id = await _schedule(admin, workflow_id, inputs={"n": 7})
     await _make_due(hub, trigger_id)
-    scheduler = _scheduler(hub.db, hub)
+    scheduler = _scheduler(hub.executions)
     await scheduler.fire_due()
     await _settled(hub, trigger_id)
     await scheduler.fire_due()
@@ -116,14 +128,14 @@ async def test_two_schedulers_racing_fire_each_schedule_exactly_once(admin: http
     """Two hub processes (two engines, two schedulers, plus the hub's own loop) share the due fires."""
     workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
     trigger_ids = [await _schedule(admin, workflow_id, name=f"s{i}") for i in range(15)]
-    other_db = Database(hub.settings)
+    other = _another_process(hub)
     try:
         await _make_due(hub, *trigger_ids)
-        first, second = _scheduler(hub.db, hub), _scheduler(other_db, hub)
+        first, second = _scheduler(hub.executions), _scheduler(other)
         await asyncio.gather(first.fire_due(), second.fire_due(), first.fire_due(), second.fire_due())
         await _settled(hub, *trigger_ids)
     finally:
-        await other_db.dispose()
+        await other.db.dispose()
     for trigger_id in trigger_ids:
         assert len(await _executions(hub, trigger_id)) == 1
 
@@ -132,7 +144,7 @@ async def test_after_downtime_only_one_catch_up_run_fires(admin: httpx.AsyncClie
     workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
     trigger_id = await _schedule(admin, workflow_id)
     await _make_due(hub, trigger_id, ago=timedelta(hours=3))  # 180 missed minutes
-    scheduler = _scheduler(hub.db, hub)
+    scheduler = _scheduler(hub.executions)
     for _ in range(3):
         await scheduler.fire_due()
     await _settled(hub, trigger_id)
@@ -157,18 +169,19 @@ async def test_fire_whose_execution_survived_a_crash_is_not_repeated(admin: http
         trigger_type=TriggerType.SCHEDULE,
         triggered_by=trigger_id,
         idempotency_key=firing.schedule_key(uuid.UUID(trigger_id), fire_time),
+        key_window_seconds=firing.SCHEDULE_KEY_WINDOW_SECONDS,
     )
     # The window a normal duplicate check would use has long passed for this key: the fire must still match.
-    survivor = await create_execution(
-        hub.db, request, Actor("TRIGGER", trigger_id), dedup_window=firing.SCHEDULE_KEY_WINDOW_SECONDS
-    )
+    survivor = await hub.executions.create(request, Actor("TRIGGER", trigger_id))
     async with hub.db.transaction() as session:
         await session.execute(text("UPDATE execution_keys SET created_at = now() - interval '30 days'"))
         await session.execute(
             update(Trigger).where(Trigger.id == uuid.UUID(trigger_id)).values(enabled=True, next_fire_at=fire_time)
         )
 
-    queued = await firing.fire_schedule(hub.db, firing.Due(uuid.UUID(trigger_id), fire_time), keep_fires_days=30)
+    queued = await firing.fire_schedule(
+        hub.executions, firing.Due(uuid.UUID(trigger_id), fire_time), keep_fires_days=30
+    )
 
     assert queued is not None and queued.id == survivor.execution.id
     assert [e.id for e in await _executions(hub, trigger_id)] == [survivor.execution.id]
@@ -179,7 +192,7 @@ async def test_fire_without_published_version_records_last_error_and_audit(admin
     workflow_id = r.json()["workflow"]["id"]
     trigger_id = await _schedule(admin, workflow_id)
     await _make_due(hub, trigger_id)
-    await _scheduler(hub.db, hub).fire_due()
+    await _scheduler(hub.executions).fire_due()
     await _settled(hub, trigger_id)
 
     assert await _executions(hub, trigger_id) == []
@@ -198,7 +211,7 @@ async def test_fire_without_published_version_records_last_error_and_audit(admin
     # Once published, the next fire succeeds and clears the error.
     assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 200
     await _make_due(hub, trigger_id, ago=timedelta(minutes=5))  # another fire time than the failed one
-    await _scheduler(hub.db, hub).fire_due()
+    await _scheduler(hub.executions).fire_due()
     await _settled(hub, trigger_id)
     assert len(await _executions(hub, trigger_id)) == 1
     assert (await _trigger(hub, trigger_id)).last_error is None
@@ -210,7 +223,7 @@ async def test_schedule_runs_the_published_version_never_the_newer_draft(admin: 
     assert r.json()["version"]["number"] == 2
     trigger_id = await _schedule(admin, workflow_id)
     await _make_due(hub, trigger_id)
-    await _scheduler(hub.db, hub).fire_due()
+    await _scheduler(hub.executions).fire_due()
     await _settled(hub, trigger_id)
     [execution] = await _executions(hub, trigger_id)
     detail = (await admin.get(f"/api/executions/{execution.id}")).json()["execution"]
@@ -226,7 +239,7 @@ async def test_disabled_schedule_never_fires(admin: httpx.AsyncClient, hub: Hub)
             update(Trigger).where(Trigger.id == uuid.UUID(trigger_id)).values(next_fire_at=func.now())
         )
     due = firing.Due(uuid.UUID(trigger_id), (await _trigger(hub, trigger_id)).next_fire_at)  # type: ignore[arg-type]
-    assert await firing.fire_schedule(hub.db, due, keep_fires_days=30) is None
+    assert await firing.fire_schedule(hub.executions, due, keep_fires_days=30) is None
     assert await _executions(hub, trigger_id) == []
 
 
@@ -255,13 +268,13 @@ async def test_a_recorded_fire_time_is_never_handled_again(admin: httpx.AsyncCli
     workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
     trigger_id = await _schedule(admin, workflow_id)
     await _make_due(hub, trigger_id, ago=timedelta(minutes=2))
-    await _scheduler(hub.db, hub).fire_due()
+    await _scheduler(hub.executions).fire_due()
     await _settled(hub, trigger_id)
     fired = (await _trigger(hub, trigger_id)).last_fired_at
     # As if the move to the next fire time had been lost: the same fire time is due again.
     async with hub.db.transaction() as session:
         await session.execute(update(Trigger).where(Trigger.id == uuid.UUID(trigger_id)).values(next_fire_at=fired))
-    await _scheduler(hub.db, hub).fire_due()
+    await _scheduler(hub.executions).fire_due()
     await _settled(hub, trigger_id)
     assert len(await _executions(hub, trigger_id)) == 1
     assert (await _trigger(hub, trigger_id)).last_fired_at == fired

@@ -6,7 +6,7 @@ from exekra.config import Settings
 from exekra.hub import lifecycle
 from exekra.hub.executions.models import TERMINAL_STATUSES
 from exekra.hub.executions.models import ExecutionStatus as S
-from exekra.hub.maintenance import audit_action, stale_schedule
+from exekra.hub.executions.stale import stale_schedule
 from exekra.hub.runners.models import RunnerStatus as R
 
 # SPEC §4's diagram, edge by edge (the request-stop rule marks a RUNNING execution and keeps it RUNNING).
@@ -59,8 +59,14 @@ def test_every_state_is_reachable_from_queued_and_every_live_state_can_end() -> 
 
 
 def test_only_the_requeue_rule_leads_back_to_queued() -> None:
-    back = [rule for rule in lifecycle.EXECUTION_RULES if rule.target == S.QUEUED]
+    back = [rule for rule in lifecycle.EXECUTION_RULES if rule.target == S.QUEUED and rule.sources]
     assert back == [lifecycle.REQUEUE] and lifecycle.REQUEUE.sources == (S.ASSIGNED,)
+
+
+def test_creation_is_the_one_rule_without_a_source_and_it_queues() -> None:
+    created = [rule for rule in lifecycle.EXECUTION_RULES if not rule.sources]
+    assert created == [lifecycle.CREATE] and lifecycle.CREATE.target == S.QUEUED
+    assert lifecycle.CREATE.effects.queued and lifecycle.CREATE.effects.audit == "execution.create"
 
 
 def test_rule_names_are_unique_and_every_rule_is_in_the_table() -> None:
@@ -108,7 +114,23 @@ def test_a_pass_applies_every_stale_rule_once_with_its_setting() -> None:
     }
 
 
-def test_audit_actions_name_the_rule() -> None:
-    assert audit_action(lifecycle.RUNNER_LOST) == "execution.runner_lost"
-    assert audit_action(lifecycle.REQUEUE) == "execution.requeue"
-    assert audit_action(lifecycle.RUNNER_OFFLINE) == "runner.offline"
+def test_every_hub_action_is_audited_under_the_rule_name() -> None:
+    for rule in STALE_RULES:
+        assert rule.effects.audit == "execution." + rule.name.replace("-", "_"), rule.name
+    assert lifecycle.RUNNER_OFFLINE.effects.audit == "runner.offline"
+    assert lifecycle.STOP_NOW.effects.audit == lifecycle.REQUEST_STOP.effects.audit == "execution.stop"
+
+
+def test_effects_follow_from_the_states_a_rule_connects() -> None:
+    """A rule's declared effects agree with its edge in the diagram: no caller has to add one by hand."""
+    for rule in lifecycle.EXECUTION_RULES:
+        effects = rule.effects
+        assert effects.ends == (rule.target in TERMINAL_STATUSES), rule.name
+        assert effects.queued == (rule.target == S.QUEUED), rule.name
+        assert effects.assigned == (rule.target == S.ASSIGNED), rule.name
+        # Leaving QUEUED for anything but an assignment takes the execution out of the queue.
+        leaves_queue = S.QUEUED in rule.sources and rule.target not in (S.QUEUED, S.ASSIGNED)
+        assert effects.unqueued == leaves_queue, rule.name
+        # A runner may hold it in every source but QUEUED; it lets go unless the execution stays with it.
+        holds = bool(set(rule.sources) & {S.ASSIGNED, S.RUNNING})
+        assert effects.frees_runner == (holds and rule.target not in (S.ASSIGNED, S.RUNNING)), rule.name

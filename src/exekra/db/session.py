@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from exekra.config import Settings
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+class CommitHooks(Protocol):
+    """Work a transaction's commit brings with it (the hub's `exekra.hub.effects.EffectApplier`)."""
+
+    async def before_commit(self, session: AsyncSession) -> AfterCommit | None:
+        """Inside the transaction, just before it commits; returns what to do once it has committed."""
+        ...
 
 
 def _json_dumps(value: object) -> str:
@@ -16,9 +27,9 @@ def _json_dumps(value: object) -> str:
 
 
 class Database:
-    """Owns the async engine and hands out sessions (`async with db.session() as s`)."""
+    """Owns the async engine and hands out sessions (`async with db.session() as s`) and transactions."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hooks: CommitHooks) -> None:
         pool = settings.pool_size
         self.engine: AsyncEngine = create_async_engine(
             settings.sqlalchemy_url,
@@ -30,18 +41,26 @@ class Database:
             json_deserializer=orjson.loads,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.hooks = hooks
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session that rolls back on error and is always closed."""
+        """A session for reading, rolled back on error and always closed."""
         async with self.sessions() as session:
             yield session
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction, committed when the block ends without error."""
+        """A session inside one transaction, committed when the block ends without error.
+
+        The commit hooks run just before the commit, and what they return runs after it, once the
+        connection is back in the pool. A block that raises rolls back, and no hook runs.
+        """
         async with self.sessions() as session, session.begin():
             yield session
+            after_commit = await self.hooks.before_commit(session)
+        if after_commit is not None:
+            await after_commit()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -26,7 +26,11 @@ from exekra.hub.context import Hub
 from exekra.hub.dashboard.routes import install_dashboard
 from exekra.hub.deps import HubDep, rate_limit
 from exekra.hub.dispatch.switching import SwitchingDispatcher
+from exekra.hub.effects import EffectApplier
 from exekra.hub.errors import error_response, install_error_handlers
+from exekra.hub.executions.endings import Endings
+from exekra.hub.executions.service import ExecutionService
+from exekra.hub.listener import Listener
 from exekra.hub.maintenance import Maintenance
 from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.responses import ORJSONResponse
@@ -80,15 +84,29 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 def build_hub(settings: Settings) -> Hub:
-    """The hub's shared objects for one process."""
-    db = Database(settings)
+    """The hub's shared objects for one process, each built once: the database and the effect applier its
+    transactions commit through, the `LISTEN` connection, the dispatcher, and the execution service."""
+    effects = EffectApplier()
+    db = Database(settings, effects)
     secret_key = settings.resolve_secret_key()
-    dispatcher = SwitchingDispatcher(db, settings)
+    listener = Listener(settings.sqlalchemy_url.replace("+asyncpg", "", 1))
+    dispatcher = SwitchingDispatcher(db, settings, listener)
+    effects.bind(dispatcher)
+    executions = ExecutionService(
+        db,
+        settings,
+        dispatcher,
+        Endings(listener),
+        secret_key=secret_key,
+        dedup=dispatcher if settings.redis_url else None,
+    )
     return Hub(
         settings=settings,
         db=db,
+        effects=effects,
+        listener=listener,
         dispatcher=dispatcher,
-        dedup=dispatcher if settings.redis_url else None,
+        executions=executions,
         limiter=RateLimiter(settings.redis_url, settings.redis_timeout_seconds),
         runner_tokens=RunnerTokens(secret_key, settings.runner_token_ttl_seconds),
         secret_key=secret_key,
@@ -105,12 +123,10 @@ def create_app(settings: Settings) -> FastAPI:
         hub = build_hub(settings)
         hub.started_at = time.time()
         app.state.hub = hub
+        await hub.listener.start()
         await hub.dispatcher.start()
         scheduler = Scheduler(
-            hub.db,
-            hub.dispatcher,
-            interval=settings.scheduler_interval_seconds,
-            keep_fires_days=settings.retention_days,
+            hub.executions, interval=settings.scheduler_interval_seconds, keep_fires_days=settings.retention_days
         )
         await scheduler.start()
         app.state.maintenance = maintenance = Maintenance(hub)
@@ -118,9 +134,11 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            hub.executions.close()
             await maintenance.stop()
             await scheduler.stop()
             await hub.dispatcher.stop()
+            await hub.listener.stop()
             await hub.db.dispose()
 
     app = FastAPI(

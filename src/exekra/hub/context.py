@@ -1,4 +1,5 @@
-"""The hub's shared objects, built once per process and reached from routes through `get_hub`."""
+"""The hub's shared objects, built once per process (`exekra.hub.app.build_hub`) and reached from routes
+through `get_hub`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from dataclasses import dataclass, field
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub.auth.security import RunnerTokens
-from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
+from exekra.hub.dispatch.dispatcher import Dispatcher
+from exekra.hub.effects import EffectApplier
+from exekra.hub.executions.service import ExecutionService
+from exekra.hub.listener import Listener
 from exekra.hub.ratelimit import RateLimiter
 
 
@@ -15,9 +19,11 @@ from exekra.hub.ratelimit import RateLimiter
 class Hub:
     settings: Settings
     db: Database
+    effects: EffectApplier
+    listener: Listener
     dispatcher: Dispatcher
+    executions: ExecutionService
     limiter: RateLimiter
     runner_tokens: RunnerTokens
     secret_key: bytes
-    dedup: DuplicateMirror | None = None  # the Redis mirror of idempotency keys, when Redis is configured
     started_at: float = field(default=0.0)

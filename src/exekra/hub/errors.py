@@ -6,12 +6,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from exekra.hub.responses import ORJSONResponse
+
+TRANSIENT_ERRORS = (SQLAlchemyError, RedisError, OSError, TimeoutError)
+"""What PostgreSQL or Redis raise when they are down, restarting or slow: background work that meets one
+logs it and tries again later (requests answer 503 for a lost database, see `install_error_handlers`)."""
 
 
 class ExekraError(Exception):

@@ -3,20 +3,27 @@
 Every change is a conditional update in PostgreSQL: the WHERE clause names the states a transition may
 start from (and the attempt and runner for runner calls), so a stale or late call changes nothing and the
 caller learns it from the empty result. Terminal states appear in no rule's sources, so they never change.
+
+Each rule also declares its consequences (`Effects`): what a change records on its transaction is applied
+once, after the commit, by `exekra.hub.effects`, so no caller has to remember to dispatch, audit or wake.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy import Row, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.hub import effects
+from exekra.hub.audit.service import SYSTEM, Actor
+from exekra.hub.effects import NO_EFFECTS, Effects, Transition
+from exekra.hub.executions import endings
+from exekra.hub.executions.models import Execution
 from exekra.hub.executions.models import ExecutionStatus as S
 from exekra.hub.runners.models import RunnerStatus as R
 
@@ -25,32 +32,49 @@ StatusT = TypeVar("StatusT", S, R)
 
 @dataclass(frozen=True)
 class Rule(Generic[StatusT]):
-    """A named transition: the states it may start from and the state it leads to."""
+    """A named transition: the states it may start from, the state it leads to, and its consequences."""
 
     name: str
     sources: tuple[StatusT, ...]
     target: StatusT
+    effects: Effects = field(default=NO_EFFECTS)
 
+
+def _ended(audit: str | None = None) -> Effects:
+    """An execution ended: the runner holding it is freed, and the end is announced."""
+    return Effects(frees_runner=True, ends=True, audit=audit)
+
+
+# Creation: the one rule without a source state (the row is inserted QUEUED).
+CREATE = Rule("create", (), S.QUEUED, Effects(queued=True, audit="execution.create"))
 
 # Runner calls and user actions.
-ASSIGN = Rule("assign", (S.QUEUED,), S.ASSIGNED)
+ASSIGN = Rule("assign", (S.QUEUED,), S.ASSIGNED, Effects(assigned=True))
 START = Rule("start", (S.ASSIGNED,), S.RUNNING)
-COMPLETE = Rule("complete", (S.RUNNING,), S.COMPLETED)
-FAIL = Rule("fail", (S.ASSIGNED, S.RUNNING), S.FAILED)
-RUNNER_STOPPED = Rule("runner-stopped", (S.ASSIGNED, S.RUNNING), S.STOPPED)
-STOP_NOW = Rule("stop-now", (S.QUEUED, S.ASSIGNED), S.STOPPED)
-REQUEST_STOP = Rule("request-stop", (S.RUNNING,), S.RUNNING)
+COMPLETE = Rule("complete", (S.RUNNING,), S.COMPLETED, _ended())
+FAIL = Rule("fail", (S.ASSIGNED, S.RUNNING), S.FAILED, _ended())
+RUNNER_STOPPED = Rule("runner-stopped", (S.ASSIGNED, S.RUNNING), S.STOPPED, _ended())
+STOP_NOW = Rule(
+    "stop-now",
+    (S.QUEUED, S.ASSIGNED),
+    S.STOPPED,
+    Effects(unqueued=True, frees_runner=True, ends=True, audit="execution.stop"),
+)
+REQUEST_STOP = Rule("request-stop", (S.RUNNING,), S.RUNNING, Effects(audit="execution.stop"))
 
-# The hub's stale checks (SPEC §4), run by `exekra.hub.maintenance` on the database clock.
-QUEUE_TIMEOUT = Rule("queue-timeout", (S.QUEUED,), S.FAILED)
-REQUEUE = Rule("requeue", (S.ASSIGNED,), S.QUEUED)
-PICKUP_FAILED = Rule("pickup-failed", (S.ASSIGNED,), S.FAILED)
-RUNNER_LOST = Rule("runner-lost", (S.RUNNING,), S.FAILED)
-STOP_UNCONFIRMED = Rule("stop-unconfirmed", (S.RUNNING,), S.STOPPED)
-HUB_TIMEOUT = Rule("hub-timeout", (S.RUNNING,), S.FAILED)
-RUNNER_OFFLINE = Rule("runner-offline", (R.ONLINE, R.BUSY), R.OFFLINE)
+# The hub's stale checks (SPEC §4), run by the maintenance loop on the database clock.
+QUEUE_TIMEOUT = Rule(
+    "queue-timeout", (S.QUEUED,), S.FAILED, Effects(unqueued=True, ends=True, audit="execution.queue_timeout")
+)
+REQUEUE = Rule("requeue", (S.ASSIGNED,), S.QUEUED, Effects(queued=True, frees_runner=True, audit="execution.requeue"))
+PICKUP_FAILED = Rule("pickup-failed", (S.ASSIGNED,), S.FAILED, _ended("execution.pickup_failed"))
+RUNNER_LOST = Rule("runner-lost", (S.RUNNING,), S.FAILED, _ended("execution.runner_lost"))
+STOP_UNCONFIRMED = Rule("stop-unconfirmed", (S.RUNNING,), S.STOPPED, _ended("execution.stop_unconfirmed"))
+HUB_TIMEOUT = Rule("hub-timeout", (S.RUNNING,), S.FAILED, _ended("execution.hub_timeout"))
+RUNNER_OFFLINE = Rule("runner-offline", (R.ONLINE, R.BUSY), R.OFFLINE, Effects(audit="runner.offline"))
 
 EXECUTION_RULES = (
+    CREATE,
     ASSIGN,
     START,
     COMPLETE,
@@ -70,6 +94,10 @@ LIVE = (S.ASSIGNED, S.RUNNING)
 TERMINAL = (S.COMPLETED, S.FAILED, S.STOPPED)
 
 
+def _transition(rule: Rule[Any], **fields: Any) -> Transition:
+    return Transition(rule.name, rule.effects, **fields)
+
+
 def _sources(rule: Rule[Any]) -> str:
     return "(" + ",".join(f"'{s.value}'" for s in rule.sources) + ")"
 
@@ -80,9 +108,16 @@ def _sources(rule: Rule[Any]) -> str:
 # commit after them (start, complete) makes them durable too. Selected by the statement: no extra round trip.
 _ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
-# Announces an execution's end to clients waiting for it in any hub process (`dispatch.wakeups`); delivered
-# when the ending transaction commits. Every statement that ends an execution selects it.
-_ANNOUNCE_END = "pg_notify('exekra_finished', CAST({} AS text))"
+# The `ends` effect's announcement to clients waiting for an execution to end, in any hub process
+# (`exekra.hub.executions.endings`): selected by the ending statement itself, delivered when its transaction
+# commits and dropped if it rolls back, so it costs no round trip of its own.
+_ANNOUNCE_END = f"pg_notify('{endings.CHANNEL}', CAST({{}} AS text))"
+
+
+def _announce_end(rule: Rule[Any], column: str) -> str:
+    """The select-list item that announces the end of the execution in `column`, for a rule that ends one."""
+    assert rule.effects.ends, rule.name
+    return _ANNOUNCE_END.format(column)
 
 
 def _free_runner(source: str) -> str:
@@ -154,6 +189,10 @@ WITH r AS (
 ){_ASSIGN_TAIL}"""
 )
 
+# The best runner's row is locked without SKIP LOCKED: when a poll's claim holds it (that claim skips this
+# execution, which this statement holds), this waits for it instead of skipping the runner, then re-checks it
+# (busy now: the next runner is taken). Skipping both ways made both claims miss, leaving the execution to the
+# sweeper a second later. No deadlock: a poll's claim waits on nothing but its own runner's row.
 _ASSIGN_TO_BEST_RUNNER = text(
     f"""
 WITH e AS (
@@ -165,25 +204,32 @@ WITH e AS (
      WHERE {_ELIGIBLE_RUNNER}
      ORDER BY rn.last_heartbeat_at DESC NULLS LAST
      LIMIT 1
-       FOR UPDATE OF rn SKIP LOCKED
+       FOR UPDATE OF rn
 ){_ASSIGN_TAIL}"""
 )
 
 
-def _assignment(row: Sequence[Any] | None) -> Assignment | None:
-    return Assignment(execution_id=row[0], runner_id=row[1], attempt=row[2]) if row else None
+def _assigned(session: AsyncSession, row: Row[Any] | None) -> Assignment | None:
+    if row is None:
+        return None
+    assignment = Assignment(execution_id=row.id, runner_id=row.runner_id, attempt=row.attempt)
+    effects.record(
+        session,
+        _transition(ASSIGN, execution_id=row.id, runner_id=row.runner_id, attempt=row.attempt),
+    )
+    return assignment
 
 
 async def claim_for_runner(session: AsyncSession, runner_id: uuid.UUID) -> Assignment | None:
     """Give an idle runner the best queued execution it may run (priority, then age)."""
     result = await session.execute(_CLAIM_FOR_RUNNER, {"runner_id": runner_id})
-    return _assignment(result.first())
+    return _assigned(session, result.first())
 
 
 async def assign_to_best_runner(session: AsyncSession, execution_id: uuid.UUID) -> Assignment | None:
     """Give a queued execution to the eligible idle runner with the most recent heartbeat."""
     result = await session.execute(_ASSIGN_TO_BEST_RUNNER, {"execution_id": execution_id})
-    return _assignment(result.first())
+    return _assigned(session, result.first())
 
 
 # Runner calls are fenced by the attempt and the runner, and by the runner's token epoch: a token issued before
@@ -241,7 +287,7 @@ async def reserve_log_seq(session: AsyncSession, held: Attempt, count: int) -> t
     """Fence a log upload and reserve `count` sequence numbers: returns (last seq, stopRequested)."""
     result = await session.execute(_RESERVE_LOG_SEQ, {**held.params(), "count": count})
     row = result.first()
-    return (int(row[0]), bool(row[1])) if row else None
+    return (int(row.log_seq), bool(row.stop_requested)) if row else None
 
 
 _FINISH = text(
@@ -253,7 +299,8 @@ WITH ue AS (
      WHERE {_HELD_BY} AND status = ANY(:sources)
  RETURNING id, runner_id
 ), {_free_runner("ue")}
-SELECT id, {_ANNOUNCE_END.format("id")} FROM ue"""
+SELECT ue.id, ur.status AS runner_status, {_announce_end(COMPLETE, "ue.id")}
+  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
 
@@ -268,6 +315,7 @@ async def finish(
 ) -> bool:
     """A runner's final report: ends the execution and frees the runner, in one statement."""
     rule = RUNNER_FINISH_RULES[status]
+    assert rule.effects == COMPLETE.effects  # the statement announces the end of each
     result = await session.execute(
         _FINISH,
         {
@@ -282,7 +330,21 @@ async def finish(
             "mem_peak_mb": metrics.get("memPeakMb"),
         },
     )
-    return result.first() is not None
+    row = result.first()
+    if row is None:
+        return False
+    effects.record(
+        session,
+        _transition(
+            rule,
+            execution_id=row.id,
+            runner_id=held.runner_id,
+            runner_idle=row.runner_status == R.ONLINE,
+            attempt=held.attempt,
+            status=rule.target.value,
+        ),
+    )
+    return True
 
 
 _STOP_NOW = text(
@@ -293,7 +355,8 @@ WITH ue AS (
      WHERE id = :execution_id AND status IN {_sources(STOP_NOW)}
  RETURNING id, runner_id
 ), {_free_runner("ue")}
-SELECT ue.id, (SELECT id FROM ur), {_ANNOUNCE_END.format("ue.id")} FROM ue"""
+SELECT ue.id, ur.id AS runner_id, ur.status AS runner_status, {_announce_end(STOP_NOW, "ue.id")}
+  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
 )
 
 _REQUEST_STOP = text(
@@ -306,20 +369,43 @@ RETURNING id"""
 
 @dataclass(frozen=True)
 class StopOutcome:
-    """What a stop request did: stopped at once (freeing `freed_runner_id`), or asked the runner."""
+    """What a stop request did: stopped at once, or asked the runner (neither: nothing to stop)."""
 
     stopped: bool
     requested: bool
-    freed_runner_id: uuid.UUID | None = None
 
 
-async def request_stop(session: AsyncSession, execution_id: uuid.UUID) -> StopOutcome:
+async def request_stop(session: AsyncSession, execution_id: uuid.UUID, actor: Actor) -> StopOutcome:
     """QUEUED/ASSIGNED → STOPPED at once; RUNNING → stopRequested (the runner confirms)."""
     row = (await session.execute(_STOP_NOW, {"execution_id": execution_id})).first()
     if row:
-        return StopOutcome(stopped=True, requested=False, freed_runner_id=row[1])
-    requested = (await session.execute(_REQUEST_STOP, {"execution_id": execution_id})).first()
-    return StopOutcome(stopped=False, requested=requested is not None)
+        transition = _transition(
+            STOP_NOW,
+            execution_id=execution_id,
+            runner_id=row.runner_id,
+            runner_idle=row.runner_status == R.ONLINE,
+            status=STOP_NOW.target.value,
+        )
+        effects.record(session, transition, actor=actor, details={"immediate": True})
+        return StopOutcome(stopped=True, requested=False)
+    if (await session.execute(_REQUEST_STOP, {"execution_id": execution_id})).first() is None:
+        return StopOutcome(stopped=False, requested=False)
+    transition = _transition(REQUEST_STOP, execution_id=execution_id, status=REQUEST_STOP.target.value)
+    effects.record(session, transition, actor=actor, details={"immediate": False})
+    return StopOutcome(stopped=False, requested=True)
+
+
+async def insert_queued(session: AsyncSession, execution: Execution, actor: Actor, details: dict[str, Any]) -> None:
+    """Create an execution: its row is inserted QUEUED (the one state it may start in), and offered."""
+    execution.status = CREATE.target
+    session.add(execution)
+    await session.flush()  # INSERT … RETURNING the server defaults (eager_defaults)
+    effects.record(
+        session,
+        _transition(CREATE, execution_id=execution.id, status=CREATE.target.value),
+        actor=actor,
+        details=details,
+    )
 
 
 _TOUCH_RUNNER = text(
@@ -362,8 +448,10 @@ class RunnerPresence:
     labels: tuple[str, ...]
 
 
-def _presence(row: Sequence[Any] | None) -> RunnerPresence | None:
-    return RunnerPresence(row[0], row[1], row[2], row[3], row[4], tuple(row[5] or ())) if row else None
+def _presence(row: Row[Any] | None) -> RunnerPresence | None:
+    if row is None:
+        return None
+    return RunnerPresence(row.id, row.status, row.enabled, row.current_execution_id, row.type, tuple(row.labels or ()))
 
 
 async def touch_runner(session: AsyncSession, runner_id: uuid.UUID, epoch: int) -> RunnerPresence | None:
@@ -389,7 +477,7 @@ async def stop_requested_ids(session: AsyncSession, runner_id: uuid.UUID) -> lis
         ),
         {"runner_id": runner_id},
     )
-    return [row[0] for row in result]
+    return [row.id for row in result]
 
 
 # --- the hub's stale checks (SPEC §4) ------------------------------------------------------------------
@@ -399,21 +487,6 @@ async def stop_requested_ids(session: AsyncSession, runner_id: uuid.UUID) -> lis
 # processes at once, changes each row once. `:seconds` is the rule's setting; `:not_before` is when this hub
 # started: waits for a runner's sign of life count from then at the earliest, since no runner could reach a
 # hub that was down (NULL: no floor).
-
-
-@dataclass(frozen=True)
-class HubAction:
-    """One execution moved by a stale rule: why, and the runner it freed (with that runner's status now)."""
-
-    execution_id: uuid.UUID
-    runner_id: uuid.UUID | None
-    reason: str
-    runner_status: str | None
-
-    @property
-    def freed_idle_runner(self) -> uuid.UUID | None:
-        """The freed runner if it is alive and idle now, so that it can be offered work."""
-        return self.runner_id if self.runner_status == R.ONLINE else None
 
 
 @dataclass(frozen=True)
@@ -432,7 +505,7 @@ _ENDED = "completed_at = now(), error = c.reason"
 
 def _stale_check(rule: Rule[S], candidates: str, changes: str, reason: str) -> StaleCheck:
     """`candidates` selects (id, runner_id, reason) from `executions x`; they are locked and changed at once."""
-    announce = f", {_ANNOUNCE_END.format('ue.id')}" if rule.target in TERMINAL else ""
+    announce = f", {_announce_end(rule, 'ue.id')}" if rule.effects.ends else ""
     statement = text(
         f"""
 WITH c AS ({candidates}
@@ -442,7 +515,8 @@ WITH c AS ({candidates}
       FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
  RETURNING x.id, c.runner_id, c.reason
 ), {_free_runner("ue")}
-SELECT ue.id, ue.runner_id, ue.reason, ur.status{announce} FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
+SELECT ue.id, ue.runner_id, ue.reason, ur.status AS runner_status{announce}
+  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
     )
     return StaleCheck(rule, statement, reason)
 
@@ -512,13 +586,23 @@ STALE_CHECKS = {
 
 async def apply_stale_rule(
     session: AsyncSession, rule: Rule[S], *, seconds: float, not_before: datetime | None, limit: int
-) -> list[HubAction]:
-    """Apply one stale rule of SPEC §4 to at most `limit` executions; returns what it did."""
+) -> int:
+    """Apply one stale rule of SPEC §4 to at most `limit` executions; returns how many it moved."""
     check = STALE_CHECKS[rule]
     reason = check.reason.format(seconds=seconds)
     params = {"seconds": seconds, "not_before": not_before, "reason": reason, "limit": limit}
-    rows = await session.execute(check.statement, params)
-    return [HubAction(row[0], row[1], row[2], row[3]) for row in rows]
+    rows = (await session.execute(check.statement, params)).all()
+    for row in rows:
+        transition = _transition(
+            rule,
+            execution_id=row.id,
+            runner_id=row.runner_id,
+            runner_idle=row.runner_status == R.ONLINE,
+            status=rule.target.value,
+        )
+        details = {"reason": row.reason, "runnerId": str(row.runner_id) if row.runner_id else None}
+        effects.record(session, transition, actor=SYSTEM, details=details)
+    return len(rows)
 
 
 _MARK_OFFLINE = text(
@@ -536,10 +620,14 @@ RETURNING r.id, r.last_heartbeat_at"""
 
 async def mark_offline_runners(
     session: AsyncSession, *, seconds: float, not_before: datetime | None, limit: int
-) -> list[tuple[uuid.UUID, datetime | None]]:
-    """Runners with neither a heartbeat nor a poll for `seconds` → OFFLINE; returns (id, last sign of life).
+) -> int:
+    """Runners with neither a heartbeat nor a poll for `seconds` → OFFLINE; returns how many.
 
     An OFFLINE runner keeps the execution it holds: the stale rules decide what becomes of it.
     """
-    rows = await session.execute(_MARK_OFFLINE, {"seconds": seconds, "not_before": not_before, "limit": limit})
-    return [(row[0], row[1]) for row in rows]
+    rows = (await session.execute(_MARK_OFFLINE, {"seconds": seconds, "not_before": not_before, "limit": limit})).all()
+    for row in rows:
+        details = {"lastHeartbeatAt": row.last_heartbeat_at.isoformat() if row.last_heartbeat_at else None}
+        transition = _transition(RUNNER_OFFLINE, runner_id=row.id, status=RUNNER_OFFLINE.target.value)
+        effects.record(session, transition, actor=SYSTEM, entity_type="runner", details=details)
+    return len(rows)

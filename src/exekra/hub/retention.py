@@ -27,10 +27,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.config import Settings
+from exekra.db.locks import PURGE_LOCK, advisory_lock
 from exekra.db.migrate import ensure_migrated
 from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import SYSTEM
+from exekra.hub.effects import EffectApplier
 from exekra.hub.executions.models import Execution
 from exekra.hub.executions.schemas import execution_to_api
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
@@ -147,7 +149,7 @@ async def purge(
                 "metricsRetentionDays": metrics_retention_days,
                 "archive": str(report.archive) if report.archive else None,
             }
-            await audit.record(session, SYSTEM, "retention.purge", None, None, details)
+            audit.record(session, SYSTEM, "retention.purge", None, None, details)
     return report
 
 
@@ -232,11 +234,9 @@ class _Archive:
 
 async def purge_once(settings: Settings, *, archive_dir: Path | None, retention_days: int) -> PurgeReport | None:
     """`exekra purge`: one purge under the lock the hubs' daily purge uses; None if a purge is already running."""
-    from exekra.hub.maintenance import PURGE_LOCK, advisory_lock
-
     assert settings.database_url
     await ensure_migrated(settings.database_url)
-    db = Database(settings)
+    db = Database(settings, EffectApplier())
     try:
         async with advisory_lock(db, PURGE_LOCK) as held:
             if not held:

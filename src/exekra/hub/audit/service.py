@@ -24,10 +24,11 @@ class Actor:
 SYSTEM = Actor("SYSTEM")
 
 
-_INSERT = insert(AuditEntry)  # built once: most writes record one
+_INSERT = insert(AuditEntry)  # built once
+_RECORDED = "exekra.audit"
 
 
-async def record(
+def record(
     session: AsyncSession,
     actor: Actor,
     action: str,
@@ -35,19 +36,25 @@ async def record(
     entity_id: object = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit row inside the caller's transaction (so it commits with the change it records)."""
-    await session.execute(
-        _INSERT,
-        {
-            "actor_type": actor.type,
-            "actor_id": actor.id,
-            "ip": actor.ip,
-            "action": action,
-            "entity_type": entity_type,
-            "entity_id": None if entity_id is None else str(entity_id),
-            "details": details,
-        },
-    )
+    """Record one audit entry on the caller's transaction: it is written just before that transaction
+    commits (`exekra.hub.effects`), so it commits with the change it records, and never without it."""
+    entry = {
+        "actor_type": actor.type,
+        "actor_id": actor.id,
+        "ip": actor.ip,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": None if entity_id is None else str(entity_id),
+        "details": details,
+    }
+    session.info.setdefault(_RECORDED, []).append(entry)
+
+
+async def write_recorded(session: AsyncSession) -> None:
+    """Write the entries recorded on this transaction, in one statement (the commit hook calls it)."""
+    entries = session.info.pop(_RECORDED, None)
+    if entries:
+        await session.execute(_INSERT, entries)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ async def create_user(db: Database, data: NewUser, actor: Actor, *, only_if_none
             await session.flush()
         except IntegrityError:
             raise Conflict(f"A user with email {data.email} already exists") from None
-        await audit.record(
+        audit.record(
             session,
             actor if not only_if_none else Actor("USER", str(user.id), actor.ip),
             "user.bootstrap" if only_if_none else "user.create",
@@ -80,7 +80,7 @@ async def issue_token(
         session.add(row)
         await session.flush()
         action = "auth.login" if kind == TokenKind.SESSION else "token.create"
-        await audit.record(
+        audit.record(
             session,
             actor,
             action,
@@ -112,7 +112,7 @@ async def revoke_token(db: Database, token_id: uuid.UUID, user_id: uuid.UUID, ac
         )
         if result.first() is None:
             raise NotFound(f"token {token_id} not found")
-        await audit.record(session, actor, action, "token", token_id)
+        audit.record(session, actor, action, "token", token_id)
 
 
 async def list_api_tokens(db: Database, user_id: uuid.UUID) -> list[AuthToken]:

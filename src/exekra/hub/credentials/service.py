@@ -51,7 +51,7 @@ async def create_credential(db: Database, secret_key: bytes, data: NewCredential
         session.add(credential)
         await _flush_named(session, data.name)
         details = {"name": credential.name, "type": credential.type, "fieldNames": sorted(data.fields)}
-        await audit.record(session, actor, "credential.create", "credential", credential.id, details)
+        audit.record(session, actor, "credential.create", "credential", credential.id, details)
     return credential, sorted(data.fields)
 
 
@@ -90,7 +90,7 @@ async def update_credential(
         await _flush_named(session, credential.name)
         await session.refresh(credential, ["updated_at"])
         details["name"] = credential.name
-        await audit.record(session, actor, "credential.update", "credential", credential.id, details)
+        audit.record(session, actor, "credential.update", "credential", credential.id, details)
     return _view(secret_key, credential)
 
 
@@ -98,7 +98,7 @@ async def delete_credential(db: Database, credential_id: str, actor: Actor) -> N
     async with db.transaction() as session:
         credential = await get_or_404(session, Credential, credential_id, "credential", for_update=True)
         await session.delete(credential)
-        await audit.record(session, actor, "credential.delete", "credential", credential.id, {"name": credential.name})
+        audit.record(session, actor, "credential.delete", "credential", credential.id, {"name": credential.name})
 
 
 async def credential_for_runner(session: AsyncSession, secret_key: bytes, name: str) -> dict[str, Any]:

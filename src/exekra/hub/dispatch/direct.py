@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+from exekra.hub.dispatch.dispatcher import ModeDispatcher
 from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.dispatch.sweeper import Sweeper
-from exekra.hub.dispatch.wakeups import LongPolls
 from exekra.hub.lifecycle import Assignment
 
 
-class DirectDispatcher(LongPolls):
+class DirectDispatcher(ModeDispatcher):
     """Claims executions for runners in PostgreSQL.
 
     Claims skip locked rows, so an execution created while its only candidate runner's row is briefly
@@ -20,10 +20,8 @@ class DirectDispatcher(LongPolls):
 
     mode = "direct"
 
-    def __init__(self, matcher: Matcher, *, sweep_interval: float = 1.0, sweep_batch: int = 200) -> None:
-        self.matcher = matcher
-        self.wakeups = matcher.wakeups
-        self.sweep_batch = sweep_batch
+    def __init__(self, matcher: Matcher, *, sweep_interval: float = 1.0) -> None:
+        super().__init__(matcher)
         self.active = True  # False while the Redis queue is the active mode: the sweeper then rests
         self.sweeper = Sweeper("exekra-direct-sweeper", self._sweep, sweep_interval)
 
@@ -38,18 +36,8 @@ class DirectDispatcher(LongPolls):
         if await self.matcher.for_execution(execution_id) is None:
             self.sweeper.poke()
 
-    async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
-        return None  # PostgreSQL is the queue: nothing else holds the execution
-
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         return await self.matcher.for_runner(runner_id)
-
-    async def dispatch_pending(self) -> int:
-        assigned = 0
-        for runner_id in await self.matcher.idle_runners(self.sweep_batch):
-            if await self.runner_idle(runner_id) is not None:
-                assigned += 1
-        return assigned
 
     async def _sweep(self) -> bool:
         if not self.active:

@@ -1,4 +1,4 @@
-"""The dispatcher interface: what the API and maintenance ask of whichever queue is active."""
+"""The dispatcher interface: what the execution service and the effect applier ask of the active queue."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import asyncio
 import uuid
 from typing import Protocol
 
-from exekra.hub.dispatch.matcher import RunnerProfile
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.lifecycle import Assignment
 
 
 class Dispatcher(Protocol):
-    """Matches queued executions with idle runners (SPEC §5, §6).
+    """Matches queued executions with idle runners (SPEC §5, §6), and wakes the runners' long polls.
 
     Every method is safe to call at any time and from many tasks: the claim itself is a conditional
     update in PostgreSQL, so a duplicate or late event can never assign twice.
@@ -27,29 +29,51 @@ class Dispatcher(Protocol):
         """A new (or re-queued) execution: try to hand it to an idle runner at once."""
 
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
-        """An execution left QUEUED without being assigned (stopped): forget it (best effort, never raises)."""
+        """An execution left QUEUED without being assigned (stopped, timed out): forget it (best effort)."""
+
+    async def publish_assignment(self, session: AsyncSession, runner_id: uuid.UUID) -> None:
+        """Inside the claim's transaction: announce the assignment to the other hub processes."""
+
+    async def execution_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
+        """After the claim's commit: wake the runner's poll in this process; the queue records the job."""
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         """A runner is idle (it polled or finished): give it the best queued execution it may run.
         `profile`: its type and labels when the caller has just read them (a poll), saving a look-up."""
 
     async def dispatch_pending(self) -> int:
-        """Safety net: match queued executions with idle runners; returns how many were assigned."""
+        """Safety net: offer every idle runner work; returns how many were assigned."""
 
-    async def wait_for_work(self, runner_id: uuid.UUID, event: asyncio.Event, seconds: float) -> None:
-        """Wait until `event` (from `register_waiter`) fires or `seconds` pass."""
-
-    def register_waiter(self, runner_id: uuid.UUID) -> asyncio.Event: ...
+    def register_waiter(self, runner_id: uuid.UUID) -> asyncio.Event:
+        """Register a long poll before the runner shows up as idle, so no assignment to it is missed."""
 
     def unregister_waiter(self, runner_id: uuid.UUID, event: asyncio.Event) -> None: ...
 
-    def register_end_waiter(self, execution_id: uuid.UUID) -> asyncio.Event:
-        """An event set when the execution ends (in any hub process); register before reading its state."""
+    async def wait_for_work(self, event: asyncio.Event, seconds: float) -> bool:
+        """Wait until `event` (from `register_waiter`) fires or `seconds` pass; returns whether it fired."""
 
-    def unregister_end_waiter(self, execution_id: uuid.UUID, event: asyncio.Event) -> None: ...
+    def wake_waiters(self) -> None:
+        """Wake every long poll of this process (each looks again): at shutdown."""
 
-    async def wait_for_end(self, execution_id: uuid.UUID, event: asyncio.Event, seconds: float) -> bool:
-        """Wait until `event` (from `register_end_waiter`) fires or `seconds` pass; returns whether it fired."""
+
+class ModeDispatcher:
+    """What both queue modes share: matching through the `Matcher`, and the safety-net pass."""
+
+    sweep_batch = 200
+
+    def __init__(self, matcher: Matcher) -> None:
+        self.matcher = matcher
+
+    async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
+        raise NotImplementedError
+
+    async def dispatch_pending(self) -> int:
+        """Offer each idle runner (most recent heartbeat first, at most `sweep_batch`) the work it may run."""
+        assigned = 0
+        for runner_id in await self.matcher.idle_runners(self.sweep_batch):
+            if await self.runner_idle(runner_id) is not None:
+                assigned += 1
+        return assigned
 
 
 class DuplicateMirror(Protocol):

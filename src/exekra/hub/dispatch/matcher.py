@@ -1,5 +1,5 @@
-"""What both queue modes ask of PostgreSQL: the claims (through `lifecycle`), announced to waiting polls,
-and the few reads dispatch needs."""
+"""What both queue modes ask of PostgreSQL: the claims (through `lifecycle`, whose effects wake the runner
+after the commit), and the few reads dispatch needs."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, text
 
 from exekra.db.session import Database
 from exekra.hub import lifecycle
-from exekra.hub.dispatch.wakeups import Wakeups
 from exekra.hub.lifecycle import Assignment
 
 
@@ -53,44 +51,32 @@ _IDLE_RUNNERS = text(
 _RUNNER_PROFILE = text("SELECT id, type, labels FROM runners WHERE id = :id")
 
 
-def _queued(row: Sequence[Any]) -> QueuedExecution:
-    return QueuedExecution(row[0], row[1], row[2], row[3], row[4], tuple(row[5] or ()))
+def _queued(row: Row[Any]) -> QueuedExecution:
+    return QueuedExecution(
+        row.id, row.priority, row.queued_at, row.pinned_runner_id, row.runner_type, tuple(row.required_labels or ())
+    )
 
 
 class Matcher:
-    """Claims in PostgreSQL (the only way work is assigned) and wakes the runner's long poll."""
+    """Claims in PostgreSQL (the only way work is assigned), each in a transaction of its own."""
 
-    def __init__(self, db: Database, wakeups: Wakeups) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.wakeups = wakeups
 
     async def for_runner(self, runner_id: uuid.UUID) -> Assignment | None:
         """Give an idle runner the best queued execution it may run (priority, then age)."""
         async with self.db.transaction() as session:
-            assignment = await lifecycle.claim_for_runner(session, runner_id)
-            await self._publish(session, assignment)
-        return self._notify(assignment)
+            return await lifecycle.claim_for_runner(session, runner_id)
 
     async def for_execution(self, execution_id: uuid.UUID) -> Assignment | None:
         """Give a queued execution to the eligible idle runner with the most recent heartbeat."""
         async with self.db.transaction() as session:
-            assignment = await lifecycle.assign_to_best_runner(session, execution_id)
-            await self._publish(session, assignment)
-        return self._notify(assignment)
-
-    async def _publish(self, session: AsyncSession, assignment: Assignment | None) -> None:
-        if assignment is not None:
-            await self.wakeups.publish(session, assignment.runner_id)
-
-    def _notify(self, assignment: Assignment | None) -> Assignment | None:
-        if assignment is not None:
-            self.wakeups.notify(assignment.runner_id)
-        return assignment
+            return await lifecycle.assign_to_best_runner(session, execution_id)
 
     async def idle_runners(self, limit: int) -> list[uuid.UUID]:
         """Idle eligible-for-work runners, most recent heartbeat first."""
         async with self.db.session() as session:
-            return [row[0] for row in await session.execute(_IDLE_RUNNERS, {"limit": limit})]
+            return [row.id for row in await session.execute(_IDLE_RUNNERS, {"limit": limit})]
 
     async def any_queued(self) -> bool:
         async with self.db.session() as session:
@@ -107,7 +93,7 @@ class Matcher:
         if not ids:
             return set()
         async with self.db.session() as session:
-            return {row[0] for row in await session.execute(_STILL_QUEUED, {"ids": list(ids)})}
+            return {row.id for row in await session.execute(_STILL_QUEUED, {"ids": list(ids)})}
 
     async def all_queued(self, batch: int) -> AsyncGenerator[list[QueuedExecution], None]:
         """Every QUEUED execution in dispatch order, `batch` at a time, in one streamed read."""
@@ -119,4 +105,4 @@ class Matcher:
     async def runner_profile(self, runner_id: uuid.UUID) -> RunnerProfile | None:
         async with self.db.session() as session:
             row = (await session.execute(_RUNNER_PROFILE, {"id": runner_id})).first()
-        return RunnerProfile(row[0], row[1], tuple(row[2] or ())) if row else None
+        return RunnerProfile(row.id, row.type, tuple(row.labels or ())) if row else None

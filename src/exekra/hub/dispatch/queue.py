@@ -137,7 +137,7 @@ class RedisQueue:
 
     async def _disconnect(self, *, in_use: bool) -> None:
         # After an outage every pooled connection is dead; without this each would fail once, later.
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(RedisError, OSError):
             await self.redis.connection_pool.disconnect(inuse_connections=in_use)
 
     async def reset(self) -> None:
@@ -202,8 +202,9 @@ class RedisQueue:
         args = [self.queue_key(""), str(execution_id), sig, seq, outcome, runner, _now_ms(), self.keep_completed]
         return keys, args
 
-    async def complete(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
-        """The execution was assigned: its job leaves the queue for the completed history."""
+    async def mark_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
+        """The execution was assigned: its job leaves the queue for the completed history (recorded there even
+        when the execution never waited in Redis: a runner claimed it straight away)."""
         keys, args = self._finish_args(execution_id, "assigned", "", "", runner_id)
         async with self._guard():
             await self._finish(keys, args)
@@ -214,7 +215,7 @@ class RedisQueue:
         async with self._guard():
             return bool(await self._finish(keys, args))
 
-    async def remove(self, execution_id: uuid.UUID, status: str) -> bool:
+    async def withdraw(self, execution_id: uuid.UUID, status: str) -> bool:
         """Take a waiting id out of the queue because its execution left QUEUED (stopped, timed out); a no-op
         when it is not waiting. Saves the next idle runner from finding it stale."""
         async with self._guard():
@@ -231,7 +232,7 @@ class RedisQueue:
                 await self._finish(keys, args, client=pipe)
             return sum(int(done) for done in await pipe.execute())
 
-    async def fail(self, execution_id: uuid.UUID, error: str, attempts: int) -> None:
+    async def record_failure(self, execution_id: uuid.UUID, error: str, attempts: int) -> None:
         """A dispatch job gave up after `attempts` tries; the execution stays queued."""
         keys = [self.job_key(execution_id), self.failed_key]
         async with self._guard():

@@ -4,7 +4,8 @@ A new (or re-queued) execution goes to one of `concurrency` dispatch workers, wh
 and tries to hand it to an idle eligible runner at once. An idle runner peeks the best execution across
 the signatures it satisfies and, only when there is one, claims in PostgreSQL. The claim is always the
 conditional transition in `lifecycle`, so an id that Redis hands out twice, or a stale one, is never
-assigned twice: it is dropped from Redis instead.
+assigned twice: it is dropped from Redis instead. An assignment's job leaves the queue through the claim's
+effects (`SwitchingDispatcher.execution_assigned`), whoever made it.
 """
 
 from __future__ import annotations
@@ -18,18 +19,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from exekra.hub.dispatch.dispatcher import ModeDispatcher
 from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
-from exekra.hub.dispatch.sweeper import Sweeper, cancel_tasks
-from exekra.hub.dispatch.wakeups import LongPolls
+from exekra.hub.dispatch.sweeper import Sweeper
+from exekra.hub.dispatch.wakeups import Wakeups
+from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.lifecycle import Assignment
-from exekra.hub.tasks import spawn
+from exekra.hub.tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (SQLAlchemyError, OSError, TimeoutError)
 RETRY_BASE_SECONDS = 0.1
 RETRY_CAP_SECONDS = 5.0
 PROFILE_TTL_SECONDS = 5.0
@@ -50,7 +50,7 @@ class Reconciled:
     dropped: int
 
 
-class RedisDispatcher(LongPolls):
+class RedisDispatcher(ModeDispatcher):
     """The Redis queue's dispatcher. Methods raise `QueueUnavailable` when Redis fails; work that fails
     in a background worker is handed to `fallback` (direct assignment) instead."""
 
@@ -60,22 +60,21 @@ class RedisDispatcher(LongPolls):
         self,
         queue: RedisQueue,
         matcher: Matcher,
+        wakeups: Wakeups,
         *,
         fallback: Callable[[uuid.UUID], Awaitable[None]],
         concurrency: int,
         attempts: int,
         reconcile_interval: float,
         sweep_interval: float = 1.0,
-        sweep_batch: int = 200,
     ) -> None:
+        super().__init__(matcher)
         self.queue = queue
-        self.matcher = matcher
-        self.wakeups = matcher.wakeups
+        self.wakeups = wakeups
         self.fallback = fallback
         self.concurrency = concurrency
         self.attempts = attempts
         self.reconcile_interval = reconcile_interval
-        self.sweep_batch = sweep_batch
         self.active = False  # set by the switching dispatcher while Redis is the active mode
         self.sweeper = Sweeper("exekra-redis-sweeper", self._sweep, sweep_interval)
         self._inbox: asyncio.Queue[uuid.UUID] = asyncio.Queue()
@@ -107,15 +106,14 @@ class RedisDispatcher(LongPolls):
                 await self.dispatch_job(execution_id)
             except QueueUnavailable:
                 await self._fall_back(execution_id)  # Redis went away: the switch to direct has happened
-            except Exception:
-                log.exception("dispatch of %s failed; handing it to direct assignment", execution_id)
-                await self._fall_back(execution_id)
 
     async def _fall_back(self, execution_id: uuid.UUID) -> None:
         try:
             await self.fallback(execution_id)
-        except Exception:
-            log.exception("direct assignment of %s failed; the sweeper retries it", execution_id)
+        except TRANSIENT_ERRORS as exc:
+            log.warning(
+                "direct assignment of %s failed (%s: %s); the sweeper retries it", execution_id, type(exc).__name__, exc
+            )
 
     async def dispatch_job(self, execution_id: uuid.UUID) -> Assignment | None:
         """Enqueue an execution and try to assign it at once; transient database failures are retried
@@ -133,7 +131,6 @@ class RedisDispatcher(LongPolls):
                     # goes through Redis at all (three round trips fewer on the pick-up's critical path).
                     assignment = await self.matcher.for_execution(execution_id)
                     if assignment is not None:
-                        spawn(self.queue.complete(execution_id, assignment.runner_id))  # the job history
                         return assignment
                 if not enqueued:
                     queued = await self.matcher.queued_execution(execution_id)
@@ -142,23 +139,21 @@ class RedisDispatcher(LongPolls):
                     await self.queue.enqueue(queued)
                     enqueued = True
                 assignment = await self.matcher.for_execution(execution_id)
-            except TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 if attempt == self.attempts:
                     log.warning("dispatch of %s failed %d times: %s", execution_id, attempt, exc)
-                    await self.queue.fail(execution_id, f"{type(exc).__name__}: {exc}", attempt)
+                    await self.queue.record_failure(execution_id, f"{type(exc).__name__}: {exc}", attempt)
                     return None
                 await asyncio.sleep(backoff(attempt))
                 continue
             if assignment is None:
                 self.sweeper.poke()  # no idle eligible runner, or its row was locked for a moment
-            else:
-                await self.queue.complete(execution_id, assignment.runner_id)
             return assignment
         return None
 
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         """Raises `QueueUnavailable` when Redis fails (the reconciliation drops the id later)."""
-        await self.queue.remove(execution_id, status)
+        await self.queue.withdraw(execution_id, status)
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         if profile is None:
@@ -173,7 +168,6 @@ class RedisDispatcher(LongPolls):
                 return None  # nothing this runner may take: no database round trip at all
             assignment = await self.matcher.for_runner(runner_id)
             if assignment is not None:
-                await self.queue.complete(assignment.execution_id, runner_id)
                 return assignment
             if await self.matcher.still_queued([head.execution_id]):
                 # The runner is not idle after all, or a concurrent claim holds the head's row: that claim
@@ -200,21 +194,13 @@ class RedisDispatcher(LongPolls):
             self._profiles.clear()
         self._profiles[runner_id] = (time.monotonic(), profile)
 
-    async def dispatch_pending(self) -> int:
-        assigned = 0
-        for runner_id in await self.matcher.idle_runners(self.sweep_batch):
-            if await self.runner_idle(runner_id) is not None:
-                assigned += 1
-        return assigned
-
     async def _sweep(self) -> bool:
         if not self.active:
             return False
         try:
             return await self.dispatch_pending() > 0
-        except Exception as exc:  # QueueUnavailable: direct mode has taken over
-            log.debug("redis sweep stopped: %s", exc)
-            return False
+        except QueueUnavailable:
+            return False  # direct mode has taken over, and sweeps
 
     async def reconcile(self) -> Reconciled:
         """Make the Redis queue hold exactly the QUEUED executions of PostgreSQL: enqueue the missing ones
@@ -244,5 +230,7 @@ class RedisDispatcher(LongPolls):
                 if result.enqueued or result.dropped:
                     log.info("queue reconciled: %d enqueued, %d dropped", result.enqueued, result.dropped)
                     self.sweeper.poke()
-            except Exception as exc:  # QueueUnavailable included: the switch has happened
-                log.warning("queue reconciliation failed: %s", exc)
+            except QueueUnavailable:
+                pass  # the switch to direct mode has happened; its recovery reconciles
+            except TRANSIENT_ERRORS as exc:
+                log.warning("queue reconciliation failed (%s: %s); retrying later", type(exc).__name__, exc)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable
+
+from exekra.hub.errors import TRANSIENT_ERRORS
+from exekra.hub.tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +42,12 @@ class Sweeper:
             self._pending.clear()
             try:
                 again = await self.sweep()
-            except Exception:
+            except TRANSIENT_ERRORS as exc:
+                log.warning("%s: %s: %s; retrying", self.name, type(exc).__name__, exc)
+                again = True
+            except Exception:  # a bug must not end the safety net: it is logged in full, and retried
                 log.exception("%s failed; retrying", self.name)
                 again = True
             if again:
                 self._pending.set()
             await asyncio.sleep(self.interval)
-
-
-async def cancel_tasks(tasks: Iterable[asyncio.Task[Any]], within: float = 5.0) -> None:
-    """Cancel background tasks and wait for them to end, for at most `within` seconds.
-
-    Cancels again until they end: a cancellation that lands while the Redis client reconnects can be
-    swallowed by it (Python 3.11 timeouts), and the task would otherwise simply go on.
-    """
-    running = {task for task in tasks if not task.done()}
-    deadline = time.monotonic() + within
-    while running and time.monotonic() < deadline:
-        for task in running:
-            task.cancel()
-        _, running = await asyncio.wait(running, timeout=0.1)
-    for task in running:
-        log.warning("%s did not stop within %.0f s", task.get_name(), within)

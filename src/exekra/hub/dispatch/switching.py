@@ -14,15 +14,20 @@ import contextlib
 import logging
 import uuid
 
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub.dispatch.direct import DirectDispatcher
 from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 from exekra.hub.dispatch.redis_dispatcher import RedisDispatcher
-from exekra.hub.dispatch.sweeper import cancel_tasks
-from exekra.hub.dispatch.wakeups import LongPolls, WakeupListener, Wakeups
+from exekra.hub.dispatch.wakeups import Wakeups
+from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.lifecycle import Assignment
+from exekra.hub.listener import Listener
+from exekra.hub.tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +38,17 @@ REDIS = "redis"
 DIRECT = "direct"
 
 
-class SwitchingDispatcher(LongPolls):
+class SwitchingDispatcher:
     """Implements `Dispatcher` (and the duplicate-detection mirror) over whichever mode is active.
 
     `mode` is "redis" or "direct" (shown by GET /api/health); `mode_changes` counts switches.
     Without `REDIS_URL` the mode is always "direct".
     """
 
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.wakeups = Wakeups()
-        self.finished = Wakeups()
-        matcher = Matcher(db, self.wakeups)
+    def __init__(self, db: Database, settings: Settings, listener: Listener) -> None:
+        self.wakeups = Wakeups(listener)
+        matcher = Matcher(db)
         self.direct = DirectDispatcher(matcher)
-        self.listener = WakeupListener(settings.sqlalchemy_url.replace("+asyncpg", "", 1), self.wakeups, self.finished)
         self.queue: RedisQueue | None = None
         self.redis: RedisDispatcher | None = None
         if settings.redis_url:
@@ -59,6 +62,7 @@ class SwitchingDispatcher(LongPolls):
             self.redis = RedisDispatcher(
                 self.queue,
                 matcher,
+                self.wakeups,
                 fallback=self.direct.execution_queued,
                 concurrency=settings.queue_concurrency,
                 attempts=settings.queue_attempts,
@@ -70,13 +74,14 @@ class SwitchingDispatcher(LongPolls):
         self._prober: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.listener.start()
         await self.direct.start()
         if self.redis is None:
             return
         await self.redis.start()
-        with contextlib.suppress(Exception):  # a hub with a healthy Redis starts in Redis mode
+        try:  # a hub with a healthy Redis starts in Redis mode
             await asyncio.wait_for(self._recover(), STARTUP_RECOVERY_SECONDS)
+        except (QueueUnavailable, *TRANSIENT_ERRORS) as exc:
+            log.warning("starting in direct mode: %s: %s", type(exc).__name__, exc)
         self._prober = asyncio.create_task(self._probe_forever(), name="exekra-redis-probe")
 
     async def stop(self) -> None:
@@ -85,9 +90,8 @@ class SwitchingDispatcher(LongPolls):
         if self.redis is not None:
             await self.redis.stop()
         await self.direct.stop()
-        await self.listener.stop()
         if self.queue is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
                 await asyncio.wait_for(self.queue.close(), 2)
 
     def _redis(self) -> RedisDispatcher | None:
@@ -106,6 +110,15 @@ class SwitchingDispatcher(LongPolls):
             with contextlib.suppress(QueueUnavailable):
                 await redis.execution_unqueued(execution_id, status)
 
+    async def publish_assignment(self, session: AsyncSession, runner_id: uuid.UUID) -> None:
+        await self.wakeups.publish(session, runner_id)
+
+    async def execution_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
+        self.wakeups.notify(runner_id)  # first: the runner's answer never waits on Redis
+        if self._redis() is not None and self.queue is not None:
+            with contextlib.suppress(QueueUnavailable):
+                await self.queue.mark_assigned(execution_id, runner_id)
+
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         redis = self._redis()
         if redis is not None:
@@ -119,6 +132,18 @@ class SwitchingDispatcher(LongPolls):
             with contextlib.suppress(QueueUnavailable):
                 return await redis.dispatch_pending()
         return await self.direct.dispatch_pending()
+
+    def register_waiter(self, runner_id: uuid.UUID) -> asyncio.Event:
+        return self.wakeups.register(runner_id)
+
+    def unregister_waiter(self, runner_id: uuid.UUID, event: asyncio.Event) -> None:
+        self.wakeups.unregister(runner_id, event)
+
+    async def wait_for_work(self, event: asyncio.Event, seconds: float) -> bool:
+        return await self.wakeups.wait(event, seconds)
+
+    def wake_waiters(self) -> None:
+        self.wakeups.notify_all()
 
     async def find_duplicate(self, workflow_id: uuid.UUID, key: str) -> uuid.UUID | None:
         """The execution the Redis mirror holds for an idempotency key, if Redis is up and has it."""
@@ -183,6 +208,6 @@ class SwitchingDispatcher(LongPolls):
                 await self._probe()
             except QueueUnavailable:
                 pass  # already in direct mode, or just switched to it
-            except Exception as exc:  # PostgreSQL trouble while reconciling: try again a little later
+            except TRANSIENT_ERRORS as exc:  # PostgreSQL trouble while reconciling: try again a little later
                 log.warning("queue recovery failed (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(RECOVERY_RETRY_SECONDS)

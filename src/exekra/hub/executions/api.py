@@ -12,22 +12,25 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from exekra.hub.context import Hub
 from exekra.hub.deps import CurrentUser, HubDep, Paging
 from exekra.hub.errors import ValidationFailed
-from exekra.hub.executions import service
+from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus, TriggerType
+from exekra.hub.executions.queries import ExecutionFilter, ExecutionView
 from exekra.hub.executions.schemas import NewExecution, execution_to_api
-from exekra.hub.executions.submit import submit_execution
-from exekra.hub.lookup import parse_id
-from exekra.hub.tasks import spawn
+from exekra.hub.responses import ORJSONResponse
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
 
-async def _create(hub: Hub, request: service.ExecutionRequest, user: CurrentUser) -> dict[str, Any]:
-    created = await submit_execution(hub, request, user.actor)
-    return {"execution": execution_to_api(created.execution), "duplicate": created.duplicate}
+def _created(created: Created) -> Any:
+    """201 with the new execution; 200 with the first one for a repeated idempotency key."""
+    body = {"execution": execution_to_api(created.execution), "duplicate": created.duplicate}
+    return ORJSONResponse(body, status_code=200 if created.duplicate else 201)
+
+
+def _one(view: ExecutionView) -> dict[str, Any]:
+    return {"execution": execution_to_api(view.execution, view.workflow_name, view.version_number)}
 
 
 @router.post("", status_code=201)
@@ -42,7 +45,7 @@ async def create_execution(
     A repeated `idempotencyKey` (or `Idempotency-Key` header) within the dedup window answers 200 with the
     first execution and `"duplicate": true`.
     """
-    request = service.ExecutionRequest(
+    request = ExecutionRequest(
         workflow_id=body.workflow_id,
         inputs=body.inputs,
         trigger_type=TriggerType.API,
@@ -51,12 +54,7 @@ async def create_execution(
         runner_id=body.runner_id,
         idempotency_key=body.idempotency_key or idempotency_key,
     )
-    result = await _create(hub, request, user)
-    if result["duplicate"]:
-        from exekra.hub.responses import ORJSONResponse
-
-        return ORJSONResponse(result, status_code=200)
-    return result
+    return _created(await hub.executions.create(request, user.actor))
 
 
 @router.get("")
@@ -79,19 +77,18 @@ async def list_executions(
     unknown = [s for s in statuses if s not in ExecutionStatus.__members__]
     if unknown:
         raise ValidationFailed(f"status: unknown status {unknown[0]}")
-    f = service.ExecutionFilter(
+    f = ExecutionFilter(
         workflow_id=_filter_id(workflow_id, "workflowId"),
         runner_id=_filter_id(runner_id, "runnerId"),
         statuses=statuses,
         since=since,
         until=until,
     )
-    total_cap = None if exact_total else hub.settings.executions_total_cap
-    page = await service.list_executions(
-        hub.db, f, offset=paging.offset, limit=paging.limit, cursor=cursor, total_cap=total_cap
+    page = await hub.executions.history(
+        f, offset=paging.offset, limit=paging.limit, cursor=cursor, exact_total=exact_total
     )
     return {
-        "executions": [execution_to_api(e, name, number) for e, name, number in page.rows],
+        "executions": [execution_to_api(v.execution, v.workflow_name, v.version_number) for v in page.rows],
         "total": page.total.value if page.total else None,
         "totalCapped": page.total.capped if page.total else False,
         "page": paging.page,
@@ -121,18 +118,8 @@ async def get_execution(
     it ends (COMPLETED, FAILED or STOPPED) or when `wait` passes, whichever comes first: the way to wait for
     a result without polling."""
     if wait <= 0:
-        execution, name, number = await service.get_execution(hub.db, execution_id)
-        return {"execution": execution_to_api(execution, name, number)}
-    ident = parse_id(execution_id, "execution")
-    # Registered before the first read, so an end committed from then on, in any hub process, wakes us.
-    ended = hub.dispatcher.register_end_waiter(ident)
-    try:
-        execution, name, number = await service.get_execution(hub.db, execution_id)
-        if execution.status not in TERMINAL_STATUSES and await hub.dispatcher.wait_for_end(ident, ended, wait):
-            execution, name, number = await service.get_execution(hub.db, execution_id)
-    finally:
-        hub.dispatcher.unregister_end_waiter(ident, ended)
-    return {"execution": execution_to_api(execution, name, number)}
+        return _one(await hub.executions.get(execution_id))
+    return _one(await hub.executions.wait_for_end(execution_id, wait))
 
 
 @router.get("/{execution_id}/logs")
@@ -143,7 +130,7 @@ async def get_logs(
     after_seq: Annotated[int, Query(alias="afterSeq", ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
-    lines, next_seq = await service.read_logs(hub.db, execution_id, after_seq, limit)
+    lines, next_seq = await hub.executions.logs(execution_id, after_seq, limit)
     return {"lines": [_line(x) for x in lines], "nextSeq": next_seq}
 
 
@@ -160,16 +147,16 @@ async def stream_logs(
     after_seq: Annotated[int, Query(alias="afterSeq", ge=0)] = 0,
 ) -> StreamingResponse:
     """Server-Sent Events: one `log` event per line, then an `end` event when the execution is over."""
-    await service.get_execution(hub.db, execution_id)
+    await hub.executions.get(execution_id)
 
     async def events() -> AsyncIterator[bytes]:
         seq = after_seq
         while not await request.is_disconnected():
-            lines, seq = await service.read_logs(hub.db, execution_id, seq, 1000)
+            lines, seq = await hub.executions.logs(execution_id, seq, 1000)
             for line in lines:
                 yield b"event: log\ndata: " + orjson.dumps(_line(line), option=orjson.OPT_UTC_Z) + b"\n\n"
             if not lines:
-                execution, _, _ = await service.get_execution(hub.db, execution_id)
+                execution = (await hub.executions.get(execution_id)).execution
                 if execution.status in TERMINAL_STATUSES:
                     yield b"event: end\ndata: " + orjson.dumps({"status": execution.status}) + b"\n\n"
                     return
@@ -181,16 +168,10 @@ async def stream_logs(
 @router.post("/{execution_id}/stop")
 async def stop_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     """QUEUED/ASSIGNED stop at once; RUNNING gets `stopRequested` and the runner confirms."""
-    stopped = await service.stop_execution(hub.db, execution_id, user.actor)
-    if stopped.execution.status == ExecutionStatus.STOPPED:
-        spawn(hub.dispatcher.execution_unqueued(stopped.execution.id, ExecutionStatus.STOPPED.value))
-    if stopped.freed_runner_id is not None:
-        spawn(hub.dispatcher.runner_idle(stopped.freed_runner_id))
-    return {"execution": execution_to_api(stopped.execution)}
+    return {"execution": execution_to_api(await hub.executions.stop(execution_id, user.actor))}
 
 
 @router.post("/{execution_id}/retry", status_code=201)
 async def retry_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     """A new execution with the same version and inputs."""
-    request = await service.retry_request(hub.db, execution_id, str(user.user_id))
-    return await _create(hub, request, user)
+    return _created(await hub.executions.retry(execution_id, user.actor))

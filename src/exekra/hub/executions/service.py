@@ -1,370 +1,300 @@
-"""Creating, listing, stopping and retrying executions; reading their logs."""
+"""The execution service: the one way in for everything that creates, stops, runs or reads an execution.
+
+Built once per hub process (`exekra.hub.app.build_hub`) and called by the API routes, the dashboard, the
+triggers and the maintenance loop. It opens the transactions and applies the rules of `lifecycle`; what a
+rule brings with it (dispatch, the Redis queue, waking a runner, the audit row, the end's announcement)
+follows from the rule's declared effects once the transaction commits (`exekra.hub.effects`).
+"""
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, Subquery, func, literal_column, select, text, tuple_, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
-
+from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub import lifecycle
-from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
-from exekra.hub.dispatch.dispatcher import DuplicateMirror
-from exekra.hub.errors import BadRequest, Conflict, NotFound, ValidationFailed
-from exekra.hub.executions.models import Execution, ExecutionLog, ExecutionStatus, TriggerType
+from exekra.hub.auth.security import RunnerClaims
+from exekra.hub.credentials.service import credential_for_runner
+from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
+from exekra.hub.dispatch.matcher import RunnerProfile
+from exekra.hub.errors import Conflict, Forbidden, NotAuthenticated, PayloadTooLarge
+from exekra.hub.executions import creation, queries
+from exekra.hub.executions.creation import Created, ExecutionRequest
+from exekra.hub.executions.endings import Endings
+from exekra.hub.executions.models import TERMINAL_STATUSES, Execution, ExecutionLog, ExecutionStatus
+from exekra.hub.executions.queries import ExecutionFilter, ExecutionView, Page
+from exekra.hub.executions.stale import StaleReport, check_stale
 from exekra.hub.lookup import get_or_404, parse_id
-from exekra.hub.runners.models import Runner
-from exekra.hub.workflows.models import Workflow, WorkflowVersion
-from exekra.hub.workflows.service import published_version
-from exekra.workflow.definition import DefinitionError, resolve_inputs
-
-
-@dataclass(frozen=True)
-class Created:
-    execution: Execution
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class ExecutionRequest:
-    """Everything that starts an execution, whatever the trigger (API, dashboard, schedule, webhook)."""
-
-    workflow_id: str | uuid.UUID
-    inputs: dict[str, Any]
-    trigger_type: TriggerType
-    triggered_by: str | None
-    priority: int | None = None
-    runner_id: str | None = None
-    idempotency_key: str | None = None
-    version_id: uuid.UUID | None = None  # a retry reuses its version; otherwise the published one
+from exekra.workflow.definition import referenced_credentials
 
 
 class _DuplicateRace(Exception):
-    pass
+    """A concurrent request claimed the same idempotency key first: roll back, and return its execution."""
 
 
-_CLAIM_KEY = text(
-    """
-INSERT INTO execution_keys (workflow_id, key, execution_id, created_at)
-VALUES (:workflow_id, :key, :execution_id, now())
-ON CONFLICT (workflow_id, key) DO UPDATE
-   SET execution_id = EXCLUDED.execution_id, created_at = EXCLUDED.created_at
- WHERE execution_keys.created_at < now() - make_interval(secs => :window)
-RETURNING execution_id"""
-)
+@dataclass(frozen=True)
+class Heartbeat:
+    """A heartbeat's answer: the runner's status, and the executions it must stop."""
 
-_FIND_KEY = text(
-    """
-SELECT execution_id FROM execution_keys
- WHERE workflow_id = :workflow_id AND key = :key AND created_at >= now() - make_interval(secs => :window)"""
-)
+    status: str
+    stop_execution_ids: list[uuid.UUID]
 
 
-async def create_execution(
-    db: Database,
-    request: ExecutionRequest,
-    actor: Actor,
-    *,
-    dedup_window: int,
-    mirror: DuplicateMirror | None = None,
-) -> Created:
-    """Queue an execution (never waits for a runner); a repeated idempotency key returns the first one.
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a runner's log upload."""
 
-    `mirror` (Redis) answers a repeated key before PostgreSQL is asked; PostgreSQL's unique key enforces.
-    """
-    workflow_uuid = parse_id(request.workflow_id, "workflow")
-    key = request.idempotency_key
-    if not key or dedup_window <= 0:
-        mirror = None
-    if mirror is not None and key:
-        mirrored = await mirror.find_duplicate(workflow_uuid, key)
-        if mirrored is not None:
-            async with db.session() as session:
-                existing = await session.get(Execution, mirrored)
-            if existing is not None:
-                return Created(existing, duplicate=True)
-    # PostgreSQL stamps the key when the transaction starts, never before this: the mirror's copy,
-    # counted from here, expires no later than PostgreSQL's window.
-    started = time.monotonic()
-    for _ in range(2):
-        try:
-            async with db.transaction() as session:
-                if key:
-                    existing = await _find_duplicate(session, workflow_uuid, key, dedup_window)
-                    if existing is not None:
-                        return Created(existing, duplicate=True)
-                execution = await _insert(session, workflow_uuid, request)
-                if key:
-                    claimed = await session.execute(
-                        _CLAIM_KEY,
-                        {
-                            "workflow_id": workflow_uuid,
-                            "key": key,
-                            "execution_id": execution.id,
-                            "window": dedup_window,
-                        },
-                    )
-                    if claimed.first() is None:
+    ts: datetime | None
+    level: str
+    message: str
+
+
+class ExecutionService:
+    """Creating, stopping and retrying executions; the hub's side of the runner protocol; the stale rules."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        endings: Endings,
+        *,
+        secret_key: bytes,
+        dedup: DuplicateMirror | None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.endings = endings
+        self.secret_key = secret_key
+        self.dedup = dedup  # the Redis mirror of idempotency keys, when Redis is configured
+        self.closing = False
+
+    def close(self) -> None:
+        """The hub is shutting down: held long polls answer 204 and held reads answer now."""
+        self.closing = True
+        self.endings.notify_all()
+        self.dispatcher.wake_waiters()
+
+    # --- users, triggers, retries ---------------------------------------------------------------------
+
+    async def create(self, request: ExecutionRequest, actor: Actor) -> Created:
+        """Queue an execution (never waits for a runner); a repeated idempotency key returns the first one.
+
+        The same duplicate handling for every way in: the Redis mirror answers a repeated key before
+        PostgreSQL is asked, and PostgreSQL's unique key enforces it. The key answers for
+        `request.key_window_seconds` (default `EXEKRA_DEDUP_WINDOW_SECONDS`); the mirror holds it for the
+        hub's window at most, so that Redis keeps nothing for long.
+        """
+        workflow_id = parse_id(request.workflow_id, "workflow")
+        key = request.idempotency_key
+        window = self.settings.dedup_window_seconds
+        if request.key_window_seconds is not None:
+            window = request.key_window_seconds
+        mirror = self.dedup if key and window > 0 else None
+        if mirror is not None and key:
+            mirrored = await mirror.find_duplicate(workflow_id, key)
+            if mirrored is not None:
+                async with self.db.session() as session:
+                    existing = await session.get(Execution, mirrored)
+                if existing is not None:
+                    return Created(existing, duplicate=True)
+        # PostgreSQL stamps the key when the transaction starts, never before this: the mirror's copy,
+        # counted from here, expires no later than PostgreSQL's window.
+        started = time.monotonic()
+        for _ in range(2):
+            try:
+                async with self.db.transaction() as session:
+                    if key:
+                        existing = await creation.find_duplicate(session, workflow_id, key, window)
+                        if existing is not None:
+                            return Created(existing, duplicate=True)
+                    execution = await creation.new_execution(session, workflow_id, request)
+                    details = {"workflowId": str(workflow_id), "triggerType": request.trigger_type.value}
+                    await lifecycle.insert_queued(session, execution, actor, details)
+                    if key and not await creation.claim_key(session, workflow_id, key, execution.id, window):
                         raise _DuplicateRace
-                await audit.record(
-                    session,
-                    actor,
-                    "execution.create",
-                    "execution",
-                    execution.id,
-                    {"workflowId": str(workflow_uuid), "triggerType": request.trigger_type.value},
-                )
+            except _DuplicateRace:
+                continue  # a concurrent request with the same key won: the next round returns its execution
             if mirror is not None and key:
-                remaining = dedup_window - (time.monotonic() - started)
-                await mirror.remember_duplicate(workflow_uuid, key, execution.id, remaining)
+                remaining = min(window, self.settings.dedup_window_seconds) - (time.monotonic() - started)
+                await mirror.remember_duplicate(workflow_id, key, execution.id, remaining)
             return Created(execution, duplicate=False)
-        except _DuplicateRace:
-            continue  # a concurrent request with the same key won: the next round returns its execution
-    raise Conflict("Could not create the execution: the idempotency key is in use")
+        raise Conflict("Could not create the execution: the idempotency key is in use")
 
+    async def stop(self, execution_id: str | uuid.UUID, actor: Actor) -> Execution:
+        """Stop per SPEC §4: at once when not yet running, else ask the runner (Conflict when it has ended)."""
+        ident = parse_id(execution_id, "execution")
+        async with self.db.transaction() as session:
+            outcome = await lifecycle.request_stop(session, ident, actor)
+            execution = await get_or_404(session, Execution, ident, "execution")  # as the rule left it
+            if not outcome.stopped and not outcome.requested:
+                raise Conflict(f"execution {execution_id} is {execution.status} and cannot be stopped")
+        return execution
 
-async def _find_duplicate(session: AsyncSession, workflow_id: uuid.UUID, key: str, window: int) -> Execution | None:
-    row = (await session.execute(_FIND_KEY, {"workflow_id": workflow_id, "key": key, "window": window})).first()
-    return await session.get(Execution, row[0]) if row else None
+    async def retry(self, execution_id: str | uuid.UUID, actor: Actor) -> Created:
+        """A new execution of the same version with the same inputs (refused once the workflow is archived or
+        the version superseded, as creation refuses them)."""
+        async with self.db.session() as session:
+            original = await get_or_404(session, Execution, execution_id, "execution")
+        return await self.create(creation.retry_of(original, actor.id or ""), actor)
 
+    # --- reads ----------------------------------------------------------------------------------------
 
-async def _insert(session: AsyncSession, workflow_id: uuid.UUID, request: ExecutionRequest) -> Execution:
-    if request.version_id is not None:
-        workflow = await get_or_404(session, Workflow, workflow_id, "workflow")
-        version = await get_or_404(session, WorkflowVersion, request.version_id, "version")
-    else:
-        workflow, version = await published_version(session, workflow_id)
-    try:
-        inputs = resolve_inputs(version.definition, request.inputs)
-    except DefinitionError as exc:
-        raise ValidationFailed(f"inputs: {exc.problems[0]}", details={"problems": exc.problems}) from None
-    pinned = None
-    if request.runner_id:
-        pinned = parse_id(request.runner_id, "runner")
-        if await session.get(Runner, pinned) is None:
-            raise NotFound(f"runner {request.runner_id} not found")
-    execution = Execution(
-        id=uuid.uuid4(),
-        workflow_id=workflow.id,
-        version_id=version.id,
-        pinned_runner_id=pinned,
-        runner_type=workflow.runner_type,
-        required_labels=list(workflow.labels),
-        status=ExecutionStatus.QUEUED,
-        priority=request.priority if request.priority is not None else workflow.priority,
-        trigger_type=request.trigger_type,
-        triggered_by=request.triggered_by,
-        inputs=inputs,
-        idempotency_key=request.idempotency_key,
-        timeout_seconds=workflow.timeout_seconds,
-    )
-    session.add(execution)
-    await session.flush()  # INSERT … RETURNING the server defaults (eager_defaults)
-    return execution
+    async def get(self, execution_id: str | uuid.UUID) -> ExecutionView:
+        return await queries.get_execution(self.db, execution_id)
 
+    async def wait_for_end(self, execution_id: str | uuid.UUID, seconds: float) -> ExecutionView:
+        """The execution once it has ended (in any hub process), or as it is after `seconds`."""
+        ident = parse_id(execution_id, "execution")
+        # Registered before the first read, so an end committed from then on, in any hub process, wakes us.
+        ended = self.endings.register(ident)
+        try:
+            view = await queries.get_execution(self.db, ident)
+            if view.execution.status in TERMINAL_STATUSES or self.closing:
+                return view
+            if await self.endings.wait(ended, seconds):
+                view = await queries.get_execution(self.db, ident)
+        finally:
+            self.endings.unregister(ident, ended)
+        return view
 
-QueryT = TypeVar("QueryT", bound=Select)
+    async def history(
+        self, f: ExecutionFilter, *, offset: int, limit: int, cursor: str | None, exact_total: bool = False
+    ) -> Page:
+        """Newest first; the total is capped at `EXEKRA_EXECUTIONS_TOTAL_CAP` unless `exact_total`."""
+        cap = None if exact_total else self.settings.executions_total_cap
+        return await queries.list_executions(self.db, f, offset=offset, limit=limit, cursor=cursor, total_cap=cap)
 
+    async def logs(self, execution_id: str | uuid.UUID, after_seq: int, limit: int) -> tuple[list[ExecutionLog], int]:
+        """Log lines after `after_seq`, and the seq to ask for next."""
+        return await queries.read_logs(self.db, execution_id, after_seq, limit)
 
-@dataclass(frozen=True)
-class ExecutionFilter:
-    workflow_id: uuid.UUID | None = None
-    runner_id: uuid.UUID | None = None
-    statuses: tuple[str, ...] = ()
-    since: datetime | None = None
-    until: datetime | None = None
+    # --- the runner protocol (SPEC §7.3) --------------------------------------------------------------
 
+    async def heartbeat(self, claims: RunnerClaims, metrics: dict[str, float | None]) -> Heartbeat:
+        """A sign of life with metrics; answers the executions the runner must stop."""
+        async with self.db.transaction() as session:
+            presence = await lifecycle.heartbeat_runner(session, claims.runner_id, claims.epoch, metrics)
+            if presence is None:
+                raise NotAuthenticated("Runner token revoked: authenticate again")
+            stop_ids = []
+            if presence.current_execution_id is not None:
+                stop_ids = await lifecycle.stop_requested_ids(session, claims.runner_id)
+        return Heartbeat(presence.status, stop_ids)
 
-def _filtered(query: QueryT, f: ExecutionFilter) -> QueryT:
-    if f.workflow_id:
-        query = query.where(Execution.workflow_id == f.workflow_id)
-    if f.runner_id:
-        query = query.where(Execution.runner_id == f.runner_id)
-    if f.statuses:
-        query = query.where(Execution.status.in_(f.statuses))
-    if f.since:
-        query = query.where(Execution.created_at >= f.since)
-    if f.until:
-        query = query.where(Execution.created_at < f.until)
-    return query
+    async def poll(self, claims: RunnerClaims, wait: float) -> dict[str, Any] | None:
+        """The execution the runner holds (ASSIGNED or RUNNING), a newly claimed one, or None after `wait`
+        seconds (at most `EXEKRA_MAX_LONG_POLL_SECONDS`), or at once when the hub shuts down."""
+        runner_id = claims.runner_id
+        dispatcher = self.dispatcher
+        # Registered before the runner shows up as idle, so an assignment made by anyone from then on wakes us.
+        event = dispatcher.register_waiter(runner_id)
+        try:
+            async with self.db.transaction() as session:
+                presence = await lifecycle.touch_runner(session, runner_id, claims.epoch)
+            if presence is None:
+                raise NotAuthenticated("Runner token revoked: authenticate again")
+            execution_id = presence.current_execution_id
+            if execution_id is None and presence.enabled:
+                profile = RunnerProfile(runner_id, presence.type, presence.labels)
+                assignment = await dispatcher.runner_idle(runner_id, profile)
+                if assignment is None:
+                    return await self._wait_for_work(runner_id, event, wait)
+                execution_id = assignment.execution_id
+        finally:
+            dispatcher.unregister_waiter(runner_id, event)
+        if execution_id is None:
+            return None
+        return await queries.held_execution(self.db, runner_id, execution_id)
 
+    async def _wait_for_work(self, runner_id: uuid.UUID, event: asyncio.Event, wait: float) -> dict[str, Any] | None:
+        if wait > 0 and not event.is_set() and not self.closing:
+            await self.dispatcher.wait_for_work(event, min(wait, self.settings.max_long_poll_seconds))
+        # Work assigned by a concurrent match (a create, the sweeper, another hub process) sets the event; a
+        # long poll that was not woken has nothing to read (a wake-up lost while the LISTEN connection was down
+        # is repaired by waking every poll when it reconnects). A poll that did not wait still looks once: a
+        # match may have committed a moment before it set the event. At shutdown a poll answers 204.
+        if self.closing or (wait > 0 and not event.is_set()):
+            return None
+        return await queries.held_execution(self.db, runner_id)  # whatever it was woken for, in one read
 
-def encode_cursor(e: Execution) -> str:
-    return base64.urlsafe_b64encode(f"{e.created_at.isoformat()}|{e.id}".encode()).decode().rstrip("=")
+    async def start(self, claims: RunnerClaims, execution_id: str, attempt: int) -> None:
+        """ASSIGNED → RUNNING for the runner holding this attempt (409 when stale, 401 when revoked)."""
+        async with self.db.transaction() as session:
+            started = await lifecycle.start(session, _held(claims, execution_id, attempt))
+        if not started:
+            raise await self._refused(claims, execution_id)
 
+    async def append_logs(self, claims: RunnerClaims, execution_id: str, attempt: int, lines: list[LogLine]) -> bool:
+        """Store a batch of log lines (may be empty) for the attempt this runner holds; returns stopRequested."""
+        if len(lines) > self.settings.max_log_lines_per_batch:
+            raise PayloadTooLarge(f"At most {self.settings.max_log_lines_per_batch} lines per batch")
+        held = _held(claims, execution_id, attempt)
+        max_chars = self.settings.max_log_line_chars
+        async with self.db.transaction() as session:
+            reserved = await lifecycle.reserve_log_seq(session, held, len(lines))
+            if reserved is not None and lines:
+                stored = [(line.ts, line.level, line.message[:max_chars]) for line in lines]
+                await queries.insert_log_lines(session, held.execution_id, reserved[0], stored)
+        if reserved is None:
+            raise await self._refused(claims, execution_id)
+        return reserved[1]
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, ident = raw.split("|")
-        return datetime.fromisoformat(ts), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Invalid cursor") from None
-
-
-@dataclass(frozen=True)
-class Count:
-    """How many executions match, counted up to a cap: `capped` when there are more than `value`."""
-
-    value: int
-    capped: bool
-
-
-async def count_executions(session: AsyncSession, f: ExecutionFilter, cap: int | None) -> Count:
-    """Count the matches of `f`, reading at most `cap + 1` of them (every one when `cap` is None).
-
-    A full count of a large history reads every matching index entry (80 ms for 1,000,000); a capped one
-    stops after the cap, whatever the size of the history.
-    """
-    read = None if cap is None else cap + 1
-    # Selecting no column lets an index on the filtered columns answer alone (an index-only scan).
-    matches: Select[Any] = _filtered(select(literal_column("1")).select_from(Execution), f).limit(read)
-    found = int((await session.execute(select(func.count()).select_from(matches.subquery()))).scalar_one())
-    if cap is not None and found > cap:
-        return Count(cap, capped=True)
-    return Count(found, capped=False)
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[tuple[Execution, str, int]]
-    total: Count | None  # None when not counted
-    next_cursor: str | None
-
-
-def _newest_first(query: QueryT, source: type[Execution] = Execution) -> QueryT:
-    return query.order_by(source.created_at.desc(), source.id.desc())
-
-
-def _matching(f: ExecutionFilter, needed: int, after: tuple[datetime, uuid.UUID] | None) -> Subquery:
-    """The executions `f` matches (older than `after`, the cursor's row, when given), as a subquery to page.
-
-    Several statuses become one index scan per status, each at most `needed` rows, newest first, which
-    PostgreSQL merges in order. As one `status IN (…)` no index gives the order, and where the planner takes
-    the filters as independent while they are not (a workflow that never failed, filtered by FAILED) it walks
-    the workflow's whole history newest first looking for rows that do not exist: 140 to 250 ms at 1,000,000
-    executions instead of 0.2 ms.
-    """
-
-    def scan(g: ExecutionFilter) -> Select[Any]:
-        query = _filtered(select(Execution), g)
-        if after is not None:
-            # A row comparison is an index range condition; the equivalent OR is a filter that scans every
-            # newer row first (322 ms instead of 2 ms half-way through 1,000,000 executions).
-            query = query.where(tuple_(Execution.created_at, Execution.id) < tuple_(*after))
-        return query
-
-    statuses = tuple(dict.fromkeys(f.statuses))
-    if len(statuses) <= 1:
-        return scan(f).subquery("matching")
-    per_status = [_newest_first(scan(replace(f, statuses=(status,)))).limit(needed) for status in statuses]
-    return union_all(*per_status).subquery("matching")
-
-
-async def list_executions(
-    db: Database,
-    f: ExecutionFilter,
-    *,
-    offset: int,
-    limit: int,
-    cursor: str | None,
-    total_cap: int | None,
-) -> Page:
-    """Newest first; page/limit with a total, or keyset paging by `cursor` for large histories.
-
-    The total counts the matches up to `total_cap` (all of them when None). Keyset pages are not counted:
-    the first page gave the total, and a walk through a large history costs one page query per page.
-    """
-    after = decode_cursor(cursor) if cursor else None
-    skip = 0 if cursor else offset
-    execution = aliased(Execution, _matching(f, skip + limit + 1, after))
-    query = _newest_first(
-        select(execution, Workflow.name, WorkflowVersion.number)
-        .join(Workflow, Workflow.id == execution.workflow_id)
-        .join(WorkflowVersion, WorkflowVersion.id == execution.version_id),
-        execution,
-    )
-    async with db.session() as session:
-        result = await session.execute(query.offset(skip).limit(limit + 1))
-        rows = [(r[0], r[1], r[2]) for r in result.all()]
-        total = None if cursor else await count_executions(session, f, total_cap)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, total, encode_cursor(rows[-1][0]) if more and rows else None)
-
-
-async def get_execution(db: Database, execution_id: str) -> tuple[Execution, str, int]:
-    ident = parse_id(execution_id, "execution")
-    async with db.session() as session:
-        row = (
-            await session.execute(
-                select(Execution, Workflow.name, WorkflowVersion.number)
-                .join(Workflow, Workflow.id == Execution.workflow_id)
-                .join(WorkflowVersion, WorkflowVersion.id == Execution.version_id)
-                .where(Execution.id == ident)
+    async def complete(
+        self,
+        claims: RunnerClaims,
+        execution_id: str,
+        attempt: int,
+        status: ExecutionStatus,
+        *,
+        error: str | None,
+        outputs: dict[str, Any] | None,
+        metrics: dict[str, float | None],
+    ) -> None:
+        """The runner's final report. Its runner is offered the next execution before this returns (the
+        rule's effect): were it offered after, the runner's next poll would race with it, and the loser's
+        claim would be wasted (measured: a few per execution under load)."""
+        async with self.db.transaction() as session:
+            finished = await lifecycle.finish(
+                session, _held(claims, execution_id, attempt), status, error=error, outputs=outputs, metrics=metrics
             )
-        ).first()
-    if row is None:
-        raise NotFound(f"execution {execution_id} not found")
-    return row[0], row[1], row[2]
+        if not finished:
+            raise await self._refused(claims, execution_id)
+
+    async def credential(self, claims: RunnerClaims, execution_id: str, name: str, attempt: int) -> dict[str, Any]:
+        """A decrypted credential, only for the runner running that attempt of a workflow that references it."""
+        async with self.db.session() as session:
+            definition = await queries.held_definition(session, _held(claims, execution_id, attempt))
+            if definition is None:
+                raise await self._refused(claims, execution_id)
+            if name not in referenced_credentials(definition):
+                raise Forbidden(f"The workflow does not reference credential {name}")
+            return await credential_for_runner(session, self.secret_key, name)
+
+    async def _refused(self, claims: RunnerClaims, execution_id: str) -> Exception:
+        """Why a fenced runner call changed nothing: the token was revoked (the runner is gone or its secret was
+        regenerated since the token was issued: 401), else the attempt is stale or in the wrong state (409).
+
+        Only asked after the fenced statement found nothing, so the calls that succeed never read the runner.
+        """
+        epoch = await queries.token_epoch(self.db, claims.runner_id)
+        if epoch is None or epoch != claims.epoch:
+            return NotAuthenticated("Runner token revoked: authenticate again")
+        return Conflict(f"execution {execution_id}: stale attempt or wrong state; abandon it")
+
+    # --- the stale rules (SPEC §4) --------------------------------------------------------------------
+
+    async def check_stale(self, *, not_before: datetime | None) -> StaleReport:
+        """One pass of the stale checks (runners gone silent first, then each stale rule)."""
+        return await check_stale(self.db, self.settings, not_before=not_before)
 
 
-async def read_logs(db: Database, execution_id: str, after_seq: int, limit: int) -> tuple[list[ExecutionLog], int]:
-    """Log lines after `after_seq`, and the seq to ask for next."""
-    ident = parse_id(execution_id, "execution")
-    async with db.session() as session:
-        if await session.get(Execution, ident) is None:
-            raise NotFound(f"execution {execution_id} not found")
-        lines = list(
-            (
-                await session.execute(
-                    select(ExecutionLog)
-                    .where(ExecutionLog.execution_id == ident, ExecutionLog.seq > after_seq)
-                    .order_by(ExecutionLog.seq)
-                    .limit(limit)
-                )
-            ).scalars()
-        )
-    return lines, lines[-1].seq if lines else after_seq
-
-
-@dataclass(frozen=True)
-class Stopped:
-    execution: Execution
-    freed_runner_id: uuid.UUID | None
-
-
-async def stop_execution(db: Database, execution_id: str, actor: Actor) -> Stopped:
-    """Stop per SPEC §4: at once when not yet running, else ask the runner."""
-    ident = parse_id(execution_id, "execution")
-    async with db.transaction() as session:
-        outcome = await lifecycle.request_stop(session, ident)
-        execution = await session.get(Execution, ident, populate_existing=True)
-        if execution is None:
-            raise NotFound(f"execution {execution_id} not found")
-        if not outcome.stopped and not outcome.requested:
-            raise Conflict(f"execution {execution_id} is {execution.status} and cannot be stopped")
-        await audit.record(session, actor, "execution.stop", "execution", ident, {"immediate": outcome.stopped})
-    return Stopped(execution, outcome.freed_runner_id)
-
-
-async def retry_request(db: Database, execution_id: str, triggered_by: str) -> ExecutionRequest:
-    """The request that re-runs an execution with the same version and inputs."""
-    async with db.session() as session:
-        original = await get_or_404(session, Execution, execution_id, "execution")
-    return ExecutionRequest(
-        workflow_id=original.workflow_id,
-        inputs=original.inputs,
-        trigger_type=TriggerType.MANUAL,
-        triggered_by=triggered_by,
-        priority=original.priority,
-        version_id=original.version_id,
-    )
+def _held(claims: RunnerClaims, execution_id: str, attempt: int) -> lifecycle.Attempt:
+    return lifecycle.Attempt(parse_id(execution_id, "execution"), claims.runner_id, claims.epoch, attempt)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.db.session import Database
 from exekra.hub.executions.models import Execution, ExecutionStatus
-from exekra.hub.executions.service import ExecutionFilter, count_executions
+from exekra.hub.executions.queries import ExecutionFilter, count_executions
 from exekra.hub.workflows.models import Workflow
 
 LIVE_STATUSES = (ExecutionStatus.QUEUED, ExecutionStatus.ASSIGNED, ExecutionStatus.RUNNING)

@@ -34,8 +34,9 @@ from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.auth.security import token_hash
 from exekra.hub.errors import ExekraError, Forbidden, NotFound
-from exekra.hub.executions.models import Execution, ExecutionStatus, TriggerType
-from exekra.hub.executions.service import Created, ExecutionRequest, create_execution
+from exekra.hub.executions.creation import Created, ExecutionRequest
+from exekra.hub.executions.models import Execution, TriggerType
+from exekra.hub.executions.service import ExecutionService
 from exekra.hub.triggers.cron import InvalidSchedule
 from exekra.hub.triggers.models import Trigger, TriggerFire, TriggerKind
 from exekra.hub.triggers.service import db_now, schedule_of
@@ -86,12 +87,12 @@ async def seconds_until_next_fire(db: Database) -> float | None:
     return None if earliest is None else max(0.0, float(earliest))
 
 
-async def fire_schedule(db: Database, due: Due, *, keep_fires_days: int) -> Execution | None:
-    """Handle one due fire (see the module docstring); returns the execution to dispatch, if any.
+async def fire_schedule(executions: ExecutionService, due: Due, *, keep_fires_days: int) -> Execution | None:
+    """Handle one due fire (see the module docstring); returns the execution it started, if any.
 
     Does nothing when another process holds the trigger or has already moved it past this fire time.
     """
-    async with db.transaction() as session:
+    async with executions.db.transaction() as session:
         trigger = (
             await session.execute(
                 select(Trigger)
@@ -112,7 +113,7 @@ async def fire_schedule(db: Database, due: Due, *, keep_fires_days: int) -> Exec
         if claimed.first() is not None:
             if now - due.fire_time > timedelta(minutes=1):
                 log.info("trigger %s: catch-up run for the fire due at %s", trigger.id, due.fire_time.isoformat())
-            execution = await _start_scheduled(db, session, trigger, due.fire_time)
+            execution = await _start_scheduled(executions, session, trigger, due.fire_time)
         try:
             trigger.next_fire_at = schedule_of(trigger).next_after(max(due.fire_time, now))
         except InvalidSchedule as exc:  # stored before a library or timezone-data change made it invalid
@@ -124,11 +125,11 @@ async def fire_schedule(db: Database, due: Due, *, keep_fires_days: int) -> Exec
                 TriggerFire.fire_time < now - timedelta(days=keep_fires_days),
             )
         )
-    return execution if execution is not None and execution.status == ExecutionStatus.QUEUED else None
+    return execution
 
 
 async def _start_scheduled(
-    db: Database, session: AsyncSession, trigger: Trigger, fire_time: datetime
+    executions: ExecutionService, session: AsyncSession, trigger: Trigger, fire_time: datetime
 ) -> Execution | None:
     """Create the fire's execution (its own transaction) and record the outcome in the caller's."""
     request = ExecutionRequest(
@@ -137,12 +138,11 @@ async def _start_scheduled(
         trigger_type=TriggerType.SCHEDULE,
         triggered_by=str(trigger.id),
         idempotency_key=schedule_key(trigger.id, fire_time),
+        key_window_seconds=SCHEDULE_KEY_WINDOW_SECONDS,
     )
     fire = update(TriggerFire).where(TriggerFire.trigger_id == trigger.id, TriggerFire.fire_time == fire_time)
     try:
-        created = await create_execution(
-            db, request, trigger_actor(trigger.id), dedup_window=SCHEDULE_KEY_WINDOW_SECONDS
-        )
+        created = await executions.create(request, trigger_actor(trigger.id))
     except ExekraError as exc:
         await session.execute(fire.values(error=exc.message))
         await record_failure(session, trigger, exc.message, {"fireTime": fire_time})
@@ -157,7 +157,7 @@ async def record_failure(session: AsyncSession, trigger: Trigger, error: str, de
     """Keep the failure on the trigger (`lastError`) and in the audit log."""
     trigger.last_error = error
     trigger.last_error_at = func.now()
-    await audit.record(
+    audit.record(
         session, trigger_actor(trigger.id), "trigger.fire_failed", "trigger", trigger.id, {"error": error, **details}
     )
 
@@ -208,13 +208,7 @@ async def webhook_trigger(db: Database, token: str) -> Trigger:
 
 
 async def start_from_webhook(
-    db: Database,
-    trigger: Trigger,
-    payload: Any,
-    *,
-    idempotency_key: str | None,
-    ip: str | None,
-    dedup_window: int,
+    executions: ExecutionService, trigger: Trigger, payload: Any, *, idempotency_key: str | None, ip: str | None
 ) -> Created:
     """Start the trigger's workflow with the call's JSON body as the `payload` input.
 
@@ -232,15 +226,15 @@ async def start_from_webhook(
         idempotency_key=f"webhook:{idempotency_key}" if idempotency_key else None,
     )
     try:
-        created = await create_execution(db, request, trigger_actor(trigger.id, ip), dedup_window=dedup_window)
+        created = await executions.create(request, trigger_actor(trigger.id, ip))
     except ExekraError as exc:
-        async with db.transaction() as session:
+        async with executions.db.transaction() as session:
             locked = await session.get(Trigger, trigger.id, with_for_update=True)
             if locked is not None:
                 await record_failure(session, locked, exc.message, {"source": "webhook"})
         raise
     if not created.duplicate:
-        async with db.transaction() as session:
+        async with executions.db.transaction() as session:
             await session.execute(
                 update(Trigger)
                 .where(Trigger.id == trigger.id)

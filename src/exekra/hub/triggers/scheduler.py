@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import logging
 
-from exekra.db.session import Database
-from exekra.hub.dispatch.dispatcher import Dispatcher
-from exekra.hub.tasks import spawn
+from exekra.hub.errors import TRANSIENT_ERRORS
+from exekra.hub.executions.service import ExecutionService
 from exekra.hub.triggers import firing
 
 log = logging.getLogger(__name__)
@@ -26,9 +25,9 @@ MIN_SLEEP_SECONDS = 0.05
 class Scheduler:
     """Fires due schedules, looking at least every `interval` seconds."""
 
-    def __init__(self, db: Database, dispatcher: Dispatcher, *, interval: float, keep_fires_days: int) -> None:
-        self.db = db
-        self.dispatcher = dispatcher
+    def __init__(self, executions: ExecutionService, *, interval: float, keep_fires_days: int) -> None:
+        self.db = executions.db
+        self.executions = executions
         self.interval = interval
         self.keep_fires_days = keep_fires_days
         self._task: asyncio.Task[None] | None = None
@@ -47,9 +46,7 @@ class Scheduler:
         """Fire the schedules that are due now (one batch); returns how many were due."""
         due = await firing.due_schedules(self.db, BATCH)
         for item in due:
-            execution = await firing.fire_schedule(self.db, item, keep_fires_days=self.keep_fires_days)
-            if execution is not None:
-                spawn(self.dispatcher.execution_queued(execution.id))
+            await firing.fire_schedule(self.executions, item, keep_fires_days=self.keep_fires_days)
         return len(due)
 
     async def _run(self) -> None:
@@ -67,9 +64,9 @@ class Scheduler:
                         delay = min(delay, until_next)
                 else:
                     delay = 0  # a full batch: more may be due
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # e.g. the database is down: keep trying, without a traceback per second
+            except TRANSIENT_ERRORS as exc:  # e.g. the database is down: keep trying, without a traceback per second
                 log.warning("scheduler: round failed (%s: %s), trying again", type(exc).__name__, exc)
+            except Exception:  # a bug must not stop the schedules: logged in full, and tried again
+                log.exception("scheduler: round failed, trying again")
             # A fire held by another process is due but skipped here: do not spin on it.
             await asyncio.sleep(max(delay, MIN_SLEEP_SECONDS))

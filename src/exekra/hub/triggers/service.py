@@ -80,7 +80,7 @@ async def create_trigger(db: Database, data: NewTrigger, actor: Actor) -> tuple[
         await session.flush()
         await session.refresh(trigger)
         details = {"name": trigger.name, "type": trigger.type, "workflowId": str(workflow.id)}
-        await audit.record(session, actor, "trigger.create", "trigger", trigger.id, details)
+        audit.record(session, actor, "trigger.create", "trigger", trigger.id, details)
     return trigger, token
 
 
@@ -127,7 +127,7 @@ async def update_trigger(db: Database, trigger_id: str, patch: TriggerPatch, act
         trigger.updated_at = func.now()
         await session.flush()
         await session.refresh(trigger)
-        await audit.record(session, actor, "trigger.update", "trigger", trigger.id, changes)
+        audit.record(session, actor, "trigger.update", "trigger", trigger.id, changes)
     return trigger
 
 
@@ -135,7 +135,7 @@ async def delete_trigger(db: Database, trigger_id: str, actor: Actor) -> None:
     async with db.transaction() as session:
         trigger = await get_or_404(session, Trigger, trigger_id, "trigger", for_update=True)
         await session.delete(trigger)
-        await audit.record(session, actor, "trigger.delete", "trigger", trigger.id, {"name": trigger.name})
+        audit.record(session, actor, "trigger.delete", "trigger", trigger.id, {"name": trigger.name})
 
 
 async def rotate_token(db: Database, trigger_id: str, actor: Actor) -> tuple[Trigger, str]:
@@ -149,5 +149,5 @@ async def rotate_token(db: Database, trigger_id: str, actor: Actor) -> tuple[Tri
         trigger.updated_at = func.now()
         await session.flush()
         await session.refresh(trigger)
-        await audit.record(session, actor, "trigger.rotate_token", "trigger", trigger.id)
+        audit.record(session, actor, "trigger.rotate_token", "trigger", trigger.id)
     return trigger, token

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Header, Request
 from exekra.hub.deps import HubDep, client_ip
 from exekra.hub.errors import BadRequest, RateLimited
 from exekra.hub.responses import ORJSONResponse
-from exekra.hub.tasks import spawn
 from exekra.hub.triggers import firing
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
@@ -39,15 +38,8 @@ async def call_webhook(
     except orjson.JSONDecodeError:
         raise BadRequest("Malformed JSON body") from None
     created = await firing.start_from_webhook(
-        hub.db,
-        trigger,
-        payload,
-        idempotency_key=idempotency_key,
-        ip=client_ip(request),
-        dedup_window=hub.settings.dedup_window_seconds,
+        hub.executions, trigger, payload, idempotency_key=idempotency_key, ip=client_ip(request)
     )
     execution = created.execution
-    if not created.duplicate:
-        spawn(hub.dispatcher.execution_queued(execution.id))
     answer = {"executionId": str(execution.id), "status": execution.status, "duplicate": created.duplicate}
     return ORJSONResponse(answer, status_code=200 if created.duplicate else 202)

@@ -61,7 +61,7 @@ async def update_user(db: Database, user_id: str, patch: UserPatch, actor: Actor
         if patch.disabled or password_hash:
             # Disabling or a new password ends every session and token of the user.
             await session.execute(delete(AuthToken).where(AuthToken.user_id == user.id))
-        await audit.record(session, actor, "user.update", "user", user.id, changes)
+        audit.record(session, actor, "user.update", "user", user.id, changes)
     return user
 
 
@@ -73,4 +73,4 @@ async def delete_user(db: Database, user_id: str, actor: Actor) -> None:
         if user.role == Role.ADMIN and await _admins_left(session, user) == 0:
             raise Conflict("This is the last active admin")
         await session.delete(user)
-        await audit.record(session, actor, "user.delete", "user", user.id, {"email": user.email})
+        audit.record(session, actor, "user.delete", "user", user.id, {"email": user.email})

@@ -162,7 +162,7 @@ async def create_workflow(
     async with db.transaction() as session:
         workflow = await _insert_workflow(session, data, actor)
         version = await _add_version(session, workflow, data.definition, actor)
-        await audit.record(session, actor, "workflow.create", "workflow", workflow.id, {"name": workflow.name})
+        audit.record(session, actor, "workflow.create", "workflow", workflow.id, {"name": workflow.name})
     return WorkflowSummary(workflow, version.number, None), version
 
 
@@ -178,7 +178,7 @@ async def update_workflow(db: Database, workflow_id: str, patch: WorkflowPatch, 
             except IntegrityError:
                 raise Conflict(f"A workflow named {patch.name!r} already exists") from None
             changes = patch.model_dump(include=patch.model_fields_set, by_alias=True)
-            await audit.record(session, actor, "workflow.update", "workflow", workflow.id, changes)
+            audit.record(session, actor, "workflow.update", "workflow", workflow.id, changes)
         return await _summary(session, workflow)
 
 
@@ -189,7 +189,7 @@ async def archive_workflow(db: Database, workflow_id: str, actor: Actor) -> Work
         if not workflow.archived:
             workflow.archived = True
             await _touch(session, workflow)
-            await audit.record(session, actor, "workflow.archive", "workflow", workflow.id, {"name": workflow.name})
+            audit.record(session, actor, "workflow.archive", "workflow", workflow.id, {"name": workflow.name})
         return await _summary(session, workflow)
 
 
@@ -202,9 +202,7 @@ async def create_version(
         workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
         version = await _add_version(session, workflow, definition, actor)
         await _touch(session, workflow)
-        await audit.record(
-            session, actor, "workflow.version.create", "workflow", workflow.id, {"version": version.number}
-        )
+        audit.record(session, actor, "workflow.version.create", "workflow", workflow.id, {"version": version.number})
     return version
 
 
@@ -276,7 +274,7 @@ async def publish_latest(db: Database, workflow_id: str, actor: Actor) -> tuple[
         await session.flush()
         await session.refresh(latest, ["published_at"])
         await _touch(session, workflow)
-        await audit.record(
+        audit.record(
             session,
             actor,
             "workflow.publish",
@@ -342,7 +340,7 @@ async def import_workflow(
         version = await _add_version(session, workflow, document.definition, actor)
         if existing:
             await _touch(session, workflow)
-        await audit.record(
+        audit.record(
             session,
             actor,
             "workflow.import",

@@ -10,12 +10,10 @@ from fastapi import APIRouter, Request, Response
 from exekra.hub.dashboard.web import PageRoute, redirect, render
 from exekra.hub.deps import CurrentUser, get_hub
 from exekra.hub.errors import Conflict, NotFound, ValidationFailed
-from exekra.hub.executions import service
 from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus
-from exekra.hub.executions.submit import submit_execution
+from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service as runners
-from exekra.hub.tasks import spawn
 from exekra.hub.workflows import service as workflows
 
 router = APIRouter(route_class=PageRoute)
@@ -37,11 +35,11 @@ def _moment(text: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _filter(workflow: str, runner: str, status: str, since: str, until: str) -> service.ExecutionFilter:
+def _filter(workflow: str, runner: str, status: str, since: str, until: str) -> ExecutionFilter:
     statuses = tuple(
         s for s in (part.strip().upper() for part in status.split(",")) if s in ExecutionStatus.__members__
     )
-    return service.ExecutionFilter(
+    return ExecutionFilter(
         workflow_id=parse_id(workflow, "workflow") if workflow else None,
         runner_id=parse_id(runner, "runner") if runner else None,
         statuses=statuses,
@@ -63,13 +61,8 @@ async def executions_page(
 ) -> Response:
     """Newest first, 50 a page, keyset paging (`cursor`): every page costs the same, however deep."""
     hub = get_hub(request)
-    page = await service.list_executions(
-        hub.db,
-        _filter(workflow, runner, status, since, until),
-        offset=0,
-        limit=PAGE_SIZE,
-        cursor=cursor,
-        total_cap=hub.settings.executions_total_cap,
+    page = await hub.executions.history(
+        _filter(workflow, runner, status, since, until), offset=0, limit=PAGE_SIZE, cursor=cursor
     )
     workflow_choices, _ = await workflows.list_workflows(hub.db, offset=0, limit=CHOICES, search=None, archived=False)
     runner_choices, _ = await runners.list_runners(hub.db, offset=0, limit=CHOICES)
@@ -90,7 +83,8 @@ async def executions_page(
 
 async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
     hub = get_hub(request)
-    execution, workflow_name, version_number = await service.get_execution(hub.db, execution_id)
+    view = await hub.executions.get(execution_id)
+    execution = view.execution
     runner = None
     if execution.runner_id:
         try:
@@ -99,8 +93,8 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
             runner = None  # deleted since: the execution keeps its history
     return {
         "execution": execution,
-        "workflow_name": workflow_name,
-        "version_number": version_number,
+        "workflow_name": view.workflow_name,
+        "version_number": view.version_number,
         "runner": runner,
         "terminal": execution.status in TERMINAL_STATUSES,
         # What the status panel shows changes only with these: a poll re-renders the panel when they do.
@@ -112,7 +106,7 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
 @router.get("/executions/{execution_id}")
 async def execution_page(request: Request, execution_id: str, user: CurrentUser) -> Response:
     context = await _execution(request, execution_id)
-    lines, next_seq = await service.read_logs(get_hub(request).db, execution_id, 0, LOG_LINES_PER_RENDER)
+    lines, next_seq = await get_hub(request).executions.logs(execution_id, 0, LOG_LINES_PER_RENDER)
     context.update(lines=lines, next_seq=next_seq, polling=_keep_polling(context, len(lines), LOG_LINES_PER_RENDER))
     return render(request, "execution.html", context, section="executions")
 
@@ -130,7 +124,7 @@ async def execution_live(
     (none once the execution has ended and every line is shown)."""
     context = await _execution(request, execution_id)
     context["previous_state"] = state
-    lines, next_seq = await service.read_logs(get_hub(request).db, execution_id, max(0, after), LOG_LINES_PER_POLL)
+    lines, next_seq = await get_hub(request).executions.logs(execution_id, max(0, after), LOG_LINES_PER_POLL)
     context.update(lines=lines, next_seq=next_seq, polling=_keep_polling(context, len(lines), LOG_LINES_PER_POLL))
     return render(request, "_execution_live.html", context)
 
@@ -140,12 +134,10 @@ async def stop(request: Request, execution_id: str, user: CurrentUser) -> Respon
     hub = get_hub(request)
     back = f"/executions/{parse_id(execution_id, 'execution')}"
     try:
-        stopped = await service.stop_execution(hub.db, execution_id, user.actor)
+        stopped = await hub.executions.stop(execution_id, user.actor)
     except Conflict as exc:
         return redirect(request, back, exc.message, "error")
-    if stopped.freed_runner_id is not None:
-        spawn(hub.dispatcher.runner_idle(stopped.freed_runner_id))
-    if stopped.execution.status == ExecutionStatus.STOPPED:
+    if stopped.status == ExecutionStatus.STOPPED:
         return redirect(request, back, "Execution stopped.")
     return redirect(request, back, "Stop requested: the runner stops the execution within a few seconds.")
 
@@ -156,8 +148,7 @@ async def retry(request: Request, execution_id: str, user: CurrentUser) -> Respo
     hub = get_hub(request)
     back = f"/executions/{parse_id(execution_id, 'execution')}"
     try:
-        retry_request = await service.retry_request(hub.db, execution_id, str(user.user_id))
-        created = await submit_execution(hub, retry_request, user.actor)
+        created = await hub.executions.retry(execution_id, user.actor)
     except Conflict as exc:
         return redirect(request, back, exc.message, "error")
     return redirect(request, f"/executions/{created.execution.id}", "Retry queued.")

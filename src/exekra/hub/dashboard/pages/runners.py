@@ -12,7 +12,7 @@ from exekra.hub.dashboard import charts
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
 from exekra.hub.deps import AdminUser, CurrentUser, get_hub
 from exekra.hub.errors import Conflict
-from exekra.hub.executions import service as executions
+from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service
 from exekra.hub.runners.models import RunnerStatus
@@ -105,14 +105,7 @@ async def _detail(request: Request, runner_id: str, hours: int) -> dict[str, Any
     hours = hours if hours in HISTORY_HOURS else 1
     since = datetime.now(UTC) - timedelta(hours=hours)
     samples = await service.metric_history(hub.db, runner_id, since, None, METRIC_SAMPLES)
-    recent = await executions.list_executions(
-        hub.db,
-        executions.ExecutionFilter(runner_id=runner.id),
-        offset=0,
-        limit=20,
-        cursor=None,
-        total_cap=hub.settings.executions_total_cap,
-    )
+    recent = await hub.executions.history(ExecutionFilter(runner_id=runner.id), offset=0, limit=20, cursor=None)
     return {
         "runner": runner,
         "hours": hours,

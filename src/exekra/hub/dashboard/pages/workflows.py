@@ -15,9 +15,9 @@ from exekra.hub.dashboard.inputs import input_fields, read_inputs
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
 from exekra.hub.deps import CurrentUser, DeveloperUser, Principal, get_hub
 from exekra.hub.errors import Conflict, ExekraError, NotFound, PayloadTooLarge, ValidationFailed
-from exekra.hub.executions import service as executions
+from exekra.hub.executions.creation import ExecutionRequest
 from exekra.hub.executions.models import TriggerType
-from exekra.hub.executions.submit import submit_execution
+from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service as runners
 from exekra.hub.workflows import service
@@ -122,13 +122,8 @@ async def _detail(request: Request, workflow_id: str, number: int | None) -> dic
         if shown is not None and shown.published
         else await _version(request, workflow_id, summary.published_version)
     )
-    recent = await executions.list_executions(
-        hub.db,
-        executions.ExecutionFilter(workflow_id=summary.workflow.id),
-        offset=0,
-        limit=10,
-        cursor=None,
-        total_cap=hub.settings.executions_total_cap,
+    recent = await hub.executions.history(
+        ExecutionFilter(workflow_id=summary.workflow.id), offset=0, limit=10, cursor=None
     )
     choices, _ = await runners.list_runners(hub.db, offset=0, limit=RUNNER_CHOICES)
     return {
@@ -142,6 +137,8 @@ async def _detail(request: Request, workflow_id: str, number: int | None) -> dic
         "executions_total": recent.total,
         "run_problems": [],
         "pinned": "",
+        # A run form posted twice (a double click, a reload) answers with the execution its first post made.
+        "run_key": f"dashboard:{uuid.uuid4()}",
     }
 
 
@@ -177,9 +174,10 @@ async def run(request: Request, workflow_id: str, user: CurrentUser) -> Response
     form = await request.form()
     values, typed, problems = read_inputs(published.definition, form)
     pinned = str(form.get("runner") or "")
+    key = str(form.get("idempotencyKey") or "")[:255] or None
     if not problems:
         try:
-            execution_id = await _start(get_hub(request), user, context["workflow"].id, values, pinned or None)
+            execution_id = await _start(get_hub(request), user, context["workflow"].id, values, pinned or None, key)
         except (ValidationFailed, Conflict, NotFound) as exc:
             problems = _problems(exc)
         else:
@@ -189,18 +187,20 @@ async def run(request: Request, workflow_id: str, user: CurrentUser) -> Response
 
 
 async def _start(
-    hub: Hub, user: Principal, workflow_id: uuid.UUID, inputs: dict[str, Any], runner_id: str | None
+    hub: Hub, user: Principal, workflow_id: uuid.UUID, inputs: dict[str, Any], runner_id: str | None, key: str | None
 ) -> str:
-    """Queue the execution and hand it to the dispatcher right away, as `POST /api/executions` does."""
-    request = executions.ExecutionRequest(
+    """Queue the execution as `POST /api/executions` does. The form carries an idempotency key made when it was
+    rendered, so a double submit (or a reload that posts again) answers with the same execution."""
+    request = ExecutionRequest(
         workflow_id=workflow_id,
         inputs=inputs,
         trigger_type=TriggerType.MANUAL,
         triggered_by=str(user.user_id),
         priority=INTERACTIVE_PRIORITY,
         runner_id=runner_id,
+        idempotency_key=key,
     )
-    created = await submit_execution(hub, request, user.actor)
+    created = await hub.executions.create(request, user.actor)
     return str(created.execution.id)
 
 

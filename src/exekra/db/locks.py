@@ -1,0 +1,43 @@
+"""PostgreSQL advisory locks: one holder at a time, cluster-wide, of the hub's singleton work."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from sqlalchemy import text
+
+from exekra.db.session import Database
+
+# Advisory lock keys ("EXKR" + a number), one per kind of singleton work.
+CHECKS_LOCK = 0x45584B5201  # a pass of the maintenance checks
+PURGE_LOCK = 0x45584B5202  # the retention purge
+
+
+@contextlib.asynccontextmanager
+async def advisory_lock(db: Database, key: int) -> AsyncIterator[bool]:
+    """Try to take a session-level advisory lock on a dedicated connection for the block; yields whether it did.
+
+    Should releasing it fail, the connection is dropped, which releases the lock too.
+    """
+    async with db.engine.connect() as connection:
+        held = bool(await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
+        await connection.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                try:
+                    await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    await connection.commit()
+                except BaseException:
+                    await connection.invalidate()
+                    raise
+
+
+async def database_now(db: Database) -> datetime:
+    """The database clock."""
+    async with db.session() as session:
+        now: datetime = (await session.execute(text("SELECT now()"))).scalar_one()
+    return now

@@ -1,0 +1,148 @@
+"""What follows a state change, applied in one place once the transaction that made it commits.
+
+A lifecycle rule declares its consequences as data (`Effects`). The statement that applies the rule records
+a `Transition` on its transaction (`record`); services record audit entries on their transaction the same
+way (`audit.record`). The hub's `Database` hands every transaction to the `EffectApplier` at commit:
+
+- just before the commit, inside the transaction: the audit rows (one INSERT), and each assignment announced
+  to the other hub processes (`NOTIFY`, which PostgreSQL delivers at commit). An execution's end is announced
+  by the ending statement itself (`lifecycle`), which saves a round trip on the runner's `complete`;
+- after the commit, in this process: a queued execution is offered to the dispatcher, one that left the
+  queue leaves Redis, an assigned one wakes its runner's long poll, a freed idle runner is offered work, and
+  the end hooks run.
+
+A transaction that rolls back applies nothing: what it recorded goes with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exekra.db.session import AfterCommit
+from exekra.hub import tasks
+from exekra.hub.audit import service as audit
+from exekra.hub.audit.service import Actor
+from exekra.hub.errors import TRANSIENT_ERRORS
+
+if TYPE_CHECKING:
+    from exekra.hub.dispatch.dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Effects:
+    """The consequences a lifecycle rule declares."""
+
+    queued: bool = False  # the execution (re-)entered QUEUED: offer it to the dispatcher
+    unqueued: bool = False  # it left QUEUED without being assigned: take it out of the queue
+    assigned: bool = False  # it was handed to a runner: wake that runner's long poll
+    frees_runner: bool = False  # its runner let go of it: offer the runner work when it is idle
+    ends: bool = False  # it reached a terminal state: announce the end, run the end hooks
+    audit: str | None = None  # the audit action recorded, if the rule is audited
+
+
+NO_EFFECTS = Effects()
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One rule applied to one execution (or runner) in a transaction."""
+
+    rule: str
+    effects: Effects
+    execution_id: uuid.UUID | None = None
+    runner_id: uuid.UUID | None = None  # the runner assigned, or the runner freed
+    runner_idle: bool = False  # the freed runner is alive and holds nothing: it may be offered work
+    attempt: int | None = None
+    status: str | None = None  # the execution's status after the rule
+
+
+EndHook = Callable[[Transition], Awaitable[None]]
+"""Called after the commit for every execution that ended (later features: notifications, parents)."""
+
+_TRANSITIONS = "exekra.transitions"
+
+
+def record(
+    session: AsyncSession,
+    transition: Transition,
+    *,
+    actor: Actor = audit.SYSTEM,
+    entity_type: str = "execution",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record a transition on the session's transaction, with its audit entry when the rule has one."""
+    recorded: list[Transition] = session.info.setdefault(_TRANSITIONS, [])
+    recorded.append(transition)
+    if transition.effects.audit is not None:
+        entity_id = transition.execution_id if entity_type == "execution" else transition.runner_id
+        audit.record(session, actor, transition.effects.audit, entity_type, entity_id, details)
+
+
+def recorded_transitions(session: AsyncSession) -> list[Transition]:
+    """What the session's transaction has recorded so far (tests and inspection)."""
+    return list(session.info.get(_TRANSITIONS, ()))
+
+
+class EffectApplier:
+    """Applies recorded effects at commit (`exekra.db.session.CommitHooks`); one per hub process.
+
+    Without a dispatcher (a command such as `exekra purge`) only the audit rows are written: the hub's own
+    safety nets dispatch what such a command changed.
+    """
+
+    def __init__(self) -> None:
+        self.dispatcher: Dispatcher | None = None
+        self._end_hooks: list[EndHook] = []
+
+    def bind(self, dispatcher: Dispatcher) -> None:
+        """The dispatcher that in-process effects go to (built after the database it uses)."""
+        self.dispatcher = dispatcher
+
+    def on_end(self, hook: EndHook) -> None:
+        """Run `hook` after the commit of every transition that ends an execution."""
+        self._end_hooks.append(hook)
+
+    async def before_commit(self, session: AsyncSession) -> AfterCommit | None:
+        await audit.write_recorded(session)
+        transitions: list[Transition] = session.info.pop(_TRANSITIONS, [])
+        if not transitions or self.dispatcher is None:
+            return None
+        for transition in transitions:
+            if transition.effects.assigned and transition.runner_id is not None:
+                await self.dispatcher.publish_assignment(session, transition.runner_id)
+
+        async def after_commit() -> None:
+            for transition in transitions:
+                await self._apply(transition)
+
+        return after_commit
+
+    async def _apply(self, t: Transition) -> None:
+        dispatcher = self.dispatcher
+        assert dispatcher is not None
+        effects = t.effects
+        try:
+            if effects.assigned and t.execution_id is not None and t.runner_id is not None:
+                await dispatcher.execution_assigned(t.execution_id, t.runner_id)
+            if effects.unqueued and t.execution_id is not None:
+                await dispatcher.execution_unqueued(t.execution_id, t.status or t.rule)
+            if effects.queued and t.execution_id is not None:
+                # Matching runs beside the caller, whose answer never waits for a runner (SPEC §4, create).
+                tasks.spawn(dispatcher.execution_queued(t.execution_id))
+            if effects.frees_runner and t.runner_idle and t.runner_id is not None:
+                await dispatcher.runner_idle(t.runner_id)
+            if effects.ends:
+                for hook in self._end_hooks:
+                    await hook(t)
+        except TRANSIENT_ERRORS as exc:
+            # The change itself is committed; the dispatcher's safety nets (the sweeper, the queue's
+            # reconciliation, the stale rules) finish what the failed effect left.
+            log.warning("effects of %s on %s: %s: %s", t.rule, t.execution_id, type(exc).__name__, exc)
