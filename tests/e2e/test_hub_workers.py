@@ -21,7 +21,7 @@ import pytest
 
 from exekra.db.migrate import upgrade
 from exekra.embedded import create_database, drop_database
-from tests.integration.protocol import ProtocolRunner, publish_workflow
+from tests.integration.protocol import ProtocolRunner, long_poll_waiting, publish_workflow
 
 from .conftest import PASSWORD, HubProcess, wait_until
 
@@ -147,14 +147,16 @@ async def test_a_long_poll_on_one_worker_is_woken_by_an_execution_created_on_the
     for runner_on, created_on in ((first, second), (second, first)):
         label = f"w-{secrets.token_hex(4)}"
         runner_http = await client_on(hub, runner_on)
+        watcher = await client_on(hub, runner_on)  # reads the runner's worker's /metrics
         creator = await client_on(hub, created_on, admin_token)
-        clients += [runner_http, creator]
+        clients += [runner_http, watcher, creator]
         runner = await ProtocolRunner.register(admin, runner_http, label, labels=[label])
         assert (await runner.auth()).status_code == 200
         workflow_id = await publish_workflow(admin, label, NOOP, labels=[label])
         for _ in range(ROUNDS):
             poll = asyncio.create_task(runner.poll(wait=LONG_POLL_SECONDS))
-            await asyncio.sleep(0.3)
+            await long_poll_waiting(watcher)
+            assert serving_worker(hub, await watcher.get("/api/health")) == runner_on
             assert not poll.done(), "the poll should be waiting: nothing is queued"
             created_at = time.monotonic()
             created = await creator.post("/api/executions", json={"workflowId": workflow_id})

@@ -20,6 +20,8 @@ from exekra.hub.app import create_app
 from exekra.hub.auth import security
 from exekra.hub.context import Hub
 
+from .protocol import ProtocolRunner, eventually
+
 ADMIN_EMAIL = "admin@example.com"
 PASSWORD = "correct-horse-battery"
 
@@ -125,6 +127,38 @@ async def make_client(hub_app: FastAPI, hub: Hub) -> AsyncIterator[ClientFactory
 @pytest.fixture
 async def admin(make_client: ClientFactory) -> httpx.AsyncClient:
     return await make_client("ADMIN")
+
+
+OnlineRunner = Callable[..., Awaitable[ProtocolRunner]]
+
+
+@pytest.fixture
+def online_runner(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> OnlineRunner:
+    """`await online_runner(name, **fields)` → a registered runner, signed in and ONLINE (`ProtocolRunner.online`)."""
+
+    async def make(name: str = "runner", **fields: Any) -> ProtocolRunner:
+        return await ProtocolRunner.online(admin, client, name, **fields)
+
+    return make
+
+
+Parked = Callable[[ProtocolRunner], Awaitable[None]]
+
+
+@pytest.fixture
+def parked(hub: Hub) -> Parked:
+    """`await parked(runner)`: returns once the runner's long poll waits in the hub (at most 5 s)."""
+
+    async def wait_until_parked(runner: ProtocolRunner) -> None:
+        assert runner.runner_id is not None
+        runner_id = uuid.UUID(runner.runner_id)
+
+        async def is_waiting() -> bool:
+            return hub.dispatcher.is_waiting(runner_id)
+
+        await eventually(is_waiting, 5, f"the long poll of {runner.runner_id} to wait", interval=0.005)
+
+    return wait_until_parked
 
 
 SIMPLE_DEFINITION: dict[str, Any] = {

@@ -1,7 +1,12 @@
-"""A protocol-level test runner: speaks SPEC §7.3 over plain HTTP, no agent logic."""
+"""A protocol-level test runner that speaks SPEC §7.3 over plain HTTP (no agent logic), the helpers that wait
+on a hub's real state instead of sleeping, and dashboard form posting."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -27,6 +32,27 @@ class ProtocolRunner:
         runner = cls(http, body["machineKey"], body["machineSecret"])
         runner.runner_id = body["runner"]["id"]
         return runner
+
+    @classmethod
+    async def online(
+        cls, admin: httpx.AsyncClient, http: httpx.AsyncClient, name: str, **fields: Any
+    ) -> ProtocolRunner:
+        """A registered runner that has signed in and sent a heartbeat: ONLINE, idle, eligible for work."""
+        runner = await cls.register(admin, http, name, **fields)
+        assert (await runner.auth()).status_code == 200
+        assert (await runner.heartbeat()).status_code == 200
+        return runner
+
+    async def take(self, execution_id: str | None = None, attempt: int | None = None) -> dict[str, Any]:
+        """Long-poll until work arrives (at most 5 s); checks it is `execution_id` at `attempt` when given."""
+        polled = await self.poll(wait=5)
+        assert polled.status_code == 200, f"no work for runner {self.runner_id}: {polled.status_code}"
+        work: dict[str, Any] = polled.json()["execution"]
+        if execution_id is not None:
+            assert work["id"] == execution_id, work
+        if attempt is not None:
+            assert work["attempt"] == attempt, work
+        return work
 
     @property
     def headers(self) -> dict[str, str]:
@@ -81,3 +107,57 @@ async def publish_workflow(admin: httpx.AsyncClient, name: str, definition: dict
     r = await admin.post(f"/api/workflows/{workflow_id}/publish")
     assert r.status_code == 200, r.text
     return workflow_id
+
+
+async def create_execution(admin: httpx.AsyncClient, workflow_id: str, **fields: Any) -> dict[str, Any]:
+    """Create an execution through the API (201); returns it."""
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id, **fields})
+    assert r.status_code == 201, r.text
+    execution: dict[str, Any] = r.json()["execution"]
+    return execution
+
+
+async def running_execution(admin: httpx.AsyncClient, runner: ProtocolRunner, workflow_id: str) -> str:
+    """An execution of the workflow that `runner` (idle and eligible) has taken and started: RUNNING."""
+    execution_id = str((await create_execution(admin, workflow_id))["id"])
+    work = await runner.take(execution_id)
+    assert (await runner.start(execution_id, work["attempt"])).status_code == 200
+    return execution_id
+
+
+async def eventually(predicate: Callable[[], Awaitable[Any]], within: float, what: str, interval: float = 0.02) -> Any:
+    """Await `predicate()` until it returns something truthy; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def long_poll_waiting(hub_http: httpx.AsyncClient) -> None:
+    """Wait until a runner's long poll waits in the hub process that `hub_http` talks to (its `/metrics`)."""
+
+    async def waiting() -> bool:
+        metrics = (await hub_http.get("/metrics")).text
+        return "exekra_long_polls_waiting" in metrics and "exekra_long_polls_waiting 0.0" not in metrics
+
+    await eventually(waiting, 5, "a long poll to wait in the hub", interval=0.01)
+
+
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
+
+
+def csrf_of(html: str) -> str:
+    """The form token of a rendered page."""
+    match = _CSRF.search(html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+async def post_form(c: httpx.AsyncClient, path: str, data: dict[str, str], *, page: str = "/") -> httpx.Response:
+    """Post a dashboard form the way the browser does: with the token of a page of the same session."""
+    token = csrf_of((await c.get(page)).text)
+    return await c.post(path, data={**data, "csrf": token})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -11,23 +10,9 @@ import httpx
 import pytest
 
 from .conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION, ClientFactory
-from .protocol import ProtocolRunner, publish_workflow
+from .protocol import ProtocolRunner, csrf_of, post_form, publish_workflow
 
-_CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 ROLES = ("ADMIN", "DEVELOPER", "OPERATOR")
-
-
-def csrf_of(html: str) -> str:
-    """The form token of a rendered page."""
-    match = _CSRF.search(html)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
-
-
-async def post_form(c: httpx.AsyncClient, path: str, data: dict[str, str], *, page: str = "/") -> httpx.Response:
-    """Post a dashboard form the way the browser does: with the token of a page of the same session."""
-    token = csrf_of((await c.get(page)).text)
-    return await c.post(path, data={**data, "csrf": token})
 
 
 @dataclass

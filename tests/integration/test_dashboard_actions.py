@@ -12,8 +12,7 @@ import pytest
 from exekra.hub.context import Hub
 
 from .conftest import PASSWORD, SIMPLE_DEFINITION, ClientFactory
-from .protocol import ProtocolRunner, publish_workflow
-from .test_dashboard import csrf_of, post_form
+from .protocol import ProtocolRunner, csrf_of, post_form, publish_workflow
 
 TYPED_DEFINITION: dict[str, Any] = {
     **SIMPLE_DEFINITION,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import httpx
 from sqlalchemy import text
@@ -11,7 +12,7 @@ from sqlalchemy import text
 from exekra.hub.context import Hub
 from exekra.hub.tasks import drain
 
-from .conftest import SIMPLE_DEFINITION, ClientFactory
+from .conftest import SIMPLE_DEFINITION, ClientFactory, Parked, eventually
 from .protocol import ProtocolRunner, publish_workflow
 
 
@@ -139,12 +140,12 @@ async def test_runner_endpoints_reject_missing_or_forged_tokens(client: httpx.As
 
 
 async def test_long_poll_returns_promptly_when_work_is_created(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, parked: Parked
 ) -> None:
     runner, workflow_id = await _setup(admin, client)
     started = time.monotonic()
     poll = asyncio.create_task(runner.poll(wait=10))
-    await asyncio.sleep(0.2)  # let the poll park itself
+    await parked(runner)
     created = await admin.post("/api/executions", json={"workflowId": workflow_id})
     response = await asyncio.wait_for(poll, 10)
     elapsed = time.monotonic() - started
@@ -243,7 +244,7 @@ async def test_runner_protocol_is_not_rate_limited_by_user_limiter(
 
 
 async def test_get_execution_with_wait_answers_when_the_execution_ends(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
 ) -> None:
     runner, workflow_id = await _setup(admin, client)
     created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
@@ -253,10 +254,11 @@ async def test_get_execution_with_wait_answers_when_the_execution_ends(
     assert early.status_code == 200 and early.json()["execution"]["status"] in ("QUEUED", "ASSIGNED")
 
     waiting = asyncio.create_task(admin.get(f"/api/executions/{execution_id}", params={"wait": 20}))
+    await _held_open(hub, execution_id)
     assert (await runner.poll(wait=5)).json()["execution"]["id"] == execution_id
     assert (await runner.start(execution_id, 1)).status_code == 200
-    await asyncio.sleep(0.05)
-    assert not waiting.done()  # RUNNING is not an end
+    await _held_open(hub, execution_id)  # RUNNING is not an end
+    assert not waiting.done()
     started = time.monotonic()
     assert (await runner.complete(execution_id, 1, "COMPLETED")).status_code == 200
     answer = await asyncio.wait_for(waiting, 10)
@@ -268,13 +270,13 @@ async def test_get_execution_with_wait_answers_when_the_execution_ends(
 
 
 async def test_get_execution_with_wait_wakes_on_a_stop_and_rejects_a_bad_wait(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
 ) -> None:
     workflow_id = await publish_workflow(admin, "hello", SIMPLE_DEFINITION)
     created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
     execution_id = created.json()["execution"]["id"]
     waiting = asyncio.create_task(admin.get(f"/api/executions/{execution_id}", params={"wait": 20}))
-    await asyncio.sleep(0.05)
+    await _held_open(hub, execution_id)
     assert (await admin.post(f"/api/executions/{execution_id}/stop")).status_code == 200
     answer = await asyncio.wait_for(waiting, 10)
     assert answer.json()["execution"]["status"] == "STOPPED"
@@ -319,3 +321,13 @@ async def test_signs_of_life_commit_asynchronously_and_only_their_own_transactio
         assert await lifecycle.reserve_log_seq(session, held, 1) is not None
         assert (await session.execute(show)).scalar_one() == "off"
     assert (await runner.heartbeat()).status_code == 200
+
+
+async def _held_open(hub: Hub, execution_id: str) -> None:
+    """Wait until a `?wait=` read of the execution is held open in the hub, waiting for its end."""
+    ident = uuid.UUID(execution_id)
+
+    async def waiting() -> bool:
+        return hub.executions.endings.is_waiting(ident)
+
+    await eventually(waiting, 5, f"a held read of {execution_id}", interval=0.005)

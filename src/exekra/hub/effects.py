@@ -106,9 +106,10 @@ class EffectApplier:
         """The dispatcher that in-process effects go to (built after the database it uses)."""
         self.dispatcher = dispatcher
 
-    def on_end(self, hook: EndHook) -> None:
-        """Run `hook` after the commit of every transition that ends an execution."""
+    def on_end(self, hook: EndHook) -> Callable[[], None]:
+        """Run `hook` after the commit of every transition that ends an execution; returns its removal."""
         self._end_hooks.append(hook)
+        return lambda: self._end_hooks.remove(hook)
 
     async def before_commit(self, session: AsyncSession) -> AfterCommit | None:
         await audit.write_recorded(session)

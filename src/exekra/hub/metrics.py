@@ -44,6 +44,9 @@ class HubCollector(Collector):
             (executions if kind == "execution" else runners).add_metric([status], float(count))
         yield executions
         yield runners
+        polls = GaugeMetricFamily("exekra_long_polls_waiting", "Runner long polls waiting in this hub process")
+        polls.add_metric([], float(dispatcher.long_polls))
+        yield polls
 
 
 router = APIRouter(include_in_schema=False)

@@ -55,6 +55,13 @@ class Dispatcher(Protocol):
     def wake_waiters(self) -> None:
         """Wake every long poll of this process (each looks again): at shutdown."""
 
+    def is_waiting(self, runner_id: uuid.UUID) -> bool:
+        """Whether a long poll of this runner waits in this process."""
+
+    @property
+    def long_polls(self) -> int:
+        """How many long polls wait in this process."""
+
 
 class ModeDispatcher:
     """What both queue modes share: matching through the `Matcher`, and the safety-net pass."""

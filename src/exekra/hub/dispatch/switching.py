@@ -145,6 +145,13 @@ class SwitchingDispatcher:
     def wake_waiters(self) -> None:
         self.wakeups.notify_all()
 
+    def is_waiting(self, runner_id: uuid.UUID) -> bool:
+        return self.wakeups.is_waiting(runner_id)
+
+    @property
+    def long_polls(self) -> int:
+        return self.wakeups.waiting
+
     async def find_duplicate(self, workflow_id: uuid.UUID, key: str) -> uuid.UUID | None:
         """The execution the Redis mirror holds for an idempotency key, if Redis is up and has it."""
         if self._redis() is None or self.queue is None:

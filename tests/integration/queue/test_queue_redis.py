@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,37 +21,13 @@ from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import TriggerType
 from exekra.hub.lifecycle import Assignment
 
-from .queue_support import (
+from ..protocol import eventually
+from .conftest import (
     Ledger,
     RunningHub,
-    empty_tables,
-    eventually,
-    hub_settings,
-    own_database,
-    running_hub,
     take_one,
     work_until,
 )
-
-
-@pytest.fixture(scope="module")
-async def queue_database_url(pg_server_url: str) -> AsyncIterator[str]:
-    async with own_database(pg_server_url) as url:
-        yield url
-
-
-@pytest.fixture
-def redis_server(embedded_redis: Callable[..., EmbeddedRedis]) -> EmbeddedRedis:
-    return embedded_redis()
-
-
-@pytest.fixture
-async def hub(queue_database_url: str, redis_server: EmbeddedRedis, tmp_path: Path) -> AsyncIterator[RunningHub]:
-    """A hub in Redis mode on an emptied database."""
-    await empty_tables(queue_database_url)
-    async with running_hub(hub_settings(queue_database_url, tmp_path, redis_server.url)) as running:
-        assert await running.queue_mode() == "redis"
-        yield running
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,13 +17,12 @@ from sqlalchemy import text
 from exekra.embedded import EmbeddedRedis
 from exekra.hub.dispatch.queue import QueueUnavailable
 
-from .queue_support import (
+from ..protocol import eventually
+from .conftest import (
     Ledger,
     RunningHub,
     empty_tables,
-    eventually,
     hub_settings,
-    own_database,
     running_hub,
     take_one,
     work_until,
@@ -31,25 +30,6 @@ from .queue_support import (
 
 EXECUTIONS = 1000
 RUNNERS = 10
-
-
-@pytest.fixture(scope="module")
-async def queue_database_url(pg_server_url: str) -> AsyncIterator[str]:
-    async with own_database(pg_server_url) as url:
-        yield url
-
-
-@pytest.fixture
-def redis_server(embedded_redis: Callable[..., EmbeddedRedis]) -> EmbeddedRedis:
-    return embedded_redis()
-
-
-@pytest.fixture
-async def hub(queue_database_url: str, redis_server: EmbeddedRedis, tmp_path: Path) -> AsyncIterator[RunningHub]:
-    await empty_tables(queue_database_url)
-    async with running_hub(hub_settings(queue_database_url, tmp_path, redis_server.url)) as running:
-        assert await running.queue_mode() == "redis"
-        yield running
 
 
 async def wait_mode(hub: RunningHub, mode: str, within: float) -> float:

@@ -1,10 +1,10 @@
-"""Helpers of the Redis queue tests: a database of their own, an in-process hub with Redis, runner loops."""
+"""Fixtures and helpers of the queue tests: a database of their own, an in-process hub with Redis (or without),
+private Redis servers to kill, and runner loops."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,18 +14,41 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from exekra.config import Settings
 from exekra.db.migrate import upgrade_async
 from exekra.db.models import Base
-from exekra.embedded import create_database, drop_database
+from exekra.embedded import EmbeddedRedis, create_database, drop_database
 from exekra.hub.app import create_app
 from exekra.hub.context import Hub
 from exekra.hub.dispatch.switching import SwitchingDispatcher
 
-from .conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION
-from .protocol import ProtocolRunner, publish_workflow
+from ..conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION
+from ..protocol import ProtocolRunner, publish_workflow
+
+
+@pytest.fixture(scope="module")
+async def queue_database_url(pg_server_url: str) -> AsyncIterator[str]:
+    """A migrated database of the test module's own: no other hub of the session dispatches in it."""
+    async with own_database(pg_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_server(embedded_redis: Callable[..., EmbeddedRedis]) -> EmbeddedRedis:
+    """A private Redis server, to kill and restart at will."""
+    return embedded_redis()
+
+
+@pytest.fixture
+async def hub(queue_database_url: str, redis_server: EmbeddedRedis, tmp_path: Path) -> AsyncIterator[RunningHub]:
+    """A hub in Redis mode on an emptied database."""
+    await empty_tables(queue_database_url)
+    async with running_hub(hub_settings(queue_database_url, tmp_path, redis_server.url)) as running:
+        assert await running.queue_mode() == "redis"
+        yield running
 
 
 @asynccontextmanager
@@ -137,18 +160,6 @@ async def concurrently(calls: list[Callable[[], Awaitable[str]]], limit: int = 2
             return await call()
 
     return list(await asyncio.gather(*(gated(call) for call in calls)))
-
-
-async def eventually(predicate: Callable[[], Awaitable[Any]], within: float, what: str, interval: float = 0.02) -> Any:
-    """Await `predicate()` until it returns something truthy; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 @dataclass

@@ -17,9 +17,9 @@ from exekra.db.migrate import upgrade
 from exekra.embedded import EmbeddedRedis, create_database, drop_database
 from tests.e2e.conftest import HubProcess, wait_until
 
-from .conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION
-from .protocol import ProtocolRunner, publish_workflow
-from .queue_support import Ledger, concurrently, eventually, work_until
+from ..conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION
+from ..protocol import ProtocolRunner, eventually, long_poll_waiting, publish_workflow
+from .conftest import Ledger, concurrently, work_until
 
 EXECUTIONS = 300
 
@@ -94,7 +94,7 @@ async def _create(admin: httpx.AsyncClient, workflow_id: str) -> str:
 async def _wake_up_latency(runner: ProtocolRunner, on_other_hub: httpx.AsyncClient, workflow_id: str) -> float:
     """Seconds from an execution's creation on the other hub to the answer of a poll waiting on this one."""
     poll = asyncio.create_task(runner.poll(wait=10))
-    await asyncio.sleep(0.3)  # the poll is waiting
+    await long_poll_waiting(runner.http)
     assert not poll.done()
     execution_id = await _create(on_other_hub, workflow_id)
     created = time.monotonic()
