@@ -22,7 +22,9 @@ from exekra.runner.config import RunnerConfig
 from exekra.runner.executor import ExecutionAbandoned, Executor, Job, Outcome
 from exekra.runner.metrics import prime_cpu_percent, system_metrics
 from exekra.runner.session import HubSession
+from exekra.workflow.catalogue import RunnerCatalogue, runner_catalogue
 from exekra.workflow.definition import referenced_credentials
+from exekra.workflow.scope import ActivitySettings
 
 logger = logging.getLogger("exekra.runner")
 T = TypeVar("T")
@@ -62,6 +64,7 @@ class RunnerAgent:
         self._early_shutdown = False
         self._work: asyncio.Task[None] | None = None
         self._current: _Current | None = None
+        self.catalogue: RunnerCatalogue | None = None
 
     @property
     def current_execution_id(self) -> str | None:
@@ -96,7 +99,13 @@ class RunnerAgent:
             self._shutdown.set()
         await asyncio.to_thread(self._config.work_root.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(prime_cpu_percent)
+        self.catalogue = await asyncio.to_thread(runner_catalogue, ActivitySettings(chromium=self._config.chromium))
         self._log.info("starting (hub %s, workdir %s)", self._config.hub_url, self._config.work_root)
+        self._log.info(
+            "%d activities; capabilities: %s",
+            len(self.catalogue.activities),
+            ", ".join(self.catalogue.capabilities) or "none",
+        )
         self._executor.prestart()
         background = [asyncio.create_task(self._session.maintain()), asyncio.create_task(self._heartbeat_loop())]
         self._work = asyncio.create_task(self._work_loop())

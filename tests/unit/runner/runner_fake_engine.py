@@ -7,7 +7,7 @@ Run as a script it is the worker command. A definition is `{"steps": [{kind: val
     spawn: session|group    start `sleep 60` (own session or our group) and log "child pid N"
     pid: _                  log "worker pid N"         ignore_sigterm: _  ignore SIGTERM from now on
     exit: code              os._exit(code)             signal: NAME     kill ourselves with a signal
-    fail: message           raise WorkflowFailed
+    fail: message           raise WorkflowFailed    attach: name     write a file `name` and attach it
 
 The outputs are `{"echo": inputs, "attempt": execution attempt}`.
 """
@@ -41,6 +41,7 @@ def run_workflow(
     workdir: Path,
     emit: Callable[[str, str], None],
     should_stop: Callable[[], bool] = lambda: False,
+    scope: Any = None,
 ) -> dict[str, Any]:
     """Interpret the test steps."""
     for step in definition["steps"]:
@@ -72,6 +73,10 @@ def run_workflow(
             os.kill(os.getpid(), getattr(signal, value))
         elif kind == "fail":
             raise WorkflowFailed(str(value))
+        elif kind == "attach":
+            path = workdir / str(value)
+            path.write_text(f"contents of {value}")
+            scope.artifacts.attach("fake", path)
     return {"echo": inputs, "attempt": execution["attempt"]}
 
 
