@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exekra.workflow.activities import browser, control, data, file, http, log, python, shell, variables
+from exekra.workflow.activities import browser, control, data, file, http, log, python, shell, sql, variables
 from exekra.workflow.activities.context import Activity, ActivityContext, param
 from exekra.workflow.activities.spec import ActivitySpec, DeclaredActivity, Params, activity, either, minimal_spec
 
@@ -62,6 +62,8 @@ _DECLARED: tuple[DeclaredActivity[Any], ...] = (
     control.delay,
     control.fail,
     *browser.ACTIVITIES,
+    sql.query,
+    sql.execute,
 )
 BUILTIN: dict[str, Activity] = {declared.name: declared for declared in _DECLARED}
 
