@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from exekra.workflow.activities.browser import actions, find_chromium
-from exekra.workflow.activities.browser.pages import table_rows
 from exekra.workflow.activities.browser.selectors import Element, candidates
+from exekra.workflow.activities.tables import grid_rows
 from exekra.workflow.errors import ActivityError
 from exekra.workflow.scope import ActivitySettings, ExecutionScope
 
@@ -55,15 +55,15 @@ def test_a_list_keeps_its_order_and_strings_are_used_as_they_are() -> None:
 
 def test_table_rows_name_empty_and_repeated_headers_and_pad_short_rows() -> None:
     cells = [["Name", "", "Name"], ["a", "b", "c", "d"], ["e"]]
-    assert table_rows(cells, header=True) == {
+    assert grid_rows(cells, header=True) == {
         "columns": ["Name", "column 2", "Name 2", "column 4"],
         "rows": [
             {"Name": "a", "column 2": "b", "Name 2": "c", "column 4": "d"},
             {"Name": "e", "column 2": None, "Name 2": None, "column 4": None},
         ],
     }
-    assert table_rows([], header=True) == {"rows": [], "columns": []}
-    assert table_rows(cells, header=False) == {"rows": cells, "columns": []}
+    assert grid_rows([], header=True) == {"rows": [], "columns": []}
+    assert grid_rows(cells, header=False) == {"rows": cells, "columns": []}
 
 
 def test_find_chromium_prefers_the_setting_then_the_variable_then_the_path(

@@ -18,7 +18,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exekra.workflow.activities import browser, control, data, file, http, log, python, shell, sql, variables
+from exekra.workflow.activities import (
+    browser,
+    control,
+    data,
+    excel,
+    file,
+    http,
+    log,
+    pdf,
+    python,
+    shell,
+    sql,
+    variables,
+)
 from exekra.workflow.activities.context import Activity, ActivityContext, param
 from exekra.workflow.activities.spec import ActivitySpec, DeclaredActivity, Params, activity, either, minimal_spec
 
@@ -64,6 +77,11 @@ _DECLARED: tuple[DeclaredActivity[Any], ...] = (
     *browser.ACTIVITIES,
     sql.query,
     sql.execute,
+    excel.read,
+    excel.write,
+    excel.append,
+    pdf.read_text,
+    pdf.extract_tables,
 )
 BUILTIN: dict[str, Activity] = {declared.name: declared for declared in _DECLARED}
 

@@ -14,6 +14,7 @@ from exekra.workflow.activities.browser.steps import (
 )
 from exekra.workflow.activities.context import ActivityContext
 from exekra.workflow.activities.spec import Params, activity, either
+from exekra.workflow.activities.tables import grid_rows
 from exekra.workflow.artifacts import safe_name
 from exekra.workflow.errors import ActivityError
 
@@ -52,32 +53,9 @@ def extract_table(ctx: ActivityContext, params: TableParams) -> dict[str, Any]:
         cells = await locator.evaluate(_TABLE_CELLS, timeout=timeout_ms)
         if cells is None:
             raise ActivityError("the element is not a table and contains none")
-        return table_rows(cells, header=params.header)
+        return grid_rows(cells, header=params.header)
 
     return run_element_step(ctx, params, step)
-
-
-def table_rows(cells: list[list[str]], *, header: bool) -> dict[str, Any]:
-    """Rows of cell texts as the outputs of `browser.extract_table`."""
-    if not header:
-        return {"rows": cells, "columns": []}
-    if not cells:
-        return {"rows": [], "columns": []}
-    width = max(len(row) for row in cells)
-    columns: list[str] = []
-    for index in range(width):
-        text = cells[0][index] if index < len(cells[0]) else ""
-        base = text or f"column {index + 1}"
-        name, number = base, 1
-        while name in columns:
-            number += 1
-            name = f"{base} {number}"
-        columns.append(name)
-    rows = [
-        {column: (row[index] if index < len(row) else None) for index, column in enumerate(columns)}
-        for row in cells[1:]
-    ]
-    return {"rows": rows, "columns": columns}
 
 
 class ScreenshotParams(SessionParams):
