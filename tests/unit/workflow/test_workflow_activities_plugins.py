@@ -55,6 +55,8 @@ def test_builtins_cover_the_documented_activities() -> None:
         "browser.open", "browser.close", "browser.goto", "browser.click", "browser.fill", "browser.select",
         "browser.check", "browser.press", "browser.wait_for", "browser.get_text", "browser.get_attribute",
         "browser.extract_table", "browser.screenshot", "browser.download", "browser.upload",
+        "sql.query", "sql.execute", "email.send", "email.read", "excel.read", "excel.write", "excel.append",
+        "pdf.read_text", "pdf.extract_tables",
     }  # fmt: skip
 
 
