@@ -184,3 +184,10 @@ def test_a_runner_declares_what_it_can_run(plugins: None, tmp_path: Path, monkey
     assert without.digest != with_browser.digest
     assert without.to_dict()["digest"] == without.digest
     assert detect_capabilities(ActivitySettings(chromium=str(tmp_path / "absent"))) == ["email", "pdf", "sql"]
+
+
+def test_every_builtin_is_documented() -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "workflows.md").read_text()
+    assert [
+        name for name in BUILTIN if f"`{name}`" not in docs and f"### {name}" not in docs and f"#### {name}" not in docs
+    ] == []
