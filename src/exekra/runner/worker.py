@@ -29,14 +29,13 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, NoReturn, Protocol
 
 from exekra.runner.logstream import utc_now
 from exekra.runner.metrics import TREE_MARKER_VARIABLE, marked_processes
-from exekra.workflow.artifacts import Artifacts
-from exekra.workflow.scope import ActivitySettings, ExecutionScope
 
 ORPHAN_GRACE_SECONDS = 5.0
 
@@ -46,6 +45,17 @@ class Engine(Protocol):
 
     WorkflowFailed: type[Exception]
     WorkflowStopped: type[Exception]
+
+    def execution_scope(
+        self,
+        *,
+        artifacts_dir: Path | None,
+        artifact_limit_bytes: int | None,
+        report_artifact: Callable[[dict[str, Any]], None],
+        chromium: str | None,
+    ) -> Any:
+        """Make the execution's scope; see `exekra.workflow.engine.execution_scope`."""
+        ...
 
     def run_workflow(self, definition: dict[str, Any], inputs: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Run a workflow; see `exekra.workflow.engine.run_workflow`."""
@@ -93,7 +103,7 @@ def run_job(job: dict[str, Any], engine: Engine, events: EventWriter, stop: thre
             workdir=workdir,
             emit=events.log,
             should_stop=stop.is_set,
-            scope=_scope(job, events),
+            scope=_scope(engine, job, events),
         )
     except engine.WorkflowStopped:
         return {"type": "result", "status": "STOPPED", "outputs": None, "error": None}
@@ -105,18 +115,16 @@ def run_job(job: dict[str, Any], engine: Engine, events: EventWriter, stop: thre
     return {"type": "result", "status": "COMPLETED", "outputs": outputs, "error": None}
 
 
-def _scope(job: dict[str, Any], events: EventWriter) -> ExecutionScope:
+def _scope(engine: Engine, job: dict[str, Any], events: EventWriter) -> Any:
     """The execution's scope: attachments staged where the runner said and reported as events."""
     artifacts = job.get("artifacts") or {}
     settings = job.get("settings") or {}
     directory = artifacts.get("dir")
-    return ExecutionScope(
-        artifacts=Artifacts(
-            Path(directory) if directory else None,
-            limit_bytes=artifacts.get("limitBytes"),
-            on_attach=lambda attachment: events.write({**attachment.to_event(), "ts": utc_now()}),
-        ),
-        settings=ActivitySettings(chromium=settings.get("chromium")),
+    return engine.execution_scope(
+        artifacts_dir=Path(directory) if directory else None,
+        artifact_limit_bytes=artifacts.get("limitBytes"),
+        report_artifact=lambda event: events.write({**event, "ts": utc_now()}),
+        chromium=settings.get("chromium"),
     )
 
 

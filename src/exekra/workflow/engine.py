@@ -21,6 +21,7 @@ from typing import Any
 
 from exekra.workflow.activities import Activity, ActivityContext, load_activities
 from exekra.workflow.activities.context import Emit
+from exekra.workflow.artifacts import Artifacts
 from exekra.workflow.definition import NodeDefinition, WorkflowDefinition, resolve_inputs, validate_definition
 from exekra.workflow.errors import (
     ActivityError,
@@ -32,7 +33,7 @@ from exekra.workflow.errors import (
 )
 from exekra.workflow.expressions import render
 from exekra.workflow.masking import SecretMasker
-from exekra.workflow.scope import ExecutionScope
+from exekra.workflow.scope import ActivitySettings, ExecutionScope
 from exekra.workflow.validation import FOREACH_ACTIVITY
 
 CANCEL_GRACE_SECONDS = 5.0
@@ -92,6 +93,23 @@ def run_workflow(
     finally:
         run.scope.close(run.emit)
     return masker.value(outputs)
+
+
+def execution_scope(
+    *,
+    artifacts_dir: Path | None,
+    artifact_limit_bytes: int | None,
+    report_artifact: Callable[[dict[str, Any]], None],
+    chromium: str | None,
+) -> ExecutionScope:
+    """The scope of an execution run by the runner's worker: files attached are copied to `artifacts_dir`
+    (within `artifact_limit_bytes` in all) and reported as `artifact` events; `chromium` for `browser.*`."""
+    artifacts = Artifacts(
+        artifacts_dir,
+        limit_bytes=artifact_limit_bytes,
+        on_attach=lambda attachment: report_artifact(attachment.to_event()),
+    )
+    return ExecutionScope(artifacts=artifacts, settings=ActivitySettings(chromium=chromium))
 
 
 def _serialised_masked(emit: Emit, masker: SecretMasker) -> Emit:

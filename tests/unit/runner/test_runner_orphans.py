@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FAKE_ENGINE
 from exekra.runner.worker import ORPHAN_GRACE_SECONDS
 
+FAKE_ENGINE = Path(__file__).with_name("runner_fake_engine.py")
 # A stand-in runner: runs one job through the real executor and worker, printing the log lines.
 RUNNER = """
 import asyncio, sys

@@ -22,7 +22,12 @@ camelCase in workflows (`timeout_seconds` is `timeoutSeconds`).
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
+import itertools
+import sys
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
@@ -52,7 +57,7 @@ class Params(BaseModel):
         extra="ignore",
         frozen=True,
         alias_generator=to_camel,
-        use_attribute_docstrings=True,
+        defer_build=True,  # validators are built on first use: importing every activity stays cheap
     )
 
 
@@ -109,11 +114,22 @@ class ActivitySpec:
 class DeclaredActivity(Generic[P]):
     """An activity with its spec: called with raw params, it validates them and runs the function."""
 
-    def __init__(self, run: Callable[[ActivityContext, P], dict[str, Any]], model: type[P], spec: ActivitySpec) -> None:
+    def __init__(
+        self,
+        run: Callable[[ActivityContext, P], dict[str, Any]],
+        model: type[P],
+        *,
+        name: str,
+        category: str,
+        outputs: type[Params] | None,
+        capability: str | None,
+    ) -> None:
         self.run = run
         self.model = model
-        self.spec = spec
-        self.name = spec.name
+        self.name = name
+        self._category = category
+        self._outputs = outputs
+        self._capability = capability
         self.__doc__ = run.__doc__
         self._keeps_null = {
             field.alias or name for name, field in model.model_fields.items() if field.annotation is Any
@@ -130,6 +146,18 @@ class DeclaredActivity(Generic[P]):
         except ValidationError as exc:
             raise ActivityError("; ".join(_problem(error) for error in exc.errors())) from None
 
+    @functools.cached_property
+    def spec(self) -> ActivitySpec:
+        """The catalogue entry, built on first use (schema generation is too slow for every import)."""
+        return ActivitySpec(
+            name=self.name,
+            category=self._category,
+            description=inspect.getdoc(self.run) or "",
+            params=json_schema(self.model),
+            outputs=ANY_OBJECT if self._outputs is None else json_schema(self._outputs),
+            capability=self._capability,
+        )
+
     def __repr__(self) -> str:
         return f"<activity {self.name}>"
 
@@ -145,15 +173,7 @@ def activity(
     """Declare an activity; its description is the function's docstring."""
 
     def declare(run: Callable[[ActivityContext, P], dict[str, Any]]) -> DeclaredActivity[P]:
-        spec = ActivitySpec(
-            name=name,
-            category=category,
-            description=inspect.getdoc(run) or "",
-            params=json_schema(params),
-            outputs=ANY_OBJECT if outputs is None else json_schema(outputs),
-            capability=capability,
-        )
-        return DeclaredActivity(run, params, spec)
+        return DeclaredActivity(run, params, name=name, category=category, outputs=outputs, capability=capability)
 
     return declare
 
@@ -172,12 +192,82 @@ def minimal_spec(name: str, run: Callable[..., Any]) -> ActivitySpec:
 
 
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON Schema as a form builder wants it: references inlined, no titles, no null variants
-    (null means absent), no null defaults."""
+    """The model's JSON Schema as a form builder wants it: fields described by their attribute docstrings,
+    references inlined, no titles, no null variants (null means absent), no null defaults."""
     schema = model.model_json_schema(by_alias=True, mode="validation")
     definitions = schema.pop("$defs", {})
+    _describe(schema, model)
+    for nested in _nested_models(model):
+        if nested.__name__ in definitions:
+            _describe(definitions[nested.__name__], nested)
     cleaned: dict[str, Any] = _clean(schema, definitions)
     return cleaned
+
+
+def _describe(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Give each property of `schema` its field's attribute docstring.
+
+    Read from the source here, when a schema is asked for, rather than by pydantic when every model
+    class is made (`use_attribute_docstrings` parses the module once per class: too slow at import).
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(model.__mro__):
+        if isinstance(klass, type) and issubclass(klass, BaseModel) and klass not in (BaseModel, Params):
+            docs.update(_class_docs(klass.__module__).get(klass.__qualname__, {}))
+    properties = schema.get("properties", {})
+    for name, field in model.model_fields.items():
+        target = properties.get(field.alias or name)
+        if target is not None and name in docs:
+            target.setdefault("description", docs[name])
+
+
+def _nested_models(model: type[BaseModel]) -> set[type[BaseModel]]:
+    """Every model class used by `model`'s fields, at any depth."""
+    found: set[type[BaseModel]] = set()
+    pending = [field.annotation for field in model.model_fields.values()]
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation not in found:
+                found.add(annotation)
+                pending.extend(field.annotation for field in annotation.model_fields.values())
+        else:
+            pending.extend(typing.get_args(annotation))
+    return found
+
+
+@functools.cache
+def _class_docs(module_name: str) -> dict[str, dict[str, str]]:
+    """Attribute docstrings of every class in a module: qualified class name -> field -> text."""
+    try:
+        tree = ast.parse(inspect.getsource(sys.modules[module_name]))
+    except (OSError, TypeError, KeyError):
+        return {}
+    found: dict[str, dict[str, str]] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for statement in body:
+            if isinstance(statement, ast.ClassDef):
+                name = f"{prefix}{statement.name}"
+                found[name] = _field_docs(statement.body)
+                visit(statement.body, f"{name}.")
+
+    visit(tree.body, "")
+    return found
+
+
+def _field_docs(body: list[ast.stmt]) -> dict[str, str]:
+    docs = {}
+    for statement, following in itertools.pairwise(body):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = inspect.cleandoc(following.value.value)
+    return docs
 
 
 def _clean(node: Any, definitions: dict[str, Any]) -> Any:
