@@ -15,7 +15,7 @@ SYSTEM_REDIS_URL ?= redis://127.0.0.1:6379/0
 SYSTEM_TEST_DIRS := $(wildcard tests/integration tests/e2e)
 
 .DEFAULT_GOAL := test
-.PHONY: .venv up test lint format test-system clean chromium
+.PHONY: .venv up test lint format test-system clean chromium dovecot
 
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright; Playwright's own browser
 # download is not used. Installed here when missing and running as root (CI); otherwise those tests skip.
@@ -45,7 +45,17 @@ chromium:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 		else echo "*** $(CHROMIUM) is missing: browser tests will be skipped (apt-get install -y chromium)" >&2; fi; }
 
-test: $(STAMP) chromium
+# email.read is tested against a private Dovecot (tests/activities/mailservers.py); only the binary is needed,
+# the tests start their own instance. Installed here when missing and running as root; otherwise those tests skip.
+DOVECOT ?= /usr/sbin/dovecot
+
+dovecot:
+	@test -x $(DOVECOT) || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd; \
+		else echo "*** $(DOVECOT) is missing: IMAP tests will be skipped (apt-get install -y dovecot-imapd)" >&2; fi; }
+
+test: $(STAMP) chromium dovecot
 	@$(MAKE) --no-print-directory lint || { \
 		if [ "$(LINT_FATAL)" = 1 ]; then exit 1; fi; \
 		echo "*** lint failed (not fatal while LINT_FATAL=0; fix it before committing)" >&2; }

@@ -22,7 +22,9 @@ from exekra.runner.config import RunnerConfig
 from exekra.runner.executor import ExecutionAbandoned, Executor, Job, Outcome
 from exekra.runner.metrics import prime_cpu_percent, system_metrics
 from exekra.runner.session import HubSession
+from exekra.workflow.catalogue import RunnerCatalogue, runner_catalogue
 from exekra.workflow.definition import referenced_credentials
+from exekra.workflow.scope import ActivitySettings
 
 logger = logging.getLogger("exekra.runner")
 T = TypeVar("T")
@@ -62,6 +64,7 @@ class RunnerAgent:
         self._early_shutdown = False
         self._work: asyncio.Task[None] | None = None
         self._current: _Current | None = None
+        self._catalogue: asyncio.Task[RunnerCatalogue] | None = None
 
     @property
     def current_execution_id(self) -> str | None:
@@ -97,6 +100,7 @@ class RunnerAgent:
         await asyncio.to_thread(self._config.work_root.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(prime_cpu_percent)
         self._log.info("starting (hub %s, workdir %s)", self._config.hub_url, self._config.work_root)
+        self._catalogue = asyncio.create_task(self._declare())
         self._executor.prestart()
         background = [asyncio.create_task(self._session.maintain()), asyncio.create_task(self._heartbeat_loop())]
         self._work = asyncio.create_task(self._work_loop())
@@ -109,15 +113,29 @@ class RunnerAgent:
                 if not done:
                     self._log.warning("could not finish reporting within %g s; exiting", self._shutdown_grace)
         finally:
-            for task in (self._work, shutdown, *background):
+            helpers = [shutdown, *background, *([self._catalogue] if self._catalogue else [])]
+            for task in (self._work, *helpers):
                 task.cancel()
-            await asyncio.gather(self._work, shutdown, *background, return_exceptions=True)
+            await asyncio.gather(self._work, *helpers, return_exceptions=True)
             await self._executor.aclose()
             await self._client.aclose()
         failures = [t.exception() for t in (self._work, *background) if not t.cancelled() and t.exception()]
         if failures:
             raise failures[0]  # type: ignore[misc]
         self._log.info("stopped")
+
+    async def catalogue(self) -> RunnerCatalogue:
+        """What this runner can run: its capabilities and activities (worked out once, in the background)."""
+        if self._catalogue is None:
+            self._catalogue = asyncio.create_task(self._declare())
+        return await asyncio.shield(self._catalogue)
+
+    async def _declare(self) -> RunnerCatalogue:
+        settings = ActivitySettings(chromium=self._config.chromium)
+        declared = await asyncio.to_thread(runner_catalogue, settings)
+        capabilities = ", ".join(declared.capabilities) or "none"
+        self._log.info("%d activities; capabilities: %s", len(declared.activities), capabilities)
+        return declared
 
     async def _heartbeat_loop(self) -> None:
         while True:

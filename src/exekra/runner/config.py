@@ -17,9 +17,12 @@ _ENV_NAMES: dict[str, str] = {
     "workdir": "EXEKRA_RUNNER_WORKDIR",
     "name": "EXEKRA_RUNNER_NAME",
     "sample_interval_seconds": "EXEKRA_SAMPLE_INTERVAL_SECONDS",
+    "artifact_max_bytes": "EXEKRA_RUNNER_ARTIFACT_MAX_BYTES",
+    "chromium": "EXEKRA_CHROMIUM",
 }
 _REQUIRED = {"hub_url": "--hub-url", "machine_key": "--machine-key", "machine_secret": "--machine-secret"}
 _TRUE = {"1", "true", "yes", "on"}
+DEFAULT_ARTIFACT_MAX_BYTES = 100 * 1024 * 1024
 
 
 class RunnerConfigError(ValueError):
@@ -40,6 +43,8 @@ class RunnerConfig:
     name: str = ""
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
+    artifact_max_bytes: int = DEFAULT_ARTIFACT_MAX_BYTES
+    chromium: str | None = None
 
     def __post_init__(self) -> None:
         for name, option in _REQUIRED.items():
@@ -49,6 +54,8 @@ class RunnerConfig:
             raise RunnerConfigError(f"hub URL must start with http:// or https://, got {self.hub_url!r}")
         if self.sample_interval_seconds <= 0:
             raise RunnerConfigError("sample_interval_seconds must be greater than 0")
+        if self.artifact_max_bytes < 0:
+            raise RunnerConfigError("artifact_max_bytes must be >= 0")
         if self.backoff_base_seconds <= 0 or self.backoff_max_seconds < self.backoff_base_seconds:
             raise RunnerConfigError("backoff needs 0 < backoff_base_seconds <= backoff_max_seconds")
         # Frozen dataclass: derived defaults are written once, here.
@@ -71,7 +78,8 @@ class RunnerConfig:
         """Build the config from `EXEKRA_*` variables; keyword overrides (CLI options) win, `None` is ignored.
 
         Variables: EXEKRA_HUB_URL, EXEKRA_MACHINE_KEY, EXEKRA_MACHINE_SECRET, EXEKRA_CA_BUNDLE,
-        EXEKRA_SAMPLE_INTERVAL_SECONDS, EXEKRA_RUNNER_INSECURE, EXEKRA_RUNNER_WORKDIR, EXEKRA_RUNNER_NAME.
+        EXEKRA_SAMPLE_INTERVAL_SECONDS, EXEKRA_RUNNER_INSECURE, EXEKRA_RUNNER_WORKDIR, EXEKRA_RUNNER_NAME,
+        EXEKRA_RUNNER_ARTIFACT_MAX_BYTES, EXEKRA_CHROMIUM.
         """
         env = os.environ if environ is None else environ
         known = {f.name for f in fields(cls)}
@@ -94,6 +102,11 @@ def _parse(name: str, variable: str, raw: str) -> Any:
         return raw.strip().lower() in _TRUE
     if name in ("ca_bundle", "workdir"):
         return Path(raw)
+    if name == "artifact_max_bytes":
+        try:
+            return int(raw)
+        except ValueError:
+            raise RunnerConfigError(f"{variable} must be a whole number of bytes, got {raw!r}") from None
     if name == "sample_interval_seconds":
         try:
             return float(raw)

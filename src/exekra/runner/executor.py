@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from exekra.runner.artifacts import ArtifactCollector, ArtifactFile, ArtifactSender
 from exekra.runner.client import Rejected
 from exekra.runner.config import RunnerConfig
 from exekra.runner.logstream import LogSender, LogStream, SecretMask
@@ -38,6 +39,7 @@ EXIT_WAIT_SECONDS = 5.0
 READER_DRAIN_SECONDS = 2.0
 STREAM_LIMIT_BYTES = 64 * 1024 * 1024  # one event line; a result can carry large outputs
 MAX_ERROR_CHARS = 10_000  # the hub accepts 20,000
+ARTIFACT_SHIPPING_SECONDS = 300.0  # for the last files to reach the hub once the worker is done
 TERMINAL_STATUSES = {"COMPLETED", "FAILED", "STOPPED"}
 
 
@@ -61,6 +63,7 @@ class Outcome:
     error: str | None = None
     outputs: dict[str, Any] | None = None
     metrics: ExecutionMetrics = field(default_factory=ExecutionMetrics)
+    artifacts: tuple[ArtifactFile, ...] = ()
 
 
 class ExecutionAbandoned(Exception):
@@ -144,36 +147,61 @@ class Executor:
             _signal_tree(worker.process.pid, [], signal.SIGKILL)
             await worker.wait_exit(EXIT_WAIT_SECONDS)
 
-    async def run(self, job: Job, send_logs: LogSender, *, stop: asyncio.Event, report_interval: float) -> Outcome:
+    async def run(
+        self,
+        job: Job,
+        send_logs: LogSender,
+        *,
+        stop: asyncio.Event,
+        report_interval: float,
+        send_artifact: ArtifactSender | None = None,
+    ) -> Outcome:
         """Run the job to its end and return the outcome; setting `stop` stops it (→ STOPPED).
 
-        Raises `ExecutionAbandoned` when a log upload is refused by the hub (the tree is killed first).
+        Files the workflow attaches go to `send_artifact` as they come (none: they are dropped with the
+        execution's staging folder); the outcome lists them. Raises `ExecutionAbandoned` when a log or
+        artifact upload is refused by the hub (the tree is killed first).
         """
         mask = SecretMask(job.credentials)
         stream = LogStream(send_logs, report_interval=report_interval, on_stop=stop.set, mask=mask)
         shipping = asyncio.create_task(stream.run())
-        workdir = self._config.work_root / "executions" / _safe_name(f"{job.execution_id}-{job.attempt}")
+        name = _safe_name(f"{job.execution_id}-{job.attempt}")
+        workdir = self._config.work_root / "executions" / name
+        collector = ArtifactCollector(
+            self._config.work_root / "artifacts" / name, self._config.artifact_max_bytes, send_artifact, stream
+        )
+        uploading = asyncio.create_task(collector.run())
         try:
-            outcome = await self._execute(job, workdir, stream, shipping, stop)
+            outcome = await self._execute(job, workdir, stream, _Channels(shipping, uploading), stop, collector)
+            collector.finish()
+            await asyncio.wait_for(uploading, ARTIFACT_SHIPPING_SECONDS)
             stream.finish()
             await shipping
         except Rejected as exc:
             raise ExecutionAbandoned(exc.message) from exc
         finally:
-            if not shipping.done():
-                shipping.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await shipping
+            for task in (uploading, shipping):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             await asyncio.to_thread(shutil.rmtree, workdir, True)
-        if outcome.error:
-            error = mask(outcome.error)
+            await asyncio.to_thread(shutil.rmtree, collector.directory, True)
+        error = outcome.error
+        if error:
+            error = mask(error)
             if len(error) > MAX_ERROR_CHARS:
                 error = error[:MAX_ERROR_CHARS] + " … [truncated]"
-            return Outcome(outcome.status, error, outcome.outputs, outcome.metrics)
-        return outcome
+        return Outcome(outcome.status, error, outcome.outputs, outcome.metrics, collector.accepted)
 
     async def _execute(
-        self, job: Job, workdir: Path, stream: LogStream, shipping: asyncio.Task[None], stop: asyncio.Event
+        self,
+        job: Job,
+        workdir: Path,
+        stream: LogStream,
+        channels: _Channels,
+        stop: asyncio.Event,
+        collector: ArtifactCollector,
     ) -> Outcome:
         if stop.is_set():
             stream.add("WARNING", "stop requested before the execution started")
@@ -192,17 +220,17 @@ class Executor:
         output = _WorkerOutput()
         assert process.stdout is not None and process.stderr is not None
         readers = [
-            asyncio.create_task(_read_events(process.stdout, stream, output)),
+            asyncio.create_task(_read_events(process.stdout, stream, output, collector)),
             asyncio.create_task(_read_stderr(process.stderr, stream)),
         ]
         sampling = asyncio.create_task(self._sample_every(sampler))
         ended_cleanly = False
         try:
-            await _send_job(process, job, workdir)
-            end = await _wait_for_end(worker, output, stop, shipping, job.timeout_seconds)
+            await _send_job(process, job, workdir, self._job_settings(collector))
+            end = await _wait_for_end(worker, output, stop, channels, job.timeout_seconds)
             await asyncio.to_thread(sampler.sample)
             if end is _End.ABANDONED:
-                shipping.result()  # raises the hub's refusal; `finally` kills the tree
+                channels.raise_refusal()  # `finally` kills the tree
             elif end is _End.STOP:
                 stream.add("WARNING", "stop requested: stopping the process tree")
             elif end is _End.TIMEOUT:
@@ -217,6 +245,13 @@ class Executor:
             await _kill_tree(worker, sampler, None if ended_cleanly else worker.marker)
             await _drain(readers)
         return _outcome(end, output, process.returncode, sampler.metrics(), job, stream)
+
+    def _job_settings(self, collector: ArtifactCollector) -> dict[str, Any]:
+        """What the worker needs from the runner's settings (it does not see the runner's environment)."""
+        return {
+            "artifacts": {"dir": str(collector.directory), "limitBytes": self._config.artifact_max_bytes},
+            "settings": {"chromium": self._config.chromium},
+        }
 
     async def _take_worker(self) -> _Worker:
         """The idle worker if it is alive, else a fresh one; the next idle worker starts right away."""
@@ -243,7 +278,7 @@ class Executor:
             stdout=PIPE,
             stderr=PIPE,
             cwd=root,
-            env={**os.environ, TREE_MARKER_VARIABLE: marker},
+            env={**worker_environment(), TREE_MARKER_VARIABLE: marker},
             start_new_session=True,
         )
         return _Worker(Process(transport, protocol, loop), exited, marker)
@@ -258,6 +293,25 @@ class Executor:
         members = await asyncio.to_thread(sampler.survivors)
         _signal_tree(worker.process.pid, members, signal.SIGTERM)
         await worker.wait_exit(self._grace)
+
+
+def worker_environment() -> dict[str, str]:
+    """The runner's environment without its `EXEKRA_*` settings (the machine secret among them):
+    workflows never see them (SPEC §10)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("EXEKRA_")}
+
+
+@dataclass(frozen=True)
+class _Channels:
+    """The uploads running beside the worker: a refusal by the hub abandons the execution."""
+
+    logs: asyncio.Task[None]
+    artifacts: asyncio.Task[None]
+
+    def raise_refusal(self) -> None:
+        for task in (self.logs, self.artifacts):
+            if task.done():
+                task.result()
 
 
 async def _kill_tree(worker: _Worker, sampler: ProcessTreeSampler, marker: str | None) -> None:
@@ -281,13 +335,14 @@ def _signal_tree(group_id: int, members: list[psutil.Process], signum: signal.Si
             member.send_signal(signum)
 
 
-async def _send_job(process: Process, job: Job, workdir: Path) -> None:
+async def _send_job(process: Process, job: Job, workdir: Path, settings: dict[str, Any]) -> None:
     document = {
         "definition": job.definition,
         "inputs": job.inputs,
         "execution": {"id": job.execution_id, "attempt": job.attempt},
         "credentials": job.credentials,
         "workdir": str(workdir),
+        **settings,
     }
     assert process.stdin is not None
     try:
@@ -303,21 +358,22 @@ async def _wait_for_end(
     worker: _Worker,
     output: _WorkerOutput,
     stop: asyncio.Event,
-    shipping: asyncio.Task[None],
+    channels: _Channels,
     limit_seconds: float | None,
 ) -> _End:
     exited = asyncio.create_task(worker.exited.wait())
     result = asyncio.create_task(output.result_seen.wait())
     stopped = asyncio.create_task(stop.wait())
     helpers = (exited, result, stopped)
+    uploads = {channels.logs, channels.artifacts}
     try:
         done, _ = await asyncio.wait(
-            {*helpers, shipping}, timeout=limit_seconds or None, return_when=asyncio.FIRST_COMPLETED
+            {*helpers, *uploads}, timeout=limit_seconds or None, return_when=asyncio.FIRST_COMPLETED
         )
     finally:
         for helper in helpers:
             helper.cancel()
-    if shipping in done:
+    if done & uploads:
         return _End.ABANDONED
     if result in done:
         return _End.RESULT
@@ -326,7 +382,9 @@ async def _wait_for_end(
     return _End.STOP if stopped in done else _End.TIMEOUT
 
 
-async def _read_events(reader: asyncio.StreamReader, stream: LogStream, output: _WorkerOutput) -> None:
+async def _read_events(
+    reader: asyncio.StreamReader, stream: LogStream, output: _WorkerOutput, collector: ArtifactCollector
+) -> None:
     async for text in _lines(reader, stream):
         try:
             event = json.loads(text)
@@ -337,6 +395,8 @@ async def _read_events(reader: asyncio.StreamReader, stream: LogStream, output: 
         elif event.get("type") == "result":
             output.result = event
             output.result_seen.set()
+        elif event.get("type") == "artifact":
+            collector.add(event)
         else:
             stream.add(str(event.get("level", "INFO")), event.get("message", ""), event.get("ts"))
 

@@ -5,26 +5,39 @@ reads one job as a JSON document on stdin (until EOF), runs it, and writes JSON-
 original stdout:
 
     {"type": "log", "ts": "...", "level": "INFO", "message": "..."}
+    {"type": "artifact", "ts": "...", "name": "shot.png", "path": "<staging>/shot.png",
+     "contentType": "image/png", "bytes": 1234, "node": "shot"}
     {"type": "result", "status": "COMPLETED" | "FAILED" | "STOPPED", "outputs": {...}, "error": "..."}
 
 File descriptor 1 is pointed at stderr before the workflow runs, so stray prints of activities (or of
 programs they start) can never corrupt the event stream. SIGTERM asks the workflow to stop.
+
+The worker dies with its runner: when the runner's end of the event channel closes (the runner was
+killed, even with SIGKILL), the workflow is stopped (browser sessions close), and after
+`ORPHAN_GRACE_SECONDS` whatever is left of the process tree (found by its marker variable, like the
+runner does) is killed, this worker included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import select
 import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, NoReturn, Protocol
 
 from exekra.runner.logstream import utc_now
+from exekra.runner.metrics import TREE_MARKER_VARIABLE, marked_processes
+
+ORPHAN_GRACE_SECONDS = 5.0
 
 
 class Engine(Protocol):
@@ -32,6 +45,17 @@ class Engine(Protocol):
 
     WorkflowFailed: type[Exception]
     WorkflowStopped: type[Exception]
+
+    def execution_scope(
+        self,
+        *,
+        artifacts_dir: Path | None,
+        artifact_limit_bytes: int | None,
+        report_artifact: Callable[[dict[str, Any]], None],
+        chromium: str | None,
+    ) -> Any:
+        """Make the execution's scope; see `exekra.workflow.engine.execution_scope`."""
+        ...
 
     def run_workflow(self, definition: dict[str, Any], inputs: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Run a workflow; see `exekra.workflow.engine.run_workflow`."""
@@ -79,6 +103,7 @@ def run_job(job: dict[str, Any], engine: Engine, events: EventWriter, stop: thre
             workdir=workdir,
             emit=events.log,
             should_stop=stop.is_set,
+            scope=_scope(engine, job, events),
         )
     except engine.WorkflowStopped:
         return {"type": "result", "status": "STOPPED", "outputs": None, "error": None}
@@ -90,6 +115,53 @@ def run_job(job: dict[str, Any], engine: Engine, events: EventWriter, stop: thre
     return {"type": "result", "status": "COMPLETED", "outputs": outputs, "error": None}
 
 
+def _scope(engine: Engine, job: dict[str, Any], events: EventWriter) -> Any:
+    """The execution's scope: attachments staged where the runner said and reported as events."""
+    artifacts = job.get("artifacts") or {}
+    settings = job.get("settings") or {}
+    directory = artifacts.get("dir")
+    return engine.execution_scope(
+        artifacts_dir=Path(directory) if directory else None,
+        artifact_limit_bytes=artifacts.get("limitBytes"),
+        report_artifact=lambda event: events.write({**event, "ts": utc_now()}),
+        chromium=settings.get("chromium"),
+    )
+
+
+class RunnerWatch:
+    """Notices the runner's death: its end of the event channel closes (see the module doc)."""
+
+    def __init__(self, events_fd: int, stop: threading.Event) -> None:
+        self.orphaned = threading.Event()
+        self.finished = threading.Event()
+        self._events_fd = events_fd
+        self._stop = stop
+        threading.Thread(target=self._watch, name="exekra-runner-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        poller = select.poll()
+        poller.register(self._events_fd, 0)  # no events asked: only POLLERR/POLLHUP (reader gone) wake us
+        while not poller.poll():
+            pass
+        self.orphaned.set()
+        self._stop.set()
+        self.finished.wait(ORPHAN_GRACE_SECONDS)
+        kill_own_tree()
+
+
+def kill_own_tree() -> NoReturn:
+    """Kill every process carrying this worker's marker, then the worker's group and the worker."""
+    marker = os.environ.get(TREE_MARKER_VARIABLE)
+    for process in marked_processes(marker) if marker else []:
+        if process.pid != os.getpid():
+            with contextlib.suppress(Exception):
+                process.kill()
+    if os.getpgrp() == os.getpid():  # the runner made us a group leader: the group is ours alone
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(1)
+
+
 def main(engine: Engine | None = None) -> int:
     """Worker entry point: load the engine, read the job from stdin, run it, report, exit 0."""
     stop = threading.Event()
@@ -98,7 +170,9 @@ def main(engine: Engine | None = None) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
-    events = EventWriter(_take_event_channel())
+    channel = _take_event_channel()
+    events = EventWriter(channel)
+    watch = RunnerWatch(channel.fileno(), stop)
     load_error = None
     if engine is None:
         try:
@@ -109,11 +183,16 @@ def main(engine: Engine | None = None) -> int:
     if not raw.strip():
         return 0  # a pre-started worker that was never used: the runner closed our stdin
     result = _result(raw, engine, load_error, events, stop)
+    watch.finished.set()
+    if watch.orphaned.is_set():
+        kill_own_tree()
     try:
         events.write(result)
     except ValueError as exc:  # e.g. outputs that refer to themselves
         error = f"the outputs cannot be encoded as JSON: {exc}"
         events.write({"type": "result", "status": "FAILED", "outputs": None, "error": error})
+    except OSError:  # the runner is gone: nobody will clean up after us
+        kill_own_tree()
     return 0
 
 

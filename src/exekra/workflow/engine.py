@@ -21,6 +21,7 @@ from typing import Any
 
 from exekra.workflow.activities import Activity, ActivityContext, load_activities
 from exekra.workflow.activities.context import Emit
+from exekra.workflow.artifacts import Artifacts
 from exekra.workflow.definition import NodeDefinition, WorkflowDefinition, resolve_inputs, validate_definition
 from exekra.workflow.errors import (
     ActivityError,
@@ -32,6 +33,7 @@ from exekra.workflow.errors import (
 )
 from exekra.workflow.expressions import render
 from exekra.workflow.masking import SecretMasker
+from exekra.workflow.scope import ActivitySettings, ExecutionScope
 from exekra.workflow.validation import FOREACH_ACTIVITY
 
 CANCEL_GRACE_SECONDS = 5.0
@@ -51,6 +53,7 @@ def run_workflow(
     emit: Emit,
     should_stop: StopCheck = lambda: False,
     activities: Mapping[str, Activity] | None = None,
+    scope: ExecutionScope | None = None,
 ) -> dict[str, Any]:
     """Run a workflow to its end and return its rendered `outputs`.
 
@@ -58,7 +61,9 @@ def run_workflow(
     definition references to its fields. `emit(level, message)` receives node start/end lines and
     everything activities log, with every credential value replaced by `***` (the error message and
     the outputs are masked too); it may be called from several threads, one call at a time.
-    `activities` defaults to `load_activities()`.
+    `activities` defaults to `load_activities()`. `scope` (default: a fresh one) carries the artifact
+    store and the runner's settings; every resource still open in it (a browser session) is closed
+    when the run ends, whatever the outcome.
 
     Raises `WorkflowFailed` (its message names the failing node) or `WorkflowStopped` once
     `should_stop()` turned true and whatever ran was killed.
@@ -77,14 +82,34 @@ def run_workflow(
         workdir=workdir,
         emit=_serialised_masked(emit, masker),
         masker=masker,
+        scope=ExecutionScope() if scope is None else scope,
         globals={"inputs": resolved_inputs, "credentials": credentials, "execution": execution},
     )
-    run.run_graph(should_stop)
     try:
+        run.run_graph(should_stop)
         outputs = render(workflow.outputs, run.names(run.nodes, {}), "outputs")
     except ExpressionError as exc:
         raise WorkflowFailed(masker.text(str(exc))) from None
+    finally:
+        run.scope.close(run.emit)
     return masker.value(outputs)
+
+
+def execution_scope(
+    *,
+    artifacts_dir: Path | None,
+    artifact_limit_bytes: int | None,
+    report_artifact: Callable[[dict[str, Any]], None],
+    chromium: str | None,
+) -> ExecutionScope:
+    """The scope of an execution run by the runner's worker: files attached are copied to `artifacts_dir`
+    (within `artifact_limit_bytes` in all) and reported as `artifact` events; `chromium` for `browser.*`."""
+    artifacts = Artifacts(
+        artifacts_dir,
+        limit_bytes=artifact_limit_bytes,
+        on_attach=lambda attachment: report_artifact(attachment.to_event()),
+    )
+    return ExecutionScope(artifacts=artifacts, settings=ActivitySettings(chromium=chromium))
 
 
 def _serialised_masked(emit: Emit, masker: SecretMasker) -> Emit:
@@ -106,6 +131,7 @@ class _Run:
     workdir: Path
     emit: Emit
     masker: SecretMasker
+    scope: ExecutionScope
     globals: dict[str, Any]
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
@@ -200,7 +226,12 @@ class _Run:
     ) -> dict[str, Any]:
         """One activity call in a worker thread, cancelled on timeout or stop."""
         ctx = ActivityContext(
-            node_id=node.id, workdir=self.workdir, emit=self.emit, timeout=node.timeout_seconds, vars=self.vars
+            node_id=node.id,
+            workdir=self.workdir,
+            emit=self.emit,
+            timeout=node.timeout_seconds,
+            vars=self.vars,
+            scope=self.scope,
         )
         ctx.run_nodes = lambda nodes, extra: self._run_sequence(nodes, scope, extra, ctx.should_stop)
         activity = self.activities[node.activity]

@@ -7,7 +7,7 @@ Run as a script it is the worker command. A definition is `{"steps": [{kind: val
     spawn: session|group    start `sleep 60` (own session or our group) and log "child pid N"
     pid: _                  log "worker pid N"         ignore_sigterm: _  ignore SIGTERM from now on
     exit: code              os._exit(code)             signal: NAME     kill ourselves with a signal
-    fail: message           raise WorkflowFailed
+    fail: message           raise WorkflowFailed    attach: name     write a file `name` and attach it
 
 The outputs are `{"echo": inputs, "attempt": execution attempt}`.
 """
@@ -22,6 +22,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+_scope: Any = None
+
+
+def execution_scope(**settings: Any) -> dict[str, Any]:
+    """The settings as they are: the real scope is made (importing the workflow package) only to attach."""
+    return settings
 
 
 class WorkflowFailed(Exception):
@@ -41,6 +48,7 @@ def run_workflow(
     workdir: Path,
     emit: Callable[[str, str], None],
     should_stop: Callable[[], bool] = lambda: False,
+    scope: Any = None,
 ) -> dict[str, Any]:
     """Interpret the test steps."""
     for step in definition["steps"]:
@@ -72,6 +80,15 @@ def run_workflow(
             os.kill(os.getpid(), getattr(signal, value))
         elif kind == "fail":
             raise WorkflowFailed(str(value))
+        elif kind == "attach":
+            global _scope
+            if _scope is None:
+                from exekra.workflow.engine import execution_scope as real_scope
+
+                _scope = real_scope(**scope)
+            path = workdir / str(value)
+            path.write_text(f"contents of {value}")
+            _scope.artifacts.attach("fake", path)
     return {"echo": inputs, "attempt": execution["attempt"]}
 
 

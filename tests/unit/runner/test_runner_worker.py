@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from exekra.runner.artifacts import ArtifactFile
 from exekra.runner.config import RunnerConfig
 from exekra.runner.executor import Executor, Job, Outcome
 
@@ -93,3 +94,44 @@ async def test_stop_kills_a_running_shell_command(executor: Executor, alive: Cal
     stop.set()
     assert (await task).status == "STOPPED"
     assert not alive(int(match.group(1)))
+
+
+async def test_workflows_do_not_see_the_runners_settings(
+    make_config: Callable[..., RunnerConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXEKRA_MACHINE_SECRET", "ms-from-the-environment")
+    monkeypatch.setenv("EXEKRA_HUB_URL", "http://hub.invalid")
+    executor = Executor(make_config(), prestart=False)
+    definition = {
+        "nodes": [{"id": "env", "activity": "shell.run", "params": {"command": ["env"]}}],
+        "outputs": {"env": "{{ nodes.env.stdout }}"},
+    }
+    outcome = await run(executor, definition, Lines())
+    await executor.aclose()
+    assert outcome.status == "COMPLETED" and outcome.outputs is not None, outcome.error
+    assert "ms-from-the-environment" not in outcome.outputs["env"]
+    names = [line.split("=", 1)[0] for line in outcome.outputs["env"].splitlines()]
+    assert [name for name in names if name.startswith("EXEKRA_")] == ["EXEKRA_PROCESS_TREE"]
+
+
+async def test_a_file_attached_by_a_node_reaches_the_runner_as_an_artifact(executor: Executor) -> None:
+    definition = {
+        "nodes": [
+            {"id": "write", "activity": "file.write", "params": {"path": "out/report.txt", "content": "totals"}},
+            {"id": "attach", "activity": "file.attach", "params": {"path": "out/report.txt", "name": "report"}},
+        ],
+        "edges": [{"from": "write", "to": "attach"}],
+        "outputs": {"attached": "{{ nodes.attach }}"},
+    }
+    received: list[tuple[str, str, int, str]] = []
+
+    async def upload(artifact: ArtifactFile) -> None:
+        received.append((artifact.name, artifact.path.read_text(), artifact.size, artifact.node_id))
+
+    job = Job(execution_id="ex-1", attempt=2, definition=definition)
+    outcome = await asyncio.wait_for(
+        executor.run(job, Lines(), stop=asyncio.Event(), report_interval=0.2, send_artifact=upload), 30
+    )
+    assert outcome.status == "COMPLETED", outcome.error
+    assert received == [("report", "totals", 6, "attach")]
+    assert outcome.outputs == {"attached": {"name": "report", "bytes": 6, "contentType": "application/octet-stream"}}

@@ -7,9 +7,14 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from exekra.workflow.artifacts import Attachment
 from exekra.workflow.errors import ActivityError
+from exekra.workflow.scope import ExecutionScope
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 Emit = Callable[[str, str], None]
 """`emit(level, message)`: level is DEBUG, INFO, WARNING or ERROR."""
@@ -24,6 +29,7 @@ class ActivityContext:
 
     `cancelled` is set by the engine when the node times out or the workflow is stopped; long-running
     activities watch it (`should_stop()`, `wait()`) and return or raise promptly, killing what they run.
+    `scope` is shared by every node of the execution: resources (browser sessions), attachments, settings.
     """
 
     node_id: str
@@ -33,6 +39,7 @@ class ActivityContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     vars: dict[str, Any] = field(default_factory=dict)
     run_nodes: RunNodes | None = None
+    scope: ExecutionScope = field(default_factory=ExecutionScope)
 
     def should_stop(self) -> bool:
         """True once the activity must stop (node timeout or workflow stop)."""
@@ -47,18 +54,28 @@ class ActivityContext:
         path = Path(value)
         return path if path.is_absolute() else self.workdir / path
 
+    def attach(self, path: str | Path, name: str | None = None, content_type: str | None = None) -> Attachment:
+        """Attach a file to the execution (kept with it on the hub); relative paths are under the workdir.
+
+        `name` defaults to the file's name, `content_type` to a guess from the name. Raises
+        `ActivityError` when the file is missing or the execution's artifact size limit would be passed.
+        """
+        attachment = self.scope.artifacts.attach(self.node_id, self.path(str(path)), name, content_type)
+        self.emit("INFO", f"node {self.node_id}: attached {attachment.name} ({attachment.size} bytes)")
+        return attachment
+
 
 Activity = Callable[[ActivityContext, dict[str, Any]], dict[str, Any]]
 """An activity: `(ctx, params) -> outputs`, raising `ActivityError` on failure."""
 
 
-def os_errors(activity: Activity) -> Activity:
+def os_errors(run: Callable[P, R]) -> Callable[P, R]:
     """Decorator: an `OSError` (missing file, no permission...) becomes the node's failure message."""
 
-    @functools.wraps(activity)
-    def wrapper(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
+    @functools.wraps(run)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return activity(ctx, params)
+            return run(*args, **kwargs)
         except OSError as exc:
             raise ActivityError(str(exc)) from None
 

@@ -7,50 +7,91 @@ import io
 import json
 from typing import Any
 
-from exekra.workflow.activities.context import ActivityContext, os_errors, param
+from exekra.workflow.activities.context import ActivityContext, os_errors
+from exekra.workflow.activities.spec import Params, activity
 from exekra.workflow.errors import ActivityError
 
+CATEGORY = "Data"
 
-def json_parse(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Parse the JSON `text`; outputs `value`."""
-    text = param(params, "text", str)
+
+class JsonParseParams(Params):
+    text: str
+    """The JSON text."""
+
+
+class JsonParseOutputs(Params):
+    value: Any
+    """The parsed value."""
+
+
+@activity("json.parse", category=CATEGORY, params=JsonParseParams, outputs=JsonParseOutputs)
+def json_parse(ctx: ActivityContext, params: JsonParseParams) -> dict[str, Any]:
+    """Parse the JSON `text`."""
     try:
-        return {"value": json.loads(text)}
+        return {"value": json.loads(params.text)}
     except ValueError as exc:
         raise ActivityError(f"invalid JSON: {exc}") from None
 
 
-@os_errors
-def csv_read(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Read CSV from the file `path` or from `text`; outputs `rows`.
+class CsvReadParams(Params):
+    path: str | None = None
+    """The CSV file (relative paths are under the workdir); give `path` or `text`."""
+    text: str | None = None
+    """CSV text to read instead of a file."""
+    header: bool = True
+    """The first line names the columns: rows are objects keyed by them (else lists)."""
+    delimiter: str = ","
+    """The field separator."""
 
-    With `header` (default true) each row is an object keyed by the first line's names, else a list.
-    `delimiter` defaults to ",". Values are strings.
-    """
-    delimiter = param(params, "delimiter", str, ",")
-    if params.get("text") is not None:
-        text = param(params, "text", str)
+
+class CsvReadOutputs(Params):
+    rows: list[Any]
+    """The rows: objects keyed by the header, or lists of strings. Values are strings."""
+
+
+@activity("csv.read", category=CATEGORY, params=CsvReadParams, outputs=CsvReadOutputs)
+@os_errors
+def csv_read(ctx: ActivityContext, params: CsvReadParams) -> dict[str, Any]:
+    """Read CSV from the file `path` or from `text`."""
+    if params.text is not None:
+        text = params.text
+    elif params.path is not None:
+        text = ctx.path(params.path).read_text(encoding="utf-8-sig")
     else:
-        text = ctx.path(param(params, "path", str)).read_text(encoding="utf-8-sig")
+        raise ActivityError("param 'path' is required")
     source = io.StringIO(text, newline="")
-    if param(params, "header", bool, True):
-        rows: list[Any] = list(csv.DictReader(source, delimiter=delimiter))
+    if params.header:
+        rows: list[Any] = list(csv.DictReader(source, delimiter=params.delimiter))
     else:
-        rows = list(csv.reader(source, delimiter=delimiter))
+        rows = list(csv.reader(source, delimiter=params.delimiter))
     return {"rows": rows}
 
 
-@os_errors
-def csv_write(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Write `rows` (objects or lists) to the CSV file `path`; outputs `path` and `count` (rows written).
+class CsvWriteParams(Params):
+    path: str
+    """The CSV file to write (folders are created)."""
+    rows: list[Any]
+    """Objects (one column per key) or lists."""
+    columns: list[str] | None = None
+    """The header: for objects, the keys to write in order (default every key, in order of first
+    appearance); for lists, written as the first line when given."""
+    delimiter: str = ","
+    """The field separator."""
 
-    For objects the header is `columns` (default: every key, in order of first appearance); for
-    lists `columns`, when given, is written as the first line.
-    """
-    path = ctx.path(param(params, "path", str))
-    rows = param(params, "rows", list)
-    columns = param(params, "columns", list, None)
-    delimiter = param(params, "delimiter", str, ",")
+
+class CsvWriteOutputs(Params):
+    path: str
+    """The absolute path written."""
+    count: int
+    """Rows written (the header not counted)."""
+
+
+@activity("csv.write", category=CATEGORY, params=CsvWriteParams, outputs=CsvWriteOutputs)
+@os_errors
+def csv_write(ctx: ActivityContext, params: CsvWriteParams) -> dict[str, Any]:
+    """Write `rows` to the CSV file `path` (UTF-8)."""
+    path = ctx.path(params.path)
+    rows, columns, delimiter = params.rows, params.columns, params.delimiter
     buffer = io.StringIO(newline="")
     if rows and all(isinstance(row, dict) for row in rows):
         names = columns or list(dict.fromkeys(key for row in rows for key in row))

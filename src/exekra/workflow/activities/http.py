@@ -7,41 +7,69 @@ import json
 from typing import Any
 
 import httpx
+from pydantic import Field
 
-from exekra.workflow.activities.context import ActivityContext, param
+from exekra.workflow.activities.context import ActivityContext
+from exekra.workflow.activities.spec import Params, activity
 from exekra.workflow.errors import ActivityError
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
-def request(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Send `method` (GET) to `url` with `headers`, query `params` and a `json` or `body` payload.
+class RequestParams(Params):
+    url: str
+    """The URL."""
+    method: str = "GET"
+    """The HTTP method, in any case."""
+    headers: dict[str, Any] = {}
+    """Request headers (values sent as text)."""
+    params: dict[str, Any] = {}
+    """Query parameters."""
+    json_body: Any = Field(None, alias="json")
+    """A JSON payload (sets `Content-Type: application/json`); not with `body`."""
+    body: str | None = None
+    """A text payload; not with `json`."""
+    timeout_seconds: float | None = Field(None, gt=0)
+    """The request timeout (default: the node's timeout, else 30 s)."""
 
-    Outputs `status`, `headers` (lower-case names; repeated headers joined by ", "), `text` and
-    `json` (the parsed body, null when it is not JSON). Redirects are followed. The timeout is
-    `timeoutSeconds`, else the node's timeout, else 30 s.
+
+class RequestOutputs(Params):
+    status: int
+    """The response status code."""
+    headers: dict[str, str]
+    """Response headers, lower-case names; repeated headers joined by ", "."""
+    text: str
+    """The response body as text."""
+    json_body: Any = Field(alias="json")
+    """The body parsed as JSON, null when it is not JSON."""
+
+
+@activity("http.request", category="Web", params=RequestParams, outputs=RequestOutputs)
+def request(ctx: ActivityContext, params: RequestParams) -> dict[str, Any]:
+    """Send one HTTP request and return the response, whatever its status.
+
+    Redirects are followed; only transport errors (connection refused, timeout) fail the node.
     """
-    method = param(params, "method", str, "GET").upper()
-    url = param(params, "url", str)
-    if params.get("json") is not None and params.get("body") is not None:
+    method = params.method.upper()
+    if params.json_body is not None and params.body is not None:
         raise ActivityError("give either param 'json' or param 'body', not both")
     payload: dict[str, Any] = {}
-    if params.get("json") is not None:
-        payload["json"] = params["json"]
-    elif params.get("body") is not None:
-        payload["content"] = param(params, "body", str)
-    timeout = param(params, "timeoutSeconds", float, ctx.timeout or DEFAULT_TIMEOUT_SECONDS)
+    if params.json_body is not None:
+        payload["json"] = params.json_body
+    elif params.body is not None:
+        payload["content"] = params.body
+    timeout = params.timeout_seconds or ctx.timeout or DEFAULT_TIMEOUT_SECONDS
     try:
         response = _client().request(
             method,
-            url,
-            headers={str(name): str(value) for name, value in param(params, "headers", dict, {}).items()},
-            params=param(params, "params", dict, {}),
+            params.url,
+            headers={str(name): str(value) for name, value in params.headers.items()},
+            params=params.params,
             timeout=timeout,
             **payload,
         )
     except httpx.HTTPError as exc:
-        raise ActivityError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
+        raise ActivityError(f"{method} {params.url}: {type(exc).__name__}: {exc}") from None
     return {
         "status": response.status_code,
         "headers": dict(response.headers.items()),

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from exekra.workflow.activities.context import ActivityContext, param
-from exekra.workflow.errors import ActivityError
+from pydantic import BeforeValidator
+
+from exekra.workflow.activities.context import ActivityContext
+from exekra.workflow.activities.spec import Params, activity
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def message(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Log `message` (any value, shown as text) at `level` (DEBUG, INFO (default), WARNING, ERROR)."""
-    if "message" not in params:
-        raise ActivityError("param 'message' is required")
-    level = param(params, "level", str, "INFO").upper()
-    if level not in LEVELS:
-        raise ActivityError(f"param 'level' must be one of {', '.join(LEVELS)}")
-    ctx.emit(level, str(params["message"]))
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+class MessageParams(Params):
+    message: Any
+    """The line to log (any value, shown as text)."""
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = "INFO"
+    """The log level, in any case."""
+
+
+@activity("log.message", category="Flow", params=MessageParams)
+def message(ctx: ActivityContext, params: MessageParams) -> dict[str, Any]:
+    """Log `message` at `level` (DEBUG, INFO, WARNING or ERROR)."""
+    ctx.emit(params.level, str(params.message))
     return {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from exekra.workflow.activities.context import ActivityContext, Emit
+from exekra.workflow.activities.spec import Params
 from exekra.workflow.errors import ActivityError
 
 CAPTURE_LIMIT_CHARS = 1_000_000
@@ -20,6 +21,17 @@ CAPTURE_LIMIT_CHARS = 1_000_000
 _POLL_SECONDS = 0.05
 # How long output may keep flowing after the group is killed (a descendant that left the group).
 _DRAIN_SECONDS = 5.0
+
+
+class ProcessOutputs(Params):
+    """The outputs of an activity that runs a process."""
+
+    exit_code: int
+    """The process's exit code; non-zero fails the node."""
+    stdout: str
+    """Its standard output (the last 1,000,000 characters)."""
+    stderr: str
+    """Its standard error (the last 1,000,000 characters)."""
 
 
 class _Capture:

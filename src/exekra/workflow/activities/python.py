@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from exekra.workflow.activities.context import ActivityContext, param
-from exekra.workflow.activities.process import completed, run_process
+from exekra.workflow.activities.context import ActivityContext
+from exekra.workflow.activities.process import ProcessOutputs, completed, run_process
+from exekra.workflow.activities.spec import Params, activity
 
 # Runs the script as __main__ with argv = [script, *args], then writes its global `result` as JSON.
 _BOOTSTRAP = """\
@@ -23,17 +24,28 @@ with open(result_path, "w", encoding="utf-8") as result_file:
 """
 
 
-def run(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Run `script` with `sys.executable` in the workdir, `args` as `sys.argv[1:]`.
+class RunParams(Params):
+    script: str
+    """The Python source to run."""
+    args: list[Any] = []
+    """Arguments, as `sys.argv[1:]` (as text)."""
 
-    Outputs `exitCode`, `stdout`, `stderr` and `result` (the JSON value of the script's global
-    `result`, null when it sets none). Output is unbuffered, so lines reach the log as printed.
+
+class RunOutputs(ProcessOutputs):
+    result: Any
+    """The JSON value of the script's global `result`; null when it sets none."""
+
+
+@activity("python.run", category="Scripts", params=RunParams, outputs=RunOutputs)
+def run(ctx: ActivityContext, params: RunParams) -> dict[str, Any]:
+    """Run `script` with the runner's Python in the workdir, in a subprocess.
+
+    Output is unbuffered, so lines reach the log as printed. A non-zero exit code fails the node.
     """
-    script = param(params, "script", str)
-    args = [str(argument) for argument in param(params, "args", list, [])]
+    args = [str(argument) for argument in params.args]
     with tempfile.TemporaryDirectory(prefix="exekra-python-") as scratch:
         script_path = Path(scratch) / f"{ctx.node_id}.py"
-        script_path.write_text(script, encoding="utf-8")
+        script_path.write_text(params.script, encoding="utf-8")
         result_path = Path(scratch) / "result.json"
         command = [sys.executable, "-u", "-c", _BOOTSTRAP, str(script_path), str(result_path), *args]
         exit_code, stdout, stderr = run_process(ctx, command, shell=False, cwd=ctx.workdir)

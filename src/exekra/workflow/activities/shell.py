@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any
+from typing import Annotated, Any
 
-from exekra.workflow.activities.context import ActivityContext, param
-from exekra.workflow.activities.process import completed, run_process
+from exekra.workflow.activities.context import ActivityContext
+from exekra.workflow.activities.process import ProcessOutputs, completed, run_process
+from exekra.workflow.activities.spec import Params, activity, either
 from exekra.workflow.errors import ActivityError
 
 
-def run(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Run `command` (string or list) in `cwd` with extra `env`; outputs `exitCode`, `stdout`, `stderr`.
+class RunParams(Params):
+    command: Annotated[str | list[Any], either("a string", "a list")]
+    """The command: a string, or a list of arguments."""
+    shell: bool | None = None
+    """Run through /bin/sh (default: true for a string, false for a list)."""
+    cwd: str = "."
+    """The working folder (relative paths are under the workdir)."""
+    env: dict[str, Any] = {}
+    """Extra environment variables."""
 
-    `shell` defaults to true for a string command (run by /bin/sh) and false for a list (run directly).
+
+@activity("shell.run", category="Scripts", params=RunParams, outputs=ProcessOutputs)
+def run(ctx: ActivityContext, params: RunParams) -> dict[str, Any]:
+    """Run `command` and wait for it; its output lines go to the log as they come (stderr at WARNING).
+
+    A non-zero exit code fails the node (outputs kept, for `continueOnError`). A stop or the node's
+    timeout kills the command's whole process group.
     """
-    command = param(params, "command", (str, list))
-    use_shell = param(params, "shell", bool, isinstance(command, str))
+    command = params.command
+    use_shell = isinstance(command, str) if params.shell is None else params.shell
     if isinstance(command, list):
         if not command:
             raise ActivityError("param 'command' must not be empty")
@@ -25,7 +39,5 @@ def run(ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
         runnable: str | list[str] = shlex.join(arguments) if use_shell else arguments
     else:
         runnable = command if use_shell else shlex.split(command)
-    cwd = ctx.path(param(params, "cwd", str, "."))
-    extra_env = param(params, "env", dict, {})
-    env = {**os.environ, **{str(name): str(value) for name, value in extra_env.items()}}
-    return completed(*run_process(ctx, runnable, shell=use_shell, cwd=cwd, env=env))
+    env = {**os.environ, **{str(name): str(value) for name, value in params.env.items()}}
+    return completed(*run_process(ctx, runnable, shell=use_shell, cwd=ctx.path(params.cwd), env=env))
