@@ -14,7 +14,6 @@ from pathlib import Path
 
 from bench.infra import BENCH_DIR, git_revision, machine_info, raise_nofile
 
-DEFAULT_HUB_SRC = Path("/tmp/wt-bench/src")
 SCENARIO_NAMES = ["pickup", "sequential", "throughput", "endpoints", "connected", "history", "redis-down"]
 PEER_SCENARIOS = {"pickup", "sequential", "throughput"}
 # Upper bound of one scenario's wall time (full size); it is stopped and marked failed past it.
@@ -41,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--hub-src",
         type=Path,
         default=None,
-        help=f"exekra source the hub runs from (default {DEFAULT_HUB_SRC} if present, else ./src)",
+        help="exekra source the hub runs from (default: the src/ of the checkout this benchmark belongs to)",
     )
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--connected-runners", type=int, default=None, help="override the connected-runners size")
@@ -58,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _hub_src(args: argparse.Namespace) -> Path:
     if args.hub_src is not None:
         return args.hub_src.resolve()
-    if (DEFAULT_HUB_SRC / "exekra").is_dir():
-        return DEFAULT_HUB_SRC
     return (BENCH_DIR.parent / "src").resolve()
 
 
