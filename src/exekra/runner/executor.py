@@ -30,8 +30,9 @@ import psutil
 from exekra.runner.artifacts import ArtifactCollector, ArtifactFile, ArtifactSender
 from exekra.runner.client import Rejected
 from exekra.runner.config import RunnerConfig
-from exekra.runner.logstream import LogSender, LogStream, SecretMask
+from exekra.runner.logstream import LogSender, LogStream
 from exekra.runner.metrics import TREE_MARKER_VARIABLE, ExecutionMetrics, ProcessTreeSampler, marked_processes
+from exekra.workflow.masking import SecretMasker
 
 WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "exekra.runner.worker")
 KILL_GRACE_SECONDS = 2.0
@@ -162,7 +163,7 @@ class Executor:
         execution's staging folder); the outcome lists them. Raises `ExecutionAbandoned` when a log or
         artifact upload is refused by the hub (the tree is killed first).
         """
-        mask = SecretMask(job.credentials)
+        mask = SecretMasker.for_credentials(job.credentials).text
         stream = LogStream(send_logs, report_interval=report_interval, on_stop=stop.set, mask=mask)
         shipping = asyncio.create_task(stream.run())
         name = _safe_name(f"{job.execution_id}-{job.attempt}")

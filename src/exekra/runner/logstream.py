@@ -1,4 +1,4 @@
-"""Batching an execution's log lines to the hub, and masking credential values in them."""
+"""Batching an execution's log lines to the hub (masked by the caller's `mask`: the workflow's `SecretMasker`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ BATCH_CHARS = 128_000  # keeps a batch well under the hub's 1 MiB body limit, ev
 LINGER_SECONDS = 0.5
 MAX_BUFFERED_LINES = 10_000
 MAX_LINE_CHARS = 16_000
-MIN_SECRET_CHARS = 4
 LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 _LEVEL_ALIASES = {"WARN": "WARNING", "CRITICAL": "ERROR", "FATAL": "ERROR"}
 
@@ -25,24 +24,6 @@ _LEVEL_ALIASES = {"WARN": "WARNING", "CRITICAL": "ERROR", "FATAL": "ERROR"}
 def utc_now() -> str:
     """The current time as ISO-8601 UTC with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class SecretMask:
-    """Replaces every credential value (of at least MIN_SECRET_CHARS characters) with `***`."""
-
-    def __init__(self, credentials: dict[str, dict[str, str]]) -> None:
-        values = {
-            str(value)
-            for fields in credentials.values()
-            for value in fields.values()
-            if value is not None and len(str(value)) >= MIN_SECRET_CHARS
-        }
-        self._values = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, "***")
-        return text
 
 
 class LogStream:

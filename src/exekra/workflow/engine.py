@@ -69,7 +69,7 @@ def run_workflow(
     `should_stop()` turned true and whatever ran was killed.
     """
     registry = load_activities() if activities is None else activities
-    masker = SecretMasker(str(value) for fields in credentials.values() for value in fields.values())
+    masker = SecretMasker.for_credentials(credentials)
     try:
         workflow = validate_definition(definition, known_activities=set(registry))
         resolved_inputs = resolve_inputs(workflow, inputs)

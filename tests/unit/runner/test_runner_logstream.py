@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from exekra.runner import logstream
-from exekra.runner.logstream import LogStream, SecretMask
+from exekra.runner.logstream import LogStream
 from exekra.runner.session import backoff_delay
+from exekra.workflow.masking import SecretMasker
 
 
 async def test_lines_go_out_in_batches_of_at_most_200() -> None:
@@ -78,9 +79,24 @@ async def test_stop_requested_answer_calls_back() -> None:
     await asyncio.wait_for(task, 5)
 
 
-def test_secret_mask_replaces_longest_values_first_and_skips_tiny_ones() -> None:
-    mask = SecretMask({"a": {"user": "ab", "password": "hunter2", "token": "hunter2-extended"}})
-    assert mask("ab hunter2-extended hunter2") == "ab *** ***"
+async def test_lines_are_masked_with_the_workflow_masker_each_line_of_a_multi_line_secret_too() -> None:
+    """The runner masks what the worker's process tree prints with the same masker as the engine."""
+    credentials = {"key": {"pem": "-----BEGIN KEY-----\nAAAA1111\nBBBB2222\n-----END KEY-----"}, "a": {"pw": "hunter2"}}
+    sent: list[dict[str, str]] = []
+
+    async def send(batch: list[dict[str, str]]) -> bool:
+        sent.extend(batch)
+        return False
+
+    stream = LogStream(
+        send, report_interval=60, on_stop=lambda: None, mask=SecretMasker.for_credentials(credentials).text
+    )
+    task = asyncio.create_task(stream.run())
+    for line in ("BBBB2222", "key AAAA1111 and hunter2", "-----END KEY-----", "plain"):
+        stream.add("INFO", line)
+    stream.finish()
+    await asyncio.wait_for(task, 5)
+    assert [line["message"] for line in sent] == ["***", "key *** and ***", "***", "plain"]
 
 
 def test_backoff_doubles_from_the_base_up_to_the_cap_with_jitter() -> None:
