@@ -238,10 +238,6 @@ class RedisQueue:
         async with self._guard():
             await self._fail(keys, [str(execution_id), error[:1000], attempts, _now_ms(), self.keep_failed])
 
-    async def has_waiting(self) -> bool:
-        async with self._guard():
-            return bool(await self.redis.exists(self.signatures_key))
-
     async def signatures(self) -> dict[str, dict[str, Any]]:
         """Every signature with waiting executions, and its constraints."""
         async with self._guard():

@@ -23,9 +23,6 @@ from exekra.hub.executions.models import Execution, ExecutionStatus
 from exekra.hub.executions.queries import ExecutionFilter, count_executions
 from exekra.hub.workflows.models import Workflow
 
-LIVE_STATUSES = (ExecutionStatus.QUEUED, ExecutionStatus.ASSIGNED, ExecutionStatus.RUNNING)
-FINISHED_STATUSES = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.STOPPED)
-
 # Up to this many rows the history is counted exactly; above it PostgreSQL's estimate is used.
 EXACT_COUNT_LIMIT = 10_000
 MAX_BUCKETS = 1000
@@ -209,12 +206,6 @@ async def _history_size(session: AsyncSession) -> HistorySize:
     estimate = int((await session.execute(_ESTIMATED_COUNT)).scalar_one())
     # A table never analysed yet estimates -1 (PostgreSQL 14+) or 0: the capped count is then a floor.
     return HistorySize(max(estimate, counted.value), estimated=True)
-
-
-async def estimated_execution_count(db: Database) -> HistorySize:
-    """How many executions are kept: exact up to `EXACT_COUNT_LIMIT`, PostgreSQL's estimate above."""
-    async with db.session() as session:
-        return await _history_size(session)
 
 
 @dataclass(frozen=True)
