@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     max_log_lines_per_batch: int = Field(default=1000, ge=1)
     max_log_line_chars: int = Field(default=16384, ge=64)
     max_definition_bytes: int = Field(default=512 * 1024, ge=1024)
+    log_streams_per_user: int = Field(
+        default=10, ge=1, description="Live log streams (Server-Sent Events) one user may hold open at a time."
+    )
+    log_stream_max_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="A live log stream ends after this long; the client reconnects with the last seq it saw.",
+    )
 
     # Sessions
     session_ttl_seconds: int = Field(default=604800, ge=60)

@@ -142,7 +142,7 @@ async def long_poll_waiting(hub_http: httpx.AsyncClient) -> None:
 
     async def waiting() -> bool:
         metrics = (await hub_http.get("/metrics")).text
-        return "exekra_long_polls_waiting" in metrics and "exekra_long_polls_waiting 0.0" not in metrics
+        return held_requests(metrics, "long_poll") > 0
 
     await eventually(waiting, 5, "a long poll to wait in the hub", interval=0.01)
 
@@ -161,3 +161,12 @@ async def post_form(c: httpx.AsyncClient, path: str, data: dict[str, str], *, pa
     """Post a dashboard form the way the browser does: with the token of a page of the same session."""
     token = csrf_of((await c.get(page)).text)
     return await c.post(path, data={**data, "csrf": token})
+
+
+def held_requests(metrics: str, kind: str) -> float:
+    """How many requests of `kind` a hub process holds open, from its `/metrics` text."""
+    prefix = f'exekra_held_requests{{kind="{kind}"}} '
+    for line in metrics.splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    raise AssertionError(f"no exekra_held_requests for {kind} in /metrics")

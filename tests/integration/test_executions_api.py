@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from exekra.hub.context import Hub
 from exekra.hub.tasks import drain
 
 from .conftest import SIMPLE_DEFINITION
-from .protocol import ProtocolRunner, publish_workflow
+from .protocol import ProtocolRunner, eventually, publish_workflow
 
 WITH_INPUTS: dict[str, Any] = {
     "inputs": {
@@ -403,7 +403,7 @@ async def test_log_stream_of_a_finished_execution_sends_the_lines_then_end(
 
 
 async def test_log_stream_follows_a_running_execution_until_it_ends(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
 ) -> None:
     workflow_id = await publish_workflow(admin, "live", SIMPLE_DEFINITION)
     runner = await _online_runner(admin, client)
@@ -412,7 +412,7 @@ async def test_log_stream_follows_a_running_execution_until_it_ends(
     await runner.start(execution_id, 1)
     await runner.logs(execution_id, 1, "before")
     stream = asyncio.create_task(admin.get(f"/api/executions/{execution_id}/logs/stream", timeout=20))
-    await asyncio.sleep(0.3)
+    await _following(hub, 1)
     assert not stream.done()  # still running: the stream stays open
     await runner.logs(execution_id, 1, "after")
     await runner.complete(execution_id, 1)
@@ -423,6 +423,75 @@ async def test_log_stream_follows_a_running_execution_until_it_ends(
         ("end", None),
     ]
     assert events[-1][1] == {"status": "COMPLETED"}
+
+
+async def test_a_hundred_idle_log_streams_cost_the_database_nothing_and_each_gets_the_next_line(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub.settings, "log_streams_per_user", 100)
+    workflow_id = await publish_workflow(admin, "watched", SIMPLE_DEFINITION)
+    runner = await _online_runner(admin, client)
+    execution_id = (await _create(admin, workflow_id))["id"]
+    assert (await runner.poll(wait=5)).status_code == 200
+    assert (await runner.start(execution_id, 1)).status_code == 200
+    path = f"/api/executions/{execution_id}/logs/stream"
+    streams = [asyncio.create_task(admin.get(path, timeout=60)) for _ in range(100)]
+    try:
+        await _following(hub, 100, idle=True)
+        statements: list[str] = []
+
+        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            statements.append(statement)
+
+        event.listen(hub.db.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            await asyncio.sleep(1.0)  # the idle period being measured: no line, no end
+        finally:
+            event.remove(hub.db.engine.sync_engine, "before_cursor_execute", count)
+        # The streams' reads: the log lines, and the execution's status (the maintenance loop may run meanwhile).
+        reads = [s for s in statements if "execution_logs" in s or "workflow_versions.id = execution.version_id" in s]
+        assert reads == []
+
+        assert (await runner.logs(execution_id, 1, "the next line")).status_code == 200
+        assert (await runner.complete(execution_id, 1)).status_code == 200
+        answers = await asyncio.wait_for(asyncio.gather(*streams), 30)
+    finally:
+        for stream in streams:
+            stream.cancel()
+    for answer in answers:
+        assert [(name, data.get("message")) for name, data in _sse_events(answer.text)] == [
+            ("log", "the next line"),
+            ("end", None),
+        ]
+    assert hub.executions.followers.count == 0
+
+
+async def test_log_streams_are_capped_per_user(
+    admin: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub.settings, "log_streams_per_user", 2)
+    workflow_id = await publish_workflow(admin, "capped", SIMPLE_DEFINITION)
+    execution_id = (await _create(admin, workflow_id))["id"]
+    path = f"/api/executions/{execution_id}/logs/stream"
+    held = [asyncio.create_task(admin.get(path, timeout=30)) for _ in range(2)]
+    await _following(hub, 2)
+
+    r = await admin.get(path)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+
+    assert (await admin.post(f"/api/executions/{execution_id}/stop")).status_code == 200
+    for answer in await asyncio.wait_for(asyncio.gather(*held), 10):
+        assert _sse_events(answer.text) == [("end", {"status": "STOPPED"})]
+
+
+async def _following(hub: Hub, count: int, *, idle: bool = False) -> None:
+    """Wait until `count` log streams follow in the hub (`idle`: and wait, having read everything)."""
+    followers = hub.executions.followers
+
+    async def following() -> bool:
+        return (followers.idle if idle else followers.count) == count
+
+    await eventually(following, 10, f"{count} log streams to follow", interval=0.01)
 
 
 # --- stop and retry ------------------------------------------------------------------------------------

@@ -94,9 +94,7 @@ def _another_process(hub: Hub) -> ExecutionService:
     effects = EffectApplier()
     effects.bind(hub.dispatcher)
     db = Database(hub.settings, effects)
-    return ExecutionService(
-        db, hub.settings, hub.dispatcher, hub.executions.endings, secret_key=hub.secret_key, dedup=None
-    )
+    return ExecutionService(db, hub.settings, hub.dispatcher, hub.listener, secret_key=hub.secret_key, dedup=None)
 
 
 async def test_due_schedule_fires_once_with_the_trigger_inputs(admin: httpx.AsyncClient, hub: Hub) -> None:

@@ -273,11 +273,15 @@ async def start(session: AsyncSession, held: Attempt) -> bool:
     return result.first() is not None
 
 
+# An upload with lines announces them to whoever follows the execution's log (`endings.log_channel`; delivered
+# at commit, heard only where someone listens), selected by the statement: no round trip of its own.
 _RESERVE_LOG_SEQ = text(
     f"""
 UPDATE executions SET log_seq = log_seq + :count
  WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
-RETURNING log_seq, stop_requested, {_ASYNC_COMMIT}"""
+RETURNING log_seq, stop_requested, {_ASYNC_COMMIT},
+          CASE WHEN :count > 0
+               THEN pg_notify('{endings.LOG_CHANNEL_PREFIX}' || replace(CAST(id AS text), '-', ''), '') END"""
 )
 
 

@@ -44,9 +44,13 @@ class HubCollector(Collector):
             (executions if kind == "execution" else runners).add_metric([status], float(count))
         yield executions
         yield runners
-        polls = GaugeMetricFamily("exekra_long_polls_waiting", "Runner long polls waiting in this hub process")
-        polls.add_metric([], float(dispatcher.long_polls))
-        yield polls
+        held = GaugeMetricFamily(
+            "exekra_held_requests", "Requests held open in this hub process, by kind", labels=["kind"]
+        )
+        held.add_metric(["long_poll"], float(dispatcher.long_polls))
+        held.add_metric(["execution_wait"], float(self.hub.executions.held_reads))
+        held.add_metric(["log_stream"], float(self.hub.executions.followers.count))
+        yield held
 
 
 router = APIRouter(include_in_schema=False)

@@ -60,7 +60,7 @@ def serve(settings: Settings, *, access_log: bool = False) -> int:
     if settings.hub_workers == 1:
         from exekra.hub.app import create_app
 
-        uvicorn.run(create_app(settings), **options)  # exits with 3 itself when start-up fails
+        uvicorn.run(create_app(settings, close_on_signal=True), **options)  # exits with 3 itself when start-up fails
         return 0
     # Workers are fresh interpreters that read the environment: overrides from the command line go there.
     os.environ["EXEKRA_HOST"] = settings.host
@@ -79,7 +79,7 @@ def app_from_environment() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
     _stop_when_orphaned()
-    return create_app(settings)
+    return create_app(settings, close_on_signal=True)
 
 
 def _stop_when_orphaned() -> None:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from exekra.hub.deps import CurrentUser, HubDep, Paging
 from exekra.hub.errors import ValidationFailed
 from exekra.hub.executions.creation import Created, ExecutionRequest
-from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus, TriggerType
+from exekra.hub.executions.models import ExecutionStatus, TriggerType
 from exekra.hub.executions.queries import ExecutionFilter, ExecutionView
 from exekra.hub.executions.schemas import NewExecution, execution_to_api
 from exekra.hub.responses import ORJSONResponse
@@ -141,28 +140,25 @@ def _line(x: Any) -> dict[str, Any]:
 @router.get("/{execution_id}/logs/stream")
 async def stream_logs(
     execution_id: str,
-    request: Request,
     user: CurrentUser,
     hub: HubDep,
     after_seq: Annotated[int, Query(alias="afterSeq", ge=0)] = 0,
 ) -> StreamingResponse:
-    """Server-Sent Events: one `log` event per line, then an `end` event when the execution is over."""
-    await hub.executions.get(execution_id)
+    """Server-Sent Events: one `log` event per line, then an `end` event when the execution is over.
 
-    async def events() -> AsyncIterator[bytes]:
-        seq = after_seq
-        while not await request.is_disconnected():
-            lines, seq = await hub.executions.logs(execution_id, seq, 1000)
-            for line in lines:
-                yield b"event: log\ndata: " + orjson.dumps(_line(line), option=orjson.OPT_UTC_Z) + b"\n\n"
-            if not lines:
-                execution = (await hub.executions.get(execution_id)).execution
-                if execution.status in TERMINAL_STATUSES:
-                    yield b"event: end\ndata: " + orjson.dumps({"status": execution.status}) + b"\n\n"
-                    return
-                await asyncio.sleep(0.5)
+    At most `EXEKRA_LOG_STREAMS_PER_USER` streams per user (429 beyond); a stream ends without `end` after
+    `EXEKRA_LOG_STREAM_MAX_SECONDS` or when the hub shuts down: reconnect with `afterSeq` set to the last seq.
+    """
+    events = await hub.executions.follow_logs(execution_id, after_seq, str(user.user_id))
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    async def body() -> AsyncIterator[bytes]:
+        async for event in events:
+            if event.line is not None:
+                yield b"event: log\ndata: " + orjson.dumps(_line(event.line), option=orjson.OPT_UTC_Z) + b"\n\n"
+            else:
+                yield b"event: end\ndata: " + orjson.dumps({"status": event.end_status}) + b"\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 @router.post("/{execution_id}/stop")

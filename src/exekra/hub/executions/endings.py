@@ -1,15 +1,26 @@
-"""Clients waiting for an execution to end (`GET /api/executions/{id}?wait=N`), in any hub process.
+"""What clients wait for in an execution, in any hub process: its end (`GET /api/executions/{id}?wait=N`,
+the log stream's `end` event) and new log lines (the log stream).
 
 Every statement that ends an execution announces it on `CHANNEL` (`lifecycle`, the `ends` effect), and each
-hub process's `Listener` hears it, the ending process's own included.
+hub process's `Listener` hears it, the ending process's own included. A log upload with lines announces them on
+the execution's own channel (`log_channel`), which a hub process listens to only while someone follows that
+execution's log: nobody else receives those notifications.
 """
 
 from __future__ import annotations
+
+import uuid
 
 from exekra.hub.listener import Listener
 from exekra.hub.waiters import Waiters
 
 CHANNEL = "exekra_finished"  # payload: the execution id
+LOG_CHANNEL_PREFIX = "exekra_logs_"  # + the execution id in hex: 44 characters, within PostgreSQL's 63
+
+
+def log_channel(execution_id: uuid.UUID) -> str:
+    """The channel on which new log lines of the execution are announced."""
+    return LOG_CHANNEL_PREFIX + execution_id.hex
 
 
 class Endings(Waiters):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,9 +28,11 @@ from exekra.hub.errors import Conflict, Forbidden, NotAuthenticated, PayloadTooL
 from exekra.hub.executions import creation, queries
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.endings import Endings
+from exekra.hub.executions.follow import LogEvent, LogFollowers
 from exekra.hub.executions.models import TERMINAL_STATUSES, Execution, ExecutionLog, ExecutionStatus
 from exekra.hub.executions.queries import ExecutionFilter, ExecutionView, Page
 from exekra.hub.executions.stale import StaleReport, check_stale
+from exekra.hub.listener import Listener
 from exekra.hub.lookup import get_or_404, parse_id
 from exekra.workflow.definition import referenced_credentials
 
@@ -63,7 +66,7 @@ class ExecutionService:
         db: Database,
         settings: Settings,
         dispatcher: Dispatcher,
-        endings: Endings,
+        listener: Listener,
         *,
         secret_key: bytes,
         dedup: DuplicateMirror | None,
@@ -71,10 +74,12 @@ class ExecutionService:
         self.db = db
         self.settings = settings
         self.dispatcher = dispatcher
-        self.endings = endings
+        self.endings = Endings(listener)
+        self.followers = LogFollowers(settings, listener, self.endings)
         self.secret_key = secret_key
         self.dedup = dedup  # the Redis mirror of idempotency keys, when Redis is configured
         self.closing = False
+        self.held_reads = 0  # `?wait=` reads waiting for an execution to end in this process
 
     def close(self) -> None:
         """The hub is shutting down: held long polls answer 204 and held reads answer now."""
@@ -155,6 +160,7 @@ class ExecutionService:
         ident = parse_id(execution_id, "execution")
         # Registered before the first read, so an end committed from then on, in any hub process, wakes us.
         ended = self.endings.register(ident)
+        self.held_reads += 1
         try:
             view = await queries.get_execution(self.db, ident)
             if view.execution.status in TERMINAL_STATUSES or self.closing:
@@ -162,6 +168,7 @@ class ExecutionService:
             if await self.endings.wait(ended, seconds):
                 view = await queries.get_execution(self.db, ident)
         finally:
+            self.held_reads -= 1
             self.endings.unregister(ident, ended)
         return view
 
@@ -175,6 +182,27 @@ class ExecutionService:
     async def logs(self, execution_id: str | uuid.UUID, after_seq: int, limit: int) -> tuple[list[ExecutionLog], int]:
         """Log lines after `after_seq`, and the seq to ask for next."""
         return await queries.read_logs(self.db, execution_id, after_seq, limit)
+
+    async def follow_logs(
+        self, execution_id: str | uuid.UUID, after_seq: int, follower: str
+    ) -> AsyncIterator[LogEvent]:
+        """The execution's log lines after `after_seq` as they are written, then its end (see `follow`).
+
+        NotFound and the per-user stream cap (429) are raised here, before the stream starts.
+        """
+        ident = (await self.get(execution_id)).execution.id
+        self.followers.check_room(follower)
+        return self.followers.follow(
+            ident,
+            after_seq,
+            follower,
+            read_lines=self.logs,
+            read_status=self._status,
+            closing=lambda: self.closing,
+        )
+
+    async def _status(self, execution_id: uuid.UUID) -> str:
+        return (await queries.get_execution(self.db, execution_id)).execution.status
 
     # --- the runner protocol (SPEC §7.3) --------------------------------------------------------------
 
