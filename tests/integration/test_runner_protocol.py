@@ -131,6 +131,28 @@ async def test_regenerate_secret_invalidates_live_runner_token_at_once(
     assert (await runner.heartbeat()).status_code == 200
 
 
+async def test_a_poll_held_when_the_secret_is_regenerated_gets_nothing_and_the_runner_goes_offline(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, parked: Parked
+) -> None:
+    runner, workflow_id = await _setup(admin, client)
+    assert (await runner.heartbeat()).status_code == 200
+    poll = asyncio.create_task(runner.poll(wait=3))
+    await parked(runner)
+
+    regenerated = await admin.post(f"/api/runners/{runner.runner_id}/regenerate-secret")
+    assert regenerated.status_code == 200 and regenerated.json()["runner"]["status"] == "OFFLINE"
+    created = await admin.post("/api/executions", json={"workflowId": workflow_id})
+
+    assert (await poll).status_code in (204, 401)  # nothing was handed to the revoked token
+    execution = (await admin.get(f"/api/executions/{created.json()['execution']['id']}")).json()["execution"]
+    assert execution["status"] == "QUEUED" and execution["runnerId"] is None
+    assert (await admin.get(f"/api/runners/{runner.runner_id}")).json()["runner"]["status"] == "OFFLINE"
+    # Signed in with the new secret, the runner is back and takes the work.
+    runner.machine_secret = regenerated.json()["machineSecret"]
+    assert (await runner.auth()).status_code == 200
+    assert (await runner.take(execution["id"]))["attempt"] == 1
+
+
 async def test_runner_endpoints_reject_missing_or_forged_tokens(client: httpx.AsyncClient, hub: Hub) -> None:
     assert (await client.get("/api/runner/poll")).status_code == 401
     bad = {"Authorization": "Bearer not-a-token"}

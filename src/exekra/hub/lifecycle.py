@@ -72,6 +72,9 @@ RUNNER_LOST = Rule("runner-lost", (S.RUNNING,), S.FAILED, _ended("execution.runn
 STOP_UNCONFIRMED = Rule("stop-unconfirmed", (S.RUNNING,), S.STOPPED, _ended("execution.stop_unconfirmed"))
 HUB_TIMEOUT = Rule("hub-timeout", (S.RUNNING,), S.FAILED, _ended("execution.hub_timeout"))
 RUNNER_OFFLINE = Rule("runner-offline", (R.ONLINE, R.BUSY), R.OFFLINE, Effects(audit="runner.offline"))
+# Its secret was replaced: every token made with the old one stops working, and the runner is OFFLINE until it
+# signs in with the new one and shows a sign of life (work it holds is then the stale rules' to settle).
+RUNNER_REVOKED = Rule("runner-revoked", (R.ONLINE, R.BUSY, R.OFFLINE), R.OFFLINE)
 
 EXECUTION_RULES = (
     CREATE,
@@ -408,6 +411,21 @@ async def insert_queued(session: AsyncSession, execution: Execution, actor: Acto
         actor=actor,
         details=details,
     )
+
+
+_REVOKE_RUNNER = text(
+    f"""
+UPDATE runners SET secret_hash = :secret_hash, token_epoch = token_epoch + 1, status = '{RUNNER_REVOKED.target.value}'
+ WHERE id = :runner_id AND status IN {_sources(RUNNER_REVOKED)}
+RETURNING id"""
+)
+
+
+async def revoke_runner(session: AsyncSession, runner_id: uuid.UUID, secret_hash: str) -> bool:
+    """Replace the runner's secret: its tokens stop working at once (the epoch) and it is OFFLINE."""
+    return (
+        await session.execute(_REVOKE_RUNNER, {"runner_id": runner_id, "secret_hash": secret_hash})
+    ).first() is not None
 
 
 _TOUCH_RUNNER = text(

@@ -206,26 +206,29 @@ SELECT e.id, e.attempt, e.status, e.inputs, e.timeout_seconds, w.id AS workflow_
   FROM executions e
   JOIN workflows w ON w.id = e.workflow_id
   JOIN workflow_versions v ON v.id = e.version_id"""
+# Both check the token's epoch too: a poll made with a token revoked while it waited gets nothing.
 _HELD_EXECUTION = text(
     f"""{_HELD_COLUMNS}
- WHERE e.id = :execution_id AND e.runner_id = :runner_id AND e.status IN ('ASSIGNED','RUNNING')"""
+ WHERE e.id = :execution_id AND e.runner_id = :runner_id AND e.status IN ('ASSIGNED','RUNNING')
+   AND EXISTS (SELECT 1 FROM runners WHERE id = :runner_id AND token_epoch = :epoch)"""
 )
 _HELD_NOW = text(
     f"""{_HELD_COLUMNS}
- WHERE e.id = (SELECT current_execution_id FROM runners WHERE id = :runner_id)
+ WHERE e.id = (SELECT current_execution_id FROM runners WHERE id = :runner_id AND token_epoch = :epoch)
    AND e.runner_id = :runner_id AND e.status IN ('ASSIGNED','RUNNING')"""
 )
 
 
 async def held_execution(
-    db: Database, runner_id: uuid.UUID, execution_id: uuid.UUID | None = None
+    db: Database, runner_id: uuid.UUID, epoch: int, execution_id: uuid.UUID | None = None
 ) -> dict[str, Any] | None:
-    """The poll answer for the execution this runner holds: `execution_id`, or whichever it holds now."""
+    """The poll answer for the execution this runner holds: `execution_id`, or whichever it holds now (None
+    when it holds none, or when its token's epoch is no longer current)."""
     async with db.session() as session:
         if execution_id is None:
-            row = (await session.execute(_HELD_NOW, {"runner_id": runner_id})).first()
+            row = (await session.execute(_HELD_NOW, {"runner_id": runner_id, "epoch": epoch})).first()
         else:
-            params = {"execution_id": execution_id, "runner_id": runner_id}
+            params = {"execution_id": execution_id, "runner_id": runner_id, "epoch": epoch}
             row = (await session.execute(_HELD_EXECUTION, params)).first()
     if row is None:
         return None

@@ -234,15 +234,15 @@ class ExecutionService:
                 profile = RunnerProfile(runner_id, presence.type, presence.labels)
                 assignment = await dispatcher.runner_idle(runner_id, profile)
                 if assignment is None:
-                    return await self._wait_for_work(runner_id, event, wait)
+                    return await self._wait_for_work(claims, event, wait)
                 execution_id = assignment.execution_id
         finally:
             dispatcher.unregister_waiter(runner_id, event)
         if execution_id is None:
             return None
-        return await queries.held_execution(self.db, runner_id, execution_id)
+        return await queries.held_execution(self.db, runner_id, claims.epoch, execution_id)
 
-    async def _wait_for_work(self, runner_id: uuid.UUID, event: asyncio.Event, wait: float) -> dict[str, Any] | None:
+    async def _wait_for_work(self, claims: RunnerClaims, event: asyncio.Event, wait: float) -> dict[str, Any] | None:
         if wait > 0 and not event.is_set() and not self.closing:
             await self.dispatcher.wait_for_work(event, min(wait, self.settings.max_long_poll_seconds))
         # Work assigned by a concurrent match (a create, the sweeper, another hub process) sets the event; a
@@ -251,7 +251,8 @@ class ExecutionService:
         # match may have committed a moment before it set the event. At shutdown a poll answers 204.
         if self.closing or (wait > 0 and not event.is_set()):
             return None
-        return await queries.held_execution(self.db, runner_id)  # whatever it was woken for, in one read
+        # Whatever it was woken for, in one read (nothing if its token was revoked meanwhile).
+        return await queries.held_execution(self.db, claims.runner_id, claims.epoch)
 
     async def start(self, claims: RunnerClaims, execution_id: str, attempt: int) -> None:
         """ASSIGNED → RUNNING for the runner holding this attempt (409 when stale, 401 when revoked)."""

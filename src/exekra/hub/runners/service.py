@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from exekra.db.session import Database
+from exekra.hub import lifecycle
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.auth.security import hashes_match, new_secret, token_hash
@@ -95,12 +96,13 @@ async def delete_runner(db: Database, runner_id: str, actor: Actor) -> None:
 
 
 async def regenerate_secret(db: Database, runner_id: str, actor: Actor) -> Registered:
-    """A new secret; bumping the token epoch ends every session made with the old one at once."""
+    """A new secret; every session made with the old one ends at once, and the runner is OFFLINE until it signs in
+    with the new one (`lifecycle.RUNNER_REVOKED`)."""
     machine_secret = new_secret("rs_")
     async with db.transaction() as session:
-        runner = await get_or_404(session, Runner, runner_id, "runner", for_update=True)
-        runner.secret_hash = token_hash(machine_secret)
-        runner.token_epoch += 1
+        runner = await get_or_404(session, Runner, runner_id, "runner")
+        await lifecycle.revoke_runner(session, runner.id, token_hash(machine_secret))
+        await session.refresh(runner)
         audit.record(session, actor, "runner.regenerate_secret", "runner", runner.id)
     return Registered(runner, runner.machine_key, machine_secret)
 
