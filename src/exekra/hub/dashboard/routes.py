@@ -5,13 +5,22 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from exekra.hub.dashboard.pages import account, executions, overview, runners, studio, users, workflows
+from exekra.hub.dashboard.pages import (
+    account,
+    executions,
+    overview,
+    runners,
+    studio,
+    triggers,
+    users,
+    workflows,
+)
 from exekra.hub.dashboard.web import PAGE_DEPENDENCIES, STATIC_DIR, PageRoute
 
 ASSETS_PATH = "/assets"
 
 router = APIRouter(route_class=PageRoute, dependencies=PAGE_DEPENDENCIES, include_in_schema=False)
-for section in (account, overview, runners, studio, workflows, executions, users):
+for section in (account, overview, runners, studio, workflows, executions, triggers, users):
     router.include_router(section.router)
 
 

@@ -98,3 +98,30 @@ def _reason(message: str, expression: str) -> str:
         if message == f"Bad {name}":
             return f"invalid {name} field {fields[index]!r} in cron expression {expression!r}"
     return f"invalid cron expression {expression!r}: {message}"
+
+
+def explain(expression: str) -> str:
+    """The expression in words (`At 09:00, Monday through Friday`), 24-hour clock; raises `InvalidSchedule`."""
+    from cron_descriptor import ExpressionDescriptor, FormatException, Options
+
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    text = _normalise(expression)
+    try:
+        return str(ExpressionDescriptor(text, options).get_description())
+    except (FormatException, ValueError, KeyError, IndexError) as exc:
+        raise InvalidSchedule(f"invalid cron expression {text!r}: {exc}") from None
+
+
+def upcoming(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
+    """The next `count` fire times after `after`, in UTC (fewer when the schedule ends)."""
+    times: list[datetime] = []
+    moment = after
+    while len(times) < count:
+        fire = schedule.next_after(moment)
+        if fire is None:
+            break
+        times.append(fire)
+        moment = fire
+    return times
