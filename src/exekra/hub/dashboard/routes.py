@@ -7,6 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from exekra.hub.dashboard.pages import (
     account,
+    credentials,
     executions,
     overview,
     runners,
@@ -20,7 +21,7 @@ from exekra.hub.dashboard.web import PAGE_DEPENDENCIES, STATIC_DIR, PageRoute
 ASSETS_PATH = "/assets"
 
 router = APIRouter(route_class=PageRoute, dependencies=PAGE_DEPENDENCIES, include_in_schema=False)
-for section in (account, overview, runners, studio, workflows, executions, triggers, users):
+for section in (account, overview, runners, studio, workflows, executions, triggers, credentials, users):
     router.include_router(section.router)
 
 
