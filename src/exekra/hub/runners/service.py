@@ -121,6 +121,41 @@ async def metric_history(
         return list(rows.scalars())
 
 
+@dataclass(frozen=True)
+class MetricBucket:
+    """The heartbeats of one time bucket: averages, and the CPU peak."""
+
+    start: datetime
+    samples: int
+    cpu_percent: float | None
+    cpu_peak: float | None
+    memory_percent: float | None
+    disk_percent: float | None
+
+
+async def metric_buckets(db: Database, runner_id: str, since: datetime, step: timedelta) -> list[MetricBucket]:
+    """Heartbeat metrics since `since`, averaged per `step` in the database (one row per bucket however
+    many heartbeats, so a week of 30-second heartbeats is one index range read and a few hundred rows)."""
+    ident = parse_id(runner_id, "runner")
+    bucket = func.date_bin(step, RunnerMetric.ts, since).label("bucket")
+    query = (
+        select(
+            bucket,
+            func.count(),
+            func.avg(RunnerMetric.cpu_percent),
+            func.max(RunnerMetric.cpu_percent),
+            func.avg(RunnerMetric.memory_percent),
+            func.avg(RunnerMetric.disk_percent),
+        )
+        .where(RunnerMetric.runner_id == ident, RunnerMetric.ts >= since)
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    async with db.session() as session:
+        rows = await session.execute(query)
+        return [MetricBucket(*row) for row in rows]
+
+
 # --- the runner protocol ----------------------------------------------------------------------------
 
 
