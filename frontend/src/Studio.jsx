@@ -305,26 +305,33 @@ function Designer({ boot }) {
   }, [graph, commit, flow]);
 
   // --- React Flow callbacks ---------------------------------------------------------------------------
+  // Selection is the designer's own state (the inspector follows it); React Flow reports clicks as changes.
+  const follow = useCallback((type, changes) => {
+    const picked = changes.find((c) => c.type === "select" && c.selected);
+    if (picked) setSelection({ type, id: picked.id });
+    else if (changes.some((c) => c.type === "select"))
+      setSelection((current) => (current && current.type === type && changes.some((c) => c.id === current.id) ? null : current));
+  }, []);
   const onNodesChange = useCallback(
     (changes) => {
-      const kept = changes.filter((c) => c.type !== "remove");
+      follow("node", changes);
+      const kept = changes.filter((c) => c.type !== "remove" && c.type !== "select");
       if (kept.length) setGraph((g) => ({ ...g, nodes: applyNodeChanges(kept, g.nodes) }));
     },
-    []
+    [follow]
   );
-  const onEdgesChange = useCallback((changes) => {
-    const kept = changes.filter((c) => c.type !== "remove");
-    if (kept.length) setGraph((g) => ({ ...g, edges: applyEdgeChanges(kept, g.edges) }));
-  }, []);
+  const onEdgesChange = useCallback(
+    (changes) => {
+      follow("edge", changes);
+      const kept = changes.filter((c) => c.type !== "remove" && c.type !== "select");
+      if (kept.length) setGraph((g) => ({ ...g, edges: applyEdgeChanges(kept, g.edges) }));
+    },
+    [follow]
+  );
   const onDelete = useCallback(
     ({ nodes, edges }) => remove(nodes.map((n) => n.id), edges.map((e) => e.id)),
     [remove]
   );
-  const onSelectionChange = useCallback(({ nodes, edges }) => {
-    if (nodes.length === 1 && !edges.length) setSelection({ type: "node", id: nodes[0].id });
-    else if (edges.length === 1 && !nodes.length) setSelection({ type: "edge", id: edges[0].id });
-    else if (!nodes.length && !edges.length) setSelection(null);
-  }, []);
   const onDrop = useCallback(
     (event) => {
       event.preventDefault();
@@ -560,7 +567,6 @@ function Designer({ boot }) {
               onEdgesChange={onEdgesChange}
               onConnect={(c) => connect(c.source, c.target)}
               onDelete={onDelete}
-              onSelectionChange={onSelectionChange}
               onNodeDragStart={() => {
                 dragOrigin.current = graph;
               }}
