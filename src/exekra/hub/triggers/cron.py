@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -100,8 +101,13 @@ def _reason(message: str, expression: str) -> str:
     return f"invalid cron expression {expression!r}: {message}"
 
 
+@lru_cache(maxsize=4096)
 def explain(expression: str) -> str:
-    """The expression in words (`At 09:00, Monday through Friday`), 24-hour clock; raises `InvalidSchedule`."""
+    """The expression in words (`At 09:00, Monday through Friday`), 24-hour clock; raises `InvalidSchedule`.
+
+    Cached: cron-descriptor loads its translations on every call (about 2 ms), and a trigger list explains
+    every schedule it shows.
+    """
     from cron_descriptor import ExpressionDescriptor, FormatException, Options
 
     options = Options()
