@@ -51,7 +51,9 @@ async def stored_blob(hub: Hub, credential_id: str) -> bytes:
 async def audit_rows(hub: Hub) -> list[tuple[str, str | None, str]]:
     async with hub.db.session() as session:
         rows = await session.execute(
-            text("SELECT action, entity_id, details::text AS details FROM audit_log WHERE action LIKE 'credential.%'")
+            text(
+                "SELECT action, entity_id, details::text AS details FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id"
+            )
         )
         return [(r.action, r.entity_id, r.details) for r in rows]
 
