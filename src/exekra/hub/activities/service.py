@@ -1,8 +1,8 @@
-"""The activity catalogue: each activity's name, category, description, parameter and output JSON Schemas.
+"""The activity catalogue the hub serves: each activity's name, category, description, parameter and output
+JSON Schemas and the capability it needs, from the same registry the engine runs (`exekra.workflow.catalogue`).
 
-`activity_catalogue()` is the one place that decides where the catalogue comes from. Today it reads the
-schemas of the built-in activities from `builtin`, plus a bare entry for any other activity the hub knows
-(a plugin), so that every name the hub accepts can be picked in the designer.
+`activity_catalogue()` is the one place that decides what the catalogue holds: today the activities installed
+with the hub (built-ins and plugins); the activities that registered runners declare join here.
 """
 
 from __future__ import annotations
@@ -10,26 +10,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from exekra.hub.activities.builtin import BUILTIN_ACTIVITIES
-from exekra.workflow.activities import load_activities
-
-PLUGIN_CATEGORY = "Plugins"
-
-
-def _bare(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "category": PLUGIN_CATEGORY,
-        "description": "",
-        "params": {"type": "object", "additionalProperties": True},
-        "outputs": {"type": "object", "additionalProperties": True},
-    }
+from exekra.workflow.catalogue import catalogue
 
 
 @lru_cache(maxsize=1)
 def activity_catalogue() -> tuple[dict[str, Any], ...]:
-    """Every activity the hub accepts in a definition, sorted by category and name (read once per process)."""
-    described = {entry["name"]: {**entry, "capability": None} for entry in BUILTIN_ACTIVITIES}
-    for name in load_activities():
-        described.setdefault(name, {**_bare(name), "capability": None})
-    return tuple(sorted(described.values(), key=lambda entry: (entry["category"], entry["name"])))
+    """Every activity the hub accepts in a definition, sorted by category and name (built once per process:
+    building the schemas takes most of a second)."""
+    return tuple(sorted(catalogue(), key=lambda entry: (entry["category"], entry["name"])))
