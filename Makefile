@@ -86,6 +86,16 @@ $(BENCH_STAMP): pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
+# Studio, the dashboard's workflow designer (frontend/), built into the package's static folder. The built
+# files are committed, so only a change to frontend/ needs Node.js (20.19+) and this target. axe-core, which
+# the browser tests inject, is vendored from the same lock file.
+STUDIO_DIR := src/exekra/hub/dashboard/static/studio
+.PHONY: studio
+studio:
+	cd frontend && npm ci --no-audit --no-fund && npm run build
+	cp frontend/node_modules/axe-core/axe.min.js tests/browser/vendor/axe.min.js
+	cp frontend/node_modules/axe-core/LICENSE tests/browser/vendor/axe-core.LICENSE
+
 clean:
 	rm -rf build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

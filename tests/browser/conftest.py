@@ -161,6 +161,19 @@ def register_runner(admin_api: httpx.Client, labels: list[str]) -> dict[str, Any
     return body
 
 
+def start_registered_runner(admin_api: httpx.Client, start_runner: Callable[..., RunnerProcess], label: str) -> str:
+    body = register_runner(admin_api, [label])
+    runner = body["runner"]
+    start_runner(runner["name"], runner["id"], body["machineKey"], body["machineSecret"])
+    wait_until(
+        lambda: admin_api.get(f"/api/runners/{runner['id']}").json()["runner"]["status"] == "ONLINE",
+        20,
+        0.2,
+        "the runner to come online",
+    )
+    return str(runner["id"])
+
+
 def publish(admin_api: httpx.Client, name: str, definition: dict[str, Any], labels: list[str]) -> str:
     r = admin_api.post("/api/workflows", json={"name": name, "definition": definition, "labels": labels})
     assert r.status_code == 201, r.text

@@ -16,7 +16,7 @@ import pytest
 from exekra.embedded import EmbeddedRedis
 from tests.e2e.conftest import PASSWORD, HubProcess, RunnerProcess, wait_until
 
-from .conftest import ADMIN_EMAIL, publish, register_runner, screenshot, sign_in, wait_for_health
+from .conftest import ADMIN_EMAIL, publish, screenshot, sign_in, start_registered_runner, wait_for_health
 
 pytestmark = pytest.mark.browser
 
@@ -53,19 +53,6 @@ def js_errors(page: Any) -> list[str]:
         ),
     )
     return errors
-
-
-def start_registered_runner(admin_api: httpx.Client, start_runner: Callable[..., RunnerProcess], label: str) -> str:
-    body = register_runner(admin_api, [label])
-    runner = body["runner"]
-    start_runner(runner["name"], runner["id"], body["machineKey"], body["machineSecret"])
-    wait_until(
-        lambda: admin_api.get(f"/api/runners/{runner['id']}").json()["runner"]["status"] == "ONLINE",
-        20,
-        0.2,
-        "the runner to come online",
-    )
-    return str(runner["id"])
 
 
 def test_first_run_bootstrap_creates_the_admin_then_sign_out_and_sign_in(page: Any, browser_hub: HubProcess) -> None:

@@ -22,6 +22,7 @@ from exekra.client import (
     HubUnreachable,
     NotAuthenticated,
     NotFound,
+    Problem,
     ValidationFailed,
 )
 
@@ -253,7 +254,7 @@ def test_sdk_raises_typed_errors_from_the_api_error_shape(api: httpx.Client, hub
         assert missing.value.status_code == 404 and missing.value.code == "not_found"
         with pytest.raises(ValidationFailed) as invalid:
             hub.create_workflow(f"sdk-{secrets.token_hex(3)}", {"nodes": [{"id": "x", "activity": "nope"}]})
-        assert invalid.value.details["problems"] and "nope" in invalid.value.message
+        assert invalid.value.problems == [Problem("node 'x': unknown activity 'nope'", node="x")]
         name = f"sdk-{secrets.token_hex(3)}"
         hub.create_workflow(name, GREETER, labels=["nobody"])
         with pytest.raises(Conflict):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import text
+
+from exekra.hub.audit import service
+from exekra.hub.context import Hub
 
 
 async def test_audit_lists_actions_newest_first_with_filters(admin: httpx.AsyncClient) -> None:
@@ -23,3 +27,41 @@ async def test_audit_lists_actions_newest_first_with_filters(admin: httpx.AsyncC
     by_action = (await admin.get("/api/audit", params={"action": "runner.register", "limit": 1})).json()
     assert by_action["total"] == 1 and by_action["limit"] == 1
     assert (await admin.get("/api/audit", params={"actor": "nobody"})).json()["entries"] == []
+
+
+async def _fill(hub: Hub, count: int, action: str = "test.fill") -> None:
+    async with hub.db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO audit_log (actor_type, actor_id, action, entity_type, entity_id) "
+                "SELECT 'SYSTEM', NULL, :action, 'thing', 't' || n FROM generate_series(1, :count) AS n"
+            ),
+            {"action": action, "count": count},
+        )
+
+
+async def test_keyset_pages_walk_the_log_newest_first_without_gaps(admin: httpx.AsyncClient, hub: Hub) -> None:
+    await _fill(hub, 7)
+    seen: list[str] = []
+    cursor = ""
+    pages = 0
+    while cursor is not None:
+        page = (await admin.get("/api/audit", params={"action": "test.fill", "limit": 3, "cursor": cursor})).json()
+        assert page["total"] == 7 and page["totalCapped"] is False
+        seen += [e["entityId"] for e in page["entries"]]
+        cursor = page["nextCursor"]
+        pages += 1
+    assert pages == 3
+    assert seen == [f"t{n}" for n in range(7, 0, -1)]
+
+
+async def test_keyset_counts_stop_at_the_cap(admin: httpx.AsyncClient, hub: Hub) -> None:
+    await _fill(hub, service.COUNT_CAP + 5)
+    page = (await admin.get("/api/audit", params={"action": "test.fill", "cursor": ""})).json()
+    assert page["total"] == service.COUNT_CAP and page["totalCapped"] is True
+    assert page["nextCursor"] == page["entries"][-1]["id"]
+
+
+async def test_a_cursor_that_is_not_one_is_a_400(admin: httpx.AsyncClient) -> None:
+    r = await admin.get("/api/audit", params={"cursor": "abc"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"

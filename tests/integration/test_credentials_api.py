@@ -51,7 +51,9 @@ async def stored_blob(hub: Hub, credential_id: str) -> bytes:
 async def audit_rows(hub: Hub) -> list[tuple[str, str | None, str]]:
     async with hub.db.session() as session:
         rows = await session.execute(
-            text("SELECT action, entity_id, details::text AS details FROM audit_log WHERE action LIKE 'credential.%'")
+            text(
+                "SELECT action, entity_id, details::text AS details FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id"
+            )
         )
         return [(r.action, r.entity_id, r.details) for r in rows]
 
@@ -181,7 +183,7 @@ async def test_list_pages_by_name(admin: httpx.AsyncClient) -> None:
     listed = (await admin.get("/api/credentials")).json()
     assert set(listed) == {"credentials", "total", "page", "limit", "nextCursor"}
     assert [c["name"] for c in listed["credentials"]] == ["alpha", "bravo", "charlie"] and listed["total"] == 3
-    assert all(set(c) == CREDENTIAL_KEYS for c in listed["credentials"])
+    assert all(set(c) == {*CREDENTIAL_KEYS, "references"} for c in listed["credentials"])
     page = (await admin.get("/api/credentials", params={"page": 2, "limit": 2})).json()
     assert [c["name"] for c in page["credentials"]] == ["charlie"]
     assert (page["total"], page["page"], page["limit"], page["nextCursor"]) == (3, 2, 2, None)
@@ -229,6 +231,56 @@ async def test_delete_removes_it(admin: httpx.AsyncClient) -> None:
     assert (await admin.get(f"/api/credentials/{credential['id']}")).status_code == 404
     assert (await admin.delete(f"/api/credentials/{credential['id']}")).status_code == 404
     assert (await admin.get("/api/credentials")).json()["total"] == 0
+
+
+def _reading(name: str) -> dict[str, Any]:
+    return {
+        "nodes": [{"id": "use", "activity": "log.message", "params": {"message": f"{{{{ credentials.{name}.user }}}}"}}]
+    }
+
+
+async def _workflow(admin: httpx.AsyncClient, name: str, definition: dict[str, Any], *, publish: bool) -> str:
+    r = await admin.post("/api/workflows", json={"name": name, "definition": definition})
+    assert r.status_code == 201, r.text
+    workflow_id: str = r.json()["workflow"]["id"]
+    if publish:
+        assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 200
+    return workflow_id
+
+
+async def test_the_list_shows_which_published_versions_reference_each_credential(admin: httpx.AsyncClient) -> None:
+    await create(admin, "mail")
+    await create(admin, "unused")
+    workflow_id = await _workflow(admin, "mailer", _reading("mail"), publish=True)
+    await _workflow(admin, "draft-only", _reading("unused"), publish=False)
+
+    listed = {c["name"]: c["references"] for c in (await admin.get("/api/credentials")).json()["credentials"]}
+    assert listed == {"mail": [{"workflowId": workflow_id, "workflowName": "mailer", "version": 1}], "unused": []}
+
+
+async def test_delete_is_refused_while_a_published_version_references_it_unless_forced(
+    admin: httpx.AsyncClient,
+) -> None:
+    credential = await create(admin, "mail")
+    await _workflow(admin, "mailer", _reading("mail"), publish=True)
+
+    r = await admin.delete(f"/api/credentials/{credential['id']}")
+    assert r.status_code == 409
+    assert "mailer v1" in r.json()["error"]["message"]
+    assert r.json()["error"]["details"]["references"][0]["workflowName"] == "mailer"
+    assert (await admin.get(f"/api/credentials/{credential['id']}")).status_code == 200
+
+    r = await admin.delete(f"/api/credentials/{credential['id']}", params={"force": "true"})
+    assert r.status_code == 200
+    assert (await admin.get(f"/api/credentials/{credential['id']}")).status_code == 404
+    entry = (await admin.get("/api/audit", params={"action": "credential.delete"})).json()["entries"][0]
+    assert entry["details"]["forced"] is True and entry["details"]["references"][0]["version"] == 1
+
+
+async def test_a_draft_reference_does_not_block_delete(admin: httpx.AsyncClient) -> None:
+    credential = await create(admin, "mail")
+    await _workflow(admin, "drafting", _reading("mail"), publish=False)
+    assert (await admin.delete(f"/api/credentials/{credential['id']}")).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -244,7 +244,7 @@ async def test_navigation_and_controls_follow_the_role(make_client: ClientFactor
     assert ("Register a runner" in runners) is admin
     for control in ("Regenerate secret", "/disable", "/delete", 'action="/runners/' + world.runner_id + '/edit"'):
         assert (control in runner) is admin, control
-    assert ("Edit definition" in workflow) is developer
+    assert ("Edit JSON" in workflow) is developer
     assert ("New workflow" in workflows) is developer
     assert "Run version 1" in workflow  # every role may run
     assert f'<span class="role role-{role.lower()}">{role}</span>' in overview

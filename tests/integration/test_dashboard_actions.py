@@ -242,6 +242,7 @@ async def test_editor_problems_are_shown_in_place_and_nothing_is_saved(admin: ht
         assert r.status_code == 422, text
         assert problem in r.text, text
         assert 'class="problems" role="alert"' in r.text
+        assert "&#39;message&#39;" not in r.text  # each problem's message, not the located problem's repr
     assert (await admin.get(f"/api/workflows/{workflow_id}")).json()["workflow"]["latestVersion"] == 1
 
 

@@ -88,6 +88,7 @@ ENDPOINTS = [
     Endpoint("DELETE", "/api/credentials/{credential_id}", DEVELOPERS),
     Endpoint("GET", "/api/audit", ADMINS),
     Endpoint("GET", "/api/stats", ANY),
+    Endpoint("GET", "/api/activities", ANY),
     Endpoint("GET", "/api/triggers", ANY),
     Endpoint("POST", "/api/triggers", DEVELOPERS),
     Endpoint("GET", "/api/triggers/{trigger_id}", ANY),

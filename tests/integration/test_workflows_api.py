@@ -124,7 +124,7 @@ async def test_create_with_a_cycle_is_422_with_the_exact_problem(admin: httpx.As
     assert r.status_code == 422
     error = r.json()["error"]
     assert error["code"] == "validation_failed"
-    assert error["details"] == {"problems": ["graph has a cycle: a -> b -> a"]}
+    assert error["details"] == {"problems": [{"message": "graph has a cycle: a -> b -> a", "node": "b", "edge": 2}]}
     assert "graph has a cycle: a -> b -> a" in error["message"]
     assert (await admin.get("/api/workflows")).json()["total"] == 0
 
@@ -133,7 +133,9 @@ async def test_create_with_an_unknown_activity_is_422(admin: httpx.AsyncClient) 
     definition = {"nodes": [{"id": "x", "activity": "nope.missing"}]}
     r = await admin.post("/api/workflows", json={"name": "bad", "definition": definition})
     assert r.status_code == 422
-    assert r.json()["error"]["details"]["problems"] == ["node 'x': unknown activity 'nope.missing'"]
+    assert r.json()["error"]["details"]["problems"] == [
+        {"message": "node 'x': unknown activity 'nope.missing'", "node": "x"}
+    ]
 
 
 async def test_create_with_an_oversize_definition_is_413(admin: httpx.AsyncClient, hub: Hub) -> None:
@@ -152,7 +154,7 @@ async def test_create_with_an_integer_too_large_to_store_is_422(admin: httpx.Asy
     definition["nodes"][0]["params"]["count"] = 2**70
     r = await admin.post("/api/workflows", json={"name": "big-int", "definition": definition})
     assert r.status_code == 422
-    assert r.json()["error"]["details"] == {"problems": ["definition: Integer exceeds 64-bit range"]}
+    assert r.json()["error"]["details"] == {"problems": [{"message": "definition: Integer exceeds 64-bit range"}]}
 
 
 @pytest.mark.parametrize(
@@ -357,7 +359,10 @@ async def test_concurrent_saves_get_distinct_consecutive_numbers(admin: httpx.As
 async def test_saving_an_invalid_or_oversize_version_is_refused(admin: httpx.AsyncClient, hub: Hub) -> None:
     workflow_id = (await create(admin, "guarded"))["workflow"]["id"]
     r = await admin.post(f"/api/workflows/{workflow_id}/versions", json={"definition": CYCLE})
-    assert r.status_code == 422 and r.json()["error"]["details"] == {"problems": ["graph has a cycle: a -> b -> a"]}
+    assert r.status_code == 422
+    assert r.json()["error"]["details"] == {
+        "problems": [{"message": "graph has a cycle: a -> b -> a", "node": "b", "edge": 2}]
+    }
     big = {"nodes": [{"id": "n", "activity": "log.message", "params": {"message": "x" * 700_000}}]}
     assert hub.settings.max_definition_bytes < 700_000
     r = await admin.post(f"/api/workflows/{workflow_id}/versions", json={"definition": big})

@@ -5,6 +5,7 @@ Every API error carries the hub's `{"error": {code, message, details}}` as `code
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -69,8 +70,40 @@ class PayloadTooLarge(ApiError):
     status_code = 413
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a refused request: its message and, for a workflow definition, where it is
+    (`node` id, 1-based `edge` index, `param` path inside the node's params)."""
+
+    message: str
+    node: str | None = None
+    edge: int | None = None
+    param: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _problem(item: Any) -> Problem:
+    if isinstance(item, dict):
+        edge = item.get("edge")
+        return Problem(
+            str(item.get("message", "")),
+            node=None if item.get("node") is None else str(item["node"]),
+            edge=edge if isinstance(edge, int) and not isinstance(edge, bool) else None,
+            param=None if item.get("param") is None else str(item["param"]),
+        )
+    return Problem(str(item))  # an input problem of `POST /api/executions` (or an older hub) is plain text
+
+
 class ValidationFailed(ApiError):
     status_code = 422
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Every problem the hub listed in `details.problems` (empty when it listed none)."""
+        listed = self.details.get("problems") if isinstance(self.details, dict) else None
+        return [_problem(item) for item in listed] if isinstance(listed, list) else []
 
 
 class RateLimited(ApiError):

@@ -66,8 +66,8 @@ def explain(exc: ExekraClientError, args: argparse.Namespace) -> str:
         return f"{exc.message}. Is the hub running? Point to it with --hub-url or EXEKRA_HUB_URL."
     if isinstance(exc, NotAuthenticated):
         return f"not signed in to {hub_url} ({exc.message}): run `exekra login` or set EXEKRA_TOKEN."
-    if isinstance(exc, ValidationFailed) and isinstance(exc.details, dict) and exc.details.get("problems"):
-        problems = "".join(f"\n  - {p}" for p in exc.details["problems"])
+    if isinstance(exc, ValidationFailed) and exc.problems:
+        problems = "".join(f"\n  - {p.message}" for p in exc.problems)
         return f"{exc.message}{problems}"
     return exc.message
 

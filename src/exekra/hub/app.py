@@ -185,6 +185,7 @@ def _close_on_signal(hub: Hub) -> Callable[[], None]:
 
 
 def _include_routers(app: FastAPI) -> None:
+    from exekra.hub.activities.api import router as activities_router
     from exekra.hub.audit.api import router as audit_router
     from exekra.hub.auth.api import router as auth_router
     from exekra.hub.credentials.api import router as credentials_router
@@ -212,6 +213,7 @@ def _include_routers(app: FastAPI) -> None:
         audit_router,
         triggers_router,
         stats_router,
+        activities_router,
     ):
         app.include_router(router, dependencies=limited)
     app.include_router(webhooks_router)

@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a definition, with where it is: the node id, the 1-based edge index, the parameter path.
+
+    A problem inside a `control.foreach` sub-node names the top-level node that holds it, and its `param`
+    starts with `nodes[i]` (0-based, as in the JSON).
+    """
+
+    message: str
+    node: str | None = None
+    edge: int | None = None
+    param: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        """`{message, node?, edge?, param?}`: the location keys only when known."""
+        shape: dict[str, Any] = {"message": self.message}
+        if self.node is not None:
+            shape["node"] = self.node
+        if self.edge is not None:
+            shape["edge"] = self.edge
+        if self.param is not None:
+            shape["param"] = self.param
+        return shape
 
 
 class WorkflowError(Exception):
@@ -10,11 +37,15 @@ class WorkflowError(Exception):
 
 
 class DefinitionError(WorkflowError):
-    """A definition or a set of inputs is invalid; `problems` lists every problem found."""
+    """A definition or a set of inputs is invalid.
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
+    `problems` lists every problem's message; `located` the same problems with where each one is.
+    """
+
+    def __init__(self, problems: Sequence[Problem | str]) -> None:
+        self.located = [p if isinstance(p, Problem) else Problem(p) for p in problems]
+        self.problems = [p.message for p in self.located]
+        super().__init__("; ".join(self.problems))
 
 
 class ExpressionError(WorkflowError):

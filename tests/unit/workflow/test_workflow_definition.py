@@ -380,3 +380,70 @@ def test_referenced_credentials_finds_literal_names_everywhere() -> None:
 
 def test_referenced_credentials_ignores_text_outside_templates() -> None:
     assert referenced_credentials(one_node(params={"message": "credentials.api is not a template"})) == set()
+
+
+def located(data: object, **kwargs: Any) -> list[dict[str, Any]]:
+    with pytest.raises(DefinitionError) as caught:
+        validate_definition(data, **kwargs)
+    return [problem.to_api() for problem in caught.value.located]
+
+
+def test_each_problem_names_its_node_edge_and_parameter() -> None:
+    data = {
+        "nodes": [
+            {"id": "get", "activity": "http.request", "params": {"url": "{{ inputs.url", "headers": {"A": "{{"}}},
+            {"id": "check", "activity": "control.if", "timeoutSeconds": 0},
+            {"id": 7, "activity": "log.message"},
+        ],
+        "edges": [{"from": "get", "to": "check"}, {"from": "check", "to": "nowhere", "when": "yes"}],
+    }
+    problems = located(data, known_activities={"http.request", "control.if"})
+
+    assert [{k: v for k, v in p.items() if k != "message"} for p in problems] == [
+        {"node": "get", "param": "url"},
+        {"node": "get", "param": "headers.A"},
+        {"node": "check"},
+        {},  # node 3 has no usable id, so only its message says where it is
+        {},
+        {"edge": 2},
+        {"edge": 2},
+    ]
+    assert problems[0]["message"].startswith("node 'get': params.url: invalid template")
+    assert problems[2]["message"] == "node 'check': timeoutSeconds must be a number greater than 0"
+    assert problems[5]["message"] == "edge 2: node 'nowhere' does not exist"
+
+
+def test_a_cycle_names_the_edge_that_closes_it() -> None:
+    data = {
+        "nodes": [{"id": n, "activity": "x"} for n in ("a", "b", "c")],
+        "edges": [{"from": "a", "to": "b"}, {"from": "b", "to": "c"}, {"from": "c", "to": "b"}],
+    }
+    assert located(data) == [{"message": "graph has a cycle: b -> c -> b", "node": "c", "edge": 3}]
+
+
+def test_a_foreach_sub_node_problem_points_at_the_top_level_node_and_its_path() -> None:
+    data = {
+        "nodes": [
+            {
+                "id": "each",
+                "activity": "control.foreach",
+                "params": {
+                    "items": [1],
+                    "nodes": [{"id": "say", "activity": "log.message", "params": {"message": "{{ item"}}, {"id": "x"}],
+                },
+            }
+        ]
+    }
+    problems = located(data)
+    assert [(p["node"], p["param"]) for p in problems] == [
+        ("each", "nodes[0].params.message"),
+        ("each", "nodes[1]"),
+    ]
+    assert problems[1]["message"] == "node 'x': missing activity"
+
+
+def test_the_ui_object_is_accepted_and_ignored_by_the_engine_model() -> None:
+    ui = {"positions": {"a": {"x": 10, "y": 20}}, "zoom": 1.5}
+    workflow = validate_definition({**one_node(), "ui": ui})
+    assert [node.id for node in workflow.nodes] == ["a"]
+    assert problems_of({**one_node(), "ui": []}) == ["ui must be an object"]

@@ -17,8 +17,10 @@ class AuditEntry(Base):
     __table_args__ = (
         CheckConstraint("actor_type IN ('USER','RUNNER','SYSTEM','TRIGGER')", name="actor_type"),
         Index("ix_audit_log_ts", "ts"),
-        Index("ix_audit_log_entity", "entity_type", "entity_id"),
-        Index("ix_audit_log_actor_id_ts", "actor_id", "ts"),
+        # Each filter's newest entries in id order (keyset pages of the audit page): migration 0007.
+        Index("ix_audit_log_action_id", "action", "id"),
+        Index("ix_audit_log_actor_id_id", "actor_id", "id"),
+        Index("ix_audit_log_entity_id", "entity_type", "entity_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.db.session import Database
 from exekra.hub.audit.models import AuditEntry
 
 
@@ -23,6 +25,8 @@ class Actor:
 
 SYSTEM = Actor("SYSTEM")
 
+COUNT_CAP = 10_000
+"""Counting stops here: past it a filter's total shows as `10,000+` (a count of a million rows is slow)."""
 
 _INSERT = insert(AuditEntry)  # built once
 _RECORDED = "exekra.audit"
@@ -84,6 +88,21 @@ def filtered(query: Select[Any], f: AuditFilter) -> Select[Any]:
     return query
 
 
+@dataclass(frozen=True)
+class Count:
+    """A total that stops counting at `COUNT_CAP` (`capped` then)."""
+
+    value: int
+    capped: bool
+
+
+async def count_entries(session: AsyncSession, f: AuditFilter, cap: int = COUNT_CAP) -> Count:
+    """How many entries match, reading at most `cap + 1` index entries."""
+    limited = filtered(select(AuditEntry.id), f).limit(cap + 1).subquery()
+    counted = int((await session.execute(select(func.count()).select_from(limited))).scalar_one())
+    return Count(min(counted, cap), counted > cap)
+
+
 async def list_entries(
     session: AsyncSession, f: AuditFilter, *, offset: int, limit: int
 ) -> tuple[list[AuditEntry], int]:
@@ -93,6 +112,30 @@ async def list_entries(
         filtered(select(AuditEntry), f).order_by(AuditEntry.id.desc()).offset(offset).limit(limit)
     )
     return list(rows.scalars()), int(total)
+
+
+async def entries_before(
+    session: AsyncSession, f: AuditFilter, *, before: int | None, limit: int
+) -> tuple[list[AuditEntry], int | None]:
+    """A keyset page: the newest `limit` entries with an id below `before` (all when None), and the cursor
+    of the next page (None on the last). Reads only the rows it returns, however long the log."""
+    query = filtered(select(AuditEntry), f)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    rows = list((await session.execute(query.order_by(AuditEntry.id.desc()).limit(limit + 1))).scalars())
+    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
+
+
+async def stream_entries(db: Database, f: AuditFilter, batch: int = 1000) -> AsyncIterator[list[AuditEntry]]:
+    """Every matching entry, newest first, in keyset batches of `batch` (each in its own short read)."""
+    before: int | None = None
+    while True:
+        async with db.session() as session:
+            rows, before = await entries_before(session, f, before=before, limit=batch)
+        if rows:
+            yield rows
+        if before is None:
+            return
 
 
 def to_api(entry: AuditEntry) -> dict[str, Any]:

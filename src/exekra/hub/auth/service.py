@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from exekra.db.session import Database
@@ -25,21 +25,29 @@ from exekra.hub.users.schemas import NewUser
 
 # Built once: every user-facing request resolves its token (constructing the statement cost as much as running it).
 _TOKEN_USER = (
-    select(User, AuthToken.id, AuthToken.expires_at)
+    select(User, AuthToken.id, AuthToken.expires_at, AuthToken.last_used_at)
     .join(AuthToken, AuthToken.user_id == User.id)
     .where(AuthToken.token_hash == bindparam("token_hash"))
 )
+_TOUCH_TOKEN = update(AuthToken).where(AuthToken.id == bindparam("token_id")).values(last_used_at=func.now())
+
+LAST_USED_PRECISION = timedelta(minutes=1)
+"""`lastUsedAt` is written at most once a minute per token, so that a busy script costs no write per call."""
 
 
 async def resolve_token(db: Database, token: str) -> tuple[User, uuid.UUID] | None:
-    """The active user behind a session or API token, with the token's id."""
+    """The active user behind a session or API token, with the token's id; notes when it was last used."""
     async with db.session() as session:
         row = (await session.execute(_TOKEN_USER, {"token_hash": token_hash(token)})).first()
     if row is None:
         return None
-    user, token_id, expires_at = row
-    if user.disabled or (expires_at is not None and expires_at <= datetime.now(UTC)):
+    user, token_id, expires_at, last_used_at = row
+    now = datetime.now(UTC)
+    if user.disabled or (expires_at is not None and expires_at <= now):
         return None
+    if last_used_at is None or now - last_used_at >= LAST_USED_PRECISION:
+        async with db.transaction() as session:
+            await session.execute(_TOUCH_TOKEN, {"token_id": token_id})
     return user, token_id
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from exekra.hub.credentials import service
 from exekra.hub.credentials.schemas import CredentialPatch, NewCredential, credential_to_api
@@ -15,9 +15,15 @@ router = APIRouter(prefix="/api/credentials", tags=["credentials"])
 
 @router.get("")
 async def list_credentials(user: DeveloperUser, hub: HubDep, paging: Paging) -> dict[str, Any]:
+    """Credentials by name, each with the published workflow versions that reference it."""
     views, total = await service.list_credentials(hub.db, hub.secret_key, offset=paging.offset, limit=paging.limit)
+    async with hub.db.session() as session:
+        used = await service.references(session, {credential.name for credential, _ in views})
     return {
-        "credentials": [credential_to_api(*view) for view in views],
+        "credentials": [
+            {**credential_to_api(*view), "references": [r.to_api() for r in used.get(view[0].name, [])]}
+            for view in views
+        ],
         "total": total,
         "page": paging.page,
         "limit": paging.limit,
@@ -48,6 +54,9 @@ async def update_credential(
 
 
 @router.delete("/{credential_id}")
-async def delete_credential(credential_id: str, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
-    await service.delete_credential(hub.db, credential_id, user.actor)
+async def delete_credential(
+    credential_id: str, user: DeveloperUser, hub: HubDep, force: Annotated[bool, Query()] = False
+) -> dict[str, Any]:
+    """Delete a credential; `409` while a published version references it, unless `?force=true`."""
+    await service.delete_credential(hub.db, credential_id, user.actor, force=force)
     return {"ok": True}

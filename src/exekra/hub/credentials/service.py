@@ -7,9 +7,11 @@ from it (`crypto.credentials_key`).
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +23,8 @@ from exekra.hub.credentials.models import Credential
 from exekra.hub.credentials.schemas import CredentialPatch, NewCredential
 from exekra.hub.errors import Conflict, NotFound
 from exekra.hub.lookup import get_or_404
+from exekra.hub.workflows.models import Workflow, WorkflowVersion
+from exekra.workflow.definition import referenced_credentials
 
 CredentialView = tuple[Credential, list[str] | None]
 """A credential with the sorted names of its fields (None when they no longer decrypt)."""
@@ -94,11 +98,53 @@ async def update_credential(
     return _view(secret_key, credential)
 
 
-async def delete_credential(db: Database, credential_id: str, actor: Actor) -> None:
+@dataclass(frozen=True)
+class Reference:
+    """A published workflow version whose templates read a credential."""
+
+    workflow_id: uuid.UUID
+    workflow_name: str
+    version: int
+
+    def to_api(self) -> dict[str, Any]:
+        return {"workflowId": str(self.workflow_id), "workflowName": self.workflow_name, "version": self.version}
+
+
+async def references(session: AsyncSession, names: set[str] | None = None) -> dict[str, list[Reference]]:
+    """Credential name -> the published versions that reference it (`credentials.<name>.<field>`), by
+    workflow name. Only published versions run, so only they count; `names` narrows the answer."""
+    rows = await session.execute(
+        select(Workflow.id, Workflow.name, WorkflowVersion.number, WorkflowVersion.definition)
+        .join(Workflow, Workflow.id == WorkflowVersion.workflow_id)
+        .where(WorkflowVersion.published, func.strpos(WorkflowVersion.definition.cast(Text), "credentials") > 0)
+        .order_by(Workflow.name)
+    )
+    found: dict[str, list[Reference]] = {}
+    for workflow_id, workflow_name, number, definition in rows:
+        for name in referenced_credentials(definition):
+            if names is None or name in names:
+                found.setdefault(name, []).append(Reference(workflow_id, workflow_name, number))
+    return found
+
+
+async def delete_credential(db: Database, credential_id: str, actor: Actor, *, force: bool = False) -> None:
+    """Delete a credential; Conflict while a published version references it, unless `force`."""
     async with db.transaction() as session:
         credential = await get_or_404(session, Credential, credential_id, "credential", for_update=True)
+        users = (await references(session, {credential.name})).get(credential.name, [])
+        if users and not force:
+            listed = ", ".join(f"{r.workflow_name} v{r.version}" for r in users)
+            raise Conflict(
+                f"credential {credential.name} is used by the published version of {listed}: "
+                "those runs would fail; delete it with force to do it anyway",
+                details={"references": [r.to_api() for r in users]},
+            )
+        details: dict[str, Any] = {"name": credential.name}
+        if users:
+            details["forced"] = True
+            details["references"] = [r.to_api() for r in users]
         await session.delete(credential)
-        audit.record(session, actor, "credential.delete", "credential", credential.id, {"name": credential.name})
+        audit.record(session, actor, "credential.delete", "credential", credential.id, details)
 
 
 async def credential_for_runner(session: AsyncSession, secret_key: bytes, name: str) -> dict[str, Any]:

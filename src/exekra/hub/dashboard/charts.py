@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from exekra.hub.dashboard.formatting import bucket_label
-from exekra.hub.runners.models import RunnerMetric
+from exekra.hub.runners.service import MetricBucket
 from exekra.hub.stats.service import RunnerCounts, Stats
 
 GREEN, RED, AMBER, BLUE, GREY, VIOLET = "#1f9d55", "#d64545", "#d99a1e", "#2f6fdf", "#9aa5b1", "#7a5af8"
-MAX_POINTS = 400
 
 
 def throughput(stats: Stats) -> dict[str, Any]:
@@ -82,28 +82,36 @@ def runner_utilisation(runners: RunnerCounts) -> dict[str, Any]:
     }
 
 
-def runner_metrics(samples: Sequence[RunnerMetric]) -> dict[str, Any]:
-    """CPU, memory and disk use over time, thinned to at most `MAX_POINTS` points."""
-    step = max(1, -(-len(samples) // MAX_POINTS))
-    points = list(samples[::step])
-    labels = [m.ts.strftime("%m-%d %H:%M:%S") for m in points]
+def runner_metrics(buckets: Sequence[MetricBucket], window: timedelta) -> dict[str, Any]:
+    """CPU (average and peak), memory and disk use over `window`, one point per bucket of heartbeats."""
+    labels = [bucket_label(b.start, window) for b in buckets]
 
-    def line(label: str, values: list[float | None], color: str) -> dict[str, Any]:
-        return {"label": label, "data": values, "borderColor": color, "backgroundColor": color, "pointRadius": 0}
+    def line(label: str, values: list[float | None], color: str, **extra: Any) -> dict[str, Any]:
+        rounded = [None if v is None else round(v, 1) for v in values]
+        return {
+            "label": label,
+            "data": rounded,
+            "borderColor": color,
+            "backgroundColor": color,
+            "pointRadius": 0,
+            **extra,
+        }
 
     return {
         "type": "line",
         "data": {
             "labels": labels,
             "datasets": [
-                line("CPU %", [m.cpu_percent for m in points], BLUE),
-                line("Memory %", [m.memory_percent for m in points], VIOLET),
-                line("Disk %", [m.disk_percent for m in points], AMBER),
+                line("CPU %", [b.cpu_percent for b in buckets], BLUE),
+                line("CPU peak %", [b.cpu_peak for b in buckets], BLUE, borderDash=[4, 3], borderWidth=1),
+                line("Memory %", [b.memory_percent for b in buckets], VIOLET),
+                line("Disk %", [b.disk_percent for b in buckets], AMBER),
             ],
         },
         "options": {
             "animation": False,
             "maintainAspectRatio": False,
+            "spanGaps": False,
             "interaction": {"mode": "index", "intersect": False},
             "scales": {"y": {"min": 0, "suggestedMax": 100, "title": {"display": True, "text": "%"}}},
         },

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from jinja2 import Environment
@@ -78,6 +79,15 @@ def bucket_label(value: datetime, step: timedelta) -> str:
     return value.strftime("%H:%M") if step < timedelta(hours=6) else value.strftime("%m-%d %H:%M")
 
 
+def zoned(value: datetime, timezone: str) -> str:
+    """`Mon 2024-05-06 09:00 CEST`: a time as the clock of `timezone` shows it (UTC for an unknown zone)."""
+    try:
+        zone: tzinfo = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    return value.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
 def install(env: Environment) -> None:
     env.filters.update(
         when=when,
@@ -89,4 +99,5 @@ def install(env: Environment) -> None:
         ratio=ratio,
         number=number,
         pretty_json=pretty_json,
+        zoned=zoned,
     )

@@ -5,13 +5,37 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from exekra.hub.dashboard.pages import account, executions, overview, runners, users, workflows
+from exekra.hub.dashboard.pages import (
+    account,
+    audit,
+    credentials,
+    executions,
+    me,
+    overview,
+    runners,
+    studio,
+    triggers,
+    users,
+    workflows,
+)
 from exekra.hub.dashboard.web import PAGE_DEPENDENCIES, STATIC_DIR, PageRoute
 
 ASSETS_PATH = "/assets"
 
 router = APIRouter(route_class=PageRoute, dependencies=PAGE_DEPENDENCIES, include_in_schema=False)
-for section in (account, overview, runners, workflows, executions, users):
+for section in (
+    account,
+    overview,
+    runners,
+    studio,
+    workflows,
+    executions,
+    triggers,
+    credentials,
+    users,
+    audit,
+    me,
+):
     router.include_router(section.router)
 
 

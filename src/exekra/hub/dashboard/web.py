@@ -139,12 +139,16 @@ def redirect(request: Request, url: str, message: str | None = None, kind: str =
 
 # --- rendering ---------------------------------------------------------------------------------------------
 
+EVERYONE = (Role.ADMIN, Role.DEVELOPER, Role.OPERATOR)
 NAV = (
-    ("overview", "Overview", "/", None),
-    ("runners", "Runners", "/runners", None),
-    ("workflows", "Workflows", "/workflows", None),
-    ("executions", "Executions", "/executions", None),
-    ("users", "Users", "/users", Role.ADMIN),
+    ("overview", "Overview", "/", EVERYONE),
+    ("runners", "Runners", "/runners", EVERYONE),
+    ("workflows", "Workflows", "/workflows", EVERYONE),
+    ("executions", "Executions", "/executions", EVERYONE),
+    ("triggers", "Triggers", "/triggers", EVERYONE),
+    ("credentials", "Credentials", "/credentials", (Role.ADMIN, Role.DEVELOPER)),
+    ("users", "Users", "/users", (Role.ADMIN,)),
+    ("audit", "Audit", "/audit", (Role.ADMIN,)),
 )
 
 
@@ -165,7 +169,9 @@ def render(
         "user": principal,
         "is_admin": role == Role.ADMIN,
         "can_develop": role in (Role.ADMIN, Role.DEVELOPER),
-        "nav": [item for item in NAV if principal and (item[3] is None or item[3] == role)],
+        "nav": [item for item in NAV if principal and role in item[3]],
+        # The licence's expiry banner (SPEC §10.7): `{"kind": "warn" | "error", "message": ...}` or None.
+        "licence_banner": None,
         "section": section,
         "csrf": csrf_token(request),
         "queue_mode": hub.dispatcher.mode,

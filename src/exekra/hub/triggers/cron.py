@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -98,3 +99,35 @@ def _reason(message: str, expression: str) -> str:
         if message == f"Bad {name}":
             return f"invalid {name} field {fields[index]!r} in cron expression {expression!r}"
     return f"invalid cron expression {expression!r}: {message}"
+
+
+@lru_cache(maxsize=4096)
+def explain(expression: str) -> str:
+    """The expression in words (`At 09:00, Monday through Friday`), 24-hour clock; raises `InvalidSchedule`.
+
+    Cached: cron-descriptor loads its translations on every call (about 2 ms), and a trigger list explains
+    every schedule it shows.
+    """
+    from cron_descriptor import ExpressionDescriptor, FormatException, Options
+
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    text = _normalise(expression)
+    try:
+        return str(ExpressionDescriptor(text, options).get_description())
+    except (FormatException, ValueError, KeyError, IndexError) as exc:
+        raise InvalidSchedule(f"invalid cron expression {text!r}: {exc}") from None
+
+
+def upcoming(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
+    """The next `count` fire times after `after`, in UTC (fewer when the schedule ends)."""
+    times: list[datetime] = []
+    moment = after
+    while len(times) < count:
+        fire = schedule.next_after(moment)
+        if fire is None:
+            break
+        times.append(fire)
+        moment = fire
+    return times

@@ -21,7 +21,7 @@ from exekra.hub.workflows.models import Workflow, WorkflowVersion
 from exekra.hub.workflows.schemas import NewWorkflow, WorkflowImport, WorkflowPatch, WorkflowSummary
 from exekra.workflow.activities import load_activities
 from exekra.workflow.definition import validate_definition
-from exekra.workflow.errors import DefinitionError
+from exekra.workflow.errors import DefinitionError, Problem
 
 ImportMode = Literal["create", "new-version"]
 
@@ -32,8 +32,11 @@ def _known_activities() -> frozenset[str]:
     return frozenset(load_activities())
 
 
-def _invalid(problems: list[str]) -> ValidationFailed:
-    return ValidationFailed(f"Invalid definition: {problems[0]}", details={"problems": problems})
+def _invalid(problems: list[Problem]) -> ValidationFailed:
+    """422 naming the first problem; `details.problems` lists each as `{message, node?, edge?, param?}`."""
+    return ValidationFailed(
+        f"Invalid definition: {problems[0].message}", details={"problems": [p.to_api() for p in problems]}
+    )
 
 
 def check_definition(definition: dict[str, Any], *, max_bytes: int) -> None:
@@ -42,13 +45,13 @@ def check_definition(definition: dict[str, Any], *, max_bytes: int) -> None:
     try:
         size = len(orjson.dumps(definition))
     except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits, which JSONB storage cannot take
-        raise _invalid([f"definition: {exc}"]) from None
+        raise _invalid([Problem(f"definition: {exc}")]) from None
     if size > max_bytes:
         raise PayloadTooLarge(f"The definition is {size} bytes; the limit is {max_bytes}")
     try:
         validate_definition(definition, known_activities=set(_known_activities()))
     except DefinitionError as exc:
-        raise _invalid(exc.problems or [str(exc)]) from None
+        raise _invalid(exc.located or [Problem(str(exc))]) from None
 
 
 def _user_id(actor: Actor) -> uuid.UUID | None:

@@ -21,8 +21,8 @@ from exekra.hub.runners.schemas import NewRunner, RunnerPatch
 router = APIRouter(route_class=PageRoute)
 
 PAGE_SIZE = 50
-HISTORY_HOURS = (1, 6, 24)
-METRIC_SAMPLES = 10_000
+HISTORY_HOURS = (1, 24, 168)  # 1 h, 24 h, 7 d (heartbeat metrics are kept 7 days by default)
+HISTORY_POINTS = 240  # buckets per chart, averaged by the database
 
 
 def split_labels(text: str) -> list[str]:
@@ -104,14 +104,15 @@ async def _detail(request: Request, runner_id: str, hours: int) -> dict[str, Any
     runner = await service.get_runner(hub.db, runner_id)
     hours = hours if hours in HISTORY_HOURS else 1
     since = datetime.now(UTC) - timedelta(hours=hours)
-    samples = await service.metric_history(hub.db, runner_id, since, None, METRIC_SAMPLES)
+    step = timedelta(hours=hours) / HISTORY_POINTS
+    buckets = await service.metric_buckets(hub.db, runner_id, since, step)
     recent = await hub.executions.history(ExecutionFilter(runner_id=runner.id), offset=0, limit=20, cursor=None)
     return {
         "runner": runner,
         "hours": hours,
         "history_hours": HISTORY_HOURS,
-        "samples": len(samples),
-        "metrics_chart": charts.runner_metrics(samples) if samples else None,
+        "samples": sum(b.samples for b in buckets),
+        "metrics_chart": charts.runner_metrics(buckets, timedelta(hours=hours)) if buckets else None,
         "executions": recent.rows,
         "executions_total": recent.total,
         "now": datetime.now(UTC),

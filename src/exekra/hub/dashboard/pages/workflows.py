@@ -102,7 +102,7 @@ def _parse_definition(text: str) -> dict[str, Any]:
 def _problems(exc: ExekraError) -> list[str]:
     """Every problem of a refused definition (the service lists them in `details`)."""
     if isinstance(exc.details, dict) and exc.details.get("problems"):
-        return [str(p) for p in exc.details["problems"]]
+        return [str(p["message"]) if isinstance(p, dict) else str(p) for p in exc.details["problems"]]
     return [exc.message]
 
 

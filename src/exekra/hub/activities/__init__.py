@@ -1,0 +1,1 @@
+"""The activity catalogue the designer and `GET /api/activities` serve: names, categories, JSON Schemas."""
