@@ -9,11 +9,14 @@ import sys
 from collections.abc import Sequence
 
 from exekra import __version__
+from exekra.cli_errors import Parser, UsageError, database_errors, run_command
 from exekra.config import get_settings
+
+NO_DATABASE = "DATABASE_URL is not set: set it to postgresql://user:pass@host:port/db (`exekra up` embeds one)"
 
 
 def _hub(args: argparse.Namespace) -> int:
-    from exekra.db.migrate import DatabaseNotMigrated, ensure_migrated
+    from exekra.db.migrate import ensure_migrated
     from exekra.hub.server import serve
 
     settings = get_settings()
@@ -22,20 +25,27 @@ def _hub(args: argparse.Namespace) -> int:
     }
     settings = settings.model_copy(update=overrides)
     if not settings.database_url:
-        print("DATABASE_URL is not set (use `exekra up` for an embedded database).", file=sys.stderr)
-        return 2
-    try:
+        raise UsageError(NO_DATABASE)
+    with database_errors(settings.database_url):
         asyncio.run(ensure_migrated(settings.database_url))
-    except DatabaseNotMigrated as exc:
-        print(f"exekra hub: {exc}", file=sys.stderr)
-        return 3
     return serve(settings, access_log=args.access_log)
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return _int_from(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_from(text, 0)
+
+
+def _int_from(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
     return value
 
 
@@ -44,9 +54,9 @@ def _db_upgrade(_: argparse.Namespace) -> int:
 
     settings = get_settings()
     if not settings.database_url:
-        print("DATABASE_URL is not set.", file=sys.stderr)
-        return 2
-    upgrade(settings.database_url)
+        raise UsageError(NO_DATABASE)
+    with database_errors(settings.database_url):
+        upgrade(settings.database_url)
     print("database is at the latest revision")
     return 0
 
@@ -54,14 +64,12 @@ def _db_upgrade(_: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from exekra.db.migrate import DatabaseNotMigrated
     from exekra.hub.retention import purge_once
 
     settings = get_settings()
     if not settings.database_url:
-        print("DATABASE_URL is not set.", file=sys.stderr)
-        return 2
-    try:
+        raise UsageError(NO_DATABASE)
+    with database_errors(settings.database_url):
         report = asyncio.run(
             purge_once(
                 settings,
@@ -69,9 +77,6 @@ def _purge(args: argparse.Namespace) -> int:
                 retention_days=settings.retention_days if args.older_than_days is None else args.older_than_days,
             )
         )
-    except DatabaseNotMigrated as exc:
-        print(f"exekra purge: {exc}", file=sys.stderr)
-        return 3
     if report is None:
         print("exekra purge: another purge is running (a hub's daily purge?); try again later", file=sys.stderr)
         return 1
@@ -107,8 +112,9 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="exekra", description="Exekra workflow automation orchestrator")
+    parser = Parser(prog="exekra", description="Exekra workflow automation orchestrator")
     parser.add_argument("--version", action="version", version=f"exekra {__version__}")
+    parser.add_argument("--traceback", action="store_true", help="on an unexpected error, print its traceback too")
     commands = parser.add_subparsers(dest="command", required=True)
 
     hub = commands.add_parser("hub", help="run the hub (production: external PostgreSQL and Redis)")
@@ -141,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument(
         "--older-than-days",
-        type=int,
+        type=_non_negative_int,
         metavar="N",
         help="purge executions finished more than N days ago (default EXEKRA_RETENTION_DAYS)",
     )
@@ -181,10 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `exekra` console script."""
-    args = build_parser().parse_args(argv)
-    result: int = args.func(args)
-    return result
+    """Entry point of the `exekra` console script: runs one command, and answers any failure with one line
+    on standard error and a non-zero exit code (see `exekra.cli_errors`)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a command line argparse refused (one line, exit 2)
+        return exc.code if isinstance(exc.code, int) else 0
+    return run_command(args, args.func)
 
 
 if __name__ == "__main__":

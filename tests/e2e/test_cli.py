@@ -225,7 +225,7 @@ def test_triggers_create_list_enable_disable(cli: Cli, runner: str, tmp_path: Pa
 
 def test_errors_are_one_friendly_line_with_exit_code_3(cli: Cli, hub_process: HubProcess, tmp_path: Path) -> None:
     unknown = cli("run", "no-such-workflow")
-    assert unknown.returncode == 3 and unknown.stderr.strip() == "exekra: workflow no-such-workflow not found"
+    assert unknown.returncode == 3 and unknown.stderr.strip() == "exekra run: workflow no-such-workflow not found"
 
     unreachable = _run(_env(tmp_path, "http://127.0.0.1:9"), "workflow", "list")
     assert unreachable.returncode == 3 and "cannot reach the hub at http://127.0.0.1:9" in unreachable.stderr

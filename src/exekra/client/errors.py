@@ -151,7 +151,16 @@ def error_for(status_code: int, body: Any, headers: dict[str, str]) -> ApiError:
     if isinstance(error, dict):
         message = str(error.get("message") or f"HTTP {status_code}")
         code, details = str(error.get("code") or "error"), error.get("details")
-    else:
-        message, code, details = f"HTTP {status_code}", "error", body
+    else:  # not an Exekra hub's answer (a proxy, another server): say what came back
+        message, code, details = f"the hub answered HTTP {status_code} {_reason(status_code)}".rstrip(), "error", body
     cls = ERRORS_BY_STATUS.get(status_code, ServerError if status_code >= 500 else ApiError)
     return cls(message, status_code=status_code, code=code, details=details, headers=headers)
+
+
+def _reason(status_code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return ""

@@ -23,6 +23,7 @@ from exekra.clientcli.common import (
     client_for,
     command,
     common_options,
+    input_pairs,
     parse_inputs,
     print_json,
 )
@@ -47,9 +48,10 @@ def _declared_types(hub: ExekraClient, workflow_id: str, published: int | None) 
 
 @command
 def run_workflow(args: argparse.Namespace) -> int:
+    pairs = input_pairs(args.input)
     with client_for(args) as hub:
         workflow = hub.find_workflow(args.workflow)
-        inputs = parse_inputs(args.input, _declared_types(hub, workflow.id, workflow.published_version))
+        inputs = parse_inputs(pairs, _declared_types(hub, workflow.id, workflow.published_version))
         created = hub.run(
             workflow.id,
             inputs,

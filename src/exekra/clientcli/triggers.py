@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from exekra.cli_errors import UsageError
 from exekra.client import ExekraClient
 from exekra.client.calls import is_id
 from exekra.client.errors import NotFound
 from exekra.client.models import Trigger, TriggerWithToken
 from exekra.clientcli.common import (
     EXIT_OK,
-    UsageError,
     client_for,
     command,
     common_options,
+    input_pairs,
     parse_inputs,
     print_json,
     print_table,
@@ -69,6 +70,7 @@ def create_trigger(args: argparse.Namespace) -> int:
         raise UsageError("give either --cron EXPRESSION (a schedule) or --webhook")
     if args.timezone and not args.cron:
         raise UsageError("--timezone goes with --cron")
+    inputs = parse_inputs(input_pairs(args.input))
     with client_for(args) as hub:
         workflow = hub.find_workflow(args.workflow)
         result = hub.create_trigger(
@@ -77,7 +79,7 @@ def create_trigger(args: argparse.Namespace) -> int:
             args.name,
             cron_expression=args.cron,
             timezone=args.timezone,
-            inputs=parse_inputs(args.input),
+            inputs=inputs,
             enabled=not args.disabled,
         )
     if args.json:

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from exekra.cli_errors import UsageError
 from exekra.client import ExekraClient
 from exekra.client.errors import NotFound
 from exekra.client.models import Workflow, WorkflowWithVersion
 from exekra.clientcli.common import (
     EXIT_OK,
-    UsageError,
     client_for,
     command,
     common_options,
@@ -130,11 +130,17 @@ def publish_workflow(args: argparse.Namespace) -> int:
 
 @command
 def export_workflow(args: argparse.Namespace) -> int:
+    output = Path(args.output) if args.output and args.output != "-" else None
+    if output is not None and not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: {output.parent} is not a directory")
     with client_for(args) as hub:
         document = hub.export_workflow(hub.find_workflow(args.workflow).id)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    if args.output and args.output != "-":
-        Path(args.output).write_text(text)
+    if output is not None:
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror}") from None
         if not args.json:
             print(f"exported {document['name']} to {args.output}", file=sys.stderr)
     else:
