@@ -111,6 +111,9 @@ def test_run_wait_completes_with_outputs_live_logs_and_exit_code_0(cli: Cli, run
     assert '"greeting": "hello Ada"' in result.stdout
     assert "hello Ada" in result.stderr  # the live log
     assert "[QUEUED]" in result.stderr  # progress, one line per status change when not on a terminal
+    # The runner by its name, shown before the log lines it writes.
+    assert f"on runner {runner}" in result.stderr
+    assert result.stderr.index(f"on runner {runner}") < result.stderr.index("hello Ada")
 
     as_json = cli("run", name, "-i", "who=Bob", "-i", "count:=4", "--wait", "--json", "--no-logs")
     assert as_json.returncode == 0, as_json.stderr
@@ -125,6 +128,8 @@ def test_run_wait_completes_with_outputs_live_logs_and_exit_code_0(cli: Cli, run
     assert shown["outputs"] == execution["outputs"]
     logs = cli("executions", "logs", execution["id"])
     assert logs.returncode == 0 and "hello Bob" in logs.stdout
+    described = cli("executions", "show", execution["id"])
+    assert "by admin@e2e.test" in described.stdout and f"runner: {runner}" in described.stdout
 
 
 def test_run_wait_of_a_failing_workflow_exits_1(cli: Cli, runner: str, tmp_path: Path) -> None:

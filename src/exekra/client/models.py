@@ -87,10 +87,12 @@ class Execution(Model):
     version_id: str
     version_number: int | None = None
     runner_id: str | None = None
+    runner_name: str | None = None
     status: ExecutionStatus
     priority: int
     attempt: int
     triggered_by: str | None = None
+    triggered_by_name: str | None = None
     trigger_type: str
     inputs: dict[str, Any] = {}
     outputs: dict[str, Any] | None = None
@@ -195,6 +197,8 @@ class Health(Model):
     database: str
     queue: str
     version: str
+    instance: str | None = None
+    leader: bool | None = None
 
 
 class Page(Model, Generic[T]):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from exekra.clientcli import executions, login, run, runners, triggers, workflows
 
 
-def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
     """Add the client commands to the `exekra` parser's subcommands."""
     for module in (login, workflows, run, executions, runners, triggers):
         module.add_commands(commands)

@@ -50,8 +50,8 @@ def show_execution(args: argparse.Namespace) -> int:
     fields = {
         "workflow": f"{execution.workflow_name} v{execution.version_number}",
         "status": execution.status,
-        "trigger": f"{execution.trigger_type} by {execution.triggered_by}",
-        "runner": execution.runner_id,
+        "trigger": f"{execution.trigger_type} by {execution.triggered_by_name or execution.triggered_by}",
+        "runner": f"{execution.runner_name} ({execution.runner_id})" if execution.runner_name else execution.runner_id,
         "attempt": execution.attempt,
         "queued": execution.queued_at,
         "started": execution.started_at,
@@ -109,7 +109,7 @@ def stop_execution(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     common = common_options()
     parser = commands.add_parser("executions", help="list, show, read the log of and stop executions")
     sub = parser.add_subparsers(dest="executions_command", required=True)

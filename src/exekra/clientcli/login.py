@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import getpass
 import sys
+from typing import Any
 
 from exekra.cli_errors import Unavailable, UsageError
 from exekra.client import ExekraClient
@@ -75,7 +76,7 @@ def logout(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     common = common_options()
     parser = commands.add_parser(
         "login",

@@ -95,6 +95,8 @@ async def follow(args: argparse.Namespace, execution: Execution, progress: Progr
 
         async def stream_logs() -> None:
             async for line in hub.follow_logs(execution.id):
+                if not progress.runner_shown:  # say which runner runs it before the first line it wrote
+                    progress.status(await hub.get_execution(execution.id))
                 progress.log(line)
 
         watcher = asyncio.create_task(watch_status())
@@ -132,10 +134,13 @@ class Progress:
         self.tty = stream.isatty()
         self.started = time.monotonic()
         self.current = ""
+        self.runner_shown = False
         self._line_shown = False
 
     def status(self, execution: Execution) -> None:
-        text = execution.status + (f" on runner {execution.runner_id}" if execution.runner_id else "")
+        runner = execution.runner_name or execution.runner_id
+        text = execution.status + (f" on runner {runner}" if runner else "")
+        self.runner_shown = self.runner_shown or runner is not None
         if self.tty:
             self._clear()
             self.stream.write(f"… {text}  {time.monotonic() - self.started:.0f}s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from typing import Any
 
 from exekra.clientcli.common import EXIT_OK, client_for, command, common_options, print_json, print_table
 
@@ -47,7 +48,7 @@ def register_runner(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     common = common_options()
     parser = commands.add_parser("runners", help="list and register runners")
     sub = parser.add_subparsers(dest="runners_command", required=True)

@@ -134,7 +134,7 @@ def rotate_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     common = common_options()
     parser = commands.add_parser("triggers", help="schedule and webhook triggers")
     sub = parser.add_subparsers(dest="triggers_command", required=True)

@@ -160,7 +160,7 @@ def import_workflow(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     common = common_options()
     workflow = commands.add_parser("workflow", help="list, show, push, publish, export and import workflows")
     sub = workflow.add_subparsers(dest="workflow_command", required=True)

@@ -17,6 +17,7 @@ from exekra.hub.deps import CurrentUser, DeveloperUser, Principal, get_hub
 from exekra.hub.errors import Conflict, ExekraError, NotFound, PayloadTooLarge, ValidationFailed
 from exekra.hub.executions.creation import ExecutionRequest
 from exekra.hub.executions.models import TriggerType
+from exekra.hub.executions.names import names_of
 from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service as runners
@@ -126,6 +127,7 @@ async def _detail(request: Request, workflow_id: str, number: int | None) -> dic
         ExecutionFilter(workflow_id=summary.workflow.id), offset=0, limit=10, cursor=None
     )
     choices, _ = await runners.list_runners(hub.db, offset=0, limit=RUNNER_CHOICES)
+    names = await names_of(hub.db, (view.execution for view in recent.rows))
     return {
         "summary": summary,
         "workflow": summary.workflow,
@@ -134,6 +136,7 @@ async def _detail(request: Request, workflow_id: str, number: int | None) -> dic
         "fields": input_fields(published.definition) if published else [],
         "runners": choices,
         "executions": recent.rows,
+        "runner_names": names.runners,
         "executions_total": recent.total,
         "run_problems": [],
         "pinned": "",

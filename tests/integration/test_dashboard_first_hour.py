@@ -1,0 +1,30 @@
+"""Dashboard details a new user stumbled on (issue 13): names instead of ids, the run form's undeclared inputs,
+one vocabulary for version states, the definition in its author's order, the execution page's actions."""
+
+from __future__ import annotations
+
+import httpx
+
+from .conftest import SIMPLE_DEFINITION
+from .protocol import ProtocolRunner, publish_workflow
+
+
+def _section(page: str, heading: str) -> str:
+    """The HTML from a card's heading to the next card."""
+    start = page.index(heading)
+    end = page.find('<section class="card', start)
+    return page[start : end if end != -1 else len(page)]
+
+
+async def test_the_workflow_page_names_the_runner_of_each_recent_execution(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "named-runs", SIMPLE_DEFINITION)
+    runner = await ProtocolRunner.register(admin, client, "build-07")
+    await runner.auth()
+    await runner.heartbeat()
+    execution_id = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]["id"]
+    attempt = (await runner.poll(wait=5)).json()["execution"]["attempt"]
+    await runner.start(execution_id, attempt)
+    recent = _section((await admin.get(f"/workflows/{workflow_id}")).text, "Recent executions")
+    assert f'<a href="/runners/{runner.runner_id}">build-07</a>' in recent
