@@ -8,6 +8,7 @@ import secrets
 import stat
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def test_login_stores_the_token_for_the_user_only(cli: Cli, config_dir: Path) ->
     stored = json.loads(path.read_text())
     assert stored["hubs"][stored["current"]]["token"].startswith("exs_")
     listed = cli("workflow", "list", "--json")
-    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
+    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout)["workflows"], list)
 
 
 def test_run_wait_completes_with_outputs_live_logs_and_exit_code_0(cli: Cli, runner: str, tmp_path: Path) -> None:
@@ -117,14 +118,14 @@ def test_run_wait_completes_with_outputs_live_logs_and_exit_code_0(cli: Cli, run
 
     as_json = cli("run", name, "-i", "who=Bob", "-i", "count:=4", "--wait", "--json", "--no-logs")
     assert as_json.returncode == 0, as_json.stderr
-    execution = json.loads(as_json.stdout)
+    execution = json.loads(as_json.stdout)["execution"]
     assert execution["status"] == "COMPLETED" and execution["inputs"] == {"who": "Bob", "count": 4}
     assert str(execution["outputs"]["doubled"]) == "8"
     assert "hello Bob" not in as_json.stderr
 
-    listed = json.loads(cli("executions", "list", "--workflow", name, "--json").stdout)
+    listed = json.loads(cli("executions", "list", "--workflow", name, "--json").stdout)["executions"]
     assert listed[0]["id"] == execution["id"] and len(listed) == 2
-    shown = json.loads(cli("executions", "show", execution["id"], "--json").stdout)
+    shown = json.loads(cli("executions", "show", execution["id"], "--json").stdout)["execution"]
     assert shown["outputs"] == execution["outputs"]
     logs = cli("executions", "logs", execution["id"])
     assert logs.returncode == 0 and "hello Bob" in logs.stdout
@@ -196,7 +197,7 @@ def test_runners_register_and_list(cli: Cli) -> None:
     registered = cli("runners", "register", name, "--label", "gpu", "--type", "linux")
     assert registered.returncode == 0, registered.stderr
     assert "--machine-secret" in registered.stdout and "shown only now" in registered.stdout
-    listed = json.loads(cli("runners", "list", "--json").stdout)
+    listed = json.loads(cli("runners", "list", "--json").stdout)["runners"]
     mine = next(r for r in listed if r["name"] == name)
     assert mine["labels"] == ["gpu"] and mine["type"] == "linux" and mine["status"] == "OFFLINE"
 
@@ -214,11 +215,11 @@ def test_triggers_create_list_enable_disable(cli: Cli, runner: str, tmp_path: Pa
     webhook = cli("triggers", "create", name, "--name", f"{name}-hook", "--webhook")
     assert webhook.returncode == 0 and "/api/webhooks/exw_" in webhook.stdout
 
-    listed = json.loads(cli("triggers", "list", "--workflow", name, "--json").stdout)
+    listed = json.loads(cli("triggers", "list", "--workflow", name, "--json").stdout)["triggers"]
     assert sorted(t["type"] for t in listed) == ["SCHEDULE", "WEBHOOK"]
 
     disabled = cli("triggers", "disable", f"{name}-nightly", "--json")
-    assert disabled.returncode == 0 and json.loads(disabled.stdout)["nextFireAt"] is None
+    assert disabled.returncode == 0 and json.loads(disabled.stdout)["trigger"]["nextFireAt"] is None
     enabled = cli("triggers", "enable", created["id"])
     assert enabled.returncode == 0 and "enabled; next fire" in enabled.stdout
 
@@ -297,3 +298,86 @@ async def test_sdk_async_runs_follows_logs_and_waits(api: httpx.Client, hub_proc
     assert done.status == "COMPLETED" and str((done.outputs or {})["doubled"]) == "10"
     assert any("hello async" in line for line in lines)
     assert [e.id for e in listed.items] == [done.id]
+
+
+def test_short_ids_of_six_or_more_characters_work_and_an_ambiguous_one_names_the_matches(
+    cli: Cli, runner: str, tmp_path: Path, api: httpx.Client, e2e_database_url: str
+) -> None:
+    name = _push(cli, tmp_path, GREETER, runner)
+    execution = json.loads(cli("run", name, "-i", "who=Short", "--wait", "--json", "--no-logs").stdout)["execution"]
+    logs = cli("executions", "logs", execution["id"][:8])
+    assert logs.returncode == 0 and "hello Short" in logs.stdout, logs.stderr
+    shown = cli("executions", "show", execution["id"][:6].upper(), "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["execution"]["id"] == execution["id"]
+    too_short = cli("executions", "logs", execution["id"][:5])
+    assert too_short.returncode == 3 and "first 6+ characters" in too_short.stderr
+
+    workflow_id = api.get("/api/workflows", params={"q": name}).json()["workflows"][0]["id"]
+    assert cli("workflow", "show", workflow_id[:7]).stdout.startswith(name)
+
+    twins = [api.post("/api/runners", json={"name": f"twin-{secrets.token_hex(3)}"}).json()["runner"] for _ in range(2)]
+    prefix = secrets.token_hex(3)
+    new_ids = [f"{prefix}{i}0-0000-4000-8000-00000000000{i}" for i in (1, 2)]
+    _set_runner_ids(e2e_database_url, {t["id"]: new for t, new in zip(twins, new_ids, strict=True)})
+    ambiguous = cli("run", name, "-i", "who=x", "--runner", prefix)
+    assert ambiguous.returncode == 2, ambiguous.stderr
+    line = ambiguous.stderr.strip()
+    assert len(line.splitlines()) == 1 and all(new in line for new in new_ids) and "give more characters" in line
+    pinned = cli("run", name, "-i", "who=x", "--runner", new_ids[1][:8], "--json")
+    assert pinned.returncode == 0 and json.loads(pinned.stdout)["execution"]["pinnedRunnerId"] == new_ids[1]
+
+
+def _set_runner_ids(database_url: str, renames: dict[str, str]) -> None:
+    """Give fresh runners (nothing refers to them yet) ids of the test's choosing."""
+    import asyncio
+
+    import asyncpg
+
+    async def rename() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            for old, new in renames.items():
+                await connection.execute("UPDATE runners SET id = $1 WHERE id = $2", uuid.UUID(new), uuid.UUID(old))
+        finally:
+            await connection.close()
+
+    asyncio.run(rename())
+
+
+def test_every_json_output_has_the_shape_of_the_api_answer(
+    cli: Cli, runner: str, tmp_path: Path, api: httpx.Client
+) -> None:
+    """A script written against the API reads the CLI's --json the same way (issue 13, item 11)."""
+    name = _push(cli, tmp_path, GREETER, runner)
+    ran = json.loads(cli("run", name, "-i", "who=Json", "--wait", "--json", "--no-logs").stdout)
+    execution_id = ran["execution"]["id"]
+    workflow_id = ran["execution"]["workflowId"]
+    api_execution = api.get(f"/api/executions/{execution_id}").json()
+    assert set(ran) == set(api_execution) and set(ran["execution"]) == set(api_execution["execution"])
+
+    lists = {
+        ("executions", "list", "--workflow", name): ("/api/executions", {"workflowId": workflow_id}),
+        ("workflow", "list"): ("/api/workflows", {}),
+        ("runners", "list"): ("/api/runners", {}),
+        ("triggers", "list"): ("/api/triggers", {}),
+    }
+    for command, (path, params) in lists.items():
+        printed = json.loads(cli(*command, "--json").stdout)
+        answered = api.get(path, params=params).json()
+        assert set(printed) == set(answered), command
+        key = path.rsplit("/", 1)[1]
+        assert [i["id"] for i in printed[key]] == [i["id"] for i in answered[key]][: len(printed[key])], command
+        assert printed["total"] == answered["total"], command
+
+    singles = {
+        ("executions", "show", execution_id): f"/api/executions/{execution_id}",
+        ("workflow", "show", name): f"/api/workflows/{workflow_id}",
+    }
+    for command, path in singles.items():
+        printed = json.loads(cli(*command, "--json").stdout)
+        assert set(printed) == set(api.get(path).json()), command
+
+    logs = json.loads(cli("executions", "logs", execution_id, "--json").stdout)
+    assert set(logs) == {"lines", "nextSeq"} and logs["nextSeq"] == logs["lines"][-1]["seq"]
+    followed = cli("executions", "logs", execution_id, "--follow", "--json").stdout.splitlines()
+    assert [json.loads(line)["seq"] for line in followed] == [line["seq"] for line in logs["lines"]]  # JSON lines

@@ -21,6 +21,24 @@ class HubUnreachable(ExekraClientError):
     """The hub could not be reached (connection refused, DNS, TLS, timeout)."""
 
 
+class AmbiguousId(ExekraClientError):
+    """A short ID is the start of several IDs (or a name is shared); `matches` lists them (the first ten)."""
+
+    def __init__(
+        self, kind: str, ref: str, matches: list[str], total: int | None = None, *, by_name: bool = False
+    ) -> None:
+        count = max(total or 0, len(matches))
+        listed = ", ".join(matches) + (f" and {count - len(matches)} more" if count > len(matches) else "")
+        if by_name:
+            message = f"{count} {kind}s are named {ref!r}: {listed}; use the ID"
+        else:
+            message = f"{ref} is the start of {count} {kind} IDs: {listed}; give more characters"
+        super().__init__(message)
+        self.kind = kind
+        self.ref = ref
+        self.matches = matches
+
+
 class ApiError(ExekraClientError):
     """The hub answered with an error status."""
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from exekra.cli_errors import Unavailable, UsageError
 from exekra.client import ExekraClient
 from exekra.client.config import resolve_connection
-from exekra.client.errors import ExekraClientError, HubUnreachable, NotAuthenticated, ValidationFailed
+from exekra.client.errors import AmbiguousId, ExekraClientError, HubUnreachable, NotAuthenticated, ValidationFailed
 from exekra.client.models import Page
 
 EXIT_OK = 0
@@ -51,6 +51,8 @@ def command(handler: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
+        except AmbiguousId as exc:
+            raise UsageError(exc.message) from None
         except ExekraClientError as exc:
             raise Unavailable(explain(exc, args)) from None
 
@@ -89,16 +91,33 @@ def problem_text(problem: Any) -> str:
 
 
 def to_data(value: Any) -> Any:
-    """JSON-ready data (camelCase, as the API has it) of models, lists of models and plain values."""
+    """JSON-ready data (camelCase, as the API has it) of models, and of lists and dicts holding them."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True, exclude_none=False)
     if isinstance(value, list):
         return [to_data(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_data(v) for k, v in value.items()}
     return value
 
 
 def print_json(value: Any) -> None:
     print(json.dumps(to_data(value), indent=2, ensure_ascii=False))
+
+
+def print_json_line(value: Any) -> None:
+    """One compact JSON document per line (JSON lines), for output that streams."""
+    print(json.dumps(to_data(value), ensure_ascii=False), flush=True)
+
+
+def print_page(page: Page[Any], key: str) -> None:
+    """A list as the API answers it: `{"<key>": [...], "total", "page", "limit", "nextCursor"}` (and
+    `totalCapped` where the API gives it)."""
+    data: dict[str, Any] = {key: page.items, "total": page.total}
+    if "total_capped" in page.model_fields_set:
+        data["totalCapped"] = page.total_capped
+    data.update(page=page.page, limit=page.limit, nextCursor=page.next_cursor)
+    print_json(data)
 
 
 def shown_of_total(page: Page[Any]) -> str | None:

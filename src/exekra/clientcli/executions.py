@@ -12,6 +12,8 @@ from exekra.clientcli.common import (
     command,
     common_options,
     print_json,
+    print_json_line,
+    print_page,
     print_table,
     shown_of_total,
 )
@@ -31,7 +33,7 @@ def list_executions(args: argparse.Namespace) -> int:
         workflow_id = hub.find_workflow(args.workflow).id if args.workflow else None
         page = hub.list_executions(workflow_id=workflow_id, status=args.status, limit=args.limit)
     if args.json:
-        print_json(page.items)
+        print_page(page, "executions")
     else:
         print_table([_row(e) for e in page.items], ["ID", "WORKFLOW", "STATUS", "TRIGGER", "CREATED"])
         shown = shown_of_total(page)
@@ -43,9 +45,9 @@ def list_executions(args: argparse.Namespace) -> int:
 @command
 def show_execution(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
-        execution = hub.get_execution(args.execution)
+        execution = hub.find_execution(args.execution)
     if args.json:
-        print_json(execution)
+        print_json({"execution": execution})
         return EXIT_OK
     fields = {
         "workflow": f"{execution.workflow_name} v{execution.version_number}",
@@ -73,23 +75,24 @@ def show_execution(args: argparse.Namespace) -> int:
 @command
 def execution_logs(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
+        execution_id = hub.find_execution(args.execution).id
         if args.follow:
-            for line in hub.follow_logs(args.execution):
+            for line in hub.follow_logs(execution_id):
                 if args.json:
-                    print_json(line)
+                    print_json_line(line)
                 else:
                     _print_line(line)
             return EXIT_OK
         lines: list[LogLine] = []
         after = 0
         while True:
-            page = hub.get_logs(args.execution, after_seq=after)
+            page = hub.get_logs(execution_id, after_seq=after)
             lines.extend(page.lines)
             if not page.lines:
                 break
             after = page.next_seq
     if args.json:
-        print_json(lines)
+        print_json({"lines": lines, "nextSeq": after})
     else:
         for line in lines:
             _print_line(line)
@@ -99,9 +102,9 @@ def execution_logs(args: argparse.Namespace) -> int:
 @command
 def stop_execution(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
-        execution = hub.stop_execution(args.execution)
+        execution = hub.stop_execution(hub.find_execution(args.execution).id)
     if args.json:
-        print_json(execution)
+        print_json({"execution": execution})
     elif execution.status == "STOPPED":
         print(f"{execution.id} stopped")
     else:
@@ -121,14 +124,14 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=list_executions)
 
     p = sub.add_parser("show", parents=[common], help="an execution's details, inputs and outputs")
-    p.add_argument("execution", help="execution ID")
+    p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.set_defaults(func=show_execution)
 
     p = sub.add_parser("logs", parents=[common], help="an execution's log")
-    p.add_argument("execution", help="execution ID")
+    p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until it ends")
     p.set_defaults(func=execution_logs)
 
     p = sub.add_parser("stop", parents=[common], help="stop an execution")
-    p.add_argument("execution", help="execution ID")
+    p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.set_defaults(func=stop_execution)

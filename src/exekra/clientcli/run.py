@@ -56,7 +56,7 @@ def run_workflow(args: argparse.Namespace) -> int:
             workflow.id,
             inputs,
             priority=args.priority,
-            runner_id=args.runner,
+            runner_id=hub.find_runner(args.runner).id if args.runner else None,
             idempotency_key=args.idempotency_key,
         )
     execution = created.execution
@@ -113,7 +113,7 @@ async def follow(args: argparse.Namespace, execution: Execution, progress: Progr
 def report(execution: Execution, as_json: bool) -> None:
     """The result on standard output."""
     if as_json:
-        print_json(execution)
+        print_json({"execution": execution})
         return
     took = ""
     if execution.started_at and execution.completed_at:
@@ -176,7 +176,7 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("workflow", help="workflow name or ID")
+    p.add_argument("workflow", help="workflow name, ID, or the ID's first 6+ characters")
     p.add_argument(
         "--input",
         "-i",
@@ -186,7 +186,7 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         help="an input: name=value (typed by the workflow's declared inputs) or name:=<json>; repeatable",
     )
     p.add_argument("--priority", type=int, help="0-9 (default: the workflow's)")
-    p.add_argument("--runner", help="pin the execution to this runner ID")
+    p.add_argument("--runner", help="pin the execution to this runner (name, ID, or the ID's first 6+ characters)")
     p.add_argument("--idempotency-key", help="a repeated key returns the first execution instead of a new one")
     p.add_argument("--wait", action="store_true", help="follow the execution; the exit code says how it ended")
     p.add_argument("--timeout", type=float, help="with --wait: give up waiting after this many seconds")

@@ -6,7 +6,7 @@ import argparse
 import shlex
 from typing import Any
 
-from exekra.clientcli.common import EXIT_OK, client_for, command, common_options, print_json, print_table
+from exekra.clientcli.common import EXIT_OK, client_for, command, common_options, print_json, print_page, print_table
 
 
 @command
@@ -14,7 +14,7 @@ def list_runners(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
         page = hub.list_runners(status=args.status, limit=args.limit)
     if args.json:
-        print_json(page.items)
+        print_page(page, "runners")
         return EXIT_OK
     rows = [
         [r.name, r.status + ("" if r.enabled else " (disabled)"), r.type, r.labels, r.metrics.cpu_percent, r.id]

@@ -6,9 +6,6 @@ import argparse
 from typing import Any
 
 from exekra.cli_errors import UsageError
-from exekra.client import ExekraClient
-from exekra.client.calls import is_id
-from exekra.client.errors import NotFound
 from exekra.client.models import Trigger, TriggerWithToken
 from exekra.clientcli.common import (
     EXIT_OK,
@@ -18,20 +15,9 @@ from exekra.clientcli.common import (
     input_pairs,
     parse_inputs,
     print_json,
+    print_page,
     print_table,
 )
-
-
-def _find(hub: ExekraClient, ref: str) -> Trigger:
-    """A trigger by ID, or by name when exactly one trigger has it."""
-    if is_id(ref):
-        return hub.get_trigger(ref)
-    matches = [t for t in hub.list_triggers(limit=200).items if t.name == ref]
-    if not matches:
-        raise NotFound(f"trigger {ref} not found", code="not_found")
-    if len(matches) > 1:
-        raise UsageError(f"{len(matches)} triggers are named {ref!r}: use the ID")
-    return matches[0]
 
 
 def _schedule(t: Trigger) -> str:
@@ -54,7 +40,7 @@ def list_triggers(args: argparse.Namespace) -> int:
         workflow_id = hub.find_workflow(args.workflow).id if args.workflow else None
         page = hub.list_triggers(workflow_id=workflow_id, type=args.type, limit=args.limit)
     if args.json:
-        print_json(page.items)
+        print_page(page, "triggers")
         return EXIT_OK
     rows: list[list[Any]] = [
         [t.name, _schedule(t), "yes" if t.enabled else "no", t.next_fire_at, t.last_fired_at, t.last_error, t.id]
@@ -91,9 +77,9 @@ def create_trigger(args: argparse.Namespace) -> int:
 
 def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
     with client_for(args) as hub:
-        trigger = hub.update_trigger(_find(hub, args.trigger).id, enabled=enabled)
+        trigger = hub.update_trigger(hub.find_trigger(args.trigger).id, enabled=enabled)
     if args.json:
-        print_json(trigger)
+        print_json({"trigger": trigger})
     else:
         state = "enabled" if trigger.enabled else "disabled"
         following = f"; next fire {trigger.next_fire_at:%Y-%m-%d %H:%M:%S} UTC" if trigger.next_fire_at else ""
@@ -114,10 +100,10 @@ def disable_trigger(args: argparse.Namespace) -> int:
 @command
 def delete_trigger(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
-        trigger = _find(hub, args.trigger)
+        trigger = hub.find_trigger(args.trigger)
         hub.delete_trigger(trigger.id)
     if args.json:
-        print_json({"deleted": trigger.id})
+        print_json({"ok": True})
     else:
         print(f"Trigger {trigger.name} deleted")
     return EXIT_OK
@@ -126,7 +112,7 @@ def delete_trigger(args: argparse.Namespace) -> int:
 @command
 def rotate_token(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
-        result = hub.rotate_trigger_token(_find(hub, args.trigger).id)
+        result = hub.rotate_trigger_token(hub.find_trigger(args.trigger).id)
     if args.json:
         print_json(result)
     else:
@@ -162,5 +148,5 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         ("rotate-token", rotate_token, "give a webhook a new token (and URL); the old one stops working"),
     ):
         p = sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("trigger", help="trigger ID or name")
+        p.add_argument("trigger", help="trigger name, ID, or the ID's first 6+ characters")
         p.set_defaults(func=func)

@@ -18,6 +18,7 @@ from exekra.clientcli.common import (
     command,
     common_options,
     print_json,
+    print_page,
     print_table,
     shown_of_total,
 )
@@ -48,7 +49,7 @@ def list_workflows(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
         page = hub.list_workflows(q=args.search, archived=args.archived, limit=args.limit)
     if args.json:
-        print_json(page.items)
+        print_page(page, "workflows")
     else:
         print_table([_summary(w) for w in page.items], ["NAME", "PUBLISHED", "LATEST", "LABELS", "ID"])
         shown = shown_of_total(page)
@@ -62,7 +63,7 @@ def show_workflow(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
         workflow = hub.find_workflow(args.workflow)
     if args.json:
-        print_json(workflow)
+        print_json({"workflow": workflow})
         return EXIT_OK
     print(f"{workflow.name}  ({workflow.id})")
     if workflow.description:
@@ -172,7 +173,7 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=list_workflows)
 
     p = sub.add_parser("show", parents=[common], help="a workflow's settings and versions")
-    p.add_argument("workflow", help="name or ID")
+    p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
     p.set_defaults(func=show_workflow)
 
     p = sub.add_parser(
@@ -186,11 +187,11 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=push_workflow)
 
     p = sub.add_parser("publish", parents=[common], help="publish the latest draft")
-    p.add_argument("workflow", help="name or ID")
+    p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
     p.set_defaults(func=publish_workflow)
 
     p = sub.add_parser("export", parents=[common], help=f"write the portable document ({EXPORT_FORMAT})")
-    p.add_argument("workflow", help="name or ID")
+    p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.set_defaults(func=export_workflow)
 

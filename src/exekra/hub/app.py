@@ -32,8 +32,8 @@ from exekra.hub.dispatch.switching import SwitchingDispatcher
 from exekra.hub.effects import EffectApplier
 from exekra.hub.errors import error_response, install_error_handlers
 from exekra.hub.executions.service import ExecutionService
-from exekra.hub.listener import Listener
 from exekra.hub.instance import instance_id
+from exekra.hub.listener import Listener
 from exekra.hub.maintenance import Maintenance
 from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.responses import ORJSONResponse

@@ -19,6 +19,7 @@ from exekra.hub.executions.models import ExecutionStatus, TriggerType
 from exekra.hub.executions.names import names_of
 from exekra.hub.executions.queries import ExecutionFilter, ExecutionView
 from exekra.hub.executions.schemas import NewExecution, execution_to_api
+from exekra.hub.lookup import IdPrefixQuery
 from exekra.hub.responses import ORJSONResponse
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
@@ -69,6 +70,7 @@ async def list_executions(
     user: CurrentUser,
     hub: HubDep,
     paging: Paging,
+    id_prefix: IdPrefixQuery,
     workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
     runner_id: Annotated[str | None, Query(alias="runnerId", max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=200, description="one status or a comma-separated list")] = None,
@@ -90,6 +92,7 @@ async def list_executions(
         statuses=statuses,
         since=since,
         until=until,
+        id_prefix=id_prefix,
     )
     page = await hub.executions.history(
         f, offset=paging.offset, limit=paging.limit, cursor=cursor, exact_total=exact_total
