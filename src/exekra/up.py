@@ -272,7 +272,9 @@ def run_up(args: argparse.Namespace) -> int:
             )
         _say(f"dashboard and API: {url}   (API docs: {url}/api/docs)")
         if password:
-            _say(f"admin login: {ADMIN_EMAIL} / {password}   (shown once; change it after signing in)")
+            _say(
+                f"admin login: {ADMIN_EMAIL} / {password}   (shown once; change it with `exekra login` then `exekra users passwd`)"
+            )
         else:
             _say(f"admin login: {ADMIN_EMAIL} (password as set on first start)")
         _say(f"{len(runner_credentials)} local runner(s) started; press Ctrl-C to stop everything")

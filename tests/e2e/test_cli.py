@@ -381,3 +381,28 @@ def test_every_json_output_has_the_shape_of_the_api_answer(
     assert set(logs) == {"lines", "nextSeq"} and logs["nextSeq"] == logs["lines"][-1]["seq"]
     followed = cli("executions", "logs", execution_id, "--follow", "--json").stdout.splitlines()
     assert [json.loads(line)["seq"] for line in followed] == [line["seq"] for line in logs["lines"]]  # JSON lines
+
+
+def test_users_passwd_changes_the_own_password_and_keeps_this_login(
+    api: httpx.Client, hub_process: HubProcess, tmp_path: Path
+) -> None:
+    email = f"op-{secrets.token_hex(3)}@e2e.test"
+    assert api.post("/api/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
+    env = _env(tmp_path, hub_process.url)
+    assert _run(env, "login", "--email", email, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    elsewhere = httpx.post(f"{hub_process.url}/api/auth/login", json={"email": email, "password": PASSWORD})
+    other_session = {"Authorization": f"Bearer {elsewhere.json()['token']}"}
+
+    wrong = _run(env, "users", "passwd", "--password-stdin", stdin="not-it\nbrand-new-pw\n")
+    assert wrong.returncode == 3 and wrong.stderr.strip() == "exekra users: currentPassword: wrong password"
+    short = _run(env, "users", "passwd", "--password-stdin", stdin=f"{PASSWORD}\nshort\n")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+
+    changed = _run(env, "users", "passwd", "--password-stdin", stdin=f"{PASSWORD}\nbrand-new-pw\n")
+    assert changed.returncode == 0, changed.stderr
+    assert f"Password changed for {email}" in changed.stdout
+    assert _run(env, "workflow", "list").returncode == 0  # the CLI's own login goes on
+    assert httpx.get(f"{hub_process.url}/api/auth/me", headers=other_session).status_code == 401
+    old = httpx.post(f"{hub_process.url}/api/auth/login", json={"email": email, "password": PASSWORD})
+    new = httpx.post(f"{hub_process.url}/api/auth/login", json={"email": email, "password": "brand-new-pw"})
+    assert (old.status_code, new.status_code) == (401, 200)

@@ -103,6 +103,7 @@ def _leaf_commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
 CLIENT_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("login",): ["--email", "ada@example.com", "--password-stdin"],
     ("logout",): [],
+    ("users", "passwd"): ["--password-stdin"],
     ("workflow", "list"): [],
     ("workflow", "show"): ["wf"],
     ("workflow", "push"): ["definition.json", "--name", "wf"],
@@ -187,7 +188,7 @@ def test_client_commands_answer_an_unreachable_hub_in_one_line(
 ) -> None:
     hub_url = f"http://127.0.0.1:{free_port()}"
     store_login(hub_url, "exs_stored")
-    result = _main([*command, *CLIENT_COMMANDS[command], "--hub-url", hub_url], monkeypatch, "secret\n")
+    result = _main([*command, *CLIENT_COMMANDS[command], "--hub-url", hub_url], monkeypatch, "secret\nnew-secret\n")
     line = _assert_one_clear_line(result, capsys.readouterr().err)
     assert result == 3 and f"cannot reach the hub at {hub_url}" in line
 
@@ -202,7 +203,7 @@ def test_client_commands_answer_http_errors_in_one_line(
 ) -> None:
     hub_url, answer = error_hub
     store_login(hub_url, "exs_stored")
-    result = _main([*command, *CLIENT_COMMANDS[command], "--hub-url", hub_url], monkeypatch, "secret\n")
+    result = _main([*command, *CLIENT_COMMANDS[command], "--hub-url", hub_url], monkeypatch, "secret\nnew-secret\n")
     if command == ("logout",) and answer == "not-signed-in":
         assert result == 0  # the session had ended already: signed out
         return

@@ -103,6 +103,10 @@ class AsyncExekraClient:
     async def me(self) -> User:
         return await self.send(calls.me())
 
+    async def change_password(self, current: str, new: str) -> User:
+        """Change the signed-in user's password; their other sessions end, this client's goes on."""
+        return await self.send(calls.change_password(current, new))
+
     # workflows
 
     async def list_workflows(

@@ -131,6 +131,11 @@ def me() -> Call[User]:
     return Call("GET", "/api/auth/me", _one(User, "user"))
 
 
+def change_password(current: str, new: str) -> Call[User]:
+    body = {"currentPassword": current, "newPassword": new}
+    return Call("POST", "/api/auth/password", _one(User, "user"), json=body)
+
+
 # --- workflows --------------------------------------------------------------------------------------------------
 
 

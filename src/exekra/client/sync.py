@@ -102,6 +102,10 @@ class ExekraClient:
     def me(self) -> User:
         return self.send(calls.me())
 
+    def change_password(self, current: str, new: str) -> User:
+        """Change the signed-in user's password; their other sessions end, this client's goes on."""
+        return self.send(calls.change_password(current, new))
+
     # workflows
 
     def list_workflows(
