@@ -406,3 +406,14 @@ def test_users_passwd_changes_the_own_password_and_keeps_this_login(
     old = httpx.post(f"{hub_process.url}/api/auth/login", json={"email": email, "password": PASSWORD})
     new = httpx.post(f"{hub_process.url}/api/auth/login", json={"email": email, "password": "brand-new-pw"})
     assert (old.status_code, new.status_code) == (401, 200)
+
+
+def test_run_warns_about_inputs_the_workflow_does_not_declare(cli: Cli, runner: str, tmp_path: Path) -> None:
+    name = _push(cli, tmp_path, GREETER, runner)
+    result = cli("run", name, "-i", "who=Ada", "-i", "lable=x", "-i", "count=2")
+    assert result.returncode == 0, result.stderr
+    warning = result.stderr.strip()
+    assert warning.startswith("exekra run: warning:") and len(warning.splitlines()) == 1
+    assert "'lable'" in warning and "who, count" in warning and "'count'" not in warning
+    quiet = cli("run", name, "-i", "who=Ada")
+    assert quiet.returncode == 0 and quiet.stderr == ""

@@ -7,6 +7,7 @@ import httpx
 
 from .conftest import SIMPLE_DEFINITION
 from .protocol import ProtocolRunner, publish_workflow
+from .test_dashboard import post_form
 
 
 def _section(page: str, heading: str) -> str:
@@ -28,3 +29,16 @@ async def test_the_workflow_page_names_the_runner_of_each_recent_execution(
     await runner.start(execution_id, attempt)
     recent = _section((await admin.get(f"/workflows/{workflow_id}")).text, "Recent executions")
     assert f'<a href="/runners/{runner.runner_id}">build-07</a>' in recent
+
+
+async def test_the_run_form_refuses_inputs_the_published_version_does_not_declare(admin: httpx.AsyncClient) -> None:
+    """A form loaded before the workflow changed sends inputs the published version no longer has."""
+    definition = {**SIMPLE_DEFINITION, "inputs": {"label": {"type": "string", "default": "x"}}}
+    workflow_id = await publish_workflow(admin, "renamed-input", definition)
+    page = f"/workflows/{workflow_id}"
+    r = await post_form(admin, f"{page}/run", {"input.lable": "typo", "input.label": "ok"}, page=page)
+    assert r.status_code == 422
+    assert "version 1 does not declare the input &#39;lable&#39;" in r.text
+    assert (await admin.get("/api/executions")).json()["total"] == 0
+    r = await post_form(admin, f"{page}/run", {"input.label": "ok"}, page=page)
+    assert r.status_code == 303

@@ -15,7 +15,7 @@ import time
 from typing import Any, TextIO
 
 from exekra.client import AsyncExekraClient, ExekraClient
-from exekra.client.models import Execution, LogLine
+from exekra.client.models import Execution, LogLine, Workflow
 from exekra.clientcli.common import (
     EXIT_FAILED,
     EXIT_NOT_COMPLETED,
@@ -27,6 +27,7 @@ from exekra.clientcli.common import (
     parse_inputs,
     print_json,
 )
+from exekra.workflow.definition import undeclared_inputs
 
 STATUS_POLL_SECONDS = 2.0
 EXIT_CODES = {"COMPLETED": EXIT_OK, "FAILED": EXIT_FAILED}
@@ -37,13 +38,31 @@ def exit_code(execution: Execution) -> int:
     return EXIT_CODES.get(execution.status, EXIT_NOT_COMPLETED)
 
 
-def _declared_types(hub: ExekraClient, workflow_id: str, published: int | None) -> dict[str, str]:
-    """The published definition's input types, so that `--input n=3` sends 3 to an integer input."""
-    if published is None:
-        return {}
-    definition = hub.get_version(workflow_id, published).definition or {}
+def _published_definition(hub: ExekraClient, workflow: Workflow) -> dict[str, Any]:
+    if workflow.published_version is None:
+        return {}  # the hub refuses the run and says why
+    return hub.get_version(workflow.id, workflow.published_version).definition or {}
+
+
+def _declared_types(definition: dict[str, Any]) -> dict[str, str]:
+    """The definition's input types, so that `--input n=3` sends 3 to an integer input."""
     declared = definition.get("inputs") or {}
     return {name: str(spec.get("type")) for name, spec in declared.items() if isinstance(spec, dict)}
+
+
+def _warn_undeclared(workflow: Workflow, definition: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """One line on standard error naming the inputs the published version does not declare (a typo?)."""
+    unknown = undeclared_inputs(definition, inputs)
+    if not unknown or not definition:
+        return
+    names = ", ".join(repr(name) for name in unknown)
+    declared = ", ".join(definition.get("inputs") or {}) or "none"
+    refused = "; it refuses them (strictInputs)" if definition.get("strictInputs") else "; they are passed on as given"
+    print(
+        f"exekra run: warning: {workflow.name} v{workflow.published_version} does not declare {names} "
+        f"(it declares: {declared}){refused}",
+        file=sys.stderr,
+    )
 
 
 @command
@@ -51,7 +70,9 @@ def run_workflow(args: argparse.Namespace) -> int:
     pairs = input_pairs(args.input)
     with client_for(args) as hub:
         workflow = hub.find_workflow(args.workflow)
-        inputs = parse_inputs(pairs, _declared_types(hub, workflow.id, workflow.published_version))
+        definition = _published_definition(hub, workflow)
+        inputs = parse_inputs(pairs, _declared_types(definition))
+        _warn_undeclared(workflow, definition, inputs)
         created = hub.run(
             workflow.id,
             inputs,

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from exekra.hub.context import Hub
 from exekra.hub.dashboard.formatting import pretty_json
-from exekra.hub.dashboard.inputs import input_fields, read_inputs
+from exekra.hub.dashboard.inputs import input_fields, read_inputs, undeclared_fields
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
 from exekra.hub.deps import CurrentUser, DeveloperUser, Principal, get_hub
 from exekra.hub.errors import Conflict, ExekraError, NotFound, PayloadTooLarge, ValidationFailed
@@ -176,6 +176,11 @@ async def run(request: Request, workflow_id: str, user: CurrentUser) -> Response
         raise Conflict(f"workflow {context['workflow'].name} has no published version: publish one first")
     form = await request.form()
     values, typed, problems = read_inputs(published.definition, form)
+    problems += [
+        f"version {published.number} does not declare the input '{name}' (the workflow changed since this page "
+        "was loaded?): check the form and run again"
+        for name in undeclared_fields(published.definition, form)
+    ]
     pinned = str(form.get("runner") or "")
     key = str(form.get("idempotencyKey") or "")[:255] or None
     if not problems:
