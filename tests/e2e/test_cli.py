@@ -83,15 +83,15 @@ def runner(api: httpx.Client, hub_process: HubProcess, tmp_path_factory: pytest.
     process.stop()
 
 
-def _push(cli: Cli, tmp_path: Path, definition: dict[str, Any], label: str) -> str:
+def _push(cli: Cli, tmp_path: Path, definition: dict[str, Any], label: str, name: str | None = None) -> str:
     """Push an export document through the CLI and publish it; returns the workflow name."""
-    name = f"cli-wf-{secrets.token_hex(4)}"
+    name = name or f"cli-wf-{secrets.token_hex(4)}"
     document = {"format": "exekra.workflow/v1", "name": name, "labels": [label], "definition": definition}
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(document))
     result = cli("workflow", "push", str(path), "--publish")
     assert result.returncode == 0, result.stderr
-    assert f"{name}: version 1 published" in result.stdout
+    assert f"{name}: version " in result.stdout and " published" in result.stdout
     return name
 
 
@@ -176,6 +176,9 @@ def test_workflow_show_export_and_import(cli: Cli, runner: str, tmp_path: Path) 
     name = _push(cli, tmp_path, GREETER, runner)
     shown = cli("workflow", "show", name)
     assert shown.returncode == 0 and "published version: 1" in shown.stdout and runner in shown.stdout
+    _push(cli, tmp_path, GREETER, runner, name=name)  # version 2, published: version 1 is superseded
+    states = [line.split()[:2] for line in cli("workflow", "show", name).stdout.splitlines()[-2:]]
+    assert states == [["2", "published"], ["1", "superseded"]]
     exported = tmp_path / "exported.json"
     assert cli("workflow", "export", name, "-o", str(exported)).returncode == 0
     document = json.loads(exported.read_text())

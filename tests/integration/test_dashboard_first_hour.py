@@ -42,3 +42,15 @@ async def test_the_run_form_refuses_inputs_the_published_version_does_not_declar
     assert (await admin.get("/api/executions")).json()["total"] == 0
     r = await post_form(admin, f"{page}/run", {"input.label": "ok"}, page=page)
     assert r.status_code == 303
+
+
+async def test_version_states_read_as_the_api_says_them(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "states", SIMPLE_DEFINITION)
+    r = await admin.post(f"/api/workflows/{workflow_id}/versions", json={"definition": SIMPLE_DEFINITION})
+    assert r.status_code == 201
+    await admin.post(f"/api/workflows/{workflow_id}/publish")
+    page = (await admin.get(f"/workflows/{workflow_id}?version=1")).text
+    versions = _section(page, "<h2>Versions</h2>")
+    assert 'badge-superseded">superseded</span>' in versions and 'badge-published">published</span>' in versions
+    assert "was published" not in page
+    assert "version 1 · superseded" in _section(page, "<h2>Definition")

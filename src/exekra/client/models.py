@@ -12,6 +12,7 @@ from pydantic.alias_generators import to_camel
 ExecutionStatus = Literal["QUEUED", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED", "STOPPED"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "STOPPED"})
 TriggerType = Literal["SCHEDULE", "WEBHOOK"]
+VersionState = Literal["draft", "published", "superseded"]
 
 T = TypeVar("T")
 
@@ -41,6 +42,7 @@ class VersionSummary(Model):
     workflow_id: str
     number: int
     published: bool
+    state: VersionState | None = None
     published_at: datetime | None = None
     created_by: str | None = None
     created_at: datetime

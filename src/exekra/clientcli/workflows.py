@@ -80,7 +80,7 @@ def show_workflow(args: argparse.Namespace) -> int:
         if value is not None:
             print(f"  {name}: {value}")
     print()
-    rows = [[v.number, "published" if v.published else "draft", v.created_at] for v in workflow.versions or []]
+    rows = [[v.number, v.state, v.created_at] for v in workflow.versions or []]
     print_table(rows, ["VERSION", "STATE", "CREATED"])
     return EXIT_OK
 

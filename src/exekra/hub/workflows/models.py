@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +24,14 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exekra.db.base import Base, created_at_column, uuid_pk
+
+
+class VersionState(StrEnum):
+    """A version's state, in the API, the CLI and the dashboard alike."""
+
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    SUPERSEDED = "superseded"
 
 
 class Workflow(Base):
@@ -59,3 +68,11 @@ class WorkflowVersion(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = created_at_column()
+
+    @property
+    def state(self) -> VersionState:
+        """`published`: what new executions run; `superseded`: was published, replaced by a later one;
+        `draft`: never published (only the latest draft can be)."""
+        if self.published:
+            return VersionState.PUBLISHED
+        return VersionState.SUPERSEDED if self.published_at is not None else VersionState.DRAFT
