@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,17 +62,26 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture(scope="module", params=sorted(ANSWERS))
-def error_hub(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    """A local HTTP server that gives the same (error) answer to every request."""
-    handler = type("Handler", (_Handler,), {"answer": ANSWERS[request.param]})
+@contextmanager
+def _serving(answer: Answer) -> Iterator[str]:
+    """A local HTTP server that gives `answer` to every request; yields its URL."""
+    handler = type("Handler", (_Handler,), {"answer": answer})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", request.param
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module", params=sorted(ANSWERS))
+def error_hub(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """A hub that gives the same (error) answer to every request: (its URL, the answer's name)."""
+    with _serving(ANSWERS[request.param]) as url:
+        yield url, request.param
 
 
 @pytest.fixture
@@ -265,3 +275,31 @@ def test_an_unexpected_error_is_one_line_and_traceback_shows_it(
     assert "RuntimeError: something broke" in _assert_one_clear_line(1, capsys.readouterr().err)
     assert _main(["--traceback", "purge"], monkeypatch) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def _refusal(*problems: str) -> Answer:
+    error = {
+        "code": "validation_failed",
+        "message": f"Invalid definition: {problems[0]}",
+        "details": {"problems": problems},
+    }
+    return Answer(422, json.dumps({"error": error}).encode(), "application/json")
+
+
+def test_a_refused_definition_names_each_problem_once(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13, item 9: the first problem was printed in the header and again as the first bullet."""
+    first, second = "node 'a': unknown activity 'nope'", "edge 1: node 'b' does not exist"
+    with _serving(_refusal(first, second)) as hub_url:
+        code = _main(["workflow", "push", "definition.json", "--name", "wf", "--hub-url", hub_url], monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 3 and err.count(first) == 1 and err.count(second) == 1, err
+    assert err.splitlines() == [
+        "exekra workflow: Invalid definition (2 problems):",
+        f"  - {first}",
+        f"  - {second}",
+    ]
+    with _serving(_refusal(first)) as hub_url:
+        code = _main(["workflow", "push", "definition.json", "--name", "wf", "--hub-url", hub_url], monkeypatch)
+    assert code == 3 and capsys.readouterr().err == f"exekra workflow: Invalid definition: {first}\n"
