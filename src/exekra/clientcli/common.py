@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from exekra.cli_errors import Unavailable, UsageError
+from exekra.cli_help import CLIENT_ENV, add_command
 from exekra.client import ExekraClient
 from exekra.client.config import resolve_connection
 from exekra.client.errors import AmbiguousId, ExekraClientError, HubUnreachable, NotAuthenticated, ValidationFailed
@@ -30,6 +31,25 @@ def common_options() -> argparse.ArgumentParser:
     parser.add_argument("--hub-url", help="hub URL (default: EXEKRA_HUB_URL, else the hub of `exekra login`)")
     parser.add_argument("--json", action="store_true", help="print the API's JSON (for scripts)")
     return parser
+
+
+def client_command(
+    commands: argparse._SubParsersAction[Any],
+    name: str,
+    summary: str,
+    examples: Sequence[str],
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """A client command with `--hub-url` and `--json`, whose help names the client's environment variables."""
+    return add_command(
+        commands,
+        name,
+        summary=summary,
+        description=description,
+        env=CLIENT_ENV,
+        examples=examples,
+        parents=[common_options()],
+    )
 
 
 def hub_url_of(args: argparse.Namespace) -> str:

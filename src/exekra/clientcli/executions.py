@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from exekra.cli_help import add_group
 from exekra.client.models import Execution, LogLine
 from exekra.clientcli.common import (
     EXIT_OK,
+    client_command,
     client_for,
     command,
-    common_options,
     print_json,
     print_json_line,
     print_page,
@@ -113,25 +114,51 @@ def stop_execution(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    common = common_options()
-    parser = commands.add_parser("executions", help="list, show, read the log of and stop executions")
+    parser = add_group(commands, "executions", "list, show, read the log of and stop executions")
     sub = parser.add_subparsers(dest="executions_command", required=True)
 
-    p = sub.add_parser("list", parents=[common], help="executions, newest first")
+    p = client_command(
+        sub,
+        "list",
+        "executions, newest first",
+        [
+            "exekra executions list --workflow invoices --status FAILED,STOPPED --limit 10",
+            "exekra executions list --json",
+        ],
+        "Executions, newest first, with their workflow, status and trigger; --json prints the API's answer.",
+    )
     p.add_argument("--workflow", help="only this workflow (name or ID)")
     p.add_argument("--status", help="only these statuses, comma-separated (e.g. FAILED,STOPPED)")
     p.add_argument("--limit", type=int, default=20, help="at most this many (1-200, default 20)")
     p.set_defaults(func=list_executions)
 
-    p = sub.add_parser("show", parents=[common], help="an execution's details, inputs and outputs")
+    p = client_command(
+        sub,
+        "show",
+        "an execution's details, inputs and outputs",
+        ["exekra executions show cae1a064"],
+        "An execution's status, who started it, the runner that ran it, times, metrics, inputs and outputs.",
+    )
     p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.set_defaults(func=show_execution)
 
-    p = sub.add_parser("logs", parents=[common], help="an execution's log")
+    p = client_command(
+        sub,
+        "logs",
+        "an execution's log",
+        ["exekra executions logs cae1a064", "exekra executions logs cae1a064 --follow"],
+        "Print an execution's log; --follow keeps printing new lines until the execution ends.",
+    )
     p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until it ends")
     p.set_defaults(func=execution_logs)
 
-    p = sub.add_parser("stop", parents=[common], help="stop an execution")
+    p = client_command(
+        sub,
+        "stop",
+        "stop an execution",
+        ["exekra executions stop cae1a064"],
+        "Stop an execution: at once when it waits for a runner, else its runner stops it within seconds.",
+    )
     p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.set_defaults(func=stop_execution)

@@ -12,7 +12,7 @@ from exekra.cli_errors import Unavailable, UsageError
 from exekra.client import ExekraClient
 from exekra.client.config import forget_login, store_login, stored_token
 from exekra.client.errors import ExekraClientError, NotAuthenticated
-from exekra.clientcli.common import EXIT_OK, command, common_options, hub_url_of, print_json
+from exekra.clientcli.common import EXIT_OK, client_command, command, hub_url_of, print_json
 
 SESSION_TOKEN_PREFIX = "exs_"
 
@@ -77,19 +77,28 @@ def logout(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    common = common_options()
-    parser = commands.add_parser(
+    parser = client_command(
+        commands,
         "login",
-        parents=[common],
-        help="sign in to a hub and store the token (mode 0600) for the client commands",
-        description=(
-            "Sign in with email and password (the session lasts 7 days), or store an API token with --token. "
-            "The token is kept in the user's config directory; EXEKRA_TOKEN overrides it."
-        ),
+        "sign in to a hub and store the token (mode 0600) for the client commands",
+        [
+            "exekra login --hub-url http://127.0.0.1:4545 --email admin@exekra.local",
+            'echo "$PASSWORD" | exekra login --email ci@example.com --password-stdin',
+            "exekra login --token exk_…",
+        ],
+        "Sign in with email and password (the session lasts 7 days), or store an API token with --token. "
+        "The token is kept in the user's config directory; EXEKRA_TOKEN overrides it.",
     )
     parser.add_argument("--email", help="account email (asked when missing)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     parser.add_argument("--token", help="store this API token instead of signing in with a password")
     parser.set_defaults(func=login)
-    parser = commands.add_parser("logout", parents=[common], help="end the session and forget the stored token")
+    parser = client_command(
+        commands,
+        "logout",
+        "end the session and forget the stored token",
+        ["exekra logout", "exekra logout --hub-url https://hub.example.com:4545"],
+        "End the session on the hub and forget the token `exekra login` stored for it (an API token stored "
+        "with --token is only forgotten, not revoked).",
+    )
     parser.set_defaults(func=logout)

@@ -20,9 +20,9 @@ from exekra.clientcli.common import (
     EXIT_FAILED,
     EXIT_NOT_COMPLETED,
     EXIT_OK,
+    client_command,
     client_for,
     command,
-    common_options,
     input_pairs,
     parse_inputs,
     print_json,
@@ -190,12 +190,17 @@ class Progress:
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    p = commands.add_parser(
+    p = client_command(
+        commands,
         "run",
-        parents=[common_options()],
-        help="start an execution of a workflow's published version (--wait: follow it to the end)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "start an execution of a workflow's published version (--wait: follow it to the end)",
+        [
+            "exekra run example-hello",
+            "exekra run invoices -i month=2025-01 -i retries=3 --wait",
+            'exekra run invoices -i \'tags:=["a","b"]\' --wait --json',
+        ],
+        "Start an execution of a workflow's published version and print its ID; with --wait, follow it to "
+        "the end.\n\n" + (__doc__ or "").split("\n\n", 1)[1].strip(),
     )
     p.add_argument("workflow", help="workflow name, ID, or the ID's first 6+ characters")
     p.add_argument(

@@ -6,7 +6,16 @@ import argparse
 import shlex
 from typing import Any
 
-from exekra.clientcli.common import EXIT_OK, client_for, command, common_options, print_json, print_page, print_table
+from exekra.cli_help import add_group
+from exekra.clientcli.common import (
+    EXIT_OK,
+    client_command,
+    client_for,
+    command,
+    print_json,
+    print_page,
+    print_table,
+)
 
 
 @command
@@ -49,16 +58,28 @@ def register_runner(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    common = common_options()
-    parser = commands.add_parser("runners", help="list and register runners")
+    parser = add_group(commands, "runners", "list and register runners")
     sub = parser.add_subparsers(dest="runners_command", required=True)
 
-    p = sub.add_parser("list", parents=[common], help="runners with their status")
+    p = client_command(
+        sub,
+        "list",
+        "runners with their status",
+        ["exekra runners list", "exekra runners list --status ONLINE --json"],
+        "Runners with their status (ONLINE, BUSY, OFFLINE), type, labels and last CPU use.",
+    )
     p.add_argument("--status", choices=["ONLINE", "BUSY", "OFFLINE"], help="only runners with this status")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-200, default 50)")
     p.set_defaults(func=list_runners)
 
-    p = sub.add_parser("register", parents=[common], help="register a runner (ADMIN); prints its credentials once")
+    p = client_command(
+        sub,
+        "register",
+        "register a runner (ADMIN); prints its credentials once",
+        ["exekra runners register build-07 --type linux --label big --label gpu"],
+        "Register a runner (ADMIN) and print the `exekra runner` command line with its machine key and secret; "
+        "the secret is shown only now.",
+    )
     p.add_argument("name", help="unique runner name")
     p.add_argument("--type", help='runner type, e.g. "windows"')
     p.add_argument("--label", action="append", help="a label; repeatable")

@@ -6,12 +6,13 @@ import argparse
 from typing import Any
 
 from exekra.cli_errors import UsageError
+from exekra.cli_help import add_group
 from exekra.client.models import Trigger, TriggerWithToken
 from exekra.clientcli.common import (
     EXIT_OK,
+    client_command,
     client_for,
     command,
-    common_options,
     input_pairs,
     parse_inputs,
     print_json,
@@ -121,17 +122,31 @@ def rotate_token(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    common = common_options()
-    parser = commands.add_parser("triggers", help="schedule and webhook triggers")
+    parser = add_group(commands, "triggers", "schedule and webhook triggers")
     sub = parser.add_subparsers(dest="triggers_command", required=True)
 
-    p = sub.add_parser("list", parents=[common], help="triggers with their next and last fire")
+    p = client_command(
+        sub,
+        "list",
+        "triggers with their next and last fire",
+        ["exekra triggers list --workflow invoices", "exekra triggers list --type WEBHOOK --json"],
+        "Triggers with their schedule, whether enabled, their next and last fire and last error.",
+    )
     p.add_argument("--workflow", help="only this workflow's (name or ID)")
     p.add_argument("--type", choices=["SCHEDULE", "WEBHOOK"], help="only this type")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-200, default 50)")
     p.set_defaults(func=list_triggers)
 
-    p = sub.add_parser("create", parents=[common], help="create a schedule (--cron) or a webhook (--webhook)")
+    p = client_command(
+        sub,
+        "create",
+        "create a schedule (--cron) or a webhook (--webhook)",
+        [
+            'exekra triggers create invoices --name nightly --cron "30 2 * * *" --timezone Europe/Berlin',
+            "exekra triggers create invoices --name erp-hook --webhook",
+        ],
+        "Create a schedule trigger (5-field cron with a timezone) or a webhook trigger (its URL is printed once).",
+    )
     p.add_argument("workflow", help="workflow name or ID")
     p.add_argument("--name", required=True, help="trigger name")
     p.add_argument("--cron", metavar="EXPRESSION", help='5-field cron expression, e.g. "30 2 * * *"')
@@ -144,9 +159,9 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     for name, func, text in (
         ("enable", enable_trigger, "enable a trigger (a schedule restarts from now)"),
         ("disable", disable_trigger, "disable a trigger (a webhook then answers 403)"),
-        ("delete", delete_trigger, "delete a trigger"),
+        ("delete", delete_trigger, "delete a trigger (its executions stay)"),
         ("rotate-token", rotate_token, "give a webhook a new token (and URL); the old one stops working"),
     ):
-        p = sub.add_parser(name, parents=[common], help=text)
+        p = client_command(sub, name, text, [f"exekra triggers {name} nightly"], text[0].upper() + text[1:] + ".")
         p.add_argument("trigger", help="trigger name, ID, or the ID's first 6+ characters")
         p.set_defaults(func=func)

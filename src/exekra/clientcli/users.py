@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 from exekra.cli_errors import UsageError
-from exekra.clientcli.common import EXIT_OK, client_for, command, common_options, print_json
+from exekra.cli_help import add_group
+from exekra.clientcli.common import EXIT_OK, client_command, client_for, command, print_json
 
 MIN_PASSWORD_CHARS = 8
 
@@ -45,9 +46,16 @@ def change_password(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    parser = commands.add_parser("users", help="your account: change your password")
+    parser = add_group(commands, "users", "your account: change your password")
     sub = parser.add_subparsers(dest="users_command", required=True)
-    p = sub.add_parser("passwd", parents=[common_options()], help="change your own password (any role)")
+    p = client_command(
+        sub,
+        "passwd",
+        "change your own password (any role)",
+        ["exekra users passwd", 'printf \'%s\\n%s\\n\' "$OLD" "$NEW" | exekra users passwd --password-stdin'],
+        "Change your own password: asks for the current one and the new one (twice). Your other sessions end; "
+        "this login and your API tokens stay.",
+    )
     p.add_argument(
         "--password-stdin",
         action="store_true",
