@@ -54,3 +54,21 @@ async def test_version_states_read_as_the_api_says_them(admin: httpx.AsyncClient
     assert 'badge-superseded">superseded</span>' in versions and 'badge-published">published</span>' in versions
     assert "was published" not in page
     assert "version 1 · superseded" in _section(page, "<h2>Definition")
+
+
+async def test_a_running_execution_offers_stop_and_a_finished_one_retry(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "actions", SIMPLE_DEFINITION)
+    runner = await ProtocolRunner.register(admin, client, "worker")
+    await runner.auth()
+    execution_id = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]["id"]
+    attempt = (await runner.poll(wait=5)).json()["execution"]["attempt"]
+    await runner.start(execution_id, attempt)
+    running = _section((await admin.get(f"/executions/{execution_id}")).text, 'id="execution-status"')
+    assert f'action="/executions/{execution_id}/stop"' in running
+    assert f'action="/executions/{execution_id}/retry"' not in running
+    await runner.complete(execution_id, attempt)
+    ended = _section((await admin.get(f"/executions/{execution_id}")).text, 'id="execution-status"')
+    assert f'action="/executions/{execution_id}/retry"' in ended
+    assert f'action="/executions/{execution_id}/stop"' not in ended
