@@ -72,3 +72,33 @@ async def test_a_running_execution_offers_stop_and_a_finished_one_retry(
     ended = _section((await admin.get(f"/executions/{execution_id}")).text, 'id="execution-status"')
     assert f'action="/executions/{execution_id}/retry"' in ended
     assert f'action="/executions/{execution_id}/stop"' not in ended
+
+
+AUTHOR_ORDER = {
+    "nodes": [{"id": "hello", "activity": "log.message", "params": {"message": "hi", "level": "INFO"}}],
+    "outputs": {"zeta": "last", "alpha": "first"},
+    "edges": [],
+    "inputs": {"who": {"type": "string", "default": "you"}},
+}
+
+
+def _key_positions(text: str, *keys: str) -> list[int]:
+    return [text.index(f"&#34;{key}&#34;") for key in keys]
+
+
+async def test_the_stored_definition_keeps_its_author_s_key_order(admin: httpx.AsyncClient) -> None:
+    """PostgreSQL's JSONB reorders keys (shortest first); the definition is shown as written (item 14)."""
+    workflow_id = await publish_workflow(admin, "ordered", AUTHOR_ORDER)
+    version = (await admin.get(f"/api/workflows/{workflow_id}/versions/1")).json()["version"]
+    assert list(version["definition"]) == ["nodes", "outputs", "edges", "inputs"]
+    assert list(version["definition"]["nodes"][0]) == ["id", "activity", "params"]
+    assert list(version["definition"]["outputs"]) == ["zeta", "alpha"]
+
+    shown = _section((await admin.get(f"/workflows/{workflow_id}")).text, 'id="definition"')
+    positions = _key_positions(
+        shown, "nodes", "id", "activity", "params", "outputs", "zeta", "alpha", "edges", "inputs"
+    )
+    assert positions == sorted(positions)
+    editor = (await admin.get(f"/workflows/{workflow_id}/edit")).text
+    positions = _key_positions(editor, "nodes", "outputs", "edges", "inputs")
+    assert positions == sorted(positions)

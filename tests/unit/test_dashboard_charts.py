@@ -48,8 +48,6 @@ def test_one_hour_of_data_draws_the_success_rate_point_visibly_above_the_bars() 
 
 def test_values_with_neighbours_keep_small_points() -> None:
     start = NOW.replace(minute=0) - timedelta(hours=23)
-    config = throughput(
-        _stats(_hours({i: Bucket(start + timedelta(hours=i), completed=1) for i in (20, 21, 22, 23)}))
-    )
+    config = throughput(_stats(_hours({i: Bucket(start + timedelta(hours=i), completed=1) for i in (20, 21, 22, 23)})))
     line = config["data"]["datasets"][-1]
     assert [_radius(line, i) for i in (20, 21, 22, 23)] == [2, 2, 2, 2]

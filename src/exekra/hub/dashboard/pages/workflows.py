@@ -62,7 +62,7 @@ async def workflows_page(
 
 @router.get("/workflows/new")
 async def new_workflow_page(request: Request, user: DeveloperUser) -> Response:
-    form = {"name": "", "description": "", "definition": pretty_json(STARTER_DEFINITION)}
+    form = {"name": "", "description": "", "definition": pretty_json(STARTER_DEFINITION, sort_keys=False)}
     return render(request, "workflow_new.html", {"form": form, "problems": []}, section="workflows")
 
 
@@ -219,7 +219,7 @@ async def edit_page(request: Request, workflow_id: str, user: DeveloperUser) -> 
     context = {
         "workflow": summary.workflow,
         "latest": latest,
-        "definition": pretty_json(latest.definition),
+        "definition": pretty_json(latest.definition, sort_keys=False),
         "problems": [],
     }
     return render(request, "workflow_edit.html", context, section="workflows")
