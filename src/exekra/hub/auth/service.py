@@ -217,9 +217,7 @@ async def change_password(hub: Hub, principal: Principal, current: str, new: str
             )
             .returning(AuthToken.id)
         )
-        await audit.record(
-            session, principal.actor, "user.password", "user", user.id, {"sessionsEnded": len(ended.all())}
-        )
+        audit.record(session, principal.actor, "user.password", "user", user.id, {"sessionsEnded": len(ended.all())})
     return changed
 
 
