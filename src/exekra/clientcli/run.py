@@ -27,7 +27,6 @@ from exekra.clientcli.common import (
     parse_inputs,
     print_json,
 )
-from exekra.workflow.definition import undeclared_inputs
 
 STATUS_POLL_SECONDS = 2.0
 EXIT_CODES = {"COMPLETED": EXIT_OK, "FAILED": EXIT_FAILED}
@@ -52,6 +51,8 @@ def _declared_types(definition: dict[str, Any]) -> dict[str, str]:
 
 def _warn_undeclared(workflow: Workflow, definition: dict[str, Any], inputs: dict[str, Any]) -> None:
     """One line on standard error naming the inputs the published version does not declare (a typo?)."""
+    from exekra.workflow.definition import undeclared_inputs  # only when running: the engine is slow to import
+
     unknown = undeclared_inputs(definition, inputs)
     if not unknown or not definition:
         return
