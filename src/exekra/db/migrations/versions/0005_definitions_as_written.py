@@ -1,7 +1,7 @@
 """Workflow definitions stored as written: `json` instead of `jsonb`
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0007 (the audit indexes landed first, as 0007 on 0004; this one follows them)
 Create Date: 2026-12-03 11:30:00.000000
 
 `jsonb` stores an object's keys sorted (shortest first, then bytewise), so a definition came back with
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0004"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
