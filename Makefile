@@ -4,6 +4,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+PIP_FLAGS := --disable-pip-version-check --no-input
 ARGS ?=
 
 # Lint failures fail `make test` (LINT_FATAL=0 reports them without failing, for work in progress).
@@ -23,13 +25,21 @@ CHROMIUM ?= /usr/bin/chromium
 
 .venv: $(STAMP)
 
-# Reinstalled only when pyproject.toml changes.
+# Reinstalled only when pyproject.toml changes. `make test` and `make lint` need the dev extras (pytest, mypy,
+# Playwright, ...); `make up` only runs the product and installs the runtime dependencies alone (a venv that
+# already has the dev extras, installed since pyproject.toml last changed, has them too).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
 	touch $@
 
-up: $(STAMP)
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then echo "runtime dependencies already installed"; \
+	else $(BIN)/pip install $(PIP_FLAGS) -e .; fi
+	touch $@
+
+up: $(RUNTIME_STAMP)
 	$(BIN)/exekra up $(ARGS)
 
 lint: $(STAMP)
@@ -80,7 +90,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 .PHONY: bench
 $(BENCH_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -e '.[dev,bench]'
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev,bench]'
 	touch $@
 
 bench: $(BENCH_STAMP)

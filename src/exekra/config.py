@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         default=None,
         description="Key for credential encryption and token signing; unset = key file under home (0600).",
     )
+    instance_prefix: str = Field(
+        default="",
+        max_length=64,
+        description="Start of this hub's per-process id in /api/health (`instance`); `exekra up` sets it.",
+    )
     log_json: bool = Field(default=False, description="Structured JSON logs (production).")
     log_level: str = Field(default="INFO", description="Hub log level.")
 

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from exekra.cli_errors import UsageError
 from exekra.config import Settings, get_settings
 from exekra.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError, free_port
 
@@ -172,18 +174,47 @@ async def _local_runners(db: Any, home: Path, count: int, actor: Any) -> list[di
     return result
 
 
-def _wait_for_hub(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the hub exited with code {process.returncode}")
+class HubDidNotStart(RuntimeError):
+    """The hub `up` started did not answer as itself."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before anything is started."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
         try:
-            if httpx.get(f"{url}/api/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UsageError(
+                f"port {port} on {host} is taken ({exc.strerror}; another hub?): choose another with --port N, "
+                "or --port 0 for a free one"
+            ) from None
+
+
+def wait_for_own_hub(url: str, process: subprocess.Popen[bytes], prefix: str, timeout: float = 60.0) -> None:
+    """Wait until `GET /api/health` answers with the instance id of the hub `up` started (`prefix-…`).
+
+    Another server answering on the port (it took the port after the check) is not taken for ours.
+    """
+    deadline = time.monotonic() + timeout
+    stranger = ""
+    while True:
+        if process.poll() is not None:
+            also = f"; another server answers on {url}" if stranger else ""
+            raise HubDidNotStart(f"the hub exited with code {process.returncode}{also}")
+        try:
+            answer = httpx.get(f"{url}/api/health", timeout=1.0)
+            instance = str(answer.json().get("instance", "")) if answer.status_code == 200 else ""
+        except (httpx.HTTPError, ValueError, AttributeError):
+            instance = ""
+        if instance.startswith(f"{prefix}-"):
+            return
+        stranger = stranger or instance
+        if time.monotonic() >= deadline:
+            if stranger:
+                raise HubDidNotStart(f"another server answers on {url} (instance {stranger}), not the hub started here")
+            raise HubDidNotStart(f"the hub did not answer on {url} within {timeout:.0f} s")
         time.sleep(0.2)
-    raise RuntimeError(f"the hub did not answer on {url} within {timeout:.0f} s")
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -192,9 +223,11 @@ def run_up(args: argparse.Namespace) -> int:
     home = Path(args.home).expanduser() if args.home else settings.home
     home.mkdir(parents=True, exist_ok=True)
     host = args.host or settings.host
-    port = args.port or settings.port
+    port = settings.port if args.port is None else args.port
     if port == 0:
         port = free_port()
+    check_port_free(host, port)
+    instance_prefix = f"up-{secrets.token_hex(4)}"
     stack = Stack()
     stopping = threading.Event()
 
@@ -213,6 +246,7 @@ def run_up(args: argparse.Namespace) -> int:
             "EXEKRA_HOME": str(home),
             "EXEKRA_HOST": host,
             "EXEKRA_PORT": str(port),
+            "EXEKRA_INSTANCE_PREFIX": instance_prefix,
         }
         if redis_url:
             env["REDIS_URL"] = redis_url
@@ -221,13 +255,14 @@ def run_up(args: argparse.Namespace) -> int:
         hub = subprocess.Popen([sys.executable, "-m", "exekra.cli", "hub"], env=env)
         stack.processes.append(hub)
         url = f"http://{host}:{port}"
-        _wait_for_hub(url, hub)
+        wait_for_own_hub(url, hub, instance_prefix)
         for cred in runner_credentials:
             runner_env = {
                 **os.environ,
                 "EXEKRA_HUB_URL": url,
                 "EXEKRA_MACHINE_KEY": cred["machineKey"],
                 "EXEKRA_MACHINE_SECRET": cred["machineSecret"],
+                "EXEKRA_RUNNER_NAME": cred["name"],
             }
             workdir = home / "runners" / cred["name"]
             stack.processes.append(
@@ -237,7 +272,9 @@ def run_up(args: argparse.Namespace) -> int:
             )
         _say(f"dashboard and API: {url}   (API docs: {url}/api/docs)")
         if password:
-            _say(f"admin login: {ADMIN_EMAIL} / {password}   (shown once; change it after signing in)")
+            _say(
+                f"admin login: {ADMIN_EMAIL} / {password}   (shown once; change it with `exekra login` then `exekra users passwd`)"
+            )
         else:
             _say(f"admin login: {ADMIN_EMAIL} (password as set on first start)")
         _say(f"{len(runner_credentials)} local runner(s) started; press Ctrl-C to stop everything")
@@ -249,7 +286,7 @@ def run_up(args: argparse.Namespace) -> int:
         _say("stopping")
         return 0
     except Exception as exc:
-        _say(f"failed: {exc}")
+        print(f"exekra up: failed: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
         stack.stop()

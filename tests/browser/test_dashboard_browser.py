@@ -238,3 +238,38 @@ def test_every_page_renders_without_script_errors(signed_in: Any, admin_api: htt
     assert page.is_visible(".problems >> text=no.such")
     screenshot(page, "17-editor-validation-errors")
     assert errors == []
+
+
+LONG_OUTPUTS: dict[str, Any] = {
+    "nodes": [{"id": "say", "activity": "log.message", "params": {"message": "done"}}],
+    "outputs": {"token": "x" * 600, "sentence": "a long value " * 60, "path": "/very/" * 80 + "file.txt"},
+}
+
+
+def test_long_output_values_wrap_inside_their_panel(
+    signed_in: Any, admin_api: httpx.Client, start_runner: Callable[..., RunnerProcess]
+) -> None:
+    """Issue 13, item 14: long values were cut off at the panel's edge."""
+    page = signed_in
+    start_registered_runner(admin_api, start_runner, "long")
+    workflow_id = publish(admin_api, f"long-{secrets.token_hex(3)}", LONG_OUTPUTS, ["long"])
+    execution_id = admin_api.post("/api/executions", json={"workflowId": workflow_id}).json()["execution"]["id"]
+    wait_until(
+        lambda: admin_api.get(f"/api/executions/{execution_id}").json()["execution"]["status"] == "COMPLETED",
+        30,
+        0.2,
+        "the execution to complete",
+    )
+    page.set_viewport_size({"width": 1100, "height": 900})
+    page.goto(f"/executions/{execution_id}")
+    pre = page.locator("section.card:has(h2:text('Outputs')) pre")
+    assert "x" * 600 in pre.text_content()
+    overflow = pre.evaluate(
+        """el => {
+            const card = el.closest('section.card').getBoundingClientRect();
+            const box = el.getBoundingClientRect();
+            return {scroll: el.scrollWidth - el.clientWidth, beyondCard: box.right - card.right};
+        }"""
+    )
+    assert overflow["scroll"] <= 1 and overflow["beyondCard"] <= 0, overflow
+    screenshot(page, "10-long-outputs")

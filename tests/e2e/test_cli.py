@@ -8,6 +8,7 @@ import secrets
 import stat
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,15 +83,15 @@ def runner(api: httpx.Client, hub_process: HubProcess, tmp_path_factory: pytest.
     process.stop()
 
 
-def _push(cli: Cli, tmp_path: Path, definition: dict[str, Any], label: str) -> str:
+def _push(cli: Cli, tmp_path: Path, definition: dict[str, Any], label: str, name: str | None = None) -> str:
     """Push an export document through the CLI and publish it; returns the workflow name."""
-    name = f"cli-wf-{secrets.token_hex(4)}"
+    name = name or f"cli-wf-{secrets.token_hex(4)}"
     document = {"format": "exekra.workflow/v1", "name": name, "labels": [label], "definition": definition}
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(document))
     result = cli("workflow", "push", str(path), "--publish")
     assert result.returncode == 0, result.stderr
-    assert f"{name}: version 1 published" in result.stdout
+    assert f"{name}: version " in result.stdout and " published" in result.stdout
     return name
 
 
@@ -100,7 +101,7 @@ def test_login_stores_the_token_for_the_user_only(cli: Cli, config_dir: Path) ->
     stored = json.loads(path.read_text())
     assert stored["hubs"][stored["current"]]["token"].startswith("exs_")
     listed = cli("workflow", "list", "--json")
-    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
+    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout)["workflows"], list)
 
 
 def test_run_wait_completes_with_outputs_live_logs_and_exit_code_0(cli: Cli, runner: str, tmp_path: Path) -> None:
@@ -111,20 +112,25 @@ def test_run_wait_completes_with_outputs_live_logs_and_exit_code_0(cli: Cli, run
     assert '"greeting": "hello Ada"' in result.stdout
     assert "hello Ada" in result.stderr  # the live log
     assert "[QUEUED]" in result.stderr  # progress, one line per status change when not on a terminal
+    # The runner by its name, shown before the log lines it writes.
+    assert f"on runner {runner}" in result.stderr
+    assert result.stderr.index(f"on runner {runner}") < result.stderr.index("hello Ada")
 
     as_json = cli("run", name, "-i", "who=Bob", "-i", "count:=4", "--wait", "--json", "--no-logs")
     assert as_json.returncode == 0, as_json.stderr
-    execution = json.loads(as_json.stdout)
+    execution = json.loads(as_json.stdout)["execution"]
     assert execution["status"] == "COMPLETED" and execution["inputs"] == {"who": "Bob", "count": 4}
     assert str(execution["outputs"]["doubled"]) == "8"
     assert "hello Bob" not in as_json.stderr
 
-    listed = json.loads(cli("executions", "list", "--workflow", name, "--json").stdout)
+    listed = json.loads(cli("executions", "list", "--workflow", name, "--json").stdout)["executions"]
     assert listed[0]["id"] == execution["id"] and len(listed) == 2
-    shown = json.loads(cli("executions", "show", execution["id"], "--json").stdout)
+    shown = json.loads(cli("executions", "show", execution["id"], "--json").stdout)["execution"]
     assert shown["outputs"] == execution["outputs"]
     logs = cli("executions", "logs", execution["id"])
     assert logs.returncode == 0 and "hello Bob" in logs.stdout
+    described = cli("executions", "show", execution["id"])
+    assert "by admin@e2e.test" in described.stdout and f"runner: {runner}" in described.stdout
 
 
 def test_run_wait_of_a_failing_workflow_exits_1(cli: Cli, runner: str, tmp_path: Path) -> None:
@@ -170,6 +176,9 @@ def test_workflow_show_export_and_import(cli: Cli, runner: str, tmp_path: Path) 
     name = _push(cli, tmp_path, GREETER, runner)
     shown = cli("workflow", "show", name)
     assert shown.returncode == 0 and "published version: 1" in shown.stdout and runner in shown.stdout
+    _push(cli, tmp_path, GREETER, runner, name=name)  # version 2, published: version 1 is superseded
+    states = [line.split()[:2] for line in cli("workflow", "show", name).stdout.splitlines()[-2:]]
+    assert states == [["2", "published"], ["1", "superseded"]]
     exported = tmp_path / "exported.json"
     assert cli("workflow", "export", name, "-o", str(exported)).returncode == 0
     document = json.loads(exported.read_text())
@@ -191,7 +200,7 @@ def test_runners_register_and_list(cli: Cli) -> None:
     registered = cli("runners", "register", name, "--label", "gpu", "--type", "linux")
     assert registered.returncode == 0, registered.stderr
     assert "--machine-secret" in registered.stdout and "shown only now" in registered.stdout
-    listed = json.loads(cli("runners", "list", "--json").stdout)
+    listed = json.loads(cli("runners", "list", "--json").stdout)["runners"]
     mine = next(r for r in listed if r["name"] == name)
     assert mine["labels"] == ["gpu"] and mine["type"] == "linux" and mine["status"] == "OFFLINE"
 
@@ -209,11 +218,11 @@ def test_triggers_create_list_enable_disable(cli: Cli, runner: str, tmp_path: Pa
     webhook = cli("triggers", "create", name, "--name", f"{name}-hook", "--webhook")
     assert webhook.returncode == 0 and "/api/webhooks/exw_" in webhook.stdout
 
-    listed = json.loads(cli("triggers", "list", "--workflow", name, "--json").stdout)
+    listed = json.loads(cli("triggers", "list", "--workflow", name, "--json").stdout)["triggers"]
     assert sorted(t["type"] for t in listed) == ["SCHEDULE", "WEBHOOK"]
 
     disabled = cli("triggers", "disable", f"{name}-nightly", "--json")
-    assert disabled.returncode == 0 and json.loads(disabled.stdout)["nextFireAt"] is None
+    assert disabled.returncode == 0 and json.loads(disabled.stdout)["trigger"]["nextFireAt"] is None
     enabled = cli("triggers", "enable", created["id"])
     assert enabled.returncode == 0 and "enabled; next fire" in enabled.stdout
 
@@ -225,7 +234,7 @@ def test_triggers_create_list_enable_disable(cli: Cli, runner: str, tmp_path: Pa
 
 def test_errors_are_one_friendly_line_with_exit_code_3(cli: Cli, hub_process: HubProcess, tmp_path: Path) -> None:
     unknown = cli("run", "no-such-workflow")
-    assert unknown.returncode == 3 and unknown.stderr.strip() == "exekra: workflow no-such-workflow not found"
+    assert unknown.returncode == 3 and unknown.stderr.strip() == "exekra run: workflow no-such-workflow not found"
 
     unreachable = _run(_env(tmp_path, "http://127.0.0.1:9"), "workflow", "list")
     assert unreachable.returncode == 3 and "cannot reach the hub at http://127.0.0.1:9" in unreachable.stderr
@@ -292,3 +301,122 @@ async def test_sdk_async_runs_follows_logs_and_waits(api: httpx.Client, hub_proc
     assert done.status == "COMPLETED" and str((done.outputs or {})["doubled"]) == "10"
     assert any("hello async" in line for line in lines)
     assert [e.id for e in listed.items] == [done.id]
+
+
+def test_short_ids_of_six_or_more_characters_work_and_an_ambiguous_one_names_the_matches(
+    cli: Cli, runner: str, tmp_path: Path, api: httpx.Client, e2e_database_url: str
+) -> None:
+    name = _push(cli, tmp_path, GREETER, runner)
+    execution = json.loads(cli("run", name, "-i", "who=Short", "--wait", "--json", "--no-logs").stdout)["execution"]
+    logs = cli("executions", "logs", execution["id"][:8])
+    assert logs.returncode == 0 and "hello Short" in logs.stdout, logs.stderr
+    shown = cli("executions", "show", execution["id"][:6].upper(), "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["execution"]["id"] == execution["id"]
+    too_short = cli("executions", "logs", execution["id"][:5])
+    assert too_short.returncode == 3 and "first 6+ characters" in too_short.stderr
+
+    workflow_id = api.get("/api/workflows", params={"q": name}).json()["workflows"][0]["id"]
+    assert cli("workflow", "show", workflow_id[:7]).stdout.startswith(name)
+
+    twins = [api.post("/api/runners", json={"name": f"twin-{secrets.token_hex(3)}"}).json()["runner"] for _ in range(2)]
+    prefix = secrets.token_hex(3)
+    new_ids = [f"{prefix}{i}0-0000-4000-8000-00000000000{i}" for i in (1, 2)]
+    _set_runner_ids(e2e_database_url, {t["id"]: new for t, new in zip(twins, new_ids, strict=True)})
+    ambiguous = cli("run", name, "-i", "who=x", "--runner", prefix)
+    assert ambiguous.returncode == 2, ambiguous.stderr
+    line = ambiguous.stderr.strip()
+    assert len(line.splitlines()) == 1 and all(new in line for new in new_ids) and "give more characters" in line
+    pinned = cli("run", name, "-i", "who=x", "--runner", new_ids[1][:8], "--json")
+    assert pinned.returncode == 0 and json.loads(pinned.stdout)["execution"]["pinnedRunnerId"] == new_ids[1]
+
+
+def _set_runner_ids(database_url: str, renames: dict[str, str]) -> None:
+    """Give fresh runners (nothing refers to them yet) ids of the test's choosing."""
+    import asyncio
+
+    import asyncpg
+
+    async def rename() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            for old, new in renames.items():
+                await connection.execute("UPDATE runners SET id = $1 WHERE id = $2", uuid.UUID(new), uuid.UUID(old))
+        finally:
+            await connection.close()
+
+    asyncio.run(rename())
+
+
+def test_every_json_output_has_the_shape_of_the_api_answer(
+    cli: Cli, runner: str, tmp_path: Path, api: httpx.Client
+) -> None:
+    """A script written against the API reads the CLI's --json the same way (issue 13, item 11)."""
+    name = _push(cli, tmp_path, GREETER, runner)
+    ran = json.loads(cli("run", name, "-i", "who=Json", "--wait", "--json", "--no-logs").stdout)
+    execution_id = ran["execution"]["id"]
+    workflow_id = ran["execution"]["workflowId"]
+    api_execution = api.get(f"/api/executions/{execution_id}").json()
+    assert set(ran) == set(api_execution) and set(ran["execution"]) == set(api_execution["execution"])
+
+    lists = {
+        ("executions", "list", "--workflow", name): ("/api/executions", {"workflowId": workflow_id}),
+        ("workflow", "list"): ("/api/workflows", {}),
+        ("runners", "list"): ("/api/runners", {}),
+        ("triggers", "list"): ("/api/triggers", {}),
+    }
+    for command, (path, params) in lists.items():
+        printed = json.loads(cli(*command, "--json").stdout)
+        answered = api.get(path, params=params).json()
+        assert set(printed) == set(answered), command
+        key = path.rsplit("/", 1)[1]
+        assert [i["id"] for i in printed[key]] == [i["id"] for i in answered[key]][: len(printed[key])], command
+        assert printed["total"] == answered["total"], command
+
+    singles = {
+        ("executions", "show", execution_id): f"/api/executions/{execution_id}",
+        ("workflow", "show", name): f"/api/workflows/{workflow_id}",
+    }
+    for command, path in singles.items():
+        printed = json.loads(cli(*command, "--json").stdout)
+        assert set(printed) == set(api.get(path).json()), command
+
+    logs = json.loads(cli("executions", "logs", execution_id, "--json").stdout)
+    assert set(logs) == {"lines", "nextSeq"} and logs["nextSeq"] == logs["lines"][-1]["seq"]
+    followed = cli("executions", "logs", execution_id, "--follow", "--json").stdout.splitlines()
+    assert [json.loads(line)["seq"] for line in followed] == [line["seq"] for line in logs["lines"]]  # JSON lines
+
+
+def test_users_passwd_changes_the_own_password_and_keeps_this_login(
+    api: httpx.Client, hub_process: HubProcess, tmp_path: Path
+) -> None:
+    email = f"op-{secrets.token_hex(3)}@e2e.test"
+    assert api.post("/api/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
+    env = _env(tmp_path, hub_process.url)
+    assert _run(env, "login", "--email", email, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    elsewhere = httpx.post(f"{hub_process.url}/api/auth/login", json={"email": email, "password": PASSWORD})
+    other_session = {"Authorization": f"Bearer {elsewhere.json()['token']}"}
+
+    wrong = _run(env, "users", "passwd", "--password-stdin", stdin="not-it\nbrand-new-pw\n")
+    assert wrong.returncode == 3 and wrong.stderr.strip() == "exekra users: currentPassword: wrong password"
+    short = _run(env, "users", "passwd", "--password-stdin", stdin=f"{PASSWORD}\nshort\n")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+
+    changed = _run(env, "users", "passwd", "--password-stdin", stdin=f"{PASSWORD}\nbrand-new-pw\n")
+    assert changed.returncode == 0, changed.stderr
+    assert f"Password changed for {email}" in changed.stdout
+    assert _run(env, "workflow", "list").returncode == 0  # the CLI's own login goes on
+    assert httpx.get(f"{hub_process.url}/api/auth/me", headers=other_session).status_code == 401
+    old = httpx.post(f"{hub_process.url}/api/auth/login", json={"email": email, "password": PASSWORD})
+    new = httpx.post(f"{hub_process.url}/api/auth/login", json={"email": email, "password": "brand-new-pw"})
+    assert (old.status_code, new.status_code) == (401, 200)
+
+
+def test_run_warns_about_inputs_the_workflow_does_not_declare(cli: Cli, runner: str, tmp_path: Path) -> None:
+    name = _push(cli, tmp_path, GREETER, runner)
+    result = cli("run", name, "-i", "who=Ada", "-i", "lable=x", "-i", "count=2")
+    assert result.returncode == 0, result.stderr
+    warning = result.stderr.strip()
+    assert warning.startswith("exekra run: warning:") and len(warning.splitlines()) == 1
+    assert "'lable'" in warning and "who, count" in warning and "'count'" not in warning
+    quiet = cli("run", name, "-i", "who=Ada")
+    assert quiet.returncode == 0 and quiet.stderr == ""

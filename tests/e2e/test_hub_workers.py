@@ -88,13 +88,13 @@ def serving_worker(hub: HubProcess, response: httpx.Response) -> int:
     raise AssertionError(f"no worker holds the connection from {client_addr}")
 
 
-def health_served_by(hub: HubProcess) -> int:
-    """GET /api/health on a new connection; the pid of the worker that answered."""
+def health_served_by(hub: HubProcess) -> tuple[int, str]:
+    """GET /api/health on a new connection; the pid of the worker that answered and its instance id."""
     with httpx.Client(base_url=hub.url, timeout=10) as client:
         r = client.get("/api/health")
         assert r.status_code == 200
         assert r.json()["database"] == "ok"
-        return serving_worker(hub, r)
+        return serving_worker(hub, r), r.json()["instance"]
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +129,12 @@ async def clients() -> AsyncIterator[list[httpx.AsyncClient]]:
 
 
 def test_new_connections_are_served_by_every_worker(hub: HubProcess) -> None:
-    served: collections.Counter[int] = collections.Counter()
+    served: collections.Counter[tuple[int, str]] = collections.Counter()
     with ThreadPoolExecutor(8) as pool:
         while len(served) < WORKERS and served.total() < 400:
             served.update(pool.map(lambda _: health_served_by(hub), range(40)))
-    assert set(served) == {w.pid for w in workers_of(hub)}, served
+    assert {pid for pid, _ in served} == {w.pid for w in workers_of(hub)}, served
+    assert len({instance for _, instance in served}) == WORKERS  # each process has its own instance id
 
 
 async def test_a_long_poll_on_one_worker_is_woken_by_an_execution_created_on_the_other(

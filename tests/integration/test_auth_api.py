@@ -332,3 +332,76 @@ async def test_successful_logins_do_not_count_as_failures(
     async with _from_address(hub_app, "10.0.0.4") as c:
         for _ in range(strict_login_limit + 2):
             assert (await c.post("/api/auth/login", json={"email": email, "password": PASSWORD})).status_code == 200
+
+
+# --- changing one's own password (issue 13, item 6) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["ADMIN", "DEVELOPER", "OPERATOR"])
+async def test_every_role_changes_its_own_password_and_its_other_sessions_end(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, role: str
+) -> None:
+    email = ADMIN_EMAIL if role == "ADMIN" else await _register(admin, role)
+    current = await _login(client, email)
+    other = await _login(client, email)
+    api_token = (await client.post("/api/auth/tokens", json={"name": "ci"}, headers=_bearer(current))).json()["token"]
+    new_password = f"new-{uuid.uuid4().hex[:12]}"
+    r = await client.post(
+        "/api/auth/password",
+        json={"currentPassword": PASSWORD, "newPassword": new_password},
+        headers=_bearer(current),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["user"]["email"].lower() == email.lower()
+    assert (await client.get("/api/auth/me", headers=_bearer(current))).status_code == 200  # this session goes on
+    assert (await client.get("/api/auth/me", headers=_bearer(other))).status_code == 401  # the others end
+    assert (await client.get("/api/auth/me", headers=_bearer(api_token))).status_code == 200  # scripts' tokens stay
+    old = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert old.status_code == 401
+    assert await _login(client, email, new_password)
+    async with hub.db.session() as session:
+        rows = (
+            await session.execute(
+                text("SELECT actor_type, actor_id, entity_id FROM audit_log WHERE action = 'user.password'")
+            )
+        ).all()
+    user_id = r.json()["user"]["id"]
+    assert [(a, str(b), str(c)) for a, b, c in rows] == [("USER", user_id, user_id)]
+
+
+async def test_a_wrong_current_password_changes_nothing_and_counts_as_a_failed_sign_in(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, strict_login_limit: int
+) -> None:
+    email = await _register(admin)
+    token = await _login(client, email)
+    for _ in range(strict_login_limit):
+        r = await client.post(
+            "/api/auth/password",
+            json={"currentPassword": "not-the-one", "newPassword": "whatever-else"},
+            headers=_bearer(token),
+        )
+        assert r.status_code == 422 and r.json()["error"]["message"] == "currentPassword: wrong password"
+    r = await client.post(
+        "/api/auth/password", json={"currentPassword": PASSWORD, "newPassword": "whatever-else"}, headers=_bearer(token)
+    )
+    assert r.status_code == 429 and "Retry-After" in r.headers
+    blocked = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert blocked.status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"currentPassword": PASSWORD, "newPassword": "short"}, "newPassword"),
+        ({"currentPassword": PASSWORD}, "newPassword"),
+        ({"newPassword": "long-enough-1"}, "currentPassword"),
+    ],
+)
+async def test_password_change_bodies_are_validated(admin: httpx.AsyncClient, body: dict[str, str], field: str) -> None:
+    r = await admin.post("/api/auth/password", json=body)
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith(field)
+
+
+async def test_changing_the_password_needs_a_sign_in(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/auth/password", json={"currentPassword": "a" * 8, "newPassword": "b" * 8})
+    assert r.status_code == 401

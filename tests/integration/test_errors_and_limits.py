@@ -214,10 +214,14 @@ async def test_runner_protocol_and_health_are_never_rate_limited(
 # --- health, OpenAPI and docs --------------------------------------------------------------------------
 
 
-async def test_health_reports_database_queue_mode_and_version(client: httpx.AsyncClient) -> None:
+async def test_health_reports_database_queue_mode_version_instance_and_leader(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "database": "ok", "queue": "direct", "version": __version__}
+    body = r.json()
+    instance = body.pop("instance")
+    assert body == {"status": "ok", "database": "ok", "queue": "direct", "version": __version__, "leader": True}
+    assert isinstance(instance, str) and len(instance) >= 8
+    assert (await client.get("/api/health")).json()["instance"] == instance  # one id for the process
 
 
 async def test_openapi_document_is_3_1_and_describes_the_api(client: httpx.AsyncClient) -> None:

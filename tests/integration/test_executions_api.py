@@ -570,3 +570,26 @@ async def test_malformed_id_in_a_list_filter_is_422(admin: httpx.AsyncClient) ->
     for name in ("workflowId", "runnerId"):
         r = await admin.get("/api/executions", params={name: "not-an-id"})
         assert r.status_code == 422 and name in r.json()["error"]["message"]
+
+
+# --- names beside ids (issue 13, item 4) ----------------------------------------------------------------
+
+
+async def test_list_and_detail_name_the_runner_and_who_triggered(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "named", SIMPLE_DEFINITION)
+    runner = await _online_runner(admin, client, "build-07")
+    queued = await _create(admin, workflow_id)
+    assert queued["runnerName"] is None and queued["triggeredByName"] == "admin@example.com"
+    await _run(runner, queued["id"])
+    detail = (await admin.get(f"/api/executions/{queued['id']}")).json()["execution"]
+    assert (detail["runnerId"], detail["runnerName"]) == (runner.runner_id, "build-07")
+    assert detail["triggeredByName"] == "admin@example.com"
+    listed = (await admin.get("/api/executions", params={"workflowId": workflow_id})).json()["executions"]
+    assert [(e["runnerName"], e["triggeredByName"]) for e in listed] == [("build-07", "admin@example.com")]
+
+    r = await admin.post("/api/triggers", json={"workflowId": workflow_id, "type": "WEBHOOK", "name": "erp-hook"})
+    fired = await client.post(f"/api/webhooks/{r.json()['token']}", json={})
+    by_hook = (await admin.get(f"/api/executions/{fired.json()['executionId']}")).json()["execution"]
+    assert (by_hook["triggerType"], by_hook["triggeredByName"]) == ("WEBHOOK", "erp-hook")

@@ -53,6 +53,7 @@ ENDPOINTS = [
     Endpoint("POST", "/api/auth/tokens", ANY),
     Endpoint("GET", "/api/auth/tokens", ANY),
     Endpoint("DELETE", "/api/auth/tokens/{token_id}", ANY),
+    Endpoint("POST", "/api/auth/password", ANY),
     Endpoint("GET", "/api/users", ADMINS),
     Endpoint("PATCH", "/api/users/{user_id}", ADMINS),
     Endpoint("DELETE", "/api/users/{user_id}", ADMINS),

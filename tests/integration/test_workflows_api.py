@@ -45,7 +45,17 @@ WORKFLOW_KEYS = {
     "createdAt",
     "updatedAt",
 }
-VERSION_KEYS = {"id", "workflowId", "number", "definition", "published", "publishedAt", "createdBy", "createdAt"}
+VERSION_KEYS = {
+    "id",
+    "workflowId",
+    "number",
+    "definition",
+    "published",
+    "state",
+    "publishedAt",
+    "createdBy",
+    "createdAt",
+}
 
 
 async def create(client: httpx.AsyncClient, name: str = "hello", **fields: Any) -> dict[str, Any]:
@@ -237,6 +247,21 @@ async def test_detail_lists_versions_newest_first_without_definitions(admin: htt
     assert all("definition" not in v for v in versions)
     assert set(versions[0]) >= {"id", "number", "published", "publishedAt", "createdBy", "createdAt"}
     assert versions[1]["publishedAt"] is not None and versions[0]["publishedAt"] is None
+
+
+async def test_every_version_says_its_state_draft_published_or_superseded(admin: httpx.AsyncClient) -> None:
+    """One vocabulary from the API to the CLI to the dashboard (issue 13, item 8)."""
+    workflow_id = (await create(admin, "states"))["workflow"]["id"]
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).json()["version"]["state"] == "published"
+    await save_version(admin, workflow_id, TWO_STEPS)
+    await admin.post(f"/api/workflows/{workflow_id}/publish")
+    assert (await save_version(admin, workflow_id, SIMPLE_DEFINITION))["state"] == "draft"
+
+    versions = (await admin.get(f"/api/workflows/{workflow_id}")).json()["workflow"]["versions"]
+    assert [(v["number"], v["state"]) for v in versions] == [(3, "draft"), (2, "published"), (1, "superseded")]
+    listed = (await admin.get(f"/api/workflows/{workflow_id}/versions")).json()["versions"]
+    assert [v["state"] for v in listed] == ["draft", "published", "superseded"]
+    assert (await admin.get(f"/api/workflows/{workflow_id}/versions/1")).json()["version"]["state"] == "superseded"
 
 
 # --- unknown and malformed ids --------------------------------------------------------------------

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import orjson
 
+from exekra.client.errors import AmbiguousId, NotFound
 from exekra.client.models import (
     Execution,
     ExecutionCreated,
@@ -86,6 +87,31 @@ def is_id(value: str) -> bool:
     return True
 
 
+MIN_PREFIX_DIGITS = 6
+PREFIX_MATCHES_SHOWN = 10
+
+
+def is_id_prefix(value: str) -> bool:
+    """Whether `value` can be the start of an ID: 6 to 32 hex digits (dashes ignored), as the hub's `idPrefix`."""
+    digits = value.replace("-", "")
+    return MIN_PREFIX_DIGITS <= len(digits) <= 32 and all(c in "0123456789abcdefABCDEF" for c in digits)
+
+
+def only_match(kind: str, ref: str, page: Page[M]) -> M:
+    """The one item a short ID matched: `NotFound` for none, `AmbiguousId` naming the matches for several."""
+    if not page.items:
+        raise NotFound(f"{kind} {ref} not found", code="not_found")
+    if len(page.items) > 1:
+        raise AmbiguousId(kind, ref, [str(getattr(item, "id", "")) for item in page.items], page.total)
+    return page.items[0]
+
+
+def bad_reference(kind: str, ref: str) -> NotFound:
+    return NotFound(
+        f"{kind} {ref} not found: give its ID or its first {MIN_PREFIX_DIGITS}+ characters", code="not_found"
+    )
+
+
 # --- system and sign-in ---------------------------------------------------------------------------------------
 
 
@@ -105,11 +131,18 @@ def me() -> Call[User]:
     return Call("GET", "/api/auth/me", _one(User, "user"))
 
 
+def change_password(current: str, new: str) -> Call[User]:
+    body = {"currentPassword": current, "newPassword": new}
+    return Call("POST", "/api/auth/password", _one(User, "user"), json=body)
+
+
 # --- workflows --------------------------------------------------------------------------------------------------
 
 
-def list_workflows(*, q: str | None, archived: bool, page: int, limit: int) -> Call[Page[Workflow]]:
-    params = {"q": q, "archived": "true" if archived else None, "page": page, "limit": limit}
+def list_workflows(
+    *, q: str | None, archived: bool, page: int, limit: int, id_prefix: str | None = None
+) -> Call[Page[Workflow]]:
+    params = {"q": q, "archived": "true" if archived else None, "page": page, "limit": limit, "idPrefix": id_prefix}
     return Call("GET", "/api/workflows", _page(Workflow, "workflows"), params=params)
 
 
@@ -174,8 +207,10 @@ def list_executions(
     limit: int,
     cursor: str | None,
     exact_total: bool,
+    id_prefix: str | None = None,
 ) -> Call[Page[Execution]]:
     params = {
+        "idPrefix": id_prefix,
         "workflowId": workflow_id,
         "runnerId": runner_id,
         "status": status,
@@ -223,8 +258,8 @@ def retry_execution(execution_id: str) -> Call[ExecutionCreated]:
 # --- runners ----------------------------------------------------------------------------------------------------
 
 
-def list_runners(*, status: str | None, page: int, limit: int) -> Call[Page[Runner]]:
-    params = {"status": status, "page": page, "limit": limit}
+def list_runners(*, status: str | None, page: int, limit: int, id_prefix: str | None = None) -> Call[Page[Runner]]:
+    params = {"status": status, "page": page, "limit": limit, "idPrefix": id_prefix}
     return Call("GET", "/api/runners", _page(Runner, "runners"), params=params)
 
 
@@ -240,8 +275,10 @@ def register_runner(name: str, *, type: str | None, labels: list[str] | None) ->
 # --- triggers ---------------------------------------------------------------------------------------------------
 
 
-def list_triggers(*, workflow_id: str | None, type: str | None, page: int, limit: int) -> Call[Page[Trigger]]:
-    params = {"workflowId": workflow_id, "type": type, "page": page, "limit": limit}
+def list_triggers(
+    *, workflow_id: str | None, type: str | None, page: int, limit: int, id_prefix: str | None = None
+) -> Call[Page[Trigger]]:
+    params = {"workflowId": workflow_id, "type": type, "page": page, "limit": limit, "idPrefix": id_prefix}
     return Call("GET", "/api/triggers", _page(Trigger, "triggers"), params=params)
 
 

@@ -21,6 +21,24 @@ class HubUnreachable(ExekraClientError):
     """The hub could not be reached (connection refused, DNS, TLS, timeout)."""
 
 
+class AmbiguousId(ExekraClientError):
+    """A short ID is the start of several IDs (or a name is shared); `matches` lists them (the first ten)."""
+
+    def __init__(
+        self, kind: str, ref: str, matches: list[str], total: int | None = None, *, by_name: bool = False
+    ) -> None:
+        count = max(total or 0, len(matches))
+        listed = ", ".join(matches) + (f" and {count - len(matches)} more" if count > len(matches) else "")
+        if by_name:
+            message = f"{count} {kind}s are named {ref!r}: {listed}; use the ID"
+        else:
+            message = f"{ref} is the start of {count} {kind} IDs: {listed}; give more characters"
+        super().__init__(message)
+        self.kind = kind
+        self.ref = ref
+        self.matches = matches
+
+
 class ApiError(ExekraClientError):
     """The hub answered with an error status."""
 
@@ -151,7 +169,16 @@ def error_for(status_code: int, body: Any, headers: dict[str, str]) -> ApiError:
     if isinstance(error, dict):
         message = str(error.get("message") or f"HTTP {status_code}")
         code, details = str(error.get("code") or "error"), error.get("details")
-    else:
-        message, code, details = f"HTTP {status_code}", "error", body
+    else:  # not an Exekra hub's answer (a proxy, another server): say what came back
+        message, code, details = f"the hub answered HTTP {status_code} {_reason(status_code)}".rstrip(), "error", body
     cls = ERRORS_BY_STATUS.get(status_code, ServerError if status_code >= 500 else ApiError)
     return cls(message, status_code=status_code, code=code, details=details, headers=headers)
+
+
+def _reason(status_code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return ""

@@ -12,6 +12,7 @@ from pydantic.alias_generators import to_camel
 ExecutionStatus = Literal["QUEUED", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED", "STOPPED"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "STOPPED"})
 TriggerType = Literal["SCHEDULE", "WEBHOOK"]
+VersionState = Literal["draft", "published", "superseded"]
 
 T = TypeVar("T")
 
@@ -41,6 +42,7 @@ class VersionSummary(Model):
     workflow_id: str
     number: int
     published: bool
+    state: VersionState | None = None
     published_at: datetime | None = None
     created_by: str | None = None
     created_at: datetime
@@ -87,10 +89,12 @@ class Execution(Model):
     version_id: str
     version_number: int | None = None
     runner_id: str | None = None
+    runner_name: str | None = None
     status: ExecutionStatus
     priority: int
     attempt: int
     triggered_by: str | None = None
+    triggered_by_name: str | None = None
     trigger_type: str
     inputs: dict[str, Any] = {}
     outputs: dict[str, Any] | None = None
@@ -195,6 +199,8 @@ class Health(Model):
     database: str
     queue: str
     version: str
+    instance: str | None = None
+    leader: bool | None = None
 
 
 class Page(Model, Generic[T]):

@@ -19,7 +19,7 @@ from exekra.client.base import (
     unreachable,
 )
 from exekra.client.config import resolve_connection
-from exekra.client.errors import NotFound
+from exekra.client.errors import AmbiguousId, NotFound
 from exekra.client.models import (
     Execution,
     ExecutionCreated,
@@ -102,23 +102,40 @@ class ExekraClient:
     def me(self) -> User:
         return self.send(calls.me())
 
+    def change_password(self, current: str, new: str) -> User:
+        """Change the signed-in user's password; their other sessions end, this client's goes on."""
+        return self.send(calls.change_password(current, new))
+
     # workflows
 
     def list_workflows(
-        self, *, q: str | None = None, archived: bool = False, page: int = 1, limit: int = 50
+        self,
+        *,
+        q: str | None = None,
+        archived: bool = False,
+        page: int = 1,
+        limit: int = 50,
+        id_prefix: str | None = None,
     ) -> Page[Workflow]:
-        return self.send(calls.list_workflows(q=q, archived=archived, page=page, limit=limit))
+        """Workflows by name; `q` searches names and descriptions, `id_prefix` the start of their IDs."""
+        return self.send(calls.list_workflows(q=q, archived=archived, page=page, limit=limit, id_prefix=id_prefix))
 
     def get_workflow(self, workflow_id: str) -> Workflow:
         return self.send(calls.get_workflow(workflow_id))
 
-    def find_workflow(self, name_or_id: str) -> Workflow:
-        """A workflow by ID or by exact name (active ones); `NotFound` otherwise."""
-        if calls.is_id(name_or_id):
-            return self.get_workflow(name_or_id)
-        found = calls.exact_name(self.list_workflows(q=name_or_id, limit=200), name_or_id)
+    def find_workflow(self, ref: str) -> Workflow:
+        """A workflow by ID, by exact name (active ones), or by the first 6+ characters of its ID (archived
+        ones too); `NotFound`, or `AmbiguousId` when a short ID is the start of several."""
+        if calls.is_id(ref):
+            return self.get_workflow(ref)
+        found = calls.exact_name(self.list_workflows(q=ref, limit=200), ref)
+        if found is None and calls.is_id_prefix(ref):
+            page = self.list_workflows(id_prefix=ref, limit=calls.PREFIX_MATCHES_SHOWN)
+            if not page.items:
+                page = self.list_workflows(id_prefix=ref, archived=True, limit=calls.PREFIX_MATCHES_SHOWN)
+            found = calls.only_match("workflow", ref, page)
         if found is None:
-            raise NotFound(f"workflow {name_or_id} not found", code="not_found")
+            raise NotFound(f"workflow {ref} not found", code="not_found")
         return self.get_workflow(found.id)
 
     def create_workflow(self, name: str, definition: dict[str, Any], **settings: Any) -> WorkflowWithVersion:
@@ -168,6 +185,7 @@ class ExekraClient:
         limit: int = 50,
         cursor: str | None = None,
         exact_total: bool = False,
+        id_prefix: str | None = None,
     ) -> Page[Execution]:
         """Newest first. `total` is counted up to the hub's cap (`total_capped` past it), exactly with
         `exact_total`; pages asked with a `cursor` are not counted (`total` is None)."""
@@ -180,11 +198,21 @@ class ExekraClient:
                 limit=limit,
                 cursor=cursor,
                 exact_total=exact_total,
+                id_prefix=id_prefix,
             )
         )
 
     def get_execution(self, execution_id: str) -> Execution:
         return self.send(calls.get_execution(execution_id))
+
+    def find_execution(self, ref: str) -> Execution:
+        """An execution by ID or by the first 6+ characters of its ID (`AmbiguousId` when several start so)."""
+        if calls.is_id(ref):
+            return self.get_execution(ref)
+        if not calls.is_id_prefix(ref):
+            raise calls.bad_reference("execution", ref)
+        page = self.list_executions(id_prefix=ref, limit=calls.PREFIX_MATCHES_SHOWN)
+        return calls.only_match("execution", ref, page)
 
     def get_logs(self, execution_id: str, *, after_seq: int = 0, limit: int = 1000) -> LogPage:
         return self.send(calls.get_logs(execution_id, after_seq=after_seq, limit=limit))
@@ -241,11 +269,31 @@ class ExekraClient:
 
     # runners
 
-    def list_runners(self, *, status: str | None = None, page: int = 1, limit: int = 50) -> Page[Runner]:
-        return self.send(calls.list_runners(status=status, page=page, limit=limit))
+    def list_runners(
+        self, *, status: str | None = None, page: int = 1, limit: int = 50, id_prefix: str | None = None
+    ) -> Page[Runner]:
+        return self.send(calls.list_runners(status=status, page=page, limit=limit, id_prefix=id_prefix))
 
     def get_runner(self, runner_id: str) -> Runner:
         return self.send(calls.get_runner(runner_id))
+
+    def find_runner(self, ref: str) -> Runner:
+        """A runner by ID, by name, or by the first 6+ characters of its ID (`AmbiguousId` when several)."""
+        if calls.is_id(ref):
+            return self.get_runner(ref)
+        if calls.is_id_prefix(ref):
+            page = self.list_runners(id_prefix=ref, limit=calls.PREFIX_MATCHES_SHOWN)
+            if page.items:
+                return calls.only_match("runner", ref, page)
+        page_number = 1
+        while True:  # runner names are unique
+            page = self.list_runners(page=page_number, limit=200)
+            named = next((r for r in page.items if r.name == ref), None)
+            if named is not None:
+                return named
+            if page_number * page.limit >= (page.total or 0):
+                raise calls.bad_reference("runner", ref)
+            page_number += 1
 
     def register_runner(
         self, name: str, *, type: str | None = None, labels: list[str] | None = None
@@ -256,12 +304,34 @@ class ExekraClient:
     # triggers
 
     def list_triggers(
-        self, *, workflow_id: str | None = None, type: str | None = None, page: int = 1, limit: int = 50
+        self,
+        *,
+        workflow_id: str | None = None,
+        type: str | None = None,
+        page: int = 1,
+        limit: int = 50,
+        id_prefix: str | None = None,
     ) -> Page[Trigger]:
-        return self.send(calls.list_triggers(workflow_id=workflow_id, type=type, page=page, limit=limit))
+        return self.send(
+            calls.list_triggers(workflow_id=workflow_id, type=type, page=page, limit=limit, id_prefix=id_prefix)
+        )
 
     def get_trigger(self, trigger_id: str) -> Trigger:
         return self.send(calls.get_trigger(trigger_id))
+
+    def find_trigger(self, ref: str) -> Trigger:
+        """A trigger by ID, by a name only one trigger has, or by the first 6+ characters of its ID."""
+        if calls.is_id(ref):
+            return self.get_trigger(ref)
+        named = [t for t in (self.list_triggers(limit=200)).items if t.name == ref]
+        if len(named) > 1:
+            raise AmbiguousId("trigger", ref, [t.id for t in named], by_name=True)
+        if named:
+            return named[0]
+        if not calls.is_id_prefix(ref):
+            raise calls.bad_reference("trigger", ref)
+        page = self.list_triggers(id_prefix=ref, limit=calls.PREFIX_MATCHES_SHOWN)
+        return calls.only_match("trigger", ref, page)
 
     def create_trigger(
         self,

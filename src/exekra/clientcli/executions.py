@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from exekra.cli_help import add_group
 from exekra.client.models import Execution, LogLine
 from exekra.clientcli.common import (
     EXIT_OK,
+    client_command,
     client_for,
     command,
-    common_options,
     print_json,
+    print_json_line,
+    print_page,
     print_table,
     shown_of_total,
 )
@@ -31,7 +34,7 @@ def list_executions(args: argparse.Namespace) -> int:
         workflow_id = hub.find_workflow(args.workflow).id if args.workflow else None
         page = hub.list_executions(workflow_id=workflow_id, status=args.status, limit=args.limit)
     if args.json:
-        print_json(page.items)
+        print_page(page, "executions")
     else:
         print_table([_row(e) for e in page.items], ["ID", "WORKFLOW", "STATUS", "TRIGGER", "CREATED"])
         shown = shown_of_total(page)
@@ -43,15 +46,15 @@ def list_executions(args: argparse.Namespace) -> int:
 @command
 def show_execution(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
-        execution = hub.get_execution(args.execution)
+        execution = hub.find_execution(args.execution)
     if args.json:
-        print_json(execution)
+        print_json({"execution": execution})
         return EXIT_OK
     fields = {
         "workflow": f"{execution.workflow_name} v{execution.version_number}",
         "status": execution.status,
-        "trigger": f"{execution.trigger_type} by {execution.triggered_by}",
-        "runner": execution.runner_id,
+        "trigger": f"{execution.trigger_type} by {execution.triggered_by_name or execution.triggered_by}",
+        "runner": f"{execution.runner_name} ({execution.runner_id})" if execution.runner_name else execution.runner_id,
         "attempt": execution.attempt,
         "queued": execution.queued_at,
         "started": execution.started_at,
@@ -73,23 +76,24 @@ def show_execution(args: argparse.Namespace) -> int:
 @command
 def execution_logs(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
+        execution_id = hub.find_execution(args.execution).id
         if args.follow:
-            for line in hub.follow_logs(args.execution):
+            for line in hub.follow_logs(execution_id):
                 if args.json:
-                    print_json(line)
+                    print_json_line(line)
                 else:
                     _print_line(line)
             return EXIT_OK
         lines: list[LogLine] = []
         after = 0
         while True:
-            page = hub.get_logs(args.execution, after_seq=after)
+            page = hub.get_logs(execution_id, after_seq=after)
             lines.extend(page.lines)
             if not page.lines:
                 break
             after = page.next_seq
     if args.json:
-        print_json(lines)
+        print_json({"lines": lines, "nextSeq": after})
     else:
         for line in lines:
             _print_line(line)
@@ -99,9 +103,9 @@ def execution_logs(args: argparse.Namespace) -> int:
 @command
 def stop_execution(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
-        execution = hub.stop_execution(args.execution)
+        execution = hub.stop_execution(hub.find_execution(args.execution).id)
     if args.json:
-        print_json(execution)
+        print_json({"execution": execution})
     elif execution.status == "STOPPED":
         print(f"{execution.id} stopped")
     else:
@@ -109,26 +113,52 @@ def stop_execution(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    common = common_options()
-    parser = commands.add_parser("executions", help="list, show, read the log of and stop executions")
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    parser = add_group(commands, "executions", "list, show, read the log of and stop executions")
     sub = parser.add_subparsers(dest="executions_command", required=True)
 
-    p = sub.add_parser("list", parents=[common], help="executions, newest first")
+    p = client_command(
+        sub,
+        "list",
+        "executions, newest first",
+        [
+            "exekra executions list --workflow invoices --status FAILED,STOPPED --limit 10",
+            "exekra executions list --json",
+        ],
+        "Executions, newest first, with their workflow, status and trigger; --json prints the API's answer.",
+    )
     p.add_argument("--workflow", help="only this workflow (name or ID)")
     p.add_argument("--status", help="only these statuses, comma-separated (e.g. FAILED,STOPPED)")
     p.add_argument("--limit", type=int, default=20, help="at most this many (1-200, default 20)")
     p.set_defaults(func=list_executions)
 
-    p = sub.add_parser("show", parents=[common], help="an execution's details, inputs and outputs")
-    p.add_argument("execution", help="execution ID")
+    p = client_command(
+        sub,
+        "show",
+        "an execution's details, inputs and outputs",
+        ["exekra executions show cae1a064"],
+        "An execution's status, who started it, the runner that ran it, times, metrics, inputs and outputs.",
+    )
+    p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.set_defaults(func=show_execution)
 
-    p = sub.add_parser("logs", parents=[common], help="an execution's log")
-    p.add_argument("execution", help="execution ID")
+    p = client_command(
+        sub,
+        "logs",
+        "an execution's log",
+        ["exekra executions logs cae1a064", "exekra executions logs cae1a064 --follow"],
+        "Print an execution's log; --follow keeps printing new lines until the execution ends.",
+    )
+    p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until it ends")
     p.set_defaults(func=execution_logs)
 
-    p = sub.add_parser("stop", parents=[common], help="stop an execution")
-    p.add_argument("execution", help="execution ID")
+    p = client_command(
+        sub,
+        "stop",
+        "stop an execution",
+        ["exekra executions stop cae1a064"],
+        "Stop an execution: at once when it waits for a runner, else its runner stops it within seconds.",
+    )
+    p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.set_defaults(func=stop_execution)

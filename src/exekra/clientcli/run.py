@@ -15,14 +15,15 @@ import time
 from typing import Any, TextIO
 
 from exekra.client import AsyncExekraClient, ExekraClient
-from exekra.client.models import Execution, LogLine
+from exekra.client.models import Execution, LogLine, Workflow
 from exekra.clientcli.common import (
     EXIT_FAILED,
     EXIT_NOT_COMPLETED,
     EXIT_OK,
+    client_command,
     client_for,
     command,
-    common_options,
+    input_pairs,
     parse_inputs,
     print_json,
 )
@@ -36,25 +37,48 @@ def exit_code(execution: Execution) -> int:
     return EXIT_CODES.get(execution.status, EXIT_NOT_COMPLETED)
 
 
-def _declared_types(hub: ExekraClient, workflow_id: str, published: int | None) -> dict[str, str]:
-    """The published definition's input types, so that `--input n=3` sends 3 to an integer input."""
-    if published is None:
-        return {}
-    definition = hub.get_version(workflow_id, published).definition or {}
+def _published_definition(hub: ExekraClient, workflow: Workflow) -> dict[str, Any]:
+    if workflow.published_version is None:
+        return {}  # the hub refuses the run and says why
+    return hub.get_version(workflow.id, workflow.published_version).definition or {}
+
+
+def _declared_types(definition: dict[str, Any]) -> dict[str, str]:
+    """The definition's input types, so that `--input n=3` sends 3 to an integer input."""
     declared = definition.get("inputs") or {}
     return {name: str(spec.get("type")) for name, spec in declared.items() if isinstance(spec, dict)}
 
 
+def _warn_undeclared(workflow: Workflow, definition: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """One line on standard error naming the inputs the published version does not declare (a typo?)."""
+    from exekra.workflow.definition import undeclared_inputs  # only when running: the engine is slow to import
+
+    unknown = undeclared_inputs(definition, inputs)
+    if not unknown or not definition:
+        return
+    names = ", ".join(repr(name) for name in unknown)
+    declared = ", ".join(definition.get("inputs") or {}) or "none"
+    refused = "; it refuses them (strictInputs)" if definition.get("strictInputs") else "; they are passed on as given"
+    print(
+        f"exekra run: warning: {workflow.name} v{workflow.published_version} does not declare {names} "
+        f"(it declares: {declared}){refused}",
+        file=sys.stderr,
+    )
+
+
 @command
 def run_workflow(args: argparse.Namespace) -> int:
+    pairs = input_pairs(args.input)
     with client_for(args) as hub:
         workflow = hub.find_workflow(args.workflow)
-        inputs = parse_inputs(args.input, _declared_types(hub, workflow.id, workflow.published_version))
+        definition = _published_definition(hub, workflow)
+        inputs = parse_inputs(pairs, _declared_types(definition))
+        _warn_undeclared(workflow, definition, inputs)
         created = hub.run(
             workflow.id,
             inputs,
             priority=args.priority,
-            runner_id=args.runner,
+            runner_id=hub.find_runner(args.runner).id if args.runner else None,
             idempotency_key=args.idempotency_key,
         )
     execution = created.execution
@@ -93,6 +117,8 @@ async def follow(args: argparse.Namespace, execution: Execution, progress: Progr
 
         async def stream_logs() -> None:
             async for line in hub.follow_logs(execution.id):
+                if not progress.runner_shown:  # say which runner runs it before the first line it wrote
+                    progress.status(await hub.get_execution(execution.id))
                 progress.log(line)
 
         watcher = asyncio.create_task(watch_status())
@@ -109,7 +135,7 @@ async def follow(args: argparse.Namespace, execution: Execution, progress: Progr
 def report(execution: Execution, as_json: bool) -> None:
     """The result on standard output."""
     if as_json:
-        print_json(execution)
+        print_json({"execution": execution})
         return
     took = ""
     if execution.started_at and execution.completed_at:
@@ -130,10 +156,13 @@ class Progress:
         self.tty = stream.isatty()
         self.started = time.monotonic()
         self.current = ""
+        self.runner_shown = False
         self._line_shown = False
 
     def status(self, execution: Execution) -> None:
-        text = execution.status + (f" on runner {execution.runner_id}" if execution.runner_id else "")
+        runner = execution.runner_name or execution.runner_id
+        text = execution.status + (f" on runner {runner}" if runner else "")
+        self.runner_shown = self.runner_shown or runner is not None
         if self.tty:
             self._clear()
             self.stream.write(f"… {text}  {time.monotonic() - self.started:.0f}s")
@@ -162,14 +191,19 @@ class Progress:
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    p = commands.add_parser(
+    p = client_command(
+        commands,
         "run",
-        parents=[common_options()],
-        help="start an execution of a workflow's published version (--wait: follow it to the end)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "start an execution of a workflow's published version (--wait: follow it to the end)",
+        [
+            "exekra run example-hello",
+            "exekra run invoices -i month=2025-01 -i retries=3 --wait",
+            'exekra run invoices -i \'tags:=["a","b"]\' --wait --json',
+        ],
+        "Start an execution of a workflow's published version and print its ID; with --wait, follow it to "
+        "the end.\n\n" + (__doc__ or "").split("\n\n", 1)[1].strip(),
     )
-    p.add_argument("workflow", help="workflow name or ID")
+    p.add_argument("workflow", help="workflow name, ID, or the ID's first 6+ characters")
     p.add_argument(
         "--input",
         "-i",
@@ -179,7 +213,7 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         help="an input: name=value (typed by the workflow's declared inputs) or name:=<json>; repeatable",
     )
     p.add_argument("--priority", type=int, help="0-9 (default: the workflow's)")
-    p.add_argument("--runner", help="pin the execution to this runner ID")
+    p.add_argument("--runner", help="pin the execution to this runner (name, ID, or the ID's first 6+ characters)")
     p.add_argument("--idempotency-key", help="a repeated key returns the first execution instead of a new one")
     p.add_argument("--wait", action="store_true", help="follow the execution; the exit code says how it ended")
     p.add_argument("--timeout", type=float, help="with --wait: give up waiting after this many seconds")

@@ -5,32 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from exekra.client import ExekraClient
-from exekra.client.calls import is_id
-from exekra.client.errors import NotFound
+from exekra.cli_errors import UsageError
+from exekra.cli_help import add_group
 from exekra.client.models import Trigger, TriggerWithToken
 from exekra.clientcli.common import (
     EXIT_OK,
-    UsageError,
+    client_command,
     client_for,
     command,
-    common_options,
+    input_pairs,
     parse_inputs,
     print_json,
+    print_page,
     print_table,
 )
-
-
-def _find(hub: ExekraClient, ref: str) -> Trigger:
-    """A trigger by ID, or by name when exactly one trigger has it."""
-    if is_id(ref):
-        return hub.get_trigger(ref)
-    matches = [t for t in hub.list_triggers(limit=200).items if t.name == ref]
-    if not matches:
-        raise NotFound(f"trigger {ref} not found", code="not_found")
-    if len(matches) > 1:
-        raise UsageError(f"{len(matches)} triggers are named {ref!r}: use the ID")
-    return matches[0]
 
 
 def _schedule(t: Trigger) -> str:
@@ -53,7 +41,7 @@ def list_triggers(args: argparse.Namespace) -> int:
         workflow_id = hub.find_workflow(args.workflow).id if args.workflow else None
         page = hub.list_triggers(workflow_id=workflow_id, type=args.type, limit=args.limit)
     if args.json:
-        print_json(page.items)
+        print_page(page, "triggers")
         return EXIT_OK
     rows: list[list[Any]] = [
         [t.name, _schedule(t), "yes" if t.enabled else "no", t.next_fire_at, t.last_fired_at, t.last_error, t.id]
@@ -69,6 +57,7 @@ def create_trigger(args: argparse.Namespace) -> int:
         raise UsageError("give either --cron EXPRESSION (a schedule) or --webhook")
     if args.timezone and not args.cron:
         raise UsageError("--timezone goes with --cron")
+    inputs = parse_inputs(input_pairs(args.input))
     with client_for(args) as hub:
         workflow = hub.find_workflow(args.workflow)
         result = hub.create_trigger(
@@ -77,7 +66,7 @@ def create_trigger(args: argparse.Namespace) -> int:
             args.name,
             cron_expression=args.cron,
             timezone=args.timezone,
-            inputs=parse_inputs(args.input),
+            inputs=inputs,
             enabled=not args.disabled,
         )
     if args.json:
@@ -89,9 +78,9 @@ def create_trigger(args: argparse.Namespace) -> int:
 
 def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
     with client_for(args) as hub:
-        trigger = hub.update_trigger(_find(hub, args.trigger).id, enabled=enabled)
+        trigger = hub.update_trigger(hub.find_trigger(args.trigger).id, enabled=enabled)
     if args.json:
-        print_json(trigger)
+        print_json({"trigger": trigger})
     else:
         state = "enabled" if trigger.enabled else "disabled"
         following = f"; next fire {trigger.next_fire_at:%Y-%m-%d %H:%M:%S} UTC" if trigger.next_fire_at else ""
@@ -112,10 +101,10 @@ def disable_trigger(args: argparse.Namespace) -> int:
 @command
 def delete_trigger(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
-        trigger = _find(hub, args.trigger)
+        trigger = hub.find_trigger(args.trigger)
         hub.delete_trigger(trigger.id)
     if args.json:
-        print_json({"deleted": trigger.id})
+        print_json({"ok": True})
     else:
         print(f"Trigger {trigger.name} deleted")
     return EXIT_OK
@@ -124,7 +113,7 @@ def delete_trigger(args: argparse.Namespace) -> int:
 @command
 def rotate_token(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
-        result = hub.rotate_trigger_token(_find(hub, args.trigger).id)
+        result = hub.rotate_trigger_token(hub.find_trigger(args.trigger).id)
     if args.json:
         print_json(result)
     else:
@@ -132,18 +121,32 @@ def rotate_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    common = common_options()
-    parser = commands.add_parser("triggers", help="schedule and webhook triggers")
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    parser = add_group(commands, "triggers", "schedule and webhook triggers")
     sub = parser.add_subparsers(dest="triggers_command", required=True)
 
-    p = sub.add_parser("list", parents=[common], help="triggers with their next and last fire")
+    p = client_command(
+        sub,
+        "list",
+        "triggers with their next and last fire",
+        ["exekra triggers list --workflow invoices", "exekra triggers list --type WEBHOOK --json"],
+        "Triggers with their schedule, whether enabled, their next and last fire and last error.",
+    )
     p.add_argument("--workflow", help="only this workflow's (name or ID)")
     p.add_argument("--type", choices=["SCHEDULE", "WEBHOOK"], help="only this type")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-200, default 50)")
     p.set_defaults(func=list_triggers)
 
-    p = sub.add_parser("create", parents=[common], help="create a schedule (--cron) or a webhook (--webhook)")
+    p = client_command(
+        sub,
+        "create",
+        "create a schedule (--cron) or a webhook (--webhook)",
+        [
+            'exekra triggers create invoices --name nightly --cron "30 2 * * *" --timezone Europe/Berlin',
+            "exekra triggers create invoices --name erp-hook --webhook",
+        ],
+        "Create a schedule trigger (5-field cron with a timezone) or a webhook trigger (its URL is printed once).",
+    )
     p.add_argument("workflow", help="workflow name or ID")
     p.add_argument("--name", required=True, help="trigger name")
     p.add_argument("--cron", metavar="EXPRESSION", help='5-field cron expression, e.g. "30 2 * * *"')
@@ -156,9 +159,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     for name, func, text in (
         ("enable", enable_trigger, "enable a trigger (a schedule restarts from now)"),
         ("disable", disable_trigger, "disable a trigger (a webhook then answers 403)"),
-        ("delete", delete_trigger, "delete a trigger"),
+        ("delete", delete_trigger, "delete a trigger (its executions stay)"),
         ("rotate-token", rotate_token, "give a webhook a new token (and URL); the old one stops working"),
     ):
-        p = sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("trigger", help="trigger ID or name")
+        p = client_command(sub, name, text, [f"exekra triggers {name} nightly"], text[0].upper() + text[1:] + ".")
+        p.add_argument("trigger", help="trigger name, ID, or the ID's first 6+ characters")
         p.set_defaults(func=func)

@@ -8,16 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from exekra.cli_errors import UsageError
+from exekra.cli_help import add_group
 from exekra.client import ExekraClient
 from exekra.client.errors import NotFound
 from exekra.client.models import Workflow, WorkflowWithVersion
 from exekra.clientcli.common import (
     EXIT_OK,
-    UsageError,
+    client_command,
     client_for,
     command,
-    common_options,
     print_json,
+    print_page,
     print_table,
     shown_of_total,
 )
@@ -48,7 +50,7 @@ def list_workflows(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
         page = hub.list_workflows(q=args.search, archived=args.archived, limit=args.limit)
     if args.json:
-        print_json(page.items)
+        print_page(page, "workflows")
     else:
         print_table([_summary(w) for w in page.items], ["NAME", "PUBLISHED", "LATEST", "LABELS", "ID"])
         shown = shown_of_total(page)
@@ -62,7 +64,7 @@ def show_workflow(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
         workflow = hub.find_workflow(args.workflow)
     if args.json:
-        print_json(workflow)
+        print_json({"workflow": workflow})
         return EXIT_OK
     print(f"{workflow.name}  ({workflow.id})")
     if workflow.description:
@@ -79,7 +81,7 @@ def show_workflow(args: argparse.Namespace) -> int:
         if value is not None:
             print(f"  {name}: {value}")
     print()
-    rows = [[v.number, "published" if v.published else "draft", v.created_at] for v in workflow.versions or []]
+    rows = [[v.number, v.state, v.created_at] for v in workflow.versions or []]
     print_table(rows, ["VERSION", "STATE", "CREATED"])
     return EXIT_OK
 
@@ -130,11 +132,17 @@ def publish_workflow(args: argparse.Namespace) -> int:
 
 @command
 def export_workflow(args: argparse.Namespace) -> int:
+    output = Path(args.output) if args.output and args.output != "-" else None
+    if output is not None and not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: {output.parent} is not a directory")
     with client_for(args) as hub:
         document = hub.export_workflow(hub.find_workflow(args.workflow).id)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    if args.output and args.output != "-":
-        Path(args.output).write_text(text)
+    if output is not None:
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror}") from None
         if not args.json:
             print(f"exported {document['name']} to {args.output}", file=sys.stderr)
     else:
@@ -154,41 +162,75 @@ def import_workflow(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    common = common_options()
-    workflow = commands.add_parser("workflow", help="list, show, push, publish, export and import workflows")
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    workflow = add_group(commands, "workflow", "list, show, push, publish, export and import workflows")
     sub = workflow.add_subparsers(dest="workflow_command", required=True)
 
-    p = sub.add_parser("list", parents=[common], help="list workflows")
+    p = client_command(
+        sub,
+        "list",
+        "list workflows",
+        ["exekra workflow list", "exekra workflow list --search invoice --json"],
+        "Workflows by name, with their published and latest version numbers, labels and IDs.",
+    )
     p.add_argument("--search", help="text to find in name or description")
     p.add_argument("--archived", action="store_true", help="list archived workflows instead")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-200, default 50)")
     p.set_defaults(func=list_workflows)
 
-    p = sub.add_parser("show", parents=[common], help="a workflow's settings and versions")
-    p.add_argument("workflow", help="name or ID")
+    p = client_command(
+        sub,
+        "show",
+        "a workflow's settings and versions",
+        ["exekra workflow show invoices"],
+        "A workflow's settings and its versions with their state (draft, published, superseded).",
+    )
+    p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
     p.set_defaults(func=show_workflow)
 
-    p = sub.add_parser(
+    p = client_command(
+        sub,
         "push",
-        parents=[common],
-        help="save a definition or export document as a new version (creating the workflow if needed)",
+        "save a definition or export document as a new version (creating the workflow if needed)",
+        ["exekra workflow push invoices.json --publish", "exekra workflow push definition.json --name invoices"],
+        "Save a definition (with --name) or an export document as a new draft version, creating the workflow "
+        "when it does not exist yet; --publish publishes it.",
     )
     p.add_argument("file", help="JSON file: a definition, or an export document (`-` for standard input)")
     p.add_argument("--name", help="workflow name (required for a bare definition)")
     p.add_argument("--publish", action="store_true", help="publish the new version")
     p.set_defaults(func=push_workflow)
 
-    p = sub.add_parser("publish", parents=[common], help="publish the latest draft")
-    p.add_argument("workflow", help="name or ID")
+    p = client_command(
+        sub,
+        "publish",
+        "publish the latest draft",
+        ["exekra workflow publish invoices"],
+        "Publish the workflow's latest draft: new executions run it; the version published before is superseded.",
+    )
+    p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
     p.set_defaults(func=publish_workflow)
 
-    p = sub.add_parser("export", parents=[common], help=f"write the portable document ({EXPORT_FORMAT})")
-    p.add_argument("workflow", help="name or ID")
+    p = client_command(
+        sub,
+        "export",
+        f"write the portable document ({EXPORT_FORMAT})",
+        ["exekra workflow export invoices -o invoices.json"],
+        f"Write the workflow's settings and latest definition as a portable document ({EXPORT_FORMAT}), for "
+        "`exekra workflow import` or `push` on another hub.",
+    )
+    p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.set_defaults(func=export_workflow)
 
-    p = sub.add_parser("import", parents=[common], help="create a workflow (or a new version) from an export")
+    p = client_command(
+        sub,
+        "import",
+        "create a workflow (or a new version) from an export",
+        ["exekra workflow import invoices.json", "exekra workflow import invoices.json --mode new-version"],
+        "Create a workflow from an export document, or (--mode new-version) add it as a draft of the same-named "
+        "workflow.",
+    )
     p.add_argument("file", help="export document (`-` for standard input)")
     p.add_argument(
         "--mode",

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -32,6 +32,7 @@ from exekra.hub.dispatch.switching import SwitchingDispatcher
 from exekra.hub.effects import EffectApplier
 from exekra.hub.errors import error_response, install_error_handlers
 from exekra.hub.executions.service import ExecutionService
+from exekra.hub.instance import instance_id
 from exekra.hub.listener import Listener
 from exekra.hub.maintenance import Maintenance
 from exekra.hub.ratelimit import RateLimiter
@@ -226,8 +227,9 @@ def _system_router() -> APIRouter:
     router = APIRouter(tags=["system"])
 
     @router.get("/api/health")
-    async def health(hub: HubDep) -> dict[str, Any]:
-        """Liveness: database reachability and the active queue mode."""
+    async def health(hub: HubDep, request: Request) -> dict[str, Any]:
+        """Liveness: database reachability, the active queue mode, which process answered (`instance`) and
+        whether it runs the singleton work (`leader`: the maintenance loop and the scheduler)."""
         database = "ok"
         try:
             async with hub.db.session() as session:
@@ -239,6 +241,8 @@ def _system_router() -> APIRouter:
             "database": database,
             "queue": hub.dispatcher.mode,
             "version": __version__,
+            "instance": instance_id(hub.settings.instance_prefix),
+            "leader": getattr(request.app.state, "maintenance", None) is not None,
         }
 
     @router.get("/api/docs", include_in_schema=False)

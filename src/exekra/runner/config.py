@@ -21,6 +21,7 @@ _ENV_NAMES: dict[str, str] = {
     "chromium": "EXEKRA_CHROMIUM",
 }
 _REQUIRED = {"hub_url": "--hub-url", "machine_key": "--machine-key", "machine_secret": "--machine-secret"}
+_LABELS = {"hub_url": "hub URL", "machine_key": "machine key", "machine_secret": "machine secret"}
 _TRUE = {"1", "true", "yes", "on"}
 DEFAULT_ARTIFACT_MAX_BYTES = 100 * 1024 * 1024
 
@@ -47,9 +48,16 @@ class RunnerConfig:
     chromium: str | None = None
 
     def __post_init__(self) -> None:
-        for name, option in _REQUIRED.items():
-            if not getattr(self, name):
-                raise RunnerConfigError(f"{name} is not set: pass {option} or set {_ENV_NAMES[name]}")
+        missing = [
+            f"{_LABELS[name]} ({option} or {_ENV_NAMES[name]})"
+            for name, option in _REQUIRED.items()
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise RunnerConfigError(
+                f"missing settings: {', '.join(missing)}; `exekra runners register NAME` prints a runner's key "
+                "and secret"
+            )
         if not self.hub_url.startswith(("http://", "https://")):
             raise RunnerConfigError(f"hub URL must start with http:// or https://, got {self.hub_url!r}")
         if self.sample_interval_seconds <= 0:

@@ -112,7 +112,33 @@ def run_job(job: dict[str, Any], engine: Engine, events: EventWriter, stop: thre
     except Exception as exc:
         events.log("ERROR", traceback.format_exc().rstrip())
         return {"type": "result", "status": "FAILED", "outputs": None, "error": f"{type(exc).__name__}: {exc}"}
+    for name, path in vanishing_outputs(outputs, workdir):
+        events.log(
+            "WARNING",
+            f"output '{name}' is {path}, inside the execution's work directory, which is deleted when the "
+            "execution ends: attach it with file.attach, or write it outside the work directory, to keep it",
+        )
     return {"type": "result", "status": "COMPLETED", "outputs": outputs, "error": None}
+
+
+def vanishing_outputs(outputs: object, workdir: Path) -> list[tuple[str, str]]:
+    """(output name, value) of outputs naming an existing file or folder inside the work directory: an
+    absolute path, or a relative one with a `/` or a `.` in it (a plain word is not taken for a path)."""
+    from exekra.workflow.validation import walk_strings  # the engine has loaded it: no start-up cost here
+
+    root = workdir.resolve()
+    found = []
+    for text, where in walk_strings(outputs if isinstance(outputs, dict) else {}, ""):
+        if not text or len(text) > 4096 or "\n" in text or not (os.path.isabs(text) or "/" in text or "." in text):
+            continue
+        try:
+            resolved = (workdir / text).resolve()  # an absolute `text` replaces workdir
+            inside = resolved != root and resolved.is_relative_to(root) and resolved.exists()
+        except (OSError, ValueError):
+            continue
+        if inside:
+            found.append((where.lstrip("."), text))
+    return found
 
 
 def _scope(engine: Engine, job: dict[str, Any], events: EventWriter) -> Any:

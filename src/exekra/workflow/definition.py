@@ -25,6 +25,7 @@ __all__ = [
     "WorkflowDefinition",
     "referenced_credentials",
     "resolve_inputs",
+    "undeclared_inputs",
     "validate_definition",
 ]
 
@@ -79,6 +80,8 @@ class WorkflowDefinition(_Model):
     edges: list[EdgeDefinition] = Field(default_factory=list)
     outputs: dict[str, Any] = Field(default_factory=dict)
     start: str | None = None
+    strict_inputs: bool = Field(default=False, alias="strictInputs")
+    """Refuse executions given inputs that `inputs` does not declare (the hub answers 422)."""
 
     def start_node(self) -> str:
         """The id of the node the run begins with: `start`, else the only node without incoming edge."""
@@ -153,6 +156,16 @@ def resolve_inputs(
     if problems:
         raise DefinitionError(problems)
     return resolved
+
+
+def undeclared_inputs(definition: WorkflowDefinition | Mapping[str, Any], inputs: Mapping[str, Any]) -> list[str]:
+    """The names in `inputs` that the definition does not declare, in the order given (a misspelt input, or a
+    webhook's `payload`). The CLI and the dashboard warn about them; with `strictInputs` the hub refuses them."""
+    if isinstance(definition, WorkflowDefinition):
+        declared: Mapping[str, Any] = definition.inputs
+    else:
+        declared = definition.get("inputs") or {}
+    return [name for name in inputs if name not in declared]
 
 
 def referenced_credentials(definition: WorkflowDefinition | Mapping[str, Any]) -> set[str]:

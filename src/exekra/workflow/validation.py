@@ -21,7 +21,7 @@ MAX_RETRIES = 10
 
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _ID_RULE = "letters, digits, '_' and '-', starting with a letter or '_', at most 64 characters"
-_DEFINITION_FIELDS = ("inputs", "nodes", "edges", "outputs", "start", "ui")
+_DEFINITION_FIELDS = ("inputs", "nodes", "edges", "outputs", "start", "strictInputs", "ui")
 """`ui` holds the visual designer's layout (node positions, zoom): stored and returned, never read here."""
 _NODE_FIELDS = ("id", "activity", "params", "timeoutSeconds", "retries", "retryDelaySeconds", "continueOnError")
 _EDGE_FIELDS = ("from", "to", "when")
@@ -147,6 +147,8 @@ class _Validator:
         if "ui" in data and not isinstance(data["ui"], dict):
             self._add("ui must be an object")
         self._inputs(data.get("inputs", {}))
+        if "strictInputs" in data and not isinstance(data["strictInputs"], bool):
+            self._add("strictInputs must be a boolean")
         self._outputs(data.get("outputs", {}))
 
     def _unknown_fields(

@@ -135,3 +135,32 @@ async def test_a_file_attached_by_a_node_reaches_the_runner_as_an_artifact(execu
     assert outcome.status == "COMPLETED", outcome.error
     assert received == [("report", "totals", 6, "attach")]
     assert outcome.outputs == {"attached": {"name": "report", "bytes": 6, "contentType": "application/octet-stream"}}
+
+
+async def test_an_output_naming_a_file_in_the_work_directory_is_warned_about(
+    executor: Executor, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The work directory is deleted when the execution ends: a relative `file.write` path vanishes with it
+    (issue 13, item 13). A file written outside it is kept and not warned about."""
+    kept = tmp_path_factory.mktemp("kept") / "report.txt"
+    definition = {
+        "nodes": [
+            {"id": "here", "activity": "file.write", "params": {"path": "out/report.txt", "content": "x"}},
+            {"id": "there", "activity": "file.write", "params": {"path": str(kept), "content": "y"}},
+        ],
+        "edges": [{"from": "here", "to": "there"}],
+        "outputs": {
+            "report": "{{ nodes.here.path }}",
+            "relative": "out/report.txt",
+            "kept": "{{ nodes.there.path }}",
+            "words": "out",
+        },
+    }
+    lines = Lines()
+    outcome = await run(executor, definition, lines)
+    assert outcome.status == "COMPLETED", outcome.error
+    warnings = [line["message"] for line in lines.lines if line["level"] == "WARNING"]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("output 'report' ") and "deleted when the execution ends" in warnings[0]
+    assert warnings[1].startswith("output 'relative' ")
+    assert kept.read_text() == "y"

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from exekra.workflow import DefinitionError, referenced_credentials, resolve_inputs, validate_definition
+from exekra.workflow.definition import undeclared_inputs
 
 SPEC_EXAMPLE: dict[str, Any] = {
     "inputs": {"url": {"type": "string", "required": True}, "retries": {"type": "integer", "default": 2}},
@@ -447,3 +448,19 @@ def test_the_ui_object_is_accepted_and_ignored_by_the_engine_model() -> None:
     workflow = validate_definition({**one_node(), "ui": ui})
     assert [node.id for node in workflow.nodes] == ["a"]
     assert problems_of({**one_node(), "ui": []}) == ["ui must be an object"]
+
+
+# --- strictInputs (issue 13, item 7) -------------------------------------------------------------------
+
+
+def test_strict_inputs_is_accepted_as_a_boolean_and_defaults_to_off() -> None:
+    assert validate_definition({**one_node(), "strictInputs": True}).strict_inputs is True
+    assert validate_definition(one_node()).strict_inputs is False
+    assert problems_of({**one_node(), "strictInputs": "yes"}) == ["strictInputs must be a boolean"]
+
+
+def test_undeclared_inputs_are_named_in_the_order_given() -> None:
+    definition = {**one_node(), "inputs": {"label": {"type": "string"}, "count": {"type": "integer"}}}
+    assert undeclared_inputs(definition, {"lable": "x", "count": 1, "extra": True}) == ["lable", "extra"]
+    assert undeclared_inputs(definition, {"label": "x"}) == []
+    assert undeclared_inputs(one_node(), {"payload": {}}) == ["payload"]

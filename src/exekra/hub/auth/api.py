@@ -11,7 +11,7 @@ from exekra.hub.auth import service
 from exekra.hub.deps import TOKEN_COOKIE, AdminUser, CurrentUser, HubDep, client_ip, set_token_cookie
 from exekra.hub.lookup import parse_id
 from exekra.hub.users.models import TokenKind
-from exekra.hub.users.schemas import Bootstrap, Credentials, NewApiToken, NewUser, user_to_api
+from exekra.hub.users.schemas import Bootstrap, Credentials, NewApiToken, NewUser, PasswordChange, user_to_api
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -43,6 +43,14 @@ async def logout(user: CurrentUser, response: Response, hub: HubDep) -> dict[str
 @router.get("/me")
 async def me(user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     return {"user": user_to_api(await service.get_user(hub.db, user.user_id))}
+
+
+@router.post("/password")
+async def change_password(body: PasswordChange, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
+    """Change one's own password (any role). The session used for this request goes on; every other session
+    of the user ends; API tokens stay. A wrong `currentPassword` is `422` and counts as a failed sign-in."""
+    changed = await service.change_password(hub, user, body.current_password, body.new_password)
+    return {"user": user_to_api(changed)}
 
 
 @router.post("/register", status_code=201)

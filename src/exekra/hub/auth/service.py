@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +20,10 @@ from exekra.hub.auth.security import (
     verify_password,
 )
 from exekra.hub.context import Hub
-from exekra.hub.errors import Conflict, NotAuthenticated, NotFound, RateLimited
+
+if TYPE_CHECKING:
+    from exekra.hub.deps import Principal
+from exekra.hub.errors import Conflict, NotAuthenticated, NotFound, RateLimited, ValidationFailed
 from exekra.hub.users.models import AuthToken, Role, TokenKind, User
 from exekra.hub.users.schemas import NewUser
 
@@ -161,19 +165,60 @@ async def sign_in(hub: Hub, email: str, password: str, ip: str) -> tuple[User, s
     Failures count per account and per address (`EXEKRA_LOGIN_FAILURES_PER_MINUTE`); once either is over,
     RateLimited (with Retry-After) is raised before the password is even checked.
     """
-    limit = hub.settings.login_failures_per_minute
     account = email.strip().lower()
-    for bucket, key in (("login-ip", ip), ("login-account", account)):
-        blocked = await hub.limiter.peek_exceeded(bucket, key, limit)
-        if blocked is not None:
-            raise RateLimited("Too many failed sign-ins, try again later", headers=blocked.headers())
+    await _refuse_when_failing(hub, ip, account)
     try:
         user = await authenticate(hub.db, email, password)
     except NotAuthenticated:
-        await hub.limiter.hit("login-ip", ip, limit)
-        await hub.limiter.hit("login-account", account, limit)
+        await _count_failure(hub, ip, account)
         raise
     return user, await _new_session(hub, user, Actor("USER", str(user.id), ip))
+
+
+async def _refuse_when_failing(hub: Hub, ip: str, account: str) -> None:
+    """RateLimited (with Retry-After) once the failed password checks of the address or the account are over
+    `EXEKRA_LOGIN_FAILURES_PER_MINUTE`."""
+    for bucket, key in (("login-ip", ip), ("login-account", account)):
+        blocked = await hub.limiter.peek_exceeded(bucket, key, hub.settings.login_failures_per_minute)
+        if blocked is not None:
+            raise RateLimited("Too many failed sign-ins, try again later", headers=blocked.headers())
+
+
+async def _count_failure(hub: Hub, ip: str, account: str) -> None:
+    limit = hub.settings.login_failures_per_minute
+    await hub.limiter.hit("login-ip", ip, limit)
+    await hub.limiter.hit("login-account", account, limit)
+
+
+async def change_password(hub: Hub, principal: Principal, current: str, new: str) -> User:
+    """Change one's own password; every other session of the user ends (API tokens stay: they are revoked
+    one by one). A wrong current password counts as a failed sign-in of the account."""
+    user = await get_user(hub.db, principal.user_id)
+    account = user.email.strip().lower()
+    await _refuse_when_failing(hub, principal.ip, account)
+    if not await verify_password(user.password_hash, current):
+        await _count_failure(hub, principal.ip, account)
+        raise ValidationFailed(
+            "currentPassword: wrong password",
+            details=[{"loc": ["body", "currentPassword"], "msg": "wrong password", "type": "wrong_password"}],
+        )
+    password_hash = await hash_password(new)
+    async with hub.db.transaction() as session:
+        changed = await session.get(User, user.id, with_for_update=True)
+        if changed is None:
+            raise NotFound(f"user {user.id} not found")
+        changed.password_hash = password_hash
+        ended = await session.execute(
+            delete(AuthToken)
+            .where(
+                AuthToken.user_id == user.id,
+                AuthToken.kind == TokenKind.SESSION,
+                AuthToken.id != principal.token_id,
+            )
+            .returning(AuthToken.id)
+        )
+        audit.record(session, principal.actor, "user.password", "user", user.id, {"sessionsEnded": len(ended.all())})
+    return changed
 
 
 async def bootstrap(hub: Hub, data: NewUser, ip: str) -> tuple[User, str]:

@@ -11,12 +11,16 @@ from exekra.hub.runners.service import MetricBucket
 from exekra.hub.stats.service import RunnerCounts, Stats
 
 GREEN, RED, AMBER, BLUE, GREY, VIOLET = "#1f9d55", "#d64545", "#d99a1e", "#2f6fdf", "#9aa5b1", "#7a5af8"
+LONE_POINT_RADIUS = 5
 
 
 def throughput(stats: Stats) -> dict[str, Any]:
     """Finished executions per bucket (stacked by outcome) and the success rate as a line."""
     labels = [bucket_label(b.start, stats.bucket) for b in stats.buckets]
     rates = [None if b.success_rate is None else round(b.success_rate * 100, 1) for b in stats.buckets]
+    # The line joins the known rates across empty buckets (spanGaps); a single one has nothing to join, and a
+    # point of radius 2 on top of its bar is all but invisible (one hour of data in a 24-hour chart).
+    lone = sum(rate is not None for rate in rates) == 1
     return {
         "type": "bar",
         "data": {
@@ -34,7 +38,8 @@ def throughput(stats: Stats) -> dict[str, Any]:
                     "yAxisID": "rate",
                     "spanGaps": True,
                     "tension": 0.2,
-                    "pointRadius": 2,
+                    "pointRadius": [LONE_POINT_RADIUS if lone and rate is not None else 2 for rate in rates],
+                    "order": 0,  # Chart.js draws a lower order on top: the line over the bars
                 },
             ],
         },
@@ -63,7 +68,7 @@ def throughput(stats: Stats) -> dict[str, Any]:
 
 
 def _bars(label: str, data: list[int], color: str) -> dict[str, Any]:
-    return {"label": label, "data": data, "backgroundColor": color, "stack": "outcome", "yAxisID": "y"}
+    return {"label": label, "data": data, "backgroundColor": color, "stack": "outcome", "yAxisID": "y", "order": 1}
 
 
 def runner_utilisation(runners: RunnerCounts) -> dict[str, Any]:

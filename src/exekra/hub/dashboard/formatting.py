@@ -70,8 +70,9 @@ def number(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def pretty_json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+def pretty_json(value: Any, sort_keys: bool = True) -> str:
+    """Indented JSON; `sort_keys=False` keeps the keys in their order (a definition, as its author wrote it)."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | (orjson.OPT_SORT_KEYS if sort_keys else 0)).decode()
 
 
 def bucket_label(value: datetime, step: timedelta) -> str:

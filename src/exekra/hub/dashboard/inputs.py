@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from exekra.hub.dashboard.formatting import pretty_json
+from exekra.workflow.definition import undeclared_inputs
 
 FIELD_PREFIX = "input."
 
@@ -68,6 +69,13 @@ def read_inputs(
         except ValueError as exc:
             problems.append(f"input '{name}': {exc}")
     return values, typed, problems
+
+
+def undeclared_fields(definition: Mapping[str, Any], form: Mapping[str, Any]) -> list[str]:
+    """Input fields of a submitted form that the definition does not declare: a form loaded before the
+    workflow changed (they would be dropped without a word)."""
+    given = {key[len(FIELD_PREFIX) :]: True for key in form if key.startswith(FIELD_PREFIX)}
+    return undeclared_inputs(definition, given)
 
 
 def _parse(kind: str, text: str) -> Any:

@@ -11,25 +11,34 @@ import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from exekra.hub.deps import CurrentUser, HubDep, Paging
+from exekra.hub.context import Hub
+from exekra.hub.deps import CurrentUser, HubDep, Paging, Principal
 from exekra.hub.errors import ValidationFailed
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import ExecutionStatus, TriggerType
+from exekra.hub.executions.names import names_of
 from exekra.hub.executions.queries import ExecutionFilter, ExecutionView
 from exekra.hub.executions.schemas import NewExecution, execution_to_api
+from exekra.hub.lookup import IdPrefixQuery
 from exekra.hub.responses import ORJSONResponse
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
 
-def _created(created: Created) -> Any:
+async def _created(hub: Hub, created: Created, user: Principal) -> Any:
     """201 with the new execution; 200 with the first one for a repeated idempotency key."""
-    body = {"execution": execution_to_api(created.execution), "duplicate": created.duplicate}
+    if created.duplicate:  # the first execution, perhaps somebody else's
+        names = (await names_of(hub.db, [created.execution])).of(created.execution)
+    else:
+        names = {"triggered_by_name": user.email}
+    body = {"execution": execution_to_api(created.execution, **names), "duplicate": created.duplicate}
     return ORJSONResponse(body, status_code=200 if created.duplicate else 201)
 
 
-def _one(view: ExecutionView) -> dict[str, Any]:
-    return {"execution": execution_to_api(view.execution, view.workflow_name, view.version_number)}
+async def _one(hub: Hub, view: ExecutionView) -> dict[str, Any]:
+    names = await names_of(hub.db, [view.execution])
+    execution = view.execution
+    return {"execution": execution_to_api(execution, view.workflow_name, view.version_number, **names.of(execution))}
 
 
 @router.post("", status_code=201)
@@ -53,7 +62,7 @@ async def create_execution(
         runner_id=body.runner_id,
         idempotency_key=body.idempotency_key or idempotency_key,
     )
-    return _created(await hub.executions.create(request, user.actor))
+    return await _created(hub, await hub.executions.create(request, user.actor), user)
 
 
 @router.get("")
@@ -61,6 +70,7 @@ async def list_executions(
     user: CurrentUser,
     hub: HubDep,
     paging: Paging,
+    id_prefix: IdPrefixQuery,
     workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
     runner_id: Annotated[str | None, Query(alias="runnerId", max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=200, description="one status or a comma-separated list")] = None,
@@ -82,12 +92,16 @@ async def list_executions(
         statuses=statuses,
         since=since,
         until=until,
+        id_prefix=id_prefix,
     )
     page = await hub.executions.history(
         f, offset=paging.offset, limit=paging.limit, cursor=cursor, exact_total=exact_total
     )
+    names = await names_of(hub.db, (v.execution for v in page.rows))
     return {
-        "executions": [execution_to_api(v.execution, v.workflow_name, v.version_number) for v in page.rows],
+        "executions": [
+            execution_to_api(v.execution, v.workflow_name, v.version_number, **names.of(v.execution)) for v in page.rows
+        ],
         "total": page.total.value if page.total else None,
         "totalCapped": page.total.capped if page.total else False,
         "page": paging.page,
@@ -117,8 +131,8 @@ async def get_execution(
     it ends (COMPLETED, FAILED or STOPPED) or when `wait` passes, whichever comes first: the way to wait for
     a result without polling."""
     if wait <= 0:
-        return _one(await hub.executions.get(execution_id))
-    return _one(await hub.executions.wait_for_end(execution_id, wait))
+        return await _one(hub, await hub.executions.get(execution_id))
+    return await _one(hub, await hub.executions.wait_for_end(execution_id, wait))
 
 
 @router.get("/{execution_id}/logs")
@@ -164,10 +178,11 @@ async def stream_logs(
 @router.post("/{execution_id}/stop")
 async def stop_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     """QUEUED/ASSIGNED stop at once; RUNNING gets `stopRequested` and the runner confirms."""
-    return {"execution": execution_to_api(await hub.executions.stop(execution_id, user.actor))}
+    stopped = await hub.executions.stop(execution_id, user.actor)
+    return {"execution": execution_to_api(stopped, **(await names_of(hub.db, [stopped])).of(stopped))}
 
 
 @router.post("/{execution_id}/retry", status_code=201)
 async def retry_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     """A new execution with the same version and inputs."""
-    return _created(await hub.executions.retry(execution_id, user.actor))
+    return await _created(hub, await hub.executions.retry(execution_id, user.actor), user)

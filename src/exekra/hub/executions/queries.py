@@ -17,7 +17,7 @@ from exekra.db.session import Database
 from exekra.hub import lifecycle
 from exekra.hub.errors import BadRequest, NotFound
 from exekra.hub.executions.models import Execution, ExecutionLog
-from exekra.hub.lookup import parse_id
+from exekra.hub.lookup import IdPrefix, parse_id
 from exekra.hub.runners.models import Runner
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 
@@ -31,9 +31,12 @@ class ExecutionFilter:
     statuses: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    id_prefix: IdPrefix | None = None
 
 
 def _filtered(query: QueryT, f: ExecutionFilter) -> QueryT:
+    if f.id_prefix is not None:
+        query = query.where(f.id_prefix.matches(Execution.id))
     if f.workflow_id:
         query = query.where(Execution.workflow_id == f.workflow_id)
     if f.runner_id:

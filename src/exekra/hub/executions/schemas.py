@@ -19,8 +19,15 @@ class NewExecution(ApiModel):
 
 
 def execution_to_api(
-    e: Execution, workflow_name: str | None = None, version_number: int | None = None
+    e: Execution,
+    workflow_name: str | None = None,
+    version_number: int | None = None,
+    *,
+    runner_name: str | None = None,
+    triggered_by_name: str | None = None,
 ) -> dict[str, Any]:
+    """An execution as the API shows it; the names beside the ids spare a person a look-up (None when not
+    given or not known)."""
     return {
         "id": str(e.id),
         "workflowId": str(e.workflow_id),
@@ -28,11 +35,13 @@ def execution_to_api(
         "versionId": str(e.version_id),
         "versionNumber": version_number,
         "runnerId": str(e.runner_id) if e.runner_id else None,
+        "runnerName": runner_name,
         "pinnedRunnerId": str(e.pinned_runner_id) if e.pinned_runner_id else None,
         "status": e.status,
         "priority": e.priority,
         "attempt": e.attempt,
         "triggeredBy": e.triggered_by,
+        "triggeredByName": triggered_by_name,
         "triggerType": e.trigger_type,
         "inputs": e.inputs,
         "outputs": e.outputs,

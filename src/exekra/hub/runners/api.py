@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from exekra.hub.deps import AdminUser, CurrentUser, HubDep, Paging
+from exekra.hub.lookup import IdPrefixQuery
 from exekra.hub.runners import service
 from exekra.hub.runners.models import RunnerStatus
 from exekra.hub.runners.schemas import NewRunner, RunnerPatch, metric_to_api, runner_to_api
@@ -25,9 +26,11 @@ def _with_credentials(registered: service.Registered) -> dict[str, Any]:
 
 @router.get("")
 async def list_runners(
-    user: CurrentUser, hub: HubDep, paging: Paging, status: RunnerStatus | None = None
+    user: CurrentUser, hub: HubDep, paging: Paging, id_prefix: IdPrefixQuery, status: RunnerStatus | None = None
 ) -> dict[str, Any]:
-    runners, total = await service.list_runners(hub.db, offset=paging.offset, limit=paging.limit, status=status)
+    runners, total = await service.list_runners(
+        hub.db, offset=paging.offset, limit=paging.limit, status=status, id_prefix=id_prefix
+    )
     return {
         "runners": [runner_to_api(r) for r in runners],
         "total": total,

@@ -17,7 +17,7 @@ from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.auth.security import hashes_match, new_secret, token_hash
 from exekra.hub.errors import Conflict, NotAuthenticated
-from exekra.hub.lookup import get_or_404, parse_id
+from exekra.hub.lookup import IdPrefix, get_or_404, parse_id
 from exekra.hub.runners.models import Runner, RunnerMetric
 from exekra.hub.runners.schemas import NewRunner, RunnerPatch
 
@@ -55,10 +55,14 @@ async def register_runner(db: Database, data: NewRunner, actor: Actor) -> Regist
     return Registered(runner, machine_key, machine_secret)
 
 
-async def list_runners(db: Database, *, offset: int, limit: int, status: str | None = None) -> tuple[list[Runner], int]:
+async def list_runners(
+    db: Database, *, offset: int, limit: int, status: str | None = None, id_prefix: IdPrefix | None = None
+) -> tuple[list[Runner], int]:
     query = select(Runner)
     if status:
         query = query.where(Runner.status == status)
+    if id_prefix is not None:
+        query = query.where(id_prefix.matches(Runner.id))
     async with db.session() as session:
         total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
         rows = await session.execute(query.order_by(Runner.name).offset(offset).limit(limit))

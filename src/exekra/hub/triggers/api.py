@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from exekra.hub.context import Hub
 from exekra.hub.deps import CurrentUser, DeveloperUser, HubDep, Paging
+from exekra.hub.lookup import IdPrefixQuery
 from exekra.hub.triggers import service
 from exekra.hub.triggers.models import Trigger, TriggerKind
 from exekra.hub.triggers.schemas import NewTrigger, TriggerPatch, trigger_to_api
@@ -30,12 +31,13 @@ async def list_triggers(
     user: CurrentUser,
     hub: HubDep,
     paging: Paging,
+    id_prefix: IdPrefixQuery,
     workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
     type: Annotated[TriggerKind | None, Query()] = None,
 ) -> dict[str, Any]:
     """Triggers by name, optionally of one workflow or one type."""
     triggers, total = await service.list_triggers(
-        hub.db, workflow_id=workflow_id, kind=type, offset=paging.offset, limit=paging.limit
+        hub.db, workflow_id=workflow_id, kind=type, offset=paging.offset, limit=paging.limit, id_prefix=id_prefix
     )
     return {
         "triggers": [trigger_to_api(t) for t in triggers],

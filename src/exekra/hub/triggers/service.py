@@ -14,7 +14,7 @@ from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.auth.security import new_secret, token_hash
 from exekra.hub.errors import Conflict, ValidationFailed
-from exekra.hub.lookup import get_or_404, parse_id
+from exekra.hub.lookup import IdPrefix, get_or_404, parse_id
 from exekra.hub.triggers.cron import InvalidSchedule, Schedule
 from exekra.hub.triggers.models import Trigger, TriggerKind
 from exekra.hub.triggers.schemas import NewTrigger, TriggerPatch
@@ -85,10 +85,18 @@ async def create_trigger(db: Database, data: NewTrigger, actor: Actor) -> tuple[
 
 
 async def list_triggers(
-    db: Database, *, workflow_id: str | None, kind: TriggerKind | None, offset: int, limit: int
+    db: Database,
+    *,
+    workflow_id: str | None,
+    kind: TriggerKind | None,
+    offset: int,
+    limit: int,
+    id_prefix: IdPrefix | None = None,
 ) -> tuple[list[Trigger], int]:
     """A page of triggers by name, optionally of one workflow or one type, with the total count."""
     query = select(Trigger)
+    if id_prefix is not None:
+        query = query.where(id_prefix.matches(Trigger.id))
     if workflow_id:
         query = query.where(Trigger.workflow_id == parse_id(workflow_id, "workflow"))
     if kind:

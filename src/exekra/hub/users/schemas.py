@@ -43,6 +43,13 @@ class UserPatch(ApiModel):
     password: str | None = Field(default=None, min_length=8, max_length=1024)
 
 
+class PasswordChange(ApiModel):
+    """One's own password: the current one (proof it is really them) and the new one."""
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024)
+
+
 class NewApiToken(ApiModel):
     name: str = Field(min_length=1, max_length=200)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from exekra.hub.deps import CurrentUser, DeveloperUser, HubDep, Paging
+from exekra.hub.lookup import IdPrefixQuery
 from exekra.hub.workflows import service
 from exekra.hub.workflows.schemas import (
     NewVersion,
@@ -26,12 +27,13 @@ async def list_workflows(
     user: CurrentUser,
     hub: HubDep,
     paging: Paging,
+    id_prefix: IdPrefixQuery,
     q: Annotated[str | None, Query(max_length=200)] = None,
     archived: bool = False,
 ) -> dict[str, Any]:
     """Workflows by name; `q` searches name and description; archived ones only with `archived=true`."""
     summaries, total = await service.list_workflows(
-        hub.db, offset=paging.offset, limit=paging.limit, search=q, archived=archived
+        hub.db, offset=paging.offset, limit=paging.limit, search=q, archived=archived, id_prefix=id_prefix
     )
     return {
         "workflows": [workflow_to_api(s) for s in summaries],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -19,10 +20,18 @@ from sqlalchemy import (
     Uuid,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exekra.db.base import Base, created_at_column, uuid_pk
+
+
+class VersionState(StrEnum):
+    """A version's state, in the API, the CLI and the dashboard alike."""
+
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    SUPERSEDED = "superseded"
 
 
 class Workflow(Base):
@@ -54,8 +63,17 @@ class WorkflowVersion(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False)
     number: Mapped[int] = mapped_column(Integer, nullable=False)
-    definition: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    # `json`, not `jsonb`: kept as written, keys in the author's order (migration 0005).
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     published: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = created_at_column()
+
+    @property
+    def state(self) -> VersionState:
+        """`published`: what new executions run; `superseded`: was published, replaced by a later one;
+        `draft`: never published (only the latest draft can be)."""
+        if self.published:
+            return VersionState.PUBLISHED
+        return VersionState.SUPERSEDED if self.published_at is not None else VersionState.DRAFT

@@ -107,6 +107,7 @@ def version_to_api(version: WorkflowVersion, *, with_definition: bool = True) ->
         "workflowId": str(version.workflow_id),
         "number": version.number,
         "published": version.published,
+        "state": version.state.value,
         "publishedAt": version.published_at,
         "createdBy": None if version.created_by is None else str(version.created_by),
         "createdAt": version.created_at,

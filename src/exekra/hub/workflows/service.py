@@ -16,7 +16,7 @@ from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
-from exekra.hub.lookup import get_or_404, parse_id
+from exekra.hub.lookup import IdPrefix, get_or_404, parse_id
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 from exekra.hub.workflows.schemas import NewWorkflow, WorkflowImport, WorkflowPatch, WorkflowSummary
 from exekra.workflow.activities import load_activities
@@ -85,10 +85,12 @@ async def _summary(session: AsyncSession, workflow: Workflow) -> WorkflowSummary
 
 
 async def list_workflows(
-    db: Database, *, offset: int, limit: int, search: str | None, archived: bool
+    db: Database, *, offset: int, limit: int, search: str | None, archived: bool, id_prefix: IdPrefix | None = None
 ) -> tuple[list[WorkflowSummary], int]:
     """A page of workflows by name, matching `search` in name or description, with the total count."""
     query = select(Workflow).where(Workflow.archived == archived)
+    if id_prefix is not None:
+        query = query.where(id_prefix.matches(Workflow.id))
     if search:
         pattern = f"%{_escape_like(search)}%"
         query = query.where(

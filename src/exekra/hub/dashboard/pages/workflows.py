@@ -11,12 +11,13 @@ from pydantic import ValidationError
 
 from exekra.hub.context import Hub
 from exekra.hub.dashboard.formatting import pretty_json
-from exekra.hub.dashboard.inputs import input_fields, read_inputs
+from exekra.hub.dashboard.inputs import input_fields, read_inputs, undeclared_fields
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
 from exekra.hub.deps import CurrentUser, DeveloperUser, Principal, get_hub
 from exekra.hub.errors import Conflict, ExekraError, NotFound, PayloadTooLarge, ValidationFailed
 from exekra.hub.executions.creation import ExecutionRequest
 from exekra.hub.executions.models import TriggerType
+from exekra.hub.executions.names import names_of
 from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service as runners
@@ -61,7 +62,7 @@ async def workflows_page(
 
 @router.get("/workflows/new")
 async def new_workflow_page(request: Request, user: DeveloperUser) -> Response:
-    form = {"name": "", "description": "", "definition": pretty_json(STARTER_DEFINITION)}
+    form = {"name": "", "description": "", "definition": pretty_json(STARTER_DEFINITION, sort_keys=False)}
     return render(request, "workflow_new.html", {"form": form, "problems": []}, section="workflows")
 
 
@@ -126,6 +127,7 @@ async def _detail(request: Request, workflow_id: str, number: int | None) -> dic
         ExecutionFilter(workflow_id=summary.workflow.id), offset=0, limit=10, cursor=None
     )
     choices, _ = await runners.list_runners(hub.db, offset=0, limit=RUNNER_CHOICES)
+    names = await names_of(hub.db, (view.execution for view in recent.rows))
     return {
         "summary": summary,
         "workflow": summary.workflow,
@@ -134,6 +136,7 @@ async def _detail(request: Request, workflow_id: str, number: int | None) -> dic
         "fields": input_fields(published.definition) if published else [],
         "runners": choices,
         "executions": recent.rows,
+        "runner_names": names.runners,
         "executions_total": recent.total,
         "run_problems": [],
         "pinned": "",
@@ -173,6 +176,11 @@ async def run(request: Request, workflow_id: str, user: CurrentUser) -> Response
         raise Conflict(f"workflow {context['workflow'].name} has no published version: publish one first")
     form = await request.form()
     values, typed, problems = read_inputs(published.definition, form)
+    problems += [
+        f"version {published.number} does not declare the input '{name}' (the workflow changed since this page "
+        "was loaded?): check the form and run again"
+        for name in undeclared_fields(published.definition, form)
+    ]
     pinned = str(form.get("runner") or "")
     key = str(form.get("idempotencyKey") or "")[:255] or None
     if not problems:
@@ -211,7 +219,7 @@ async def edit_page(request: Request, workflow_id: str, user: DeveloperUser) -> 
     context = {
         "workflow": summary.workflow,
         "latest": latest,
-        "definition": pretty_json(latest.definition),
+        "definition": pretty_json(latest.definition, sort_keys=False),
         "problems": [],
     }
     return render(request, "workflow_edit.html", context, section="workflows")
