@@ -222,7 +222,7 @@ class _ServerProcess(abc.ABC):
             "extra_groups": [] if run_as else None,
             # Own session: a Ctrl-C meant for `exekra up` must not reach the server before the hub is done.
             "start_new_session": True,
-            "preexec_fn": _die_with_parent(self._parent_death_signal),
+            "preexec_fn": die_with_parent(self._parent_death_signal),
         }
 
     def _launch(self, port: int) -> None:
@@ -511,7 +511,7 @@ def _quote_database_name(name: str) -> str:
     return f'"{name}"'
 
 
-def _die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
     """A preexec hook asking Linux to send `sig` to the child when this process dies.
 
     Linux ties that signal to the thread that forked the child, so it is only armed from the main thread.

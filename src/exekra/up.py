@@ -25,7 +25,7 @@ import httpx
 
 from exekra.cli_errors import UsageError
 from exekra.config import Settings, get_settings
-from exekra.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError, free_port
+from exekra.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError, die_with_parent, free_port
 
 ADMIN_EMAIL = "admin@exekra.local"
 DATABASE_NAME = "exekra"
@@ -217,6 +217,17 @@ def wait_for_own_hub(url: str, process: subprocess.Popen[bytes], prefix: str, ti
         time.sleep(0.2)
 
 
+def _start_child(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """An `exekra` command as a child that only `up` stops: in its own session, so a Ctrl-C in the terminal
+    reaches `up` alone (which then stops each child once, in order), and killed with `up` if `up` dies."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "exekra.cli", *command],
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),
+    )
+
+
 def run_up(args: argparse.Namespace) -> int:
     """Start everything, print the URL and login, wait for Ctrl-C, stop everything."""
     settings = get_settings()
@@ -252,7 +263,7 @@ def run_up(args: argparse.Namespace) -> int:
             env["REDIS_URL"] = redis_url
         if args.workers:
             env["EXEKRA_HUB_WORKERS"] = str(args.workers)
-        hub = subprocess.Popen([sys.executable, "-m", "exekra.cli", "hub"], env=env)
+        hub = _start_child(["hub"], env)
         stack.processes.append(hub)
         url = f"http://{host}:{port}"
         wait_for_own_hub(url, hub, instance_prefix)
@@ -265,11 +276,7 @@ def run_up(args: argparse.Namespace) -> int:
                 "EXEKRA_RUNNER_NAME": cred["name"],
             }
             workdir = home / "runners" / cred["name"]
-            stack.processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "exekra.cli", "runner", "--workdir", str(workdir)], env=runner_env
-                )
-            )
+            stack.processes.append(_start_child(["runner", "--workdir", str(workdir)], runner_env))
         _say(f"dashboard and API: {url}   (API docs: {url}/api/docs)")
         if password:
             _say(

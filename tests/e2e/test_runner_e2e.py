@@ -183,7 +183,8 @@ def test_runner_reconnects_after_hub_restart_and_takes_new_work(
         api, {"nodes": [{"id": "hi", "activity": "log.message", "params": {"message": "hi"}}]}, labels=[runner.name]
     )
     hub_process.stop()
-    time.sleep(1.5)  # the runner must notice the hub is gone and start backing off
+    # The stopping hub ends the long poll with 204; the runner's next poll (a poll interval later) finds it gone.
+    wait_until(lambda: "hub unreachable" in runner.log(), 20)
     hub_process.start()
     execution = run_and_wait(api, workflow_id, timeout=90)
     assert execution["status"] == "COMPLETED", runner.log()

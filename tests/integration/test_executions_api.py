@@ -95,6 +95,16 @@ async def test_inputs_are_checked_against_the_definition_and_defaults_applied(ad
     assert not_object.status_code == 422
 
 
+async def test_a_strict_workflow_refuses_undeclared_inputs_with_422(admin: httpx.AsyncClient, hub: Hub) -> None:
+    workflow_id = await publish_workflow(admin, "strict-inputs", {**WITH_INPUTS, "strictInputs": True})
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {"name": "a", "lable": "x"}})
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == "inputs: input 'lable' is not declared (strictInputs)"
+    async with hub.db.session() as session:
+        assert (await session.execute(text("SELECT count(*) FROM executions"))).scalar_one() == 0
+    assert (await _create(admin, workflow_id, inputs={"name": "a"}))["inputs"] == {"name": "a", "count": 1}
+
+
 @pytest.mark.parametrize("workflow_id", [str(uuid.uuid4()), "not-a-uuid"])
 async def test_create_for_unknown_workflow_is_404(admin: httpx.AsyncClient, workflow_id: str) -> None:
     r = await admin.post("/api/executions", json={"workflowId": workflow_id})

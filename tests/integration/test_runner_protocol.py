@@ -19,7 +19,8 @@ from .protocol import ProtocolRunner, publish_workflow
 async def _setup(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> tuple[ProtocolRunner, str]:
     workflow_id = await publish_workflow(admin, "hello", SIMPLE_DEFINITION)
     runner = await ProtocolRunner.register(admin, client, "r1")
-    assert (await runner.auth()).status_code == 200
+    answer = await runner.auth()
+    assert answer.status_code == 200 and answer.json()["runnerName"] == "r1"  # the runner logs under this name
     return runner, workflow_id
 
 

@@ -43,7 +43,7 @@ def test_the_cli_lists_every_problem_message() -> None:
     error = error_for(422, REFUSAL, {})
     text = explain(error, argparse.Namespace(hub_url="http://127.0.0.1:1"))
     assert text.splitlines() == [
-        "Invalid definition: node 'get': params.url: invalid template",
+        "Invalid definition (2 problems):",
         "  - node 'get': params.url: invalid template",
         "  - edge 2: node 'x' does not exist",
     ]

@@ -71,6 +71,7 @@ class AuthInfo:
     poll_interval: float
     max_long_poll: float
     report_interval: float
+    runner_name: str = ""  # the name the hub knows this runner by (older hubs do not send it)
 
     def renew_after(self, now: datetime | None = None) -> float:
         """Seconds until the token should be renewed: at 80 % of its remaining lifetime (at least 1 s)."""
@@ -129,6 +130,7 @@ class HubClient:
                 poll_interval=float(data.get("pollIntervalSeconds", 5)),
                 max_long_poll=float(data.get("maxLongPollSeconds", 30)),
                 report_interval=float(data.get("reportIntervalSeconds", 2)),
+                runner_name=str(data.get("runnerName") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HubUnavailable(f"unexpected auth answer from the hub: {exc!r}") from exc

@@ -124,6 +124,8 @@ class HubSession:
         self._generation += 1
         self._lost.clear()
         self._online.set()
+        if info.runner_name and self._log.extra is not None:
+            self._log.extra["name"] = info.runner_name  # type: ignore[index]  # log under the hub's name from now on
         if self._problem is not None:
             self._log.info("connected to hub %s as runner %s", self._config.hub_url, info.runner_id)
             self._problem = None

@@ -133,14 +133,16 @@ def resolve_inputs(
     """Apply defaults and check required inputs and types; return the inputs a run sees.
 
     A missing or null input takes its default, else is an error when required, else is null.
-    Inputs the definition does not declare are passed through unchanged (a webhook's `payload`).
-    Raises `DefinitionError` with every problem.
+    Inputs the definition does not declare are passed through unchanged (a webhook's `payload`), unless the
+    definition sets `strictInputs`: then each is a problem. Raises `DefinitionError` with every problem.
     """
     workflow = definition if isinstance(definition, WorkflowDefinition) else validate_definition(definition)
     if inputs is not None and not isinstance(inputs, Mapping):
         raise DefinitionError(["inputs must be an object"])
     resolved = dict(inputs or {})
     problems: list[str] = []
+    if workflow.strict_inputs:
+        problems += [f"input '{name}' is not declared (strictInputs)" for name in undeclared_inputs(workflow, resolved)]
     for name, spec in workflow.inputs.items():
         if resolved.get(name) is None:
             if spec.has_default:

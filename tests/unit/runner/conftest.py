@@ -167,7 +167,13 @@ class FakeHub:
             token = secrets.token_hex(8)
             self.tokens.add(token)
             expires = datetime.now(UTC) + timedelta(seconds=self.token_ttl)
-            return {"token": token, "expiresAt": expires.isoformat(), "runnerId": "runner-1", **self.intervals}
+            return {
+                "token": token,
+                "expiresAt": expires.isoformat(),
+                "runnerId": "runner-1",
+                "runnerName": "hub-name",
+                **self.intervals,
+            }
 
         @app.post("/api/runner/heartbeat")
         async def heartbeat(request: Request, body: dict[str, Any]) -> dict[str, Any]:

@@ -159,6 +159,19 @@ async def test_agent_reconnects_after_a_hub_outage_logging_each_change_once(
     assert len(messages(caplog, "connected to hub")) == 2
 
 
+async def test_log_lines_name_the_runner_as_the_hub_knows_it_once_connected(
+    hub: FakeHub, make_agent: MakeAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exekra.runner")
+    async with running(make_agent()):
+        execution = hub.enqueue([{"log": "named"}])
+        await hub.wait_until(lambda: execution.status == "COMPLETED")
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("exekra.runner")]
+    connected = next(i for i, line in enumerate(lines) if "connected to hub" in line)
+    assert all(line.startswith("runner hub-name: ") for line in lines[connected:]), lines
+    assert not lines[0].startswith("runner hub-name: ")  # before the hub answered, the local name
+
+
 async def test_shutdown_stops_the_running_execution_and_reports_it(hub: FakeHub, make_agent: MakeAgent) -> None:
     execution = hub.enqueue([{"spawn": "group"}, {"sleep": 30}])
     agent = make_agent()

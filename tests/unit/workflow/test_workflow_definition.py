@@ -464,3 +464,15 @@ def test_undeclared_inputs_are_named_in_the_order_given() -> None:
     assert undeclared_inputs(definition, {"lable": "x", "count": 1, "extra": True}) == ["lable", "extra"]
     assert undeclared_inputs(definition, {"label": "x"}) == []
     assert undeclared_inputs(one_node(), {"payload": {}}) == ["payload"]
+
+
+def test_strict_inputs_refuses_each_undeclared_input() -> None:
+    definition = {**one_node(), "inputs": {"label": {"type": "string"}}, "strictInputs": True}
+    with pytest.raises(DefinitionError) as refused:
+        resolve_inputs(definition, {"lable": "x", "extra": 1})
+    assert refused.value.problems == [
+        "input 'lable' is not declared (strictInputs)",
+        "input 'extra' is not declared (strictInputs)",
+    ]
+    assert resolve_inputs(definition, {"label": "x"}) == {"label": "x"}
+    assert resolve_inputs({**definition, "strictInputs": False}, {"lable": "x"}) == {"label": None, "lable": "x"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -34,12 +35,11 @@ async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> dict[str,
         raise
     token, expires_at = hub.runner_tokens.issue(runner.id, runner.token_epoch)
     s = hub.settings
-    from datetime import UTC, datetime
-
     return {
         "token": token,
         "expiresAt": datetime.fromtimestamp(expires_at, UTC),
         "runnerId": str(runner.id),
+        "runnerName": runner.name,
         "heartbeatIntervalSeconds": s.heartbeat_interval_seconds,
         "pollIntervalSeconds": s.poll_interval_seconds,
         "maxLongPollSeconds": s.max_long_poll_seconds,
