@@ -77,8 +77,10 @@ def _admin(hub: HubProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-def _every_minute(api: httpx.Client, workflow_id: str, name: str) -> str:
-    body = {"workflowId": workflow_id, "type": "SCHEDULE", "name": name, "cronExpression": "* * * * *"}
+def _yearly(api: httpx.Client, workflow_id: str, name: str) -> str:
+    """A schedule whose next regular fire is months away: a test sets `next_fire_at` to make it due, and no
+    regular fire (a minute boundary crossed during the test) can add a run to the count."""
+    body = {"workflowId": workflow_id, "type": "SCHEDULE", "name": name, "cronExpression": "0 0 1 1 *"}
     r = api.post("/api/triggers", json=body)
     assert r.status_code == 201, r.text
     trigger_id: str = r.json()["trigger"]["id"]
@@ -109,7 +111,7 @@ def test_two_hub_processes_fire_each_due_schedule_exactly_once(
     with _admin(two_hubs[0]) as api:
         # Nobody runs this label: the executions stay queued, which is all this test needs.
         workflow_id = publish(api, NOOP, labels=[f"nobody-{secrets.token_hex(3)}"])
-        trigger_ids = [_every_minute(api, workflow_id, f"race-{i}") for i in range(20)]
+        trigger_ids = [_yearly(api, workflow_id, f"race-{i}") for i in range(20)]
         # Both hubs see every trigger due at the same moment.
         sql(
             own_database_url,
@@ -131,9 +133,9 @@ def test_after_downtime_a_restarted_hub_fires_one_catch_up_run_and_never_repeats
     other.stop()  # this test is about one hub going down and coming back
     with _admin(hub) as api:
         workflow_id = publish(api, NOOP, labels=[f"nobody-{secrets.token_hex(3)}"])
-        trigger_id = _every_minute(api, workflow_id, "catch-up")
+        trigger_id = _yearly(api, workflow_id, "catch-up")
     hub.stop(signal.SIGKILL)  # a crash: nothing is shut down cleanly
-    # Three hours of missed minutes.
+    # Missed for three hours.
     sql(
         own_database_url,
         "UPDATE triggers SET next_fire_at = date_trunc('minute', now()) - interval '3 hours' WHERE id = $1::uuid",
