@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from exekra.hub.dashboard.forms import parse_moment
 from exekra.hub.dashboard.web import PageRoute, redirect, render
 from exekra.hub.deps import CurrentUser, get_hub
-from exekra.hub.errors import Conflict, NotFound, ValidationFailed
+from exekra.hub.errors import Conflict, NotFound
 from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus
 from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
@@ -24,17 +25,6 @@ LOG_LINES_PER_RENDER = 2000
 LOG_LINES_PER_POLL = 1000
 
 
-def _moment(text: str) -> datetime | None:
-    """A filter time from an `<input type="datetime-local">` (taken as UTC) or ISO-8601."""
-    if not text.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed(f"not a time: {text} (use YYYY-MM-DDTHH:MM, UTC)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _filter(workflow: str, runner: str, status: str, since: str, until: str) -> ExecutionFilter:
     statuses = tuple(
         s for s in (part.strip().upper() for part in status.split(",")) if s in ExecutionStatus.__members__
@@ -43,8 +33,8 @@ def _filter(workflow: str, runner: str, status: str, since: str, until: str) -> 
         workflow_id=parse_id(workflow, "workflow") if workflow else None,
         runner_id=parse_id(runner, "runner") if runner else None,
         statuses=statuses,
-        since=_moment(since),
-        until=_moment(until),
+        since=parse_moment(since),
+        until=parse_moment(until),
     )
 
 
