@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     # Lifecycle (SPEC §4)
     maintenance_interval_seconds: float = Field(default=15, gt=0)
     runner_offline_seconds: int = Field(default=120, ge=1)
+    # Heartbeats and polls are kept in memory and written once per this period (hub/runners/liveness.py)
+    liveness_flush_seconds: float = Field(default=1.0, gt=0, le=10)
     queue_timeout_seconds: int = Field(default=1800, ge=1)
     pickup_timeout_seconds: int = Field(default=60, ge=1)
     running_grace_seconds: int = Field(default=120, ge=1)

@@ -121,12 +121,13 @@ async def test_deleting_a_runner_and_the_reason_when_it_holds_an_execution(
 
 
 async def test_the_runner_table_fragment_shows_fresh_metrics_and_status(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
 ) -> None:
     agent = await ProtocolRunner.register(admin, client, "metrics")
     assert 'data-status="OFFLINE"' in (await admin.get("/runners/rows")).text
     await agent.auth()
     await agent.heartbeat(cpuPercent=42.0, memoryPercent=91.0, diskPercent=10.0, diskFreeGb=123.4)
+    await hub.executions.liveness.flush()  # heartbeats are written within a second
     rows = (await admin.get("/runners/rows")).text
     assert rows.startswith('<tbody id="runner-rows" hx-get="/runners/rows')
     assert 'data-status="ONLINE"' in rows

@@ -47,7 +47,9 @@ def settings(hub: Hub) -> Iterator[Settings]:
 
 
 async def backdate(hub: Hub, table: str, column: str, row_id: str, seconds: float) -> None:
-    """Move `column` of one row `seconds` into the past (database clock)."""
+    """Move `column` of one row `seconds` into the past (database clock), after the signs of life received
+    so far are written (they would otherwise land after it, as newer ones)."""
+    await hub.executions.liveness.flush()
     async with hub.db.transaction() as session:
         await session.execute(
             text(f"UPDATE {table} SET {column} = now() - make_interval(secs => :s) WHERE id = :id"),

@@ -155,6 +155,7 @@ async def test_purge_archives_each_execution_with_its_logs_before_deleting_it(hi
 async def test_daily_purge_deletes_heartbeat_history_past_metrics_retention(history: History) -> None:
     for _ in range(5):
         assert (await history.runner.heartbeat()).status_code == 200
+    await history.hub.executions.liveness.flush()
     async with history.hub.db.transaction() as session:
         await session.execute(
             text(

@@ -67,9 +67,12 @@ async def test_register_duplicate_name_is_409_and_bad_body_is_422(admin: httpx.A
     assert (await admin.post("/api/runners", json={"name": "x", "labels": "gpu"})).status_code == 422
 
 
-async def test_list_and_get_runners_with_status_filter(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+async def test_list_and_get_runners_with_status_filter(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
     online = await _online(admin, client, "b-online")
     offline = (await _register(admin, "a-offline"))["runner"]
+    await hub.executions.liveness.flush()  # signs of life are written once a second
     listed = (await admin.get("/api/runners")).json()
     assert [r["name"] for r in listed["runners"]] == ["a-offline", "b-online"]
     assert (listed["total"], listed["page"], listed["limit"]) == (2, 1, 50)
@@ -161,11 +164,13 @@ async def test_delete_is_refused_while_the_runner_holds_an_execution(
 
 
 async def test_metrics_history_lists_each_heartbeat_in_order(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
 ) -> None:
     runner = await _online(admin, client)  # first heartbeat: cpu 5
     await runner.heartbeat(cpuPercent=50.0, diskFreeGb=12.5)
     await runner.heartbeat(cpuPercent=75.0)
+    # Written once a second, in one statement: every heartbeat's sample, not only the latest.
+    assert await hub.executions.liveness.flush() == 1
     r = await admin.get(f"/api/runners/{runner.runner_id}/metrics")
     assert r.status_code == 200
     metrics = r.json()["metrics"]
@@ -174,12 +179,17 @@ async def test_metrics_history_lists_each_heartbeat_in_order(
     assert [m["ts"] for m in metrics] == sorted(m["ts"] for m in metrics)
     # A poll is a sign of life, not a sample.
     await runner.poll()
+    await hub.executions.liveness.flush()
     assert len((await admin.get(f"/api/runners/{runner.runner_id}/metrics")).json()["metrics"]) == 3
 
 
-async def test_metrics_history_respects_from_and_to(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+async def test_metrics_history_respects_from_and_to(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
     runner = await _online(admin, client)
+    await hub.executions.liveness.flush()
     await runner.heartbeat(cpuPercent=60.0)
+    await hub.executions.liveness.flush()
     all_ts = [m["ts"] for m in (await admin.get(f"/api/runners/{runner.runner_id}/metrics")).json()["metrics"]]
     url = f"/api/runners/{runner.runner_id}/metrics"
     assert [m["cpuPercent"] for m in (await admin.get(url, params={"from": all_ts[1]})).json()["metrics"]] == [60.0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
+import asyncpg
 import orjson
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from exekra.config import Settings
@@ -61,6 +63,23 @@ class Database:
             after_commit = await self.hooks.before_commit(session)
         if after_commit is not None:
             await after_commit()
+
+    async def fetchrow(self, query: str, *args: object) -> Mapping[str, Any] | None:
+        """One read in one round trip, outside any transaction and without the ORM: for the hot path.
+
+        It runs on a pooled connection's asyncpg driver (`$1` parameters), whose prepared-statement cache makes
+        a repeated query a bind and execute. Nothing here may write: no commit hook would run.
+        """
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            try:
+                row: Mapping[str, Any] | None = await raw.driver_connection.fetchrow(query, *args)  # type: ignore[union-attr]
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
+                await connection.invalidate(exc)  # the pool must not hand this connection out again
+                raise DBAPIError(query, args, exc, connection_invalidated=True) from exc
+            except asyncpg.PostgresError as exc:
+                raise DBAPIError(query, args, exc) from exc  # the same error family as every other statement
+            return row
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

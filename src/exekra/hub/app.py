@@ -128,6 +128,7 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         app.state.hub = hub
         await hub.listener.start()
         await hub.dispatcher.start()
+        await hub.executions.liveness.start()
         scheduler = Scheduler(
             hub.executions, interval=settings.scheduler_interval_seconds, keep_fires_days=settings.retention_days
         )
@@ -144,6 +145,7 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
             await maintenance.stop()
             await scheduler.stop()
             await hub.dispatcher.stop()
+            await hub.executions.liveness.stop()
             await hub.listener.stop()
             await hub.db.dispose()
 

@@ -429,36 +429,93 @@ async def revoke_runner(session: AsyncSession, runner_id: uuid.UUID, secret_hash
 
 
 _TOUCH_RUNNER = text(
-    f"""
+    """
 UPDATE runners
    SET last_heartbeat_at = now(),
        status = CASE WHEN current_execution_id IS NULL THEN 'ONLINE' ELSE 'BUSY' END
  WHERE id = :runner_id AND token_epoch = :epoch
-RETURNING id, status, enabled, current_execution_id, type, labels, {_ASYNC_COMMIT}"""
+RETURNING id, status, enabled, current_execution_id, type, labels"""
 )
 
-_HEARTBEAT_RUNNER = text(
-    f"""
-WITH ur AS (
-    UPDATE runners
-       SET last_heartbeat_at = now(),
-           status = CASE WHEN current_execution_id IS NULL THEN 'ONLINE' ELSE 'BUSY' END,
-           cpu_percent = :cpu_percent, memory_percent = :memory_percent, memory_used_mb = :memory_used_mb,
-           disk_percent = :disk_percent, disk_free_gb = :disk_free_gb
-     WHERE id = :runner_id AND token_epoch = :epoch
- RETURNING id, status, enabled, current_execution_id, last_heartbeat_at, type, labels
+# Signs of life kept in memory by each hub process (`exekra.hub.runners.liveness`), written once a second:
+# the time of the latest sign (as an age, so that the hub's clock does not matter) and the latest metrics on
+# the runner's row, and every heartbeat's metrics in the runner's history (`h`). Rows are locked in id order, so that two hub processes writing
+# overlapping runners wait for each other instead of deadlocking; a runner whose secret was replaced since
+# its sign (the epoch) is left alone. Not a state change: status stays as it is (`touch_runner` is the one
+# that brings an OFFLINE runner back, at once).
+_RECORD_SIGNS = text(
+    """
+WITH s AS (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:epochs AS int[]), CAST(:ages AS float8[]),
+                         CAST(:measured AS bool[]), CAST(:cpu_percent AS float8[]), CAST(:memory_percent AS float8[]),
+                         CAST(:memory_used_mb AS float8[]), CAST(:disk_percent AS float8[]),
+                         CAST(:disk_free_gb AS float8[]))
+        AS s(id, epoch, age, measured, cpu_percent, memory_percent, memory_used_mb, disk_percent, disk_free_gb)
+), locked AS (
+    SELECT r.id FROM runners r JOIN s ON s.id = r.id AND s.epoch = r.token_epoch ORDER BY r.id FOR UPDATE OF r
+), ur AS (
+    UPDATE runners r
+       SET last_heartbeat_at = greatest(r.last_heartbeat_at, now() - make_interval(secs => s.age)),
+           cpu_percent = CASE WHEN s.measured THEN s.cpu_percent ELSE r.cpu_percent END,
+           memory_percent = CASE WHEN s.measured THEN s.memory_percent ELSE r.memory_percent END,
+           memory_used_mb = CASE WHEN s.measured THEN s.memory_used_mb ELSE r.memory_used_mb END,
+           disk_percent = CASE WHEN s.measured THEN s.disk_percent ELSE r.disk_percent END,
+           disk_free_gb = CASE WHEN s.measured THEN s.disk_free_gb ELSE r.disk_free_gb END
+      FROM s JOIN locked ON locked.id = s.id
+     WHERE r.id = s.id
+ RETURNING r.id
+), h AS (
+    SELECT * FROM unnest(CAST(:h_ids AS uuid[]), CAST(:h_ages AS float8[]), CAST(:h_cpu_percent AS float8[]),
+                         CAST(:h_memory_percent AS float8[]), CAST(:h_memory_used_mb AS float8[]),
+                         CAST(:h_disk_percent AS float8[]), CAST(:h_disk_free_gb AS float8[]))
+        AS h(id, age, cpu_percent, memory_percent, memory_used_mb, disk_percent, disk_free_gb)
 ), m AS (
     INSERT INTO runner_metrics (runner_id, ts, cpu_percent, memory_percent, memory_used_mb, disk_percent, disk_free_gb)
-    SELECT id, last_heartbeat_at, :cpu_percent, :memory_percent, :memory_used_mb, :disk_percent, :disk_free_gb
-      FROM ur
+    SELECT h.id, now() - make_interval(secs => h.age), h.cpu_percent, h.memory_percent, h.memory_used_mb,
+           h.disk_percent, h.disk_free_gb
+      FROM h JOIN ur ON ur.id = h.id
 )
-SELECT id, status, enabled, current_execution_id, type, labels, {_ASYNC_COMMIT} FROM ur"""
+SELECT count(*) AS written FROM ur"""
 )
+
+METRIC_FIELDS = ("cpu_percent", "memory_percent", "memory_used_mb", "disk_percent", "disk_free_gb")
+
+
+Metrics = dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class SignOfLife:
+    """A runner's signs of life not yet written: how long ago the latest was, and each heartbeat's metrics
+    (age in seconds, metrics), oldest first."""
+
+    runner_id: uuid.UUID
+    epoch: int
+    age_seconds: float
+    samples: list[tuple[float, Metrics]]
+
+
+async def record_signs_of_life(session: AsyncSession, signs: list[SignOfLife]) -> int:
+    """Write the runners' latest signs of life and all their metrics in one statement; returns how many runners."""
+    latest = [sign.samples[-1][1] if sign.samples else None for sign in signs]
+    samples = [(sign.runner_id, age, metrics) for sign in signs for age, metrics in sign.samples]
+    params: dict[str, list[Any]] = {
+        "ids": [sign.runner_id for sign in signs],
+        "epochs": [sign.epoch for sign in signs],
+        "ages": [sign.age_seconds for sign in signs],
+        "measured": [metrics is not None for metrics in latest],
+        "h_ids": [runner_id for runner_id, _, _ in samples],
+        "h_ages": [age for _, age, _ in samples],
+    }
+    for name in METRIC_FIELDS:
+        params[name] = [None if metrics is None else metrics.get(name) for metrics in latest]
+        params[f"h_{name}"] = [metrics.get(name) for _, _, metrics in samples]
+    return int((await session.execute(_RECORD_SIGNS, params)).scalar_one())
 
 
 @dataclass(frozen=True)
 class RunnerPresence:
-    """The runner's row after a sign of life."""
+    """The runner's row as a sign of life finds it."""
 
     runner_id: uuid.UUID
     status: str
@@ -475,29 +532,10 @@ def _presence(row: Row[Any] | None) -> RunnerPresence | None:
 
 
 async def touch_runner(session: AsyncSession, runner_id: uuid.UUID, epoch: int) -> RunnerPresence | None:
-    """A poll: the runner is alive (ONLINE, or BUSY while it holds work). None if its token is revoked."""
+    """An OFFLINE runner's sign of life: it is ONLINE again (or BUSY while it holds work), at once, as a state
+    change. None if its token is revoked."""
     result = await session.execute(_TOUCH_RUNNER, {"runner_id": runner_id, "epoch": epoch})
     return _presence(result.first())
-
-
-async def heartbeat_runner(
-    session: AsyncSession, runner_id: uuid.UUID, epoch: int, metrics: dict[str, float | None]
-) -> RunnerPresence | None:
-    """A heartbeat: like `touch_runner`, and records the metrics on the runner and in its history."""
-    result = await session.execute(_HEARTBEAT_RUNNER, {"runner_id": runner_id, "epoch": epoch, **metrics})
-    return _presence(result.first())
-
-
-async def stop_requested_ids(session: AsyncSession, runner_id: uuid.UUID) -> list[uuid.UUID]:
-    """Live executions of this runner whose stop was requested (answered in the heartbeat)."""
-    result = await session.execute(
-        text(
-            "SELECT id FROM executions WHERE runner_id = :runner_id "
-            "AND status IN ('ASSIGNED','RUNNING') AND stop_requested"
-        ),
-        {"runner_id": runner_id},
-    )
-    return [row.id for row in result]
 
 
 # --- the hub's stale checks (SPEC §4) ------------------------------------------------------------------

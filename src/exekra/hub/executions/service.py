@@ -9,6 +9,7 @@ follows from the rule's declared effects once the transaction commits (`exekra.h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.credentials.service import credential_for_runner
 from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
 from exekra.hub.dispatch.matcher import RunnerProfile
-from exekra.hub.errors import Conflict, Forbidden, NotAuthenticated, PayloadTooLarge
+from exekra.hub.errors import TRANSIENT_ERRORS, Conflict, Forbidden, NotAuthenticated, PayloadTooLarge
 from exekra.hub.executions import creation, queries
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.endings import Endings
@@ -34,6 +35,7 @@ from exekra.hub.executions.queries import ExecutionFilter, ExecutionView, Page
 from exekra.hub.executions.stale import StaleReport, check_stale
 from exekra.hub.listener import Listener
 from exekra.hub.lookup import get_or_404, parse_id
+from exekra.hub.runners.liveness import Liveness
 from exekra.workflow.definition import referenced_credentials
 
 
@@ -78,6 +80,7 @@ class ExecutionService:
         self.followers = LogFollowers(settings, listener, self.endings)
         self.secret_key = secret_key
         self.dedup = dedup  # the Redis mirror of idempotency keys, when Redis is configured
+        self.liveness = Liveness(db, interval=settings.liveness_flush_seconds)
         self.closing = False
         self.held_reads = 0  # `?wait=` reads waiting for an execution to end in this process
 
@@ -207,15 +210,9 @@ class ExecutionService:
     # --- the runner protocol (SPEC §7.3) --------------------------------------------------------------
 
     async def heartbeat(self, claims: RunnerClaims, metrics: dict[str, float | None]) -> Heartbeat:
-        """A sign of life with metrics; answers the executions the runner must stop."""
-        async with self.db.transaction() as session:
-            presence = await lifecycle.heartbeat_runner(session, claims.runner_id, claims.epoch, metrics)
-            if presence is None:
-                raise NotAuthenticated("Runner token revoked: authenticate again")
-            stop_ids = []
-            if presence.current_execution_id is not None:
-                stop_ids = await lifecycle.stop_requested_ids(session, claims.runner_id)
-        return Heartbeat(presence.status, stop_ids)
+        """A sign of life with metrics (written within a second); answers the executions the runner must stop."""
+        sign = await self.liveness.sign(claims, metrics, with_stops=True)
+        return Heartbeat(sign.presence.status, sign.stop_ids)
 
     async def poll(self, claims: RunnerClaims, wait: float) -> dict[str, Any] | None:
         """The execution the runner holds (ASSIGNED or RUNNING), a newly claimed one, or None after `wait`
@@ -225,10 +222,7 @@ class ExecutionService:
         # Registered before the runner shows up as idle, so an assignment made by anyone from then on wakes us.
         event = dispatcher.register_waiter(runner_id)
         try:
-            async with self.db.transaction() as session:
-                presence = await lifecycle.touch_runner(session, runner_id, claims.epoch)
-            if presence is None:
-                raise NotAuthenticated("Runner token revoked: authenticate again")
+            presence = (await self.liveness.sign(claims)).presence
             execution_id = presence.current_execution_id
             if execution_id is None and presence.enabled:
                 profile = RunnerProfile(runner_id, presence.type, presence.labels)
@@ -321,7 +315,12 @@ class ExecutionService:
     # --- the stale rules (SPEC §4) --------------------------------------------------------------------
 
     async def check_stale(self, *, not_before: datetime | None) -> StaleReport:
-        """One pass of the stale checks (runners gone silent first, then each stale rule)."""
+        """One pass of the stale checks (runners gone silent first, then each stale rule).
+
+        This process's signs of life are written first; another process's are at most a flush period old.
+        """
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.liveness.flush()  # kept for the next flush on failure; the checks then meet the error
         return await check_stale(self.db, self.settings, not_before=not_before)
 
 

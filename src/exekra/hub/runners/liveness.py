@@ -1,0 +1,150 @@
+"""Signs of life are not transactions: a hub process keeps its runners' latest heartbeats and polls in memory and
+writes them to PostgreSQL in one statement a second.
+
+Liveness needs no per-request durability: a runner is OFFLINE after `EXEKRA_RUNNER_OFFLINE_SECONDS` (120 s)
+without a sign, so a sign written up to a second late changes nothing, and a hub that crashes loses at most
+its last second of them, which leaves every runner that showed a sign within the last `offline - 1` seconds
+ONLINE. What stays immediate:
+
+- the token check: each sign reads the runner's row (one round trip, no transaction), so a token revoked a
+  moment ago is refused at once;
+- state changes: a runner found OFFLINE is brought back at once (`lifecycle.touch_runner`, a transaction),
+  since a claim needs it ONLINE; assignment, start and end are fenced transitions as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from exekra.db.session import Database
+from exekra.hub import lifecycle
+from exekra.hub.auth.security import RunnerClaims
+from exekra.hub.errors import TRANSIENT_ERRORS, NotAuthenticated
+from exekra.hub.lifecycle import Metrics, RunnerPresence, SignOfLife
+from exekra.hub.runners.models import RunnerStatus
+
+log = logging.getLogger(__name__)
+
+# Heartbeats' metrics kept per runner between two writes: a runner heartbeats every few seconds at the most,
+# so this only bounds memory while the database is down (the oldest are kept, the rest dropped).
+MAX_SAMPLES = 100
+
+# The runner as a sign of life finds it; with $2, also the live executions it holds whose stop was requested
+# (a heartbeat's answer). One read, no lock.
+_PRESENCE = """
+SELECT r.id, r.status, r.enabled, r.current_execution_id, r.type, r.labels, r.token_epoch,
+       CASE WHEN $2 AND r.current_execution_id IS NOT NULL THEN ARRAY(
+           SELECT x.id FROM executions x
+            WHERE x.runner_id = r.id AND x.status IN ('ASSIGNED', 'RUNNING') AND x.stop_requested)
+       END AS stop_ids
+  FROM runners r
+ WHERE r.id = $1"""
+
+
+@dataclass
+class _Pending:
+    epoch: int
+    at: float  # time.monotonic() of the latest sign
+    samples: list[tuple[float, Metrics]] = field(default_factory=list)  # each heartbeat's (monotonic time, metrics)
+
+
+@dataclass(frozen=True)
+class Sign:
+    """What a sign of life answers: the runner as it is, and (for a heartbeat) the stops it must carry out."""
+
+    presence: RunnerPresence
+    stop_ids: list[uuid.UUID]
+
+
+class Liveness:
+    """One hub process's signs of life: read the runner, remember the sign, write all of them once a second."""
+
+    def __init__(self, db: Database, *, interval: float = 1.0) -> None:
+        self.db = db
+        self.interval = interval
+        self._pending: dict[uuid.UUID, _Pending] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def sign(self, claims: RunnerClaims, metrics: Metrics | None = None, *, with_stops: bool = False) -> Sign:
+        """A heartbeat (with `metrics`) or a poll. NotAuthenticated if the token was revoked."""
+        runner_id = claims.runner_id
+        row = await self.db.fetchrow(_PRESENCE, runner_id, with_stops)
+        if row is None or row["token_epoch"] != claims.epoch:
+            raise NotAuthenticated("Runner token revoked: authenticate again")
+        if row["status"] == RunnerStatus.OFFLINE:
+            async with self.db.transaction() as session:
+                back = await lifecycle.touch_runner(session, runner_id, claims.epoch)
+            if back is None:
+                raise NotAuthenticated("Runner token revoked: authenticate again")
+            presence = back
+        else:
+            presence = RunnerPresence(
+                runner_id,
+                row["status"],
+                row["enabled"],
+                row["current_execution_id"],
+                row["type"],
+                tuple(row["labels"] or ()),
+            )
+        now = time.monotonic()
+        pending = self._pending.get(runner_id)
+        if pending is None or pending.epoch != claims.epoch:
+            pending = self._pending[runner_id] = _Pending(claims.epoch, now)
+        pending.at = now
+        if metrics is not None and len(pending.samples) < MAX_SAMPLES:
+            pending.samples.append((now, metrics))
+        return Sign(presence, list(row["stop_ids"] or ()))
+
+    @property
+    def pending(self) -> int:
+        """Signs held in memory, not yet written."""
+        return len(self._pending)
+
+    async def flush(self) -> int:
+        """Write every sign held so far in one statement; returns how many runners were written. On a database
+        error the signs are kept for the next flush (newer signs of the same runners replace them)."""
+        if not self._pending:
+            return 0
+        taken, self._pending = self._pending, {}
+        now = time.monotonic()
+        signs = [
+            SignOfLife(rid, p.epoch, max(0.0, now - p.at), [(max(0.0, now - at), m) for at, m in p.samples])
+            for rid, p in taken.items()
+        ]
+        try:
+            async with self.db.transaction() as session:
+                return await lifecycle.record_signs_of_life(session, signs)
+        except BaseException:
+            for runner_id, held in taken.items():
+                newer = self._pending.get(runner_id)
+                if newer is None:
+                    self._pending[runner_id] = held
+                elif newer.epoch == held.epoch:
+                    newer.samples[:0] = held.samples[: MAX_SAMPLES - len(newer.samples)]
+            raise
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="exekra-liveness")
+
+    async def stop(self) -> None:
+        """Stop the loop and write what is held (a clean shutdown loses no sign)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+            except TRANSIENT_ERRORS as exc:
+                log.warning("could not write runners' signs of life (kept for the next try): %s", exc)
