@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         default=None,
         description="Key for credential encryption and token signing; unset = key file under home (0600).",
     )
+    license_public_key: str | None = Field(
+        default=None,
+        description="Key licences are checked against: a PEM file's path or base64 of the raw 32-byte Ed25519 "
+        "public key; unset = the built-in key of the Exekra licensing authority.",
+    )
     instance_prefix: str = Field(
         default="",
         max_length=64,

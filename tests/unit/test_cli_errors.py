@@ -135,6 +135,12 @@ CLIENT_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("triggers", "rotate-token"): ["nightly"],
 }
 
+# `exekra license issue` arguments (with a private key that does not exist).
+ISSUE = [
+    "--private-key", "/nonexistent/k.pem", "--licensee", "ACME", "--email", "a@acme.example", "--max-runners", "2",
+    "--expires-at", "2027-01-31", "--hub-id", "hub_x", "--out", "/nonexistent/x.lic",
+]  # fmt: skip
+
 # The commands that run the system rather than talk to a hub: settings missing or wrong, database unreachable.
 SERVER_CASES: list[tuple[tuple[str, ...], dict[str, str], int, str]] = [
     (("hub",), {}, 2, "DATABASE_URL"),
@@ -148,6 +154,17 @@ SERVER_CASES: list[tuple[tuple[str, ...], dict[str, str], int, str]] = [
     (("purge", "--older-than-days", "-1"), {"DATABASE_URL": NO_DATABASE}, 2, "--older-than-days"),
     (("runner",), {}, 2, "EXEKRA_MACHINE_SECRET"),
     (("runner", "--hub-url", "hub.local", "--machine-key", "k", "--machine-secret", "s"), {}, 2, "http://"),
+    (("hub",), {"DATABASE_URL": NO_DATABASE, "EXEKRA_LICENSE_PUBLIC_KEY": "c2hvcnQ="}, 2, "EXEKRA_LICENSE_PUBLIC_KEY"),
+    (
+        ("license", "keygen", "--private-key", "/nonexistent/dir/k.pem", "--public-key", "/nonexistent/dir/p.pem"),
+        {},
+        2,
+        "cannot write",
+    ),
+    (("license", "keygen", "--private-key", "k.pem"), {}, 2, "--public-key"),
+    (("license", "issue", *ISSUE[:-2], "--out", "x.lic"), {}, 2, "cannot read the private key"),
+    (("license", "issue", *ISSUE[:6], "--max-runners", "0", *ISSUE[8:]), {}, 2, "--max-runners"),
+    (("license", "issue", *ISSUE[:8], "--expires-at", "next year", *ISSUE[10:]), {}, 2, "--expires-at"),
 ]
 
 
