@@ -85,7 +85,7 @@ def _purge(args: argparse.Namespace) -> int:
         return 1
     print(
         f"purged {report.executions} executions ({report.logs} log lines, {report.keys} idempotency keys) "
-        f"and {report.metrics} heartbeat metric rows"
+        f"and {report.metrics} heartbeat metric rows" + (f", and {report.audit} audit entries" if report.audit else "")
     )
     if report.archive is not None:
         print(f"archive: {report.archive}")
@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
             **DATABASE_ENV,
             "EXEKRA_RETENTION_DAYS": "executions finished longer ago are purged (30)",
             "EXEKRA_METRICS_RETENTION_DAYS": "heartbeat metrics kept (7)",
+            "EXEKRA_AUDIT_RETENTION_DAYS": "audit entries kept (unset: forever)",
             "EXEKRA_PURGE_BATCH": "rows per transaction (1000)",
             "EXEKRA_PURGE_ARCHIVE_DIR": "archive here first, as --archive does",
         },

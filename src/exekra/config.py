@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     # Retention (SPEC §11)
     retention_days: int = Field(default=30, ge=1)
     metrics_retention_days: int = Field(default=7, ge=1)
+    audit_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="The purge deletes audit entries older than this many days (the one deletion the audit log "
+        "allows); unset = the audit log is kept forever.",
+    )
     purge_batch: int = Field(default=1000, ge=1)
     purge_pause_ratio: float = Field(
         default=1.0,

@@ -73,6 +73,7 @@ class Maintenance:
                 batch=settings.purge_batch,
                 pause_ratio=settings.purge_pause_ratio,
                 archive_dir=settings.purge_archive_dir,
+                audit_retention_days=settings.audit_retention_days,
             )
 
     async def revalidate_license(self) -> LicenseStatus:
