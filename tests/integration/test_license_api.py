@@ -243,6 +243,23 @@ async def test_an_expired_licence_refuses_new_runners_keeps_old_ones_and_says_so
     assert actor_type == "SYSTEM" and details["from"] == "active" and details["to"] == "expired"
 
 
+async def test_an_installed_licence_that_no_longer_verifies_is_enforced_as_expired(
+    admin: httpx.AsyncClient, hub: Hub, hub_app: FastAPI, issue: LicenseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await _install(admin, issue(max_runners=5))).status_code == 200
+    # The hub now trusts another key (EXEKRA_LICENSE_PUBLIC_KEY changed): no fallback to the uncapped community mode.
+    monkeypatch.setattr(hub.licensing, "public_key", Ed25519PrivateKey.generate().public_key())
+    status = await hub_app.state.maintenance.revalidate_license()
+    assert status.status == "expired" and status.problem and "not valid any more" in status.problem
+    body = (await admin.get("/api/license")).json()["license"]
+    assert body["status"] == "expired" and body["problem"] == status.problem and body["licensee"] is None
+    r = await _register(admin, "refused")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "license_limit"
+    assert "not valid any more" in r.json()["error"]["message"]
+    [(_, _, _, details)] = await _audit(hub, "license.status")
+    assert (details["from"], details["to"], details["problem"]) == ("active", "expired", status.problem)
+
+
 @pytest.mark.parametrize(("days", "shown"), [(30, False), (14, True), (0, True)])
 async def test_the_banner_shows_from_14_days_before_expiry(
     admin: httpx.AsyncClient, make_client: ClientFactory, issue: LicenseFactory, days: int, shown: bool

@@ -70,6 +70,16 @@ class LicenseStatus:
     def caps_runners(self) -> bool:
         return self.status != "community"
 
+    @property
+    def not_in_force(self) -> str | None:
+        """Why the licence is not in force (expired, or no longer verifies); None while it is, or without one."""
+        if self.status != "expired":
+            return None
+        if self.problem is not None:
+            return self.problem
+        assert self.terms is not None  # expired by date: the terms verified
+        return f"The licence of {self.terms.licensee} expired on {self.terms.expires_at.isoformat()}"
+
     def to_api(self, runners: int | None = None) -> dict[str, Any]:
         terms = self.terms
         return {
@@ -89,10 +99,8 @@ class LicenseStatus:
 
     def banner(self) -> dict[str, str] | None:
         """The dashboard's banner: `{"kind", "message"}` from 14 days before expiry on, else None."""
-        if self.status == "community":
-            return None
-        if self.status == "expired":
-            why = self.problem or f"The licence of {self.terms.licensee if self.terms else 'this hub'} expired"
+        why = self.not_in_force
+        if why is not None:
             return {
                 "kind": "error",
                 "message": f"{why}. Runners already registered keep working; new runners cannot be registered "
@@ -148,14 +156,10 @@ class Licensing:
         """The status from the last read of this process (None before the first)."""
         return None if self._installed is None else evaluate(self._installed, self.today())
 
-    async def status(self) -> LicenseStatus:
-        """The status read from the database now."""
-        return evaluate(await self.reload(), self.today())
-
     async def status_with_runners(self) -> tuple[LicenseStatus, int]:
         """The status read now, with how many runners are registered."""
         async with self.db.transaction() as session:  # a transaction: the first read makes the hub id
-            installed = await self._read(session)
+            installed = self._check(await installation(session))
             runners = await _runner_count(session)
         self._installed = installed
         return evaluate(installed, self.today()), runners
@@ -163,7 +167,7 @@ class Licensing:
     async def reload(self) -> Installed:
         """Read the installation again (after a `NOTIFY`, a reconnection, or at start)."""
         async with self.db.transaction() as session:
-            self._installed = await self._read(session)
+            self._installed = self._check(await installation(session))
         return self._installed
 
     def subscribe(self, listener: Listener) -> None:
@@ -180,8 +184,8 @@ class Licensing:
         if not task.cancelled() and task.exception() is not None:
             log.warning("licence: reading it again failed: %s", task.exception())
 
-    async def _read(self, session: AsyncSession, *, for_update: bool = False) -> Installed:
-        row = await installation(session, for_update=for_update)
+    def _check(self, row: Installation) -> Installed:
+        """What the row holds, decrypted and verified against the trusted key and the row's hub id."""
         if row.license_sealed is None:
             return Installed(row.hub_id)
         try:
@@ -220,7 +224,7 @@ class Licensing:
                 raise LicenseEmailMismatch(
                     f"the licence's email {terms.email} is not the email of an ADMIN of this hub"
                 )
-            previous = await self._read(session)
+            previous = self._check(row)
             installed = Installed(row.hub_id, terms)
             status = evaluate(installed, today)
             row.license_sealed = encrypt_fields(self.seal_key, {_FIELD: license_text})
@@ -237,7 +241,7 @@ class Licensing:
         status in the audit log, once (the maintenance loop, at start and on a schedule)."""
         async with self.db.transaction() as session:
             row = await installation(session, for_update=True)
-            installed = await self._read(session)
+            installed = self._check(row)
             status = evaluate(installed, self.today())
             runners = await _runner_count(session)
             if status.terms is not None and runners > status.terms.max_runners:
@@ -267,14 +271,11 @@ class Licensing:
         The installation row is locked until that transaction ends, so concurrent registrations are counted
         one after the other and never pass the cap together.
         """
-        status = evaluate(await self._read(session, for_update=True), self.today())
+        status = evaluate(self._check(await installation(session, for_update=True)), self.today())
         if not status.caps_runners:
             return
-        if status.status == "expired" or status.terms is None:
-            why = (
-                status.problem
-                or f"The licence expired on {status.terms.expires_at.isoformat() if status.terms else '?'}"
-            )
+        why = status.not_in_force
+        if why is not None or status.terms is None:
             raise LicenseLimit(f"{why}: no new runners can be registered (registered runners keep working)")
         runners = await _runner_count(session)
         if runners >= status.terms.max_runners:
