@@ -175,6 +175,19 @@ def parked(hub: Hub) -> Parked:
     return wait_until_parked
 
 
+async def fill_audit(hub: Hub, count: int, action: str = "test.fill", days_ago: int = 0) -> None:
+    """`count` SYSTEM audit entries of `action` for entities `t1`…, dated `days_ago` days back."""
+    async with hub.db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO audit_log (ts, actor_type, actor_id, action, entity_type, entity_id) "
+                "SELECT now() - make_interval(days => :days), 'SYSTEM', NULL, :action, 'thing', 't' || n "
+                "FROM generate_series(1, :count) AS n"
+            ),
+            {"action": action, "count": count, "days": days_ago},
+        )
+
+
 SIMPLE_DEFINITION: dict[str, Any] = {
     "nodes": [{"id": "hello", "activity": "log.message", "params": {"message": "hello"}}],
     "edges": [],

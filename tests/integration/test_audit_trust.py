@@ -12,25 +12,13 @@ from sqlalchemy.exc import DBAPIError
 from exekra.hub.context import Hub
 from exekra.hub.retention import purge
 
-from .conftest import ADMIN_EMAIL
+from .conftest import ADMIN_EMAIL, fill_audit
 from .protocol import ProtocolRunner, publish_workflow, running_execution
 
 
 async def _count(hub: Hub, sql: str) -> int:
     async with hub.db.session() as session:
         return int((await session.execute(text(sql))).scalar_one())
-
-
-async def _entries(hub: Hub, days_ago: int, count: int) -> None:
-    """`count` entries dated `days_ago` days back (inserting is what the log allows)."""
-    async with hub.db.transaction() as session:
-        await session.execute(
-            text(
-                "INSERT INTO audit_log (ts, actor_type, action) "
-                "SELECT now() - make_interval(days => :d), 'SYSTEM', 'test.entry' FROM generate_series(1, :n)"
-            ),
-            {"d": days_ago, "n": count},
-        )
 
 
 @pytest.mark.parametrize(
@@ -43,7 +31,7 @@ async def _entries(hub: Hub, days_ago: int, count: int) -> None:
     ],
 )
 async def test_the_database_refuses_to_update_or_delete_audit_entries(hub: Hub, statement: str) -> None:
-    await _entries(hub, 0, 3)
+    await fill_audit(hub, 3, "test.entry")
     with pytest.raises(DBAPIError, match="audit_log is append-only"):
         async with hub.db.transaction() as session:
             await session.execute(text(statement))
@@ -51,8 +39,8 @@ async def test_the_database_refuses_to_update_or_delete_audit_entries(hub: Hub, 
 
 
 async def test_the_retention_purge_deletes_only_entries_past_audit_retention(hub: Hub) -> None:
-    await _entries(hub, 400, 5)
-    await _entries(hub, 100, 2)
+    await fill_audit(hub, 5, "test.entry", days_ago=400)
+    await fill_audit(hub, 2, "test.entry", days_ago=100)
 
     report = await purge(hub.db, retention_days=30, metrics_retention_days=7, batch=2, audit_retention_days=365)
 
@@ -67,7 +55,7 @@ async def test_the_retention_purge_deletes_only_entries_past_audit_retention(hub
 
 
 async def test_without_audit_retention_the_purge_keeps_every_entry(hub: Hub) -> None:
-    await _entries(hub, 4000, 3)
+    await fill_audit(hub, 3, "test.entry", days_ago=4000)
     report = await purge(hub.db, retention_days=30, metrics_retention_days=7, batch=10)
     assert report.audit == 0
     assert await _count(hub, "SELECT count(*) FROM audit_log WHERE action = 'test.entry'") == 3
