@@ -1,6 +1,5 @@
-"""`exekra license keygen | issue`: a licensing authority of one's own (tests, operators issuing their own).
-
-Installing a licence is the hub's business (`POST /api/license`, or the dashboard's Licence page).
+"""`exekra license keygen | issue`: a licensing authority of one's own (tests, operators issuing their own);
+`exekra license show | install`: a hub's licence, through its API (`exekra.client`).
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from typing import Any
 
 from exekra.cli_errors import UsageError
 from exekra.cli_help import add_command, add_group
+from exekra.client.models import License
+from exekra.clientcli.common import EXIT_OK, client_command, client_for, command, print_json
 
 PUBLIC_KEY_ENV = {
     "EXEKRA_LICENSE_PUBLIC_KEY": "on the hub: the public key's PEM path (or its base64) replaces the built-in key",
@@ -68,6 +69,44 @@ def _issue(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def _show(args: argparse.Namespace) -> int:
+    with client_for(args) as hub:
+        licence = hub.license()
+    _print_license(licence, args.json)
+    return EXIT_OK
+
+
+@command
+def _install(args: argparse.Namespace) -> int:
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the licence file {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
+    with client_for(args) as hub:
+        licence = hub.install_license(text)
+    _print_license(licence, args.json)
+    return EXIT_OK
+
+
+def _print_license(licence: License, as_json: bool) -> None:
+    if as_json:
+        print_json({"license": licence})
+        return
+    print(f"hub id: {licence.hub_id}")
+    if licence.status == "community":
+        print(f"community edition: no licence, no runner cap ({licence.runners} runners registered)")
+        return
+    trial = " (trial)" if licence.trial else ""
+    print(f"status: {licence.status}{trial}")
+    if licence.licensee is not None:
+        print(f"licensee: {licence.licensee} <{licence.email}>, {licence.edition}")
+        print(f"runners: {licence.runners} of {licence.max_runners}")
+        print(f"expires: {licence.expires_at} ({licence.days_left} days left)")
+    if licence.problem:
+        print(f"problem: {licence.problem}")
+
+
 def _write(path: Path, content: bytes, mode: int) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -97,9 +136,30 @@ def _non_empty(text: str) -> str:
 
 
 def add_license_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    """`exekra license keygen` and `exekra license issue`."""
-    group = add_group(commands, "license", "make licensing keys and issue licence files")
+    """`exekra license show | install | keygen | issue`."""
+    group = add_group(commands, "license", "a hub's licence; licensing keys and licence files")
     license_commands = group.add_subparsers(dest="license_command", required=True)
+
+    show = client_command(
+        license_commands,
+        "show",
+        "the hub's licence, or community mode, and its hub id",
+        ["exekra license show", "exekra license show --json"],
+        "The hub's licence: status (active, expired, community), licensee, runners registered of the maximum, "
+        "expiry and days left, and the hub id a licence must be issued for (any signed-in user).",
+    )
+    show.set_defaults(func=_show)
+
+    install = client_command(
+        license_commands,
+        "install",
+        "install a .lic file on the hub (ADMIN)",
+        ["exekra license install acme.lic"],
+        "Install a licence file on the hub (ADMIN) in place of any other; it takes effect at once in every hub "
+        "process. A refusal says why: not a licence, another key, another hub id, no ADMIN with its email.",
+    )
+    install.add_argument("file", help="the .lic file")
+    install.set_defaults(func=_install)
 
     keygen = add_command(
         license_commands,

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from exekra.client import AsyncExekraClient
+from exekra.client import ValidationFailed as ClientValidationFailed
 from exekra.config import Settings
 from exekra.hub.app import create_app
 from exekra.hub.context import Hub
@@ -300,6 +302,26 @@ async def test_the_licence_page_shows_the_hub_id_and_installs_an_upload(
     assert "Licence refused" in (await admin.get(r.headers["location"])).text
     operator_page = (await (await make_client("OPERATOR")).get("/license")).text
     assert "Uploaded Inc" in operator_page and 'id="install-licence"' not in operator_page
+
+
+async def test_the_sdk_reads_and_installs_the_licence(
+    hub_app: FastAPI, admin: httpx.AsyncClient, issue: LicenseFactory, hub_id: str
+) -> None:
+    token = admin.headers["Authorization"].removeprefix("Bearer ")
+    transport = httpx.ASGITransport(app=hub_app)
+    async with AsyncExekraClient("http://testserver", token, transport=transport) as sdk:
+        assert (await sdk.license()).status == "community"
+        with pytest.raises(ClientValidationFailed) as refused:
+            await sdk.install_license(issue(hub_id="hub_elsewhere"))
+        assert refused.value.code == "license_hub_mismatch"
+        installed = await sdk.install_license(issue(licensee="Via SDK", max_runners=4))
+        assert (installed.status, installed.licensee, installed.max_runners, installed.hub_id) == (
+            "active",
+            "Via SDK",
+            4,
+            hub_id,
+        )
+        assert await sdk.license() == installed
 
 
 # --- several hub processes -----------------------------------------------------------------------------------

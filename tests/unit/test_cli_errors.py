@@ -94,6 +94,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("EXEKRA_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "definition.json").write_text(json.dumps({"nodes": [{"id": "a", "activity": "log.message"}]}))
+    (tmp_path / "acme.lic").write_text('{"license": {}, "signature": ""}')
     (tmp_path / "export.json").write_text(json.dumps({"format": "exekra.workflow/v1", "name": "wf", "definition": {}}))
     get_settings.cache_clear()
     yield tmp_path
@@ -133,6 +134,8 @@ CLIENT_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("triggers", "disable"): ["nightly"],
     ("triggers", "delete"): ["nightly"],
     ("triggers", "rotate-token"): ["nightly"],
+    ("license", "show"): [],
+    ("license", "install"): ["acme.lic"],
 }
 
 # `exekra license issue` arguments (with a private key that does not exist).
@@ -248,6 +251,7 @@ def test_client_commands_answer_http_errors_in_one_line(
         (["login", "--hub-url", "http://127.0.0.1:1"], "--email"),
         (["workflow", "export", "wf", "-o", "no/such/dir/wf.json", "--hub-url", "http://127.0.0.1:1"], "cannot write"),
         (["login", "--hub-url", "http://127.0.0.1:1", "--email", "a@b.c"], "--password-stdin"),
+        (["license", "install", "missing.lic", "--hub-url", "http://127.0.0.1:1"], "cannot read the licence file"),
     ],
 )
 def test_bad_command_lines_are_refused_in_one_line_with_exit_2_or_3(
