@@ -18,6 +18,7 @@ NO_DATABASE = "DATABASE_URL is not set: set it to postgresql://user:pass@host:po
 
 def _hub(args: argparse.Namespace) -> int:
     from exekra.db.migrate import ensure_migrated
+    from exekra.hub.license.envelope import load_public_key
     from exekra.hub.server import serve
 
     settings = get_settings()
@@ -27,6 +28,7 @@ def _hub(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update=overrides)
     if not settings.database_url:
         raise UsageError(NO_DATABASE)
+    load_public_key(settings.license_public_key)  # a key that cannot be used is refused before the hub starts
     with database_errors(settings.database_url):
         asyncio.run(ensure_migrated(settings.database_url))
     return serve(settings, access_log=args.access_log)
@@ -83,7 +85,7 @@ def _purge(args: argparse.Namespace) -> int:
         return 1
     print(
         f"purged {report.executions} executions ({report.logs} log lines, {report.keys} idempotency keys) "
-        f"and {report.metrics} heartbeat metric rows"
+        f"and {report.metrics} heartbeat metric rows" + (f", and {report.audit} audit entries" if report.audit else "")
     )
     if report.archive is not None:
         print(f"archive: {report.archive}")
@@ -179,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
             **DATABASE_ENV,
             "EXEKRA_RETENTION_DAYS": "executions finished longer ago are purged (30)",
             "EXEKRA_METRICS_RETENTION_DAYS": "heartbeat metrics kept (7)",
+            "EXEKRA_AUDIT_RETENTION_DAYS": "audit entries kept (unset: forever)",
             "EXEKRA_PURGE_BATCH": "rows per transaction (1000)",
             "EXEKRA_PURGE_ARCHIVE_DIR": "archive here first, as --archive does",
         },
@@ -254,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_up)
 
     from exekra.clientcli import add_client_commands
+    from exekra.license_cli import add_license_commands
 
+    add_license_commands(commands)
     add_client_commands(commands)
     return parser
 

@@ -73,6 +73,11 @@ def explain(exc: Exception) -> CommandError:
 
     from exekra.runner.config import RunnerConfigError
 
+    if isinstance(exc, ValueError):
+        from exekra.hub.license.envelope import PublicKeyUnusable
+
+        if isinstance(exc, PublicKeyUnusable):
+            return UsageError(str(exc))
     if isinstance(exc, CommandError):
         return exc
     if isinstance(exc, ValidationError) and exc.title == "Settings":

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         default=None,
         description="Key for credential encryption and token signing; unset = key file under home (0600).",
     )
+    license_public_key: str | None = Field(
+        default=None,
+        description="Key licences are checked against: a PEM file's path or base64 of the raw 32-byte Ed25519 "
+        "public key; unset = the built-in key of the Exekra licensing authority.",
+    )
     instance_prefix: str = Field(
         default="",
         max_length=64,
@@ -116,6 +121,12 @@ class Settings(BaseSettings):
     # Retention (SPEC §11)
     retention_days: int = Field(default=30, ge=1)
     metrics_retention_days: int = Field(default=7, ge=1)
+    audit_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="The purge deletes audit entries older than this many days (the one deletion the audit log "
+        "allows); unset = the audit log is kept forever.",
+    )
     purge_batch: int = Field(default=1000, ge=1)
     purge_pause_ratio: float = Field(
         default=1.0,

@@ -111,14 +111,17 @@ async def _prepare(
     from exekra.hub.audit.service import SYSTEM
     from exekra.hub.auth.service import ensure_admin
     from exekra.hub.effects import EffectApplier
+    from exekra.hub.license.service import Licensing
 
     await upgrade_async(database_url)
-    db = Database(settings.model_copy(update={"database_url": database_url}), EffectApplier())
+    settings = settings.model_copy(update={"database_url": database_url, "home": home})
+    db = Database(settings, EffectApplier())
     try:
+        licensing = Licensing.from_settings(db, settings, settings.resolve_secret_key())
         password = os.environ.get("EXEKRA_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         created = await ensure_admin(db, ADMIN_EMAIL, password)
         await _ensure_example_workflow(db)
-        credentials = await _local_runners(db, home, runners, SYSTEM)
+        credentials = await _local_runners(db, home, runners, SYSTEM, licensing)
     finally:
         await db.dispose()
     return (password if created else None), credentials
@@ -144,10 +147,13 @@ async def _ensure_example_workflow(db: Any) -> None:
     await workflows.publish_latest(db, str(summary.workflow.id), SYSTEM)
 
 
-async def _local_runners(db: Any, home: Path, count: int, actor: Any) -> list[dict[str, str]]:
-    """Credentials for runners local-1..N, kept in EXEKRA_HOME (mode 0600) so a restart reuses them."""
+async def _local_runners(db: Any, home: Path, count: int, actor: Any, licensing: Any) -> list[dict[str, str]]:
+    """Credentials for runners local-1..N, kept in EXEKRA_HOME (mode 0600) so a restart reuses them; an installed
+    licence's runner cap counts them too."""
     from sqlalchemy import select
 
+    from exekra.cli_errors import CommandError
+    from exekra.hub.errors import LicenseLimit
     from exekra.hub.runners import service as runners
     from exekra.hub.runners.models import Runner
     from exekra.hub.runners.schemas import NewRunner
@@ -163,7 +169,11 @@ async def _local_runners(db: Any, home: Path, count: int, actor: Any) -> list[di
             result.append(saved[name])
             continue
         if row is None:
-            registered = await runners.register_runner(db, NewRunner(name=name, type="local", labels=["local"]), actor)
+            data = NewRunner(name=name, type="local", labels=["local"])
+            try:
+                registered = await runners.register_runner(db, data, actor, licensing)
+            except LicenseLimit as exc:
+                raise CommandError(f"cannot register the local runner {name}: {exc.message}") from None
         else:
             registered = await runners.regenerate_secret(db, str(row.id), actor)
         saved[name] = {"name": name, "machineKey": registered.machine_key, "machineSecret": registered.machine_secret}

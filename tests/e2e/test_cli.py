@@ -205,6 +205,24 @@ def test_runners_register_and_list(cli: Cli) -> None:
     assert mine["labels"] == ["gpu"] and mine["type"] == "linux" and mine["status"] == "OFFLINE"
 
 
+def test_license_show_names_the_hub_id_and_install_answers_a_refusal_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    shown = cli("license", "show")
+    assert shown.returncode == 0, shown.stderr
+    hub_id = json.loads(cli("license", "show", "--json").stdout)["license"]["hubId"]
+    assert f"hub id: {hub_id}" in shown.stdout and "community edition" in shown.stdout
+
+    private, public = tmp_path / "stranger.pem", tmp_path / "stranger.pub.pem"
+    assert cli("license", "keygen", "--private-key", str(private), "--public-key", str(public)).returncode == 0
+    issued = cli(
+        "license", "issue", "--private-key", str(private), "--licensee", "Stranger", "--email", "admin@e2e.test",
+        "--max-runners", "1", "--expires-at", "2099-01-01", "--hub-id", hub_id, "--out", str(tmp_path / "s.lic"),
+    )  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    refused = cli("license", "install", str(tmp_path / "s.lic"))
+    assert refused.returncode == 3 and refused.stderr.count("\n") == 1
+    assert "signature does not verify" in refused.stderr  # the hub trusts its built-in key, not this one
+
+
 def test_triggers_create_list_enable_disable(cli: Cli, runner: str, tmp_path: Path) -> None:
     name = _push(cli, tmp_path, GREETER, runner)
     schedule = cli(

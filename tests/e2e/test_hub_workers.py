@@ -7,6 +7,7 @@ end of the request's TCP connection (keep-alive keeps later requests of a client
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import secrets
@@ -14,14 +15,18 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import psutil
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from exekra.db.migrate import upgrade
 from exekra.embedded import create_database, drop_database
-from tests.integration.protocol import ProtocolRunner, long_poll_waiting, publish_workflow
+from exekra.hub.license.envelope import LicenseTerms, sign
+from tests.integration.protocol import ProtocolRunner, eventually, long_poll_waiting, publish_workflow
 
 from .conftest import PASSWORD, HubProcess, wait_until
 
@@ -30,6 +35,7 @@ ROUNDS = 5  # executions per direction (runner on worker A and created on worker
 LONG_POLL_SECONDS = 20
 WAKE_BOUND_SECONDS = 2.0  # a missed cross-process wake-up would show as LONG_POLL_SECONDS
 NOOP: dict[str, object] = {"nodes": [{"id": "hi", "activity": "log.message", "params": {"message": "hi"}}]}
+AUTHORITY = Ed25519PrivateKey.generate()  # the licensing authority the module's hub trusts
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +66,14 @@ def start_hub(hub: HubProcess) -> HubProcess:
 @pytest.fixture(scope="module")
 def hub(workers_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     """The module's hub, `exekra hub --workers 2`; the module's shutdown test, its last but one, stops it."""
+    raw_key = AUTHORITY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     hub = start_hub(
-        HubProcess(workers_database_url, tmp_path_factory.mktemp("workers-hub"), args=("--workers", str(WORKERS)))
+        HubProcess(
+            workers_database_url,
+            tmp_path_factory.mktemp("workers-hub"),
+            args=("--workers", str(WORKERS)),
+            extra_env={"EXEKRA_LICENSE_PUBLIC_KEY": base64.b64encode(raw_key).decode()},
+        )
     )
     yield hub
     hub.stop()
@@ -178,6 +190,39 @@ async def test_a_long_poll_on_one_worker_is_woken_by_an_execution_created_on_the
     for execution_id in delivered:
         body = (await admin.get(f"/api/executions/{execution_id}")).json()["execution"]
         assert (body["status"], body["attempt"]) == ("COMPLETED", 1)
+
+
+async def test_a_licence_installed_through_one_worker_is_in_force_on_the_other_at_once(
+    hub: HubProcess, admin_token: str, clients: list[httpx.AsyncClient]
+) -> None:
+    first, second = (w.pid for w in workers_of(hub))
+    installer, other = await client_on(hub, first, admin_token), await client_on(hub, second, admin_token)
+    clients += [installer, other]
+    before = (await other.get("/api/license")).json()["license"]
+    assert before["status"] == "community" and "Community edition" in (await other.get("/runners")).text
+    expires = date.today() + timedelta(days=5)  # inside the banner's 14 days
+    terms = LicenseTerms(
+        licensee="Workers Inc",
+        email="admin@workers.test",
+        max_runners=1000,
+        expires_at=expires,
+        hub_id=before["hubId"],
+        edition="enterprise",
+        trial=False,
+        issued_at=datetime.now(UTC),
+    )
+    r = await installer.post("/api/license", json={"license": sign(terms, AUTHORITY)})
+    assert r.status_code == 200, r.text
+    assert serving_worker(hub, r) == first
+
+    answer = await other.get("/api/license")
+    assert serving_worker(hub, answer) == second
+    assert answer.json()["license"]["status"] == "active" and answer.json()["license"]["licensee"] == "Workers Inc"
+
+    async def banner_on_the_other_worker() -> bool:  # its own copy, refreshed by the NOTIFY
+        return 'id="licence-banner"' in (await other.get("/runners")).text
+
+    await eventually(banner_on_the_other_worker, 5, "the other worker to show the licence's banner")
 
 
 def test_sigterm_stops_the_supervisor_and_every_worker(hub: HubProcess) -> None:

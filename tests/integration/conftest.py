@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -43,10 +46,20 @@ def _cheap_password_hashing() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def hub_settings(migrated_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def license_authority() -> Ed25519PrivateKey:
+    """The suite's licensing authority: the hubs under test trust its public key (`EXEKRA_LICENSE_PUBLIC_KEY`)."""
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="session")
+def hub_settings(
+    migrated_database_url: str, tmp_path_factory: pytest.TempPathFactory, license_authority: Ed25519PrivateKey
+) -> Settings:
     home: Path = tmp_path_factory.mktemp("hub-home")
+    public_key = license_authority.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return Settings(
         database_url=migrated_database_url,
+        license_public_key=base64.b64encode(public_key).decode(),
         redis_url=None,
         home=home,
         secret_key="test-secret-key",
@@ -70,6 +83,7 @@ async def hub(hub_app: FastAPI) -> AsyncIterator[Hub]:
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     async with state.db.transaction() as session:
         await session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await state.licensing.reload()  # TRUNCATE sends no NOTIFY: forget a licence an earlier test installed
     yield state
 
 
@@ -159,6 +173,19 @@ def parked(hub: Hub) -> Parked:
         await eventually(is_waiting, 5, f"the long poll of {runner.runner_id} to wait", interval=0.005)
 
     return wait_until_parked
+
+
+async def fill_audit(hub: Hub, count: int, action: str = "test.fill", days_ago: int = 0) -> None:
+    """`count` SYSTEM audit entries of `action` for entities `t1`…, dated `days_ago` days back."""
+    async with hub.db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO audit_log (ts, actor_type, actor_id, action, entity_type, entity_id) "
+                "SELECT now() - make_interval(days => :days), 'SYSTEM', NULL, :action, 'thing', 't' || n "
+                "FROM generate_series(1, :count) AS n"
+            ),
+            {"action": action, "count": count, "days": days_ago},
+        )
 
 
 SIMPLE_DEFINITION: dict[str, Any] = {

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import text
 
 from exekra.hub.audit import service
 from exekra.hub.context import Hub
+
+from .conftest import fill_audit
 
 
 async def test_audit_lists_actions_newest_first_with_filters(admin: httpx.AsyncClient) -> None:
@@ -29,19 +30,8 @@ async def test_audit_lists_actions_newest_first_with_filters(admin: httpx.AsyncC
     assert (await admin.get("/api/audit", params={"actor": "nobody"})).json()["entries"] == []
 
 
-async def _fill(hub: Hub, count: int, action: str = "test.fill") -> None:
-    async with hub.db.transaction() as session:
-        await session.execute(
-            text(
-                "INSERT INTO audit_log (actor_type, actor_id, action, entity_type, entity_id) "
-                "SELECT 'SYSTEM', NULL, :action, 'thing', 't' || n FROM generate_series(1, :count) AS n"
-            ),
-            {"action": action, "count": count},
-        )
-
-
 async def test_keyset_pages_walk_the_log_newest_first_without_gaps(admin: httpx.AsyncClient, hub: Hub) -> None:
-    await _fill(hub, 7)
+    await fill_audit(hub, 7)
     seen: list[str] = []
     cursor = ""
     pages = 0
@@ -56,7 +46,7 @@ async def test_keyset_pages_walk_the_log_newest_first_without_gaps(admin: httpx.
 
 
 async def test_keyset_counts_stop_at_the_cap(admin: httpx.AsyncClient, hub: Hub) -> None:
-    await _fill(hub, service.COUNT_CAP + 5)
+    await fill_audit(hub, service.COUNT_CAP + 5)
     page = (await admin.get("/api/audit", params={"action": "test.fill", "cursor": ""})).json()
     assert page["total"] == service.COUNT_CAP and page["totalCapped"] is True
     assert page["nextCursor"] == page["entries"][-1]["id"]

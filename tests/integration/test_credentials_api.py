@@ -87,6 +87,9 @@ def test_the_credentials_key_is_derived_not_the_master_key() -> None:
 
 # --- service --------------------------------------------------------------------------------------
 
+READ = (Actor("RUNNER", "runner-1"), "execution-1", 1)
+"""Who reads a credential for which execution and attempt (`credential_for_runner` audits it)."""
+
 
 async def test_service_stores_fields_encrypted_and_hands_them_to_the_runner(hub: Hub) -> None:
     credential, names = await service.create_credential(
@@ -98,12 +101,12 @@ async def test_service_stores_fields_encrypted_and_hands_them_to_the_runner(hub:
     assert decrypt_fields(credentials_key(hub.secret_key), blob) == FIELDS
 
     async with hub.db.session() as session:
-        delivered = await service.credential_for_runner(session, hub.secret_key, "db")
+        delivered = await service.credential_for_runner(session, hub.secret_key, "db", *READ)
         assert delivered == {"name": "db", "type": "postgres", "fields": FIELDS}
         with pytest.raises(NotFound):
-            await service.credential_for_runner(session, hub.secret_key, "missing")
+            await service.credential_for_runner(session, hub.secret_key, "missing", *READ)
         with pytest.raises(Conflict, match="cannot be decrypted"):
-            await service.credential_for_runner(session, b"another key" * 3, "db")
+            await service.credential_for_runner(session, b"another key" * 3, "db", *READ)
 
 
 async def test_service_updates_lists_and_deletes(hub: Hub) -> None:
@@ -119,7 +122,9 @@ async def test_service_updates_lists_and_deletes(hub: Hub) -> None:
     )
     assert names == ["apiKey"] and updated.name == "api" and updated.updated_at >= credential.updated_at
     async with hub.db.session() as session:
-        assert (await service.credential_for_runner(session, hub.secret_key, "api"))["fields"] == {"apiKey": "t2"}
+        assert (await service.credential_for_runner(session, hub.secret_key, "api", *READ))["fields"] == {
+            "apiKey": "t2"
+        }
 
     views, total = await service.list_credentials(hub.db, hub.secret_key, offset=0, limit=10)
     assert total == 2 and [(c.name, n) for c, n in views] == [("aaa", ["k"]), ("api", ["apiKey"])]

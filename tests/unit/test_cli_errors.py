@@ -94,6 +94,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("EXEKRA_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "definition.json").write_text(json.dumps({"nodes": [{"id": "a", "activity": "log.message"}]}))
+    (tmp_path / "acme.lic").write_text('{"license": {}, "signature": ""}')
     (tmp_path / "export.json").write_text(json.dumps({"format": "exekra.workflow/v1", "name": "wf", "definition": {}}))
     get_settings.cache_clear()
     yield tmp_path
@@ -133,7 +134,15 @@ CLIENT_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("triggers", "disable"): ["nightly"],
     ("triggers", "delete"): ["nightly"],
     ("triggers", "rotate-token"): ["nightly"],
+    ("license", "show"): [],
+    ("license", "install"): ["acme.lic"],
 }
+
+# `exekra license issue` arguments (with a private key that does not exist).
+ISSUE = [
+    "--private-key", "/nonexistent/k.pem", "--licensee", "ACME", "--email", "a@acme.example", "--max-runners", "2",
+    "--expires-at", "2027-01-31", "--hub-id", "hub_x", "--out", "/nonexistent/x.lic",
+]  # fmt: skip
 
 # The commands that run the system rather than talk to a hub: settings missing or wrong, database unreachable.
 SERVER_CASES: list[tuple[tuple[str, ...], dict[str, str], int, str]] = [
@@ -148,6 +157,17 @@ SERVER_CASES: list[tuple[tuple[str, ...], dict[str, str], int, str]] = [
     (("purge", "--older-than-days", "-1"), {"DATABASE_URL": NO_DATABASE}, 2, "--older-than-days"),
     (("runner",), {}, 2, "EXEKRA_MACHINE_SECRET"),
     (("runner", "--hub-url", "hub.local", "--machine-key", "k", "--machine-secret", "s"), {}, 2, "http://"),
+    (("hub",), {"DATABASE_URL": NO_DATABASE, "EXEKRA_LICENSE_PUBLIC_KEY": "c2hvcnQ="}, 2, "EXEKRA_LICENSE_PUBLIC_KEY"),
+    (
+        ("license", "keygen", "--private-key", "/nonexistent/dir/k.pem", "--public-key", "/nonexistent/dir/p.pem"),
+        {},
+        2,
+        "cannot write",
+    ),
+    (("license", "keygen", "--private-key", "k.pem"), {}, 2, "--public-key"),
+    (("license", "issue", *ISSUE[:-2], "--out", "x.lic"), {}, 2, "cannot read the private key"),
+    (("license", "issue", *ISSUE[:6], "--max-runners", "0", *ISSUE[8:]), {}, 2, "--max-runners"),
+    (("license", "issue", *ISSUE[:8], "--expires-at", "next year", *ISSUE[10:]), {}, 2, "--expires-at"),
 ]
 
 
@@ -231,6 +251,7 @@ def test_client_commands_answer_http_errors_in_one_line(
         (["login", "--hub-url", "http://127.0.0.1:1"], "--email"),
         (["workflow", "export", "wf", "-o", "no/such/dir/wf.json", "--hub-url", "http://127.0.0.1:1"], "cannot write"),
         (["login", "--hub-url", "http://127.0.0.1:1", "--email", "a@b.c"], "--password-stdin"),
+        (["license", "install", "missing.lic", "--hub-url", "http://127.0.0.1:1"], "cannot read the licence file"),
     ],
 )
 def test_bad_command_lines_are_refused_in_one_line_with_exit_2_or_3(

@@ -25,6 +25,7 @@ from exekra.client.models import (
     Execution,
     ExecutionCreated,
     Health,
+    License,
     LogLine,
     LogPage,
     Page,
@@ -311,6 +312,16 @@ class AsyncExekraClient:
     ) -> RunnerRegistration:
         """Register a runner; its machine secret is in this answer only."""
         return await self.send(calls.register_runner(name, type=type, labels=labels))
+
+    # licence
+
+    async def license(self) -> License:
+        """The hub's licence, or community mode, with its hub id."""
+        return await self.send(calls.get_license())
+
+    async def install_license(self, text: str) -> License:
+        """Install a `.lic` file's text (ADMIN) in place of any other; `ValidationFailed` says why it is refused."""
+        return await self.send(calls.install_license(text))
 
     # triggers
 

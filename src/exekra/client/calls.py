@@ -18,6 +18,7 @@ from exekra.client.models import (
     Execution,
     ExecutionCreated,
     Health,
+    License,
     LogLine,
     LogPage,
     Model,
@@ -305,6 +306,17 @@ def rotate_trigger_token(trigger_id: str) -> Call[TriggerWithToken]:
 def call_webhook(token: str, payload: Any, idempotency_key: str | None) -> Call[WebhookCall]:
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     return Call("POST", f"/api/webhooks/{_segment(token)}", _whole(WebhookCall), json=payload, headers=headers)
+
+
+# --- licence ----------------------------------------------------------------------------------------------------
+
+
+def get_license() -> Call[License]:
+    return Call("GET", "/api/license", _one(License, "license"))
+
+
+def install_license(text: str) -> Call[License]:
+    return Call("POST", "/api/license", _one(License, "license"), json={"license": text})
 
 
 # --- helpers shared by both clients ------------------------------------------------------------------------------

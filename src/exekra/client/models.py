@@ -203,6 +203,22 @@ class Health(Model):
     leader: bool | None = None
 
 
+class License(Model):
+    """The hub's licence (`status` active or expired), or community mode (`status` community, no limits)."""
+
+    status: Literal["active", "expired", "community"]
+    hub_id: str
+    licensee: str | None = None
+    email: str | None = None
+    max_runners: int | None = None
+    expires_at: str | None = None  # the last day in force, YYYY-MM-DD (UTC)
+    days_left: int | None = None
+    trial: bool = False
+    edition: str = "community"
+    runners: int | None = None
+    problem: str | None = None
+
+
 class Page(Model, Generic[T]):
     """One page of a list: the items, the total count and the cursor of the next page (when keyset paged).
 

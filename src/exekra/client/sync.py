@@ -24,6 +24,7 @@ from exekra.client.models import (
     Execution,
     ExecutionCreated,
     Health,
+    License,
     LogLine,
     LogPage,
     Page,
@@ -300,6 +301,16 @@ class ExekraClient:
     ) -> RunnerRegistration:
         """Register a runner; its machine secret is in this answer only."""
         return self.send(calls.register_runner(name, type=type, labels=labels))
+
+    # licence
+
+    def license(self) -> License:
+        """The hub's licence, or community mode, with its hub id."""
+        return self.send(calls.get_license())
+
+    def install_license(self, text: str) -> License:
+        """Install a `.lic` file's text (ADMIN) in place of any other; `ValidationFailed` says why it is refused."""
+        return self.send(calls.install_license(text))
 
     # triggers
 

@@ -4,6 +4,7 @@ from exekra.db.base import Base
 from exekra.hub.audit.models import AuditEntry
 from exekra.hub.credentials.models import Credential
 from exekra.hub.executions.models import Execution, ExecutionKey, ExecutionLog
+from exekra.hub.license.models import Installation
 from exekra.hub.runners.models import Runner, RunnerMetric
 from exekra.hub.triggers.models import Trigger, TriggerFire
 from exekra.hub.users.models import AuthToken, User
@@ -17,6 +18,7 @@ __all__ = [
     "Execution",
     "ExecutionKey",
     "ExecutionLog",
+    "Installation",
     "Runner",
     "RunnerMetric",
     "Trigger",

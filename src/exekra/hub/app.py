@@ -33,6 +33,7 @@ from exekra.hub.effects import EffectApplier
 from exekra.hub.errors import error_response, install_error_handlers
 from exekra.hub.executions.service import ExecutionService
 from exekra.hub.instance import instance_id
+from exekra.hub.license.service import Licensing
 from exekra.hub.listener import Listener
 from exekra.hub.maintenance import Maintenance
 from exekra.hub.ratelimit import RateLimiter
@@ -95,6 +96,8 @@ def build_hub(settings: Settings) -> Hub:
     listener = Listener(settings.sqlalchemy_url.replace("+asyncpg", "", 1))
     dispatcher = SwitchingDispatcher(db, settings, listener)
     effects.bind(dispatcher)
+    licensing = Licensing.from_settings(db, settings, secret_key)
+    licensing.subscribe(listener)
     executions = ExecutionService(
         db, settings, dispatcher, listener, secret_key=secret_key, dedup=dispatcher if settings.redis_url else None
     )
@@ -107,6 +110,7 @@ def build_hub(settings: Settings) -> Hub:
         executions=executions,
         limiter=RateLimiter(settings.redis_url, settings.redis_timeout_seconds),
         runner_tokens=RunnerTokens(secret_key, settings.runner_token_ttl_seconds),
+        licensing=licensing,
         secret_key=secret_key,
     )
 
@@ -127,6 +131,7 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         hub.started_at = time.time()
         app.state.hub = hub
         await hub.listener.start()
+        await hub.licensing.reload()
         await hub.dispatcher.start()
         await hub.executions.liveness.start()
         scheduler = Scheduler(
@@ -193,6 +198,7 @@ def _include_routers(app: FastAPI) -> None:
     from exekra.hub.auth.api import router as auth_router
     from exekra.hub.credentials.api import router as credentials_router
     from exekra.hub.executions.api import router as executions_router
+    from exekra.hub.license.api import router as license_router
     from exekra.hub.metrics import router as metrics_router
     from exekra.hub.runners.api import router as runners_router
     from exekra.hub.runners.protocol import router as protocol_router
@@ -217,6 +223,7 @@ def _include_routers(app: FastAPI) -> None:
         triggers_router,
         stats_router,
         activities_router,
+        license_router,
     ):
         app.include_router(router, dependencies=limited)
     app.include_router(webhooks_router)

@@ -11,6 +11,7 @@ from exekra.hub.auth.security import RunnerTokens
 from exekra.hub.dispatch.dispatcher import Dispatcher
 from exekra.hub.effects import EffectApplier
 from exekra.hub.executions.service import ExecutionService
+from exekra.hub.license.service import Licensing
 from exekra.hub.listener import Listener
 from exekra.hub.ratelimit import RateLimiter
 
@@ -25,5 +26,6 @@ class Hub:
     executions: ExecutionService
     limiter: RateLimiter
     runner_tokens: RunnerTokens
+    licensing: Licensing
     secret_key: bytes
     started_at: float = field(default=0.0)

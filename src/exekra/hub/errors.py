@@ -60,6 +60,26 @@ class ValidationFailed(ExekraError):
     status_code, code = 422, "validation_failed"
 
 
+class LicenseInvalid(ValidationFailed):
+    """A licence file that is malformed, not signed by the trusted key, or already expired."""
+
+    code = "license_invalid"
+
+
+class LicenseHubMismatch(ValidationFailed):
+    code = "license_hub_mismatch"
+
+
+class LicenseEmailMismatch(ValidationFailed):
+    code = "license_email_mismatch"
+
+
+class LicenseLimit(Forbidden):
+    """The installed licence allows no more runners (its cap is reached, or it has expired)."""
+
+    code = "license_limit"
+
+
 class RateLimited(ExekraError):
     status_code, code = 429, "rate_limited"
 

@@ -1,4 +1,4 @@
-"""Periodic maintenance (SPEC §4, §11): offline runners, stale executions, and the daily purge.
+"""Periodic maintenance (SPEC §4, §10.7, §11): offline runners, stale executions, the licence, the daily purge.
 
 A pass runs at start-up and every `EXEKRA_MAINTENANCE_INTERVAL_SECONDS`. With several hub processes, one
 pass runs at a time cluster-wide (a PostgreSQL advisory lock held on a dedicated connection; the others skip
@@ -18,15 +18,18 @@ from exekra.hub import retention
 from exekra.hub.context import Hub
 from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.executions.stale import StaleReport
+from exekra.hub.license.service import LicenseStatus
 
 log = logging.getLogger(__name__)
 
 PURGE_PERIOD_SECONDS = 24 * 3600
+LICENSE_PERIOD_SECONDS = 3600
 PURGE_RETRY_SECONDS = 3600
 
 
 class Maintenance:
-    """The hub's background maintenance: the checks every interval, the purge daily; both at start-up."""
+    """The hub's background maintenance: the checks every interval, the licence hourly, the purge daily; all
+    at start-up."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -37,6 +40,7 @@ class Maintenance:
         self._tasks = [
             asyncio.create_task(self._checks_forever(), name="exekra-maintenance"),
             asyncio.create_task(self._purge_forever(), name="exekra-purge"),
+            asyncio.create_task(self._license_forever(), name="exekra-license"),
         ]
 
     async def stop(self) -> None:
@@ -69,7 +73,23 @@ class Maintenance:
                 batch=settings.purge_batch,
                 pause_ratio=settings.purge_pause_ratio,
                 archive_dir=settings.purge_archive_dir,
+                audit_retention_days=settings.audit_retention_days,
             )
+
+    async def revalidate_license(self) -> LicenseStatus:
+        """Check the installed licence again; a change of its status is audited once, whichever process sees it
+        first (the installation row is locked while it is compared)."""
+        return await self.hub.licensing.revalidate()
+
+    async def _license_forever(self) -> None:
+        while True:
+            try:
+                status = await self.revalidate_license()
+                if status.problem:
+                    log.warning("licence: %s", status.problem)
+            except Exception:  # transient or not: logged, and tried again on schedule
+                log.warning("licence revalidation failed", exc_info=True)
+            await asyncio.sleep(LICENSE_PERIOD_SECONDS)
 
     async def _checks_forever(self) -> None:
         while True:

@@ -16,6 +16,7 @@ import gzip
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +76,9 @@ DELETE FROM runner_metrics
  WHERE id IN (SELECT id FROM runner_metrics WHERE ts < now() - make_interval(days => :days) LIMIT :batch)"""
 )
 
+# The audit log's one deletion path (migration 0008): its trigger refuses every other DELETE.
+_PURGE_AUDIT = text("SELECT exekra_purge_audit_log(now() - make_interval(days => :days), :batch)")
+
 _FIRST_KEY = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
 
 
@@ -86,11 +90,12 @@ class PurgeReport:
     logs: int = 0
     keys: int = 0
     metrics: int = 0
+    audit: int = 0
     archive: Path | None = None
 
     @property
     def total(self) -> int:
-        return self.executions + self.logs + self.keys + self.metrics
+        return self.executions + self.logs + self.keys + self.metrics + self.audit
 
 
 async def purge(
@@ -101,9 +106,11 @@ async def purge(
     batch: int,
     archive_dir: Path | None = None,
     pause_ratio: float = 0.0,
+    audit_retention_days: int | None = None,
 ) -> PurgeReport:
-    """Delete terminal executions completed more than `retention_days` ago (with their logs and keys) and
-    heartbeat metrics older than `metrics_retention_days`, `batch` rows per transaction at most.
+    """Delete terminal executions completed more than `retention_days` ago (with their logs and keys),
+    heartbeat metrics older than `metrics_retention_days` and, when `audit_retention_days` is set, audit
+    entries older than that, `batch` rows per transaction at most.
 
     With `archive_dir`, each execution is first written with its logs as one line of a new gzip JSON-lines
     file there (one file per purge, created only if something is purged). After each batch it pauses
@@ -135,6 +142,8 @@ async def purge(
             if pause_ratio > 0:
                 await _pause((time.monotonic() - started) * pause_ratio)
         report.metrics = await _delete_in_batches(db, _DELETE_METRICS, {"days": metrics_retention_days}, batch)
+        if audit_retention_days is not None:
+            report.audit = await _delete_in_batches(db, _PURGE_AUDIT, {"days": audit_retention_days}, batch, _returned)
     finally:
         if archive is not None:
             report.archive = await archive.close()
@@ -145,8 +154,10 @@ async def purge(
                 "logs": report.logs,
                 "keys": report.keys,
                 "metrics": report.metrics,
+                "audit": report.audit,
                 "retentionDays": retention_days,
                 "metricsRetentionDays": metrics_retention_days,
+                "auditRetentionDays": audit_retention_days,
                 "archive": str(report.archive) if report.archive else None,
             }
             audit.record(session, SYSTEM, "retention.purge", None, None, details)
@@ -162,12 +173,23 @@ async def _deleted(session: AsyncSession, statement: TextClause, params: dict[st
     return result.rowcount
 
 
-async def _delete_in_batches(db: Database, statement: TextClause, params: dict[str, Any], batch: int) -> int:
-    """Run a `LIMIT :batch` delete, one transaction each time, until it deletes fewer than `batch` rows."""
+async def _returned(session: AsyncSession, statement: TextClause, params: dict[str, Any]) -> int:
+    """The count a statement returns (the audit log's purge function answers how many rows it deleted)."""
+    return int((await session.execute(statement, params)).scalar_one())
+
+
+Counter = Callable[[AsyncSession, TextClause, dict[str, Any]], Awaitable[int]]
+
+
+async def _delete_in_batches(
+    db: Database, statement: TextClause, params: dict[str, Any], batch: int, count: Counter = _deleted
+) -> int:
+    """Run a `LIMIT :batch` delete, one transaction each time, until it deletes fewer than `batch` rows
+    (`count` tells how many one run deleted: its row count, unless the statement returns it)."""
     total = 0
     while True:
         async with db.transaction() as session:
-            deleted = await _deleted(session, statement, {**params, "batch": batch})
+            deleted = await count(session, statement, {**params, "batch": batch})
         total += deleted
         if deleted < batch:
             return total
@@ -248,6 +270,7 @@ async def purge_once(settings: Settings, *, archive_dir: Path | None, retention_
                 batch=settings.purge_batch,
                 archive_dir=archive_dir,
                 pause_ratio=settings.purge_pause_ratio,
+                audit_retention_days=settings.audit_retention_days,
             )
     finally:
         await db.dispose()

@@ -185,9 +185,13 @@ async def _refuse_when_failing(hub: Hub, ip: str, account: str) -> None:
 
 
 async def _count_failure(hub: Hub, ip: str, account: str) -> None:
+    """Count a failed password check against the address and the account, and audit it (`auth.login_failed`:
+    only checks under the limit get here, so the entries are bounded by it)."""
     limit = hub.settings.login_failures_per_minute
     await hub.limiter.hit("login-ip", ip, limit)
     await hub.limiter.hit("login-account", account, limit)
+    async with hub.db.transaction() as session:
+        audit.record(session, Actor("USER", None, ip), "auth.login_failed", "user", None, {"email": account[:320]})
 
 
 async def change_password(hub: Hub, principal: Principal, current: str, new: str) -> User:

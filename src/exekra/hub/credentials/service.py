@@ -147,8 +147,11 @@ async def delete_credential(db: Database, credential_id: str, actor: Actor, *, f
         audit.record(session, actor, "credential.delete", "credential", credential.id, details)
 
 
-async def credential_for_runner(session: AsyncSession, secret_key: bytes, name: str) -> dict[str, Any]:
-    """`{name, type, fields}` with the fields decrypted, for delivery to the runner of an execution.
+async def credential_for_runner(
+    session: AsyncSession, secret_key: bytes, name: str, reader: Actor, execution_id: str, attempt: int
+) -> dict[str, Any]:
+    """`{name, type, fields}` with the fields decrypted, for delivery to the runner of an execution, recorded
+    in the audit log on the caller's transaction (`credential.read`: the runner, the execution, the attempt).
 
     NotFound for an unknown name; Conflict when the fields no longer decrypt with the hub's key.
     """
@@ -159,4 +162,6 @@ async def credential_for_runner(session: AsyncSession, secret_key: bytes, name: 
         fields = decrypt_fields(credentials_key(secret_key), credential.encrypted_fields)
     except DecryptionFailed:
         raise Conflict(f"credential {name} cannot be decrypted: was the hub's secret key changed?") from None
+    details = {"name": credential.name, "executionId": execution_id, "attempt": attempt}
+    audit.record(session, reader, "credential.read", "credential", credential.id, details)
     return {"name": credential.name, "type": credential.type, "fields": fields}

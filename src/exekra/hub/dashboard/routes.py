@@ -10,6 +10,7 @@ from exekra.hub.dashboard.pages import (
     audit,
     credentials,
     executions,
+    license,
     me,
     overview,
     runners,
@@ -34,6 +35,7 @@ for section in (
     credentials,
     users,
     audit,
+    license,
     me,
 ):
     router.include_router(section.router)

@@ -149,6 +149,7 @@ NAV = (
     ("credentials", "Credentials", "/credentials", (Role.ADMIN, Role.DEVELOPER)),
     ("users", "Users", "/users", (Role.ADMIN,)),
     ("audit", "Audit", "/audit", (Role.ADMIN,)),
+    ("license", "Licence", "/license", (Role.ADMIN,)),
 )
 
 
@@ -165,13 +166,15 @@ def render(
     hub = get_hub(request)
     principal = principal_of(request)
     role = principal.role if principal else None
+    licence = hub.licensing.current()
     values: dict[str, Any] = {
         "user": principal,
         "is_admin": role == Role.ADMIN,
         "can_develop": role in (Role.ADMIN, Role.DEVELOPER),
         "nav": [item for item in NAV if principal and role in item[3]],
         # The licence's expiry banner (SPEC §10.7): `{"kind": "warn" | "error", "message": ...}` or None.
-        "licence_banner": None,
+        "licence_banner": licence.banner() if licence else None,
+        "community_edition": licence is not None and licence.status == "community",
         "section": section,
         "csrf": csrf_token(request),
         "queue_mode": hub.dispatcher.mode,

@@ -292,14 +292,17 @@ class ExecutionService:
             raise await self._refused(claims, execution_id)
 
     async def credential(self, claims: RunnerClaims, execution_id: str, name: str, attempt: int) -> dict[str, Any]:
-        """A decrypted credential, only for the runner running that attempt of a workflow that references it."""
-        async with self.db.session() as session:
-            definition = await queries.held_definition(session, _held(claims, execution_id, attempt))
+        """A decrypted credential, only for the runner running that attempt of a workflow that references it;
+        each delivery is audited (`credential.read`, actor RUNNER)."""
+        held = _held(claims, execution_id, attempt)
+        async with self.db.transaction() as session:
+            definition = await queries.held_definition(session, held)
             if definition is None:
                 raise await self._refused(claims, execution_id)
             if name not in referenced_credentials(definition):
                 raise Forbidden(f"The workflow does not reference credential {name}")
-            return await credential_for_runner(session, self.secret_key, name)
+            reader = Actor("RUNNER", str(claims.runner_id))
+            return await credential_for_runner(session, self.secret_key, name, reader, str(held.execution_id), attempt)
 
     async def _refused(self, claims: RunnerClaims, execution_id: str) -> Exception:
         """Why a fenced runner call changed nothing: the token was revoked (the runner is gone or its secret was

@@ -43,7 +43,7 @@ async def list_runners(
 @router.post("", status_code=201)
 async def register_runner(body: NewRunner, admin: AdminUser, hub: HubDep) -> dict[str, Any]:
     """Register a runner: the answer holds `machineKey` and `machineSecret`, shown only this once."""
-    return _with_credentials(await service.register_runner(hub.db, body, admin.actor))
+    return _with_credentials(await service.register_runner(hub.db, body, admin.actor, hub.licensing))
 
 
 @router.get("/{runner_id}")

@@ -17,6 +17,7 @@ from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.auth.security import hashes_match, new_secret, token_hash
 from exekra.hub.errors import Conflict, NotAuthenticated
+from exekra.hub.license.service import Licensing
 from exekra.hub.lookup import IdPrefix, get_or_404, parse_id
 from exekra.hub.runners.models import Runner, RunnerMetric
 from exekra.hub.runners.schemas import NewRunner, RunnerPatch
@@ -33,11 +34,15 @@ def _clean_labels(labels: list[str]) -> list[str]:
     return sorted({label.strip() for label in labels if label.strip()})
 
 
-async def register_runner(db: Database, data: NewRunner, actor: Actor) -> Registered:
-    """A new runner and its credentials; the secret is returned once and stored as a hash."""
+async def register_runner(db: Database, data: NewRunner, actor: Actor, licensing: Licensing) -> Registered:
+    """A new runner and its credentials; the secret is returned once and stored as a hash.
+
+    LicenseLimit when an installed licence allows no more runners (community mode has no cap).
+    """
     machine_key = "rk_" + secrets.token_hex(12)
     machine_secret = new_secret("rs_")
     async with db.transaction() as session:
+        await licensing.check_runner_capacity(session)
         runner = Runner(
             name=data.name.strip(),
             machine_key=machine_key,

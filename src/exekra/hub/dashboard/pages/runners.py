@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from exekra.hub.dashboard import charts
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
 from exekra.hub.deps import AdminUser, CurrentUser, get_hub
-from exekra.hub.errors import Conflict
+from exekra.hub.errors import Conflict, LicenseLimit
 from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service
@@ -71,10 +71,11 @@ async def register_runner(
     labels: Annotated[str, Form(max_length=6000)] = "",
 ) -> Response:
     form = {"name": name, "type": type, "labels": labels}
+    hub = get_hub(request)
     try:
         data = NewRunner(name=name.strip(), type=type.strip() or None, labels=split_labels(labels))
-        registered = await service.register_runner(get_hub(request).db, data, admin.actor)
-    except (ValidationError, Conflict) as exc:
+        registered = await service.register_runner(hub.db, data, admin.actor, hub.licensing)
+    except (ValidationError, Conflict, LicenseLimit) as exc:
         error = form_problem(exc) if isinstance(exc, ValidationError) else exc.message
         context = await _table(request, None, 1)
         return render(request, "runners.html", {**context, "form": form, "error": error}, status=422, section="runners")

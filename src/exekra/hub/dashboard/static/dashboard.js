@@ -102,6 +102,14 @@
     });
   });
 
+  /* A file input with data-read-into puts the chosen file's text into that field (the licence upload). */
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input.dataset || !input.dataset.readInto || !input.files || !input.files[0]) return;
+    var target = document.getElementById(input.dataset.readInto);
+    if (target) input.files[0].text().then(function (text) { target.value = text; });
+  });
+
   document.addEventListener("submit", function (event) {
     var message = event.target.dataset.confirm;
     if (message && !window.confirm(message)) event.preventDefault();
