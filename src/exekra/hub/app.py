@@ -30,7 +30,7 @@ from exekra.hub.dashboard.routes import install_dashboard
 from exekra.hub.deps import HubDep, rate_limit
 from exekra.hub.dispatch.switching import SwitchingDispatcher
 from exekra.hub.effects import EffectApplier
-from exekra.hub.errors import error_response, install_error_handlers
+from exekra.hub.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from exekra.hub.executions.service import ExecutionService
 from exekra.hub.instance import instance_id
 from exekra.hub.listener import Listener
@@ -155,6 +155,7 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
+        responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
     _include_routers(app)

@@ -12,13 +12,26 @@ from exekra.hub.deps import HubDep, RunnerAuth, client_ip
 from exekra.hub.errors import NotAuthenticated, RateLimited
 from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.executions.service import LogLine
+from exekra.hub.responses import documented
 from exekra.hub.runners import service
-from exekra.hub.runners.schemas import AttemptBody, CompleteBody, HeartbeatBody, LogsBody, RunnerAuthBody
+from exekra.hub.runners.schemas import (
+    AttemptBody,
+    CompleteBody,
+    CredentialAnswer,
+    ExecutionStatusAnswer,
+    HeartbeatAnswer,
+    HeartbeatBody,
+    LogsAnswer,
+    LogsBody,
+    PollAnswer,
+    RunnerAuthAnswer,
+    RunnerAuthBody,
+)
 
 router = APIRouter(prefix="/api/runner", tags=["runner protocol"])
 
 
-@router.post("/auth")
+@router.post("/auth", **documented(RunnerAuthAnswer))
 async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> dict[str, Any]:
     """Exchange machine credentials for a short-lived runner token and the hub's intervals."""
     ip = client_ip(request)
@@ -48,14 +61,14 @@ async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> dict[str,
     }
 
 
-@router.post("/heartbeat")
+@router.post("/heartbeat", **documented(HeartbeatAnswer))
 async def heartbeat(body: HeartbeatBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
     """Sign of life with metrics; answers the ids of executions the runner must stop."""
     beat = await hub.executions.heartbeat(claims, body.model_dump(exclude={"execution_id"}))
     return {"status": beat.status, "stopExecutionIds": [str(i) for i in beat.stop_execution_ids]}
 
 
-@router.get("/poll", response_model=None)
+@router.get("/poll", **documented(PollAnswer, also={204: {"description": "No work for this runner within `wait` s"}}))
 async def poll(
     claims: RunnerAuth, hub: HubDep, wait: Annotated[float, Query(ge=0, le=30)] = 0
 ) -> dict[str, Any] | Response:
@@ -64,20 +77,20 @@ async def poll(
     return {"execution": held} if held is not None else Response(status_code=204)
 
 
-@router.post("/executions/{execution_id}/start")
+@router.post("/executions/{execution_id}/start", **documented(ExecutionStatusAnswer))
 async def start(execution_id: str, body: AttemptBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
     await hub.executions.start(claims, execution_id, body.attempt)
     return {"status": ExecutionStatus.RUNNING.value}
 
 
-@router.post("/executions/{execution_id}/logs")
+@router.post("/executions/{execution_id}/logs", **documented(LogsAnswer))
 async def logs(execution_id: str, body: LogsBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
     """Append a batch of lines (may be empty); answers whether a stop was requested."""
     lines = [LogLine(line.ts, line.level, line.message) for line in body.lines]
     return {"stopRequested": await hub.executions.append_logs(claims, execution_id, body.attempt, lines)}
 
 
-@router.get("/executions/{execution_id}/credentials/{name}")
+@router.get("/executions/{execution_id}/credentials/{name}", **documented(CredentialAnswer))
 async def credential(
     execution_id: str, name: str, claims: RunnerAuth, hub: HubDep, attempt: Annotated[int, Query(ge=1)]
 ) -> dict[str, Any]:
@@ -85,7 +98,7 @@ async def credential(
     return {"credential": await hub.executions.credential(claims, execution_id, name, attempt)}
 
 
-@router.post("/executions/{execution_id}/complete")
+@router.post("/executions/{execution_id}/complete", **documented(ExecutionStatusAnswer))
 async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
     """The final report; the runner is idle again and is offered the next execution at once."""
     await hub.executions.complete(

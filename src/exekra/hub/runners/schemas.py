@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from exekra.hub.runners.models import Runner, RunnerMetric
+from exekra.hub.executions.models import ExecutionStatus
+from exekra.hub.executions.schemas import ExecutionMetrics
+from exekra.hub.runners.models import Runner, RunnerMetric, RunnerStatus
 from exekra.hub.schemas import ApiModel
 
 Label = Field(min_length=1, max_length=100)
@@ -57,18 +59,79 @@ class LogsBody(AttemptBody):
     lines: list[LogLine] = Field(default_factory=list)
 
 
-class ExecutionMetrics(ApiModel):
-    cpu_avg: float | None = Field(default=None, ge=0)
-    cpu_peak: float | None = Field(default=None, ge=0)
-    mem_avg_mb: float | None = Field(default=None, ge=0)
-    mem_peak_mb: float | None = Field(default=None, ge=0)
-
-
 class CompleteBody(AttemptBody):
     status: Literal["COMPLETED", "FAILED", "STOPPED"]
     error: str | None = Field(default=None, max_length=20_000)
     outputs: dict[str, Any] | None = None
     metrics: ExecutionMetrics = Field(default_factory=ExecutionMetrics)
+
+
+# --- the runner protocol's answers (SPEC §7.3). Documented, not validated per request: these routes are the hot
+# path. The hub's integration tests and the runner's fake hub hold the answers to these models.
+
+
+class RunnerAuthAnswer(ApiModel):
+    token: str
+    expires_at: datetime
+    runner_id: str
+    runner_name: str
+    heartbeat_interval_seconds: float
+    poll_interval_seconds: float
+    max_long_poll_seconds: float
+    report_interval_seconds: float
+    hub_version: str
+
+
+class HeartbeatAnswer(ApiModel):
+    status: RunnerStatus
+    stop_execution_ids: list[str]
+
+
+class WorkflowRef(ApiModel):
+    id: str
+    name: str
+
+
+class VersionRef(ApiModel):
+    id: str
+    number: int
+    definition: dict[str, Any]
+
+
+class HeldExecution(ApiModel):
+    """The execution a runner holds, as `poll` hands it over: everything needed to run it."""
+
+    id: str
+    attempt: int
+    status: Literal[ExecutionStatus.ASSIGNED, ExecutionStatus.RUNNING]
+    inputs: dict[str, Any]
+    timeout_seconds: int | None
+    workflow: WorkflowRef
+    version: VersionRef
+
+
+class PollAnswer(ApiModel):
+    execution: HeldExecution
+
+
+class ExecutionStatusAnswer(ApiModel):
+    """`start` and `complete`: the execution's status after the call."""
+
+    status: ExecutionStatus
+
+
+class LogsAnswer(ApiModel):
+    stop_requested: bool
+
+
+class RunnerCredential(ApiModel):
+    name: str
+    type: str
+    fields: dict[str, str]
+
+
+class CredentialAnswer(ApiModel):
+    credential: RunnerCredential
 
 
 def runner_to_api(r: Runner) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
+from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.schemas import ApiModel
 from exekra.hub.triggers.models import Trigger, TriggerKind
 
@@ -49,6 +50,14 @@ class TriggerPatch(ApiModel):
             if getattr(self, name) is None:
                 raise ValueError(f"{name} may not be null")
         return self
+
+
+class WebhookAnswer(ApiModel):
+    """202 for a started execution; 200 with the first one when the idempotency key was seen (`duplicate`)."""
+
+    execution_id: str
+    status: ExecutionStatus
+    duplicate: bool
 
 
 def trigger_to_api(trigger: Trigger) -> dict[str, Any]:
