@@ -10,24 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
-
-from exekra.hub.executions.schemas import CreatedExecutionAnswer
-from exekra.hub.runners.schemas import (
-    ExecutionStatusAnswer,
-    HeartbeatAnswer,
-    LogsAnswer,
-    PollAnswer,
-    RunnerAuthAnswer,
-)
-
-
-def conforms(model: type[BaseModel], answer: httpx.Response) -> httpx.Response:
-    """The hub's answer has exactly the shape its OpenAPI document names (no field missing, none unknown): the
-    hot-path routes render plain dicts, so this is what holds them to their documented models."""
-    if answer.status_code in (200, 201, 202):
-        model.model_validate(answer.json(), extra="forbid")
-    return answer
 
 
 class ProtocolRunner:
@@ -88,40 +70,33 @@ class ProtocolRunner:
         )
         if r.status_code == 200:
             self.token = r.json()["token"]
-        return conforms(RunnerAuthAnswer, r)
+        return r
 
     async def heartbeat(self, **metrics: Any) -> httpx.Response:
         body = {"cpuPercent": 5.0, "memoryPercent": 40.0, "memoryUsedMb": 800, "diskPercent": 50, "diskFreeGb": 20}
-        answer = await self.http.post("/api/runner/heartbeat", json={**body, **metrics}, headers=self.headers)
-        return conforms(HeartbeatAnswer, answer)
+        return await self.http.post("/api/runner/heartbeat", json={**body, **metrics}, headers=self.headers)
 
     async def poll(self, wait: float = 0) -> httpx.Response:
-        answer = await self.http.get("/api/runner/poll", params={"wait": wait}, headers=self.headers, timeout=wait + 10)
-        return conforms(PollAnswer, answer)
+        return await self.http.get("/api/runner/poll", params={"wait": wait}, headers=self.headers, timeout=wait + 10)
 
     async def start(self, execution_id: str, attempt: int) -> httpx.Response:
-        answer = await self.http.post(
+        return await self.http.post(
             f"/api/runner/executions/{execution_id}/start", json={"attempt": attempt}, headers=self.headers
         )
-        return conforms(ExecutionStatusAnswer, answer)
 
     async def logs(self, execution_id: str, attempt: int, *messages: str) -> httpx.Response:
         lines = [{"level": "INFO", "message": m} for m in messages]
-        answer = await self.http.post(
+        return await self.http.post(
             f"/api/runner/executions/{execution_id}/logs",
             json={"attempt": attempt, "lines": lines},
             headers=self.headers,
         )
-        return conforms(LogsAnswer, answer)
 
     async def complete(
         self, execution_id: str, attempt: int, status: str = "COMPLETED", **extra: Any
     ) -> httpx.Response:
         body = {"attempt": attempt, "status": status, **extra}
-        answer = await self.http.post(
-            f"/api/runner/executions/{execution_id}/complete", json=body, headers=self.headers
-        )
-        return conforms(ExecutionStatusAnswer, answer)
+        return await self.http.post(f"/api/runner/executions/{execution_id}/complete", json=body, headers=self.headers)
 
 
 async def publish_workflow(admin: httpx.AsyncClient, name: str, definition: dict[str, Any], **settings: Any) -> str:
@@ -136,9 +111,7 @@ async def publish_workflow(admin: httpx.AsyncClient, name: str, definition: dict
 
 async def create_execution(admin: httpx.AsyncClient, workflow_id: str, **fields: Any) -> dict[str, Any]:
     """Create an execution through the API (201); returns it."""
-    r = conforms(
-        CreatedExecutionAnswer, await admin.post("/api/executions", json={"workflowId": workflow_id, **fields})
-    )
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id, **fields})
     assert r.status_code == 201, r.text
     execution: dict[str, Any] = r.json()["execution"]
     return execution

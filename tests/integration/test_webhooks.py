@@ -12,10 +12,9 @@ from sqlalchemy import select
 from exekra.hub.audit.models import AuditEntry
 from exekra.hub.context import Hub
 from exekra.hub.triggers.models import Trigger
-from exekra.hub.triggers.schemas import WebhookAnswer
 
 from .conftest import SIMPLE_DEFINITION
-from .protocol import conforms, publish_workflow
+from .protocol import publish_workflow
 
 WITH_PAYLOAD: dict[str, Any] = {
     "inputs": {"payload": {"type": "object", "required": True}, "source": {"type": "string", "default": "web"}},
@@ -36,7 +35,7 @@ async def test_call_starts_the_workflow_with_the_body_as_payload(
     admin: httpx.AsyncClient, client: httpx.AsyncClient
 ) -> None:
     trigger_id, token = await _hook(admin, inputs={"source": "crm"})
-    r = conforms(WebhookAnswer, await client.post(f"/api/webhooks/{token}", json={"order": 42, "items": ["a"]}))
+    r = await client.post(f"/api/webhooks/{token}", json={"order": 42, "items": ["a"]})
     assert r.status_code == 202, r.text
     assert r.json() == {"executionId": r.json()["executionId"], "status": "QUEUED", "duplicate": False}
     execution = (await admin.get(f"/api/executions/{r.json()['executionId']}")).json()["execution"]

@@ -37,6 +37,7 @@ from exekra.hub.listener import Listener
 from exekra.hub.maintenance import Maintenance
 from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.responses import ORJSONResponse
+from exekra.hub.schemas import HealthAnswer
 from exekra.hub.triggers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ def _include_routers(app: FastAPI) -> None:
 def _system_router() -> APIRouter:
     router = APIRouter(tags=["system"])
 
-    @router.get("/api/health")
+    @router.get("/api/health", response_model=HealthAnswer)
     async def health(hub: HubDep, request: Request) -> dict[str, Any]:
         """Liveness: database reachability, the active queue mode, which process answered (`instance`) and
         whether it runs the singleton work (`leader`: the maintenance loop and the scheduler)."""

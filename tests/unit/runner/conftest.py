@@ -32,7 +32,6 @@ from exekra.hub.errors import Conflict, NotAuthenticated, NotFound, install_erro
 from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.runners.models import RunnerStatus
 from exekra.hub.runners.schemas import (
-    CredentialAnswer,
     ExecutionStatusAnswer,
     HeartbeatAnswer,
     HeldExecution,
@@ -40,6 +39,7 @@ from exekra.hub.runners.schemas import (
     PollAnswer,
     RunnerAuthAnswer,
     RunnerCredential,
+    RunnerCredentialAnswer,
     VersionRef,
     WorkflowRef,
 )
@@ -229,7 +229,7 @@ class FakeHub:
             if name not in self.credentials:
                 raise NotFound(f"credential {name} not found")
             found = RunnerCredential(name=name, type="basic", fields=self.credentials[name])
-            return _answer(CredentialAnswer(credential=found))
+            return _answer(RunnerCredentialAnswer(credential=found))
 
         @app.post("/api/runner/executions/{execution_id}/complete")
         async def complete(request: Request, execution_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,14 @@ from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import ExecutionStatus, TriggerType
 from exekra.hub.executions.names import names_of
 from exekra.hub.executions.queries import ExecutionFilter, ExecutionView
-from exekra.hub.executions.schemas import CreatedExecutionAnswer, NewExecution, execution_to_api
+from exekra.hub.executions.schemas import (
+    CreatedExecutionAnswer,
+    ExecutionAnswer,
+    ExecutionPage,
+    LogPage,
+    NewExecution,
+    execution_to_api,
+)
 from exekra.hub.lookup import IdPrefixQuery
 from exekra.hub.responses import ORJSONResponse, documented
 
@@ -71,7 +78,7 @@ async def create_execution(
     return await _created(hub, await hub.executions.create(request, user.actor), user)
 
 
-@router.get("")
+@router.get("", response_model=ExecutionPage)
 async def list_executions(
     user: CurrentUser,
     hub: HubDep,
@@ -126,7 +133,7 @@ def _filter_id(value: str | None, name: str) -> uuid.UUID | None:
         raise ValidationFailed(f"{name}: not a valid id") from None
 
 
-@router.get("/{execution_id}")
+@router.get("/{execution_id}", response_model=ExecutionAnswer)
 async def get_execution(
     execution_id: str,
     user: CurrentUser,
@@ -141,7 +148,7 @@ async def get_execution(
     return await _one(hub, await hub.executions.wait_for_end(execution_id, wait))
 
 
-@router.get("/{execution_id}/logs")
+@router.get("/{execution_id}/logs", response_model=LogPage)
 async def get_logs(
     execution_id: str,
     user: CurrentUser,
@@ -185,7 +192,7 @@ async def stream_logs(
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-@router.post("/{execution_id}/stop")
+@router.post("/{execution_id}/stop", response_model=ExecutionAnswer)
 async def stop_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     """QUEUED/ASSIGNED stop at once; RUNNING gets `stopRequested` and the runner confirms."""
     stopped = await hub.executions.stop(execution_id, user.actor)

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from exekra.hub.executions.models import Execution, ExecutionStatus, TriggerType
-from exekra.hub.schemas import ApiModel
+from exekra.hub.schemas import ApiAnswer, ApiModel
 
 
 class NewExecution(ApiModel):
@@ -28,7 +28,7 @@ class ExecutionMetrics(ApiModel):
     mem_peak_mb: float | None = Field(default=None, ge=0)
 
 
-class ExecutionOut(ApiModel):
+class ExecutionOut(ApiAnswer):
     """An execution as the API shows it (rendered by `execution_to_api`)."""
 
     id: str
@@ -59,11 +59,36 @@ class ExecutionOut(ApiModel):
     metrics: ExecutionMetrics
 
 
-class ExecutionAnswer(ApiModel):
+class ExecutionAnswer(ApiAnswer):
     execution: ExecutionOut
 
 
-class CreatedExecutionAnswer(ApiModel):
+class ExecutionPage(ApiAnswer):
+    """Newest first. `total` is null for keyset pages (`cursor`); `totalCapped` when it stopped counting."""
+
+    executions: list[ExecutionOut]
+    total: int | None
+    total_capped: bool
+    page: int
+    limit: int
+    next_cursor: str | None
+
+
+class StoredLogLine(ApiAnswer):
+    seq: int
+    ts: datetime
+    level: str
+    message: str
+
+
+class LogPage(ApiAnswer):
+    """Lines after `afterSeq`; ask again with `afterSeq=nextSeq` for the next ones."""
+
+    lines: list[StoredLogLine]
+    next_seq: int
+
+
+class CreatedExecutionAnswer(ApiAnswer):
     """201 with the new execution; 200 with the first one when the idempotency key was seen (`duplicate`)."""
 
     execution: ExecutionOut

@@ -10,7 +10,7 @@ from pydantic import Field
 from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.executions.schemas import ExecutionMetrics
 from exekra.hub.runners.models import Runner, RunnerMetric, RunnerStatus
-from exekra.hub.schemas import ApiModel
+from exekra.hub.schemas import ApiAnswer, ApiModel, PageInfo
 
 Label = Field(min_length=1, max_length=100)
 
@@ -36,12 +36,17 @@ class RunnerAuthBody(ApiModel):
     version: str | None = Field(default=None, max_length=64)
 
 
-class HeartbeatBody(ApiModel):
+class MachineMetrics(ApiModel):
+    """A runner machine's load, as a heartbeat reports it and the runner's API shows it."""
+
     cpu_percent: float | None = Field(default=None, ge=0, le=100_000)
     memory_percent: float | None = Field(default=None, ge=0, le=100)
     memory_used_mb: float | None = Field(default=None, ge=0)
     disk_percent: float | None = Field(default=None, ge=0, le=100)
     disk_free_gb: float | None = Field(default=None, ge=0)
+
+
+class HeartbeatBody(MachineMetrics):
     execution_id: str | None = Field(default=None, max_length=64)
 
 
@@ -70,7 +75,7 @@ class CompleteBody(AttemptBody):
 # path. The hub's integration tests and the runner's fake hub hold the answers to these models.
 
 
-class RunnerAuthAnswer(ApiModel):
+class RunnerAuthAnswer(ApiAnswer):
     token: str
     expires_at: datetime
     runner_id: str
@@ -82,23 +87,23 @@ class RunnerAuthAnswer(ApiModel):
     hub_version: str
 
 
-class HeartbeatAnswer(ApiModel):
+class HeartbeatAnswer(ApiAnswer):
     status: RunnerStatus
     stop_execution_ids: list[str]
 
 
-class WorkflowRef(ApiModel):
+class WorkflowRef(ApiAnswer):
     id: str
     name: str
 
 
-class VersionRef(ApiModel):
+class VersionRef(ApiAnswer):
     id: str
     number: int
     definition: dict[str, Any]
 
 
-class HeldExecution(ApiModel):
+class HeldExecution(ApiAnswer):
     """The execution a runner holds, as `poll` hands it over: everything needed to run it."""
 
     id: str
@@ -110,28 +115,72 @@ class HeldExecution(ApiModel):
     version: VersionRef
 
 
-class PollAnswer(ApiModel):
+class PollAnswer(ApiAnswer):
     execution: HeldExecution
 
 
-class ExecutionStatusAnswer(ApiModel):
+class ExecutionStatusAnswer(ApiAnswer):
     """`start` and `complete`: the execution's status after the call."""
 
     status: ExecutionStatus
 
 
-class LogsAnswer(ApiModel):
+class LogsAnswer(ApiAnswer):
     stop_requested: bool
 
 
-class RunnerCredential(ApiModel):
+class RunnerCredential(ApiAnswer):
     name: str
     type: str
     fields: dict[str, str]
 
 
-class CredentialAnswer(ApiModel):
+class RunnerCredentialAnswer(ApiAnswer):
     credential: RunnerCredential
+
+
+# --- the runners' API shapes
+
+
+class RunnerOut(ApiAnswer):
+    id: str
+    name: str
+    machine_key: str
+    type: str | None
+    labels: list[str]
+    status: RunnerStatus
+    enabled: bool
+    hostname: str | None
+    os: str | None
+    version: str | None
+    last_heartbeat_at: datetime | None
+    metrics: MachineMetrics
+    current_execution_id: str | None
+    created_at: datetime
+
+
+class RunnerAnswer(ApiAnswer):
+    runner: RunnerOut
+
+
+class RunnerPage(PageInfo):
+    runners: list[RunnerOut]
+
+
+class RunnerWithSecret(ApiAnswer):
+    """Registration and regenerate-secret: the machine secret is shown only in this answer."""
+
+    runner: RunnerOut
+    machine_key: str
+    machine_secret: str
+
+
+class MetricSample(MachineMetrics):
+    ts: datetime
+
+
+class RunnerMetricsAnswer(ApiAnswer):
+    metrics: list[MetricSample]
 
 
 def runner_to_api(r: Runner) -> dict[str, Any]:
