@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TypeVar
+
+ParserT = TypeVar("ParserT", bound=argparse.ArgumentParser)
 
 # What every client command reads (exekra.client.config).
 CLIENT_ENV: Mapping[str, str] = {
@@ -18,7 +20,7 @@ DATABASE_ENV: Mapping[str, str] = {
 
 
 def add_command(
-    commands: argparse._SubParsersAction[Any],
+    commands: argparse._SubParsersAction[ParserT],
     name: str,
     *,
     summary: str,
@@ -26,7 +28,7 @@ def add_command(
     examples: Sequence[str],
     description: str | None = None,
     parents: Sequence[argparse.ArgumentParser] = (),
-) -> argparse.ArgumentParser:
+) -> ParserT:
     """A subcommand whose `--help` says what it does (`description`, else `summary`), its environment
     variables and examples; `summary` is its line in the parent's list of commands."""
     width = max(len(variable) for variable in env)
@@ -37,11 +39,12 @@ def add_command(
         help=summary,
         description=description or summary[0].upper() + summary[1:] + ".",
         epilog=epilog,
-        parents=list(parents),
+        # typeshed wants the parents to be of the subparsers' class; argparse copies options from any parser.
+        parents=list(parents),  # type: ignore[arg-type]
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
-def add_group(commands: argparse._SubParsersAction[Any], name: str, summary: str) -> argparse.ArgumentParser:
+def add_group(commands: argparse._SubParsersAction[ParserT], name: str, summary: str) -> ParserT:
     """A command that only groups subcommands (`exekra workflow …`)."""
     return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")

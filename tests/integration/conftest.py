@@ -23,6 +23,7 @@ from exekra.hub.app import create_app
 from exekra.hub.auth import security
 from exekra.hub.context import Hub
 
+from .contract import AnswerShapes
 from .protocol import ProtocolRunner, eventually
 
 ADMIN_EMAIL = "admin@example.com"
@@ -76,6 +77,11 @@ async def hub_app(hub_settings: Settings) -> AsyncIterator[FastAPI]:
         yield app
 
 
+@pytest.fixture(scope="session")
+def answer_shapes(hub_app: FastAPI) -> AnswerShapes:
+    return AnswerShapes(hub_app)
+
+
 @pytest.fixture
 async def hub(hub_app: FastAPI) -> AsyncIterator[Hub]:
     """The running hub's context, with every table emptied before the test."""
@@ -88,10 +94,11 @@ async def hub(hub_app: FastAPI) -> AsyncIterator[Hub]:
 
 
 @pytest.fixture
-async def client(hub_app: FastAPI, hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
-    """An anonymous API client talking to the in-process hub."""
+async def client(hub_app: FastAPI, hub: Hub, answer_shapes: AnswerShapes) -> AsyncIterator[httpx.AsyncClient]:
+    """An anonymous API client talking to the in-process hub (every answer checked against its model)."""
     transport = httpx.ASGITransport(app=hub_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    hooks = {"response": [answer_shapes]}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", event_hooks=hooks) as c:
         yield c
 
 
@@ -99,13 +106,15 @@ ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
 
 
 @pytest.fixture
-async def make_client(hub_app: FastAPI, hub: Hub) -> AsyncIterator[ClientFactory]:
+async def make_client(hub_app: FastAPI, hub: Hub, answer_shapes: AnswerShapes) -> AsyncIterator[ClientFactory]:
     """`await make_client(role)` → a client signed in as a fresh user of that role (None: anonymous)."""
     clients: list[httpx.AsyncClient] = []
     transport = httpx.ASGITransport(app=hub_app)
 
     async def _make(role: str | None = "ADMIN") -> httpx.AsyncClient:
-        c = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        c = httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", event_hooks={"response": [answer_shapes]}
+        )
         clients.append(c)
         if role is None:
             return c

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from exekra.cli_errors import Unavailable, UsageError
-from exekra.cli_help import CLIENT_ENV, add_command
+from exekra.cli_help import CLIENT_ENV, ParserT, add_command
 from exekra.client import ExekraClient
 from exekra.client.config import resolve_connection
 from exekra.client.errors import AmbiguousId, ExekraClientError, HubUnreachable, NotAuthenticated, ValidationFailed
@@ -34,12 +34,12 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def client_command(
-    commands: argparse._SubParsersAction[Any],
+    commands: argparse._SubParsersAction[ParserT],
     name: str,
     summary: str,
     examples: Sequence[str],
     description: str | None = None,
-) -> argparse.ArgumentParser:
+) -> ParserT:
     """A client command with `--hub-url` and `--json`, whose help names the client's environment variables."""
     return add_command(
         commands,

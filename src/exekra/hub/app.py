@@ -30,7 +30,7 @@ from exekra.hub.dashboard.routes import install_dashboard
 from exekra.hub.deps import HubDep, rate_limit
 from exekra.hub.dispatch.switching import SwitchingDispatcher
 from exekra.hub.effects import EffectApplier
-from exekra.hub.errors import error_response, install_error_handlers
+from exekra.hub.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from exekra.hub.executions.service import ExecutionService
 from exekra.hub.instance import instance_id
 from exekra.hub.license.service import Licensing
@@ -38,6 +38,7 @@ from exekra.hub.listener import Listener
 from exekra.hub.maintenance import Maintenance
 from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.responses import ORJSONResponse
+from exekra.hub.schemas import HealthAnswer
 from exekra.hub.triggers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
+        responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
     _include_routers(app)
@@ -235,7 +237,7 @@ def _include_routers(app: FastAPI) -> None:
 def _system_router() -> APIRouter:
     router = APIRouter(tags=["system"])
 
-    @router.get("/api/health")
+    @router.get("/api/health", response_model=HealthAnswer)
     async def health(hub: HubDep, request: Request) -> dict[str, Any]:
         """Liveness: database reachability, the active queue mode, which process answered (`instance`) and
         whether it runs the singleton work (`leader`: the maintenance loop and the scheduler)."""

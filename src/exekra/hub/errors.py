@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -101,6 +102,25 @@ _STATUS_CODES = {
     429: "rate_limited",
     503: "not_ready",
 }
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """The JSON error shape: every 4xx and 5xx answer of the API has this body (`error_response` renders it)."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Refused: `error.code` says why (SPEC §7)"},
+    "5XX": {"model": ErrorBody, "description": "The hub cannot answer now (503 `not_ready`: retry shortly)"},
+}
+"""Attached to every operation of the app: the OpenAPI document names the error body of every answer."""
 
 
 def error_response(

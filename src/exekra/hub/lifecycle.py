@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import Row, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -288,11 +288,16 @@ RETURNING log_seq, stop_requested, {_ASYNC_COMMIT},
 )
 
 
-async def reserve_log_seq(session: AsyncSession, held: Attempt, count: int) -> tuple[int, bool] | None:
-    """Fence a log upload and reserve `count` sequence numbers: returns (last seq, stopRequested)."""
+class LogSeqReservation(NamedTuple):
+    last_seq: int
+    stop_requested: bool
+
+
+async def reserve_log_seq(session: AsyncSession, held: Attempt, count: int) -> LogSeqReservation | None:
+    """Fence a log upload and reserve `count` sequence numbers, up to `last_seq` (None: not held)."""
     result = await session.execute(_RESERVE_LOG_SEQ, {**held.params(), "count": count})
     row = result.first()
-    return (int(row.log_seq), bool(row.stop_requested)) if row else None
+    return LogSeqReservation(int(row.log_seq), bool(row.stop_requested)) if row else None
 
 
 _FINISH = text(

@@ -17,8 +17,9 @@ from exekra.hub.context import Hub
 QUEUE_MODES = ("redis", "direct")
 
 _COUNTS = text(
-    "SELECT 'execution', status, count(*) FROM executions WHERE status IN ('QUEUED','ASSIGNED','RUNNING') "
-    "GROUP BY status UNION ALL SELECT 'runner', status, count(*) FROM runners GROUP BY status"
+    "SELECT 'execution' AS kind, status, count(*) AS total FROM executions "
+    "WHERE status IN ('QUEUED','ASSIGNED','RUNNING') GROUP BY status "
+    "UNION ALL SELECT 'runner', status, count(*) FROM runners GROUP BY status"
 )
 
 
@@ -67,5 +68,7 @@ async def metrics(request: Request) -> Response:
         registry.register(request.app.state.metrics_collector)
         request.app.state.metrics_registry = registry
     async with hub.db.session() as session:
-        request.app.state.metrics_collector.counts = [(r[0], r[1], int(r[2])) for r in await session.execute(_COUNTS)]
+        request.app.state.metrics_collector.counts = [
+            (row.kind, row.status, int(row.total)) for row in await session.execute(_COUNTS)
+        ]
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -132,8 +132,8 @@ async def purge(
                 ).all()
             if not rows:
                 break
-            ids = [row[0] for row in rows]
-            after = (rows[-1][1], rows[-1][0])
+            ids = [row.id for row in rows]
+            after = (rows[-1].completed_at, rows[-1].id)
             if archive is not None:
                 await archive.write(await _archive_lines(db, ids))
             await _delete_executions(db, ids, batch, report)
@@ -216,11 +216,13 @@ async def _archive_lines(db: Database, ids: list[uuid.UUID]) -> list[bytes]:
         executions = (await session.execute(query)).all()
         logs = await session.stream(_LOGS, {"ids": ids})
         pending: Any = await anext(logs, None)
-        for execution, workflow_name, version_number in executions:
-            record = execution_to_api(execution, workflow_name, version_number)
+        for row in executions:
+            record = execution_to_api(row.Execution, row.name, row.number)
             record["logs"] = entries = []
-            while pending is not None and pending[0] == execution.id:
-                entries.append({"seq": pending[1], "ts": pending[2], "level": pending[3], "message": pending[4]})
+            while pending is not None and pending.execution_id == row.Execution.id:
+                entries.append(
+                    {"seq": pending.seq, "ts": pending.ts, "level": pending.level, "message": pending.message}
+                )
                 pending = await anext(logs, None)
             lines.append(orjson.dumps(record, option=orjson.OPT_UTC_Z) + b"\n")
     return lines

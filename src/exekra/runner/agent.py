@@ -31,7 +31,7 @@ T = TypeVar("T")
 SHUTDOWN_GRACE_SECONDS = 15.0
 
 
-class _RunnerLog(logging.LoggerAdapter):
+class _RunnerLog(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         return f"runner {self.extra['name'] if self.extra else ''}: {msg}", kwargs
 

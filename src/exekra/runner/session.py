@@ -25,7 +25,7 @@ def backoff_delay(failures: int, base: float, cap: float) -> float:
     """Seconds to wait after `failures` consecutive failures: base·2^(n-1) capped, ±20 % jitter; 0 for n=0."""
     if failures <= 0:
         return 0.0
-    return min(cap, base * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+    return min(cap, base * 2.0 ** (failures - 1)) * random.uniform(0.8, 1.2)
 
 
 class HubSession:

@@ -92,7 +92,8 @@ def run_workflow(
         raise WorkflowFailed(masker.text(str(exc))) from None
     finally:
         run.scope.close(run.emit)
-    return masker.value(outputs)
+    masked: dict[str, Any] = masker.value(outputs)  # masking keeps the shape
+    return masked
 
 
 def execution_scope(

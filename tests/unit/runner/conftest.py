@@ -2,7 +2,8 @@
 
 The fake hub is a FastAPI app served by uvicorn as a task on the test loop (same loop as the agent,
 so its state needs no locking). It holds one runner's view of SPEC §7.3: auth with expiring tokens,
-heartbeats, long polls, fenced start/logs/credentials/complete.
+heartbeats, long polls, fenced start/logs/credentials/complete. It answers with the hub's own response models
+and error hierarchy, so a change of the hub's protocol shapes shows up here.
 """
 
 from __future__ import annotations
@@ -24,8 +25,24 @@ import psutil
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from pydantic import BaseModel
 
+from exekra.hub.errors import Conflict, NotAuthenticated, NotFound, install_error_handlers
+from exekra.hub.executions.models import ExecutionStatus
+from exekra.hub.runners.models import RunnerStatus
+from exekra.hub.runners.schemas import (
+    ExecutionStatusAnswer,
+    HeartbeatAnswer,
+    HeldExecution,
+    LogsAnswer,
+    PollAnswer,
+    RunnerAuthAnswer,
+    RunnerCredential,
+    RunnerCredentialAnswer,
+    VersionRef,
+    WorkflowRef,
+)
 from exekra.runner.config import RunnerConfig
 from exekra.runner.executor import Executor
 
@@ -35,34 +52,29 @@ MACHINE_KEY = "mk-test"
 MACHINE_SECRET = "ms-test-secret"
 
 
-class FakeHubError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-
-
 @dataclass
 class FakeExecution:
     id: str
     definition: dict[str, Any]
     inputs: dict[str, Any]
-    timeout_seconds: float | None
+    timeout_seconds: int | None
     status: str = "QUEUED"
     attempt: int = 0
     stop_via: str | None = None
     logs: list[dict[str, str]] = field(default_factory=list)
     result: dict[str, Any] | None = None
 
-    def answer(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "attempt": self.attempt,
-            "status": self.status,
-            "workflow": {"id": "wf-1", "name": "test workflow"},
-            "version": {"id": "v-1", "number": 1, "definition": self.definition},
-            "inputs": self.inputs,
-            "timeoutSeconds": self.timeout_seconds,
-        }
+    def held(self) -> HeldExecution:
+        """This execution as `poll` hands it over."""
+        return HeldExecution(
+            id=self.id,
+            attempt=self.attempt,
+            status=ExecutionStatus(self.status),
+            workflow=WorkflowRef(id="wf-1", name="test workflow"),
+            version=VersionRef(id="v-1", number=1, definition=self.definition),
+            inputs=self.inputs,
+            timeout_seconds=self.timeout_seconds,
+        )
 
     def log_text(self) -> str:
         return "\n".join(line["message"] for line in self.logs)
@@ -75,12 +87,8 @@ class FakeHub:
         self.machine_key = MACHINE_KEY
         self.machine_secret = MACHINE_SECRET
         self.token_ttl = token_ttl
-        self.intervals = {
-            "heartbeatIntervalSeconds": intervals,
-            "pollIntervalSeconds": intervals,
-            "maxLongPollSeconds": long_poll,
-            "reportIntervalSeconds": intervals,
-        }
+        self.intervals = intervals
+        self.long_poll = long_poll
         self.tokens: set[str] = set()
         self.calls: Counter[str] = Counter()
         self.sequence: list[str] = []
@@ -100,7 +108,7 @@ class FakeHub:
         *,
         definition: dict[str, Any] | None = None,
         inputs: dict[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: int | None = None,
     ) -> FakeExecution:
         """Queue an execution of the fake engine's `steps`, or of a real workflow `definition`."""
         definition = definition if definition is not None else {"steps": steps}
@@ -144,10 +152,7 @@ class FakeHub:
     # ----- the protocol
     def _build_app(self) -> FastAPI:
         app = FastAPI()
-
-        @app.exception_handler(FakeHubError)
-        async def error(request: Request, exc: FakeHubError) -> JSONResponse:
-            return JSONResponse({"error": {"code": str(exc.status), "message": exc.message}}, exc.status)
+        install_error_handlers(app)
 
         @app.middleware("http")
         async def count(request: Request, call_next: Any) -> Any:
@@ -163,27 +168,33 @@ class FakeHub:
         @app.post("/api/runner/auth")
         async def auth(body: dict[str, Any]) -> dict[str, Any]:
             if body.get("machineKey") != self.machine_key or body.get("machineSecret") != self.machine_secret:
-                raise FakeHubError(401, "invalid machine key or secret")
+                raise NotAuthenticated("invalid machine key or secret")
             token = secrets.token_hex(8)
             self.tokens.add(token)
-            expires = datetime.now(UTC) + timedelta(seconds=self.token_ttl)
-            return {
-                "token": token,
-                "expiresAt": expires.isoformat(),
-                "runnerId": "runner-1",
-                "runnerName": "hub-name",
-                **self.intervals,
-            }
+            return _answer(
+                RunnerAuthAnswer(
+                    token=token,
+                    expires_at=datetime.now(UTC) + timedelta(seconds=self.token_ttl),
+                    runner_id="runner-1",
+                    runner_name="hub-name",
+                    heartbeat_interval_seconds=self.intervals,
+                    poll_interval_seconds=self.intervals,
+                    max_long_poll_seconds=self.long_poll,
+                    report_interval_seconds=self.intervals,
+                    hub_version="test",
+                )
+            )
 
         @app.post("/api/runner/heartbeat")
         async def heartbeat(request: Request, body: dict[str, Any]) -> dict[str, Any]:
             self._authorize(request)
             self.heartbeats.append(body)
             stop = [e.id for e in self.executions.values() if e.stop_via == "heartbeat" and e.status == "RUNNING"]
-            return {"status": "BUSY" if self.held else "ONLINE", "stopExecutionIds": stop}
+            status = RunnerStatus.BUSY if self.held else RunnerStatus.ONLINE
+            return _answer(HeartbeatAnswer(status=status, stop_execution_ids=stop))
 
-        @app.get("/api/runner/poll")
-        async def poll(request: Request, wait: int = 0) -> Any:
+        @app.get("/api/runner/poll", response_model=None)
+        async def poll(request: Request, wait: int = 0) -> dict[str, Any] | Response:
             self._authorize(request)
             deadline = time.monotonic() + wait
             while True:
@@ -192,7 +203,7 @@ class FakeHub:
                     execution.status, execution.attempt = "ASSIGNED", execution.attempt + 1
                     self.held = execution.id
                 if self.held is not None:
-                    return {"execution": self.executions[self.held].answer()}
+                    return _answer(PollAnswer(execution=self.executions[self.held].held()))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return Response(status_code=204)
@@ -204,27 +215,28 @@ class FakeHub:
         async def start(request: Request, execution_id: str, body: dict[str, Any]) -> dict[str, Any]:
             execution = self._fenced(request, execution_id, body["attempt"], "ASSIGNED")
             execution.status = "RUNNING"
-            return {"execution": execution.answer()}
+            return _answer(ExecutionStatusAnswer(status=ExecutionStatus.RUNNING))
 
         @app.post("/api/runner/executions/{execution_id}/logs")
         async def logs(request: Request, execution_id: str, body: dict[str, Any]) -> dict[str, Any]:
             execution = self._fenced(request, execution_id, body["attempt"], "RUNNING")
             execution.logs.extend(body["lines"])
-            return {"stopRequested": execution.stop_via == "logs"}
+            return _answer(LogsAnswer(stop_requested=execution.stop_via == "logs"))
 
         @app.get("/api/runner/executions/{execution_id}/credentials/{name}")
         async def credential(request: Request, execution_id: str, name: str, attempt: int) -> dict[str, Any]:
             self._fenced(request, execution_id, attempt, "RUNNING")
             if name not in self.credentials:
-                raise FakeHubError(404, f"credential {name} not found")
-            return {"credential": {"name": name, "type": "basic", "fields": self.credentials[name]}}
+                raise NotFound(f"credential {name} not found")
+            found = RunnerCredential(name=name, type="basic", fields=self.credentials[name])
+            return _answer(RunnerCredentialAnswer(credential=found))
 
         @app.post("/api/runner/executions/{execution_id}/complete")
         async def complete(request: Request, execution_id: str, body: dict[str, Any]) -> dict[str, Any]:
             execution = self._fenced(request, execution_id, body["attempt"], "RUNNING")
             execution.status, execution.result = body["status"], body
             self.held = None
-            return {"execution": execution.answer()}
+            return _answer(ExecutionStatusAnswer(status=ExecutionStatus(body["status"])))
 
         return app
 
@@ -232,16 +244,21 @@ class FakeHub:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if token not in self.tokens:
             self.unauthorized += 1
-            raise FakeHubError(401, "invalid or expired runner token")
+            raise NotAuthenticated("invalid or expired runner token")
 
     def _fenced(self, request: Request, execution_id: str, attempt: int, status: str) -> FakeExecution:
         self._authorize(request)
         execution = self.executions.get(execution_id)
         if execution is None:
-            raise FakeHubError(404, "no such execution")
+            raise NotFound("no such execution")
         if execution.attempt != attempt or execution.status != status:
-            raise FakeHubError(409, f"attempt {attempt} is stale or the execution is {execution.status}")
+            raise Conflict(f"attempt {attempt} is stale or the execution is {execution.status}")
         return execution
+
+
+def _answer(model: BaseModel) -> dict[str, Any]:
+    """A protocol answer as the hub puts it on the wire (camelCase, JSON types)."""
+    return model.model_dump(mode="json", by_alias=True)
 
 
 class HubServer:

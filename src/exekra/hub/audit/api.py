@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from exekra.hub.audit import service
+from exekra.hub.audit.schemas import AuditPage
 from exekra.hub.deps import AdminUser, HubDep, Paging
 from exekra.hub.errors import BadRequest
 
@@ -25,7 +26,7 @@ def parse_cursor(cursor: str | None) -> int | None:
     return int(cursor)
 
 
-@router.get("")
+@router.get("", response_model=AuditPage)
 async def list_audit(
     admin: AdminUser,
     hub: HubDep,

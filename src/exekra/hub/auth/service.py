@@ -29,7 +29,7 @@ from exekra.hub.users.schemas import NewUser
 
 # Built once: every user-facing request resolves its token (constructing the statement cost as much as running it).
 _TOKEN_USER = (
-    select(User, AuthToken.id, AuthToken.expires_at, AuthToken.last_used_at)
+    select(User, AuthToken.id.label("token_id"), AuthToken.expires_at, AuthToken.last_used_at)
     .join(AuthToken, AuthToken.user_id == User.id)
     .where(AuthToken.token_hash == bindparam("token_hash"))
 )
@@ -45,14 +45,14 @@ async def resolve_token(db: Database, token: str) -> tuple[User, uuid.UUID] | No
         row = (await session.execute(_TOKEN_USER, {"token_hash": token_hash(token)})).first()
     if row is None:
         return None
-    user, token_id, expires_at, last_used_at = row
+    user: User = row.User
     now = datetime.now(UTC)
-    if user.disabled or (expires_at is not None and expires_at <= now):
+    if user.disabled or (row.expires_at is not None and row.expires_at <= now):
         return None
-    if last_used_at is None or now - last_used_at >= LAST_USED_PRECISION:
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
         async with db.transaction() as session:
-            await session.execute(_TOUCH_TOKEN, {"token_id": token_id})
-    return user, token_id
+            await session.execute(_TOUCH_TOKEN, {"token_id": row.token_id})
+    return user, row.token_id
 
 
 async def create_user(db: Database, data: NewUser, actor: Actor, *, only_if_none: bool = False) -> User:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
 from exekra.hub.credentials.models import Credential
-from exekra.hub.schemas import ApiModel
+from exekra.hub.schemas import ApiAnswer, ApiModel, PageInfo
 
 # Templates read `credentials.<name>.<field>` (or `credentials['<name>']['<field>']` for names that are not
 # identifiers), so names are kept to letters, digits, '_', '-' and '.'.
@@ -39,6 +40,37 @@ class CredentialPatch(ApiModel):
             if getattr(self, name) is None:
                 raise ValueError(f"{name} may not be null")
         return self
+
+
+class CredentialOut(ApiAnswer):
+    """A credential by name: its field names, never their values (`fieldNames` null: they no longer decrypt)."""
+
+    id: str
+    name: str
+    type: str
+    field_names: list[str] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CredentialReference(ApiAnswer):
+    """A published workflow version that uses the credential."""
+
+    workflow_id: str
+    workflow_name: str
+    version: int
+
+
+class ListedCredential(CredentialOut):
+    references: list[CredentialReference]
+
+
+class CredentialAnswer(ApiAnswer):
+    credential: CredentialOut
+
+
+class CredentialPage(PageInfo):
+    credentials: list[ListedCredential]
 
 
 def credential_to_api(credential: Credential, field_names: list[str] | None) -> dict[str, Any]:

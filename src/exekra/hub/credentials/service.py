@@ -114,16 +114,21 @@ async def references(session: AsyncSession, names: set[str] | None = None) -> di
     """Credential name -> the published versions that reference it (`credentials.<name>.<field>`), by
     workflow name. Only published versions run, so only they count; `names` narrows the answer."""
     rows = await session.execute(
-        select(Workflow.id, Workflow.name, WorkflowVersion.number, WorkflowVersion.definition)
+        select(
+            Workflow.id.label("workflow_id"),
+            Workflow.name.label("workflow_name"),
+            WorkflowVersion.number,
+            WorkflowVersion.definition,
+        )
         .join(Workflow, Workflow.id == WorkflowVersion.workflow_id)
         .where(WorkflowVersion.published, func.strpos(WorkflowVersion.definition.cast(Text), "credentials") > 0)
         .order_by(Workflow.name)
     )
     found: dict[str, list[Reference]] = {}
-    for workflow_id, workflow_name, number, definition in rows:
-        for name in referenced_credentials(definition):
+    for row in rows:
+        for name in referenced_credentials(row.definition):
             if names is None or name in names:
-                found.setdefault(name, []).append(Reference(workflow_id, workflow_name, number))
+                found.setdefault(name, []).append(Reference(row.workflow_id, row.workflow_name, row.number))
     return found
 
 

@@ -39,7 +39,7 @@ RECONCILE_BATCH = 1000
 
 def backoff(attempt: int) -> float:
     """Delay before retry number `attempt` (1, 2, …): exponential, with ±50 % jitter."""
-    return min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+    return min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.5)
 
 
 @dataclass(frozen=True)

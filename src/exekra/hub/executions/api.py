@@ -18,14 +18,27 @@ from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import ExecutionStatus, TriggerType
 from exekra.hub.executions.names import names_of
 from exekra.hub.executions.queries import ExecutionFilter, ExecutionView
-from exekra.hub.executions.schemas import NewExecution, execution_to_api
+from exekra.hub.executions.schemas import (
+    CreatedExecutionAnswer,
+    ExecutionAnswer,
+    ExecutionPage,
+    LogPage,
+    NewExecution,
+    execution_to_api,
+)
 from exekra.hub.lookup import IdPrefixQuery
-from exekra.hub.responses import ORJSONResponse
+from exekra.hub.responses import ORJSONResponse, documented
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
+_DUPLICATE = {200: {"model": CreatedExecutionAnswer, "description": "A repeated idempotency key: the first execution"}}
+_SSE = (
+    "Server-Sent Events: `event: log` whose `data` is a log line `{seq, ts, level, message}` as in `GET …/logs`, "
+    'then `event: end` whose `data` is `{"status": …}` when the execution is over.'
+)
 
-async def _created(hub: Hub, created: Created, user: Principal) -> Any:
+
+async def _created(hub: Hub, created: Created, user: Principal) -> ORJSONResponse:
     """201 with the new execution; 200 with the first one for a repeated idempotency key."""
     if created.duplicate:  # the first execution, perhaps somebody else's
         names = (await names_of(hub.db, [created.execution])).of(created.execution)
@@ -41,13 +54,13 @@ async def _one(hub: Hub, view: ExecutionView) -> dict[str, Any]:
     return {"execution": execution_to_api(execution, view.workflow_name, view.version_number, **names.of(execution))}
 
 
-@router.post("", status_code=201)
+@router.post("", **documented(CreatedExecutionAnswer, 201, also=_DUPLICATE))
 async def create_execution(
     body: NewExecution,
     user: CurrentUser,
     hub: HubDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
-) -> Any:
+) -> ORJSONResponse:
     """Queue an execution of the workflow's published version; returns at once with status QUEUED.
 
     A repeated `idempotencyKey` (or `Idempotency-Key` header) within the dedup window answers 200 with the
@@ -65,7 +78,7 @@ async def create_execution(
     return await _created(hub, await hub.executions.create(request, user.actor), user)
 
 
-@router.get("")
+@router.get("", response_model=ExecutionPage)
 async def list_executions(
     user: CurrentUser,
     hub: HubDep,
@@ -120,7 +133,7 @@ def _filter_id(value: str | None, name: str) -> uuid.UUID | None:
         raise ValidationFailed(f"{name}: not a valid id") from None
 
 
-@router.get("/{execution_id}")
+@router.get("/{execution_id}", response_model=ExecutionAnswer)
 async def get_execution(
     execution_id: str,
     user: CurrentUser,
@@ -135,7 +148,7 @@ async def get_execution(
     return await _one(hub, await hub.executions.wait_for_end(execution_id, wait))
 
 
-@router.get("/{execution_id}/logs")
+@router.get("/{execution_id}/logs", response_model=LogPage)
 async def get_logs(
     execution_id: str,
     user: CurrentUser,
@@ -151,7 +164,11 @@ def _line(x: Any) -> dict[str, Any]:
     return {"seq": x.seq, "ts": x.ts, "level": x.level, "message": x.message}
 
 
-@router.get("/{execution_id}/logs/stream")
+@router.get(
+    "/{execution_id}/logs/stream",
+    response_class=StreamingResponse,
+    responses={200: {"description": _SSE, "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
 async def stream_logs(
     execution_id: str,
     user: CurrentUser,
@@ -175,14 +192,14 @@ async def stream_logs(
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-@router.post("/{execution_id}/stop")
+@router.post("/{execution_id}/stop", response_model=ExecutionAnswer)
 async def stop_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     """QUEUED/ASSIGNED stop at once; RUNNING gets `stopRequested` and the runner confirms."""
     stopped = await hub.executions.stop(execution_id, user.actor)
     return {"execution": execution_to_api(stopped, **(await names_of(hub.db, [stopped])).of(stopped))}
 
 
-@router.post("/{execution_id}/retry", status_code=201)
-async def retry_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
+@router.post("/{execution_id}/retry", **documented(CreatedExecutionAnswer, 201, also=_DUPLICATE))
+async def retry_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> ORJSONResponse:
     """A new execution with the same version and inputs."""
     return await _created(hub, await hub.executions.retry(execution_id, user.actor), user)

@@ -21,7 +21,7 @@ from exekra.hub.lookup import IdPrefix, parse_id
 from exekra.hub.runners.models import Runner
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 
-QueryT = TypeVar("QueryT", bound=Select)
+QueryT = TypeVar("QueryT", bound="Select[*tuple[Any, ...]]")
 
 
 @dataclass(frozen=True)

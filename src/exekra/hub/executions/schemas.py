@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field
 
-from exekra.hub.executions.models import Execution
-from exekra.hub.schemas import ApiModel
+from exekra.hub.executions.models import Execution, ExecutionStatus, TriggerType
+from exekra.hub.schemas import ApiAnswer, ApiModel
 
 
 class NewExecution(ApiModel):
@@ -16,6 +17,82 @@ class NewExecution(ApiModel):
     priority: int | None = Field(default=None, ge=0, le=9)
     runner_id: str | None = Field(default=None, max_length=64)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class ExecutionMetrics(ApiModel):
+    """What the runner measured of an execution (reported with `complete`)."""
+
+    cpu_avg: float | None = Field(default=None, ge=0)
+    cpu_peak: float | None = Field(default=None, ge=0)
+    mem_avg_mb: float | None = Field(default=None, ge=0)
+    mem_peak_mb: float | None = Field(default=None, ge=0)
+
+
+class ExecutionOut(ApiAnswer):
+    """An execution as the API shows it (rendered by `execution_to_api`)."""
+
+    id: str
+    workflow_id: str
+    workflow_name: str | None
+    version_id: str
+    version_number: int | None
+    runner_id: str | None
+    runner_name: str | None
+    pinned_runner_id: str | None
+    status: ExecutionStatus
+    priority: int
+    attempt: int
+    triggered_by: str | None
+    triggered_by_name: str | None
+    trigger_type: TriggerType
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None
+    error: str | None
+    idempotency_key: str | None
+    stop_requested: bool
+    timeout_seconds: int | None
+    queued_at: datetime | None
+    assigned_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    metrics: ExecutionMetrics
+
+
+class ExecutionAnswer(ApiAnswer):
+    execution: ExecutionOut
+
+
+class ExecutionPage(ApiAnswer):
+    """Newest first. `total` is null for keyset pages (`cursor`); `totalCapped` when it stopped counting."""
+
+    executions: list[ExecutionOut]
+    total: int | None
+    total_capped: bool
+    page: int
+    limit: int
+    next_cursor: str | None
+
+
+class StoredLogLine(ApiAnswer):
+    seq: int
+    ts: datetime
+    level: str
+    message: str
+
+
+class LogPage(ApiAnswer):
+    """Lines after `afterSeq`; ask again with `afterSeq=nextSeq` for the next ones."""
+
+    lines: list[StoredLogLine]
+    next_seq: int
+
+
+class CreatedExecutionAnswer(ApiAnswer):
+    """201 with the new execution; 200 with the first one when the idempotency key was seen (`duplicate`)."""
+
+    execution: ExecutionOut
+    duplicate: bool
 
 
 def execution_to_api(

@@ -265,10 +265,10 @@ class ExecutionService:
             reserved = await lifecycle.reserve_log_seq(session, held, len(lines))
             if reserved is not None and lines:
                 stored = [(line.ts, line.level, line.message[:max_chars]) for line in lines]
-                await queries.insert_log_lines(session, held.execution_id, reserved[0], stored)
+                await queries.insert_log_lines(session, held.execution_id, reserved.last_seq, stored)
         if reserved is None:
             raise await self._refused(claims, execution_id)
-        return reserved[1]
+        return reserved.stop_requested
 
     async def complete(
         self,

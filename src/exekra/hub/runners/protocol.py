@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -12,14 +12,29 @@ from exekra.hub.deps import HubDep, RunnerAuth, client_ip
 from exekra.hub.errors import NotAuthenticated, RateLimited
 from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.executions.service import LogLine
+from exekra.hub.responses import ORJSONResponse, documented
 from exekra.hub.runners import service
-from exekra.hub.runners.schemas import AttemptBody, CompleteBody, HeartbeatBody, LogsBody, RunnerAuthBody
+from exekra.hub.runners.schemas import (
+    AttemptBody,
+    CompleteBody,
+    ExecutionStatusAnswer,
+    HeartbeatAnswer,
+    HeartbeatBody,
+    LogsAnswer,
+    LogsBody,
+    PollAnswer,
+    RunnerAuthAnswer,
+    RunnerAuthBody,
+    RunnerCredentialAnswer,
+)
 
+# Every answer is an ORJSONResponse built here: the hot path pays for neither FastAPI's jsonable_encoder nor a
+# response model's validation. `documented` names each answer's model in the OpenAPI document.
 router = APIRouter(prefix="/api/runner", tags=["runner protocol"])
 
 
-@router.post("/auth")
-async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> dict[str, Any]:
+@router.post("/auth", **documented(RunnerAuthAnswer))
+async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> ORJSONResponse:
     """Exchange machine credentials for a short-lived runner token and the hub's intervals."""
     ip = client_ip(request)
     limit = hub.settings.runner_auth_failures_per_minute
@@ -35,58 +50,59 @@ async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> dict[str,
         raise
     token, expires_at = hub.runner_tokens.issue(runner.id, runner.token_epoch)
     s = hub.settings
-    return {
-        "token": token,
-        "expiresAt": datetime.fromtimestamp(expires_at, UTC),
-        "runnerId": str(runner.id),
-        "runnerName": runner.name,
-        "heartbeatIntervalSeconds": s.heartbeat_interval_seconds,
-        "pollIntervalSeconds": s.poll_interval_seconds,
-        "maxLongPollSeconds": s.max_long_poll_seconds,
-        "reportIntervalSeconds": s.report_interval_seconds,
-        "hubVersion": __version__,
-    }
+    return ORJSONResponse(
+        {
+            "token": token,
+            "expiresAt": datetime.fromtimestamp(expires_at, UTC),
+            "runnerId": str(runner.id),
+            "runnerName": runner.name,
+            "heartbeatIntervalSeconds": s.heartbeat_interval_seconds,
+            "pollIntervalSeconds": s.poll_interval_seconds,
+            "maxLongPollSeconds": s.max_long_poll_seconds,
+            "reportIntervalSeconds": s.report_interval_seconds,
+            "hubVersion": __version__,
+        }
+    )
 
 
-@router.post("/heartbeat")
-async def heartbeat(body: HeartbeatBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
+@router.post("/heartbeat", **documented(HeartbeatAnswer))
+async def heartbeat(body: HeartbeatBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
     """Sign of life with metrics; answers the ids of executions the runner must stop."""
     beat = await hub.executions.heartbeat(claims, body.model_dump(exclude={"execution_id"}))
-    return {"status": beat.status, "stopExecutionIds": [str(i) for i in beat.stop_execution_ids]}
+    return ORJSONResponse({"status": beat.status, "stopExecutionIds": [str(i) for i in beat.stop_execution_ids]})
 
 
-@router.get("/poll", response_model=None)
-async def poll(
-    claims: RunnerAuth, hub: HubDep, wait: Annotated[float, Query(ge=0, le=30)] = 0
-) -> dict[str, Any] | Response:
+@router.get("/poll", **documented(PollAnswer, also={204: {"description": "No work for this runner within `wait` s"}}))
+async def poll(claims: RunnerAuth, hub: HubDep, wait: Annotated[float, Query(ge=0, le=30)] = 0) -> Response:
     """The held execution (ASSIGNED or RUNNING), a newly claimed one, or 204 after `wait` seconds."""
     held = await hub.executions.poll(claims, wait)
-    return {"execution": held} if held is not None else Response(status_code=204)
+    return ORJSONResponse({"execution": held}) if held is not None else Response(status_code=204)
 
 
-@router.post("/executions/{execution_id}/start")
-async def start(execution_id: str, body: AttemptBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
+@router.post("/executions/{execution_id}/start", **documented(ExecutionStatusAnswer))
+async def start(execution_id: str, body: AttemptBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
     await hub.executions.start(claims, execution_id, body.attempt)
-    return {"status": ExecutionStatus.RUNNING.value}
+    return ORJSONResponse({"status": ExecutionStatus.RUNNING.value})
 
 
-@router.post("/executions/{execution_id}/logs")
-async def logs(execution_id: str, body: LogsBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
+@router.post("/executions/{execution_id}/logs", **documented(LogsAnswer))
+async def logs(execution_id: str, body: LogsBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
     """Append a batch of lines (may be empty); answers whether a stop was requested."""
     lines = [LogLine(line.ts, line.level, line.message) for line in body.lines]
-    return {"stopRequested": await hub.executions.append_logs(claims, execution_id, body.attempt, lines)}
+    stop_requested = await hub.executions.append_logs(claims, execution_id, body.attempt, lines)
+    return ORJSONResponse({"stopRequested": stop_requested})
 
 
-@router.get("/executions/{execution_id}/credentials/{name}")
+@router.get("/executions/{execution_id}/credentials/{name}", **documented(RunnerCredentialAnswer))
 async def credential(
     execution_id: str, name: str, claims: RunnerAuth, hub: HubDep, attempt: Annotated[int, Query(ge=1)]
-) -> dict[str, Any]:
+) -> ORJSONResponse:
     """A decrypted credential, only for the runner running that attempt of a workflow that references it."""
-    return {"credential": await hub.executions.credential(claims, execution_id, name, attempt)}
+    return ORJSONResponse({"credential": await hub.executions.credential(claims, execution_id, name, attempt)})
 
 
-@router.post("/executions/{execution_id}/complete")
-async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hub: HubDep) -> dict[str, Any]:
+@router.post("/executions/{execution_id}/complete", **documented(ExecutionStatusAnswer))
+async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
     """The final report; the runner is idle again and is offered the next execution at once."""
     await hub.executions.complete(
         claims,
@@ -97,4 +113,4 @@ async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hu
         outputs=body.outputs,
         metrics=body.metrics.model_dump(by_alias=True),
     )
-    return {"status": body.status}
+    return ORJSONResponse({"status": body.status})

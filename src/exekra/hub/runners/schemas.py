@@ -7,8 +7,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from exekra.hub.runners.models import Runner, RunnerMetric
-from exekra.hub.schemas import ApiModel
+from exekra.hub.executions.models import ExecutionStatus
+from exekra.hub.executions.schemas import ExecutionMetrics
+from exekra.hub.runners.models import Runner, RunnerMetric, RunnerStatus
+from exekra.hub.schemas import ApiAnswer, ApiModel, PageInfo
 
 Label = Field(min_length=1, max_length=100)
 
@@ -34,12 +36,17 @@ class RunnerAuthBody(ApiModel):
     version: str | None = Field(default=None, max_length=64)
 
 
-class HeartbeatBody(ApiModel):
+class MachineMetrics(ApiModel):
+    """A runner machine's load, as a heartbeat reports it and the runner's API shows it."""
+
     cpu_percent: float | None = Field(default=None, ge=0, le=100_000)
     memory_percent: float | None = Field(default=None, ge=0, le=100)
     memory_used_mb: float | None = Field(default=None, ge=0)
     disk_percent: float | None = Field(default=None, ge=0, le=100)
     disk_free_gb: float | None = Field(default=None, ge=0)
+
+
+class HeartbeatBody(MachineMetrics):
     execution_id: str | None = Field(default=None, max_length=64)
 
 
@@ -57,18 +64,123 @@ class LogsBody(AttemptBody):
     lines: list[LogLine] = Field(default_factory=list)
 
 
-class ExecutionMetrics(ApiModel):
-    cpu_avg: float | None = Field(default=None, ge=0)
-    cpu_peak: float | None = Field(default=None, ge=0)
-    mem_avg_mb: float | None = Field(default=None, ge=0)
-    mem_peak_mb: float | None = Field(default=None, ge=0)
-
-
 class CompleteBody(AttemptBody):
     status: Literal["COMPLETED", "FAILED", "STOPPED"]
     error: str | None = Field(default=None, max_length=20_000)
     outputs: dict[str, Any] | None = None
     metrics: ExecutionMetrics = Field(default_factory=ExecutionMetrics)
+
+
+# --- the runner protocol's answers (SPEC §7.3). Documented, not validated per request: these routes are the hot
+# path. The hub's integration tests and the runner's fake hub hold the answers to these models.
+
+
+class RunnerAuthAnswer(ApiAnswer):
+    token: str
+    expires_at: datetime
+    runner_id: str
+    runner_name: str
+    heartbeat_interval_seconds: float
+    poll_interval_seconds: float
+    max_long_poll_seconds: float
+    report_interval_seconds: float
+    hub_version: str
+
+
+class HeartbeatAnswer(ApiAnswer):
+    status: RunnerStatus
+    stop_execution_ids: list[str]
+
+
+class WorkflowRef(ApiAnswer):
+    id: str
+    name: str
+
+
+class VersionRef(ApiAnswer):
+    id: str
+    number: int
+    definition: dict[str, Any]
+
+
+class HeldExecution(ApiAnswer):
+    """The execution a runner holds, as `poll` hands it over: everything needed to run it."""
+
+    id: str
+    attempt: int
+    status: Literal[ExecutionStatus.ASSIGNED, ExecutionStatus.RUNNING]
+    inputs: dict[str, Any]
+    timeout_seconds: int | None
+    workflow: WorkflowRef
+    version: VersionRef
+
+
+class PollAnswer(ApiAnswer):
+    execution: HeldExecution
+
+
+class ExecutionStatusAnswer(ApiAnswer):
+    """`start` and `complete`: the execution's status after the call."""
+
+    status: ExecutionStatus
+
+
+class LogsAnswer(ApiAnswer):
+    stop_requested: bool
+
+
+class RunnerCredential(ApiAnswer):
+    name: str
+    type: str
+    fields: dict[str, str]
+
+
+class RunnerCredentialAnswer(ApiAnswer):
+    credential: RunnerCredential
+
+
+# --- the runners' API shapes
+
+
+class RunnerOut(ApiAnswer):
+    id: str
+    name: str
+    machine_key: str
+    type: str | None
+    labels: list[str]
+    status: RunnerStatus
+    enabled: bool
+    hostname: str | None
+    os: str | None
+    version: str | None
+    last_heartbeat_at: datetime | None
+    metrics: MachineMetrics
+    current_execution_id: str | None
+    created_at: datetime
+
+
+class RunnerAnswer(ApiAnswer):
+    runner: RunnerOut
+
+
+class RunnerPage(PageInfo):
+    runners: list[RunnerOut]
+
+
+class RunnerWithSecret(ApiAnswer):
+    """Registration and regenerate-secret: the machine secret is shown only in this answer."""
+
+    runner: RunnerOut
+    machine_key: str
+    machine_secret: str
+
+
+class MetricSample(MachineMetrics):
+    ts: datetime
+
+
+class RunnerMetricsAnswer(ApiAnswer):
+    metrics: list[MetricSample]
 
 
 def runner_to_api(r: Runner) -> dict[str, Any]:

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query
 from exekra.hub.deps import CurrentUser, HubDep
 from exekra.hub.errors import ValidationFailed
 from exekra.hub.stats import service
-from exekra.hub.stats.schemas import stats_to_api
+from exekra.hub.stats.schemas import StatsAnswer, stats_to_api
 
 router = APIRouter(prefix="/api/stats", tags=["stats"])
 
 
-@router.get("")
+@router.get("", response_model=StatsAnswer)
 async def get_stats(
     user: CurrentUser,
     hub: HubDep,

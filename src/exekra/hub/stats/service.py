@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Row, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.db.session import Database
@@ -101,21 +101,21 @@ class Stats:
 
 _LIVE_COUNTS = text(
     """
-SELECT status, count(*), min(queued_at) FROM executions
+SELECT status, count(*) AS total, min(queued_at) AS oldest FROM executions
  WHERE status IN ('QUEUED', 'ASSIGNED', 'RUNNING')
  GROUP BY status"""
 )
 
 _FINISHED_BY_BUCKET = text(
     """
-SELECT date_bin(make_interval(secs => :bucket), completed_at, :origin) AS start, status, count(*)
+SELECT date_bin(make_interval(secs => :bucket), completed_at, :origin) AS start, status, count(*) AS total
   FROM executions
  WHERE status IN ('COMPLETED', 'FAILED', 'STOPPED')
    AND completed_at >= :since
  GROUP BY 1, 2"""
 )
 
-_RUNNER_COUNTS = text("SELECT status, enabled, count(*) FROM runners GROUP BY status, enabled")
+_RUNNER_COUNTS = text("SELECT status, enabled, count(*) AS total FROM runners GROUP BY status, enabled")
 
 _ESTIMATED_COUNT = text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'executions'::regclass")
 
@@ -157,14 +157,14 @@ async def collect_stats(
         history = await _history_size(session)
     by_status = {status.value: 0 for status in ExecutionStatus}
     oldest_queued_at = None
-    for status, count, oldest in live:
-        by_status[status] = int(count)
-        if status == ExecutionStatus.QUEUED:
-            oldest_queued_at = oldest
+    for row in live:
+        by_status[row.status] = int(row.total)
+        if row.status == ExecutionStatus.QUEUED:
+            oldest_queued_at = row.oldest
     per_bucket: dict[datetime, dict[str, int]] = {start: {} for start in starts}
-    for start, status, count in finished:
-        by_status[status] += int(count)
-        per_bucket.setdefault(start, {})[status] = int(count)
+    for row in finished:
+        by_status[row.status] += int(row.total)
+        per_bucket.setdefault(row.start, {})[row.status] = int(row.total)
     buckets = [
         Bucket(
             start,
@@ -188,14 +188,14 @@ async def collect_stats(
     )
 
 
-def _runner_counts(rows: Sequence[Any]) -> RunnerCounts:
+def _runner_counts(rows: Sequence[Row[Any]]) -> RunnerCounts:
     """From `(status, enabled, count)` rows."""
     counts = {"ONLINE": 0, "BUSY": 0, "OFFLINE": 0}
     disabled = 0
-    for status, enabled, count in rows:
-        counts[status] += int(count)
-        if not enabled:
-            disabled += int(count)
+    for row in rows:
+        counts[row.status] += int(row.total)
+        if not row.enabled:
+            disabled += int(row.total)
     return RunnerCounts(online=counts["ONLINE"], busy=counts["BUSY"], offline=counts["OFFLINE"], disabled=disabled)
 
 

@@ -9,9 +9,17 @@ from fastapi import APIRouter, Query, Request
 from exekra.hub.context import Hub
 from exekra.hub.deps import CurrentUser, DeveloperUser, HubDep, Paging
 from exekra.hub.lookup import IdPrefixQuery
+from exekra.hub.schemas import OkAnswer
 from exekra.hub.triggers import service
 from exekra.hub.triggers.models import Trigger, TriggerKind
-from exekra.hub.triggers.schemas import NewTrigger, TriggerPatch, trigger_to_api
+from exekra.hub.triggers.schemas import (
+    NewTrigger,
+    TriggerAnswer,
+    TriggerPage,
+    TriggerPatch,
+    TriggerWithToken,
+    trigger_to_api,
+)
 
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
 
@@ -26,7 +34,7 @@ def _with_token(hub: Hub, request: Request, trigger: Trigger, token: str | None)
     return answer
 
 
-@router.get("")
+@router.get("", response_model=TriggerPage)
 async def list_triggers(
     user: CurrentUser,
     hub: HubDep,
@@ -48,31 +56,31 @@ async def list_triggers(
     }
 
 
-@router.post("", status_code=201)
+@router.post("", response_model=TriggerWithToken, response_model_exclude_unset=True, status_code=201)
 async def create_trigger(body: NewTrigger, request: Request, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     """Create a schedule or webhook trigger; a webhook's token and URL are shown only in this answer."""
     trigger, token = await service.create_trigger(hub.db, body, user.actor)
     return _with_token(hub, request, trigger, token)
 
 
-@router.get("/{trigger_id}")
+@router.get("/{trigger_id}", response_model=TriggerAnswer)
 async def get_trigger(trigger_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     return {"trigger": trigger_to_api(await service.get_trigger(hub.db, trigger_id))}
 
 
-@router.patch("/{trigger_id}")
+@router.patch("/{trigger_id}", response_model=TriggerAnswer)
 async def update_trigger(trigger_id: str, body: TriggerPatch, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     """Change name, inputs, `enabled`, or a schedule's expression or timezone (which restarts it)."""
     return {"trigger": trigger_to_api(await service.update_trigger(hub.db, trigger_id, body, user.actor))}
 
 
-@router.delete("/{trigger_id}")
+@router.delete("/{trigger_id}", response_model=OkAnswer)
 async def delete_trigger(trigger_id: str, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     await service.delete_trigger(hub.db, trigger_id, user.actor)
     return {"ok": True}
 
 
-@router.post("/{trigger_id}/rotate-token")
+@router.post("/{trigger_id}/rotate-token", response_model=TriggerWithToken, response_model_exclude_unset=True)
 async def rotate_token(trigger_id: str, request: Request, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     """A new webhook token (and so a new URL); the old one stops working at once."""
     trigger, token = await service.rotate_token(hub.db, trigger_id, user.actor)

@@ -71,7 +71,7 @@ async def due_schedules(db: Database, limit: int = 100) -> list[Due]:
             .order_by(Trigger.next_fire_at)
             .limit(limit)
         )
-        return [Due(trigger_id, fire_time) for trigger_id, fire_time in rows if fire_time is not None]
+        return [Due(row.id, row.next_fire_at) for row in rows if row.next_fire_at is not None]
 
 
 async def seconds_until_next_fire(db: Database) -> float | None:

@@ -75,8 +75,8 @@ async def trigger_rows(
         rows = list(
             await session.execute(query.order_by(Workflow.name, Trigger.name, Trigger.id).offset(offset).limit(limit))
         )
-        runs = await _last_runs(session, [trigger for trigger, _ in rows])
-    return [TriggerRow(trigger, name, runs.get(trigger.id)) for trigger, name in rows], int(total)
+        runs = await _last_runs(session, [row.Trigger for row in rows])
+    return [TriggerRow(row.Trigger, row.name, runs.get(row.Trigger.id)) for row in rows], int(total)
 
 
 async def trigger_row(db: Database, trigger_id: str) -> TriggerRow | None:
@@ -92,6 +92,5 @@ async def trigger_row(db: Database, trigger_id: str) -> TriggerRow | None:
         ).first()
         if row is None:
             return None
-        trigger, name = row
-        runs = await _last_runs(session, [trigger])
-    return TriggerRow(trigger, name, runs.get(trigger.id))
+        runs = await _last_runs(session, [row.Trigger])
+    return TriggerRow(row.Trigger, row.name, runs.get(row.Trigger.id))

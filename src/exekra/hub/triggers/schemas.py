@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from exekra.hub.schemas import ApiModel
+from exekra.hub.executions.models import ExecutionStatus
+from exekra.hub.schemas import ApiAnswer, ApiModel, PageInfo
 from exekra.hub.triggers.models import Trigger, TriggerKind
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -49,6 +51,49 @@ class TriggerPatch(ApiModel):
             if getattr(self, name) is None:
                 raise ValueError(f"{name} may not be null")
         return self
+
+
+class TriggerOut(ApiAnswer):
+    """A trigger (never with its webhook token)."""
+
+    id: str
+    workflow_id: str
+    type: TriggerKind
+    name: str
+    enabled: bool
+    cron_expression: str | None
+    timezone: str | None
+    inputs: dict[str, Any]
+    next_fire_at: datetime | None
+    last_fired_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TriggerAnswer(ApiAnswer):
+    trigger: TriggerOut
+
+
+class TriggerWithToken(ApiAnswer):
+    """Create and rotate-token: a webhook trigger's new token and URL are shown only in this answer."""
+
+    trigger: TriggerOut
+    token: str | None = None
+    url: str | None = None
+
+
+class TriggerPage(PageInfo):
+    triggers: list[TriggerOut]
+
+
+class WebhookAnswer(ApiAnswer):
+    """202 for a started execution; 200 with the first one when the idempotency key was seen (`duplicate`)."""
+
+    execution_id: str
+    status: ExecutionStatus
+    duplicate: bool
 
 
 def trigger_to_api(trigger: Trigger) -> dict[str, Any]:

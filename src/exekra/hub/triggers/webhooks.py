@@ -3,26 +3,30 @@ but each trigger has its own (`EXEKRA_WEBHOOK_RATE_PER_MINUTE`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Request
 
 from exekra.hub.deps import HubDep, client_ip
 from exekra.hub.errors import BadRequest, RateLimited
-from exekra.hub.responses import ORJSONResponse
+from exekra.hub.responses import ORJSONResponse, documented
 from exekra.hub.triggers import firing
+from exekra.hub.triggers.schemas import WebhookAnswer
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 
-@router.post("/{token}", status_code=202)
+@router.post(
+    "/{token}",
+    **documented(WebhookAnswer, 202, also={200: {"model": WebhookAnswer, "description": "A repeated idempotency key"}}),
+)
 async def call_webhook(
     token: str,
     request: Request,
     hub: HubDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
-) -> Any:
+) -> ORJSONResponse:
     """Start the trigger's workflow with the JSON body as its `payload` input.
 
     `202 {"executionId", "status", "duplicate": false}`; a repeated `Idempotency-Key` within the dedup

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from exekra.hub.schemas import ApiModel
+from exekra.hub.schemas import ApiAnswer, ApiModel, PageInfo
 from exekra.hub.users.models import Role, User
 
 
@@ -53,6 +54,49 @@ class PasswordChange(ApiModel):
 class NewApiToken(ApiModel):
     name: str = Field(min_length=1, max_length=200)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class UserOut(ApiAnswer):
+    id: str
+    email: str
+    name: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+
+class UserAnswer(ApiAnswer):
+    user: UserOut
+
+
+class UserPage(PageInfo):
+    users: list[UserOut]
+
+
+class SignedIn(ApiAnswer):
+    """Bootstrap and login: the user and the session token (also set as the `token` cookie)."""
+
+    user: UserOut
+    token: str
+
+
+class ApiTokenOut(ApiAnswer):
+    id: str
+    name: str
+    expires_at: datetime | None
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class NewApiTokenAnswer(ApiAnswer):
+    """The token itself is shown only in this answer."""
+
+    api_token: ApiTokenOut
+    token: str
+
+
+class ApiTokenPage(PageInfo):
+    api_tokens: list[ApiTokenOut]
 
 
 def user_to_api(user: User) -> dict[str, Any]:

@@ -10,10 +10,17 @@ from exekra.hub.deps import CurrentUser, DeveloperUser, HubDep, Paging
 from exekra.hub.lookup import IdPrefixQuery
 from exekra.hub.workflows import service
 from exekra.hub.workflows.schemas import (
+    ExportAnswer,
     NewVersion,
     NewWorkflow,
+    VersionAnswer,
+    VersionPage,
+    WorkflowAnswer,
+    WorkflowDetailAnswer,
     WorkflowImport,
+    WorkflowPage,
     WorkflowPatch,
+    WorkflowWithVersion,
     export_to_api,
     version_to_api,
     workflow_to_api,
@@ -22,7 +29,7 @@ from exekra.hub.workflows.schemas import (
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
 
 
-@router.get("")
+@router.get("", response_model=WorkflowPage)
 async def list_workflows(
     user: CurrentUser,
     hub: HubDep,
@@ -44,7 +51,7 @@ async def list_workflows(
     }
 
 
-@router.post("", status_code=201)
+@router.post("", response_model=WorkflowWithVersion, status_code=201)
 async def create_workflow(body: NewWorkflow, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     """Create a workflow whose version 1 is a draft (publish it to run it)."""
     summary, version = await service.create_workflow(
@@ -53,7 +60,7 @@ async def create_workflow(body: NewWorkflow, user: DeveloperUser, hub: HubDep) -
     return {"workflow": workflow_to_api(summary), "version": version_to_api(version)}
 
 
-@router.post("/import", status_code=201)
+@router.post("/import", response_model=WorkflowWithVersion, status_code=201)
 async def import_workflow(
     body: WorkflowImport,
     user: DeveloperUser,
@@ -67,25 +74,25 @@ async def import_workflow(
     return {"workflow": workflow_to_api(summary), "version": version_to_api(version)}
 
 
-@router.get("/{workflow_id}")
+@router.get("/{workflow_id}", response_model=WorkflowDetailAnswer)
 async def get_workflow(workflow_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     """A workflow with its versions, newest first (definitions via `/versions/{number}`)."""
     return {"workflow": workflow_to_api(await service.get_workflow(hub.db, workflow_id), with_versions=True)}
 
 
-@router.patch("/{workflow_id}")
+@router.patch("/{workflow_id}", response_model=WorkflowAnswer)
 async def update_workflow(workflow_id: str, body: WorkflowPatch, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     """Edit settings (versions are changed only by saving a new one)."""
     return {"workflow": workflow_to_api(await service.update_workflow(hub.db, workflow_id, body, user.actor))}
 
 
-@router.delete("/{workflow_id}")
+@router.delete("/{workflow_id}", response_model=WorkflowAnswer)
 async def archive_workflow(workflow_id: str, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     """Archive: history is kept, new executions are refused; `PATCH {"archived": false}` restores it."""
     return {"workflow": workflow_to_api(await service.archive_workflow(hub.db, workflow_id, user.actor))}
 
 
-@router.post("/{workflow_id}/versions", status_code=201)
+@router.post("/{workflow_id}/versions", response_model=VersionAnswer, status_code=201)
 async def create_version(workflow_id: str, body: NewVersion, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     """Save a new draft."""
     version = await service.create_version(
@@ -94,7 +101,7 @@ async def create_version(workflow_id: str, body: NewVersion, user: DeveloperUser
     return {"version": version_to_api(version)}
 
 
-@router.get("/{workflow_id}/versions")
+@router.get("/{workflow_id}/versions", response_model=VersionPage)
 async def list_versions(workflow_id: str, user: CurrentUser, hub: HubDep, paging: Paging) -> dict[str, Any]:
     """Version history, newest first, without definitions."""
     versions, total = await service.list_versions(hub.db, workflow_id, offset=paging.offset, limit=paging.limit)
@@ -107,19 +114,19 @@ async def list_versions(workflow_id: str, user: CurrentUser, hub: HubDep, paging
     }
 
 
-@router.get("/{workflow_id}/versions/{number}")
+@router.get("/{workflow_id}/versions/{number}", response_model=VersionAnswer)
 async def get_version(workflow_id: str, number: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
     return {"version": version_to_api(await service.get_version(hub.db, workflow_id, number))}
 
 
-@router.post("/{workflow_id}/publish")
+@router.post("/{workflow_id}/publish", response_model=WorkflowWithVersion)
 async def publish(workflow_id: str, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     """Publish the latest version, which must be a draft; the previously published one is unpublished."""
     summary, version = await service.publish_latest(hub.db, workflow_id, user.actor)
     return {"workflow": workflow_to_api(summary), "version": version_to_api(version)}
 
 
-@router.get("/{workflow_id}/export")
+@router.get("/{workflow_id}/export", response_model=ExportAnswer)
 async def export_workflow(workflow_id: str, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
     """A portable document with the settings and the published (else latest) definition."""
     workflow, version = await service.export_workflow(hub.db, workflow_id)

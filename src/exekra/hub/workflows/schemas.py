@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from exekra.hub.schemas import ApiModel
-from exekra.hub.workflows.models import Workflow, WorkflowVersion
+from exekra.hub.schemas import ApiAnswer, ApiModel, PageInfo
+from exekra.hub.workflows.models import VersionState, Workflow, WorkflowVersion
 
 EXPORT_FORMAT = "exekra.workflow/v1"
 
@@ -68,6 +69,75 @@ class WorkflowImport(NewWorkflow):
         if isinstance(data, dict) and set(data) == {"export"} and isinstance(data["export"], dict):
             return data["export"]
         return data
+
+
+class VersionSummary(ApiAnswer):
+    """A version as histories list it, without its definition."""
+
+    id: str
+    workflow_id: str
+    number: int
+    published: bool
+    state: VersionState
+    published_at: datetime | None
+    created_by: str | None
+    created_at: datetime
+
+
+class VersionOut(VersionSummary):
+    definition: dict[str, Any]
+
+
+class WorkflowOut(ApiAnswer):
+    id: str
+    name: str
+    description: str
+    runner_type: str | None
+    labels: list[str]
+    priority: int
+    timeout_seconds: int | None
+    archived: bool
+    published_version: int | None
+    latest_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkflowDetail(WorkflowOut):
+    versions: list[VersionSummary]  # newest first
+
+
+class WorkflowAnswer(ApiAnswer):
+    workflow: WorkflowOut
+
+
+class WorkflowDetailAnswer(ApiAnswer):
+    workflow: WorkflowDetail
+
+
+class VersionAnswer(ApiAnswer):
+    version: VersionOut
+
+
+class WorkflowWithVersion(ApiAnswer):
+    """Create, import and publish: the workflow and the version they made or published."""
+
+    workflow: WorkflowOut
+    version: VersionOut
+
+
+class WorkflowPage(PageInfo):
+    workflows: list[WorkflowOut]
+
+
+class VersionPage(PageInfo):
+    versions: list[VersionSummary]
+
+
+class ExportAnswer(ApiAnswer):
+    """The portable document: what `POST /api/workflows/import` accepts, bare or wrapped like this."""
+
+    export: WorkflowImport
 
 
 @dataclass(frozen=True)

@@ -70,13 +70,13 @@ async def _summaries(session: AsyncSession, workflows: list[Workflow]) -> list[W
         rows = await session.execute(
             select(
                 WorkflowVersion.workflow_id,
-                func.max(WorkflowVersion.number),
-                func.max(WorkflowVersion.number).filter(WorkflowVersion.published),
+                func.max(WorkflowVersion.number).label("latest"),
+                func.max(WorkflowVersion.number).filter(WorkflowVersion.published).label("published"),
             )
             .where(WorkflowVersion.workflow_id.in_(ids))
             .group_by(WorkflowVersion.workflow_id)
         )
-        numbers = {workflow_id: (latest, published) for workflow_id, latest, published in rows}
+        numbers = {row.workflow_id: (row.latest, row.published) for row in rows}
     return [WorkflowSummary(w, *numbers.get(w.id, (0, None))) for w in workflows]
 
 
@@ -306,7 +306,7 @@ async def published_version(session: AsyncSession, workflow_id: str | uuid.UUID)
     row = (await session.execute(_WITH_PUBLISHED, {"workflow_id": ident})).first()  # one round trip
     if row is None:
         raise NotFound(f"workflow {workflow_id} not found")
-    workflow, version = row
+    workflow, version = row.Workflow, row.WorkflowVersion
     if workflow.archived:
         raise Conflict(f"workflow {workflow.name} is archived")
     if version is None:

@@ -104,7 +104,7 @@ async def _emails(request: Request, entries: list[AuditEntry]) -> dict[str, str]
         return {}
     async with get_hub(request).db.session() as session:
         rows = await session.execute(select(User.id, User.email).where(User.id.in_(ids)))
-    return {str(user_id): email for user_id, email in rows}
+    return {str(row.id): row.email for row in rows}
 
 
 def entity_link(entry: AuditEntry) -> str | None:
