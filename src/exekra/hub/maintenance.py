@@ -9,7 +9,6 @@ overlapped would still change each row once. All times are the database's clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 
@@ -19,6 +18,7 @@ from exekra.hub.context import Hub
 from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.executions.stale import StaleReport
 from exekra.hub.license.service import LicenseStatus
+from exekra.hub.tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,7 @@ class Maintenance:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_tasks(self._tasks)
         self._tasks = []
 
     async def run_checks(self) -> StaleReport | None:

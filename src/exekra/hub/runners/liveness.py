@@ -27,6 +27,7 @@ from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.errors import TRANSIENT_ERRORS, NotAuthenticated
 from exekra.hub.lifecycle import Metrics, RunnerPresence, SignOfLife
 from exekra.hub.runners.models import RunnerStatus
+from exekra.hub.tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,7 @@ class Liveness:
     async def stop(self) -> None:
         """Stop the loop and write what is held (a clean shutdown loses no sign)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_tasks([self._task])
             self._task = None
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.flush()

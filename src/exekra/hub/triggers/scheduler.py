@@ -9,11 +9,11 @@ what is due. Firing is exactly-once across processes (see `firing`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.executions.service import ExecutionService
+from exekra.hub.tasks import cancel_tasks
 from exekra.hub.triggers import firing
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_tasks([self._task])
             self._task = None
 
     async def fire_due(self) -> int:
