@@ -13,7 +13,7 @@ from exekra.hub.context import Hub
 from exekra.hub.tasks import drain
 
 from .conftest import SIMPLE_DEFINITION, ClientFactory, Parked, eventually
-from .protocol import ProtocolRunner, publish_workflow
+from .protocol import ProtocolRunner, publish_workflow, running_execution
 
 
 async def _setup(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> tuple[ProtocolRunner, str]:
@@ -183,6 +183,31 @@ async def test_long_poll_times_out_with_204(admin: httpx.AsyncClient, client: ht
     started = time.monotonic()
     assert (await runner.poll(wait=0.3)).status_code == 204
     assert time.monotonic() - started >= 0.3
+
+
+async def test_complete_carries_the_last_log_lines_after_the_ones_already_sent(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    runner, workflow_id = await _setup(admin, client)
+    execution_id = await running_execution(admin, runner, workflow_id)
+    assert (await runner.logs(execution_id, 1, "first")).status_code == 200
+    last = [{"level": "INFO", "message": "second"}, {"level": "ERROR", "message": "third"}]
+    assert (await runner.complete(execution_id, 2, "FAILED", lines=last)).status_code == 409  # stale attempt
+    done = await runner.complete(execution_id, 1, "FAILED", error="boom", lines=last)
+    assert done.status_code == 200
+    logs = (await admin.get(f"/api/executions/{execution_id}/logs")).json()
+    assert [(x["seq"], x["level"], x["message"]) for x in logs["lines"]] == [
+        (1, "INFO", "first"),
+        (2, "INFO", "second"),
+        (3, "ERROR", "third"),
+    ]
+    assert logs["nextSeq"] == 3
+    assert (await admin.get(f"/api/executions/{execution_id}")).json()["execution"]["status"] == "FAILED"
+    # The same limits as a log upload.
+    second_id = await running_execution(admin, runner, workflow_id)
+    too_many = [{"level": "INFO", "message": "x"}] * 1001
+    assert (await runner.complete(second_id, 1, lines=too_many)).status_code == 413
+    assert (await admin.get(f"/api/executions/{second_id}")).json()["execution"]["status"] == "RUNNING"
 
 
 async def test_stop_running_execution_is_signalled_in_heartbeat_and_logs(

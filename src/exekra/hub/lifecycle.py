@@ -305,11 +305,12 @@ _FINISH = text(
 WITH ue AS (
     UPDATE executions
        SET status = :status, error = :error, outputs = :outputs, completed_at = now(),
-           cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb
+           cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb,
+           log_seq = log_seq + :log_count
      WHERE {_HELD_BY} AND status = ANY(:sources)
- RETURNING id, runner_id
+ RETURNING id, runner_id, log_seq
 ), {_free_runner("ue")}
-SELECT ue.id, ur.status AS runner_status, {_announce_end(COMPLETE, "ue.id")}
+SELECT ue.id, ue.log_seq, ur.status AS runner_status, {_announce_end(COMPLETE, "ue.id")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
@@ -322,8 +323,11 @@ async def finish(
     error: str | None,
     outputs: dict[str, Any] | None,
     metrics: dict[str, float | None],
-) -> bool:
-    """A runner's final report: ends the execution and frees the runner, in one statement."""
+    log_count: int = 0,
+) -> int | None:
+    """A runner's final report: ends the execution and frees the runner, in one statement, and reserves
+    `log_count` sequence numbers for the final log lines it carries. Returns the last of them (the execution's
+    last log seq), or None when the attempt is not held."""
     rule = RUNNER_FINISH_RULES[status]
     assert rule.effects == COMPLETE.effects  # the statement announces the end of each
     result = await session.execute(
@@ -338,11 +342,12 @@ async def finish(
             "cpu_peak": metrics.get("cpuPeak"),
             "mem_avg_mb": metrics.get("memAvgMb"),
             "mem_peak_mb": metrics.get("memPeakMb"),
+            "log_count": log_count,
         },
     )
     row = result.first()
     if row is None:
-        return False
+        return None
     effects.record(
         session,
         _transition(
@@ -354,7 +359,7 @@ async def finish(
             status=rule.target.value,
         ),
     )
-    return True
+    return int(row.log_seq)
 
 
 _STOP_NOW = text(

@@ -232,8 +232,13 @@ class RunnerAgent:
         )
         send_logs = partial(self._send_logs, current)
         try:
+            info = self._session.info
             outcome = await self._executor.run(
-                job, send_logs, stop=current.stop, report_interval=self._session.info.report_interval
+                job,
+                send_logs,
+                stop=current.stop,
+                report_interval=info.report_interval,
+                lines_with_outcome=info.complete_takes_lines,
             )
         except ExecutionAbandoned as exc:
             self._log.warning("hub no longer accepts execution %s (%s): killed it", execution_id, exc)
@@ -269,6 +274,7 @@ class RunnerAgent:
             outcome.error,
             outcome.outputs,
             outcome.metrics.to_api(),
+            list(outcome.lines),
         )
         try:
             await self._session.call(report)
@@ -280,7 +286,8 @@ class RunnerAgent:
                 self._log.error("hub refused the result of %s (%s)", current.execution_id, exc.message)
                 return
             self._log.warning("hub refused the outputs of %s (%s): reporting FAILED", current.execution_id, exc.message)
-            await self._complete(current, Outcome("FAILED", f"outputs refused by the hub: {exc.message}"))
+            refused = Outcome("FAILED", f"outputs refused by the hub: {exc.message}", lines=outcome.lines)
+            await self._complete(current, refused)
             return
         suffix = f": {outcome.error}" if outcome.error else ""
         self._log.info("execution %s %s%s", current.execution_id, outcome.status, suffix)

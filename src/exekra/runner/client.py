@@ -72,6 +72,7 @@ class AuthInfo:
     max_long_poll: float
     report_interval: float
     runner_name: str = ""  # the name the hub knows this runner by (older hubs do not send it)
+    complete_takes_lines: bool = False  # the hub stores log lines sent with `complete` (older hubs do not)
 
     def renew_after(self, now: datetime | None = None) -> float:
         """Seconds until the token should be renewed: at 80 % of its remaining lifetime (at least 1 s)."""
@@ -131,6 +132,7 @@ class HubClient:
                 max_long_poll=float(data.get("maxLongPollSeconds", 30)),
                 report_interval=float(data.get("reportIntervalSeconds", 2)),
                 runner_name=str(data.get("runnerName") or ""),
+                complete_takes_lines=data.get("completeTakesLines") is True,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HubUnavailable(f"unexpected auth answer from the hub: {exc!r}") from exc
@@ -185,9 +187,13 @@ class HubClient:
         error: str | None,
         outputs: dict[str, Any] | None,
         metrics: dict[str, float],
+        lines: list[dict[str, str]] | None = None,
     ) -> None:
-        """Report the final status (COMPLETED, FAILED or STOPPED) with outputs and resource metrics."""
+        """Report the final status (COMPLETED, FAILED or STOPPED) with outputs, resource metrics and the last
+        log lines (only to a hub whose auth answer says `completeTakesLines`)."""
         body: dict[str, Any] = {"attempt": attempt, "status": status, "metrics": metrics}
+        if lines:
+            body["lines"] = lines
         if error is not None:
             body["error"] = error
         if outputs is not None:

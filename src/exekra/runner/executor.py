@@ -65,6 +65,7 @@ class Outcome:
     outputs: dict[str, Any] | None = None
     metrics: ExecutionMetrics = field(default_factory=ExecutionMetrics)
     artifacts: tuple[ArtifactFile, ...] = ()
+    lines: tuple[dict[str, str], ...] = ()  # the last log lines, not sent yet: the final report carries them
 
 
 class ExecutionAbandoned(Exception):
@@ -156,11 +157,13 @@ class Executor:
         stop: asyncio.Event,
         report_interval: float,
         send_artifact: ArtifactSender | None = None,
+        lines_with_outcome: bool = False,
     ) -> Outcome:
         """Run the job to its end and return the outcome; setting `stop` stops it (→ STOPPED).
 
         Files the workflow attaches go to `send_artifact` as they come (none: they are dropped with the
-        execution's staging folder); the outcome lists them. Raises `ExecutionAbandoned` when a log or
+        execution's staging folder); the outcome lists them. With `lines_with_outcome` (the hub takes log lines
+        with `complete`), the last batch of log lines is not sent but returned with the outcome. Raises `ExecutionAbandoned` when a log or
         artifact upload is refused by the hub (the tree is killed first).
         """
         mask = SecretMasker.for_credentials(job.credentials).text
@@ -176,7 +179,7 @@ class Executor:
             outcome = await self._execute(job, workdir, stream, _Channels(shipping, uploading), stop, collector)
             collector.finish()
             await asyncio.wait_for(uploading, ARTIFACT_SHIPPING_SECONDS)
-            stream.finish()
+            stream.finish(keep_last=lines_with_outcome)
             await shipping
         except Rejected as exc:
             raise ExecutionAbandoned(exc.message) from exc
@@ -193,7 +196,9 @@ class Executor:
             error = mask(error)
             if len(error) > MAX_ERROR_CHARS:
                 error = error[:MAX_ERROR_CHARS] + " … [truncated]"
-        return Outcome(outcome.status, error, outcome.outputs, outcome.metrics, collector.accepted)
+        return Outcome(
+            outcome.status, error, outcome.outputs, outcome.metrics, collector.accepted, tuple(stream.take_rest())
+        )
 
     async def _execute(
         self,

@@ -54,6 +54,7 @@ class LogStream:
         self._oldest_pending_at: float | None = None
         self._wake = asyncio.Event()
         self._finishing = False
+        self._keep_last = False
 
     def add(self, level: str, message: object, ts: str | None = None) -> None:
         """Queue one line (masked, truncated, level normalised)."""
@@ -71,15 +72,26 @@ class LogStream:
         elif self._batch_full():
             self._wake.set()
 
-    def finish(self) -> None:
-        """Ask `run()` to send what is left and return."""
+    def finish(self, *, keep_last: bool = False) -> None:
+        """Ask `run()` to send what is left and return; with `keep_last`, the last batch (at most one) is left
+        for `take_rest()`: the final report carries it, one request fewer per execution."""
         self._finishing = True
+        self._keep_last = keep_last
         self._wake.set()
 
+    def take_rest(self) -> list[dict[str, str]]:
+        """The lines `run()` left after `finish(keep_last=True)` (with the dropped-lines notice, if any)."""
+        return self._take_batch() if self._lines or self._dropped else []
+
+    def _done(self) -> bool:
+        if not self._finishing:
+            return False
+        return not self._lines or (self._keep_last and not self._batch_full())
+
     async def run(self) -> None:
-        """Ship batches until `finish()` has been called and everything is sent."""
+        """Ship batches until `finish()` has been called and everything is sent (or kept, see `finish`)."""
         last_sent = time.monotonic()
-        while not (self._finishing and not self._lines):
+        while not self._done():
             now = time.monotonic()
             due = last_sent + self._report_interval
             if self._oldest_pending_at is not None:

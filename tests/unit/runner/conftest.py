@@ -83,7 +83,10 @@ class FakeExecution:
 class FakeHub:
     """In-memory runner-protocol hub; tests drive it and wait on its state with `wait_until`."""
 
-    def __init__(self, *, token_ttl: float = 3600, long_poll: int = 1, intervals: float = 0.3) -> None:
+    def __init__(
+        self, *, token_ttl: float = 3600, long_poll: int = 1, intervals: float = 0.3, complete_takes_lines: bool = True
+    ) -> None:
+        self.complete_takes_lines = complete_takes_lines  # False: a hub from before `complete` carried log lines
         self.machine_key = MACHINE_KEY
         self.machine_secret = MACHINE_SECRET
         self.token_ttl = token_ttl
@@ -182,6 +185,7 @@ class FakeHub:
                     max_long_poll_seconds=self.long_poll,
                     report_interval_seconds=self.intervals,
                     hub_version="test",
+                    complete_takes_lines=self.complete_takes_lines,
                 )
             )
 
@@ -234,6 +238,8 @@ class FakeHub:
         @app.post("/api/runner/executions/{execution_id}/complete")
         async def complete(request: Request, execution_id: str, body: dict[str, Any]) -> dict[str, Any]:
             execution = self._fenced(request, execution_id, body["attempt"], "RUNNING")
+            if self.complete_takes_lines:
+                execution.logs.extend(body.get("lines") or [])
             execution.status, execution.result = body["status"], body
             self.held = None
             return _answer(ExecutionStatusAnswer(status=ExecutionStatus(body["status"])))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from exekra.runner import logstream
 from exekra.runner.agent import RunnerAgent
 from exekra.runner.config import RunnerConfig
 from exekra.runner.executor import Executor
@@ -73,6 +74,33 @@ async def test_happy_path_auth_heartbeat_poll_start_credentials_logs_complete(
     assert order[:3] == ["auth", "start", "credential"] and order[-1] == "complete" and "logs" in order
     assert hub.calls["start"] == hub.calls["complete"] == 1
     assert set(hub.heartbeats[0]) >= {"cpuPercent", "memoryPercent", "memoryUsedMb", "diskPercent", "diskFreeGb"}
+
+
+async def test_the_final_report_carries_the_last_log_lines_so_a_short_execution_sends_no_logs_call(
+    hub: FakeHub, make_agent: MakeAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Short: no line waits out its linger time and no keep-alive falls due while it runs.
+    monkeypatch.setattr(logstream, "LINGER_SECONDS", 60.0)
+    hub.intervals = 60.0
+    execution = hub.enqueue([{"log": "one"}, {"log": "two"}])
+    async with running(make_agent()):
+        await hub.wait_until(lambda: execution.status == "COMPLETED")
+    assert execution.result is not None and [line["message"] for line in execution.result["lines"]][-2:] == [
+        "one",
+        "two",
+    ]
+    assert "one" in execution.log_text() and hub.calls["logs"] == 0
+
+
+async def test_a_hub_from_before_lines_with_complete_gets_every_line_with_logs(
+    hub: FakeHub, make_agent: MakeAgent
+) -> None:
+    hub.complete_takes_lines = False  # its auth answer does not say `completeTakesLines`
+    execution = hub.enqueue([{"log": "one"}, {"log": "two"}])
+    async with running(make_agent()):
+        await hub.wait_until(lambda: execution.status == "COMPLETED")
+    assert execution.result is not None and "lines" not in execution.result
+    assert "one" in execution.log_text() and "two" in execution.log_text() and hub.calls["logs"] >= 1
 
 
 async def test_wrong_secret_backs_off_instead_of_hammering_the_hub(

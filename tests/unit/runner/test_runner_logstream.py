@@ -28,6 +28,29 @@ async def test_lines_go_out_in_batches_of_at_most_200() -> None:
     assert batches[0][0]["level"] == "WARNING" and batches[2][-1]["message"] == "line 449"
 
 
+async def test_finishing_with_keep_last_sends_full_batches_and_leaves_the_last_for_the_final_report() -> None:
+    batches: list[list[dict[str, str]]] = []
+
+    async def send(lines: list[dict[str, str]]) -> bool:
+        batches.append(lines)
+        return False
+
+    stream = LogStream(send, report_interval=30, on_stop=lambda: None)
+    for number in range(450):
+        stream.add("info", f"line {number}")
+    stream.finish(keep_last=True)
+    await asyncio.wait_for(stream.run(), 5)
+    assert [len(batch) for batch in batches] == [200, 200]
+    rest = stream.take_rest()
+    assert [line["message"] for line in rest] == [f"line {n}" for n in range(400, 450)]
+    assert stream.take_rest() == []
+
+    quiet = LogStream(send, report_interval=30, on_stop=lambda: None)
+    quiet.finish(keep_last=True)
+    await asyncio.wait_for(quiet.run(), 5)
+    assert quiet.take_rest() == [] and len(batches) == 2  # nothing to say: no request at all
+
+
 async def test_big_lines_are_split_by_size_and_sent_without_waiting() -> None:
     batches: list[list[dict[str, str]]] = []
     most_sent = asyncio.Event()

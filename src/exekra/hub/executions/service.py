@@ -257,18 +257,24 @@ class ExecutionService:
 
     async def append_logs(self, claims: RunnerClaims, execution_id: str, attempt: int, lines: list[LogLine]) -> bool:
         """Store a batch of log lines (may be empty) for the attempt this runner holds; returns stopRequested."""
-        if len(lines) > self.settings.max_log_lines_per_batch:
-            raise PayloadTooLarge(f"At most {self.settings.max_log_lines_per_batch} lines per batch")
+        self._check_batch(lines)
         held = _held(claims, execution_id, attempt)
-        max_chars = self.settings.max_log_line_chars
         async with self.db.transaction() as session:
             reserved = await lifecycle.reserve_log_seq(session, held, len(lines))
             if reserved is not None and lines:
-                stored = [(line.ts, line.level, line.message[:max_chars]) for line in lines]
-                await queries.insert_log_lines(session, held.execution_id, reserved.last_seq, stored)
+                await queries.insert_log_lines(session, held.execution_id, reserved.last_seq, self._stored(lines))
         if reserved is None:
             raise await self._refused(claims, execution_id)
         return reserved.stop_requested
+
+    def _check_batch(self, lines: list[LogLine]) -> None:
+        if len(lines) > self.settings.max_log_lines_per_batch:
+            raise PayloadTooLarge(f"At most {self.settings.max_log_lines_per_batch} lines per batch")
+
+    def _stored(self, lines: list[LogLine]) -> list[tuple[datetime | None, str, str]]:
+        """The lines as stored: each message cut at `EXEKRA_MAX_LOG_LINE_CHARS`."""
+        max_chars = self.settings.max_log_line_chars
+        return [(line.ts, line.level, line.message[:max_chars]) for line in lines]
 
     async def complete(
         self,
@@ -280,15 +286,22 @@ class ExecutionService:
         error: str | None,
         outputs: dict[str, Any] | None,
         metrics: dict[str, float | None],
+        lines: list[LogLine] | None = None,
     ) -> None:
-        """The runner's final report. Its runner is offered the next execution before this returns (the
-        rule's effect): were it offered after, the runner's next poll would race with it, and the loser's
+        """The runner's final report, with the log lines it had not sent yet (in the same transaction, so a
+        short execution is poll, start, complete). Its runner is offered the next execution before this returns
+        (the rule's effect): were it offered after, the runner's next poll would race with it, and the loser's
         claim would be wasted (measured: a few per execution under load)."""
+        lines = lines or []
+        self._check_batch(lines)
+        held = _held(claims, execution_id, attempt)
         async with self.db.transaction() as session:
-            finished = await lifecycle.finish(
-                session, _held(claims, execution_id, attempt), status, error=error, outputs=outputs, metrics=metrics
+            last_seq = await lifecycle.finish(
+                session, held, status, error=error, outputs=outputs, metrics=metrics, log_count=len(lines)
             )
-        if not finished:
+            if last_seq is not None and lines:
+                await queries.insert_log_lines(session, held.execution_id, last_seq, self._stored(lines))
+        if last_seq is None:
             raise await self._refused(claims, execution_id)
 
     async def credential(self, claims: RunnerClaims, execution_id: str, name: str, attempt: int) -> dict[str, Any]:

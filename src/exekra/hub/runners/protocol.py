@@ -61,6 +61,7 @@ async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> ORJSONRes
             "maxLongPollSeconds": s.max_long_poll_seconds,
             "reportIntervalSeconds": s.report_interval_seconds,
             "hubVersion": __version__,
+            "completeTakesLines": True,
         }
     )
 
@@ -103,7 +104,8 @@ async def credential(
 
 @router.post("/executions/{execution_id}/complete", **documented(ExecutionStatusAnswer))
 async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
-    """The final report; the runner is idle again and is offered the next execution at once."""
+    """The final report, with the log lines not sent yet; the runner is idle again and is offered the next
+    execution at once."""
     await hub.executions.complete(
         claims,
         execution_id,
@@ -112,5 +114,6 @@ async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hu
         error=body.error,
         outputs=body.outputs,
         metrics=body.metrics.model_dump(by_alias=True),
+        lines=[LogLine(line.ts, line.level, line.message) for line in body.lines],
     )
     return ORJSONResponse({"status": body.status})

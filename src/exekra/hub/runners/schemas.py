@@ -69,6 +69,8 @@ class CompleteBody(AttemptBody):
     error: str | None = Field(default=None, max_length=20_000)
     outputs: dict[str, Any] | None = None
     metrics: ExecutionMetrics = Field(default_factory=ExecutionMetrics)
+    # The log lines not sent yet (an extension of SPEC §7.3: a runner may still send them with `logs` first).
+    lines: list[LogLine] = Field(default_factory=list)
 
 
 # --- the runner protocol's answers (SPEC §7.3). Documented, not validated per request: these routes are the hot
@@ -85,6 +87,9 @@ class RunnerAuthAnswer(ApiAnswer):
     max_long_poll_seconds: float
     report_interval_seconds: float
     hub_version: str
+    # The hub stores log lines sent with `complete` (an extension of SPEC §7.3): a short execution is then poll,
+    # start, complete. Absent (older hubs): the runner sends every line with `logs`.
+    complete_takes_lines: bool = False
 
 
 class HeartbeatAnswer(ApiAnswer):
