@@ -183,6 +183,7 @@ class SimRunner:
         self.on_complete = on_complete
         self.token: str | None = None
         self.heartbeat_interval = 30.0
+        self.lines_with_complete = False
 
     @property
     def headers(self) -> dict[str, str]:
@@ -201,6 +202,8 @@ class SimRunner:
             raise ApiError("POST", "/api/runner/auth", status, str(answer))
         self.token = answer["token"]
         self.heartbeat_interval = float(answer.get("heartbeatIntervalSeconds", 30))
+        # As the agent does: a hub that takes the last log lines with `complete` gets them there.
+        self.lines_with_complete = answer.get("completeTakesLines") is True
 
     async def heartbeat(self) -> None:
         t0 = time.perf_counter()
@@ -261,14 +264,19 @@ class SimRunner:
             return
         if self.job_seconds:
             await asyncio.sleep(self.job_seconds)
-        if self.log_lines:
-            lines = [{"level": "INFO", "message": f"bench line {i}"} for i in range(self.log_lines)]
-            if not await self._call(
+        lines = [{"level": "INFO", "message": f"bench line {i}"} for i in range(self.log_lines)]
+        if (
+            lines
+            and not self.lines_with_complete
+            and not await self._call(
                 "logs", f"/api/runner/executions/{ident}/logs", {"attempt": attempt, "lines": lines}
-            ):
-                return
+            )
+        ):
+            return
         metrics = {"cpuAvg": 1.0, "cpuPeak": 2.0, "memAvgMb": 10.0, "memPeakMb": 12.0}
-        body = {"attempt": attempt, "status": "COMPLETED", "outputs": {}, "metrics": metrics}
+        body: dict[str, Any] = {"attempt": attempt, "status": "COMPLETED", "outputs": {}, "metrics": metrics}
+        if lines and self.lines_with_complete:
+            body["lines"] = lines
         if await self._call("complete", f"/api/runner/executions/{ident}/complete", body):
             pickup.completed_at = time.perf_counter()
             if self.on_complete is not None:
