@@ -11,6 +11,29 @@ from typing import Any
 
 import httpx
 
+from exekra.workflow.catalogue import EVERY_RUNNER
+
+
+def declaration(*activities: str, capabilities: tuple[str, ...] = (), digest: str = "d" * 64) -> dict[str, Any]:
+    """A runner's catalogue as `auth` carries it: the built-ins every runner has, plus `activities`, each needing
+    the capability its family names when that is one of `capabilities` (`browser.open` needs `browser`)."""
+
+    def entry(name: str) -> dict[str, Any]:
+        family = name.split(".")[0]
+        return {
+            "name": name,
+            "category": "Plugins",
+            "description": f"{name}, as a test runner declares it",
+            "params": {"type": "object", "properties": {"what": {"type": "string"}}},
+            "outputs": {"type": "object"},
+            "capability": family if family in capabilities else None,
+            "package": "acme-exekra",
+            "version": "1.2.3",
+        }
+
+    names = sorted(EVERY_RUNNER | set(activities))
+    return {"capabilities": list(capabilities), "activities": [entry(name) for name in names], "digest": digest}
+
 
 class ProtocolRunner:
     """One registered runner driven step by step by a test."""
@@ -58,16 +81,13 @@ class ProtocolRunner:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    async def auth(self) -> httpx.Response:
-        r = await self.http.post(
-            "/api/runner/auth",
-            json={
-                "machineKey": self.machine_key,
-                "machineSecret": self.machine_secret,
-                "hostname": "test",
-                "os": "linux",
-            },
-        )
+    async def auth(self, catalogue: dict[str, Any] | None = None) -> httpx.Response:
+        """Sign in; with `catalogue` (see `declaration`), declare what this runner can run, else declare nothing,
+        as an older runner does."""
+        body = {"machineKey": self.machine_key, "machineSecret": self.machine_secret, "hostname": "test", "os": "linux"}
+        if catalogue is not None:
+            body["catalogue"] = catalogue
+        r = await self.http.post("/api/runner/auth", json=body)
         if r.status_code == 200:
             self.token = r.json()["token"]
         return r

@@ -24,7 +24,7 @@ def test_each_answer_is_matched_to_its_documented_model(answer_shapes: AnswerSha
 
 async def test_an_answer_with_a_field_the_model_does_not_name_fails(answer_shapes: AnswerShapes) -> None:
     request = httpx.Request("POST", "http://testserver/api/runner/heartbeat")
-    good = {"status": "ONLINE", "stopExecutionIds": []}
+    good = {"status": "ONLINE", "stopExecutionIds": [], "catalogueWanted": False}
     await answer_shapes(httpx.Response(200, json=good, request=request))
     with pytest.raises(ValidationError, match="extra"):
         await answer_shapes(httpx.Response(200, json={**good, "undocumented": 1}, request=request))

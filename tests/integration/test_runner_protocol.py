@@ -29,7 +29,7 @@ async def test_full_protocol_cycle_auth_heartbeat_poll_start_logs_complete(
 ) -> None:
     runner, workflow_id = await _setup(admin, client)
     hb = await runner.heartbeat()
-    assert hb.status_code == 200 and hb.json() == {"status": "ONLINE", "stopExecutionIds": []}
+    assert hb.status_code == 200 and hb.json() == {"status": "ONLINE", "stopExecutionIds": [], "catalogueWanted": False}
     assert (await runner.poll()).status_code == 204
 
     created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})

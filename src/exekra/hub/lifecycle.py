@@ -160,8 +160,10 @@ _ASSIGN_TAIL = f"""
 SELECT ue.id, ue.runner_id, ue.attempt FROM ue, ur
 """
 
+# A pinned execution ignores type and labels, never the activities: no runner is handed work it would fail.
 _ELIGIBLE_RUNNER = """
     rn.status = 'ONLINE' AND rn.enabled AND rn.current_execution_id IS NULL
+    AND rn.activities @> e.required_activities
     AND (rn.id = e.pinned_runner_id
          OR (e.pinned_runner_id IS NULL
              AND (e.runner_type IS NULL OR rn.type = e.runner_type)
@@ -174,12 +176,13 @@ _ELIGIBLE_RUNNER = """
 _CLAIM_FOR_RUNNER = text(
     f"""
 WITH r AS (
-    SELECT id, type, labels FROM runners
+    SELECT id, type, labels, activities FROM runners
      WHERE id = :runner_id AND status = 'ONLINE' AND enabled AND current_execution_id IS NULL
        FOR UPDATE
 ), e AS (
     SELECT x.id FROM executions x, r
      WHERE x.status = 'QUEUED'
+       AND x.required_activities <@ r.activities
        AND (x.pinned_runner_id = r.id
             OR (x.pinned_runner_id IS NULL
                 AND (x.runner_type IS NULL OR x.runner_type = r.type)
@@ -197,7 +200,7 @@ WITH r AS (
 _ASSIGN_TO_BEST_RUNNER = text(
     f"""
 WITH e AS (
-    SELECT id, pinned_runner_id, runner_type, required_labels FROM executions
+    SELECT id, pinned_runner_id, runner_type, required_labels, required_activities FROM executions
      WHERE id = :execution_id AND status = 'QUEUED'
        FOR UPDATE SKIP LOCKED
 ), r AS (
@@ -444,7 +447,7 @@ UPDATE runners
    SET last_heartbeat_at = now(),
        status = CASE WHEN current_execution_id IS NULL THEN 'ONLINE' ELSE 'BUSY' END
  WHERE id = :runner_id AND token_epoch = :epoch
-RETURNING id, status, enabled, current_execution_id, type, labels"""
+RETURNING id, status, enabled, current_execution_id, type, labels, activities"""
 )
 
 # Signs of life kept in memory by each hub process (`exekra.hub.runners.liveness`), written once a second:
@@ -531,14 +534,23 @@ class RunnerPresence:
     status: str
     enabled: bool
     current_execution_id: uuid.UUID | None
-    type: str | None  # what it may run: its type and labels
+    type: str | None  # what it may run: its type, labels and declared activities
     labels: tuple[str, ...]
+    activities: tuple[str, ...]
 
 
 def _presence(row: Row[Any] | None) -> RunnerPresence | None:
     if row is None:
         return None
-    return RunnerPresence(row.id, row.status, row.enabled, row.current_execution_id, row.type, tuple(row.labels or ()))
+    return RunnerPresence(
+        row.id,
+        row.status,
+        row.enabled,
+        row.current_execution_id,
+        row.type,
+        tuple(row.labels or ()),
+        tuple(row.activities or ()),
+    )
 
 
 async def touch_runner(session: AsyncSession, runner_id: uuid.UUID, epoch: int) -> RunnerPresence | None:

@@ -56,7 +56,7 @@ class RunnerAgent:
         self._config = config
         self._log = _RunnerLog(logger, {"name": config.name})
         self._client = HubClient(config)
-        self._session = HubSession(self._client, config, self._log)
+        self._session = HubSession(self._client, config, self._log, self.catalogue)
         self._executor = executor or Executor(config)
         self._shutdown_grace = shutdown_grace_seconds
         self._shutdown = asyncio.Event()
@@ -138,10 +138,14 @@ class RunnerAgent:
         return declared
 
     async def _heartbeat_loop(self) -> None:
+        resend = False  # the hub asked for our catalogue: it holds another one (or none)
         while True:
             info = await self._session.wait_online()
             metrics = await asyncio.to_thread(system_metrics, self._config.work_root)
-            heartbeat = partial(self._client.heartbeat, metrics, self.current_execution_id)
+            declared = await self.catalogue()
+            heartbeat = partial(
+                self._client.heartbeat, metrics, self.current_execution_id, declared, resend_catalogue=resend
+            )
             try:
                 reply = await self._session.call(heartbeat)
             except Rejected as exc:
@@ -151,6 +155,11 @@ class RunnerAgent:
                 if current is not None and current.execution_id in reply.stop_execution_ids:
                     self._log.info("hub asked to stop execution %s", current.execution_id)
                     current.stop.set()
+                if reply.catalogue_wanted and not resend:
+                    self._log.info("hub asked for this runner's catalogue: sending it")
+                    resend = True
+                    continue  # at once, once: a hub that still asks after that waits for the next beat
+                resend = False
             await asyncio.sleep(info.heartbeat_interval)
 
     async def _work_loop(self) -> None:

@@ -19,6 +19,7 @@ import httpx
 
 from exekra import __version__
 from exekra.runner.config import RunnerConfig
+from exekra.workflow.catalogue import RunnerCatalogue
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -86,6 +87,7 @@ class HeartbeatReply:
 
     status: str
     stop_execution_ids: list[str]
+    catalogue_wanted: bool = False  # the hub holds another declaration: send ours with the next heartbeat
 
 
 class HubClient:
@@ -112,15 +114,18 @@ class HubClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def auth(self) -> AuthInfo:
-        """Exchange the machine key and secret for a session token (kept for the other calls)."""
-        body = {
+    async def auth(self, catalogue: RunnerCatalogue | None = None) -> AuthInfo:
+        """Exchange the machine key and secret for a session token (kept for the other calls), declaring what
+        this runner can run."""
+        body: dict[str, Any] = {
             "machineKey": self._config.machine_key,
             "machineSecret": self._config.machine_secret,
             "hostname": socket.gethostname(),
             "os": f"{platform.system()} {platform.release()}".strip(),
             "version": __version__,
         }
+        if catalogue is not None:
+            body["catalogue"] = catalogue.to_dict()
         data = await self._json("POST", "/auth", json=body, authenticated=False)
         try:
             info = AuthInfo(
@@ -139,15 +144,28 @@ class HubClient:
         self.token = info.token
         return info
 
-    async def heartbeat(self, metrics: dict[str, float], execution_id: str | None) -> HeartbeatReply:
-        """Report liveness and machine metrics; the answer lists executions the hub wants stopped."""
+    async def heartbeat(
+        self,
+        metrics: dict[str, float],
+        execution_id: str | None,
+        catalogue: RunnerCatalogue | None = None,
+        *,
+        resend_catalogue: bool = False,
+    ) -> HeartbeatReply:
+        """Report liveness and machine metrics, and the digest of `catalogue` (the whole of it when
+        `resend_catalogue`); the answer lists executions the hub wants stopped."""
         body: dict[str, Any] = dict(metrics)
         if execution_id is not None:
             body["executionId"] = execution_id
+        if catalogue is not None:
+            body["catalogueDigest"] = catalogue.digest
+            if resend_catalogue:
+                body["catalogue"] = catalogue.to_dict()
         data = await self._json("POST", "/heartbeat", json=body)
         return HeartbeatReply(
             status=str(data.get("status", "")),
             stop_execution_ids=[str(i) for i in data.get("stopExecutionIds") or []],
+            catalogue_wanted=bool(data.get("catalogueWanted", False)),
         )
 
     async def poll(self, wait: float) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from exekra.runner.client import AuthInfo, HubClient, HubUnavailable, RateLimited, Rejected, Unauthorized
 from exekra.runner.config import RunnerConfig
+from exekra.workflow.catalogue import RunnerCatalogue
 
 T = TypeVar("T")
 
@@ -31,8 +32,15 @@ def backoff_delay(failures: int, base: float, cap: float) -> float:
 class HubSession:
     """Owns the runner token and the connected/disconnected state shared by all agent tasks."""
 
-    def __init__(self, client: HubClient, config: RunnerConfig, log: logging.LoggerAdapter[Any]) -> None:
+    def __init__(
+        self,
+        client: HubClient,
+        config: RunnerConfig,
+        log: logging.LoggerAdapter[Any],
+        catalogue: Callable[[], Awaitable[RunnerCatalogue]] | None = None,
+    ) -> None:
         self._client = client
+        self._catalogue = catalogue  # what each `auth` declares (worked out once, before the first one)
         self._config = config
         self._log = log
         self._info: AuthInfo | None = None
@@ -86,8 +94,9 @@ class HubSession:
         """Authenticate, renew, and re-authenticate after failures, forever (cancel to stop)."""
         while True:
             await asyncio.sleep(self._delay())
+            declared = await self._catalogue() if self._catalogue is not None else None
             try:
-                info = await self._client.auth()
+                info = await self._client.auth(declared)
             except RateLimited as exc:
                 self._failed("throttled", f"hub is throttling authentication, retrying in {exc.retry_after:g} s")
                 await asyncio.sleep(exc.retry_after)

@@ -15,11 +15,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exekra.workflow.activities import InstalledActivity, installed_activities
+from exekra.workflow.activities import BUILTIN, InstalledActivity, installed_activities
 from exekra.workflow.activities.browser import find_chromium
+from exekra.workflow.definition import WorkflowDefinition, used_activities
 from exekra.workflow.scope import ActivitySettings
 
-__all__ = ["CAPABILITIES", "RunnerCatalogue", "catalogue", "detect_capabilities", "runner_catalogue"]
+__all__ = [
+    "CAPABILITIES",
+    "EVERY_RUNNER",
+    "RunnerCatalogue",
+    "catalogue",
+    "detect_capabilities",
+    "required_activities",
+    "runner_catalogue",
+]
 
 
 def _modules(*names: str) -> Callable[[ActivitySettings], bool]:
@@ -40,6 +49,21 @@ CAPABILITIES: dict[str, Callable[[ActivitySettings], bool]] = {
 """The capabilities Exekra knows, each with its test: the Python packages it needs are installed and,
 for `browser`, a Chromium executable is found. A plugin may name a capability of its own: it counts as
 present wherever the plugin is installed."""
+
+
+EVERY_RUNNER: frozenset[str] = frozenset(
+    name for name, run in BUILTIN.items() if getattr(run, "capability", None) is None
+)
+"""The built-in activities that need no capability (shell, python, http, files, data, control...): every runner
+declares them, and a runner that declares nothing (an older agent) is taken to have exactly these."""
+
+
+def required_activities(definition: WorkflowDefinition | Mapping[str, Any]) -> list[str]:
+    """What a runner must declare to run this definition, sorted: the activities it uses beyond `EVERY_RUNNER`.
+
+    Leaving out what every runner has keeps matching cheap: most workflows require nothing, and executions with
+    equal requirements share one queue in Redis (docs/queue.md)."""
+    return sorted(used_activities(definition) - EVERY_RUNNER)
 
 
 def detect_capabilities(settings: ActivitySettings | None = None) -> list[str]:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from exekra.workflow.errors import DefinitionError
 from exekra.workflow.expressions import credential_names
-from exekra.workflow.validation import INPUT_TYPES, find_problems, walk_strings
+from exekra.workflow.validation import FOREACH_ACTIVITY, INPUT_TYPES, find_problems, walk_strings
 
 __all__ = [
     "DefinitionError",
@@ -26,6 +26,7 @@ __all__ = [
     "referenced_credentials",
     "resolve_inputs",
     "undeclared_inputs",
+    "used_activities",
     "validate_definition",
 ]
 
@@ -168,6 +169,22 @@ def undeclared_inputs(definition: WorkflowDefinition | Mapping[str, Any], inputs
     else:
         declared = definition.get("inputs") or {}
     return [name for name in inputs if name not in declared]
+
+
+def used_activities(definition: WorkflowDefinition | Mapping[str, Any]) -> set[str]:
+    """The names of the activities the definition's nodes call, a foreach's nested nodes included."""
+    data = definition.model_dump(by_alias=True) if isinstance(definition, WorkflowDefinition) else definition
+    used: set[str] = set()
+    pending = list(data.get("nodes") or [])
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, Mapping) or not isinstance(node.get("activity"), str):
+            continue
+        used.add(node["activity"])
+        nested = (node.get("params") or {}).get("nodes") if node["activity"] == FOREACH_ACTIVITY else None
+        if isinstance(nested, list):
+            pending.extend(nested)
+    return used
 
 
 def referenced_credentials(definition: WorkflowDefinition | Mapping[str, Any]) -> set[str]:

@@ -47,6 +47,7 @@ def queued(priority: int, age_ms: int, labels: tuple[str, ...] = (), **fields: A
         pinned_runner_id=fields.get("pinned_runner_id"),
         runner_type=fields.get("runner_type"),
         labels=labels,
+        activities=fields.get("activities", ()),
     )
 
 
@@ -74,6 +75,27 @@ async def test_peek_takes_priority_then_age_across_only_the_signatures_the_runne
     left = set(await queue.waiting_ids())
     assert left == {gpu.id, windows.id, pinned_elsewhere.id}
     assert len(await queue.signatures()) == 3, "emptied signatures leave the index"
+
+
+async def test_peek_skips_executions_whose_activities_the_runner_does_not_declare(queue: RedisQueue) -> None:
+    runner = RunnerProfile(uuid.uuid4(), None, ("a",), ("browser.open", "sql.query"))
+    browse = queued(5, 300, activities=("browser.open",))
+    both = queued(5, 200, ("a",), activities=("browser.open", "sql.query"))
+    mail = queued(9, 100, activities=("email.send",))
+    pinned_mail = queued(9, 0, pinned_runner_id=runner.id, activities=("email.send",))
+    pinned_browse = queued(1, 0, pinned_runner_id=runner.id, activities=("browser.open",))
+    for item in (browse, both, mail, pinned_mail, pinned_browse):
+        assert await queue.enqueue(item)
+
+    taken = []
+    while (head := await queue.peek(runner)) is not None:
+        taken.append(head.execution_id)
+        await queue.mark_assigned(head.execution_id, runner.id)
+
+    assert taken == [both.id, browse.id, pinned_browse.id]
+    assert set(await queue.waiting_ids()) == {mail.id, pinned_mail.id}
+    constraints = list((await queue.signatures()).values())
+    assert sorted(c["activities"] for c in constraints) == [["email.send"], ["email.send"]]
 
 
 async def test_retention_caps_hold_after_20000_job_records(queue: RedisQueue) -> None:

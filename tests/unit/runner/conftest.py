@@ -97,6 +97,8 @@ class FakeHub:
         self.sequence: list[str] = []
         self.unauthorized = 0
         self.heartbeats: list[dict[str, Any]] = []
+        self.auths: list[dict[str, Any]] = []
+        self.catalogue_digest: str | None = None  # of the declaration this hub holds, as the hub's runner row
         self.executions: dict[str, FakeExecution] = {}
         self.queue: list[str] = []
         self.held: str | None = None  # the execution this (single) runner holds
@@ -174,6 +176,8 @@ class FakeHub:
                 raise NotAuthenticated("invalid machine key or secret")
             token = secrets.token_hex(8)
             self.tokens.add(token)
+            self.auths.append(body)
+            self.catalogue_digest = (body.get("catalogue") or {}).get("digest")
             return _answer(
                 RunnerAuthAnswer(
                     token=token,
@@ -193,9 +197,12 @@ class FakeHub:
         async def heartbeat(request: Request, body: dict[str, Any]) -> dict[str, Any]:
             self._authorize(request)
             self.heartbeats.append(body)
+            if body.get("catalogue"):
+                self.catalogue_digest = body["catalogue"].get("digest")
             stop = [e.id for e in self.executions.values() if e.stop_via == "heartbeat" and e.status == "RUNNING"]
             status = RunnerStatus.BUSY if self.held else RunnerStatus.ONLINE
-            return _answer(HeartbeatAnswer(status=status, stop_execution_ids=stop))
+            wanted = body.get("catalogueDigest") not in (None, self.catalogue_digest)
+            return _answer(HeartbeatAnswer(status=status, stop_execution_ids=stop, catalogue_wanted=wanted))
 
         @app.get("/api/runner/poll", response_model=None)
         async def poll(request: Request, wait: int = 0) -> dict[str, Any] | Response:

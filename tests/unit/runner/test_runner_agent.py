@@ -208,3 +208,30 @@ async def test_shutdown_stops_the_running_execution_and_reports_it(hub: FakeHub,
     agent.request_shutdown()
     await asyncio.wait_for(task, 10)
     assert execution.status == "STOPPED"
+
+
+async def test_runner_declares_its_catalogue_at_auth_and_only_a_digest_in_heartbeats(
+    hub: FakeHub, make_agent: MakeAgent
+) -> None:
+    async with running(make_agent()):
+        await hub.wait_until(lambda: len(hub.heartbeats) >= 2)
+    declared = hub.auths[0]["catalogue"]
+    names = {entry["name"] for entry in declared["activities"]}
+    assert {"shell.run", "http.request"} <= names
+    assert all(
+        {"name", "params", "outputs", "capability", "package", "version"} <= set(e) for e in declared["activities"]
+    )
+    assert isinstance(declared["capabilities"], list) and len(declared["digest"]) == 64
+    assert all(beat["catalogueDigest"] == declared["digest"] and "catalogue" not in beat for beat in hub.heartbeats)
+
+
+async def test_runner_sends_its_catalogue_again_when_the_hub_holds_another_digest(
+    hub: FakeHub, make_agent: MakeAgent
+) -> None:
+    async with running(make_agent()):
+        await hub.wait_until(lambda: len(hub.heartbeats) >= 1)
+        hub.catalogue_digest = None  # the hub lost the declaration (its runner row was restored, say)
+        await hub.wait_until(lambda: any("catalogue" in beat for beat in hub.heartbeats))
+        await hub.wait_until(lambda: hub.catalogue_digest is not None)
+    resent = next(beat for beat in hub.heartbeats if "catalogue" in beat)
+    assert resent["catalogue"]["digest"] == resent["catalogueDigest"] == hub.auths[0]["catalogue"]["digest"]

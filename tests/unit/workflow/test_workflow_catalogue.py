@@ -19,7 +19,14 @@ from exekra.workflow.activities import (
     activity,
     installed_activities,
 )
-from exekra.workflow.catalogue import catalogue, detect_capabilities, runner_catalogue
+from exekra.workflow.catalogue import (
+    CAPABILITIES,
+    EVERY_RUNNER,
+    catalogue,
+    detect_capabilities,
+    required_activities,
+    runner_catalogue,
+)
 from exekra.workflow.errors import ActivityError
 from exekra.workflow.scope import ActivitySettings
 
@@ -191,3 +198,28 @@ def test_every_builtin_is_documented() -> None:
     assert [
         name for name in BUILTIN if f"`{name}`" not in docs and f"### {name}" not in docs and f"#### {name}" not in docs
     ] == []
+
+
+def test_required_activities_are_those_used_beyond_what_every_runner_has_foreach_nodes_included() -> None:
+    definition = {
+        "nodes": [
+            {"id": "open", "activity": "browser.open", "params": {"url": "http://127.0.0.1/"}},
+            {
+                "id": "each",
+                "activity": "control.foreach",
+                "params": {
+                    "items": [1],
+                    "nodes": [{"id": "q", "activity": "sql.query"}, {"id": "s", "activity": "shell.run"}],
+                },
+            },
+            {"id": "log", "activity": "log.message"},
+        ]
+    }
+    assert required_activities(definition) == ["browser.open", "sql.query"]
+    assert required_activities({"nodes": [{"id": "s", "activity": "shell.run"}]}) == []
+
+
+def test_every_runner_has_the_builtins_that_need_no_capability() -> None:
+    assert {"shell.run", "http.request", "control.foreach", "log.message"} <= EVERY_RUNNER
+    assert not any(name.split(".")[0] in CAPABILITIES for name in EVERY_RUNNER)
+    assert set(runner_catalogue(ActivitySettings(chromium="/nonexistent")).names) >= EVERY_RUNNER

@@ -2,7 +2,8 @@
 
 Keys (prefix `exekra:`), see docs/queue.md:
   q:<signature>   ZSET  waiting execution ids of one constraint signature, score = priority then age
-  signatures      HASH  signature -> its constraints as JSON ({"pin": id} or {"type": t, "labels": [...]})
+  signatures      HASH  signature -> its constraints as JSON: {"pin": id} or {"type": t, "labels": [...]}, each
+                        with "activities": [...] when the executions need activities not every runner has
   job:<id>        HASH  the job record of a waiting execution (state, attempts, lastError, timestamps, seq)
   jobs:completed  LIST  newest-first JSON records of jobs that left the queue, capped
   jobs:failed     LIST  newest-first JSON records of dispatch failures, capped
@@ -41,12 +42,23 @@ return added
 """
 
 # KEYS: signatures
-# ARGV: queue key prefix, job key prefix, runner id, has type ('1'/'0'), runner type, labels...
+# ARGV: queue key prefix, job key prefix, runner id, has type ('1'/'0'), runner type, number of labels n,
+#       n labels, then the runner's declared activities
 # The best head (lowest score, then smallest id, as PostgreSQL orders) across the signatures this runner
 # satisfies; returns {id, sig, seq} or nil. Signatures whose queue is empty are dropped from the index.
 PEEK = """
-local runner_labels = {}
-for i = 6, #ARGV do runner_labels[ARGV[i]] = true end
+local runner_labels, runner_activities = {}, {}
+local last_label = 6 + tonumber(ARGV[6])
+for i = 7, last_label do runner_labels[ARGV[i]] = true end
+for i = last_label + 1, #ARGV do runner_activities[ARGV[i]] = true end
+local function has_all(wanted, held)
+  if wanted then
+    for _, name in ipairs(wanted) do
+      if not held[name] then return false end
+    end
+  end
+  return true
+end
 local best_id, best_score, best_sig
 local index = redis.call('HGETALL', KEYS[1])
 for i = 1, #index, 2 do
@@ -55,13 +67,9 @@ for i = 1, #index, 2 do
   if c.pin then
     eligible = c.pin == ARGV[3]
   else
-    eligible = c.type == nil or (ARGV[4] == '1' and c.type == ARGV[5])
-    if eligible and c.labels then
-      for _, label in ipairs(c.labels) do
-        if not runner_labels[label] then eligible = false break end
-      end
-    end
+    eligible = (c.type == nil or (ARGV[4] == '1' and c.type == ARGV[5])) and has_all(c.labels, runner_labels)
   end
+  eligible = eligible and has_all(c.activities, runner_activities)
   if eligible then
     local head = redis.call('ZRANGE', ARGV[1] .. sig, 0, 0, 'WITHSCORES')
     if #head == 0 then

@@ -26,6 +26,7 @@ class QueuedExecution:
     pinned_runner_id: uuid.UUID | None
     runner_type: str | None
     labels: tuple[str, ...]
+    activities: tuple[str, ...] = ()  # what the runner must declare beyond what every runner has
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,10 @@ class RunnerProfile:
     id: uuid.UUID
     type: str | None
     labels: tuple[str, ...]
+    activities: tuple[str, ...] = ()  # declared
 
 
-_QUEUED_COLUMNS = "id, priority, queued_at, pinned_runner_id, runner_type, required_labels"
+_QUEUED_COLUMNS = "id, priority, queued_at, pinned_runner_id, runner_type, required_labels, required_activities"
 _QUEUED_ONE = text(f"SELECT {_QUEUED_COLUMNS} FROM executions WHERE id = :id AND status = 'QUEUED'")
 _QUEUED_ALL = text(
     f"SELECT {_QUEUED_COLUMNS} FROM executions WHERE status = 'QUEUED' ORDER BY priority DESC, queued_at, id"
@@ -48,12 +50,18 @@ _IDLE_RUNNERS = text(
     "SELECT id FROM runners WHERE status = 'ONLINE' AND enabled AND current_execution_id IS NULL "
     "ORDER BY last_heartbeat_at DESC NULLS LAST LIMIT :limit"
 )
-_RUNNER_PROFILE = text("SELECT id, type, labels FROM runners WHERE id = :id")
+_RUNNER_PROFILE = text("SELECT id, type, labels, activities FROM runners WHERE id = :id")
 
 
 def _queued(row: Row[Any]) -> QueuedExecution:
     return QueuedExecution(
-        row.id, row.priority, row.queued_at, row.pinned_runner_id, row.runner_type, tuple(row.required_labels or ())
+        row.id,
+        row.priority,
+        row.queued_at,
+        row.pinned_runner_id,
+        row.runner_type,
+        tuple(row.required_labels or ()),
+        tuple(row.required_activities or ()),
     )
 
 
@@ -105,4 +113,6 @@ class Matcher:
     async def runner_profile(self, runner_id: uuid.UUID) -> RunnerProfile | None:
         async with self.db.session() as session:
             row = (await session.execute(_RUNNER_PROFILE, {"id": runner_id})).first()
-        return RunnerProfile(row.id, row.type, tuple(row.labels or ())) if row else None
+        if row is None:
+            return None
+        return RunnerProfile(row.id, row.type, tuple(row.labels or ()), tuple(row.activities or ()))

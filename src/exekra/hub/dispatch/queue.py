@@ -42,15 +42,28 @@ class QueueUnavailable(Exception):
 def signature(execution: QueuedExecution) -> tuple[str, str]:
     """The constraint signature of an execution and its constraints as JSON.
 
-    Executions with equal constraints share one ordered set; a pinned execution's set is its runner's.
+    Executions with equal constraints share one ordered set. A pinned execution's set is its runner's, one per
+    set of required activities (pinning ignores type and labels, never the activities).
     """
+    activities = sorted(set(execution.activities))
     if execution.pinned_runner_id is not None:
-        return f"pin-{execution.pinned_runner_id}", orjson.dumps({"pin": str(execution.pinned_runner_id)}).decode()
+        pin: dict[str, Any] = {"pin": str(execution.pinned_runner_id)}
+        if not activities:
+            return f"pin-{execution.pinned_runner_id}", orjson.dumps(pin).decode()
+        pin["activities"] = activities
+        encoded = orjson.dumps(pin, option=orjson.OPT_SORT_KEYS).decode()
+        return f"pin-{execution.pinned_runner_id}-" + _digest(encoded), encoded
     constraints: dict[str, Any] = {"labels": sorted(set(execution.labels))}
     if execution.runner_type is not None:
         constraints["type"] = execution.runner_type
+    if activities:
+        constraints["activities"] = activities
     encoded = orjson.dumps(constraints, option=orjson.OPT_SORT_KEYS).decode()
-    return "c-" + hashlib.sha256(encoded.encode()).hexdigest()[:24], encoded
+    return "c-" + _digest(encoded), encoded
+
+
+def _digest(encoded: str) -> str:
+    return hashlib.sha256(encoded.encode()).hexdigest()[:24]
 
 
 def score(priority: int, queued_at_ms: int) -> int:
@@ -187,11 +200,13 @@ class RedisQueue:
             return sum(int(added) for added in await pipe.execute())
 
     async def peek(self, runner: RunnerProfile) -> Head | None:
-        """The best waiting execution this runner may take (its pin, its type, subsets of its labels)."""
+        """The best waiting execution this runner may take (its pin, its type, subsets of its labels, and of
+        its declared activities)."""
         args = [self.queue_key(""), self.job_key(""), str(runner.id)]
         args += ["1", runner.type] if runner.type is not None else ["0", ""]
+        args += [str(len(runner.labels)), *runner.labels, *runner.activities]
         async with self._guard():
-            found = await self._peek([self.signatures_key], [*args, *runner.labels])
+            found = await self._peek([self.signatures_key], args)
         return Head(uuid.UUID(found[0]), found[1], found[2]) if found else None
 
     def _finish_args(

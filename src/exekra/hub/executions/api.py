@@ -16,7 +16,7 @@ from exekra.hub.deps import CurrentUser, HubDep, Paging, Principal
 from exekra.hub.errors import ValidationFailed
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import ExecutionStatus, TriggerType
-from exekra.hub.executions.names import names_of
+from exekra.hub.executions.names import names_of, waiting_reasons
 from exekra.hub.executions.queries import ExecutionFilter, ExecutionView
 from exekra.hub.executions.schemas import (
     CreatedExecutionAnswer,
@@ -43,7 +43,8 @@ async def _created(hub: Hub, created: Created, user: Principal) -> ORJSONRespons
     if created.duplicate:  # the first execution, perhaps somebody else's
         names = (await names_of(hub.db, [created.execution])).of(created.execution)
     else:
-        names = {"triggered_by_name": user.email}
+        waiting = await waiting_reasons(hub.db, [created.execution])
+        names = {"triggered_by_name": user.email, "waiting_reason": waiting.get(created.execution.id)}
     body = {"execution": execution_to_api(created.execution, **names), "duplicate": created.duplicate}
     return ORJSONResponse(body, status_code=200 if created.duplicate else 201)
 

@@ -15,7 +15,8 @@ from exekra.hub.lookup import get_or_404, parse_id
 from exekra.hub.runners.models import Runner
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 from exekra.hub.workflows.service import published_version
-from exekra.workflow.definition import DefinitionError, resolve_inputs
+from exekra.workflow.catalogue import required_activities
+from exekra.workflow.definition import DefinitionError, resolve_inputs, validate_definition
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ async def new_execution(session: AsyncSession, workflow_id: uuid.UUID, request: 
     else:
         workflow, version = await published_version(session, workflow_id)
     try:
-        inputs = resolve_inputs(version.definition, request.inputs)
+        definition = validate_definition(version.definition)
+        inputs = resolve_inputs(definition, request.inputs)
     except DefinitionError as exc:
         raise ValidationFailed(f"inputs: {exc.problems[0]}", details={"problems": exc.problems}) from None
     pinned = None
@@ -106,6 +108,7 @@ async def new_execution(session: AsyncSession, workflow_id: uuid.UUID, request: 
         pinned_runner_id=pinned,
         runner_type=workflow.runner_type,
         required_labels=list(workflow.labels),
+        required_activities=required_activities(definition),
         priority=request.priority if request.priority is not None else workflow.priority,
         trigger_type=request.trigger_type,
         triggered_by=request.triggered_by,

@@ -99,6 +99,10 @@ class Execution(Base):
     pinned_runner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     runner_type: Mapped[str | None] = mapped_column(String(100))
     required_labels: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list, server_default="{}")
+    # The activities of its version that not every runner has (`exekra.workflow.catalogue.required_activities`).
+    required_activities: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, default=list, server_default="{}"
+    )
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ExecutionStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
     attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")

@@ -1,7 +1,9 @@
-"""Names beside ids: the runner's name and who triggered an execution (a user's email, a trigger's name).
+"""Names beside ids: the runner's name and who triggered an execution (a user's email, a trigger's name), and
+why a queued execution waits when no registered runner can run it (`waitingReason`).
 
 The API keeps the ids and adds these names (`runnerName`, `triggeredByName`) so that a person reading an
-execution needs no second look-up. One query reads the names of a whole page of executions.
+execution needs no second look-up. One query reads the names of a whole page of executions; a second one, only
+when the page holds queued executions that require activities, reads their waiting reasons.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 
 from exekra.db.session import Database
-from exekra.hub.executions.models import Execution, TriggerType
+from exekra.hub.executions.models import Execution, ExecutionStatus, TriggerType
 
 _BY_TRIGGER = frozenset({TriggerType.SCHEDULE, TriggerType.WEBHOOK})
 
@@ -25,6 +27,7 @@ class ExecutionNames:
 
     runners: dict[uuid.UUID, str] = field(default_factory=dict)
     triggerers: dict[str, str] = field(default_factory=dict)
+    waiting: dict[uuid.UUID, str] = field(default_factory=dict)
 
     def runner_name(self, execution: Execution) -> str | None:
         return self.runners.get(execution.runner_id) if execution.runner_id else None
@@ -34,7 +37,11 @@ class ExecutionNames:
 
     def of(self, execution: Execution) -> dict[str, Any]:
         """The keyword arguments of `execution_to_api` for this execution's names."""
-        return {"runner_name": self.runner_name(execution), "triggered_by_name": self.triggered_by_name(execution)}
+        return {
+            "runner_name": self.runner_name(execution),
+            "triggered_by_name": self.triggered_by_name(execution),
+            "waiting_reason": self.waiting.get(execution.id),
+        }
 
 
 # Built once (composing a statement per request costs more CPU than running it); an empty array matches nothing.
@@ -58,18 +65,61 @@ def _ids(values: Iterable[str | None]) -> list[uuid.UUID]:
     return sorted(ids)
 
 
+# For each queued execution that requires activities: those of them that no runner it may run on declares (pinned:
+# its runner; else those of its type and labels, registered, online or not), and whether one such runner declares
+# them all.
+_NOT_DECLARED = text(
+    """
+SELECT x.id, x.pinned_runner_id IS NOT NULL AS pinned,
+       ARRAY(SELECT a FROM unnest(x.required_activities) AS a
+              WHERE NOT EXISTS (SELECT 1 FROM runners rn WHERE a = ANY(rn.activities) AND {may_run})
+              ORDER BY a) AS missing,
+       EXISTS (SELECT 1 FROM runners rn WHERE rn.activities @> x.required_activities AND {may_run}) AS runnable
+  FROM executions x
+ WHERE x.id = ANY(:ids) AND x.status = 'QUEUED' AND cardinality(x.required_activities) > 0""".format(
+        may_run="""(rn.id = x.pinned_runner_id
+                   OR (x.pinned_runner_id IS NULL AND (x.runner_type IS NULL OR rn.type = x.runner_type)
+                       AND rn.labels @> x.required_labels))"""
+    )
+)
+
+
+def _waiting_reason(pinned: bool, missing: list[str], required: list[str]) -> str | None:
+    who = "the pinned runner does not declare" if pinned else "no runner declares"
+    if missing:
+        return f"{who} {', '.join(missing)}"
+    return None if pinned else f"no single runner declares all of {', '.join(required)}"
+
+
+async def waiting_reasons(db: Database, executions: list[Execution]) -> dict[uuid.UUID, str]:
+    """Why each of the QUEUED `executions` waits, for those no registered runner can run (by execution id)."""
+    waiting = {e.id: e for e in executions if e.status == ExecutionStatus.QUEUED and e.required_activities}
+    if not waiting:
+        return {}
+    async with db.session() as session:
+        rows = (await session.execute(_NOT_DECLARED, {"ids": list(waiting)})).all()
+    reasons = {
+        row.id: _waiting_reason(row.pinned, list(row.missing), waiting[row.id].required_activities)
+        for row in rows
+        if not row.runnable
+    }
+    return {execution_id: reason for execution_id, reason in reasons.items() if reason}
+
+
 async def names_of(db: Database, executions: Iterable[Execution]) -> ExecutionNames:
-    """The names of the runners and triggerers of `executions`, read in one query."""
+    """The names of the runners and triggerers of `executions`, read in one query, and the waiting reasons of
+    those that are queued where no runner can run them."""
     rows = list(executions)
+    waiting = await waiting_reasons(db, rows)
     runner_ids = _ids(str(e.runner_id) for e in rows if e.runner_id)
     user_ids = _ids(e.triggered_by for e in rows if e.trigger_type not in _BY_TRIGGER)
     trigger_ids = _ids(e.triggered_by for e in rows if e.trigger_type in _BY_TRIGGER)
     if not (runner_ids or user_ids or trigger_ids):
-        return ExecutionNames()
+        return ExecutionNames(waiting=waiting)
     params = {"runners": runner_ids, "users": user_ids, "triggers": trigger_ids}
     async with db.session() as session:
         found = (await session.execute(_NAMES, params)).all()
-    names = ExecutionNames()
+    names = ExecutionNames(waiting=waiting)
     for row in found:
         if row.kind == "runner":
             names.runners[uuid.UUID(row.id)] = row.name

@@ -57,6 +57,9 @@ class ExecutionOut(ApiAnswer):
     completed_at: datetime | None
     created_at: datetime
     metrics: ExecutionMetrics
+    waiting_reason: str | None
+    """Why a QUEUED execution waits when no registered runner can run it (`no runner declares browser.open`):
+    it stays QUEUED until a runner that declares its activities signs in, or the queue timeout ends it."""
 
 
 class ExecutionAnswer(ApiAnswer):
@@ -102,6 +105,7 @@ def execution_to_api(
     *,
     runner_name: str | None = None,
     triggered_by_name: str | None = None,
+    waiting_reason: str | None = None,
 ) -> dict[str, Any]:
     """An execution as the API shows it; the names beside the ids spare a person a look-up (None when not
     given or not known)."""
@@ -137,4 +141,5 @@ def execution_to_api(
             "memAvgMb": e.mem_avg_mb,
             "memPeakMb": e.mem_peak_mb,
         },
+        "waitingReason": waiting_reason,
     }

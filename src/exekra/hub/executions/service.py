@@ -45,10 +45,12 @@ class _DuplicateRace(Exception):
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """A heartbeat's answer: the runner's status, and the executions it must stop."""
+    """A heartbeat's answer: the runner's status, the executions it must stop, and whether the hub wants its
+    catalogue again."""
 
     status: str
     stop_execution_ids: list[uuid.UUID]
+    catalogue_wanted: bool
 
 
 @dataclass(frozen=True)
@@ -209,10 +211,15 @@ class ExecutionService:
 
     # --- the runner protocol (SPEC §7.3) --------------------------------------------------------------
 
-    async def heartbeat(self, claims: RunnerClaims, metrics: dict[str, float | None]) -> Heartbeat:
-        """A sign of life with metrics (written within a second); answers the executions the runner must stop."""
+    async def heartbeat(
+        self, claims: RunnerClaims, metrics: dict[str, float | None], catalogue_digest: str | None = None
+    ) -> Heartbeat:
+        """A sign of life with metrics (written within a second); answers the executions the runner must stop,
+        and whether the runner's `catalogue_digest` differs from the declaration the hub holds (an older runner
+        sends none: nothing is wanted)."""
         sign = await self.liveness.sign(claims, metrics, with_stops=True)
-        return Heartbeat(sign.presence.status, sign.stop_ids)
+        wanted = catalogue_digest is not None and catalogue_digest != sign.catalogue_digest
+        return Heartbeat(sign.presence.status, sign.stop_ids, wanted)
 
     async def poll(self, claims: RunnerClaims, wait: float) -> dict[str, Any] | None:
         """The execution the runner holds (ASSIGNED or RUNNING), a newly claimed one, or None after `wait`
@@ -225,7 +232,7 @@ class ExecutionService:
             presence = (await self.liveness.sign(claims)).presence
             execution_id = presence.current_execution_id
             if execution_id is None and presence.enabled:
-                profile = RunnerProfile(runner_id, presence.type, presence.labels)
+                profile = RunnerProfile(runner_id, presence.type, presence.labels, presence.activities)
                 assignment = await dispatcher.runner_idle(runner_id, profile)
                 if assignment is None:
                     return await self._wait_for_work(claims, event, wait)

@@ -38,7 +38,8 @@ MAX_SAMPLES = 100
 # The runner as a sign of life finds it; with $2, also the live executions it holds whose stop was requested
 # (a heartbeat's answer). One read, no lock.
 _PRESENCE = """
-SELECT r.id, r.status, r.enabled, r.current_execution_id, r.type, r.labels, r.token_epoch,
+SELECT r.id, r.status, r.enabled, r.current_execution_id, r.type, r.labels, r.activities, r.catalogue_digest,
+       r.token_epoch,
        CASE WHEN $2 AND r.current_execution_id IS NOT NULL THEN ARRAY(
            SELECT x.id FROM executions x
             WHERE x.runner_id = r.id AND x.status IN ('ASSIGNED', 'RUNNING') AND x.stop_requested)
@@ -60,6 +61,7 @@ class Sign:
 
     presence: RunnerPresence
     stop_ids: list[uuid.UUID]
+    catalogue_digest: str | None  # of the runner's declaration, as the hub holds it
 
 
 class Liveness:
@@ -91,6 +93,7 @@ class Liveness:
                 row["current_execution_id"],
                 row["type"],
                 tuple(row["labels"] or ()),
+                tuple(row["activities"] or ()),
             )
         now = time.monotonic()
         pending = self._pending.get(runner_id)
@@ -99,7 +102,7 @@ class Liveness:
         pending.at = now
         if metrics is not None and len(pending.samples) < MAX_SAMPLES:
             pending.samples.append((now, metrics))
-        return Sign(presence, list(row["stop_ids"] or ()))
+        return Sign(presence, list(row["stop_ids"] or ()), row["catalogue_digest"])
 
     @property
     def pending(self) -> int:

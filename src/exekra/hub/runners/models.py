@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -19,8 +20,9 @@ from sqlalchemy import (
     Text,
     Uuid,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exekra.db.base import Base, created_at_column, uuid_pk
@@ -65,6 +67,15 @@ class Runner(Base):
     disk_free_gb: Mapped[float | None] = mapped_column(Float)
     # No foreign key: the execution row is the truth and keeps `runner_id`; this column is its mirror.
     current_execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    # What the runner declared at its last sign-in (docs/runner.md): the names of the activities it can run, its
+    # capabilities, the digest of that declaration, and the catalogue entries of those activities the hub does
+    # not have built in (a plugin's schemas, package and version).
+    activities: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list, server_default="{}")
+    capabilities: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list, server_default="{}")
+    catalogue_digest: Mapped[str | None] = mapped_column(String(64))
+    plugin_activities: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, nullable=False, default=list, server_default=text("'[]'::jsonb")
+    )
     created_at: Mapped[datetime] = created_at_column()
 
 

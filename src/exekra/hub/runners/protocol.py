@@ -22,6 +22,7 @@ from exekra.hub.runners.schemas import (
     HeartbeatBody,
     LogsAnswer,
     LogsBody,
+    MachineMetrics,
     PollAnswer,
     RunnerAuthAnswer,
     RunnerAuthBody,
@@ -43,7 +44,13 @@ async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> ORJSONRes
         raise RateLimited("Too many failed runner sign-ins from this address", headers=blocked.headers())
     try:
         runner = await service.authenticate_runner(
-            hub.db, body.machine_key, body.machine_secret, body.hostname, body.os, body.version
+            hub.db,
+            body.machine_key,
+            body.machine_secret,
+            body.hostname,
+            body.os,
+            body.version,
+            service.Declaration.of(body.catalogue),
         )
     except NotAuthenticated:
         await hub.limiter.hit("runner-auth", ip, limit)
@@ -68,9 +75,19 @@ async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> ORJSONRes
 
 @router.post("/heartbeat", **documented(HeartbeatAnswer))
 async def heartbeat(body: HeartbeatBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
-    """Sign of life with metrics; answers the ids of executions the runner must stop."""
-    beat = await hub.executions.heartbeat(claims, body.model_dump(exclude={"execution_id"}))
-    return ORJSONResponse({"status": beat.status, "stopExecutionIds": [str(i) for i in beat.stop_execution_ids]})
+    """Sign of life with metrics; answers the ids of executions the runner must stop, and whether the hub wants
+    the runner's catalogue again (its digest differs from the one the hub holds)."""
+    if body.catalogue is not None:
+        await service.record_declaration(hub.db, claims.runner_id, claims.epoch, service.Declaration.of(body.catalogue))
+    metrics = body.model_dump(include=set(MachineMetrics.model_fields))
+    beat = await hub.executions.heartbeat(claims, metrics, body.catalogue_digest)
+    return ORJSONResponse(
+        {
+            "status": beat.status,
+            "stopExecutionIds": [str(i) for i in beat.stop_execution_ids],
+            "catalogueWanted": beat.catalogue_wanted,
+        }
+    )
 
 
 @router.get("/poll", **documented(PollAnswer, also={204: {"description": "No work for this runner within `wait` s"}}))

@@ -28,12 +28,35 @@ class RunnerPatch(ApiModel):
     enabled: bool | None = None
 
 
+class ActivityEntry(ApiModel):
+    """One activity a runner declares: its catalogue entry (`exekra.workflow.catalogue.catalogue()`)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    category: str = Field(default="Plugins", max_length=200)
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    outputs: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    capability: str | None = Field(default=None, max_length=100)
+    package: str | None = Field(default=None, max_length=200)
+    version: str | None = Field(default=None, max_length=64)
+
+
+class CatalogueBody(ApiModel):
+    """What a runner can run (`RunnerCatalogue.to_dict()`): its capabilities and activities, and their digest."""
+
+    capabilities: list[str] = Field(default_factory=list, max_length=100)
+    activities: list[ActivityEntry] = Field(default_factory=list, max_length=2000)
+    digest: str | None = Field(default=None, max_length=64)
+
+
 class RunnerAuthBody(ApiModel):
     machine_key: str = Field(min_length=1, max_length=200)
     machine_secret: str = Field(min_length=1, max_length=200)
     hostname: str | None = Field(default=None, max_length=255)
     os: str | None = Field(default=None, max_length=255)
     version: str | None = Field(default=None, max_length=64)
+    # Absent (an older runner): it is taken to declare the built-ins that need no capability.
+    catalogue: CatalogueBody | None = None
 
 
 class MachineMetrics(ApiModel):
@@ -48,6 +71,10 @@ class MachineMetrics(ApiModel):
 
 class HeartbeatBody(MachineMetrics):
     execution_id: str | None = Field(default=None, max_length=64)
+    # The digest of what the runner declared; the hub answers `catalogueWanted` when it holds another one.
+    catalogue_digest: str | None = Field(default=None, max_length=64)
+    # The whole declaration, sent only after the hub asked for it.
+    catalogue: CatalogueBody | None = None
 
 
 class AttemptBody(ApiModel):
@@ -95,6 +122,8 @@ class RunnerAuthAnswer(ApiAnswer):
 class HeartbeatAnswer(ApiAnswer):
     status: RunnerStatus
     stop_execution_ids: list[str]
+    catalogue_wanted: bool
+    """The heartbeat's `catalogueDigest` is not the one the hub holds: send `catalogue` with the next heartbeat."""
 
 
 class WorkflowRef(ApiAnswer):
@@ -161,6 +190,11 @@ class RunnerOut(ApiAnswer):
     last_heartbeat_at: datetime | None
     metrics: MachineMetrics
     current_execution_id: str | None
+    activities: list[str]
+    """The activities the runner declared at its last sign-in (an older runner: the built-ins that need no
+    capability)."""
+    capabilities: list[str]
+    """Its capabilities, such as `browser` when a Chromium was found."""
     created_at: datetime
 
 
@@ -209,6 +243,8 @@ def runner_to_api(r: Runner) -> dict[str, Any]:
             "diskFreeGb": r.disk_free_gb,
         },
         "currentExecutionId": str(r.current_execution_id) if r.current_execution_id else None,
+        "activities": list(r.activities),
+        "capabilities": list(r.capabilities),
         "createdAt": r.created_at,
     }
 

@@ -4,6 +4,7 @@ service's: `exekra.hub.executions.service`)."""
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,9 @@ from exekra.hub.errors import Conflict, NotAuthenticated
 from exekra.hub.license.service import Licensing
 from exekra.hub.lookup import IdPrefix, get_or_404, parse_id
 from exekra.hub.runners.models import Runner, RunnerMetric
-from exekra.hub.runners.schemas import NewRunner, RunnerPatch
+from exekra.hub.runners.schemas import CatalogueBody, NewRunner, RunnerPatch
+from exekra.workflow.activities import BUILTIN
+from exekra.workflow.catalogue import EVERY_RUNNER
 
 
 @dataclass(frozen=True)
@@ -171,15 +174,60 @@ async def metric_buckets(db: Database, runner_id: str, since: datetime, step: ti
 # --- the runner protocol ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Declaration:
+    """What a runner can run, as stored on its row (docs/runner.md)."""
+
+    activities: list[str]
+    capabilities: list[str]
+    digest: str | None
+    plugin_activities: list[dict[str, Any]]  # catalogue entries of the activities the hub has not built in
+
+    @classmethod
+    def of(cls, catalogue: CatalogueBody | None) -> Declaration:
+        """A runner's declaration; none at all (an older runner) declares the built-ins that need no capability."""
+        if catalogue is None:
+            return cls(sorted(EVERY_RUNNER), [], None, [])
+        entries = {entry.name: entry for entry in catalogue.activities}
+        plugins = [entries[name].model_dump() for name in sorted(entries) if name not in BUILTIN]
+        capabilities = sorted({name for name in catalogue.capabilities if name})
+        return cls(sorted(entries), capabilities, catalogue.digest, plugins)
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "activities": self.activities,
+            "capabilities": self.capabilities,
+            "catalogue_digest": self.digest,
+            "plugin_activities": self.plugin_activities,
+        }
+
+
 async def authenticate_runner(
-    db: Database, machine_key: str, machine_secret: str, hostname: str | None, os: str | None, version: str | None
+    db: Database,
+    machine_key: str,
+    machine_secret: str,
+    hostname: str | None,
+    os: str | None,
+    version: str | None,
+    declaration: Declaration,
 ) -> Runner:
-    """The runner for these machine credentials (constant-time check), recording its host facts."""
+    """The runner for these machine credentials (constant-time check), recording its host facts and what it
+    declares it can run."""
     async with db.transaction() as session:
         runner = (await session.execute(select(Runner).where(Runner.machine_key == machine_key))).scalar_one_or_none()
         if runner is None or not hashes_match(runner.secret_hash, machine_secret):
             raise NotAuthenticated("Wrong machine key or secret")
         await session.execute(
-            update(Runner).where(Runner.id == runner.id).values(hostname=hostname, os=os, version=version)
+            update(Runner)
+            .where(Runner.id == runner.id)
+            .values(hostname=hostname, os=os, version=version, **declaration.values())
         )
     return runner
+
+
+async def record_declaration(db: Database, runner_id: uuid.UUID, epoch: int, declaration: Declaration) -> None:
+    """Store what a runner declares in a heartbeat (after the hub asked for it: rare), unless its token is stale."""
+    async with db.transaction() as session:
+        await session.execute(
+            update(Runner).where(Runner.id == runner_id, Runner.token_epoch == epoch).values(**declaration.values())
+        )

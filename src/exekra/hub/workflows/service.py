@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -13,23 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from exekra.db.session import Database
+from exekra.hub.activities.service import known_activities
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from exekra.hub.lookup import IdPrefix, get_or_404, parse_id
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 from exekra.hub.workflows.schemas import NewWorkflow, WorkflowImport, WorkflowPatch, WorkflowSummary
-from exekra.workflow.activities import load_activities
 from exekra.workflow.definition import validate_definition
 from exekra.workflow.errors import DefinitionError, Problem
 
 ImportMode = Literal["create", "new-version"]
-
-
-@lru_cache(maxsize=1)
-def _known_activities() -> frozenset[str]:
-    # Scanning entry points takes milliseconds; plugins are read once per hub process.
-    return frozenset(load_activities())
 
 
 def _invalid(problems: list[Problem]) -> ValidationFailed:
@@ -39,9 +32,10 @@ def _invalid(problems: list[Problem]) -> ValidationFailed:
     )
 
 
-def check_definition(definition: dict[str, Any], *, max_bytes: int) -> None:
+async def check_definition(db: Database, definition: dict[str, Any], *, max_bytes: int) -> None:
     """Refuse a definition over `max_bytes` (as compact JSON) with 413, or an invalid one with 422
-    whose details list every problem."""
+    whose details list every problem. Activities are those of the hub's catalogue: the built-ins plus what
+    registered runners declare."""
     try:
         size = len(orjson.dumps(definition))
     except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits, which JSONB storage cannot take
@@ -49,7 +43,7 @@ def check_definition(definition: dict[str, Any], *, max_bytes: int) -> None:
     if size > max_bytes:
         raise PayloadTooLarge(f"The definition is {size} bytes; the limit is {max_bytes}")
     try:
-        validate_definition(definition, known_activities=set(_known_activities()))
+        validate_definition(definition, known_activities=await known_activities(db))
     except DefinitionError as exc:
         raise _invalid(exc.located or [Problem(str(exc))]) from None
 
@@ -163,7 +157,7 @@ async def create_workflow(
     db: Database, data: NewWorkflow, actor: Actor, *, max_definition_bytes: int
 ) -> tuple[WorkflowSummary, WorkflowVersion]:
     """Create a workflow with version 1 as a draft; a taken name is a conflict."""
-    check_definition(data.definition, max_bytes=max_definition_bytes)
+    await check_definition(db, data.definition, max_bytes=max_definition_bytes)
     async with db.transaction() as session:
         workflow = await _insert_workflow(session, data, actor)
         version = await _add_version(session, workflow, data.definition, actor)
@@ -202,7 +196,7 @@ async def create_version(
     db: Database, workflow_id: str, definition: dict[str, Any], actor: Actor, *, max_definition_bytes: int
 ) -> WorkflowVersion:
     """Save a new draft, numbered one after the newest version."""
-    check_definition(definition, max_bytes=max_definition_bytes)
+    await check_definition(db, definition, max_bytes=max_definition_bytes)
     async with db.transaction() as session:
         workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
         version = await _add_version(session, workflow, definition, actor)
@@ -252,7 +246,10 @@ async def get_version(db: Database, workflow_id: str, number: str) -> WorkflowVe
 
 
 async def publish_latest(db: Database, workflow_id: str, actor: Actor) -> tuple[WorkflowSummary, WorkflowVersion]:
-    """Publish the latest version if it is a draft; the previously published one becomes unpublished."""
+    """Publish the latest version if it is a draft; the previously published one becomes unpublished.
+
+    422 when the draft uses an activity that is no longer known (the runner that declared it was removed)."""
+    known = await known_activities(db)
     async with db.transaction() as session:
         workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
         latest = (
@@ -265,6 +262,10 @@ async def publish_latest(db: Database, workflow_id: str, actor: Actor) -> tuple[
         ).scalar_one_or_none()
         if latest is None or latest.published:
             raise Conflict(f"workflow {workflow.name} has no draft to publish: save a new version first")
+        try:
+            validate_definition(latest.definition, known_activities=known)
+        except DefinitionError as exc:
+            raise _invalid(exc.located or [Problem(str(exc))]) from None
         # Two statements, in this order: the partial unique index allows one published version at a time.
         previous = (
             await session.execute(
@@ -334,7 +335,7 @@ async def import_workflow(
 ) -> tuple[WorkflowSummary, WorkflowVersion]:
     """Create a workflow from an export document; with mode `new-version` and a workflow of that name
     already present, add the definition to it as a new draft instead (its settings are kept)."""
-    check_definition(document.definition, max_bytes=max_definition_bytes)
+    await check_definition(db, document.definition, max_bytes=max_definition_bytes)
     async with db.transaction() as session:
         existing = None
         if mode == "new-version":

@@ -129,7 +129,7 @@ class DeclaredActivity(Generic[P]):
         self.name = name
         self._category = category
         self._outputs = outputs
-        self._capability = capability
+        self.capability = capability
         self.__doc__ = run.__doc__
         self._keeps_null = {
             field.alias or name for name, field in model.model_fields.items() if field.annotation is Any
@@ -155,7 +155,7 @@ class DeclaredActivity(Generic[P]):
             description=inspect.getdoc(self.run) or "",
             params=json_schema(self.model),
             outputs=ANY_OBJECT if self._outputs is None else json_schema(self._outputs),
-            capability=self._capability,
+            capability=self.capability,
         )
 
     def __repr__(self) -> str:

@@ -12,6 +12,7 @@ from exekra.hub.dashboard.web import PageRoute, redirect, render
 from exekra.hub.deps import CurrentUser, get_hub
 from exekra.hub.errors import Conflict, NotFound
 from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus
+from exekra.hub.executions.names import waiting_reasons
 from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service as runners
@@ -81,14 +82,16 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
             runner = await runners.get_runner(hub.db, str(execution.runner_id))
         except NotFound:
             runner = None  # deleted since: the execution keeps its history
+    waiting_reason = (await waiting_reasons(hub.db, [execution])).get(execution.id)
     return {
         "execution": execution,
         "workflow_name": view.workflow_name,
         "version_number": view.version_number,
         "runner": runner,
         "terminal": execution.status in TERMINAL_STATUSES,
+        "waiting_reason": waiting_reason,
         # What the status panel shows changes only with these: a poll re-renders the panel when they do.
-        "state_key": f"{execution.status}-{int(execution.stop_requested)}-{execution.attempt}",
+        "state_key": f"{execution.status}-{int(execution.stop_requested)}-{execution.attempt}-{int(bool(waiting_reason))}",
         "now": datetime.now(UTC),
     }
 
