@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     max_log_lines_per_batch: int = Field(default=1000, ge=1)
     max_log_line_chars: int = Field(default=16384, ge=64)
     max_definition_bytes: int = Field(default=512 * 1024, ge=1024)
+    artifact_max_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1024,
+        description="Largest file a runner may upload as an execution's artifact (413 beyond).",
+    )
+    artifact_execution_max_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of artifacts one execution may keep, all attempts together (413 beyond).",
+    )
     log_streams_per_user: int = Field(
         default=10, ge=1, description="Live log streams (Server-Sent Events) one user may hold open at a time."
     )

@@ -112,6 +112,17 @@ class ProtocolRunner:
             headers=self.headers,
         )
 
+    async def upload(
+        self, execution_id: str, attempt: int, name: str, data: bytes, content_type: str = "text/plain", node: str = ""
+    ) -> httpx.Response:
+        """Upload one artifact the way the agent does: the file as the body, its type and size in the headers."""
+        return await self.http.post(
+            f"/api/runner/executions/{execution_id}/artifacts",
+            params={"attempt": attempt, "name": name, "nodeId": node},
+            content=data,
+            headers={**self.headers, "Content-Type": content_type},
+        )
+
     async def complete(
         self, execution_id: str, attempt: int, status: str = "COMPLETED", **extra: Any
     ) -> httpx.Response:

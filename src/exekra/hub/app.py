@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import FrameType
@@ -45,20 +46,27 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with 413, by Content-Length or while streaming."""
+# A runner's artifact upload is a file, not a JSON document: its own limit (`EXEKRA_ARTIFACT_MAX_BYTES`).
+ARTIFACT_UPLOAD_PATH = re.compile(r"^/api/runner/executions/[^/]+/artifacts$")
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` (or the limit of a path in `overrides`) with 413, by
+    Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: Sequence[tuple[re.Pattern[str], int]] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = tuple(overrides)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next((n for pattern, n in self.overrides if pattern.match(scope["path"])), self.max_bytes)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _too_large(limit, scope, receive, send)
             return
         seen = 0
 
@@ -66,22 +74,23 @@ class BodySizeLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _BodyTooLarge(413, self._message)
+            if seen > limit:
+                raise _BodyTooLarge(413, _too_large_message(limit))
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
-            await self._too_large(scope, receive, send)
+            await _too_large(limit, scope, receive, send)
 
-    @property
-    def _message(self) -> str:
-        return f"Request body is larger than {self.max_bytes} bytes"
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, "payload_too_large", self._message)
-        await response(scope, receive, send)
+def _too_large_message(limit: int) -> str:
+    return f"Request body is larger than {limit} bytes"
+
+
+async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    response = error_response(413, "payload_too_large", _too_large_message(limit))
+    await response(scope, receive, send)
 
 
 class _BodyTooLarge(StarletteHTTPException):
@@ -168,7 +177,11 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
     install_error_handlers(app)
     _include_routers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        overrides=[(ARTIFACT_UPLOAD_PATH, settings.artifact_max_bytes)],
+    )
     return app
 
 
@@ -196,6 +209,7 @@ def _close_on_signal(hub: Hub) -> Callable[[], None]:
 
 def _include_routers(app: FastAPI) -> None:
     from exekra.hub.activities.api import router as activities_router
+    from exekra.hub.artifacts.api import router as artifacts_router
     from exekra.hub.audit.api import router as audit_router
     from exekra.hub.auth.api import router as auth_router
     from exekra.hub.credentials.api import router as credentials_router
@@ -216,6 +230,7 @@ def _include_routers(app: FastAPI) -> None:
     limited = [Depends(rate_limit)]
     for router in (
         executions_router,
+        artifacts_router,
         auth_router,
         users_router,
         workflows_router,

@@ -2,9 +2,9 @@
 
 Executions are taken by key: a batch of at most `batch` ids of terminal executions completed before the
 cutoff, walked in `(completed_at, id)` order on a partial index. The batch is archived first when asked
-(gzip JSON lines, flushed to disk before anything is deleted), then its log lines are deleted by
-`execution_id = ANY(ids)` at most `batch` rows per transaction, then its idempotency keys and the
-executions themselves (other tables that reference executions cascade). Every transaction is short and
+(gzip JSON lines, flushed to disk before anything is deleted), then its log lines and its artifacts' chunks
+are deleted by `execution_id = ANY(ids)` at most `batch` rows per transaction, then its artifacts,
+idempotency keys and the executions themselves (other tables that reference executions cascade). Every transaction is short and
 touches only finished rows, so the purge never blocks dispatch, and a purge cut short is simply resumed
 by the next one.
 """
@@ -64,6 +64,17 @@ DELETE FROM execution_logs l
  WHERE l.execution_id = d.execution_id AND l.seq = d.seq"""
 ).bindparams(_ids)
 
+_DELETE_ARTIFACT_CHUNKS = text(
+    """
+DELETE FROM execution_artifact_chunks c
+ USING (SELECT ch.artifact_id, ch.seq FROM execution_artifact_chunks ch
+          JOIN execution_artifacts a ON a.id = ch.artifact_id
+         WHERE a.execution_id = ANY(:ids) LIMIT :batch) d
+ WHERE c.artifact_id = d.artifact_id AND c.seq = d.seq"""
+).bindparams(_ids)
+
+_DELETE_ARTIFACTS = text("DELETE FROM execution_artifacts WHERE execution_id = ANY(:ids)").bindparams(_ids)
+
 _DELETE_KEYS = text("DELETE FROM execution_keys WHERE execution_id = ANY(:ids)").bindparams(_ids)
 
 _DELETE_EXECUTIONS = text(
@@ -88,6 +99,7 @@ class PurgeReport:
 
     executions: int = 0
     logs: int = 0
+    artifacts: int = 0
     keys: int = 0
     metrics: int = 0
     audit: int = 0
@@ -95,7 +107,7 @@ class PurgeReport:
 
     @property
     def total(self) -> int:
-        return self.executions + self.logs + self.keys + self.metrics + self.audit
+        return self.executions + self.logs + self.artifacts + self.keys + self.metrics + self.audit
 
 
 async def purge(
@@ -108,7 +120,7 @@ async def purge(
     pause_ratio: float = 0.0,
     audit_retention_days: int | None = None,
 ) -> PurgeReport:
-    """Delete terminal executions completed more than `retention_days` ago (with their logs and keys),
+    """Delete terminal executions completed more than `retention_days` ago (with their logs, artifacts and keys),
     heartbeat metrics older than `metrics_retention_days` and, when `audit_retention_days` is set, audit
     entries older than that, `batch` rows per transaction at most.
 
@@ -152,6 +164,7 @@ async def purge(
             details = {
                 "executions": report.executions,
                 "logs": report.logs,
+                "artifacts": report.artifacts,
                 "keys": report.keys,
                 "metrics": report.metrics,
                 "audit": report.audit,
@@ -197,7 +210,10 @@ async def _delete_in_batches(
 
 async def _delete_executions(db: Database, ids: list[uuid.UUID], batch: int, report: PurgeReport) -> None:
     report.logs += await _delete_in_batches(db, _DELETE_LOGS, {"ids": ids}, batch)
+    # A chunk is up to 1 MiB: a tenth of the batch keeps each transaction short.
+    await _delete_in_batches(db, _DELETE_ARTIFACT_CHUNKS, {"ids": ids}, max(1, batch // 10))
     async with db.transaction() as session:
+        report.artifacts += await _deleted(session, _DELETE_ARTIFACTS, {"ids": ids})
         report.keys += await _deleted(session, _DELETE_KEYS, {"ids": ids})
         report.executions += await _deleted(session, _DELETE_EXECUTIONS, {"ids": ids})
 

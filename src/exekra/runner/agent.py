@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from exekra.runner.artifacts import ArtifactFile
 from exekra.runner.client import Conflict, HubClient, Rejected
 from exekra.runner.config import RunnerConfig
 from exekra.runner.executor import ExecutionAbandoned, Executor, Job, Outcome
@@ -248,6 +249,7 @@ class RunnerAgent:
                 stop=current.stop,
                 report_interval=info.report_interval,
                 lines_with_outcome=info.complete_takes_lines,
+                send_artifact=partial(self._send_artifact, current),
             )
         except ExecutionAbandoned as exc:
             self._log.warning("hub no longer accepts execution %s (%s): killed it", execution_id, exc)
@@ -256,6 +258,14 @@ class RunnerAgent:
 
     async def _send_logs(self, current: _Current, lines: list[dict[str, str]]) -> bool:
         return await self._session.call(partial(self._client.logs, current.execution_id, current.attempt, lines))
+
+    async def _send_artifact(self, current: _Current, artifact: ArtifactFile) -> None:
+        """Upload one file; one past the hub's limit is refused here as the hub would (413), unsent: a hub
+        that refuses a body before reading it closes the connection under a client still sending it."""
+        limit = self._session.info.artifact_max_bytes
+        if limit is not None and artifact.size > limit:
+            raise Rejected(f"413 the file has {artifact.size} bytes; the hub stores {limit} at most", status=413)
+        await self._session.call(partial(self._client.upload_artifact, current.execution_id, current.attempt, artifact))
 
     async def _fetch_credentials(self, current: _Current, definition: dict[str, Any]) -> dict[str, dict[str, str]]:
         try:

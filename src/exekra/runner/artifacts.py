@@ -32,7 +32,10 @@ class ArtifactFile:
 
 
 ArtifactSender = Callable[[ArtifactFile], Awaitable[None]]
-"""Uploads one file to the hub. Raises `Rejected` when the hub refuses the attempt (the run is abandoned)."""
+"""Uploads one file to the hub. Raises `Rejected` when the hub refuses the attempt (the run is abandoned);
+a 413 (the hub's size limits) only costs that file."""
+
+TOO_LARGE = 413
 
 
 class ArtifactCollector:
@@ -75,8 +78,10 @@ class ArtifactCollector:
                 continue
             try:
                 await self._send(artifact)
-            except Rejected:
-                raise
+            except Rejected as exc:
+                if exc.status != TOO_LARGE:
+                    raise
+                self._stream.add("WARNING", f"artifact {artifact.name} refused by the hub: {exc.message}")
             except Exception as exc:
                 self._stream.add("WARNING", f"artifact {artifact.name} not uploaded: {type(exc).__name__}: {exc}")
             with contextlib.suppress(OSError):

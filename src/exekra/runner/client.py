@@ -7,13 +7,16 @@ carries the wait the hub asked for; `Conflict` (409) and other `Rejected` answer
 
 from __future__ import annotations
 
+import asyncio
 import math
 import platform
 import socket
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -21,9 +24,14 @@ from exekra import __version__
 from exekra.runner.config import RunnerConfig
 from exekra.workflow.catalogue import RunnerCatalogue
 
+if TYPE_CHECKING:
+    from exekra.runner.artifacts import ArtifactFile
+
 CONNECT_TIMEOUT_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 LONG_POLL_MARGIN_SECONDS = 15.0
+ARTIFACT_TIMEOUT_SECONDS = 120.0  # between two reads or writes of an upload, not for the whole of it
+UPLOAD_CHUNK_BYTES = 256 * 1024
 DEFAULT_TOKEN_TTL = timedelta(hours=1)
 
 
@@ -74,6 +82,7 @@ class AuthInfo:
     report_interval: float
     runner_name: str = ""  # the name the hub knows this runner by (older hubs do not send it)
     complete_takes_lines: bool = False  # the hub stores log lines sent with `complete` (older hubs do not)
+    artifact_max_bytes: int | None = None  # the largest artifact the hub stores (older hubs do not say)
 
     def renew_after(self, now: datetime | None = None) -> float:
         """Seconds until the token should be renewed: at 80 % of its remaining lifetime (at least 1 s)."""
@@ -138,6 +147,7 @@ class HubClient:
                 report_interval=float(data.get("reportIntervalSeconds", 2)),
                 runner_name=str(data.get("runnerName") or ""),
                 complete_takes_lines=data.get("completeTakesLines") is True,
+                artifact_max_bytes=int(data["artifactMaxBytes"]) if "artifactMaxBytes" in data else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HubUnavailable(f"unexpected auth answer from the hub: {exc!r}") from exc
@@ -197,6 +207,20 @@ class HubClient:
             raise HubUnavailable(f"unexpected credential answer for {name!r}")
         return credential
 
+    async def upload_artifact(self, execution_id: str, attempt: int, artifact: ArtifactFile) -> None:
+        """Upload one attached file, streamed from disk (read afresh on every call, so a retry resends it)."""
+        params = {"attempt": attempt, "name": artifact.name, "nodeId": artifact.node_id}
+        headers = {"Content-Type": artifact.content_type, "Content-Length": str(artifact.size)}
+        timeout = httpx.Timeout(ARTIFACT_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+        await self._send(
+            "POST",
+            f"/executions/{execution_id}/artifacts",
+            params=params,
+            headers=headers,
+            content=_file_chunks(artifact.path),
+            read_timeout=timeout,
+        )
+
     async def complete(
         self,
         execution_id: str,
@@ -230,7 +254,7 @@ class HubClient:
         read_timeout: httpx.Timeout | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        headers = {}
+        headers = dict(kwargs.pop("headers", None) or {})
         if authenticated:
             if self.token is None:
                 raise Unauthorized("not authenticated yet")
@@ -248,6 +272,12 @@ class HubClient:
         if response.status_code >= 400:
             raise _error_for(response)
         return response
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with await asyncio.to_thread(path.open, "rb") as file:
+        while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK_BYTES):
+            yield chunk
 
 
 def _verify(config: RunnerConfig) -> ssl.SSLContext | bool:

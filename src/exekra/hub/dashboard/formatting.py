@@ -70,6 +70,16 @@ def number(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def filesize(value: int) -> str:
+    """`812 B`, `14.2 KiB`, `3.0 MiB`."""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024 or unit == "MiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return MISSING
+
+
 def pretty_json(value: Any, sort_keys: bool = True) -> str:
     """Indented JSON; `sort_keys=False` keeps the keys in their order (a definition, as its author wrote it)."""
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | (orjson.OPT_SORT_KEYS if sort_keys else 0)).decode()
@@ -99,6 +109,7 @@ def install(env: Environment) -> None:
         pct=pct,
         ratio=ratio,
         number=number,
+        filesize=filesize,
         pretty_json=pretty_json,
         zoned=zoned,
     )

@@ -20,6 +20,9 @@ from typing import Any
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub import lifecycle
+from exekra.hub.artifacts import service as artifacts
+from exekra.hub.artifacts.models import Artifact
+from exekra.hub.artifacts.service import ArtifactUpload
 from exekra.hub.audit.service import Actor
 from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.credentials.service import credential_for_runner
@@ -310,6 +313,17 @@ class ExecutionService:
                 await queries.insert_log_lines(session, held.execution_id, last_seq, self._stored(lines))
         if last_seq is None:
             raise await self._refused(claims, execution_id)
+
+    async def store_artifact(
+        self, claims: RunnerClaims, execution_id: str, attempt: int, upload: ArtifactUpload
+    ) -> Artifact:
+        """Store a file the runner uploads for the attempt it holds (409 when stale, 401 when revoked, 413 past
+        `EXEKRA_ARTIFACT_MAX_BYTES` or the execution's `EXEKRA_ARTIFACT_EXECUTION_MAX_BYTES`)."""
+        try:
+            async with self.db.transaction() as session:
+                return await artifacts.store(session, _held(claims, execution_id, attempt), upload, self.settings)
+        except artifacts.NotHeld:
+            raise await self._refused(claims, execution_id) from None
 
     async def credential(self, claims: RunnerClaims, execution_id: str, name: str, attempt: int) -> dict[str, Any]:
         """A decrypted credential, only for the runner running that attempt of a workflow that references it;

@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from exekra import __version__
+from exekra.hub.artifacts.schemas import ArtifactAnswer, artifact_to_api
+from exekra.hub.artifacts.service import ArtifactUpload
 from exekra.hub.deps import HubDep, RunnerAuth, client_ip
 from exekra.hub.errors import NotAuthenticated, RateLimited
 from exekra.hub.executions.models import ExecutionStatus
@@ -67,6 +69,7 @@ async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> ORJSONRes
             "pollIntervalSeconds": s.poll_interval_seconds,
             "maxLongPollSeconds": s.max_long_poll_seconds,
             "reportIntervalSeconds": s.report_interval_seconds,
+            "artifactMaxBytes": s.artifact_max_bytes,
             "hubVersion": __version__,
             "completeTakesLines": True,
         }
@@ -109,6 +112,38 @@ async def logs(execution_id: str, body: LogsBody, claims: RunnerAuth, hub: HubDe
     lines = [LogLine(line.ts, line.level, line.message) for line in body.lines]
     stop_requested = await hub.executions.append_logs(claims, execution_id, body.attempt, lines)
     return ORJSONResponse({"stopRequested": stop_requested})
+
+
+_BINARY_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The file's bytes; `Content-Type` is its type, `Content-Length` its size.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.post("/executions/{execution_id}/artifacts", openapi_extra=_BINARY_BODY, **documented(ArtifactAnswer, 201))
+async def upload_artifact(
+    execution_id: str,
+    request: Request,
+    claims: RunnerAuth,
+    hub: HubDep,
+    attempt: Annotated[int, Query(ge=1)],
+    name: Annotated[str, Query(min_length=1, max_length=255)],
+    node_id: Annotated[str, Query(alias="nodeId", max_length=255)] = "",
+) -> ORJSONResponse:
+    """Store a file the execution attached (fenced like `logs`); the body is the file, streamed."""
+    length = request.headers.get("content-length", "")
+    upload = ArtifactUpload(
+        name=name,
+        content_type=request.headers.get("content-type", ""),
+        node_id=node_id,
+        declared_size=int(length) if length.isdigit() else None,
+        body=request.stream(),
+    )
+    artifact = await hub.executions.store_artifact(claims, execution_id, attempt, upload)
+    return ORJSONResponse({"artifact": artifact_to_api(artifact)}, status_code=201)
 
 
 @router.get("/executions/{execution_id}/credentials/{name}", **documented(RunnerCredentialAnswer))

@@ -113,6 +113,8 @@ class RunnerAuthAnswer(ApiAnswer):
     poll_interval_seconds: float
     max_long_poll_seconds: float
     report_interval_seconds: float
+    artifact_max_bytes: int
+    """The largest file the hub stores as an artifact: the runner does not send a larger one."""
     hub_version: str
     # The hub stores log lines sent with `complete` (an extension of SPEC §7.3): a short execution is then poll,
     # start, complete. Absent (older hubs): the runner sends every line with `logs`.

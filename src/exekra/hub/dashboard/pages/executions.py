@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from exekra.hub.artifacts import service as artifacts
 from exekra.hub.dashboard.forms import parse_moment
 from exekra.hub.dashboard.web import PageRoute, redirect, render
 from exekra.hub.deps import CurrentUser, get_hub
@@ -83,15 +84,20 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
         except NotFound:
             runner = None  # deleted since: the execution keeps its history
     waiting_reason = (await waiting_reasons(hub.db, [execution])).get(execution.id)
+    files = await artifacts.list_artifacts(hub.db, execution.id)
     return {
         "execution": execution,
+        "artifacts": files,
         "workflow_name": view.workflow_name,
         "version_number": view.version_number,
         "runner": runner,
         "terminal": execution.status in TERMINAL_STATUSES,
         "waiting_reason": waiting_reason,
-        # What the status panel shows changes only with these: a poll re-renders the panel when they do.
-        "state_key": f"{execution.status}-{int(execution.stop_requested)}-{execution.attempt}-{int(bool(waiting_reason))}",
+        # What the status and files panels show changes only with these: a poll re-renders them when they do.
+        "state_key": (
+            f"{execution.status}-{int(execution.stop_requested)}-{execution.attempt}-{int(bool(waiting_reason))}"
+            f"-{len(files)}"
+        ),
         "now": datetime.now(UTC),
     }
 
