@@ -121,6 +121,16 @@ def test_send_delivers_text_html_attachments_and_blind_copies(call: Call, smtp: 
     assert attachment.get_payload(decode=True) == b"number,total\nINV-1,10.50\n"
 
 
+def test_server_settings_read_from_a_credential_are_text_and_work(call: Call, smtp: Any) -> None:
+    """A credential's fields are all text: `"smtp": "{{ credentials.mail }}"` gives `port: "1025"`."""
+    inbox, server = smtp("starttls")
+    as_text = {**server, "port": str(server["port"]), "verify": "false", "timeoutSeconds": "10"}
+    call(email.send, smtp=as_text, **{"from": "robot@example.com"}, to="ada@example.com", subject="s", text="t")
+    assert inbox.message()["Subject"] == "s"
+    with pytest.raises(ActivityError, match=r"param 'smtp\.port'"):
+        call(email.send, smtp={**server, "port": "smtp"}, **{"from": "r@example.com"}, to="a@example.com", subject="s")
+
+
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_send_over_tls_checks_the_certificate(call: Call, smtp: Any, security: str) -> None:
     inbox, server = smtp(security)

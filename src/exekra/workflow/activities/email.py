@@ -30,11 +30,15 @@ Addresses = Annotated[str | list[str], either("a string", "a list of strings")]
 
 
 class Server(Params):
-    """A mail server, usually a credential: `{{ credentials.<name> }}`."""
+    """A mail server, usually a credential: `{{ credentials.<name> }}`.
+
+    A credential's fields are text, so `port`, `verify` and `timeoutSeconds` also take their text forms
+    (`"587"`, `"false"`, `"10"`); everything else stays strict.
+    """
 
     host: str
     """Its host name or address."""
-    port: int | None = Field(None, gt=0, lt=65536)
+    port: int | None = Field(None, gt=0, lt=65536, strict=False)
     """Its port (default: by `security`: SMTP 25, 587, 465; IMAP 143, 143, 993)."""
     username: str | None = None
     """The login (none: no login)."""
@@ -42,11 +46,11 @@ class Server(Params):
     """The password."""
     security: Security = "starttls"
     """none (plain), starttls (upgrade after connecting) or tls (TLS from the start)."""
-    verify: bool = True
+    verify: bool = Field(True, strict=False)
     """Check the server's certificate."""
     ca_file: str | None = None
     """A CA bundle (PEM) to check it against, for a private CA."""
-    timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0)
+    timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0, strict=False)
     """The network timeout."""
 
     def tls_context(self) -> ssl.SSLContext:
