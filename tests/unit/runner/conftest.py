@@ -188,6 +188,7 @@ class FakeHub:
                     poll_interval_seconds=self.intervals,
                     max_long_poll_seconds=self.long_poll,
                     report_interval_seconds=self.intervals,
+                    artifact_max_bytes=50 * 1024 * 1024,
                     hub_version="test",
                     complete_takes_lines=self.complete_takes_lines,
                 )
