@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest file a runner may upload as an execution's artifact (413 beyond).",
     )
+    artifact_dir: Path | None = Field(
+        default=None,
+        description="Keep artifacts' bytes in files under this folder (shared by every hub process) instead of "
+        "in PostgreSQL; unset = PostgreSQL.",
+    )
     artifact_execution_max_bytes: int = Field(
         default=200 * 1024 * 1024,
         ge=1024,

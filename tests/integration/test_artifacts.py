@@ -4,6 +4,8 @@ the execution (purge, deletion)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -161,3 +163,45 @@ async def test_deleting_an_execution_deletes_its_files(
     async with hub.db.transaction() as session:
         await session.execute(text("DELETE FROM executions WHERE id = :id"), {"id": uuid.UUID(execution_id)})
     assert await _count(hub, "execution_artifacts") == 0 and await _count(hub, "execution_artifact_chunks") == 0
+
+
+async def test_with_an_artifact_dir_the_bytes_are_a_file_that_the_purge_removes_with_its_execution(
+    admin: httpx.AsyncClient, online_runner: OnlineRunner, hub: Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(hub.settings, "artifact_dir", tmp_path)
+    runner, execution_id = await _running(admin, online_runner)
+    stored = (await runner.upload(execution_id, 1, "report.bin", REPORT)).json()["artifact"]
+    assert (tmp_path / execution_id / stored["id"]).read_bytes() == REPORT
+    assert await _count(hub, "execution_artifact_chunks") == 0
+    got = await admin.get(f"/api/executions/{execution_id}/artifacts/{stored['id']}")
+    assert got.status_code == 200 and got.content == REPORT
+
+    assert (await runner.complete(execution_id, 1)).status_code == 200
+    async with hub.db.transaction() as session:
+        await session.execute(
+            text("UPDATE executions SET completed_at = now() - interval '40 days' WHERE id = :id"),
+            {"id": uuid.UUID(execution_id)},
+        )
+    report = await purge(hub.db, retention_days=30, metrics_retention_days=7, batch=10, artifact_dir=tmp_path)
+    assert report.artifacts == 1 and not (tmp_path / execution_id).exists()
+
+
+async def test_with_an_artifact_dir_a_refused_upload_leaves_no_file(
+    admin: httpx.AsyncClient, online_runner: OnlineRunner, hub: Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(hub.settings, "artifact_dir", tmp_path)
+    runner, execution_id = await _running(admin, online_runner)
+    short = await runner.http.post(
+        f"/api/runner/executions/{execution_id}/artifacts",
+        params={"attempt": 1, "name": "short.bin"},
+        content=_streamed(b"x" * 10),
+        headers={**runner.headers, "Content-Length": "100"},
+    )
+    assert short.status_code == 400 and "were declared" in short.json()["error"]["message"]
+    assert await _count(hub, "execution_artifacts") == 0
+    assert list((tmp_path / execution_id).iterdir()) == []
+
+
+async def _streamed(data: bytes) -> AsyncIterator[bytes]:
+    """A body sent as a stream, so that its `Content-Length` may claim more than it holds."""
+    yield data

@@ -70,6 +70,7 @@ class Maintenance:
                 pause_ratio=settings.purge_pause_ratio,
                 archive_dir=settings.purge_archive_dir,
                 audit_retention_days=settings.audit_retention_days,
+                artifact_dir=settings.artifact_dir,
             )
 
     async def revalidate_license(self) -> LicenseStatus:

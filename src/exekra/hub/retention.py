@@ -31,6 +31,7 @@ from exekra.config import Settings
 from exekra.db.locks import PURGE_LOCK, advisory_lock
 from exekra.db.migrate import ensure_migrated
 from exekra.db.session import Database
+from exekra.hub.artifacts.files import ArtifactFiles
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import SYSTEM
 from exekra.hub.effects import EffectApplier
@@ -119,6 +120,7 @@ async def purge(
     archive_dir: Path | None = None,
     pause_ratio: float = 0.0,
     audit_retention_days: int | None = None,
+    artifact_dir: Path | None = None,
 ) -> PurgeReport:
     """Delete terminal executions completed more than `retention_days` ago (with their logs, artifacts and keys),
     heartbeat metrics older than `metrics_retention_days` and, when `audit_retention_days` is set, audit
@@ -127,6 +129,7 @@ async def purge(
     With `archive_dir`, each execution is first written with its logs as one line of a new gzip JSON-lines
     file there (one file per purge, created only if something is purged). After each batch it pauses
     `pause_ratio` times as long as the batch took (a duty cycle that leaves the database to dispatch).
+    With `artifact_dir` (`EXEKRA_ARTIFACT_DIR`), each purged execution's folder of artifact files goes too.
     """
     report = PurgeReport()
     archive = _Archive(archive_dir) if archive_dir is not None else None
@@ -149,6 +152,8 @@ async def purge(
             if archive is not None:
                 await archive.write(await _archive_lines(db, ids))
             await _delete_executions(db, ids, batch, report)
+            if artifact_dir is not None:
+                await ArtifactFiles(artifact_dir).remove_executions(ids)
             if len(rows) < batch:
                 break
             if pause_ratio > 0:
@@ -289,6 +294,7 @@ async def purge_once(settings: Settings, *, archive_dir: Path | None, retention_
                 archive_dir=archive_dir,
                 pause_ratio=settings.purge_pause_ratio,
                 audit_retention_days=settings.audit_retention_days,
+                artifact_dir=settings.artifact_dir,
             )
     finally:
         await db.dispose()

@@ -32,7 +32,7 @@ async def list_artifacts(execution_id: str, user: CurrentUser, hub: HubDep) -> d
 @router.get("/{execution_id}/artifacts/{artifact_id}", response_class=StreamingResponse, responses=_FILE)
 async def download_artifact(execution_id: str, artifact_id: str, user: CurrentUser, hub: HubDep) -> StreamingResponse:
     """Download one file (audited: `artifact.download`)."""
-    found = await service.download(hub.db, execution_id, artifact_id, user.actor)
+    found = await service.download(hub.db, hub.settings, execution_id, artifact_id, user.actor)
     artifact = found.artifact
     headers = {
         "Content-Disposition": content_disposition(artifact.name),

@@ -1,8 +1,9 @@
 """Artifact tables: one row per file an execution attached, its bytes in chunks beside it.
 
-The bytes live in PostgreSQL (`bytea`, `CHUNK_BYTES` per row) rather than in large objects or files: they
-are deleted with their execution by the foreign keys, whoever deletes it (the purge, a workflow's deletion),
-every hub process sees them without a shared folder, and a database backup holds them.
+By default the bytes live in PostgreSQL (`bytea`, `CHUNK_BYTES` per row) rather than in large objects or
+files: they are deleted with their execution by the foreign keys, whoever deletes it, every hub process sees
+them without a shared folder, and a database backup holds them. With `EXEKRA_ARTIFACT_DIR` they are files
+(`exekra.hub.artifacts.files`) and the row names its file.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Artifact(Base):
     content_type: Mapped[str] = mapped_column(String(255), nullable=False)
     size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     node_id: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    # Its file under `EXEKRA_ARTIFACT_DIR` (`<execution id>/<artifact id>`); null: its bytes are chunk rows.
+    location: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = created_at_column()
 
 

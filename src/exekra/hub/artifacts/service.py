@@ -3,23 +3,25 @@
 An upload is fenced like a log upload (this runner holds this attempt, its token is current) and checked
 against two limits before its body is read: `EXEKRA_ARTIFACT_MAX_BYTES` per file and
 `EXEKRA_ARTIFACT_EXECUTION_MAX_BYTES` per execution. The body is streamed into `CHUNK_BYTES` rows inside
-one transaction, so a refused or broken upload leaves nothing behind. Reads stream a file back one chunk
-per query, so a slow download holds no connection between chunks.
+one transaction (or into a file under `EXEKRA_ARTIFACT_DIR`, removed again if the upload fails), so a
+refused or broken upload leaves nothing behind. Reads stream a file back one chunk per query, so a slow
+download holds no connection between chunks.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub import lifecycle
+from exekra.hub.artifacts.files import ArtifactFiles
 from exekra.hub.artifacts.models import CHUNK_BYTES, Artifact, ArtifactChunk
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
@@ -63,7 +65,8 @@ class Download:
 
 
 async def store(session: AsyncSession, held: lifecycle.Attempt, upload: ArtifactUpload, settings: Settings) -> Artifact:
-    """Store one uploaded file of the attempt `held` (a file of the same name from this attempt is replaced).
+    """Store one uploaded file of the attempt `held` (a file of the same name from this attempt is replaced):
+    in chunk rows, or in a file under `EXEKRA_ARTIFACT_DIR` when it is set.
 
     Raises `NotHeld` when the runner does not hold the attempt (before and after reading the body),
     `PayloadTooLarge` past a limit, `BadRequest` when the body is not the size declared.
@@ -91,20 +94,48 @@ async def store(session: AsyncSession, held: lifecycle.Attempt, upload: Artifact
     )
     session.add(artifact)
     await session.flush()
-    size, seq = 0, 0
-    async for chunk in _rechunked(upload.body):
-        size += len(chunk)
-        if size > room:
-            raise PayloadTooLarge(_too_large(settings, size, kept))
-        await session.execute(insert(ArtifactChunk).values(artifact_id=artifact.id, seq=seq, data=chunk))
-        seq += 1
-    if upload.declared_size is not None and size != upload.declared_size:
-        raise BadRequest(f"The body has {size} bytes; {upload.declared_size} were declared")
-    if (await session.execute(_HELD, held.params())).first() is None:
-        raise NotHeld  # the attempt went stale while the body arrived
-    await session.execute(update(Artifact).where(Artifact.id == artifact.id).values(size=size))
-    artifact.size = size
+    body = _Limited(upload.body, room, lambda size: _too_large(settings, size, kept))
+    files = ArtifactFiles(settings.artifact_dir) if settings.artifact_dir is not None else None
+    if files is not None:
+        artifact.location = await files.write(held.execution_id, artifact.id, body.chunks())
+    else:
+        await _insert_chunks(session, artifact.id, body.chunks())
+    try:
+        if upload.declared_size is not None and body.size != upload.declared_size:
+            raise BadRequest(f"The body has {body.size} bytes; {upload.declared_size} were declared")
+        if (await session.execute(_HELD, held.params())).first() is None:
+            raise NotHeld  # the attempt went stale while the body arrived
+        artifact.size = body.size
+        await session.flush()
+    except BaseException:
+        if files is not None and artifact.location is not None:
+            await files.remove([artifact.location])
+        raise
     return artifact
+
+
+class _Limited:
+    """An upload's body in `CHUNK_BYTES` pieces, counted: `PayloadTooLarge` once it passes `room` bytes."""
+
+    def __init__(self, body: AsyncIterator[bytes], room: int, too_large: Callable[[int], str]) -> None:
+        self._body = body
+        self._room = room
+        self._too_large = too_large
+        self.size = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in _rechunked(self._body):
+            self.size += len(chunk)
+            if self.size > self._room:
+                raise PayloadTooLarge(self._too_large(self.size))
+            yield chunk
+
+
+async def _insert_chunks(session: AsyncSession, artifact_id: uuid.UUID, chunks: AsyncIterator[bytes]) -> None:
+    seq = 0
+    async for chunk in chunks:
+        await session.execute(insert(ArtifactChunk).values(artifact_id=artifact_id, seq=seq, data=chunk))
+        seq += 1
 
 
 async def list_artifacts(db: Database, execution_id: str | uuid.UUID) -> list[Artifact]:
@@ -115,7 +146,9 @@ async def list_artifacts(db: Database, execution_id: str | uuid.UUID) -> list[Ar
         return list((await session.execute(query)).scalars())
 
 
-async def download(db: Database, execution_id: str | uuid.UUID, artifact_id: str, actor: Actor) -> Download:
+async def download(
+    db: Database, settings: Settings, execution_id: str | uuid.UUID, artifact_id: str, actor: Actor
+) -> Download:
     """One file of an execution and its bytes; each download is audited (`artifact.download`)."""
     execution_key = parse_id(execution_id, "execution")
     async with db.transaction() as session:
@@ -124,7 +157,11 @@ async def download(db: Database, execution_id: str | uuid.UUID, artifact_id: str
             raise NotFound(f"artifact {artifact_id} not found")
         details = {"executionId": str(artifact.execution_id), "name": artifact.name, "size": artifact.size}
         audit.record(session, actor, "artifact.download", "artifact", artifact.id, details)
-    return Download(artifact, _read_chunks(db, artifact.id))
+    if artifact.location is None:
+        return Download(artifact, _read_chunks(db, artifact.id))
+    if settings.artifact_dir is None:
+        raise NotFound(f"artifact {artifact_id} is kept in a folder, and EXEKRA_ARTIFACT_DIR is not set")
+    return Download(artifact, ArtifactFiles(settings.artifact_dir).read(artifact.location))
 
 
 async def _read_chunks(db: Database, artifact_id: uuid.UUID) -> AsyncIterator[bytes]:
