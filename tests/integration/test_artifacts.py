@@ -128,7 +128,7 @@ async def test_listing_needs_a_signed_in_user_and_an_existing_execution(
     assert (await admin.get(f"/api/executions/{execution_id}/artifacts/{uuid.uuid4()}")).status_code == 404
 
 
-async def test_the_execution_page_lists_its_files_with_download_links(
+async def test_the_execution_page_lists_its_files_with_download_links_and_its_polls_refresh_them(
     admin: httpx.AsyncClient, online_runner: OnlineRunner
 ) -> None:
     runner, execution_id = await _running(admin, online_runner)
@@ -136,6 +136,8 @@ async def test_the_execution_page_lists_its_files_with_download_links(
     page = (await admin.get(f"/executions/{execution_id}")).text
     assert f'href="/api/executions/{execution_id}/artifacts/{artifact["id"]}"' in page
     assert "screen.png" in page and "2.0 KiB" in page
+    live = (await admin.get(f"/executions/{execution_id}/live", params={"after": 0, "state": "before"})).text
+    assert 'id="execution-artifacts" hx-swap-oob="true"' in live and "screen.png" in live  # a poll brings new files
 
 
 async def test_purge_deletes_an_old_execution_with_its_files(
