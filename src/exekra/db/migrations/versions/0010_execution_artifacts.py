@@ -1,7 +1,7 @@
 """Execution artifacts: the files an execution attaches, their bytes in 1 MiB chunks
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-03 15:00:00.000000
 
 Both tables hang off `executions` by foreign keys with ON DELETE CASCADE, so an execution's files go with it
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
