@@ -18,8 +18,13 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
+
+from aiosmtpd.smtp import Envelope, Session
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 START_SECONDS = 20.0
@@ -150,3 +155,22 @@ class Dovecot:
             "security": "none",
             **overrides,
         }
+
+
+class Inbox:
+    """An aiosmtpd handler for tests' SMTP servers: keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+    def message(self, index: int = -1) -> EmailMessage:
+        raw = self.envelopes[index].original_content or b""
+        parsed: EmailMessage = BytesParser(policy=default_policy).parsebytes(raw)
+        return parsed
+
+    def messages(self) -> list[EmailMessage]:
+        return [self.message(i) for i in range(len(self.envelopes))]

@@ -6,8 +6,6 @@ import shutil
 import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
-from email.parser import BytesParser
-from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from exekra.workflow.activities import email
 from exekra.workflow.errors import ActivityError
 
 from .conftest import Call
-from .mailservers import DOVECOT, Dovecot, free_port
+from .mailservers import DOVECOT, Dovecot, Inbox, free_port
 
 SMTP_USER, SMTP_PASSWORD = "robot", "smtp-secret-1"
 
@@ -37,22 +35,6 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     issued.cert_chain_pems[0].write_to_path(str(paths["cert"]))
     issued.private_key_pem.write_to_path(str(paths["key"]))
     return paths
-
-
-class Inbox:
-    """The aiosmtpd handler: keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def message(self, index: int = -1) -> EmailMessage:
-        raw = self.envelopes[index].original_content or b""
-        parsed: EmailMessage = BytesParser(policy=default_policy).parsebytes(raw)  # type: ignore[assignment]
-        return parsed
 
 
 def authenticate(server: Any, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:

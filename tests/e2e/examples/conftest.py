@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Iterator
-from email.message import EmailMessage
-from email.parser import BytesParser
-from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +15,10 @@ import orjson
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session
 
 from exekra.embedded import create_database, drop_database, free_port
 from tests.activities.conftest import CHROMIUM
-from tests.activities.mailservers import DOVECOT, Dovecot
+from tests.activities.mailservers import DOVECOT, Dovecot, Inbox
 
 from .servers import OrderApi, Portal, serve
 
@@ -84,21 +80,6 @@ def portal() -> Iterator[Portal]:
 def order_api() -> Iterator[OrderApi]:
     with serve(OrderApi(flaky={"B-200", "D-400"})) as server:
         yield server
-
-
-class Inbox:
-    """The aiosmtpd handler: keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def messages(self) -> list[EmailMessage]:
-        parser = BytesParser(policy=default_policy)
-        return [parser.parsebytes(e.original_content or b"") for e in self.envelopes]  # type: ignore[misc]
 
 
 @pytest.fixture
