@@ -73,6 +73,8 @@ ENDPOINTS = [
     Endpoint("GET", "/api/executions/{execution_id}", ANY),
     Endpoint("GET", "/api/executions/{execution_id}/logs", ANY),
     Endpoint("GET", "/api/executions/{execution_id}/logs/stream", ANY),
+    Endpoint("GET", "/api/executions/{execution_id}/artifacts", ANY),
+    Endpoint("GET", "/api/executions/{execution_id}/artifacts/{artifact_id}", ANY),
     Endpoint("POST", "/api/executions/{execution_id}/stop", ANY),
     Endpoint("POST", "/api/executions/{execution_id}/retry", ANY),
     Endpoint("GET", "/api/runners", ANY),

@@ -103,11 +103,11 @@ def test_param_errors_name_the_param_path_and_what_it_must_be() -> None:
     send, execute = BUILTIN["email.send"], BUILTIN["sql.execute"]
     ctx = ActivityContext(node_id="n", workdir=Path("."), emit=lambda level, message: None)
     with pytest.raises(ActivityError) as raised:
-        send(ctx, {"smtp": {"port": "25", "security": "ssl"}, "from": "a@x", "to": 5, "subject": "s"})
+        send(ctx, {"smtp": {"port": "twenty-five", "security": "ssl"}, "from": "a@x", "to": 5, "subject": "s"})
     assert str(raised.value) == (
         "param 'smtp.host' is required; param 'smtp.port' must be an integer; "
         "param 'smtp.security' must be one of none, starttls, tls; param 'to' must be a string or a list of strings"
-    )
+    )  # a port given as the text "25" is fine: credential fields are text (tests/activities/test_email.py)
     with pytest.raises(ActivityError, match=r"^param 'params' must be an object or a list of objects$"):
         execute(ctx, {"url": "sqlite://", "sql": "x", "params": [{"a": 1}, 2]})
     with pytest.raises(ActivityError, match=r"^param 'maxRows' must be >= 1$"):

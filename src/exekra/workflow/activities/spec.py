@@ -302,8 +302,11 @@ _TYPE_PHRASES = {
     "string_type": "a string",
     "int_type": "an integer",
     "int_from_float": "an integer",
+    "int_parsing": "an integer",  # text that is no number, where text is accepted (a credential's fields)
     "float_type": "a number",
+    "float_parsing": "a number",
     "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
     "list_type": "a list",
     "tuple_type": "a list",
     "dict_type": "an object",
