@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from exekra.hub.context import Hub
 
-from .conftest import SIMPLE_DEFINITION, ClientFactory
+from .conftest import PASSWORD, SIMPLE_DEFINITION, ClientFactory
 from .protocol import ProtocolRunner, publish_workflow
 from .test_dashboard import post_form
 from .test_dashboard_actions import follow
@@ -230,6 +230,32 @@ async def test_personal_tokens_are_shown_once_listed_with_last_use_and_revoked(
     r = await post_form(operator, f"/account/tokens/{token_id}/revoke", {}, page="/account")
     assert "Token revoked" in await follow(operator, r)
     assert (await client.get("/api/auth/me", headers={"Authorization": f"Bearer {token.group(1)}"})).status_code == 401
+
+
+async def test_the_account_page_changes_ones_own_password(
+    make_client: ClientFactory, client: httpx.AsyncClient
+) -> None:
+    operator = await make_client("OPERATOR")
+    email = (await operator.get("/api/auth/me")).json()["user"]["email"]
+    wrong = await post_form(
+        operator, "/account/password", {"current": "not-it", "new": "n3w-passw0rd", "confirm": "n3w-passw0rd"}
+    )
+    assert "currentPassword: wrong password" in await follow(operator, wrong)
+    differ = await post_form(
+        operator, "/account/password", {"current": PASSWORD, "new": "n3w-passw0rd", "confirm": "other-one"}
+    )
+    assert "confirmation differ" in await follow(operator, differ)
+    short = await post_form(operator, "/account/password", {"current": PASSWORD, "new": "short", "confirm": "short"})
+    assert "at least 8" in await follow(operator, short)
+    login = {"email": email, "password": PASSWORD}
+    assert (await client.post("/api/auth/login", json=login)).status_code == 200  # unchanged so far
+
+    changed = await post_form(
+        operator, "/account/password", {"current": PASSWORD, "new": "n3w-passw0rd", "confirm": "n3w-passw0rd"}
+    )
+    assert "Password changed" in await follow(operator, changed)  # this session goes on
+    assert (await client.post("/api/auth/login", json=login)).status_code == 401
+    assert (await client.post("/api/auth/login", json={**login, "password": "n3w-passw0rd"})).status_code == 200
 
 
 # --- runner history -----------------------------------------------------------------------------------------

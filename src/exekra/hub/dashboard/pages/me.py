@@ -1,7 +1,5 @@
-"""My account: who I am, and my personal API tokens (create, shown once; list with last use; revoke).
-
-Changing one's own password needs `POST /api/auth/password` (another change adds it); its form goes here.
-"""
+"""My account: who I am, my password, and my personal API tokens (create, shown once; list with last use;
+revoke). The password form does what `POST /api/auth/password` does, through the same service call."""
 
 from __future__ import annotations
 
@@ -14,9 +12,10 @@ from pydantic import ValidationError
 from exekra.hub.auth import service as auth
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, render
 from exekra.hub.deps import CurrentUser, Principal, get_hub
+from exekra.hub.errors import ValidationFailed
 from exekra.hub.lookup import parse_id
 from exekra.hub.users.models import TokenKind
-from exekra.hub.users.schemas import NewApiToken
+from exekra.hub.users.schemas import NewApiToken, PasswordChange
 
 router = APIRouter(route_class=PageRoute)
 
@@ -34,6 +33,26 @@ async def _context(request: Request, user: Principal) -> dict[str, Any]:
 @router.get("/account")
 async def account_page(request: Request, user: CurrentUser) -> Response:
     return render(request, "me.html", await _context(request, user), section="account")
+
+
+@router.post("/account/password")
+async def change_password(
+    request: Request,
+    user: CurrentUser,
+    current: Annotated[str, Form(max_length=1024)] = "",
+    new: Annotated[str, Form(max_length=1024)] = "",
+    confirm: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """Change one's own password: this session goes on, the user's other sessions end, API tokens stay."""
+
+    async def change() -> None:
+        data = PasswordChange(current_password=current, new_password=new)
+        if new != confirm:
+            raise ValidationFailed("the new password and its confirmation differ")
+        await auth.change_password(get_hub(request), user, data.current_password, data.new_password)
+
+    done = "Password changed: your other sessions are signed out; API tokens keep working."
+    return await attempt(request, "/account#password", change(), done)
 
 
 @router.post("/account/tokens")
