@@ -102,14 +102,16 @@ def blank_design(studio: Any, admin_api: httpx.Client) -> Iterator[Any]:
 def test_every_docs_example_goes_through_the_json_tab_and_canvas_unchanged(
     blank_design: Any, name: str, definition: dict[str, Any]
 ) -> None:
+    from playwright.sync_api import expect
+
     page = blank_design
     page.click("#sx-tab-json")
     page.fill("#sx-json", json.dumps(definition, indent=1))
     page.click("text=Apply to canvas")
     page.click("#sx-tab-canvas")
     for node_def in definition["nodes"]:
-        assert node(page, node_def["id"]).is_visible()
-    assert page.locator(".react-flow__edge").count() == len(definition.get("edges", []))
+        node(page, node_def["id"]).wait_for(state="visible", timeout=10_000)  # drawn after the tab switch
+    expect(page.locator(".react-flow__edge")).to_have_count(len(definition.get("edges", [])))
     back = json_tab_definition(page)
     assert without_ui(back) == without_ui(definition)
     assert set(back["ui"]["positions"]) == {n["id"] for n in definition["nodes"]}
