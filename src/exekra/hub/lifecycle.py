@@ -160,14 +160,22 @@ _ASSIGN_TAIL = f"""
 SELECT ue.id, ue.runner_id, ue.attempt FROM ue, ur
 """
 
+
+def may_run(runner: str, execution: str) -> str:
+    """SQL: the runner (alias `runner`) may run the execution (alias `execution`) by SPEC §6: pinned to it, or of
+    its type and labels. The one copy of the rule, for the claims and for an execution's waiting reason."""
+    r, x = runner, execution
+    return f"""({r}.id = {x}.pinned_runner_id
+         OR ({x}.pinned_runner_id IS NULL
+             AND ({x}.runner_type IS NULL OR {r}.type = {x}.runner_type)
+             AND {r}.labels @> {x}.required_labels))"""
+
+
 # A pinned execution ignores type and labels, never the activities: no runner is handed work it would fail.
-_ELIGIBLE_RUNNER = """
+_ELIGIBLE_RUNNER = f"""
     rn.status = 'ONLINE' AND rn.enabled AND rn.current_execution_id IS NULL
     AND rn.activities @> e.required_activities
-    AND (rn.id = e.pinned_runner_id
-         OR (e.pinned_runner_id IS NULL
-             AND (e.runner_type IS NULL OR rn.type = e.runner_type)
-             AND rn.labels @> e.required_labels))
+    AND {may_run("rn", "e")}
 """
 
 # The runner's own row is locked without SKIP LOCKED: a concurrent claim for the same runner (the sweeper, a
@@ -183,10 +191,7 @@ WITH r AS (
     SELECT x.id FROM executions x, r
      WHERE x.status = 'QUEUED'
        AND x.required_activities <@ r.activities
-       AND (x.pinned_runner_id = r.id
-            OR (x.pinned_runner_id IS NULL
-                AND (x.runner_type IS NULL OR x.runner_type = r.type)
-                AND x.required_labels <@ r.labels))
+       AND {may_run("r", "x")}
      ORDER BY x.priority DESC, x.queued_at, x.id
      LIMIT 1
        FOR UPDATE OF x SKIP LOCKED

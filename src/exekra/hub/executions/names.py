@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.db.session import Database
+from exekra.hub import lifecycle
 from exekra.hub.executions.models import Execution, ExecutionStatus, TriggerType
 
 _BY_TRIGGER = frozenset({TriggerType.SCHEDULE, TriggerType.WEBHOOK})
@@ -77,9 +79,7 @@ SELECT x.id, x.pinned_runner_id IS NOT NULL AS pinned,
        EXISTS (SELECT 1 FROM runners rn WHERE rn.activities @> x.required_activities AND {may_run}) AS runnable
   FROM executions x
  WHERE x.id = ANY(:ids) AND x.status = 'QUEUED' AND cardinality(x.required_activities) > 0""".format(
-        may_run="""(rn.id = x.pinned_runner_id
-                   OR (x.pinned_runner_id IS NULL AND (x.runner_type IS NULL OR rn.type = x.runner_type)
-                       AND rn.labels @> x.required_labels))"""
+        may_run=lifecycle.may_run("rn", "x")
     )
 )
 
@@ -91,13 +91,12 @@ def _waiting_reason(pinned: bool, missing: list[str], required: list[str]) -> st
     return None if pinned else f"no single runner declares all of {', '.join(required)}"
 
 
-async def waiting_reasons(db: Database, executions: list[Execution]) -> dict[uuid.UUID, str]:
+async def _waiting_reasons(session: AsyncSession, executions: list[Execution]) -> dict[uuid.UUID, str]:
     """Why each of the QUEUED `executions` waits, for those no registered runner can run (by execution id)."""
     waiting = {e.id: e for e in executions if e.status == ExecutionStatus.QUEUED and e.required_activities}
     if not waiting:
         return {}
-    async with db.session() as session:
-        rows = (await session.execute(_NOT_DECLARED, {"ids": list(waiting)})).all()
+    rows = (await session.execute(_NOT_DECLARED, {"ids": list(waiting)})).all()
     reasons = {
         row.id: _waiting_reason(row.pinned, list(row.missing), waiting[row.id].required_activities)
         for row in rows
@@ -106,19 +105,28 @@ async def waiting_reasons(db: Database, executions: list[Execution]) -> dict[uui
     return {execution_id: reason for execution_id, reason in reasons.items() if reason}
 
 
+async def waiting_reasons(db: Database, executions: list[Execution]) -> dict[uuid.UUID, str]:
+    """`_waiting_reasons` on a connection of its own (an execution shown without its names); no read when
+    none of them is queued with required activities."""
+    if not any(e.status == ExecutionStatus.QUEUED and e.required_activities for e in executions):
+        return {}
+    async with db.session() as session:
+        return await _waiting_reasons(session, executions)
+
+
 async def names_of(db: Database, executions: Iterable[Execution]) -> ExecutionNames:
     """The names of the runners and triggerers of `executions`, read in one query, and the waiting reasons of
     those that are queued where no runner can run them."""
     rows = list(executions)
-    waiting = await waiting_reasons(db, rows)
     runner_ids = _ids(str(e.runner_id) for e in rows if e.runner_id)
     user_ids = _ids(e.triggered_by for e in rows if e.trigger_type not in _BY_TRIGGER)
     trigger_ids = _ids(e.triggered_by for e in rows if e.trigger_type in _BY_TRIGGER)
-    if not (runner_ids or user_ids or trigger_ids):
-        return ExecutionNames(waiting=waiting)
-    params = {"runners": runner_ids, "users": user_ids, "triggers": trigger_ids}
-    async with db.session() as session:
-        found = (await session.execute(_NAMES, params)).all()
+    found: list[Any] = []
+    async with db.session() as session:  # one connection for both reads
+        waiting = await _waiting_reasons(session, rows)
+        if runner_ids or user_ids or trigger_ids:
+            params = {"runners": runner_ids, "users": user_ids, "triggers": trigger_ids}
+            found = list((await session.execute(_NAMES, params)).all())
     names = ExecutionNames(waiting=waiting)
     for row in found:
         if row.kind == "runner":

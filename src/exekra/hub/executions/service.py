@@ -39,6 +39,7 @@ from exekra.hub.executions.stale import StaleReport, check_stale
 from exekra.hub.listener import Listener
 from exekra.hub.lookup import get_or_404, parse_id
 from exekra.hub.runners.liveness import Liveness
+from exekra.hub.runners.service import Declaration, record_declaration
 from exekra.workflow.definition import referenced_credentials
 
 
@@ -215,11 +216,17 @@ class ExecutionService:
     # --- the runner protocol (SPEC §7.3) --------------------------------------------------------------
 
     async def heartbeat(
-        self, claims: RunnerClaims, metrics: dict[str, float | None], catalogue_digest: str | None = None
+        self,
+        claims: RunnerClaims,
+        metrics: dict[str, float | None],
+        catalogue_digest: str | None = None,
+        declared: Declaration | None = None,
     ) -> Heartbeat:
         """A sign of life with metrics (written within a second); answers the executions the runner must stop,
         and whether the runner's `catalogue_digest` differs from the declaration the hub holds (an older runner
-        sends none: nothing is wanted)."""
+        sends none: nothing is wanted). A runner the hub asked sends its whole declaration: stored first."""
+        if declared is not None:
+            await record_declaration(self.db, claims.runner_id, claims.epoch, declared)
         sign = await self.liveness.sign(claims, metrics, with_stops=True)
         wanted = catalogue_digest is not None and catalogue_digest != sign.catalogue_digest
         return Heartbeat(sign.presence.status, sign.stop_ids, wanted)

@@ -80,10 +80,9 @@ async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> ORJSONRes
 async def heartbeat(body: HeartbeatBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
     """Sign of life with metrics; answers the ids of executions the runner must stop, and whether the hub wants
     the runner's catalogue again (its digest differs from the one the hub holds)."""
-    if body.catalogue is not None:
-        await service.record_declaration(hub.db, claims.runner_id, claims.epoch, service.Declaration.of(body.catalogue))
     metrics = body.model_dump(include=set(MachineMetrics.model_fields))
-    beat = await hub.executions.heartbeat(claims, metrics, body.catalogue_digest)
+    declared = service.Declaration.of(body.catalogue) if body.catalogue is not None else None
+    beat = await hub.executions.heartbeat(claims, metrics, body.catalogue_digest, declared)
     return ORJSONResponse(
         {
             "status": beat.status,
