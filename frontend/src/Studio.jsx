@@ -15,6 +15,7 @@ import {
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, problemsOf } from "./api.js";
 import { Compare } from "./compare.jsx";
+import { runLabel } from "./run.jsx";
 import { EdgeInspector, NodeInspector } from "./inspector.jsx";
 import { autoLayout, placeMissing } from "./layout.js";
 import {
@@ -45,12 +46,14 @@ function ActivityNode({ data, selected }) {
   if (problems.length) classes.push("sx-node-problem");
   if (selected) classes.push("sx-node-selected");
   if (data.diff) classes.push(`sx-diff-${data.diff}`);
+  if (data.run) classes.push(`sx-run-${data.run.state.toLowerCase()}`);
   return (
     <div className={classes.join(" ")} data-node-id={node.id}>
       <Handle type="target" position={Position.Left} />
       <div className="sx-node-activity">{String(node.activity ?? "?")}</div>
       <div className="sx-node-id">{String(node.id ?? "(no id)")}</div>
       {data.diff && <div className="sx-node-diff">{data.diff}</div>}
+      {data.run && <div className="sx-node-run">{runLabel(data.run)}</div>}
       {problems.length > 0 && (
         <div className="sx-node-message" role="note">
           ⚠ {problems[0].message}

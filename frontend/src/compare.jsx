@@ -1,7 +1,7 @@
 // Two versions compared as graphs: added, removed and changed nodes highlighted.
-import { Background, Controls, ReactFlow, ReactFlowProvider } from "@xyflow/react";
 import { useState } from "react";
 import { api } from "./api.js";
+import { ReadOnlyFlow } from "./flow.jsx";
 import { autoLayout } from "./layout.js";
 import { diffDefinitions, graphFromDefinition } from "./model.js";
 
@@ -83,21 +83,12 @@ export function Compare({ workflowId, versions, nodeTypes }) {
             ))}
           </ul>
           <div className="sx-canvas sx-canvas-compare">
-            <ReactFlowProvider>
-              <ReactFlow
-                nodes={result.graph.nodes}
-                edges={result.graph.edges}
-                nodeTypes={nodeTypes}
-                nodesDraggable={false}
-                nodesConnectable={false}
-                elementsSelectable={false}
-                fitView
-                proOptions={{ hideAttribution: true }}
-              >
-                <Background />
-                <Controls showInteractive={false} />
-              </ReactFlow>
-            </ReactFlowProvider>
+            <ReadOnlyFlow
+              nodes={result.graph.nodes}
+              edges={result.graph.edges}
+              nodeTypes={nodeTypes}
+              elementsSelectable={false}
+            />
           </div>
         </>
       )}

@@ -238,7 +238,7 @@ def run(definition: dict[str, Any], tmp_path: Path, **options: Any) -> tuple[dic
         execution={"id": "ex", "attempt": 1},
         credentials={},
         workdir=tmp_path,
-        emit=lambda level, message: lines.append(message),
+        emit=lambda level, message, **_: lines.append(message),
         scope=ExecutionScope(settings=ActivitySettings(chromium=str(CHROMIUM))),
         **options,
     )
@@ -293,7 +293,7 @@ def test_a_stopped_workflow_leaves_no_chromium(tmp_path: Path, app: WebApp) -> N
             execution={"id": "ex", "attempt": 1},
             credentials={},
             workdir=tmp_path,
-            emit=lambda level, message: emit_watch(message),
+            emit=lambda level, message, **_: emit_watch(message),
             should_stop=stop,
             scope=ExecutionScope(settings=ActivitySettings(chromium=str(CHROMIUM))),
         )

@@ -171,7 +171,7 @@ def test_the_url_comes_from_a_credential_and_stays_out_of_the_log(tmp_path: Path
         execution={"id": "ex", "attempt": 1},
         credentials={"db": {"url": url}},
         workdir=tmp_path,
-        emit=lambda level, message: lines.append(message),
+        emit=lambda level, message, **_: lines.append(message),
     )
     assert outputs == {"inserted": 3, "total": 42}
     assert not any(url in line for line in lines)

@@ -156,8 +156,14 @@ def test_run_a_workflow_from_its_page_and_watch_the_logs_arrive_live_until_compl
     status_then = page.get_attribute("#execution-status", "data-status")
     assert status_then in ("ASSIGNED", "RUNNING"), status_then
     assert shown_while_running < 8  # the first lines came before the last ones were printed
+    # The graph follows the log: the node is running, then completed, on the same page.
+    page.wait_for_selector(".sx-run-running[data-node-id=count]", timeout=10_000)
+    assert "running" in page.inner_text("[data-node-id=count] .sx-node-run")
 
     page.wait_for_selector("#execution-status[data-status=COMPLETED]", timeout=30_000)
+    page.wait_for_selector(".sx-run-completed[data-node-id=count]", timeout=10_000)
+    assert "No outputs." in page.inner_text("#execution-io")  # was "Outputs appear when it completes."
+    assert re.fullmatch(r"completed · \d+\.\d+ s", page.inner_text("[data-node-id=count] .sx-node-run"))
     page.wait_for_selector(".log-line:has-text('line 8')")
     page.wait_for_selector("#log-poller[data-polling=no]", timeout=10_000)
     seqs = [int(s) for s in page.eval_on_selector_all(".log-line", "lines => lines.map(l => l.dataset.seq)")]

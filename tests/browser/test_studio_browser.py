@@ -271,7 +271,31 @@ def test_a_new_user_builds_fixes_publishes_runs_schedules_and_audits_a_workflow(
     page.click("#run-form button[type=submit]")
     page.wait_for_url(re.compile(r"/executions/[0-9a-f-]{36}$"))
     execution_id = page.url.rsplit("/", 1)[1]
-    wait_status(admin_api, execution_id, "COMPLETED", 60)
+    # The live graph reaches COMPLETED: every node on the taken branch completed, the other one skipped.
+    page.wait_for_selector("#execution-status[data-status=COMPLETED]", timeout=60_000)
+    page.wait_for_selector(".sx-run-completed[data-node-id=done]", timeout=10_000)
+    states = {
+        node_id: page.get_attribute(f".react-flow__node [data-node-id={node_id}]", "class")
+        for node_id in ("hello", "check", "greet", "other", "done")
+    }
+    assert {node_id: re.findall(r"sx-run-(\w+)", classes or "") for node_id, classes in states.items()} == {
+        "hello": ["completed"],
+        "check": ["completed"],
+        "greet": ["completed"],
+        "other": ["skipped"],
+        "done": ["completed"],
+    }
+    # Selecting a node shows only its lines.
+    node(page, "greet").click()
+    page.wait_for_selector("text=The log shows node greet only.")
+    visible = page.eval_on_selector_all(".log-line", "ls => ls.filter(l => !l.hidden).map(l => l.dataset.node)")
+    assert visible and set(visible) == {"greet"}
+    screenshot(page, "execution-live-graph")
+    page.click("button:has-text('Show every line')")
+    assert page.eval_on_selector_all(".log-line", "ls => ls.filter(l => l.hidden).length") == 0
+    node(page, "hello").focus()  # and with the keyboard
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=The log shows node hello only.")
     lines = admin_api.get(f"/api/executions/{execution_id}/logs").json()["lines"]
     assert any("***" in line["message"] for line in lines)
     assert not any("tok-3f9a-secret" in line["message"] for line in lines)
@@ -356,7 +380,9 @@ def a_bit_of_everything(admin_api: httpx.Client) -> dict[str, str]:
     ).json()["trigger"]
     credential = admin_api.post("/api/credentials", json={"name": f"c{secrets.token_hex(2)}", "fields": {"a": "b"}})
     runner = register_runner(admin_api, ["pages"])["runner"]
+    execution = admin_api.post("/api/executions", json={"workflowId": workflow_id}).json()["execution"]
     return {
+        "execution": f"/executions/{execution['id']}",
         "design": f"/workflows/{workflow_id}/design",
         "triggers": "/triggers",
         "trigger": f"/triggers/{trigger['id']}",
@@ -379,6 +405,8 @@ def test_the_new_pages_pass_axe_and_fit_the_window(
         page.goto(path)
         if name == "design":
             page.wait_for_selector(".sx-palette-item")
+        if name == "execution":
+            page.wait_for_selector(".sx-run-not_reached")
         violations = axe_violations(page)
         overflow = horizontal_overflow(page)
         if violations or overflow:

@@ -36,7 +36,7 @@ from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import SYSTEM
 from exekra.hub.effects import EffectApplier
 from exekra.hub.executions.models import Execution
-from exekra.hub.executions.schemas import execution_to_api
+from exekra.hub.executions.schemas import execution_to_api, log_line_to_api
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 
 _CUTOFF = text("SELECT now() - make_interval(days => :days)")
@@ -54,7 +54,7 @@ SELECT id, completed_at FROM executions
 _ids = bindparam("ids", type_=ARRAY(Uuid))
 
 _LOGS = text(
-    "SELECT execution_id, seq, ts, level, message FROM execution_logs "
+    "SELECT execution_id, seq, ts, level, message, node, event FROM execution_logs "
     "WHERE execution_id = ANY(:ids) ORDER BY execution_id, seq"
 ).bindparams(_ids)
 
@@ -241,9 +241,7 @@ async def _archive_lines(db: Database, ids: list[uuid.UUID]) -> list[bytes]:
             record = execution_to_api(row.Execution, row.name, row.number)
             record["logs"] = entries = []
             while pending is not None and pending.execution_id == row.Execution.id:
-                entries.append(
-                    {"seq": pending.seq, "ts": pending.ts, "level": pending.level, "message": pending.message}
-                )
+                entries.append(log_line_to_api(pending))
                 pending = await anext(logs, None)
             lines.append(orjson.dumps(record, option=orjson.OPT_UTC_Z) + b"\n")
     return lines

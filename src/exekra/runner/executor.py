@@ -404,7 +404,13 @@ async def _read_events(
         elif event.get("type") == "artifact":
             collector.add(event)
         else:
-            stream.add(str(event.get("level", "INFO")), event.get("message", ""), event.get("ts"))
+            stream.add(
+                str(event.get("level", "INFO")),
+                event.get("message", ""),
+                event.get("ts"),
+                node=event.get("node"),
+                event=event.get("event"),
+            )
 
 
 async def _read_stderr(reader: asyncio.StreamReader, stream: LogStream) -> None:

@@ -17,6 +17,7 @@ BATCH_CHARS = 128_000  # keeps a batch well under the hub's 1 MiB body limit, ev
 LINGER_SECONDS = 0.5
 MAX_BUFFERED_LINES = 10_000
 MAX_LINE_CHARS = 16_000
+MAX_NODE_CHARS = 255
 LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 _LEVEL_ALIASES = {"WARN": "WARNING", "CRITICAL": "ERROR", "FATAL": "ERROR"}
 
@@ -56,15 +57,23 @@ class LogStream:
         self._finishing = False
         self._keep_last = False
 
-    def add(self, level: str, message: object, ts: str | None = None) -> None:
-        """Queue one line (masked, truncated, level normalised)."""
+    def add(
+        self, level: str, message: object, ts: str | None = None, *, node: object = None, event: object = None
+    ) -> None:
+        """Queue one line (masked, truncated, level normalised); `node` and `event` (the engine's structured
+        marks) go with it when they are text."""
         text = self._mask(str(message))
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " … [truncated]"
         if len(self._lines) >= MAX_BUFFERED_LINES:
             self._pending_chars -= len(self._lines.popleft()["message"])
             self._dropped += 1
-        self._lines.append({"ts": ts or utc_now(), "level": _level(level), "message": text})
+        line = {"ts": ts or utc_now(), "level": _level(level), "message": text}
+        if isinstance(node, str):
+            line["node"] = node[:MAX_NODE_CHARS]
+        if isinstance(event, str):
+            line["event"] = event
+        self._lines.append(line)
         self._pending_chars += len(text)
         if self._oldest_pending_at is None:
             self._oldest_pending_at = time.monotonic()

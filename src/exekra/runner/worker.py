@@ -4,7 +4,7 @@ It imports the workflow engine first (so a pre-started worker has paid Python's 
 reads one job as a JSON document on stdin (until EOF), runs it, and writes JSON-lines events on the
 original stdout:
 
-    {"type": "log", "ts": "...", "level": "INFO", "message": "..."}
+    {"type": "log", "ts": "...", "level": "INFO", "message": "...", "node": "fetch", "event": "started"}
     {"type": "artifact", "ts": "...", "name": "shot.png", "path": "<staging>/shot.png",
      "contentType": "image/png", "bytes": 1234, "node": "shot"}
     {"type": "result", "status": "COMPLETED" | "FAILED" | "STOPPED", "outputs": {...}, "error": "..."}
@@ -76,9 +76,14 @@ class EventWriter:
             self._stream.write(line + "\n")
             self._stream.flush()
 
-    def log(self, level: str, message: str) -> None:
-        """A log event stamped with the current UTC time."""
-        self.write({"type": "log", "ts": utc_now(), "level": level.upper(), "message": str(message)})
+    def log(self, level: str, message: str, *, node: str | None = None, event: str | None = None) -> None:
+        """A log event stamped with the current UTC time; `node` and `event` only when the engine gave them."""
+        line = {"type": "log", "ts": utc_now(), "level": level.upper(), "message": str(message)}
+        if node is not None:
+            line["node"] = node
+        if event is not None:
+            line["event"] = event
+        self.write(line)
 
 
 def _take_event_channel() -> IO[str]:

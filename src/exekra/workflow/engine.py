@@ -5,6 +5,9 @@ runs; every other node runs when an edge into it was taken, i.e. its source ran 
 `when` or its `when` equals the source's `result` ("true"/"false" for booleans). Each node runs at
 most once, after all its predecessors have run or been skipped.
 
+Every log line names the top-level node it belongs to, and a node's start and end (completed, failed,
+skipped, stopped) are marked with a structured `event`: the hub draws the execution's graph from them.
+
 Every activity call runs in a worker thread watched by this thread: on the node's timeout or a stop
 request it sets the call's `cancelled` event (subprocess activities then kill their process group)
 and waits up to `CANCEL_GRACE_SECONDS` for the call to end.
@@ -12,6 +15,7 @@ and waits up to `CANCEL_GRACE_SECONDS` for the call to end.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from exekra.workflow.activities import Activity, ActivityContext, load_activities
-from exekra.workflow.activities.context import Emit
+from exekra.workflow.activities.context import Emit, LineSink, NodeEvent
 from exekra.workflow.artifacts import Artifacts
 from exekra.workflow.definition import NodeDefinition, WorkflowDefinition, resolve_inputs, validate_definition
 from exekra.workflow.errors import (
@@ -50,7 +54,7 @@ def run_workflow(
     execution: dict[str, Any],
     credentials: dict[str, dict[str, str]],
     workdir: Path,
-    emit: Emit,
+    emit: LineSink,
     should_stop: StopCheck = lambda: False,
     activities: Mapping[str, Activity] | None = None,
     scope: ExecutionScope | None = None,
@@ -58,9 +62,9 @@ def run_workflow(
     """Run a workflow to its end and return its rendered `outputs`.
 
     `execution` is `{id, attempt}` as templates see it; `credentials` maps each credential the
-    definition references to its fields. `emit(level, message)` receives node start/end lines and
-    everything activities log, with every credential value replaced by `***` (the error message and
-    the outputs are masked too); it may be called from several threads, one call at a time.
+    definition references to its fields. `emit(level, message, node=, event=)` receives node start/end
+    lines and everything activities log, with every credential value replaced by `***` (the error
+    message and the outputs are masked too); it may be called from several threads, one call at a time.
     `activities` defaults to `load_activities()`. `scope` (default: a fresh one) carries the artifact
     store and the runner's settings; every resource still open in it (a browser session) is closed
     when the run ends, whatever the outcome.
@@ -113,12 +117,12 @@ def execution_scope(
     return ExecutionScope(artifacts=artifacts, settings=ActivitySettings(chromium=chromium))
 
 
-def _serialised_masked(emit: Emit, masker: SecretMasker) -> Emit:
+def _serialised_masked(emit: LineSink, masker: SecretMasker) -> LineSink:
     lock = threading.Lock()
 
-    def masked(level: str, message: str) -> None:
+    def masked(level: str, message: str, *, node: str | None = None, event: NodeEvent | None = None) -> None:
         with lock:
-            emit(level, masker.text(message))
+            emit(level, masker.text(message), node=node, event=event)
 
     return masked
 
@@ -130,10 +134,10 @@ class _Run:
     workflow: WorkflowDefinition
     activities: Mapping[str, Activity]
     workdir: Path
-    emit: Emit
     masker: SecretMasker
     scope: ExecutionScope
     globals: dict[str, Any]
+    emit: LineSink
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
 
@@ -146,40 +150,57 @@ class _Run:
         outgoing = self.workflow.edges_from()
         for node in self.workflow.execution_order():
             if node.id not in reached:
+                label = f"node {node.id} ({node.activity})"
+                self.emit("INFO", f"{label} skipped: no edge into it was taken", node=node.id, event="skipped")
                 continue
-            branch = _branch(self._run_node(node, self.nodes, {}, stop))
+            branch = _branch(self._run_node(node, self.nodes, {}, stop, None))
             reached.update(edge.target for edge in outgoing[node.id] if edge.when in (None, branch))
 
     def _run_sequence(
-        self, nodes: list[Any], scope: dict[str, dict[str, Any]], extra: dict[str, Any], stop: StopCheck
+        self, nodes: list[Any], scope: dict[str, dict[str, Any]], extra: dict[str, Any], stop: StopCheck, owner: str
     ) -> dict[str, Any]:
-        """Run a foreach body once: sub-nodes in order; their outputs are visible only in this pass."""
+        """Run a foreach body once: sub-nodes in order; their outputs are visible only in this pass (their
+        lines belong to the foreach node, `owner`)."""
         local = dict(scope)
         for raw in nodes:
             node = NodeDefinition.model_validate(raw)
-            self._run_node(node, local, extra, stop)
+            self._run_node(node, local, extra, stop, owner)
         return {node_id: outputs for node_id, outputs in local.items() if node_id not in scope}
 
     def _run_node(
-        self, node: NodeDefinition, scope: dict[str, dict[str, Any]], extra: dict[str, Any], stop: StopCheck
+        self,
+        node: NodeDefinition,
+        scope: dict[str, dict[str, Any]],
+        extra: dict[str, Any],
+        stop: StopCheck,
+        owner: str | None,
     ) -> dict[str, Any]:
+        """Run one node; a top-level node (no `owner`) marks its start and end with events."""
         if stop():
             raise WorkflowStopped("stopped on request")
         label = f"node {node.id} ({node.activity})"
-        self.emit("INFO", f"{label} started")
+        top, line_owner = owner is None, owner or node.id
+
+        def mark(level: str, message: str, event: NodeEvent) -> None:
+            self.emit(level, message, node=line_owner, event=event if top else None)
+
+        mark("INFO", f"{label} started", "started")
         started = time.monotonic()
         try:
             params = self._params(node, self.names(scope, extra))
-            outputs = self._attempts(node, label, params, scope, stop)
+            outputs = self._attempts(node, label, params, scope, stop, line_owner)
         except (ActivityError, ExpressionError) as exc:
             message = f"{label} failed: {exc}"
             if not node.continue_on_error:
-                self.emit("ERROR", message)
+                mark("ERROR", message, "failed")
                 raise WorkflowFailed(self.masker.text(message), node.id) from None
-            self.emit("WARNING", f"{message} (continueOnError)")
+            mark("WARNING", f"{message} (continueOnError)", "failed")
             outputs = {**(exc.outputs if isinstance(exc, ActivityError) else {}), "error": str(exc)}
+        except WorkflowStopped:
+            mark("WARNING", f"{label} stopped", "stopped")
+            raise
         else:
-            self.emit("INFO", f"{label} completed in {round((time.monotonic() - started) * 1000)} ms")
+            mark("INFO", f"{label} completed in {round((time.monotonic() - started) * 1000)} ms", "completed")
         scope[node.id] = outputs
         return outputs
 
@@ -199,12 +220,13 @@ class _Run:
         params: dict[str, Any],
         scope: dict[str, dict[str, Any]],
         stop: StopCheck,
+        owner: str,
     ) -> dict[str, Any]:
         """Call the activity, retrying failures `retries` times with a doubling delay."""
         attempt = 1
         while True:
             try:
-                return self._call(node, label, params, scope, stop)
+                return self._call(node, label, params, scope, stop, owner)
             except ActivityError as exc:
                 if attempt > node.retries:
                     raise
@@ -212,6 +234,7 @@ class _Run:
                 self.emit(
                     "WARNING",
                     f"{label} attempt {attempt} of {node.retries + 1} failed: {exc}; retrying in {delay:g} s",
+                    node=owner,
                 )
                 if _sleep(delay, stop):
                     raise WorkflowStopped("stopped on request") from None
@@ -224,17 +247,19 @@ class _Run:
         params: dict[str, Any],
         scope: dict[str, dict[str, Any]],
         stop: StopCheck,
+        owner: str,
     ) -> dict[str, Any]:
-        """One activity call in a worker thread, cancelled on timeout or stop."""
+        """One activity call in a worker thread, cancelled on timeout or stop; its lines belong to `owner`."""
+        emit = functools.partial(self.emit, node=owner)
         ctx = ActivityContext(
             node_id=node.id,
             workdir=self.workdir,
-            emit=self.emit,
+            emit=emit,
             timeout=node.timeout_seconds,
             vars=self.vars,
             scope=self.scope,
         )
-        ctx.run_nodes = lambda nodes, extra: self._run_sequence(nodes, scope, extra, ctx.should_stop)
+        ctx.run_nodes = lambda nodes, extra: self._run_sequence(nodes, scope, extra, ctx.should_stop, owner)
         activity = self.activities[node.activity]
         outcome: list[object] = []
         worker = threading.Thread(
@@ -248,18 +273,17 @@ class _Run:
             if not worker.is_alive():
                 return _outputs(outcome[0])
             if stop():
-                self._cancel(ctx, worker, label)
-                self.emit("WARNING", f"{label} stopped")
+                self._cancel(ctx, worker, label, emit)
                 raise WorkflowStopped("stopped on request")
             if deadline is not None and time.monotonic() >= deadline:
-                self._cancel(ctx, worker, label)
+                self._cancel(ctx, worker, label, emit)
                 raise ActivityError(f"timed out after {node.timeout_seconds:g} s")
 
-    def _cancel(self, ctx: ActivityContext, worker: threading.Thread, label: str) -> None:
+    def _cancel(self, ctx: ActivityContext, worker: threading.Thread, label: str, emit: Emit) -> None:
         ctx.cancelled.set()
         worker.join(CANCEL_GRACE_SECONDS)
         if worker.is_alive():
-            self.emit("WARNING", f"{label} did not end within {CANCEL_GRACE_SECONDS:g} s of being cancelled")
+            emit("WARNING", f"{label} did not end within {CANCEL_GRACE_SECONDS:g} s of being cancelled")
 
 
 def _outcome(activity: Activity, ctx: ActivityContext, params: dict[str, Any]) -> object:

@@ -3,6 +3,7 @@
 Run as a script it is the worker command. A definition is `{"steps": [{kind: value}, ...]}`:
 
     log: message            emit an INFO line          print: text      write to stdout (stray output)
+    mark: node/event        emit a node's event line ("fetch/started")
     sleep: seconds          sleep, honouring stop      busy: seconds    burn CPU
     spawn: session|group    start `sleep 60` (own session or our group) and log "child pid N"
     pid: _                  log "worker pid N"         ignore_sigterm: _  ignore SIGTERM from now on
@@ -46,7 +47,7 @@ def run_workflow(
     execution: dict[str, Any],
     credentials: dict[str, dict[str, str]],
     workdir: Path,
-    emit: Callable[[str, str], None],
+    emit: Callable[..., None],
     should_stop: Callable[[], bool] = lambda: False,
     scope: Any = None,
 ) -> dict[str, Any]:
@@ -55,6 +56,9 @@ def run_workflow(
         ((kind, value),) = step.items()
         if kind == "log":
             emit("INFO", str(value))
+        elif kind == "mark":
+            node, event = str(value).split("/")
+            emit("INFO", f"node {node} {event}", node=node, event=event)
         elif kind == "print":
             print(value, flush=True)
         elif kind == "sleep":

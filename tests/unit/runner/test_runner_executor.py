@@ -61,11 +61,17 @@ async def test_completed_job_returns_outputs_streams_logs_and_removes_its_workdi
 ) -> None:
     config = make_config()
     logs = LogRecorder()
-    outcome = await run(make_executor(config), job([{"log": "hello"}, {"print": "stray"}], inputs={"a": 1}), logs)
+    outcome = await run(
+        make_executor(config),
+        job([{"mark": "fetch/started"}, {"log": "hello"}, {"print": "stray"}], inputs={"a": 1}),
+        logs,
+    )
     assert (outcome.status, outcome.error, outcome.outputs) == ("COMPLETED", None, {"echo": {"a": 1}, "attempt": 1})
     by_message = {line["message"]: line for line in logs.lines}
     assert by_message["hello"]["level"] == "INFO" and by_message["hello"]["ts"].endswith("Z")
     assert by_message["stray"]["level"] == "WARNING"  # fd 1 of the workflow goes to stderr, not the events
+    assert "node" not in by_message["hello"] and "event" not in by_message["hello"]
+    assert (by_message["node fetch started"]["node"], by_message["node fetch started"]["event"]) == ("fetch", "started")
     assert outcome.metrics.mem_peak_mb > 0
     assert list((config.work_root / "executions").iterdir()) == []
 

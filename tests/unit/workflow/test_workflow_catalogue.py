@@ -101,7 +101,7 @@ def test_schemas_carry_types_defaults_enums_and_required_params() -> None:
 
 def test_param_errors_name_the_param_path_and_what_it_must_be() -> None:
     send, execute = BUILTIN["email.send"], BUILTIN["sql.execute"]
-    ctx = ActivityContext(node_id="n", workdir=Path("."), emit=lambda level, message: None)
+    ctx = ActivityContext(node_id="n", workdir=Path("."), emit=lambda level, message, **_: None)
     with pytest.raises(ActivityError) as raised:
         send(ctx, {"smtp": {"port": "twenty-five", "security": "ssl"}, "from": "a@x", "to": 5, "subject": "s"})
     assert str(raised.value) == (

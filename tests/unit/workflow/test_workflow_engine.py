@@ -37,7 +37,14 @@ def test_control_if_true_follows_the_true_edge_only(run: WorkflowRun) -> None:
 
     assert outputs == {"branch": True, "yes": True}
     assert "took the true branch" in run.messages
-    assert not any("fail" in message for message in run.messages)
+    assert run.events == [
+        ("check", "started"),
+        ("check", "completed"),
+        ("yes", "started"),
+        ("yes", "completed"),
+        ("fail", "skipped"),
+    ]
+    assert ("INFO", "node fail (control.fail) skipped: no edge into it was taken") in run.lines
 
 
 def test_control_if_false_follows_the_false_edge_and_the_failure_names_the_node(run: WorkflowRun) -> None:
@@ -56,6 +63,48 @@ def test_node_start_and_end_lines(run: WorkflowRun) -> None:
     assert run.lines[0] == ("INFO", "node hello (log.message) started")
     assert run.lines[1] == ("INFO", "hi")
     assert re.fullmatch(r"node hello \(log\.message\) completed in \d+ ms", run.lines[2][1])
+
+
+def test_every_line_names_its_node_and_the_start_and_end_are_marked(run: WorkflowRun) -> None:
+    run(chain(log("hello", "hi"), log("bye", "ciao")))
+
+    assert [(node, event) for node, event, _ in run.marks] == [
+        ("hello", "started"),
+        ("hello", None),  # the activity's own line belongs to its node, without an event
+        ("hello", "completed"),
+        ("bye", "started"),
+        ("bye", None),
+        ("bye", "completed"),
+    ]
+
+
+def test_a_failed_node_is_marked_failed_and_the_nodes_after_it_get_no_event(run: WorkflowRun) -> None:
+    definition = chain({"id": "boom", "activity": "control.fail", "params": {"message": "no"}}, log("after", "never"))
+    with pytest.raises(WorkflowFailed):
+        run(definition)
+
+    assert run.events == [("boom", "started"), ("boom", "failed")]
+
+
+def test_continue_on_error_marks_the_node_failed_and_goes_on(run: WorkflowRun) -> None:
+    failing = {"id": "boom", "activity": "control.fail", "params": {"message": "no"}, "continueOnError": True}
+    run(chain(failing, log("after", "still here")))
+
+    assert run.events == [("boom", "started"), ("boom", "failed"), ("after", "started"), ("after", "completed")]
+
+
+def test_a_foreach_body_logs_under_the_foreach_node_without_events_of_its_own(run: WorkflowRun) -> None:
+    loop = {
+        "id": "each",
+        "activity": "control.foreach",
+        "params": {"items": [1, 2], "nodes": [log("say", "item {{ item }}")]},
+    }
+    run(chain(loop))
+
+    assert run.events == [("each", "started"), ("each", "completed")]
+    body = [(node, message) for node, event, message in run.marks if event is None]
+    assert ("each", "item 1") in body and ("each", "item 2") in body
+    assert {node for node, _ in body} == {"each"}
 
 
 def test_a_join_runs_after_all_its_predecessors(run: WorkflowRun) -> None:
@@ -213,6 +262,7 @@ def test_stop_kills_the_running_process_and_raises_stopped(run: WorkflowRun) -> 
     assert process_gone(int((run.workdir / "shell.pid").read_text()))
     assert ("WARNING", "node slow (shell.run) stopped") in run.lines
     assert "not reached" not in run.messages
+    assert run.events == [("slow", "started"), ("slow", "stopped")]
 
 
 def test_stop_interrupts_a_delay(run: WorkflowRun) -> None:
@@ -320,7 +370,7 @@ def test_plugin_activities_and_unexpected_exceptions(tmp_path: Path) -> None:
             execution={"id": "e", "attempt": 1},
             credentials={},
             workdir=tmp_path,
-            emit=lambda level, message: None,
+            emit=lambda level, message, **_: None,
             activities={**BUILTIN, "acme.answer": answer, "acme.explode": explode},
         )
 

@@ -43,11 +43,18 @@ class WorkflowRun:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.lines: list[tuple[str, str]] = []
+        self.marks: list[tuple[str | None, str | None, str]] = []  # (node, event, message) of every line
         self.on_emit: Callable[[str, str], None] = lambda level, message: None
 
-    def emit(self, level: str, message: str) -> None:
+    def emit(self, level: str, message: str, *, node: str | None = None, event: str | None = None) -> None:
         self.lines.append((level, message))
+        self.marks.append((node, event, message))
         self.on_emit(level, message)
+
+    @property
+    def events(self) -> list[tuple[str, str]]:
+        """(node, event) of the lines that mark a node's start or end, in order."""
+        return [(node, event) for node, event, _ in self.marks if node is not None and event is not None]
 
     @property
     def messages(self) -> list[str]:

@@ -113,3 +113,10 @@ def install(env: Environment) -> None:
         pretty_json=pretty_json,
         zoned=zoned,
     )
+    # `tojson` (data islands, data attributes) writes timestamps as ISO text, like the API.
+    env.policies["json.dumps_function"] = _json_text
+    env.policies["json.dumps_kwargs"] = {}
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z).decode()

@@ -17,6 +17,7 @@ from exekra.hub.errors import ValidationFailed
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import ExecutionStatus, TriggerType
 from exekra.hub.executions.names import names_of, waiting_reasons
+from exekra.hub.executions.nodes import execution_graph, runs_to_api
 from exekra.hub.executions.queries import ExecutionFilter, ExecutionView
 from exekra.hub.executions.schemas import (
     CreatedExecutionAnswer,
@@ -24,7 +25,9 @@ from exekra.hub.executions.schemas import (
     ExecutionPage,
     LogPage,
     NewExecution,
+    NodeRunsAnswer,
     execution_to_api,
+    log_line_to_api,
 )
 from exekra.hub.lookup import IdPrefixQuery
 from exekra.hub.responses import ORJSONResponse, documented
@@ -158,11 +161,15 @@ async def get_logs(
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
     lines, next_seq = await hub.executions.logs(execution_id, after_seq, limit)
-    return {"lines": [_line(x) for x in lines], "nextSeq": next_seq}
+    return {"lines": [log_line_to_api(x) for x in lines], "nextSeq": next_seq}
 
 
-def _line(x: Any) -> dict[str, Any]:
-    return {"seq": x.seq, "ts": x.ts, "level": x.level, "message": x.message}
+@router.get("/{execution_id}/nodes", response_model=NodeRunsAnswer)
+async def get_nodes(execution_id: str, user: CurrentUser, hub: HubDep) -> dict[str, Any]:
+    """Every node of the execution's version, in the definition's order, with its state (NOT_REACHED,
+    RUNNING, COMPLETED, FAILED, SKIPPED, STOPPED), start, end and duration, from the log's node events."""
+    _, runs = await execution_graph(hub.db, execution_id)
+    return {"nodes": runs_to_api(runs)}
 
 
 @router.get(
@@ -186,7 +193,9 @@ async def stream_logs(
     async def body() -> AsyncIterator[bytes]:
         async for event in events:
             if event.line is not None:
-                yield b"event: log\ndata: " + orjson.dumps(_line(event.line), option=orjson.OPT_UTC_Z) + b"\n\n"
+                yield (
+                    b"event: log\ndata: " + orjson.dumps(log_line_to_api(event.line), option=orjson.OPT_UTC_Z) + b"\n\n"
+                )
             else:
                 yield b"event: end\ndata: " + orjson.dumps({"status": event.end_status}) + b"\n\n"
 

@@ -130,7 +130,10 @@ class Execution(Base):
 
 class ExecutionLog(Base):
     __tablename__ = "execution_logs"
-    __table_args__ = (PrimaryKeyConstraint("execution_id", "seq"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("execution_id", "seq"),
+        Index("ix_execution_logs_node_events", "execution_id", "seq", postgresql_where=text("event IS NOT NULL")),
+    )
 
     execution_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
@@ -139,6 +142,9 @@ class ExecutionLog(Base):
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     level: Mapped[str] = mapped_column(String(16), nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)
+    # The top-level node the line belongs to, and on a node's start or end line what happened (NODE_EVENTS).
+    node: Mapped[str | None] = mapped_column(String(255))
+    event: Mapped[str | None] = mapped_column(String(16))
 
 
 class ExecutionKey(Base):

@@ -271,19 +271,36 @@ async def token_epoch(db: Database, runner_id: uuid.UUID) -> int | None:
     return epoch
 
 
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a runner's log upload: `node` and `event` are the engine's marks (see `LineSink`)."""
+
+    ts: datetime | None
+    level: str
+    message: str
+    node: str | None = None
+    event: str | None = None
+
+
 _INSERT_LOG_LINES = insert(ExecutionLog)
 
 
-async def insert_log_lines(
-    session: AsyncSession, execution_id: uuid.UUID, last_seq: int, lines: list[tuple[datetime | None, str, str]]
-) -> None:
-    """Store `(ts, level, message)` lines numbered up to `last_seq` (reserved by `lifecycle.reserve_log_seq`)."""
+async def insert_log_lines(session: AsyncSession, execution_id: uuid.UUID, last_seq: int, lines: list[LogLine]) -> None:
+    """Store lines numbered up to `last_seq` (reserved by `lifecycle.reserve_log_seq`)."""
     now = datetime.now(UTC)
     first = last_seq - len(lines) + 1
     await session.execute(
         _INSERT_LOG_LINES,
         [
-            {"execution_id": execution_id, "seq": first + i, "ts": ts or now, "level": level, "message": message}
-            for i, (ts, level, message) in enumerate(lines)
+            {
+                "execution_id": execution_id,
+                "seq": first + i,
+                "ts": line.ts or now,
+                "level": line.level,
+                "message": line.message,
+                "node": line.node,
+                "event": line.event,
+            }
+            for i, line in enumerate(lines)
         ],
     )

@@ -8,7 +8,9 @@ from typing import Any
 from pydantic import Field
 
 from exekra.hub.executions.models import Execution, ExecutionStatus, TriggerType
+from exekra.hub.executions.nodes import NodeState
 from exekra.hub.schemas import ApiAnswer, ApiModel
+from exekra.workflow.activities.context import NodeEvent
 
 
 class NewExecution(ApiModel):
@@ -82,6 +84,24 @@ class StoredLogLine(ApiAnswer):
     ts: datetime
     level: str
     message: str
+    node: str | None = Field(description="The top-level workflow node the line belongs to.")
+    event: NodeEvent | None = Field(description="On a node's start or end line: what happened to the node.")
+
+
+class NodeRunOut(ApiAnswer):
+    """A node of the execution's version: its state (NOT_REACHED until its first event) and, once it has
+    ended, its duration."""
+
+    id: str
+    activity: str
+    state: NodeState
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: int | None
+
+
+class NodeRunsAnswer(ApiAnswer):
+    nodes: list[NodeRunOut]
 
 
 class LogPage(ApiAnswer):
@@ -96,6 +116,18 @@ class CreatedExecutionAnswer(ApiAnswer):
 
     execution: ExecutionOut
     duplicate: bool
+
+
+def log_line_to_api(line: Any) -> dict[str, Any]:
+    """A stored log line (a row or an `ExecutionLog`) as the API, the log stream and the archive give it."""
+    return {
+        "seq": line.seq,
+        "ts": line.ts,
+        "level": line.level,
+        "message": line.message,
+        "node": line.node,
+        "event": line.event,
+    }
 
 
 def execution_to_api(

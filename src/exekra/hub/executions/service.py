@@ -13,7 +13,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.endings import Endings
 from exekra.hub.executions.follow import LogEvent, LogFollowers
 from exekra.hub.executions.models import TERMINAL_STATUSES, Execution, ExecutionLog, ExecutionStatus
-from exekra.hub.executions.queries import ExecutionFilter, ExecutionView, Page
+from exekra.hub.executions.queries import ExecutionFilter, ExecutionView, LogLine, Page
 from exekra.hub.executions.stale import StaleReport, check_stale
 from exekra.hub.listener import Listener
 from exekra.hub.lookup import get_or_404, parse_id
@@ -55,15 +55,6 @@ class Heartbeat:
     status: str
     stop_execution_ids: list[uuid.UUID]
     catalogue_wanted: bool
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One line of a runner's log upload."""
-
-    ts: datetime | None
-    level: str
-    message: str
 
 
 class ExecutionService:
@@ -288,10 +279,13 @@ class ExecutionService:
         if len(lines) > self.settings.max_log_lines_per_batch:
             raise PayloadTooLarge(f"At most {self.settings.max_log_lines_per_batch} lines per batch")
 
-    def _stored(self, lines: list[LogLine]) -> list[tuple[datetime | None, str, str]]:
+    def _stored(self, lines: list[LogLine]) -> list[LogLine]:
         """The lines as stored: each message cut at `EXEKRA_MAX_LOG_LINE_CHARS`."""
         max_chars = self.settings.max_log_line_chars
-        return [(line.ts, line.level, line.message[:max_chars]) for line in lines]
+        return [
+            line if len(line.message) <= max_chars else replace(line, message=line.message[:max_chars])
+            for line in lines
+        ]
 
     async def complete(
         self,

@@ -13,7 +13,6 @@ from exekra.hub.artifacts.service import ArtifactUpload
 from exekra.hub.deps import HubDep, RunnerAuth, client_ip
 from exekra.hub.errors import NotAuthenticated, RateLimited
 from exekra.hub.executions.models import ExecutionStatus
-from exekra.hub.executions.service import LogLine
 from exekra.hub.responses import ORJSONResponse, documented
 from exekra.hub.runners import service
 from exekra.hub.runners.schemas import (
@@ -108,8 +107,7 @@ async def start(execution_id: str, body: AttemptBody, claims: RunnerAuth, hub: H
 @router.post("/executions/{execution_id}/logs", **documented(LogsAnswer))
 async def logs(execution_id: str, body: LogsBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
     """Append a batch of lines (may be empty); answers whether a stop was requested."""
-    lines = [LogLine(line.ts, line.level, line.message) for line in body.lines]
-    stop_requested = await hub.executions.append_logs(claims, execution_id, body.attempt, lines)
+    stop_requested = await hub.executions.append_logs(claims, execution_id, body.attempt, body.stored_lines())
     return ORJSONResponse({"stopRequested": stop_requested})
 
 
@@ -165,6 +163,6 @@ async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hu
         error=body.error,
         outputs=body.outputs,
         metrics=body.metrics.model_dump(by_alias=True),
-        lines=[LogLine(line.ts, line.level, line.message) for line in body.lines],
+        lines=body.stored_lines(),
     )
     return ORJSONResponse({"status": body.status})

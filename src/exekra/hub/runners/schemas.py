@@ -8,9 +8,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from exekra.hub.executions.models import ExecutionStatus
+from exekra.hub.executions.queries import LogLine as StoredLine
 from exekra.hub.executions.schemas import ExecutionMetrics
 from exekra.hub.runners.models import Runner, RunnerMetric, RunnerStatus
 from exekra.hub.schemas import ApiAnswer, ApiModel, PageInfo
+from exekra.workflow.activities.context import NodeEvent
 
 Label = Field(min_length=1, max_length=100)
 
@@ -85,19 +87,24 @@ class LogLine(ApiModel):
     ts: datetime | None = None
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     message: str = Field(max_length=1_000_000)
+    # The top-level node the line belongs to, and on a node's start or end line what happened to it.
+    node: str | None = Field(default=None, max_length=255)
+    event: NodeEvent | None = None
 
 
 class LogsBody(AttemptBody):
     lines: list[LogLine] = Field(default_factory=list)
 
+    def stored_lines(self) -> list[StoredLine]:
+        return [StoredLine(line.ts, line.level, line.message, line.node, line.event) for line in self.lines]
 
-class CompleteBody(AttemptBody):
+
+class CompleteBody(LogsBody):
     status: Literal["COMPLETED", "FAILED", "STOPPED"]
     error: str | None = Field(default=None, max_length=20_000)
     outputs: dict[str, Any] | None = None
     metrics: ExecutionMetrics = Field(default_factory=ExecutionMetrics)
-    # The log lines not sent yet (an extension of SPEC §7.3: a runner may still send them with `logs` first).
-    lines: list[LogLine] = Field(default_factory=list)
+    # `lines`: the log lines not sent yet (an extension of SPEC §7.3: a runner may still send them with `logs`).
 
 
 # --- the runner protocol's answers (SPEC §7.3). Documented, not validated per request: these routes are the hot

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from exekra.workflow.artifacts import Attachment
 from exekra.workflow.errors import ActivityError
@@ -18,6 +18,19 @@ R = TypeVar("R")
 
 Emit = Callable[[str, str], None]
 """`emit(level, message)`: level is DEBUG, INFO, WARNING or ERROR."""
+
+NodeEvent = Literal["started", "completed", "failed", "skipped", "stopped"]
+"""What a node's structured log line says happened to it (`LineSink`'s `event`)."""
+
+
+class LineSink(Protocol):
+    """Where the engine sends log lines: `node` is the top-level node the line belongs to (lines of a
+    `control.foreach` body belong to the foreach), `event` a `NodeEvent` on the line that marks
+    a node's start or end."""
+
+    def __call__(self, level: str, message: str, *, node: str | None = None, event: NodeEvent | None = None) -> None:
+        """Take one line."""
+
 
 RunNodes = Callable[[list[Any], dict[str, Any]], dict[str, Any]]
 """`run_nodes(nodes, names)`: run raw sub-nodes in order with extra template names; id -> outputs."""

@@ -14,6 +14,7 @@ from exekra.hub.deps import CurrentUser, get_hub
 from exekra.hub.errors import Conflict, NotFound
 from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionStatus
 from exekra.hub.executions.names import waiting_reasons
+from exekra.hub.executions.nodes import execution_graph, runs_to_api
 from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service as runners
@@ -105,8 +106,12 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
 @router.get("/executions/{execution_id}")
 async def execution_page(request: Request, execution_id: str, user: CurrentUser) -> Response:
     context = await _execution(request, execution_id)
-    lines, next_seq = await get_hub(request).executions.logs(execution_id, 0, LOG_LINES_PER_RENDER)
+    hub = get_hub(request)
+    lines, next_seq = await hub.executions.logs(execution_id, 0, LOG_LINES_PER_RENDER)
     context.update(lines=lines, next_seq=next_seq, polling=_keep_polling(context, len(lines), LOG_LINES_PER_RENDER))
+    definition, runs = await execution_graph(hub.db, execution_id)
+    context["graph"] = {"executionId": str(context["execution"].id), "definition": definition}
+    context["node_runs"] = runs_to_api(runs)
     return render(request, "execution.html", context, section="executions")
 
 
@@ -123,8 +128,13 @@ async def execution_live(
     (none once the execution has ended and every line is shown)."""
     context = await _execution(request, execution_id)
     context["previous_state"] = state
-    lines, next_seq = await get_hub(request).executions.logs(execution_id, max(0, after), LOG_LINES_PER_POLL)
+    hub = get_hub(request)
+    lines, next_seq = await hub.executions.logs(execution_id, max(0, after), LOG_LINES_PER_POLL)
     context.update(lines=lines, next_seq=next_seq, polling=_keep_polling(context, len(lines), LOG_LINES_PER_POLL))
+    if state != context["state_key"] or any(line.event for line in lines):
+        # A node started or ended, or the execution did (a node still running is then stopped): the graph's
+        # states ride with this poll.
+        context["node_runs"] = runs_to_api((await execution_graph(hub.db, execution_id))[1])
     return render(request, "_execution_live.html", context)
 
 

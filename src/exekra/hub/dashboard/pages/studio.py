@@ -6,9 +6,6 @@ the JSON API with the session cookie (activity catalogue, credentials, saving, p
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from fastapi import APIRouter, Request, Response
 
 from exekra.hub.dashboard.web import PageRoute, csrf_token, render
@@ -18,11 +15,6 @@ from exekra.hub.workflows import service
 from exekra.hub.workflows.schemas import workflow_to_api
 
 router = APIRouter(route_class=PageRoute)
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready data (timestamps as ISO text) for the page's data island."""
-    return orjson.loads(orjson.dumps(value))
 
 
 @router.get("/workflows/{workflow_id}/design")
@@ -38,5 +30,5 @@ async def design_page(request: Request, workflow_id: str, user: CurrentUser) -> 
         "canEdit": can_edit,
         "csrf": csrf_token(request),
     }
-    context = {"workflow": summary.workflow, "boot": _plain(boot), "can_edit": can_edit}
+    context = {"workflow": summary.workflow, "boot": boot, "can_edit": can_edit}
     return render(request, "workflow_design.html", context, section="workflows")
