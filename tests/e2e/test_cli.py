@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import stat
 import subprocess
@@ -131,6 +132,7 @@ def test_run_wait_completes_with_outputs_live_logs_and_exit_code_0(cli: Cli, run
     assert logs.returncode == 0 and "hello Bob" in logs.stdout
     described = cli("executions", "show", execution["id"])
     assert "by admin@e2e.test" in described.stdout and f"runner: {runner}" in described.stdout
+    assert re.search(r"^    greet +log\.message +COMPLETED +\d+ ms$", described.stdout, re.MULTILINE), described.stdout
 
 
 def test_run_wait_of_a_failing_workflow_exits_1(cli: Cli, runner: str, tmp_path: Path) -> None:
@@ -302,10 +304,19 @@ def test_sdk_sync_runs_follows_logs_and_waits(api: httpx.Client, hub_process: Hu
         started = hub.run(created.workflow.id, {"who": "sync"}, idempotency_key="once")
         again = hub.run(created.workflow.id, {"who": "sync"}, idempotency_key="once")
         assert again.duplicate and again.execution.id == started.execution.id
-        lines = [line.message for line in hub.follow_logs(started.execution.id)]
+        followed = list(hub.follow_logs(started.execution.id))
         done = hub.wait(started.execution.id, timeout=60)
+        nodes = hub.get_nodes(done.id)
     assert done.status == "COMPLETED" and done.is_terminal and done.outputs == {"greeting": "hello sync", "doubled": 2}
-    assert any("hello sync" in line for line in lines)
+    assert any("hello sync" in line.message for line in followed)
+    assert [(line.node, line.event) for line in followed if line.event] == [
+        ("greet", "started"),
+        ("greet", "completed"),
+        ("double", "started"),
+        ("double", "completed"),
+    ]
+    assert [(n.id, n.state) for n in nodes] == [("greet", "COMPLETED"), ("double", "COMPLETED")]
+    assert all(n.duration_ms is not None and n.duration_ms >= 0 for n in nodes)
 
 
 async def test_sdk_async_runs_follows_logs_and_waits(api: httpx.Client, hub_process: HubProcess, runner: str) -> None:

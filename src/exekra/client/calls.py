@@ -22,6 +22,7 @@ from exekra.client.models import (
     LogLine,
     LogPage,
     Model,
+    NodeRun,
     Page,
     Runner,
     RunnerRegistration,
@@ -241,6 +242,11 @@ def wait_step(deadline: float | None, now: float) -> float:
 def get_logs(execution_id: str, *, after_seq: int, limit: int) -> Call[LogPage]:
     path = f"/api/executions/{_segment(execution_id)}/logs"
     return Call("GET", path, _whole(LogPage), params={"afterSeq": after_seq, "limit": limit})
+
+
+def get_nodes(execution_id: str) -> Call[list[NodeRun]]:
+    path = f"/api/executions/{_segment(execution_id)}/nodes"
+    return Call("GET", path, lambda body: [NodeRun.model_validate(node) for node in body["nodes"]])
 
 
 def log_stream(execution_id: str, *, after_seq: int) -> Call[None]:

@@ -123,6 +123,20 @@ class LogLine(Model):
     ts: datetime
     level: str
     message: str
+    node: str | None = None  # the top-level node the line belongs to
+    event: str | None = None  # on a node's start or end line: started, completed, failed, skipped, stopped
+
+
+class NodeRun(Model):
+    """A node of an execution's version and what happened to it (`state`: NOT_REACHED, RUNNING, COMPLETED,
+    FAILED, SKIPPED or STOPPED)."""
+
+    id: str
+    activity: str
+    state: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
 
 
 class LogPage(Model):

@@ -27,6 +27,7 @@ from exekra.client.models import (
     License,
     LogLine,
     LogPage,
+    NodeRun,
     Page,
     Runner,
     RunnerRegistration,
@@ -217,6 +218,10 @@ class ExekraClient:
 
     def get_logs(self, execution_id: str, *, after_seq: int = 0, limit: int = 1000) -> LogPage:
         return self.send(calls.get_logs(execution_id, after_seq=after_seq, limit=limit))
+
+    def get_nodes(self, execution_id: str) -> list[NodeRun]:
+        """Every node of the execution's version, in order, with its state and duration."""
+        return self.send(calls.get_nodes(execution_id))
 
     def follow_logs(
         self, execution_id: str, *, after_seq: int = 0, reconnects: int = 10, reconnect_delay: float = 1.0

@@ -147,12 +147,12 @@ def shown_of_total(page: Page[Any]) -> str | None:
     return f"{len(page.items)} of {page.total:,}{'+' if page.total_capped else ''}"
 
 
-def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], indent: str = "") -> None:
     """Left-aligned columns; `-` for empty cells."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     for row in [list(headers), *cells]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        print(indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _cell(value: Any) -> str:

@@ -47,6 +47,7 @@ def list_executions(args: argparse.Namespace) -> int:
 def show_execution(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
         execution = hub.find_execution(args.execution)
+        nodes = [] if args.json else hub.get_nodes(execution.id)  # --json prints the API's answer, as it is
     if args.json:
         print_json({"execution": execution})
         return EXIT_OK
@@ -69,6 +70,12 @@ def show_execution(args: argparse.Namespace) -> int:
     if metrics.cpu_avg is not None:
         print(f"  cpu: avg {metrics.cpu_avg:.1f}% peak {metrics.cpu_peak or 0:.1f}%")
         print(f"  memory: avg {metrics.mem_avg_mb or 0:.0f} MB peak {metrics.mem_peak_mb or 0:.0f} MB")
+    print("  nodes:")
+    print_table(
+        [[n.id, n.activity, n.state, "" if n.duration_ms is None else f"{n.duration_ms} ms"] for n in nodes],
+        ["NODE", "ACTIVITY", "STATE", "TOOK"],
+        indent="    ",
+    )
     print_json({"inputs": execution.inputs, "outputs": execution.outputs})
     return EXIT_OK
 
