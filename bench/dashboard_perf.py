@@ -304,6 +304,30 @@ async def operator_pages(
     ]
 
 
+LOG_LINES = 10_000
+_SEED_LOG = text(
+    """
+INSERT INTO execution_logs (execution_id, seq, ts, level, message, node, event)
+SELECT :id, g, now(), 'INFO', 'line ' || g, 'n' || (g / 2000),
+       CASE WHEN g % 2000 = 1 THEN 'started' WHEN g % 2000 = 0 THEN 'completed' END
+  FROM generate_series(1, :lines) g"""
+)
+
+
+async def execution_pages(hub: Hub, client: httpx.AsyncClient, lines: int) -> list[tuple[str, str]]:
+    """An execution's page with its live graph, and one poll of it, over a log of `lines` lines with node
+    events spread through it."""
+    found = (await client.get("/api/executions", params={"limit": 1, "status": "COMPLETED"})).json()
+    execution_id = found["executions"][0]["id"]
+    async with hub.db.transaction() as session:
+        await session.execute(_SEED_LOG, {"id": uuid.UUID(execution_id), "lines": lines})
+    return [
+        (f"execution detail + graph ({lines:,} lines)", f"/executions/{execution_id}"),
+        ("execution live poll with graph states", f"/executions/{execution_id}/live?after={lines - 10}&state=x"),
+        ("GET /api/executions/{id}/nodes", f"/api/executions/{execution_id}/nodes"),
+    ]
+
+
 async def deep_cursor(hub: Hub, offset: int) -> str:
     """The keyset cursor of the row `offset` places into the history (as a reader paging that far gets)."""
     async with hub.db.session() as session:
@@ -363,6 +387,7 @@ async def run(args: argparse.Namespace) -> int:
                     ("workflow detail", f"/workflows/{workflow}"),
                 ]
                 pages += await operator_pages(client, ids, audit_cursor)
+                pages += await execution_pages(hub, client, LOG_LINES)
                 timings = [await measure(client, label, path, args.iterations) for label, path in pages]
                 count_ms = await sql_ms(hub, "SELECT count(*) FROM executions")
         finally:
@@ -381,10 +406,10 @@ def report(args: argparse.Namespace, timings: list[Timing], count_ms: float) -> 
     failed = []
     for t in timings:
         verdict = ""
-        if t.path.startswith("/executions") or t.path == "/":
-            verdict = "ok" if t.p95 < TARGET_MS else "OVER"
-        elif _operator_page(t.path):
+        if _operator_page(t.path):
             verdict = "ok" if t.p95 <= OPERATOR_TARGET_MS else "OVER"
+        elif t.path.startswith("/executions") or t.path == "/":
+            verdict = "ok" if t.p95 < TARGET_MS else "OVER"
         if verdict == "OVER":
             failed.append(t.name)
         print(f"{t.name:<42} {t.median:8.1f} {t.p95:8.1f} {max(t.samples_ms):8.1f}  {verdict}")
@@ -399,8 +424,8 @@ def report(args: argparse.Namespace, timings: list[Timing], count_ms: float) -> 
 
 
 def _operator_page(path: str) -> bool:
-    return path.startswith(("/triggers", "/credentials", "/audit", "/account", "/api/activities")) or (
-        path.endswith("/design") or (path.startswith("/runners/") and "hours=" in path)
+    return path.startswith(("/triggers", "/credentials", "/audit", "/account", "/api/activities", "/executions/")) or (
+        path.endswith(("/design", "/nodes")) or (path.startswith("/runners/") and "hours=" in path)
     )
 
 

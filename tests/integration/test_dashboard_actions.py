@@ -337,6 +337,35 @@ async def test_the_execution_page_tails_the_log_and_stops_polling_at_the_end(
     assert 'data-polling="no"' in page and '<meta http-equiv="refresh"' not in page
 
 
+async def test_a_long_log_loads_in_pages_at_once_and_the_graph_states_ride_with_the_poll(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "long-log", SIMPLE_DEFINITION)
+    agent = await ProtocolRunner.register(admin, client, "long-logger")
+    await agent.auth()
+    execution_id = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]["id"]
+    attempt = (await agent.poll(wait=5)).json()["execution"]["attempt"]
+    await agent.start(execution_id, attempt)
+    started = {"level": "INFO", "message": "node hello (log.message) started", "node": "hello", "event": "started"}
+    body = {"attempt": attempt, "lines": [started] + [{"message": f"line {i}", "node": "hello"} for i in range(999)]}
+    sent = await client.post(f"/api/runner/executions/{execution_id}/logs", json=body, headers=agent.headers)
+    assert sent.status_code == 200
+    await agent.logs(execution_id, attempt, *[f"more {i}" for i in range(1000)])  # 2,001 lines in all
+    done = {"level": "INFO", "message": "node hello (log.message) completed", "node": "hello", "event": "completed"}
+    assert (await agent.complete(execution_id, attempt, lines=[done])).status_code == 200
+
+    page = (await admin.get(f"/executions/{execution_id}")).text
+    assert page.count('class="log-line') == 500  # the first page of lines; the poll goes at once for the rest
+    assert 'hx-trigger="load"' in page and "after=500&amp;" in page
+    assert '<div class="log-line log-info" data-seq="1" data-node="hello" data-event="started">' in page
+    assert '"state":"COMPLETED"' in page.split('id="run-graph-states"')[1].split(">")[0]
+    first = (await admin.get(f"/executions/{execution_id}/live?after=500&state=old")).text
+    assert first.count('class="log-line') == 1000 and 'hx-trigger="load"' in first and "after=1500&amp;" in first
+    assert 'id="run-graph-states" hidden hx-swap-oob="true"' in first  # the state changed since "old"
+    last = (await admin.get(f"/executions/{execution_id}/live?after=1500&state=old")).text
+    assert last.count('class="log-line') == 501 and 'data-polling="no"' in last
+
+
 async def test_stop_and_retry_from_the_execution_page(admin: httpx.AsyncClient, make_client: ClientFactory) -> None:
     operator = await make_client("OPERATOR")
     workflow_id = await publish_workflow(admin, "stoppable", SIMPLE_DEFINITION, labels=["nowhere"])

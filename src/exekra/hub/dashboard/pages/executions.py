@@ -24,7 +24,7 @@ router = APIRouter(route_class=PageRoute)
 
 PAGE_SIZE = 50
 CHOICES = 200  # workflows and runners offered in the filter menus
-LOG_LINES_PER_RENDER = 2000
+LOG_LINES_PER_RENDER = 500  # the page comes fast; the poll fetches the rest at once, 1,000 lines a request
 LOG_LINES_PER_POLL = 1000
 
 
@@ -108,16 +108,18 @@ async def execution_page(request: Request, execution_id: str, user: CurrentUser)
     context = await _execution(request, execution_id)
     hub = get_hub(request)
     lines, next_seq = await hub.executions.logs(execution_id, 0, LOG_LINES_PER_RENDER)
-    context.update(lines=lines, next_seq=next_seq, polling=_keep_polling(context, len(lines), LOG_LINES_PER_RENDER))
+    context.update(lines=lines, next_seq=next_seq, **_polling(context, len(lines), LOG_LINES_PER_RENDER))
     definition, runs = await execution_graph(hub.db, execution_id)
     context["graph"] = {"executionId": str(context["execution"].id), "definition": definition}
     context["node_runs"] = runs_to_api(runs)
     return render(request, "execution.html", context, section="executions")
 
 
-def _keep_polling(context: dict[str, Any], fetched: int, limit: int) -> bool:
-    """Poll while the execution may still change or log lines are still to be fetched."""
-    return not context["terminal"] or fetched >= limit
+def _polling(context: dict[str, Any], fetched: int, limit: int) -> dict[str, bool]:
+    """Poll while the execution may still change or log lines are still to be fetched (`backlog`: the next
+    poll goes at once)."""
+    backlog = fetched >= limit
+    return {"polling": not context["terminal"] or backlog, "backlog": backlog}
 
 
 @router.get("/executions/{execution_id}/live")
@@ -130,7 +132,7 @@ async def execution_live(
     context["previous_state"] = state
     hub = get_hub(request)
     lines, next_seq = await hub.executions.logs(execution_id, max(0, after), LOG_LINES_PER_POLL)
-    context.update(lines=lines, next_seq=next_seq, polling=_keep_polling(context, len(lines), LOG_LINES_PER_POLL))
+    context.update(lines=lines, next_seq=next_seq, **_polling(context, len(lines), LOG_LINES_PER_POLL))
     if state != context["state_key"] or any(line.event for line in lines):
         # A node started or ended, or the execution did (a node still running is then stopped): the graph's
         # states ride with this poll.
