@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_log_lines_per_batch: int = Field(default=1000, ge=1)
     max_log_line_chars: int = Field(default=16384, ge=64)
+    max_log_bytes_per_execution: int = Field(
+        default=50_000_000,
+        ge=100_000,
+        description="Bytes of log messages kept per execution; later lines are dropped, after one marker line.",
+    )
     max_definition_bytes: int = Field(default=512 * 1024, ge=1024)
     artifact_max_bytes: int = Field(
         default=50 * 1024 * 1024,

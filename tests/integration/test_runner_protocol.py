@@ -7,6 +7,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from exekra.hub.context import Hub
@@ -360,7 +361,7 @@ async def test_log_uploads_commit_asynchronously_and_state_changes_durably(
         await session.execute(text("SET LOCAL synchronous_commit = on"))
         assert await lifecycle.start(session, held)
         assert (await session.execute(show)).scalar_one() == "on"
-        assert await lifecycle.reserve_log_seq(session, held, 1) is not None
+        assert await lifecycle.reserve_log_seq(session, held, lifecycle.LogBatch(1, 3, 10**6)) is not None
         assert (await session.execute(show)).scalar_one() == "off"
     assert (await runner.heartbeat()).status_code == 200
 
@@ -373,3 +374,32 @@ async def _held_open(hub: Hub, execution_id: str) -> None:
         return hub.executions.endings.is_waiting(ident)
 
     await eventually(waiting, 5, f"a held read of {execution_id}", interval=0.005)
+
+
+async def test_the_log_size_cap_keeps_batches_until_it_is_passed_then_one_marker_and_nothing_more(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub.settings, "max_log_bytes_per_execution", 100_000)
+    runner, workflow_id = await _setup(admin, client)
+    execution_id = await running_execution(admin, runner, workflow_id)
+    line = "x" * 99  # 600 lines: 59,400 bytes a batch
+    for batch in range(4):
+        answer = await runner.logs(execution_id, 1, *[f"{batch}{line}"] * 600)
+        assert answer.status_code == 200 and answer.json() == {"stopRequested": False}
+    last = [{"level": "INFO", "message": "the very end"}]
+    assert (await runner.complete(execution_id, 1, "COMPLETED", lines=last)).status_code == 200
+
+    stored = (await admin.get(f"/api/executions/{execution_id}/logs", params={"limit": 5000})).json()["lines"]
+    assert len(stored) == 1201  # two batches (the log was under the cap before each), then the marker only
+    assert {x["message"][0] for x in stored[:1200]} == {"0", "1"}
+    assert stored[-1]["level"] == "WARNING" and stored[-1]["message"].startswith("log limit reached: ")
+    assert "100,000 bytes" in stored[-1]["message"]
+    assert [x["seq"] for x in stored] == list(range(1, 1202))
+    async with hub.db.session() as session:
+        counted = (
+            await session.execute(
+                text("SELECT log_bytes, log_dropped, status FROM executions WHERE id = :id"),
+                {"id": uuid.UUID(execution_id)},
+            )
+        ).one()
+    assert (counted.log_bytes, counted.log_dropped, counted.status) == (2 * 600 * 100, 600 + 600 + 1, "COMPLETED")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import Row, TextClause, bindparam, text
@@ -284,28 +285,71 @@ async def start(session: AsyncSession, held: Attempt) -> bool:
     return result.first() is not None
 
 
+class LogAdmission(StrEnum):
+    """What becomes of a batch of log lines under the execution's log size cap."""
+
+    STORE = "STORE"  # the log is under the cap: the batch is stored whole (the log ends at most a batch past it)
+    MARK = "MARK"  # the first batch past the cap: one marker line is stored in its place
+    DROP = "DROP"  # later batches: counted in `log_dropped`, not stored
+
+
+class LogBatch(NamedTuple):
+    """A batch of log lines to admit: how many, their size, and the execution's cap."""
+
+    line_count: int
+    size: int
+    cap: int
+
+    def params(self) -> dict[str, int]:
+        return {"log_count": self.line_count, "log_size": self.size, "log_cap": self.cap}
+
+
+class LogSlots(NamedTuple):
+    """Where a batch goes: its sequence numbers end at `last_seq` (one number for a marker line)."""
+
+    last_seq: int
+    admission: LogAdmission
+
+
+# The SET clause that admits a batch (`LogBatch.params`); the statement returns `log_seq` and `log_dropped`.
+_ADMIT_LOG = """log_seq = log_seq + CASE WHEN log_bytes < :log_cap THEN :log_count
+                                          WHEN log_dropped = 0 AND :log_count > 0 THEN 1 ELSE 0 END,
+           log_bytes = log_bytes + CASE WHEN log_bytes < :log_cap THEN :log_size ELSE 0 END,
+           log_dropped = log_dropped + CASE WHEN log_bytes < :log_cap THEN 0 ELSE :log_count END"""
+
+
+def _slots(batch: LogBatch, row: Any) -> LogSlots:
+    """The admission, read from the new `log_dropped`: nothing dropped yet, dropped this batch only (the first
+    one past the cap: marked), or more (dropped)."""
+    dropped = int(row.log_dropped)
+    admission = (
+        LogAdmission.STORE if dropped == 0 else LogAdmission.MARK if dropped == batch.line_count else LogAdmission.DROP
+    )
+    return LogSlots(int(row.log_seq), admission)
+
+
 # An upload with lines announces them to whoever follows the execution's log (`endings.log_channel`; delivered
 # at commit, heard only where someone listens), selected by the statement: no round trip of its own.
 _RESERVE_LOG_SEQ = text(
     f"""
-UPDATE executions SET log_seq = log_seq + :count
+UPDATE executions SET {_ADMIT_LOG}
  WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
-RETURNING log_seq, stop_requested, {_ASYNC_COMMIT},
-          CASE WHEN :count > 0
+RETURNING log_seq, log_dropped, stop_requested, {_ASYNC_COMMIT},
+          CASE WHEN :log_count > 0
                THEN pg_notify('{endings.LOG_CHANNEL_PREFIX}' || replace(CAST(id AS text), '-', ''), '') END"""
 )
 
 
 class LogSeqReservation(NamedTuple):
-    last_seq: int
+    slots: LogSlots
     stop_requested: bool
 
 
-async def reserve_log_seq(session: AsyncSession, held: Attempt, count: int) -> LogSeqReservation | None:
-    """Fence a log upload and reserve `count` sequence numbers, up to `last_seq` (None: not held)."""
-    result = await session.execute(_RESERVE_LOG_SEQ, {**held.params(), "count": count})
+async def reserve_log_seq(session: AsyncSession, held: Attempt, batch: LogBatch) -> LogSeqReservation | None:
+    """Fence a log upload and admit its lines under the log's cap (None: not held)."""
+    result = await session.execute(_RESERVE_LOG_SEQ, {**held.params(), **batch.params()})
     row = result.first()
-    return LogSeqReservation(int(row.log_seq), bool(row.stop_requested)) if row else None
+    return LogSeqReservation(_slots(batch, row), bool(row.stop_requested)) if row else None
 
 
 _FINISH = text(
@@ -314,11 +358,11 @@ WITH ue AS (
     UPDATE executions
        SET status = :status, error = :error, outputs = :outputs, completed_at = now(),
            cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb,
-           log_seq = log_seq + :log_count
+           {_ADMIT_LOG}
      WHERE {_HELD_BY} AND status = ANY(:sources)
- RETURNING id, runner_id, log_seq
+ RETURNING id, runner_id, log_seq, log_dropped
 ), {_free_runner("ue")}
-SELECT ue.id, ue.log_seq, ur.status AS runner_status, {_announce_end(COMPLETE, "ue.id")}
+SELECT ue.id, ue.log_seq, ue.log_dropped, ur.status AS runner_status, {_announce_end(COMPLETE, "ue.id")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
@@ -331,11 +375,10 @@ async def finish(
     error: str | None,
     outputs: dict[str, Any] | None,
     metrics: dict[str, float | None],
-    log_count: int = 0,
-) -> int | None:
-    """A runner's final report: ends the execution and frees the runner, in one statement, and reserves
-    `log_count` sequence numbers for the final log lines it carries. Returns the last of them (the execution's
-    last log seq), or None when the attempt is not held."""
+    lines: LogBatch,
+) -> LogSlots | None:
+    """A runner's final report: ends the execution and frees the runner, in one statement, and admits the
+    final log lines it carries (`lines`). Returns where they go, or None when the attempt is not held."""
     rule = RUNNER_FINISH_RULES[status]
     assert rule.effects == COMPLETE.effects  # the statement announces the end of each
     result = await session.execute(
@@ -350,7 +393,7 @@ async def finish(
             "cpu_peak": metrics.get("cpuPeak"),
             "mem_avg_mb": metrics.get("memAvgMb"),
             "mem_peak_mb": metrics.get("memPeakMb"),
-            "log_count": log_count,
+            **lines.params(),
         },
     )
     row = result.first()
@@ -367,7 +410,7 @@ async def finish(
             status=rule.target.value,
         ),
     )
-    return int(row.log_seq)
+    return _slots(lines, row)
 
 
 _STOP_NOW = text(

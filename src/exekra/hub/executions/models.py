@@ -117,6 +117,9 @@ class Execution(Base):
     stop_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     timeout_seconds: Mapped[int | None] = mapped_column(Integer)
     log_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    # The log's size cap (EXEKRA_MAX_LOG_BYTES_PER_EXECUTION): bytes of messages stored, lines dropped past it.
+    log_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    log_dropped: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
     queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub import lifecycle
@@ -265,27 +267,44 @@ class ExecutionService:
 
     async def append_logs(self, claims: RunnerClaims, execution_id: str, attempt: int, lines: list[LogLine]) -> bool:
         """Store a batch of log lines (may be empty) for the attempt this runner holds; returns stopRequested."""
-        self._check_batch(lines)
+        lines, batch = self._batch(lines)
         held = _held(claims, execution_id, attempt)
         async with self.db.transaction() as session:
-            reserved = await lifecycle.reserve_log_seq(session, held, len(lines))
-            if reserved is not None and lines:
-                await queries.insert_log_lines(session, held.execution_id, reserved.last_seq, self._stored(lines))
+            reserved = await lifecycle.reserve_log_seq(session, held, batch)
+            if reserved is not None:
+                await self._store_lines(session, held.execution_id, reserved.slots, lines)
         if reserved is None:
             raise await self._refused(claims, execution_id)
         return reserved.stop_requested
 
-    def _check_batch(self, lines: list[LogLine]) -> None:
+    def _batch(self, lines: list[LogLine]) -> tuple[list[LogLine], lifecycle.LogBatch]:
+        """The lines as stored (each message cut at `EXEKRA_MAX_LOG_LINE_CHARS`) and their batch (413 past
+        `EXEKRA_MAX_LOG_LINES_PER_BATCH`)."""
         if len(lines) > self.settings.max_log_lines_per_batch:
             raise PayloadTooLarge(f"At most {self.settings.max_log_lines_per_batch} lines per batch")
-
-    def _stored(self, lines: list[LogLine]) -> list[LogLine]:
-        """The lines as stored: each message cut at `EXEKRA_MAX_LOG_LINE_CHARS`."""
         max_chars = self.settings.max_log_line_chars
-        return [
+        stored = [
             line if len(line.message) <= max_chars else replace(line, message=line.message[:max_chars])
             for line in lines
         ]
+        size = sum(len(line.message.encode()) for line in stored)
+        return stored, lifecycle.LogBatch(len(stored), size, self.settings.max_log_bytes_per_execution)
+
+    async def _store_lines(
+        self, session: AsyncSession, execution_id: uuid.UUID, slots: lifecycle.LogSlots, lines: list[LogLine]
+    ) -> None:
+        """Store an admitted batch, or the marker line of the first batch past the log's cap."""
+        if slots.admission is lifecycle.LogAdmission.STORE and lines:
+            await queries.insert_log_lines(session, execution_id, slots.last_seq, lines)
+        elif slots.admission is lifecycle.LogAdmission.MARK:
+            cap = self.settings.max_log_bytes_per_execution
+            marker = LogLine(
+                None,
+                "WARNING",
+                f"log limit reached: this execution has logged {cap:,} bytes, the most it may keep "
+                "(EXEKRA_MAX_LOG_BYTES_PER_EXECUTION); its later lines are dropped",
+            )
+            await queries.insert_log_lines(session, execution_id, slots.last_seq, [marker])
 
     async def complete(
         self,
@@ -303,16 +322,15 @@ class ExecutionService:
         short execution is poll, start, complete). Its runner is offered the next execution before this returns
         (the rule's effect): were it offered after, the runner's next poll would race with it, and the loser's
         claim would be wasted (measured: a few per execution under load)."""
-        lines = lines or []
-        self._check_batch(lines)
+        lines, batch = self._batch(lines or [])
         held = _held(claims, execution_id, attempt)
         async with self.db.transaction() as session:
-            last_seq = await lifecycle.finish(
-                session, held, status, error=error, outputs=outputs, metrics=metrics, log_count=len(lines)
+            slots = await lifecycle.finish(
+                session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
             )
-            if last_seq is not None and lines:
-                await queries.insert_log_lines(session, held.execution_id, last_seq, self._stored(lines))
-        if last_seq is None:
+            if slots is not None:
+                await self._store_lines(session, held.execution_id, slots, lines)
+        if slots is None:
             raise await self._refused(claims, execution_id)
 
     async def store_artifact(
