@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import httpx
 from exekra.cli_errors import UsageError
 from exekra.config import Settings, get_settings
 from exekra.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError, die_with_parent, free_port
+from exekra.runner.config import RUNNER_VARIABLES
 
 ADMIN_EMAIL = "admin@exekra.local"
 DATABASE_NAME = "exekra"
@@ -227,6 +229,18 @@ def wait_for_own_hub(url: str, process: subprocess.Popen[bytes], prefix: str, ti
         time.sleep(0.2)
 
 
+def runner_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a local runner inherits: the environment without the hub's settings (the admin password, the
+    secret key, the database and Redis URLs): only the runner's own `EXEKRA_*` variables pass. A runner, and
+    the workflows it runs, cannot read what it needs not know."""
+    hub_only = {"DATABASE_URL", "REDIS_URL"}
+    return {
+        name: value
+        for name, value in environ.items()
+        if name not in hub_only and (not name.startswith("EXEKRA_") or name in RUNNER_VARIABLES)
+    }
+
+
 def _start_child(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """An `exekra` command as a child that only `up` stops: in its own session, so a Ctrl-C in the terminal
     reaches `up` alone (which then stops each child once, in order), and killed with `up` if `up` dies."""
@@ -279,7 +293,7 @@ def run_up(args: argparse.Namespace) -> int:
         wait_for_own_hub(url, hub, instance_prefix)
         for cred in runner_credentials:
             runner_env = {
-                **os.environ,
+                **runner_environment(os.environ),
                 "EXEKRA_HUB_URL": url,
                 "EXEKRA_MACHINE_KEY": cred["machineKey"],
                 "EXEKRA_MACHINE_SECRET": cred["machineSecret"],

@@ -56,6 +56,12 @@ def test_up_starts_everything_runs_the_example_and_sigint_stops_all_processes() 
         assert f"http://127.0.0.1:{port}" in text
         assert re.search(rf"admin login: admin@exekra.local / {PASSWORD}", text)
         descendants = _descendants(up.pid)
+        runners = [p for p in descendants if "runner" in p.cmdline()[:4]]
+        assert runners, [p.cmdline() for p in descendants]
+        for runner in runners:  # the local runner knows its own settings, none of the hub's
+            environ = runner.environ()
+            assert environ["EXEKRA_MACHINE_SECRET"] and environ["EXEKRA_HUB_URL"]
+            assert not {"EXEKRA_ADMIN_PASSWORD", "EXEKRA_SECRET_KEY", "DATABASE_URL", "REDIS_URL"} & set(environ)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
             token = api.post("/api/auth/login", json={"email": "admin@exekra.local", "password": PASSWORD}).json()[
                 "token"

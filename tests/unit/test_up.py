@@ -17,7 +17,7 @@ import pytest
 
 from exekra import cli
 from exekra.config import get_settings
-from exekra.up import HubDidNotStart, wait_for_own_hub
+from exekra.up import HubDidNotStart, runner_environment, wait_for_own_hub
 
 
 @pytest.fixture
@@ -107,3 +107,23 @@ def test_waiting_stops_when_the_hub_process_exits(health_server: tuple[str, type
     exited.wait(timeout=30)
     with pytest.raises(HubDidNotStart, match="exited with code 3"):
         wait_for_own_hub(url, exited, "mine", timeout=30.0)
+
+
+def test_local_runners_get_no_hub_secret_only_their_own_settings() -> None:
+    environ = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/op",
+        "EXEKRA_ADMIN_PASSWORD": "admin-secret",
+        "EXEKRA_SECRET_KEY": "key-secret",
+        "EXEKRA_LICENSE_PUBLIC_KEY": "pem",
+        "DATABASE_URL": "postgresql://u:p@db/exekra",
+        "REDIS_URL": "redis://:p@cache/0",
+        "EXEKRA_CHROMIUM": "/usr/bin/chromium",
+        "EXEKRA_SAMPLE_INTERVAL_SECONDS": "2",
+    }
+    assert runner_environment(environ) == {
+        "PATH": "/usr/bin",
+        "HOME": "/home/op",
+        "EXEKRA_CHROMIUM": "/usr/bin/chromium",
+        "EXEKRA_SAMPLE_INTERVAL_SECONDS": "2",
+    }

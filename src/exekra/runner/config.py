@@ -20,6 +20,8 @@ _ENV_NAMES: dict[str, str] = {
     "artifact_max_bytes": "EXEKRA_RUNNER_ARTIFACT_MAX_BYTES",
     "chromium": "EXEKRA_CHROMIUM",
 }
+RUNNER_VARIABLES = frozenset(_ENV_NAMES.values())
+"""The environment variables a runner reads (every other `EXEKRA_*` variable is the hub's)."""
 _REQUIRED = {"hub_url": "--hub-url", "machine_key": "--machine-key", "machine_secret": "--machine-secret"}
 _LABELS = {"hub_url": "hub URL", "machine_key": "machine key", "machine_secret": "machine secret"}
 _TRUE = {"1", "true", "yes", "on"}
