@@ -72,6 +72,7 @@ ENDPOINTS = [
     Endpoint("GET", "/api/executions", ANY),
     Endpoint("GET", "/api/executions/{execution_id}", ANY),
     Endpoint("GET", "/api/executions/{execution_id}/logs", ANY),
+    Endpoint("GET", "/api/executions/{execution_id}/nodes", ANY),
     Endpoint("GET", "/api/executions/{execution_id}/logs/stream", ANY),
     Endpoint("GET", "/api/executions/{execution_id}/artifacts", ANY),
     Endpoint("GET", "/api/executions/{execution_id}/artifacts/{artifact_id}", ANY),
