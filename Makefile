@@ -90,6 +90,13 @@ test-system: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos tests/e2e
 
+# The API fuzz gate at length (tests/e2e/test_api_fuzz.py): `make test` sends 4 valid and 4 invalid requests per
+# operation and role, this many more (FUZZ_EXAMPLES each).
+FUZZ_EXAMPLES ?= 200
+.PHONY: fuzz
+fuzz: $(STAMP)
+	EXEKRA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/e2e/test_api_fuzz.py
+
 # Benchmarks (issue 8, docs/benchmarks.md), e.g. `make bench ARGS="--quick pickup"`.
 BENCH_STAMP := $(VENV)/.installed-bench
 .PHONY: bench

@@ -20,7 +20,7 @@ from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.runners import service as runners_service
 
 from .conftest import PASSWORD, SIMPLE_DEFINITION, ClientFactory
-from .protocol import ProtocolRunner, publish_workflow
+from .protocol import ProtocolRunner, publish_workflow, running_execution
 
 
 def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -331,3 +331,27 @@ async def test_metrics_endpoint_exposes_queue_mode_and_runner_counts(
     assert 'exekra_queue_mode{mode="direct"} 1.0' in r.text
     assert 'exekra_runners{status="OFFLINE"} 1.0' in r.text
     assert "exekra_queue_mode_changes_total 0.0" in r.text
+
+
+async def test_a_nul_character_is_the_clients_error_and_a_log_line_keeps_it_visible(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    """PostgreSQL cannot store NUL in text or JSON: found by the fuzz gate as a 500 on `?search=%00`."""
+    searched = await admin.get("/api/users", params={"search": "a\x00b"})
+    assert searched.status_code == 400, searched.text
+    assert searched.json()["error"]["message"] == "Text may not contain the NUL character (\\u0000)"
+    named = await admin.post("/api/workflows", json={"name": "nul\x00name", "definition": SIMPLE_DEFINITION})
+    assert named.status_code in (400, 422), named.text
+    inputs = await admin.post(
+        "/api/workflows", json={"name": "nul-desc", "description": "a\x00", "definition": SIMPLE_DEFINITION}
+    )
+    assert inputs.status_code in (400, 422), inputs.text
+
+    # A program that prints NUL does not lose its log: the line is kept, the NUL shown as U+FFFD.
+    workflow_id = await publish_workflow(admin, "nul-log", SIMPLE_DEFINITION)
+    runner = await ProtocolRunner.register(admin, client, "nul-logger")
+    await runner.auth()
+    execution_id = await running_execution(admin, runner, workflow_id)
+    assert (await runner.logs(execution_id, 1, "before\x00after")).status_code == 200
+    lines = (await admin.get(f"/api/executions/{execution_id}/logs")).json()["lines"]
+    assert [line["message"] for line in lines] == ["before\ufffdafter"]

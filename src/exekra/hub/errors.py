@@ -145,6 +145,12 @@ def _validation_details(exc: RequestValidationError) -> tuple[int, str, list[dic
     return 422, f"{where}: {first['msg']}" if where else str(first["msg"]), problems
 
 
+# PostgreSQL cannot store a NUL character in text or JSON (untranslatable_character, character_not_in_repertoire):
+# text a client sent, found only where the database refuses it. Its answer is the client's error, not ours.
+_UNSTORABLE_TEXT = {"22P05", "22021"}
+_UNSTORABLE_TEXT_MESSAGE = "Text may not contain the NUL character (\\u0000)"
+
+
 def _database_unavailable() -> Response:
     """The database connection broke (a restart or failover): the client may retry shortly."""
     return error_response(503, "not_ready", "The database is unavailable, retry shortly", headers={"Retry-After": "2"})
@@ -164,6 +170,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> Response:
+        if getattr(exc.orig, "pgcode", None) in _UNSTORABLE_TEXT:
+            return error_response(400, "bad_request", _UNSTORABLE_TEXT_MESSAGE)
         if not exc.connection_invalidated:
             raise exc
         return _database_unavailable()

@@ -278,13 +278,15 @@ class ExecutionService:
         return reserved.stop_requested
 
     def _batch(self, lines: list[LogLine]) -> tuple[list[LogLine], lifecycle.LogBatch]:
-        """The lines as stored (each message cut at `EXEKRA_MAX_LOG_LINE_CHARS`) and their batch (413 past
-        `EXEKRA_MAX_LOG_LINES_PER_BATCH`)."""
+        """The lines as stored (each message cut at `EXEKRA_MAX_LOG_LINE_CHARS`, a NUL character, which
+        PostgreSQL cannot store, shown as U+FFFD) and their batch (413 past `EXEKRA_MAX_LOG_LINES_PER_BATCH`)."""
         if len(lines) > self.settings.max_log_lines_per_batch:
             raise PayloadTooLarge(f"At most {self.settings.max_log_lines_per_batch} lines per batch")
         max_chars = self.settings.max_log_line_chars
         stored = [
-            line if len(line.message) <= max_chars else replace(line, message=line.message[:max_chars])
+            line
+            if len(line.message) <= max_chars and "\x00" not in line.message
+            else replace(line, message=line.message[:max_chars].replace("\x00", "\ufffd"))
             for line in lines
         ]
         size = sum(len(line.message.encode()) for line in stored)
