@@ -147,9 +147,54 @@ async def test_logout_revokes_only_the_token_it_was_called_with(
 
 async def test_logout_by_cookie_ends_that_session(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
     token = await _login(client, ADMIN_EMAIL)
-    assert (await client.post("/api/auth/logout")).status_code == 200
+    assert (await client.post("/api/auth/logout", headers=SAME_ORIGIN)).status_code == 200
     assert client.cookies.get("token") is None
     assert (await client.get("/api/auth/me", headers=_bearer(token))).status_code == 401
+
+
+# --- cross-site requests (CSRF) ------------------------------------------------------------------------
+
+SAME_ORIGIN = {"Origin": "http://testserver"}  # what a browser sends with a fetch POST from the hub's own pages
+
+
+async def test_a_cookie_signed_api_call_that_changes_state_needs_the_hubs_origin_or_a_custom_header(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    await _login(client, ADMIN_EMAIL)
+    assert "authorization" not in client.headers
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "null"}, {"Origin": "http://testserver.evil"}):
+        r = await client.post("/api/auth/tokens", json={"name": "forged"}, headers=headers)
+        assert r.status_code == 403, headers
+        assert r.json()["error"]["code"] == "forbidden" and "Origin" in r.json()["error"]["message"]
+    assert (await client.delete(f"/api/auth/tokens/{uuid.uuid4()}")).status_code == 403
+    for headers in (SAME_ORIGIN, {"X-Requested-With": "XMLHttpRequest"}, {"X-CSRF-Token": "studio"}):
+        r = await client.post("/api/auth/tokens", json={"name": "ok"}, headers=headers)
+        assert r.status_code == 201, headers
+    assert (await client.get("/api/auth/tokens")).status_code == 200  # reading needs no proof
+    names = [t["name"] for t in (await client.get("/api/auth/tokens")).json()["apiTokens"]]
+    assert names == ["ok", "ok", "ok"]
+
+
+async def test_a_bearer_token_needs_no_origin_and_signing_in_again_is_no_cookie_signed_call(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    token = await _login(client, ADMIN_EMAIL)
+    r = await client.post("/api/auth/tokens", json={"name": "script"}, headers=_bearer(token))
+    assert r.status_code == 201
+    assert await _login(client, ADMIN_EMAIL)  # the cookie of the first sign-in is sent along, and changes nothing
+
+
+async def test_the_public_url_is_the_hubs_origin_too(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy that rewrites Host, the browser's Origin is the public URL's."""
+    await _login(client, ADMIN_EMAIL)
+    public = {"Origin": "https://exekra.example.com"}
+    assert (await client.post("/api/auth/tokens", json={"name": "x"}, headers=public)).status_code == 403
+    monkeypatch.setattr(hub.settings, "public_url", "https://exekra.example.com/")
+    assert (await client.post("/api/auth/tokens", json={"name": "x"}, headers=public)).status_code == 201
+    wrong_scheme = {"Origin": "http://exekra.example.com"}
+    assert (await client.post("/api/auth/tokens", json={"name": "x"}, headers=wrong_scheme)).status_code == 403
 
 
 # --- register ------------------------------------------------------------------------------------------
