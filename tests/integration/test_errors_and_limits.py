@@ -331,3 +331,18 @@ async def test_metrics_endpoint_exposes_queue_mode_and_runner_counts(
     assert 'exekra_queue_mode{mode="direct"} 1.0' in r.text
     assert 'exekra_runners{status="OFFLINE"} 1.0' in r.text
     assert "exekra_queue_mode_changes_total 0.0" in r.text
+
+
+async def test_metrics_can_require_a_bearer_token(
+    client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub.settings, "metrics_token", "scrape-secret")
+    assert_error(await client.get("/metrics"), 401, "not_authenticated")
+    assert_error(await client.get("/metrics", headers={"Authorization": "Bearer wrong"}), 401, "not_authenticated")
+    r = await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+    assert r.status_code == 200 and "exekra_queue_mode" in r.text
+
+
+async def test_metrics_can_be_turned_off(client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub.settings, "metrics_enabled", False)
+    assert_error(await client.get("/metrics"), 404, "not_found")
