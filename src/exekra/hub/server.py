@@ -22,6 +22,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from exekra.config import Settings, get_settings
+from exekra.hub.triggers.webhooks import redact_webhook_tokens
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -33,9 +34,22 @@ PARENT_CHECK_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
 
+class RedactWebhookTokens(logging.Filter):
+    """The access log shows `/api/webhooks/[redacted]`: a webhook's token is its credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_webhook_tokens(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
-    """The hub's log format and level, in this process."""
+    """The hub's log format and level, in this process, and the access log's redaction (uvicorn's logging
+    set-up keeps a logger's filters)."""
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactWebhookTokens) for f in access.filters):
+        access.addFilter(RedactWebhookTokens())
 
 
 def serve(settings: Settings, *, access_log: bool = False) -> int:
