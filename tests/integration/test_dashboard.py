@@ -325,6 +325,24 @@ async def test_bad_filters_are_explained_not_crashed_on(admin: httpx.AsyncClient
     assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
 
 
+LISTS_WITH_PAGES = ["/runners", "/runners/rows", "/workflows", "/triggers", "/credentials", "/users"]
+
+
+@pytest.mark.parametrize("path", LISTS_WITH_PAGES)
+@pytest.mark.parametrize("page", ["0", "-3", "1000001", "99999999999999999999999"])
+async def test_a_page_number_out_of_bounds_is_refused_with_a_page(
+    admin: httpx.AsyncClient, path: str, page: str
+) -> None:
+    r = await admin.get(path, params={"page": page})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+    assert "page:" in r.text
+
+
+@pytest.mark.parametrize("path", LISTS_WITH_PAGES)
+async def test_the_last_allowed_page_is_an_empty_page(admin: httpx.AsyncClient, path: str) -> None:
+    assert (await admin.get(path, params={"page": "1000000"})).status_code == 200
+
+
 async def test_user_content_is_escaped(admin: httpx.AsyncClient) -> None:
     name = "<script>alert(1)</script>"
     workflow_id = await publish_workflow(admin, name, SIMPLE_DEFINITION)

@@ -178,6 +178,12 @@ async def runner_claims(request: Request, hub: HubDep) -> RunnerClaims:
 RunnerAuth = Annotated[RunnerClaims, Depends(runner_claims)]
 
 
+MAX_PAGE = 1_000_000
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+"""A page of an offset-paged list, in the API and the dashboard alike: outside 1…MAX_PAGE the answer is 422,
+never a negative or overflowing OFFSET (a 500)."""
+
+
 @dataclass(frozen=True)
 class PageParams:
     page: int
@@ -189,7 +195,7 @@ class PageParams:
 
 
 async def page_params(
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page: PageNumber = 1,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PageParams:
     return PageParams(page, limit)
