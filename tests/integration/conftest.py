@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,23 @@ async def hub_app(hub_settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(hub_settings)
     async with app.router.lifespan_context(app):
         yield app
+
+
+HubWith = Callable[..., AbstractAsyncContextManager[FastAPI]]
+
+
+@pytest.fixture
+def hub_with(hub_settings: Settings, hub: Hub) -> HubWith:
+    """`async with hub_with(**settings) as app:` another hub process on the same database (its own pool,
+    listener and limiter), with these settings changed."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[FastAPI]:
+        app = create_app(hub_settings.model_copy(update=overrides))
+        async with app.router.lifespan_context(app):
+            yield app
+
+    return start
 
 
 @pytest.fixture(scope="session")

@@ -70,6 +70,9 @@ def serve(settings: Settings, *, access_log: bool = False) -> int:
         "ssl_certfile": str(settings.tls_cert) if settings.tls_cert else None,
         "ssl_keyfile": str(settings.tls_key) if settings.tls_key else None,
         "timeout_graceful_shutdown": 5,
+        # X-Forwarded-* are believed only from EXEKRA_TRUSTED_PROXIES, by the app itself (create_app); uvicorn
+        # would otherwise believe them from 127.0.0.1 (or FORWARDED_ALLOW_IPS).
+        "proxy_headers": False,
     }
     if settings.hub_workers == 1:
         from exekra.hub.app import create_app
