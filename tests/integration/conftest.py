@@ -23,6 +23,7 @@ from exekra.db.models import Base
 from exekra.hub.app import create_app
 from exekra.hub.auth import security
 from exekra.hub.context import Hub
+from exekra.hub.ratelimit import RateLimiter
 
 from .contract import AnswerShapes
 from .protocol import ProtocolRunner, eventually
@@ -168,6 +169,14 @@ async def make_client(hub_app: FastAPI, hub: Hub, answer_shapes: AnswerShapes) -
 @pytest.fixture
 async def admin(make_client: ClientFactory) -> httpx.AsyncClient:
     return await make_client("ADMIN")
+
+
+@pytest.fixture
+def strict_login_limit(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Three failed sign-ins per minute, counted by a fresh in-memory limiter."""
+    monkeypatch.setattr(hub, "limiter", RateLimiter(None, 0.5))
+    monkeypatch.setattr(hub.settings, "login_failures_per_minute", 3)
+    return 3
 
 
 OnlineRunner = Callable[..., Awaitable[ProtocolRunner]]
