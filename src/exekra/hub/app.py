@@ -286,6 +286,7 @@ def _system_router() -> APIRouter:
             swagger_js_url="/static/swagger/swagger-ui-bundle.js",
             swagger_css_url="/static/swagger/swagger-ui.css",
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no call to swagger.io: the page stays on this hub
         )
 
     return router
