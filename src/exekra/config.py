@@ -7,15 +7,17 @@ or a line in a `.env` file in the working directory. The README's configuration 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_POOL_SIZE = 10
 
@@ -135,6 +137,23 @@ class Settings(BaseSettings):
         description="A live log stream ends after this long; the client reconnects with the last seq it saw.",
     )
 
+    # Security (docs/security.md)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the reverse proxies in front of the hub, comma-separated: "
+        "only a request from one of them has its X-Forwarded-For and X-Forwarded-Proto believed; unset = those "
+        "headers are ignored everywhere.",
+    )
+    login_checks_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="Password checks one account, and one address, may have running at once (429 beyond).",
+    )
+    metrics_enabled: bool = Field(default=True, description="Serve GET /metrics (false: 404).")
+    metrics_token: str | None = Field(
+        default=None, description="When set, GET /metrics needs `Authorization: Bearer <this token>` (else 401)."
+    )
+
     # Sessions
     session_ttl_seconds: int = Field(default=604800, ge=60)
 
@@ -172,6 +191,23 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: object) -> object:
+        """`10.0.0.5, 192.168.0.0/16` (the environment's form) or a list; each must be an address or a network."""
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        networks = []
+        for item in (str(i).strip() for i in items):
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (CIDR)") from None
+        return networks
 
     @property
     def pool_size(self) -> int:

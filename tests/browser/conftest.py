@@ -109,8 +109,11 @@ def page(chromium: Any, browser_hub: HubProcess) -> Iterator[Any]:
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     tab.on("dialog", lambda dialog: dialog.accept())
+    csp_violations: list[str] = []
+    tab.on("console", lambda m: csp_violations.append(m.text) if "Content Security Policy" in m.text else None)
     yield tab
     context.close()
+    assert csp_violations == [], "the hub's Content-Security-Policy refused something its pages use"
 
 
 @pytest.fixture

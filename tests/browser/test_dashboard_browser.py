@@ -197,6 +197,14 @@ def test_stop_a_running_execution_from_its_page(
     screenshot(page, "09-execution-stopped")
 
 
+def test_the_api_docs_render_under_their_content_security_policy(page: Any, browser_hub: HubProcess) -> None:
+    """Swagger UI has a policy of its own (an inline start-up script); the `page` fixture fails on violations."""
+    page.goto("/api/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "Exekra Hub API" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector(".swagger-ui .opblock-tag")
+
+
 def test_the_overview_shows_direct_queue_mode_while_redis_is_down(
     signed_in: Any, browser_hub: HubProcess, browser_redis: EmbeddedRedis
 ) -> None:

@@ -85,37 +85,43 @@ def test_every_operation_as_every_role_answers_no_5xx_and_matches_its_schema(
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def call(case: Any) -> None:
-                nonlocal calls
-                for role, headers in tokens.items():
-                    calls += 1
-                    try:
-                        case.call_and_validate(
-                            base_url=fuzz_hub.url,
-                            headers=headers,
-                            checks=[not_a_server_error, response_schema_conformance],
-                            timeout=30,
-                        )
-                    except (Exception, BaseExceptionGroup) as exc:  # the checks' failure group, or the call's error
-                        failures.append(f"{operation.label} as {role or 'nobody'} ({mode.value}): {exc!r}")
-
-            try:
-                call()
-            except Unsatisfiable:
-                # No parameter or body to get wrong (e.g. GET /api/health): nothing negative to send.
-                assert mode is GenerationMode.NEGATIVE, operation.label
+            calls += _fuzz(operation, mode, fuzz_hub.url, tokens, failures)
     assert calls > 100 * len(tokens), calls
     assert not failures, "\n\n".join(failures[:20]) + f"\n\n({len(failures)} failures in {calls} calls)"
+
+
+def _fuzz(
+    operation: Any, mode: GenerationMode, url: str, tokens: dict[str | None, dict[str, str]], failures: list[str]
+) -> int:
+    """Send `operation` the requests of `mode` as each role; add what fails to `failures`. Returns the calls made."""
+    calls = 0
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def call(case: Any) -> None:
+        nonlocal calls
+        for role, headers in tokens.items():
+            calls += 1
+            try:
+                case.call_and_validate(
+                    base_url=url, headers=headers, checks=[not_a_server_error, response_schema_conformance], timeout=30
+                )
+            except (Exception, BaseExceptionGroup) as exc:  # the checks' failure group, or the call's error
+                failures.append(f"{operation.label} as {role or 'nobody'} ({mode.value}): {exc!r}")
+
+    try:
+        call()
+    except Unsatisfiable:
+        # No parameter or body to get wrong (e.g. GET /api/health): nothing negative to send.
+        assert mode is GenerationMode.NEGATIVE, operation.label
+    return calls
 
 
 def test_the_hub_logged_no_unhandled_error(fuzz_hub: HubProcess, tokens: dict[str | None, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from exekra.db.models import Base
 from exekra.hub.app import create_app
 from exekra.hub.auth import security
 from exekra.hub.context import Hub
+from exekra.hub.ratelimit import RateLimiter
 
 from .contract import AnswerShapes
 from .protocol import ProtocolRunner, eventually
@@ -75,6 +77,23 @@ async def hub_app(hub_settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(hub_settings)
     async with app.router.lifespan_context(app):
         yield app
+
+
+HubWith = Callable[..., AbstractAsyncContextManager[FastAPI]]
+
+
+@pytest.fixture
+def hub_with(hub_settings: Settings, hub: Hub) -> HubWith:
+    """`async with hub_with(**settings) as app:` another hub process on the same database (its own pool,
+    listener and limiter), with these settings changed."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[FastAPI]:
+        app = create_app(hub_settings.model_copy(update=overrides))
+        async with app.router.lifespan_context(app):
+            yield app
+
+    return start
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +169,14 @@ async def make_client(hub_app: FastAPI, hub: Hub, answer_shapes: AnswerShapes) -
 @pytest.fixture
 async def admin(make_client: ClientFactory) -> httpx.AsyncClient:
     return await make_client("ADMIN")
+
+
+@pytest.fixture
+def strict_login_limit(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Three failed sign-ins per minute, counted by a fresh in-memory limiter."""
+    monkeypatch.setattr(hub, "limiter", RateLimiter(None, 0.5))
+    monkeypatch.setattr(hub.settings, "login_failures_per_minute", 3)
+    return 3
 
 
 OnlineRunner = Callable[..., Awaitable[ProtocolRunner]]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from exekra.hub.auth import security
+from exekra.hub.auth import service as auth_service
 from exekra.hub.context import Hub
-from exekra.hub.ratelimit import RateLimiter
 
 from .conftest import ADMIN_EMAIL, PASSWORD, ClientFactory
 
@@ -147,9 +148,54 @@ async def test_logout_revokes_only_the_token_it_was_called_with(
 
 async def test_logout_by_cookie_ends_that_session(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
     token = await _login(client, ADMIN_EMAIL)
-    assert (await client.post("/api/auth/logout")).status_code == 200
+    assert (await client.post("/api/auth/logout", headers=SAME_ORIGIN)).status_code == 200
     assert client.cookies.get("token") is None
     assert (await client.get("/api/auth/me", headers=_bearer(token))).status_code == 401
+
+
+# --- cross-site requests (CSRF) ------------------------------------------------------------------------
+
+SAME_ORIGIN = {"Origin": "http://testserver"}  # what a browser sends with a fetch POST from the hub's own pages
+
+
+async def test_a_cookie_signed_api_call_that_changes_state_needs_the_hubs_origin_or_a_custom_header(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    await _login(client, ADMIN_EMAIL)
+    assert "authorization" not in client.headers
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "null"}, {"Origin": "http://testserver.evil"}):
+        r = await client.post("/api/auth/tokens", json={"name": "forged"}, headers=headers)
+        assert r.status_code == 403, headers
+        assert r.json()["error"]["code"] == "forbidden" and "Origin" in r.json()["error"]["message"]
+    assert (await client.delete(f"/api/auth/tokens/{uuid.uuid4()}")).status_code == 403
+    for headers in (SAME_ORIGIN, {"X-Requested-With": "XMLHttpRequest"}, {"X-CSRF-Token": "studio"}):
+        r = await client.post("/api/auth/tokens", json={"name": "ok"}, headers=headers)
+        assert r.status_code == 201, headers
+    assert (await client.get("/api/auth/tokens")).status_code == 200  # reading needs no proof
+    names = [t["name"] for t in (await client.get("/api/auth/tokens")).json()["apiTokens"]]
+    assert names == ["ok", "ok", "ok"]
+
+
+async def test_a_bearer_token_needs_no_origin_and_signing_in_again_is_no_cookie_signed_call(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    token = await _login(client, ADMIN_EMAIL)
+    r = await client.post("/api/auth/tokens", json={"name": "script"}, headers=_bearer(token))
+    assert r.status_code == 201
+    assert await _login(client, ADMIN_EMAIL)  # the cookie of the first sign-in is sent along, and changes nothing
+
+
+async def test_the_public_url_is_the_hubs_origin_too(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy that rewrites Host, the browser's Origin is the public URL's."""
+    await _login(client, ADMIN_EMAIL)
+    public = {"Origin": "https://exekra.example.com"}
+    assert (await client.post("/api/auth/tokens", json={"name": "x"}, headers=public)).status_code == 403
+    monkeypatch.setattr(hub.settings, "public_url", "https://exekra.example.com/")
+    assert (await client.post("/api/auth/tokens", json={"name": "x"}, headers=public)).status_code == 201
+    wrong_scheme = {"Origin": "http://exekra.example.com"}
+    assert (await client.post("/api/auth/tokens", json={"name": "x"}, headers=wrong_scheme)).status_code == 403
 
 
 # --- register ------------------------------------------------------------------------------------------
@@ -281,14 +327,6 @@ async def test_disabled_user_cannot_sign_in_and_existing_tokens_stop_working(
 # --- login failure limits ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def strict_login_limit(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
-    """Three failed sign-ins per minute, counted by a fresh in-memory limiter."""
-    monkeypatch.setattr(hub, "limiter", RateLimiter(None, 0.5))
-    monkeypatch.setattr(hub.settings, "login_failures_per_minute", 3)
-    yield 3
-
-
 def _from_address(hub_app: FastAPI, ip: str) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=hub_app, client=(ip, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
@@ -332,6 +370,110 @@ async def test_successful_logins_do_not_count_as_failures(
     async with _from_address(hub_app, "10.0.0.4") as c:
         for _ in range(strict_login_limit + 2):
             assert (await c.post("/api/auth/login", json={"email": email, "password": PASSWORD})).status_code == 200
+
+
+@pytest.fixture
+def password_checks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts the password checks the hub runs (`checked`, an unknown account's included) and the most running
+    at once (`most`); each takes 50 ms more, so that parallel sign-ins overlap."""
+    seen = {"checked": 0, "running": 0, "most": 0}
+    verify = security.verify_password
+
+    async def slow_verify(password_hash: str, password: str) -> bool:
+        seen["checked"] += 1
+        seen["running"] += 1
+        seen["most"] = max(seen["most"], seen["running"])
+        try:
+            await asyncio.sleep(0.05)
+            return await verify(password_hash, password)
+        finally:
+            seen["running"] -= 1
+
+    monkeypatch.setattr(auth_service, "verify_password", slow_verify)
+    monkeypatch.setattr(security, "verify_password", slow_verify)  # an unknown account's check, too
+    return seen
+
+
+async def test_parallel_wrong_passwords_are_counted_before_they_are_checked(
+    admin: httpx.AsyncClient,
+    hub_app: FastAPI,
+    hub: Hub,
+    strict_login_limit: int,
+    password_checks: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub.settings, "login_checks_in_flight", 100)  # only the count may stop them here
+    victim = await _register(admin)
+    async with _from_address(hub_app, "10.0.1.1") as attacker:
+        answers = await asyncio.gather(
+            *(attacker.post("/api/auth/login", json={"email": victim, "password": f"guess-{i}"}) for i in range(20))
+        )
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [401] * strict_login_limit + [429] * (20 - strict_login_limit)
+    assert password_checks["checked"] == strict_login_limit
+    async with hub.db.session() as session:
+        failed = await session.scalar(text("SELECT count(*) FROM audit_log WHERE action = 'auth.login_failed'"))
+    assert failed == strict_login_limit
+
+
+async def test_password_checks_running_at_once_are_capped_per_account_and_per_address(
+    admin: httpx.AsyncClient, hub_app: FastAPI, hub: Hub, password_checks: dict[str, int]
+) -> None:
+    assert hub.settings.login_checks_in_flight == 2
+    victim = await _register(admin)
+    clients = [_from_address(hub_app, f"10.0.2.{i}") for i in range(8)]
+    answers = await asyncio.gather(
+        *(c.post("/api/auth/login", json={"email": victim, "password": "wrong-one"}) for c in clients)
+    )
+    assert password_checks["most"] == 2
+    assert sorted(r.status_code for r in answers) == [401, 401] + [429] * 6
+    assert all(r.headers["Retry-After"] == "1" for r in answers if r.status_code == 429)
+    password_checks["most"] = 0
+    async with _from_address(hub_app, "10.0.3.1") as one_address:
+        answers = await asyncio.gather(
+            *(
+                one_address.post("/api/auth/login", json={"email": f"u{i}@example.com", "password": "x"})
+                for i in range(8)
+            )
+        )
+    assert password_checks["most"] == 2
+    assert sorted(r.status_code for r in answers) == [401, 401] + [429] * 6
+    for c in clients:
+        await c.aclose()
+
+
+async def test_an_address_the_account_signed_in_from_before_keeps_its_own_budget(
+    admin: httpx.AsyncClient, hub_app: FastAPI, strict_login_limit: int
+) -> None:
+    owner_email = await _register(admin)
+    async with (
+        _from_address(hub_app, "10.0.4.9") as owner,
+        _from_address(hub_app, "10.0.4.1") as attacker,
+        _from_address(hub_app, "10.0.4.2") as new_place,
+    ):
+        assert (
+            await owner.post("/api/auth/login", json={"email": owner_email, "password": PASSWORD})
+        ).status_code == 200
+        for i in range(strict_login_limit):
+            r = await attacker.post("/api/auth/login", json={"email": owner_email, "password": f"guess-{i}"})
+            assert r.status_code == 401
+        assert (
+            await attacker.post("/api/auth/login", json={"email": owner_email, "password": PASSWORD})
+        ).status_code == 429
+        assert (
+            await new_place.post("/api/auth/login", json={"email": owner_email, "password": PASSWORD})
+        ).status_code == 429
+        # The owner's usual address still gets in...
+        assert (
+            await owner.post("/api/auth/login", json={"email": owner_email, "password": PASSWORD})
+        ).status_code == 200
+        # ...within a budget of its own: its own failures use it up.
+        for _ in range(strict_login_limit):
+            r = await owner.post("/api/auth/login", json={"email": owner_email, "password": "typo-typo"})
+            assert r.status_code == 401
+        assert (
+            await owner.post("/api/auth/login", json={"email": owner_email, "password": PASSWORD})
+        ).status_code == 429
 
 
 # --- changing one's own password (issue 13, item 6) ----------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from dataclasses import dataclass
 
 import httpx
 import pytest
+
+from exekra.hub.context import Hub
 
 from .conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION, ClientFactory
 from .protocol import ProtocolRunner, csrf_of, post_form, publish_workflow
@@ -146,6 +149,27 @@ async def test_a_wrong_password_is_reported_on_the_form(admin: httpx.AsyncClient
     assert r.status_code == 401
     assert "Wrong email or password" in r.text
     assert "token=" not in r.headers.get("set-cookie", "")
+
+
+async def test_the_sign_in_form_goes_through_the_same_limits_as_the_api(
+    admin: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    hub: Hub,
+    strict_login_limit: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub.settings, "login_checks_in_flight", 100)
+    answers = await asyncio.gather(
+        *(
+            post_form(client, "/login", {"email": ADMIN_EMAIL, "password": f"guess-{i}"}, page="/login")
+            for i in range(10)
+        )
+    )
+    assert sorted(r.status_code for r in answers) == [401] * strict_login_limit + [429] * (10 - strict_login_limit)
+    assert "Too many failed sign-ins" in next(r.text for r in answers if r.status_code == 429)
+    # The API's sign-in of the same account is refused too: one budget.
+    r = await client.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD})
+    assert r.status_code == 429
 
 
 @pytest.mark.parametrize(
@@ -323,6 +347,24 @@ async def test_bad_filters_are_explained_not_crashed_on(admin: httpx.AsyncClient
     assert r.status_code == 400 and "Invalid cursor" in r.text
     r = await admin.get("/runners?page=x")
     assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+
+
+LISTS_WITH_PAGES = ["/runners", "/runners/rows", "/workflows", "/triggers", "/credentials", "/users"]
+
+
+@pytest.mark.parametrize("path", LISTS_WITH_PAGES)
+@pytest.mark.parametrize("page", ["0", "-3", "1000001", "99999999999999999999999"])
+async def test_a_page_number_out_of_bounds_is_refused_with_a_page(
+    admin: httpx.AsyncClient, path: str, page: str
+) -> None:
+    r = await admin.get(path, params={"page": page})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+    assert "page:" in r.text
+
+
+@pytest.mark.parametrize("path", LISTS_WITH_PAGES)
+async def test_the_last_allowed_page_is_an_empty_page(admin: httpx.AsyncClient, path: str) -> None:
+    assert (await admin.get(path, params={"page": "1000000"})).status_code == 200
 
 
 async def test_user_content_is_escaped(admin: httpx.AsyncClient) -> None:

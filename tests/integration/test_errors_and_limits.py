@@ -355,3 +355,18 @@ async def test_a_nul_character_is_the_clients_error_and_a_log_line_keeps_it_visi
     assert (await runner.logs(execution_id, 1, "before\x00after")).status_code == 200
     lines = (await admin.get(f"/api/executions/{execution_id}/logs")).json()["lines"]
     assert [line["message"] for line in lines] == ["before\ufffdafter"]
+
+
+async def test_metrics_can_require_a_bearer_token(
+    client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub.settings, "metrics_token", "scrape-secret")
+    assert_error(await client.get("/metrics"), 401, "not_authenticated")
+    assert_error(await client.get("/metrics", headers={"Authorization": "Bearer wrong"}), 401, "not_authenticated")
+    r = await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+    assert r.status_code == 200 and "exekra_queue_mode" in r.text
+
+
+async def test_metrics_can_be_turned_off(client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub.settings, "metrics_enabled", False)
+    assert_error(await client.get("/metrics"), 404, "not_found")

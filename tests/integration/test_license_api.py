@@ -17,12 +17,10 @@ from sqlalchemy import text
 
 from exekra.client import AsyncExekraClient
 from exekra.client import ValidationFailed as ClientValidationFailed
-from exekra.config import Settings
-from exekra.hub.app import create_app
 from exekra.hub.context import Hub
 from exekra.hub.license.envelope import LicenseTerms, sign
 
-from .conftest import ADMIN_EMAIL, ClientFactory
+from .conftest import ADMIN_EMAIL, ClientFactory, HubWith
 from .protocol import ProtocolRunner, eventually, post_form
 
 LicenseFactory = Any
@@ -328,11 +326,10 @@ async def test_the_sdk_reads_and_installs_the_licence(
 
 
 @pytest.fixture
-async def second_hub(hub_settings: Settings, hub: Hub) -> AsyncIterator[tuple[httpx.AsyncClient, Hub]]:
+async def second_hub(hub_with: HubWith) -> AsyncIterator[tuple[httpx.AsyncClient, Hub]]:
     """Another hub process on the same database (its own pool, listener and copy of the licence): its client
     and its hub."""
-    app = create_app(hub_settings)
-    async with app.router.lifespan_context(app):
+    async with hub_with() as app:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             yield c, app.state.hub

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import stat
 import sys
 import uuid
 from pathlib import Path
@@ -136,6 +137,7 @@ async def test_purge_archives_each_execution_with_its_logs_before_deleting_it(hi
 
     assert report.executions == 3 and report.archive is not None
     assert report.archive.parent == tmp_path and report.archive.name.endswith(".jsonl.gz")
+    assert stat.S_IMODE(report.archive.stat().st_mode) == 0o600  # logs and inputs may be secret: owner only
     with gzip.open(report.archive, "rb") as archive:
         records = [orjson.loads(line) for line in archive]
     assert sorted(r["id"] for r in records) == sorted(old)

@@ -7,6 +7,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
+from exekra.cli_errors import settings_problems
 from exekra.config import Settings
 
 STARTING_TOGETHER = 8
@@ -32,3 +36,20 @@ def test_processes_starting_together_all_read_the_one_key_file_they_created(tmp_
 def test_an_existing_key_file_is_kept(tmp_path: Path) -> None:
     (tmp_path / "secret.key").write_bytes(b"k" * 32)
     assert Settings(home=tmp_path, secret_key=None).resolve_secret_key() == b"k" * 32
+
+
+def test_trusted_proxies_are_read_as_a_comma_separated_list_of_addresses_and_networks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().trusted_proxies == []
+    monkeypatch.setenv("EXEKRA_TRUSTED_PROXIES", " 10.0.0.5, 192.168.0.0/16,,::1 ")
+    assert Settings().trusted_proxies == ["10.0.0.5/32", "192.168.0.0/16", "::1/128"]
+
+
+def test_a_trusted_proxy_that_is_no_address_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXEKRA_TRUSTED_PROXIES", "10.0.0.5,proxy.local")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    line = settings_problems(refused.value)
+    assert "\n" not in line
+    assert "EXEKRA_TRUSTED_PROXIES" in line and "'proxy.local' is not an IP address or network" in line

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from exekra import __version__
 from exekra.config import Settings
@@ -40,6 +41,7 @@ from exekra.hub.maintenance import Maintenance
 from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.responses import ORJSONResponse
 from exekra.hub.schemas import HealthAnswer
+from exekra.hub.security_headers import SecurityHeaders
 from exekra.hub.triggers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -182,6 +184,11 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         overrides=[(ARTIFACT_UPLOAD_PATH, settings.artifact_max_bytes)],
     )
+    app.add_middleware(SecurityHeaders)
+    if settings.trusted_proxies:
+        # Outermost: the client address and scheme every later layer reads (`deps.client_ip`, HSTS, cookies)
+        # are the forwarded ones only for requests from these proxies. uvicorn's own copy is off (server.py).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 
@@ -279,6 +286,7 @@ def _system_router() -> APIRouter:
             swagger_js_url="/static/swagger/swagger-ui-bundle.js",
             swagger_css_url="/static/swagger/swagger-ui.css",
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no call to swagger.io: the page stays on this hub
         )
 
     return router

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub.auth.security import RunnerTokens
+from exekra.hub.auth.throttle import InFlight
 from exekra.hub.dispatch.dispatcher import Dispatcher
 from exekra.hub.effects import EffectApplier
 from exekra.hub.executions.service import ExecutionService
@@ -29,3 +30,4 @@ class Hub:
     licensing: Licensing
     secret_key: bytes
     started_at: float = field(default=0.0)
+    password_checks: InFlight = field(default_factory=InFlight)

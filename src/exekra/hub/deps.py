@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Query, Request, Response
 
@@ -46,7 +47,30 @@ HubDep = Annotated[Hub, Depends(_hub_dependency)]
 
 
 def client_ip(request: Request) -> str:
+    """The caller's address: the one place it is read (rate limits, sign-in limits, audit, runner records).
+
+    It is the peer's address, or the one a trusted proxy forwarded (`EXEKRA_TRUSTED_PROXIES`, applied by
+    `create_app`); `X-Forwarded-For` from anyone else never counts.
+    """
     return request.client.host if request.client else "unknown"
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_HEADERS = ("x-requested-with", "x-csrf-token")
+"""Custom headers that mark a call as made by a script of this hub's own pages: a page of another site cannot
+send them without a CORS preflight, which this hub never grants."""
+
+
+def from_this_hub(request: Request, public_url: str | None) -> bool:
+    """Whether the request's `Origin` is this hub: the host it was sent to, or the origin of `EXEKRA_PUBLIC_URL`."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return False
+    sent_from = urlsplit(origin)
+    if sent_from.netloc == request.headers.get("host", ""):
+        return True
+    public = urlsplit(public_url) if public_url else None
+    return public is not None and (sent_from.scheme, sent_from.netloc) == (public.scheme, public.netloc)
 
 
 @dataclass(frozen=True)
@@ -58,32 +82,38 @@ class Principal:
     role: str
     token_id: uuid.UUID
     ip: str
+    by_cookie: bool = False
 
     @property
     def actor(self) -> Actor:
         return Actor("USER", str(self.user_id), self.ip)
 
 
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() != "bearer ":
+        return None
+    return header[7:].strip() or None
+
+
 def presented_token(request: Request) -> str | None:
     """The bearer token, else the `token` cookie."""
-    header = request.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
-    return request.cookies.get(TOKEN_COOKIE)
+    return bearer_token(request) or request.cookies.get(TOKEN_COOKIE)
 
 
 async def optional_principal(request: Request, hub: HubDep) -> Principal | None:
     """The calling user, or None when the request carries no valid user token."""
     from exekra.hub.auth import service as auth_service
 
-    token = presented_token(request)
+    bearer = bearer_token(request)
+    token = bearer or request.cookies.get(TOKEN_COOKIE)
     if not token:
         return None
     found = await auth_service.resolve_token(hub.db, token)
     if found is None:
         return None
     user, token_id = found
-    return Principal(user.id, user.email, user.role, token_id, client_ip(request))
+    return Principal(user.id, user.email, user.role, token_id, client_ip(request), by_cookie=bearer is None)
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
@@ -98,9 +128,22 @@ async def rate_limit(request: Request, response: Response, hub: HubDep, principa
     response.headers.update(decision.headers())
 
 
-async def current_user(principal: OptionalPrincipal) -> Principal:
+async def current_user(request: Request, principal: OptionalPrincipal, hub: HubDep) -> Principal:
+    """The signed-in caller; an API call that changes state on the strength of the session cookie alone must
+    come from this hub's pages (CSRF: `Origin`, or a custom header; the dashboard's forms have their own check)."""
     if principal is None:
         raise NotAuthenticated("Sign in or send a valid bearer token")
+    if (
+        principal.by_cookie
+        and request.method in UNSAFE_METHODS
+        and request.url.path.startswith("/api/")
+        and not any(name in request.headers for name in CSRF_HEADERS)
+        and not from_this_hub(request, hub.settings.public_url)
+    ):
+        raise Forbidden(
+            "A call signed in by the session cookie must come from this hub's pages (Origin) or send "
+            "X-Requested-With; scripts send a bearer token instead"
+        )
     return principal
 
 
@@ -125,14 +168,20 @@ DeveloperUser = Annotated[Principal, Depends(require_role(Role.DEVELOPER))]
 
 async def runner_claims(request: Request, hub: HubDep) -> RunnerClaims:
     """The runner token's claims (signature and expiry checked; the epoch is checked against the row)."""
-    header = request.headers.get("authorization", "")
-    claims = hub.runner_tokens.verify(header[7:].strip()) if header[:7].lower() == "bearer " else None
+    token = bearer_token(request)
+    claims = hub.runner_tokens.verify(token) if token else None
     if claims is None:
         raise NotAuthenticated("Runner token missing, invalid or expired: call /api/runner/auth")
     return claims
 
 
 RunnerAuth = Annotated[RunnerClaims, Depends(runner_claims)]
+
+
+MAX_PAGE = 1_000_000
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+"""A page of an offset-paged list, in the API and the dashboard alike: outside 1…MAX_PAGE the answer is 422,
+never a negative or overflowing OFFSET (a 500)."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +195,7 @@ class PageParams:
 
 
 async def page_params(
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page: PageNumber = 1,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PageParams:
     return PageParams(page, limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
@@ -13,6 +14,8 @@ from sqlalchemy import text
 from starlette.responses import Response
 
 from exekra.hub.context import Hub
+from exekra.hub.deps import bearer_token
+from exekra.hub.errors import NotAuthenticated, NotFound
 
 QUEUE_MODES = ("redis", "direct")
 
@@ -59,8 +62,14 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus text format."""
+    """Prometheus text format; 404 with `EXEKRA_METRICS_ENABLED=false`, and with `EXEKRA_METRICS_TOKEN` set,
+    401 without `Authorization: Bearer <that token>`."""
     hub: Hub = request.app.state.hub
+    if not hub.settings.metrics_enabled:
+        raise NotFound("Not Found")
+    expected = hub.settings.metrics_token
+    if expected and not hmac.compare_digest((bearer_token(request) or "").encode(), expected.encode()):
+        raise NotAuthenticated("GET /metrics needs the bearer token of EXEKRA_METRICS_TOKEN")
     registry: CollectorRegistry | None = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
         registry = CollectorRegistry()

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_SECONDS = 5.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,20 +73,40 @@ class RateLimiter:
             return [self._redis, self._memory]
         return [self._memory]
 
-    async def hit(self, bucket: str, client: str, per_minute: int) -> Decision:
-        """Count one request of `client` in `bucket` and say whether it is allowed."""
-        item = RateLimitItemPerMinute(per_minute)
+    async def _first_answering(self, use: Callable[[SlidingWindowCounterRateLimiter], Awaitable[T]]) -> T:
+        """`use` on Redis, or on memory when Redis fails (then memory alone for a few seconds)."""
         for strategy in self._strategies():
             try:
-                allowed = await strategy.hit(item, bucket, client)
-                stats = await strategy.get_window_stats(item, bucket, client)
-                return Decision(allowed, per_minute, stats.remaining, stats.reset_time)
+                return await use(strategy)
             except Exception as exc:  # any storage failure: fall back to memory
                 if strategy is self._memory:
                     raise
                 log.warning("rate limiter: Redis unavailable (%s), counting in memory", exc)
                 self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
         raise AssertionError("unreachable")
+
+    async def hit(self, bucket: str, client: str, per_minute: int) -> Decision:
+        """Count one request of `client` in `bucket` and say whether it is allowed."""
+        return await self.acquire(bucket, client, RateLimitItemPerMinute(per_minute))
+
+    async def acquire(self, bucket: str, client: str, item: RateLimitItem) -> Decision:
+        """Count one hit of `client` in `bucket` against `item` (any window) and say whether it is allowed; a
+        refused hit is not counted."""
+
+        async def use(strategy: SlidingWindowCounterRateLimiter) -> Decision:
+            allowed = await strategy.hit(item, bucket, client)
+            stats = await strategy.get_window_stats(item, bucket, client)
+            return Decision(allowed, item.amount, stats.remaining, stats.reset_time)
+
+        return await self._first_answering(use)
+
+    async def refund(self, bucket: str, client: str, item: RateLimitItem) -> None:
+        """Take back one counted hit: a hit of cost -1, which the sliding window counter subtracts."""
+
+        async def use(strategy: SlidingWindowCounterRateLimiter) -> bool:
+            return await strategy.hit(item, bucket, client, cost=-1)
+
+        await self._first_answering(use)
 
     async def peek_exceeded(self, bucket: str, client: str, per_minute: int) -> Decision | None:
         """The decision if `client` is already over the limit in `bucket`, without counting a hit."""

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from sqlalchemy import CursorResult, TextClause, Uuid, any_, bindparam, select, text
@@ -254,25 +254,37 @@ class _Archive:
         self.directory = directory
         self.path: Path | None = None
         self._file: gzip.GzipFile | None = None
+        self._raw: BinaryIO | None = None
 
     async def write(self, lines: list[bytes]) -> None:
         await asyncio.to_thread(self._write, lines)
 
     def _write(self, lines: list[bytes]) -> None:
         if self._file is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             self.path = self.directory / f"exekra-executions-{stamp}.jsonl.gz"
-            self._file = gzip.open(self.path, "xb")  # noqa: SIM115 - closed by close()
+            # Created 0600 whatever the umask: an archive holds logs and inputs, which may be secret.
+            self._raw = open(self.path, "xb", opener=_private)  # noqa: SIM115 - closed by close()
+            self._file = gzip.GzipFile(fileobj=self._raw, mode="wb")
         self._file.writelines(lines)
         self._file.flush()  # a sync flush: every line written so far can be read back
         os.fsync(self._file.fileno())
 
     async def close(self) -> Path | None:
-        if self._file is not None:
-            await asyncio.to_thread(self._file.close)
-            self._file = None
+        if self._file is not None and self._raw is not None:
+            await asyncio.to_thread(self._close)
+            self._file = self._raw = None
         return self.path
+
+    def _close(self) -> None:
+        assert self._file is not None and self._raw is not None
+        self._file.close()  # writes the gzip trailer; a GzipFile never closes a file object it was given
+        self._raw.close()
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 async def purge_once(settings: Settings, *, archive_dir: Path | None, retention_days: int) -> PurgeReport | None:

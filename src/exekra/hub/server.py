@@ -22,6 +22,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from exekra.config import Settings, get_settings
+from exekra.hub.triggers.webhooks import redact_webhook_tokens
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -33,9 +34,22 @@ PARENT_CHECK_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
 
+class RedactWebhookTokens(logging.Filter):
+    """The access log shows `/api/webhooks/[redacted]`: a webhook's token is its credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_webhook_tokens(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
-    """The hub's log format and level, in this process."""
+    """The hub's log format and level, in this process, and the access log's redaction (uvicorn's logging
+    set-up keeps a logger's filters)."""
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactWebhookTokens) for f in access.filters):
+        access.addFilter(RedactWebhookTokens())
 
 
 def serve(settings: Settings, *, access_log: bool = False) -> int:
@@ -56,6 +70,9 @@ def serve(settings: Settings, *, access_log: bool = False) -> int:
         "ssl_certfile": str(settings.tls_cert) if settings.tls_cert else None,
         "ssl_keyfile": str(settings.tls_key) if settings.tls_key else None,
         "timeout_graceful_shutdown": 5,
+        # X-Forwarded-* are believed only from EXEKRA_TRUSTED_PROXIES, by the app itself (create_app); uvicorn
+        # would otherwise believe them from 127.0.0.1 (or FORWARDED_ALLOW_IPS).
+        "proxy_headers": False,
     }
     if settings.hub_workers == 1:
         from exekra.hub.app import create_app

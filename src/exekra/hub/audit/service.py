@@ -138,6 +138,18 @@ async def stream_entries(db: Database, f: AuditFilter, batch: int = 1000) -> Asy
             return
 
 
+async def signed_in_from(db: Database, user_id: str, ip: str) -> bool:
+    """Whether the user ever signed in from this address, as far as the audit log still remembers (`auth.login`;
+    walks the user's own entries on `ix_audit_log_actor_id_id`)."""
+    query = (
+        select(AuditEntry.id)
+        .where(AuditEntry.actor_id == user_id, AuditEntry.action == "auth.login", AuditEntry.ip == ip)
+        .limit(1)
+    )
+    async with db.session() as session:
+        return (await session.execute(query)).first() is not None
+
+
 def to_api(entry: AuditEntry) -> dict[str, Any]:
     return {
         "id": str(entry.id),

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
+from exekra.hub.auth import throttle
 from exekra.hub.auth.security import (
     burn_password_check,
     hash_password,
@@ -23,7 +24,7 @@ from exekra.hub.context import Hub
 
 if TYPE_CHECKING:
     from exekra.hub.deps import Principal
-from exekra.hub.errors import Conflict, NotAuthenticated, NotFound, RateLimited, ValidationFailed
+from exekra.hub.errors import Conflict, NotAuthenticated, NotFound, ValidationFailed
 from exekra.hub.users.models import AuthToken, Role, TokenKind, User
 from exekra.hub.users.schemas import NewUser
 
@@ -102,18 +103,21 @@ async def issue_token(
     return token, row
 
 
-async def authenticate(db: Database, email: str, password: str) -> User:
-    """The user for these credentials, or NotAuthenticated (same message whatever was wrong)."""
+async def _find_user(db: Database, account: str) -> User | None:
     async with db.session() as session:
-        user = (
-            await session.execute(select(User).where(func.lower(User.email) == email.strip().lower()))
+        found: User | None = (
+            await session.execute(select(User).where(func.lower(User.email) == account))
         ).scalar_one_or_none()
+    return found
+
+
+async def _password_matches(user: User | None, password: str) -> bool:
+    """Whether `user` exists, is enabled and has this password; an unknown account costs the time of a real
+    check (no enumeration by timing)."""
     if user is None:
         await burn_password_check(password)
-        raise NotAuthenticated("Wrong email or password")
-    if not await verify_password(user.password_hash, password) or user.disabled:
-        raise NotAuthenticated("Wrong email or password")
-    return user
+        return False
+    return await verify_password(user.password_hash, password) and not user.disabled
 
 
 async def revoke_token(db: Database, token_id: uuid.UUID, user_id: uuid.UUID, actor: Actor, action: str) -> None:
@@ -160,36 +164,23 @@ async def ensure_admin(db: Database, email: str, password: str) -> bool:
 
 
 async def sign_in(hub: Hub, email: str, password: str, ip: str) -> tuple[User, str]:
-    """A session for these credentials, for the API and the dashboard alike.
-
-    Failures count per account and per address (`EXEKRA_LOGIN_FAILURES_PER_MINUTE`); once either is over,
-    RateLimited (with Retry-After) is raised before the password is even checked.
+    """A session for these credentials, for the API and the dashboard alike; NotAuthenticated (the same message
+    whatever was wrong), or RateLimited by the sign-in limits (`auth/throttle.py`) before the password is checked.
     """
     account = email.strip().lower()
-    await _refuse_when_failing(hub, ip, account)
-    try:
-        user = await authenticate(hub.db, email, password)
-    except NotAuthenticated:
-        await _count_failure(hub, ip, account)
-        raise
+    user = await _find_user(hub.db, account)
+    async with throttle.password_check(hub, ip, account, user.id if user else None) as check:
+        matched = await _password_matches(user, password)  # also for an unknown account: the same time
+        if user is None or not matched:
+            await _record_failure(hub, ip, account)
+            raise NotAuthenticated("Wrong email or password")
+        check.passed()
     return user, await _new_session(hub, user, Actor("USER", str(user.id), ip))
 
 
-async def _refuse_when_failing(hub: Hub, ip: str, account: str) -> None:
-    """RateLimited (with Retry-After) once the failed password checks of the address or the account are over
-    `EXEKRA_LOGIN_FAILURES_PER_MINUTE`."""
-    for bucket, key in (("login-ip", ip), ("login-account", account)):
-        blocked = await hub.limiter.peek_exceeded(bucket, key, hub.settings.login_failures_per_minute)
-        if blocked is not None:
-            raise RateLimited("Too many failed sign-ins, try again later", headers=blocked.headers())
-
-
-async def _count_failure(hub: Hub, ip: str, account: str) -> None:
-    """Count a failed password check against the address and the account, and audit it (`auth.login_failed`:
-    only checks under the limit get here, so the entries are bounded by it)."""
-    limit = hub.settings.login_failures_per_minute
-    await hub.limiter.hit("login-ip", ip, limit)
-    await hub.limiter.hit("login-account", account, limit)
+async def _record_failure(hub: Hub, ip: str, account: str) -> None:
+    """Audit a failed password check (`auth.login_failed`: only admitted checks get here, so the entries are
+    bounded by the sign-in limits)."""
     async with hub.db.transaction() as session:
         audit.record(session, Actor("USER", None, ip), "auth.login_failed", "user", None, {"email": account[:320]})
 
@@ -199,13 +190,14 @@ async def change_password(hub: Hub, principal: Principal, current: str, new: str
     one by one). A wrong current password counts as a failed sign-in of the account."""
     user = await get_user(hub.db, principal.user_id)
     account = user.email.strip().lower()
-    await _refuse_when_failing(hub, principal.ip, account)
-    if not await verify_password(user.password_hash, current):
-        await _count_failure(hub, principal.ip, account)
-        raise ValidationFailed(
-            "currentPassword: wrong password",
-            details=[{"loc": ["body", "currentPassword"], "msg": "wrong password", "type": "wrong_password"}],
-        )
+    async with throttle.password_check(hub, principal.ip, account, user.id) as check:
+        if not await verify_password(user.password_hash, current):
+            await _record_failure(hub, principal.ip, account)
+            raise ValidationFailed(
+                "currentPassword: wrong password",
+                details=[{"loc": ["body", "currentPassword"], "msg": "wrong password", "type": "wrong_password"}],
+            )
+        check.passed()
     password_hash = await hash_password(new)
     async with hub.db.transaction() as session:
         changed = await session.get(User, user.id, with_for_update=True)

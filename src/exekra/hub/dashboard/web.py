@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 from fastapi import Depends, Request, Response
@@ -22,7 +22,14 @@ from starlette.responses import RedirectResponse
 from exekra import __version__
 from exekra.hub.context import Hub
 from exekra.hub.dashboard import formatting
-from exekra.hub.deps import OptionalPrincipal, Principal, get_hub, optional_principal, presented_token
+from exekra.hub.deps import (
+    OptionalPrincipal,
+    Principal,
+    from_this_hub,
+    get_hub,
+    optional_principal,
+    presented_token,
+)
 from exekra.hub.errors import ExekraError, Forbidden, NotAuthenticated
 from exekra.hub.users.models import Role
 
@@ -59,10 +66,8 @@ def csrf_token(request: Request) -> str | None:
 
 
 def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    """No `Origin` (the form token alone then vouches), or this hub's."""
+    return "origin" not in request.headers or from_this_hub(request, get_hub(request).settings.public_url)
 
 
 async def check_csrf(request: Request) -> None:

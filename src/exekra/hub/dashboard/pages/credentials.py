@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from exekra.hub.credentials import service
 from exekra.hub.credentials.schemas import CredentialPatch, NewCredential
 from exekra.hub.dashboard.web import PageRoute, form_problem, redirect, render
-from exekra.hub.deps import DeveloperUser, get_hub
+from exekra.hub.deps import DeveloperUser, PageNumber, get_hub
 from exekra.hub.errors import Conflict, ExekraError
 from exekra.hub.lookup import parse_id
 
@@ -56,7 +56,7 @@ async def _list_context(request: Request, page: int) -> dict[str, Any]:
 
 
 @router.get("/credentials")
-async def credentials_page(request: Request, user: DeveloperUser, page: int = 1) -> Response:
+async def credentials_page(request: Request, user: DeveloperUser, page: PageNumber = 1) -> Response:
     return render(request, "credentials.html", await _list_context(request, page), section="credentials")
 
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from exekra.hub.dashboard import charts
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
-from exekra.hub.deps import AdminUser, CurrentUser, get_hub
+from exekra.hub.deps import AdminUser, CurrentUser, PageNumber, get_hub
 from exekra.hub.errors import Conflict, LicenseLimit
 from exekra.hub.executions.queries import ExecutionFilter
 from exekra.hub.lookup import parse_id
@@ -51,13 +51,15 @@ async def _table(request: Request, status: str | None, page: int) -> dict[str, A
 
 
 @router.get("/runners")
-async def runners_page(request: Request, user: CurrentUser, status: str | None = None, page: int = 1) -> Response:
+async def runners_page(
+    request: Request, user: CurrentUser, status: str | None = None, page: PageNumber = 1
+) -> Response:
     context = await _table(request, status, page)
     return render(request, "runners.html", {**context, "form": {}}, section="runners")
 
 
 @router.get("/runners/rows")
-async def runner_rows(request: Request, user: CurrentUser, status: str | None = None, page: int = 1) -> Response:
+async def runner_rows(request: Request, user: CurrentUser, status: str | None = None, page: PageNumber = 1) -> Response:
     """The table body, refreshed by htmx every few seconds (live status and metrics)."""
     return render(request, "_runner_rows.html", await _table(request, status, page))
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, Request, Response
 from pydantic import ValidationError
 
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
-from exekra.hub.deps import CurrentUser, DeveloperUser, get_hub
+from exekra.hub.deps import CurrentUser, DeveloperUser, PageNumber, get_hub
 from exekra.hub.errors import ExekraError, NotFound, ValidationFailed
 from exekra.hub.lookup import parse_id
 from exekra.hub.triggers import overview, service
@@ -95,7 +95,9 @@ def _explain_or_none(trigger: Trigger) -> str | None:
 
 
 @router.get("/triggers")
-async def triggers_page(request: Request, user: CurrentUser, workflow: str | None = None, page: int = 1) -> Response:
+async def triggers_page(
+    request: Request, user: CurrentUser, workflow: str | None = None, page: PageNumber = 1
+) -> Response:
     return render(request, "triggers.html", await _list_context(request, workflow, page), section="triggers")
 
 

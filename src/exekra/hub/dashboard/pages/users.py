@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from exekra.hub.auth import service as auth
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
-from exekra.hub.deps import AdminUser, get_hub
+from exekra.hub.deps import AdminUser, PageNumber, get_hub
 from exekra.hub.errors import Conflict
 from exekra.hub.lookup import parse_id
 from exekra.hub.users import service
@@ -22,7 +22,7 @@ PAGE_SIZE = 50
 
 
 @router.get("/users")
-async def users_page(request: Request, admin: AdminUser, search: str = "", page: int = 1) -> Response:
+async def users_page(request: Request, admin: AdminUser, search: str = "", page: PageNumber = 1) -> Response:
     page = max(1, page)
     users, total = await service.list_users(
         get_hub(request).db, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE, search=search.strip()[:200] or None

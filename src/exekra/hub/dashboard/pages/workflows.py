@@ -13,7 +13,7 @@ from exekra.hub.context import Hub
 from exekra.hub.dashboard.formatting import pretty_json
 from exekra.hub.dashboard.inputs import input_fields, read_inputs, undeclared_fields
 from exekra.hub.dashboard.web import PageRoute, attempt, form_problem, redirect, render
-from exekra.hub.deps import CurrentUser, DeveloperUser, Principal, get_hub
+from exekra.hub.deps import CurrentUser, DeveloperUser, PageNumber, Principal, get_hub
 from exekra.hub.errors import Conflict, ExekraError, NotFound, PayloadTooLarge, ValidationFailed
 from exekra.hub.executions.creation import ExecutionRequest
 from exekra.hub.executions.models import TriggerType
@@ -39,7 +39,7 @@ STARTER_DEFINITION: dict[str, Any] = {
 
 @router.get("/workflows")
 async def workflows_page(
-    request: Request, user: CurrentUser, q: str = "", archived: bool = False, page: int = 1
+    request: Request, user: CurrentUser, q: str = "", archived: bool = False, page: PageNumber = 1
 ) -> Response:
     page = max(1, page)
     summaries, total = await service.list_workflows(
