@@ -15,8 +15,10 @@ PER_MINUTE = 3
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Wall-clock time as the limiter sees it, moved by the test (`clock[0] += seconds`)."""
-    now = [time.time()]
+    """Wall-clock time as the limiter sees it, moved by the test (`clock[0] += seconds`). It starts just after
+    01:00 UTC of a fixed day: the limiter's windows are aligned to the clock, and a test starting at 17:55 of
+    the real clock would see the hour's window restart at 18:00."""
+    now = [float(1_800_000_000 // 86_400 * 86_400 + 3_601)]
     monkeypatch.setattr(time, "time", lambda: now[0])
     return now
 
