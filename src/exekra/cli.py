@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,16 +23,20 @@ def _hub(args: argparse.Namespace) -> int:
     from exekra.hub.server import serve
 
     settings = get_settings()
-    overrides = {
+    overrides: dict[str, object] = {
         k: v for k, v in (("host", args.host), ("port", args.port), ("hub_workers", args.workers)) if v is not None
     }
+    if args.access_log:
+        overrides["access_log"] = True
+    if "EXEKRA_LOG_JSON" not in os.environ:
+        overrides["log_json"] = True  # a server's logs are read by machines; set EXEKRA_LOG_JSON=false for text
     settings = settings.model_copy(update=overrides)
     if not settings.database_url:
         raise UsageError(NO_DATABASE)
     load_public_key(settings.license_public_key)  # a key that cannot be used is refused before the hub starts
     with database_errors(settings.database_url):
         asyncio.run(ensure_migrated(settings.database_url))
-    return serve(settings, access_log=args.access_log)
+    return serve(settings)
 
 
 def _positive_int(text: str) -> int:

@@ -63,7 +63,10 @@ class Settings(BaseSettings):
         max_length=64,
         description="Start of this hub's per-process id in /api/health (`instance`); `exekra up` sets it.",
     )
-    log_json: bool = Field(default=False, description="Structured JSON logs (production).")
+    log_json: bool = Field(
+        default=False, description="One JSON object per log line (the default of `exekra hub`, see docs/operations.md)."
+    )
+    access_log: bool = Field(default=False, description="One log line per request (`exekra hub --access-log`).")
     log_level: str = Field(default="INFO", description="Hub log level.")
 
     # Runner protocol intervals handed to runners

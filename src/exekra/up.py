@@ -283,6 +283,7 @@ def run_up(args: argparse.Namespace) -> int:
             "EXEKRA_PORT": str(port),
             "EXEKRA_INSTANCE_PREFIX": instance_prefix,
         }
+        env.setdefault("EXEKRA_LOG_JSON", "false")  # a person reads these lines, in a terminal
         if redis_url:
             env["REDIS_URL"] = redis_url
         if args.workers:
