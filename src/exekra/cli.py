@@ -28,7 +28,8 @@ def _hub(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update=overrides)
     if not settings.database_url:
         raise UsageError(NO_DATABASE)
-    load_public_key(settings.license_public_key)  # a key that cannot be used is refused before the hub starts
+    load_public_key(settings.license_public_key)  # keys that cannot be used are refused before the hub starts
+    settings.resolve_secret_key()
     with database_errors(settings.database_url):
         asyncio.run(ensure_migrated(settings.database_url))
     return serve(settings, access_log=args.access_log)

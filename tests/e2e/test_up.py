@@ -29,7 +29,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 def _start_up(home: Path, port: int, output: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {"EXEKRA_ADMIN_PASSWORD": PASSWORD, "EXEKRA_SECRET_KEY": "up-test"}
+    env |= {"EXEKRA_ADMIN_PASSWORD": PASSWORD, "EXEKRA_SECRET_KEY": "ZXhla3JhIHVwIGUyZSB0ZXN0IGtleSwgMzIgYnl0ZXM="}
     with output.open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "exekra.cli", "up", "--runners", "1", "--port", str(port), "--home", str(home)],
