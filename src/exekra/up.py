@@ -115,8 +115,8 @@ async def _prepare(
     from exekra.hub.effects import EffectApplier
     from exekra.hub.license.service import Licensing
 
-    await upgrade_async(database_url)
     settings = settings.model_copy(update={"database_url": database_url, "home": home})
+    await upgrade_async(database_url, settings)
     db = Database(settings, EffectApplier())
     try:
         licensing = Licensing.from_settings(db, settings, settings.resolve_secret_key())
