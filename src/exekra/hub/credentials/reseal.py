@@ -40,8 +40,9 @@ BATCH = 500
 SecretKeys = Callable[[], tuple[bytes, bytes] | None]
 """(the master key, the master key as derived before 0012), or None when neither is at hand (`Settings.existing_secret_keys`)."""
 
-_LEGACY = "substring({column} FROM 1 FOR {length}) IS DISTINCT FROM :marker".format
-_SEALED = "substring({column} FROM 1 FOR {length}) = :marker".format
+# How a stored value's first bytes compare with the marker: values of before 0012, values sealed since.
+_LEGACY = "IS DISTINCT FROM"
+_SEALED = "="
 
 
 @dataclass
@@ -89,15 +90,17 @@ async def reseal_at_start(db: Database, settings: Settings) -> Rewritten:
 def _rewrite(
     connection: Connection,
     keys: SecretKeys,
-    which: Callable[..., str],
+    comparison: str,
     transform: Callable[[bytes, bytes, object, bytes], bytes],
     batch: int | None,
 ) -> Rewritten:
     batch = batch or BATCH
     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RESEAL_LOCK})
     marker = {"marker": SEALED_V1}
-    credentials_where = which(column="encrypted_fields", length=len(SEALED_V1))
-    licence_where = "license_sealed IS NOT NULL AND " + which(column="license_sealed", length=len(SEALED_V1))
+    credentials_where = f"substring(encrypted_fields FROM 1 FOR {len(SEALED_V1)}) {comparison} :marker"
+    licence_where = (
+        f"license_sealed IS NOT NULL AND substring(license_sealed FROM 1 FOR {len(SEALED_V1)}) {comparison} :marker"
+    )
     done = Rewritten()
     pending = connection.execute(
         text(
