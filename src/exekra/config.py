@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     )
     previous_secret_key: str | None = Field(
         default=None,
-        description="The EXEKRA_SECRET_KEY credentials were encrypted under before migration 0012, when the key "
+        description="The EXEKRA_SECRET_KEY credentials were encrypted under before migration 0013, when the key "
         "has changed since (a passphrase shorter than 16 characters must): only read to re-encrypt them once.",
     )
     license_public_key: str | None = Field(
@@ -257,13 +257,13 @@ class Settings(BaseSettings):
         return _key_from_file(key_file)
 
     def existing_secret_keys(self) -> tuple[bytes, bytes] | None:
-        """(the master key, the master key as Exekra derived it before migration 0012), without creating a key
+        """(the master key, the master key as Exekra derived it before migration 0013), without creating a key
         file: None when there is neither EXEKRA_SECRET_KEY nor a key file. For re-encrypting old values."""
         if not self.secret_key and not (self.home / "secret.key").exists():
             return None
         current = self.resolve_secret_key()
         if self.previous_secret_key or self.secret_key:
-            # Before 0012 the value, whatever it was, went through one SHA-256.
+            # Before 0013 the value, whatever it was, went through one SHA-256.
             legacy = (self.previous_secret_key or self.secret_key or "").encode()
             return current, hashlib.sha256(legacy).digest()
         return current, current  # key files always held the 32 bytes themselves
@@ -308,7 +308,7 @@ def _base64_key(value: str) -> bytes | None:
 def _key_from_file(path: Path) -> bytes:
     data = path.read_bytes()
     if len(data) == SECRET_KEY_BYTES:
-        return data  # key files written before 0012 hold the raw bytes
+        return data  # key files written before 0013 hold the raw bytes
     key = _base64_key(data.decode("ascii", errors="replace"))
     if key is None:
         raise SecretKeyError(f"{path} does not hold a key (32 bytes in base64): restore it from a backup")

@@ -83,7 +83,7 @@ def test_decryption_fails_with_another_key_or_altered_bytes() -> None:
         decrypt_fields(key, blob[:-1] + bytes([blob[-1] ^ 1]), HERE)
     with pytest.raises(DecryptionFailed):
         decrypt_fields(key, blob[: len(SEALED_V1) + NONCE_BYTES], HERE)
-    with pytest.raises(DecryptionFailed, match="before migration 0012"):
+    with pytest.raises(DecryptionFailed, match="before migration 0013"):
         decrypt_fields(key, blob[len(SEALED_V1) :], HERE)  # no marker: the old format is not read here
 
 

@@ -1,5 +1,5 @@
 """Schema migrations: an empty database upgrades to head, models and migrations agree, the hub refuses stale schemas;
-0012 re-encrypts the values sealed before it."""
+0013 re-encrypts the values sealed before it."""
 
 from __future__ import annotations
 
@@ -110,10 +110,10 @@ def test_connection_limit_in_database_url_sets_pool_size() -> None:
     assert urlsplit(Settings(database_url="postgresql+asyncpg://h/db").sqlalchemy_url).scheme == "postgresql+asyncpg"
 
 
-# --- 0012: values sealed before are re-encrypted, bound to their row -------------------------------------
+# --- 0013: values sealed before are re-encrypted, bound to their row -------------------------------------
 
 NEW_KEY = base64.b64encode(bytes(range(32))).decode()
-LEGACY_MASTER = hashlib.sha256(NEW_KEY.encode()).digest()  # how the hub derived its key from this value before 0012
+LEGACY_MASTER = hashlib.sha256(NEW_KEY.encode()).digest()  # how the hub derived its key from this value before 0013
 LICENCE_TEXT = '{"license": {"licensee": "Old Ltd"}, "signature": "x"}'
 
 
@@ -132,10 +132,10 @@ async def _sql(database_url: str, statement: str, params: dict[str, Any] | None 
         await engine.dispose()
 
 
-async def _seed_0011(database_url: str, credentials: int) -> dict[uuid.UUID, bytes]:
-    """A database at 0011 holding `credentials` credentials and a licence sealed the old way, and one credential
+async def _seed_0012(database_url: str, credentials: int) -> dict[uuid.UUID, bytes]:
+    """A database at 0012 holding `credentials` credentials and a licence sealed the old way, and one credential
     sealed under another key."""
-    await asyncio.to_thread(command.upgrade, alembic_config(database_url), "0011")
+    await asyncio.to_thread(command.upgrade, alembic_config(database_url), "0012")
     stored = {uuid.uuid4(): _legacy_blob({"token": f"t-{i}"}) for i in range(credentials)}
     stored[uuid.uuid4()] = _legacy_blob({"token": "lost"}, master=b"x" * 32)
     for i, (credential_id, blob) in enumerate(stored.items()):
@@ -168,18 +168,18 @@ def _assert_resealed(before: dict[uuid.UUID, bytes], after: dict[uuid.UUID, byte
     assert decrypt_fields(key, licence, LICENSE_CONTEXT) == {"license": LICENCE_TEXT}
 
 
-async def test_0012_re_encrypts_every_old_value_in_batches_and_the_downgrade_seals_them_as_before(
+async def test_0013_re_encrypts_every_old_value_in_batches_and_the_downgrade_seals_them_as_before(
     empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = await _seed_0011(empty_database_url, credentials=5)
+    before = await _seed_0012(empty_database_url, credentials=5)
     monkeypatch.setattr(reseal, "BATCH", 2)
     settings = Settings(home=tmp_path, secret_key=NEW_KEY)
     cfg = alembic_config(empty_database_url, settings)
-    await asyncio.to_thread(command.upgrade, cfg, "0012")
+    await asyncio.to_thread(command.upgrade, cfg, "0013")
     after, licence = await _stored(empty_database_url)
     _assert_resealed(before, after, licence)
 
-    await asyncio.to_thread(command.downgrade, cfg, "0011")
+    await asyncio.to_thread(command.downgrade, cfg, "0012")
     downgraded, licence = await _stored(empty_database_url)
     legacy = credentials_key(LEGACY_MASTER)
     for credential_id, blob in downgraded.items():
@@ -190,12 +190,12 @@ async def test_0012_re_encrypts_every_old_value_in_batches_and_the_downgrade_sea
     assert decrypt_legacy_fields(legacy, licence) == {"license": LICENCE_TEXT}
 
 
-async def test_without_the_key_0012_leaves_old_values_and_the_hub_re_encrypts_them_at_start(
+async def test_without_the_key_0013_leaves_old_values_and_the_hub_re_encrypts_them_at_start(
     empty_database_url: str, tmp_path: Path
 ) -> None:
-    before = await _seed_0011(empty_database_url, credentials=3)
+    before = await _seed_0012(empty_database_url, credentials=3)
     keyless = Settings(home=tmp_path / "empty-home", secret_key=None)
-    await asyncio.to_thread(command.upgrade, alembic_config(empty_database_url, keyless), "0012")
+    await asyncio.to_thread(command.upgrade, alembic_config(empty_database_url, keyless), "0013")
     left, licence = await _stored(empty_database_url)
     assert left == before and not licence.startswith(SEALED_V1)
     assert not (tmp_path / "empty-home").exists()  # the migration made no key file

@@ -38,7 +38,7 @@ def test_processes_starting_together_all_read_the_one_key_file_they_created(tmp_
     assert stat.S_IMODE((home / "secret.key").stat().st_mode) == 0o600
 
 
-def test_a_key_file_written_before_0012_with_the_raw_bytes_is_kept(tmp_path: Path) -> None:
+def test_a_key_file_written_before_0013_with_the_raw_bytes_is_kept(tmp_path: Path) -> None:
     (tmp_path / "secret.key").write_bytes(b"k" * 32)
     assert Settings(home=tmp_path, secret_key=None).resolve_secret_key() == b"k" * 32
 
@@ -92,7 +92,7 @@ def test_a_passphrase_shorter_than_16_characters_is_refused(tmp_path: Path, shor
         Settings(home=tmp_path, secret_key=short).resolve_secret_key()
 
 
-def test_the_keys_of_before_0012_are_derived_for_re_encryption_without_making_a_key_file(tmp_path: Path) -> None:
+def test_the_keys_of_before_0013_are_derived_for_re_encryption_without_making_a_key_file(tmp_path: Path) -> None:
     assert Settings(home=tmp_path, secret_key=None).existing_secret_keys() is None
     assert not (tmp_path / "secret.key").exists()
 

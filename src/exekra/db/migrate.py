@@ -25,7 +25,7 @@ class DatabaseNotMigrated(RuntimeError):
 def alembic_config(database_url: str, settings: Settings | None = None) -> Config:
     """An Alembic config pointing at the packaged migrations and the given database.
 
-    `settings` reach the migrations that need the secret key (0012), when they are not the environment's.
+    `settings` reach the migrations that need the secret key (0013), when they are not the environment's.
     """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

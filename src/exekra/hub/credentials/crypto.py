@@ -3,7 +3,7 @@ master key, each value bound to what it belongs to.
 
 A sealed value is `SEALED_V1` + a random 12-byte nonce + the ciphertext. The associated data is the marker
 followed by the value's context (`credential_context(id)`, `LICENSE_CONTEXT`): a value copied onto another row
-fails to decrypt there. Values sealed before migration 0012 have no marker, no associated data, and a master key
+fails to decrypt there. Values sealed before migration 0013 have no marker, no associated data, and a master key
 derived the old way; `decrypt_legacy_fields` reads them only to re-encrypt them (`exekra.hub.credentials.reseal`).
 """
 
@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 SEALED_V1 = b"exk\x01"
-"""The version marker that starts every value sealed since migration 0012."""
+"""The version marker that starts every value sealed since migration 0013."""
 NONCE_BYTES = 12
 LICENSE_CONTEXT = b"license"
 _INFO = b"exekra-credentials"
@@ -28,7 +28,7 @@ _INFO = b"exekra-credentials"
 
 class DecryptionFailed(Exception):
     """The stored bytes do not decrypt here: another secret key, another row's value, tampering, or a value in the
-    format of before 0012 that was not re-encrypted."""
+    format of before 0013 that was not re-encrypted."""
 
 
 @lru_cache(maxsize=8)
@@ -51,23 +51,18 @@ def encrypt_fields(key: bytes, fields: dict[str, str], context: bytes) -> bytes:
 def decrypt_fields(key: bytes, blob: bytes, context: bytes) -> dict[str, str]:
     """The fields sealed by `encrypt_fields` for `context`; DecryptionFailed otherwise."""
     if not blob.startswith(SEALED_V1):
-        raise DecryptionFailed("the value is in the format of before migration 0012 and was not re-encrypted")
+        raise DecryptionFailed("the value is in the format of before migration 0013 and was not re-encrypted")
     sealed = blob[len(SEALED_V1) :]
     return _open(key, sealed, SEALED_V1 + context, "the value belongs to another row, or the secret key changed")
 
 
-def is_legacy(blob: bytes) -> bool:
-    """Whether a stored value was sealed before migration 0012."""
-    return not blob.startswith(SEALED_V1)
-
-
 def decrypt_legacy_fields(key: bytes, blob: bytes) -> dict[str, str]:
-    """The fields of a value sealed before migration 0012 (no marker, no associated data), to re-encrypt it."""
-    return _open(key, blob, None, "the value does not decrypt with the secret key of before 0012")
+    """The fields of a value sealed before migration 0013 (no marker, no associated data), to re-encrypt it."""
+    return _open(key, blob, None, "the value does not decrypt with the secret key of before 0013")
 
 
 def encrypt_legacy_fields(key: bytes, fields: dict[str, str]) -> bytes:
-    """The fields sealed as before migration 0012, for its downgrade only."""
+    """The fields sealed as before migration 0013, for its downgrade only."""
     nonce = os.urandom(NONCE_BYTES)
     return nonce + AESGCM(key).encrypt(nonce, orjson.dumps(fields), None)
 

@@ -1,7 +1,7 @@
-"""Re-encryption of the values sealed before migration 0012 (credentials' fields and the installed licence) into
-the format of `crypto`: the version marker, bound to their row, under the master key as derived since 0012.
+"""Re-encryption of the values sealed before migration 0013 (credentials' fields and the installed licence) into
+the format of `crypto`: the version marker, bound to their row, under the master key as derived since 0013.
 
-Migration 0012 runs `reseal_legacy` when the secret key is at hand where it runs (EXEKRA_SECRET_KEY, or the key
+Migration 0013 runs `reseal_legacy` when the secret key is at hand where it runs (EXEKRA_SECRET_KEY, or the key
 file under EXEKRA_HOME); every hub process runs it again at start (`reseal_at_start`), so values the migration
 could not re-encrypt are re-encrypted before the hub reads them. Both hold one transaction-level advisory lock,
 so concurrent runs take turns and the later ones find nothing left. A value that does not decrypt with the old
@@ -38,9 +38,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 SecretKeys = Callable[[], tuple[bytes, bytes] | None]
-"""(the master key, the master key as derived before 0012), or None when neither is at hand (`Settings.existing_secret_keys`)."""
+"""(the master key, the master key as derived before 0013), or None when neither is at hand (`Settings.existing_secret_keys`)."""
 
-# How a stored value's first bytes compare with the marker: values of before 0012, values sealed since.
+# How a stored value's first bytes compare with the marker: values of before 0013, values sealed since.
 _LEGACY = "IS DISTINCT FROM"
 _SEALED = "="
 
@@ -56,7 +56,7 @@ class Rewritten:
 
 
 def reseal_legacy(connection: Connection, keys: SecretKeys, batch: int | None = None) -> Rewritten:
-    """Re-encrypt every value sealed before 0012, `batch` rows at a time, on the caller's transaction."""
+    """Re-encrypt every value sealed before 0013, `batch` rows at a time, on the caller's transaction."""
 
     def reseal(current: bytes, legacy: bytes, row_id: object, blob: bytes) -> bytes:
         context = LICENSE_CONTEXT if row_id is None else credential_context(str(row_id))
@@ -66,7 +66,7 @@ def reseal_legacy(connection: Connection, keys: SecretKeys, batch: int | None = 
 
 
 def seal_as_legacy(connection: Connection, keys: SecretKeys, batch: int | None = None) -> Rewritten:
-    """The reverse, for the downgrade of 0012: every value sealed since, sealed again as before."""
+    """The reverse, for the downgrade of 0013: every value sealed since, sealed again as before."""
 
     def unseal(current: bytes, legacy: bytes, row_id: object, blob: bytes) -> bytes:
         context = LICENSE_CONTEXT if row_id is None else credential_context(str(row_id))
@@ -81,9 +81,9 @@ async def reseal_at_start(db: Database, settings: Settings) -> Rewritten:
     async with db.engine.begin() as connection:
         done = await connection.run_sync(reseal_legacy, lambda: keys)
     if done.rewritten:
-        log.info("re-encrypted %d values sealed before migration 0012", done.rewritten)
+        log.info("re-encrypted %d values sealed before migration 0013", done.rewritten)
     if done.undecryptable:
-        log.warning("%d values sealed before migration 0012 do not decrypt with this hub's key", done.undecryptable)
+        log.warning("%d values sealed before migration 0013 do not decrypt with this hub's key", done.undecryptable)
     return done
 
 

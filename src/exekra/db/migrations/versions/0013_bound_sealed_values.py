@@ -1,8 +1,8 @@
 """Credentials' fields and the licence are sealed with a version marker, bound to their row, under the master key
 as derived since this version
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-03 18:00:00.000000
 
 No column changes: every value sealed before is re-encrypted in place, in batches
@@ -20,8 +20,8 @@ from alembic import context, op
 from exekra.config import Settings, get_settings
 from exekra.hub.credentials.reseal import reseal_legacy, seal_as_legacy
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -37,17 +37,17 @@ def _settings() -> Settings:
 def upgrade() -> None:
     done = reseal_legacy(op.get_bind(), _settings().existing_secret_keys)
     if done.keys_missing:
-        log.warning("0012: no secret key here; the hub re-encrypts the stored credentials and licence at start")
+        log.warning("0013: no secret key here; the hub re-encrypts the stored credentials and licence at start")
     if done.undecryptable:
-        log.warning("0012: %d stored values do not decrypt with the secret key; left as they are", done.undecryptable)
+        log.warning("0013: %d stored values do not decrypt with the secret key; left as they are", done.undecryptable)
 
 
 def downgrade() -> None:
-    # Before 0012 the hub derived its key from EXEKRA_SECRET_KEY alone: seal for that, not for a previous key.
+    # Before 0013 the hub derived its key from EXEKRA_SECRET_KEY alone: seal for that, not for a previous key.
     settings = _settings().model_copy(update={"previous_secret_key": None})
     done = seal_as_legacy(op.get_bind(), settings.existing_secret_keys)
     if done.keys_missing or done.undecryptable:
         raise RuntimeError(
-            "0012 downgrade: the stored credentials and licence cannot be sealed as before without the secret key "
+            "0013 downgrade: the stored credentials and licence cannot be sealed as before without the secret key "
             "they were sealed with (EXEKRA_SECRET_KEY or the key file)"
         )
