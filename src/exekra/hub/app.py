@@ -29,6 +29,7 @@ from exekra.db.session import Database
 from exekra.hub import observability
 from exekra.hub.auth.security import RunnerTokens
 from exekra.hub.context import Hub
+from exekra.hub.credentials.reseal import reseal_at_start
 from exekra.hub.dashboard.routes import install_dashboard
 from exekra.hub.deps import HubDep, rate_limit
 from exekra.hub.dispatch.switching import SwitchingDispatcher
@@ -146,7 +147,9 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url
         await ensure_migrated(settings.database_url)
+        await asyncio.to_thread(settings.resolve_secret_key)  # a passphrase's scrypt, off the event loop (cached)
         hub = build_hub(settings)
+        await reseal_at_start(hub.db, settings)
         hub.started_at = time.time()
         app.state.hub = hub
         await hub.listener.start()
