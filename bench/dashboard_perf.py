@@ -153,7 +153,7 @@ async def running_hub(database_url: str, home: Path) -> AsyncIterator[tuple[Hub,
         database_url=database_url,
         redis_url=None,
         home=home,
-        secret_key="dashboard-perf",
+        secret_key="ZXhla3JhIGRhc2hib2FyZCBwZXJmIGtleSAzMiBieXQ=",  # 32 bytes in base64
         rate_limit_per_minute=10_000_000,
     )
     app = create_app(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,16 +23,21 @@ def _hub(args: argparse.Namespace) -> int:
     from exekra.hub.server import serve
 
     settings = get_settings()
-    overrides = {
+    overrides: dict[str, object] = {
         k: v for k, v in (("host", args.host), ("port", args.port), ("hub_workers", args.workers)) if v is not None
     }
+    if args.access_log:
+        overrides["access_log"] = True
+    if "EXEKRA_LOG_JSON" not in os.environ:
+        overrides["log_json"] = True  # a server's logs are read by machines; set EXEKRA_LOG_JSON=false for text
     settings = settings.model_copy(update=overrides)
     if not settings.database_url:
         raise UsageError(NO_DATABASE)
-    load_public_key(settings.license_public_key)  # a key that cannot be used is refused before the hub starts
+    load_public_key(settings.license_public_key)  # keys that cannot be used are refused before the hub starts
+    settings.resolve_secret_key()
     with database_errors(settings.database_url):
         asyncio.run(ensure_migrated(settings.database_url))
-    return serve(settings, access_log=args.access_log)
+    return serve(settings)
 
 
 def _positive_int(text: str) -> int:
@@ -135,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
             "REDIS_URL": "redis://host:port/db or unix:///path (optional)",
             "EXEKRA_HOST / EXEKRA_PORT": "where to listen (127.0.0.1 / 4545; --host/--port override)",
             "EXEKRA_HUB_WORKERS": "worker processes serving the port (1; --workers overrides)",
-            "EXEKRA_SECRET_KEY": "master key for credentials and tokens (default: a key file under EXEKRA_HOME)",
+            "EXEKRA_SECRET_KEY": "master key: 32 bytes in base64, or a passphrase of 16+ characters "
+            "(default: a key file under EXEKRA_HOME)",
             "EXEKRA_TLS_CERT / _KEY": "serve HTTPS with this certificate and key",
         },
         examples=[

@@ -74,9 +74,10 @@ def explain(exc: Exception) -> CommandError:
     from exekra.runner.config import RunnerConfigError
 
     if isinstance(exc, ValueError):
+        from exekra.config import SecretKeyError
         from exekra.hub.license.envelope import PublicKeyUnusable
 
-        if isinstance(exc, PublicKeyUnusable):
+        if isinstance(exc, (PublicKeyUnusable, SecretKeyError)):
             return UsageError(str(exc))
     if isinstance(exc, CommandError):
         return exc

@@ -6,7 +6,10 @@ or a line in a `.env` file in the working directory. The README's configuration 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -20,6 +23,17 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_POOL_SIZE = 10
+
+SECRET_KEY_BYTES = 32
+MIN_PASSPHRASE_CHARS = 16
+# scrypt for a passphrase given as EXEKRA_SECRET_KEY: 128 MiB and about half a second, once per process. The salt
+# is fixed (every hub process and every restart must derive the same key) and documented in docs/security.md.
+SCRYPT_SALT = hashlib.sha256(b"exekra secret key v1").digest()
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
+
+
+class SecretKeyError(ValueError):
+    """EXEKRA_SECRET_KEY, or the key file, cannot be used as the master key."""
 
 
 class Settings(BaseSettings):
@@ -51,7 +65,14 @@ class Settings(BaseSettings):
     tls_key: Path | None = Field(default=None, description="PEM private key for tls_cert.")
     secret_key: str | None = Field(
         default=None,
-        description="Key for credential encryption and token signing; unset = key file under home (0600).",
+        description="Master key for credential encryption and token signing: 32 random bytes in base64 (used as "
+        "is), or a passphrase of at least 16 characters (stretched with scrypt); unset = the key file "
+        "home/secret.key, created with 32 random bytes (0600).",
+    )
+    previous_secret_key: str | None = Field(
+        default=None,
+        description="The EXEKRA_SECRET_KEY credentials were encrypted under before migration 0013, when the key "
+        "has changed since (a passphrase shorter than 16 characters must): only read to re-encrypt them once.",
     )
     license_public_key: str | None = Field(
         default=None,
@@ -63,7 +84,10 @@ class Settings(BaseSettings):
         max_length=64,
         description="Start of this hub's per-process id in /api/health (`instance`); `exekra up` sets it.",
     )
-    log_json: bool = Field(default=False, description="Structured JSON logs (production).")
+    log_json: bool = Field(
+        default=False, description="One JSON object per log line (the default of `exekra hub`, see docs/operations.md)."
+    )
+    access_log: bool = Field(default=False, description="One log line per request (`exekra hub --access-log`).")
     log_level: str = Field(default="INFO", description="Hub log level.")
 
     # Runner protocol intervals handed to runners
@@ -226,19 +250,76 @@ class Settings(BaseSettings):
         return to_asyncpg_url(self.database_url)
 
     def resolve_secret_key(self) -> bytes:
-        """The 32-byte master key: EXEKRA_SECRET_KEY, else a key file under home created with mode 0600."""
+        """The 32-byte master key: from EXEKRA_SECRET_KEY (`master_key`), else from the key file under home,
+        created with mode 0600 on first use. SecretKeyError when the one given cannot be used."""
         if self.secret_key:
-            import hashlib
-
-            return hashlib.sha256(self.secret_key.encode()).digest()
+            return master_key(self.secret_key)
         key_file = self.home / "secret.key"
         if not key_file.exists():
             _create_key_file(key_file)
-        return key_file.read_bytes()
+        return _key_from_file(key_file)
+
+    def existing_secret_keys(self) -> tuple[bytes, bytes] | None:
+        """(the master key, the master key as Exekra derived it before migration 0013), without creating a key
+        file: None when there is neither EXEKRA_SECRET_KEY nor a key file. For re-encrypting old values."""
+        if not self.secret_key and not (self.home / "secret.key").exists():
+            return None
+        current = self.resolve_secret_key()
+        if self.previous_secret_key or self.secret_key:
+            # Before 0013 the value, whatever it was, went through one SHA-256.
+            legacy = (self.previous_secret_key or self.secret_key or "").encode()
+            return current, hashlib.sha256(legacy).digest()
+        return current, current  # key files always held the 32 bytes themselves
+
+
+def master_key(value: str) -> bytes:
+    """The master key a secret key setting stands for: base64 of exactly 32 bytes is those bytes; any other value
+    is a passphrase of at least 16 characters, stretched with scrypt (SecretKeyError when shorter)."""
+    key = _base64_key(value)
+    if key is not None:
+        return key
+    if len(value) < MIN_PASSPHRASE_CHARS:
+        raise SecretKeyError(
+            f"EXEKRA_SECRET_KEY is a passphrase of {len(value)} characters: use at least {MIN_PASSPHRASE_CHARS}, "
+            "or 32 random bytes in base64 (`openssl rand -base64 32`)"
+        )
+    return _stretch(value)
+
+
+@lru_cache(maxsize=4)
+def _stretch(passphrase: str) -> bytes:
+    # Cached: tests and `exekra up` resolve the key more than once in one process.
+    return hashlib.scrypt(
+        passphrase.encode(),
+        salt=SCRYPT_SALT,
+        n=SCRYPT_N,
+        r=SCRYPT_R,
+        p=SCRYPT_P,
+        maxmem=2 * 128 * SCRYPT_N * SCRYPT_R,
+        dklen=SECRET_KEY_BYTES,
+    )
+
+
+def _base64_key(value: str) -> bytes | None:
+    try:
+        key = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key if len(key) == SECRET_KEY_BYTES else None
+
+
+def _key_from_file(path: Path) -> bytes:
+    data = path.read_bytes()
+    if len(data) == SECRET_KEY_BYTES:
+        return data  # key files written before 0013 hold the raw bytes
+    key = _base64_key(data.decode("ascii", errors="replace"))
+    if key is None:
+        raise SecretKeyError(f"{path} does not hold a key (32 bytes in base64): restore it from a backup")
+    return key
 
 
 def _create_key_file(path: Path) -> None:
-    """Write a random 32-byte key to `path` (0600) unless it exists, all at once.
+    """Write 32 random bytes in base64 to `path` (0600) unless it exists, all at once.
 
     The hub's worker processes start together: the key is written to a private temporary file first and
     then hard-linked into place, which fails if another process got there first, so every process reads
@@ -248,7 +329,7 @@ def _create_key_file(path: Path) -> None:
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret-key-")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(32))
+            handle.write(base64.b64encode(secrets.token_bytes(SECRET_KEY_BYTES)) + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
         with contextlib.suppress(FileExistsError):

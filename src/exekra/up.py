@@ -115,8 +115,8 @@ async def _prepare(
     from exekra.hub.effects import EffectApplier
     from exekra.hub.license.service import Licensing
 
-    await upgrade_async(database_url)
     settings = settings.model_copy(update={"database_url": database_url, "home": home})
+    await upgrade_async(database_url, settings)
     db = Database(settings, EffectApplier())
     try:
         licensing = Licensing.from_settings(db, settings, settings.resolve_secret_key())
@@ -262,6 +262,8 @@ def run_up(args: argparse.Namespace) -> int:
     if port == 0:
         port = free_port()
     check_port_free(host, port)
+    settings = settings.model_copy(update={"home": home})
+    settings.resolve_secret_key()  # made on first start (the key file); one that cannot be used stops `up` here
     instance_prefix = f"up-{secrets.token_hex(4)}"
     stack = Stack()
     stopping = threading.Event()
@@ -283,6 +285,7 @@ def run_up(args: argparse.Namespace) -> int:
             "EXEKRA_PORT": str(port),
             "EXEKRA_INSTANCE_PREFIX": instance_prefix,
         }
+        env.setdefault("EXEKRA_LOG_JSON", "false")  # a person reads these lines, in a terminal
         if redis_url:
             env["REDIS_URL"] = redis_url
         if args.workers:

@@ -78,7 +78,7 @@ class HubProcess:
             **os.environ,
             "DATABASE_URL": self.database_url,
             "EXEKRA_HOME": str(self.home),
-            "EXEKRA_SECRET_KEY": "e2e-secret",
+            "EXEKRA_SECRET_KEY": "ZXhla3JhIGVuZC10by1lbmQgdGVzdHMga2V5IDMyYnk=",  # 32 bytes in base64
             "EXEKRA_PORT": str(self.port),
             "EXEKRA_RATE_LIMIT_PER_MINUTE": "100000",
             **self.extra_env,

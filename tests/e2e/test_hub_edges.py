@@ -3,6 +3,8 @@ log never shows a webhook's token."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from .conftest import HubProcess, wait_until
@@ -29,3 +31,18 @@ def test_the_access_log_redacts_webhook_tokens(hub_process: HubProcess) -> None:
     assert httpx.post(f"{hub_process.url}/api/webhooks/exw_TopSecretToken", json={}).status_code == 404
     wait_until(lambda: "/api/webhooks/[redacted]" in hub_process.log_path.read_text(), 10, 0.1, "the access log line")
     assert "TopSecretToken" not in hub_process.log_path.read_text()
+
+
+def test_exekra_hub_writes_json_lines_and_the_access_line_names_request_route_and_latency(
+    hub_process: HubProcess,
+) -> None:
+    answer = httpx.get(f"{hub_process.url}/api/health", headers={"X-Request-ID": "edge-json-1"})
+    assert answer.headers["x-request-id"] == "edge-json-1"
+
+    def access_line() -> dict[str, object] | None:
+        lines = [json.loads(line) for line in hub_process.log_path.read_text().splitlines() if line.strip()]
+        return next((line for line in lines if line.get("requestId") == "edge-json-1"), None)
+
+    line = wait_until(access_line, 10, 0.1, "the access log line")  # every line parses as JSON
+    assert line["logger"] == "exekra.access" and line["route"] == "/api/health" and line["status"] == 200
+    assert isinstance(line["latencyMs"], float) and line["method"] == "GET"

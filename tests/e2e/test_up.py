@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
 
@@ -29,7 +31,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 def _start_up(home: Path, port: int, output: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {"EXEKRA_ADMIN_PASSWORD": PASSWORD, "EXEKRA_SECRET_KEY": "up-test"}
+    env |= {"EXEKRA_ADMIN_PASSWORD": PASSWORD, "EXEKRA_SECRET_KEY": "ZXhla3JhIHVwIGUyZSB0ZXN0IGtleSwgMzIgYnl0ZXM="}
     with output.open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "exekra.cli", "up", "--runners", "1", "--port", str(port), "--home", str(home)],
@@ -37,6 +39,18 @@ def _start_up(home: Path, port: int, output: Path) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def _refused_without_password(port: int) -> bool:
+    async def connect() -> bool:
+        try:
+            connection = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database="exekra")
+        except asyncpg.InvalidPasswordError:
+            return True
+        await connection.close()
+        return False
+
+    return asyncio.run(connect())
 
 
 def _wait_started(up: subprocess.Popen[bytes], output: Path) -> str:
@@ -55,6 +69,13 @@ def test_up_starts_everything_runs_the_example_and_sigint_stops_all_processes() 
         text = _wait_started(up, output)
         assert f"http://127.0.0.1:{port}" in text
         assert re.search(rf"admin login: admin@exekra.local / {PASSWORD}", text)
+        # The embedded PostgreSQL asks for the password of a 0600 file over TCP; nothing prints it.
+        password_file = home / "postgres.password"
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        database_password = password_file.read_text().strip()
+        assert database_password not in text
+        pg_port = int(re.findall(r"embedded PostgreSQL on port (\d+)", text)[0])
+        assert _refused_without_password(pg_port)
         descendants = _descendants(up.pid)
         runners = [p for p in descendants if "runner" in p.cmdline()[:4]]
         assert runners, [p.cmdline() for p in descendants]
@@ -81,6 +102,7 @@ def test_up_starts_everything_runs_the_example_and_sigint_stops_all_processes() 
         up = _start_up(home, port, second_output)
         text = _wait_started(up, second_output)
         assert "password as set on first start" in text
+        assert password_file.read_text().strip() == database_password and database_password not in text
         descendants = _descendants(up.pid)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
             token = api.post("/api/auth/login", json={"email": "admin@exekra.local", "password": PASSWORD}).json()[

@@ -65,7 +65,7 @@ def hub_settings(
         license_public_key=base64.b64encode(public_key).decode(),
         redis_url=None,
         home=home,
-        secret_key="test-secret-key",
+        secret_key="ZXhla3JhIGludGVncmF0aW9uIHRlc3RzIGtleSAzMmI=",  # 32 bytes in base64
         rate_limit_per_minute=1_000_000,
         login_failures_per_minute=1_000_000,
         runner_auth_failures_per_minute=1_000_000,

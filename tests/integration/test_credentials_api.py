@@ -14,7 +14,9 @@ from exekra.hub.context import Hub
 from exekra.hub.credentials import service
 from exekra.hub.credentials.crypto import (
     NONCE_BYTES,
+    SEALED_V1,
     DecryptionFailed,
+    credential_context,
     credentials_key,
     decrypt_fields,
     encrypt_fields,
@@ -28,6 +30,7 @@ SECRET = "s3cr3t-Pa55w0rd-that-must-never-leak"
 FIELDS = {"username": "robot", "password": SECRET}
 CREDENTIAL_KEYS = {"id", "name", "type", "fieldNames", "createdAt", "updatedAt"}
 SYSTEM = Actor("SYSTEM")
+HERE = credential_context(uuid.UUID(int=1))
 
 
 async def create(client: httpx.AsyncClient, name: str = "erp", **extra: Any) -> dict[str, Any]:
@@ -63,21 +66,32 @@ async def audit_rows(hub: Hub) -> list[tuple[str, str | None, str]]:
 
 def test_encryption_round_trips_with_a_fresh_nonce_each_time() -> None:
     key = credentials_key(b"k" * 32)
-    first, second = encrypt_fields(key, FIELDS), encrypt_fields(key, FIELDS)
-    assert first != second and first[:NONCE_BYTES] != second[:NONCE_BYTES]
+    first, second = encrypt_fields(key, FIELDS, HERE), encrypt_fields(key, FIELDS, HERE)
+    assert first.startswith(SEALED_V1) and second.startswith(SEALED_V1)  # the version marker
+    nonce = slice(len(SEALED_V1), len(SEALED_V1) + NONCE_BYTES)
+    assert first != second and first[nonce] != second[nonce]
     assert SECRET.encode() not in first
-    assert decrypt_fields(key, first) == FIELDS == decrypt_fields(key, second)
+    assert decrypt_fields(key, first, HERE) == FIELDS == decrypt_fields(key, second, HERE)
 
 
 def test_decryption_fails_with_another_key_or_altered_bytes() -> None:
     key = credentials_key(b"k" * 32)
-    blob = encrypt_fields(key, FIELDS)
+    blob = encrypt_fields(key, FIELDS, HERE)
     with pytest.raises(DecryptionFailed):
-        decrypt_fields(credentials_key(b"j" * 32), blob)
+        decrypt_fields(credentials_key(b"j" * 32), blob, HERE)
     with pytest.raises(DecryptionFailed):
-        decrypt_fields(key, blob[:-1] + bytes([blob[-1] ^ 1]))
+        decrypt_fields(key, blob[:-1] + bytes([blob[-1] ^ 1]), HERE)
     with pytest.raises(DecryptionFailed):
-        decrypt_fields(key, blob[:NONCE_BYTES])
+        decrypt_fields(key, blob[: len(SEALED_V1) + NONCE_BYTES], HERE)
+    with pytest.raises(DecryptionFailed, match="before migration 0013"):
+        decrypt_fields(key, blob[len(SEALED_V1) :], HERE)  # no marker: the old format is not read here
+
+
+def test_decryption_fails_for_another_credential_id() -> None:
+    key = credentials_key(b"k" * 32)
+    blob = encrypt_fields(key, FIELDS, HERE)
+    with pytest.raises(DecryptionFailed, match="belongs to another row"):
+        decrypt_fields(key, blob, credential_context(uuid.UUID(int=2)))
 
 
 def test_the_credentials_key_is_derived_not_the_master_key() -> None:
@@ -98,7 +112,7 @@ async def test_service_stores_fields_encrypted_and_hands_them_to_the_runner(hub:
     assert names == ["password", "username"]
     blob = await stored_blob(hub, str(credential.id))
     assert SECRET.encode() not in blob and b"robot" not in blob
-    assert decrypt_fields(credentials_key(hub.secret_key), blob) == FIELDS
+    assert decrypt_fields(credentials_key(hub.secret_key), blob, credential_context(credential.id)) == FIELDS
 
     async with hub.db.session() as session:
         delivered = await service.credential_for_runner(session, hub.secret_key, "db", *READ)
@@ -165,7 +179,25 @@ async def test_values_are_stored_encrypted(admin: httpx.AsyncClient, hub: Hub) -
     blob_one, blob_two = await stored_blob(hub, first["id"]), await stored_blob(hub, second["id"])
     assert SECRET.encode() not in blob_one and b"robot" not in blob_one and b"password" not in blob_one
     assert blob_one != blob_two  # same fields, different nonces
-    assert decrypt_fields(credentials_key(hub.secret_key), blob_one) == FIELDS
+    assert decrypt_fields(credentials_key(hub.secret_key), blob_one, credential_context(first["id"])) == FIELDS
+
+
+async def test_a_value_copied_onto_another_credential_does_not_decrypt_there(
+    admin: httpx.AsyncClient, hub: Hub
+) -> None:
+    source = await create(admin, "source")
+    target = await create(admin, "target")
+    async with hub.db.transaction() as session:
+        await session.execute(
+            text("UPDATE credentials SET encrypted_fields = :blob WHERE id = :id"),
+            {"blob": await stored_blob(hub, source["id"]), "id": uuid.UUID(target["id"])},
+        )
+    r = await admin.get(f"/api/credentials/{target['id']}")
+    assert r.status_code == 200 and r.json()["credential"]["fieldNames"] is None
+    async with hub.db.session() as session:
+        with pytest.raises(Conflict, match="credential target cannot be decrypted: the value belongs to another row"):
+            await service.credential_for_runner(session, hub.secret_key, "target", *READ)
+        assert (await service.credential_for_runner(session, hub.secret_key, "source", *READ))["fields"] == FIELDS
 
 
 async def test_values_never_appear_in_any_response(admin: httpx.AsyncClient) -> None:
@@ -210,11 +242,14 @@ async def test_patch_renames_retypes_and_replaces_fields(admin: httpx.AsyncClien
     assert (updated["name"], updated["type"], updated["fieldNames"]) == ("smtp", "smtp", ["apiKey"])
     assert updated["createdAt"] == credential["createdAt"] and updated["updatedAt"] > credential["updatedAt"]
     blob = await stored_blob(hub, credential["id"])
-    assert decrypt_fields(credentials_key(hub.secret_key), blob) == {"apiKey": "k-1"}
+    assert decrypt_fields(credentials_key(hub.secret_key), blob, credential_context(credential["id"])) == {
+        "apiKey": "k-1"
+    }
 
     # Without `fields`, the stored values are kept.
     await admin.patch(f"/api/credentials/{credential['id']}", json={"type": "relay"})
-    assert decrypt_fields(credentials_key(hub.secret_key), await stored_blob(hub, credential["id"])) == {
+    blob = await stored_blob(hub, credential["id"])
+    assert decrypt_fields(credentials_key(hub.secret_key), blob, credential_context(credential["id"])) == {
         "apiKey": "k-1"
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -18,6 +19,14 @@ from sqlalchemy import text
 from exekra.client import AsyncExekraClient
 from exekra.client import ValidationFailed as ClientValidationFailed
 from exekra.hub.context import Hub
+from exekra.hub.credentials.crypto import (
+    LICENSE_CONTEXT,
+    SEALED_V1,
+    credential_context,
+    credentials_key,
+    decrypt_fields,
+    encrypt_fields,
+)
 from exekra.hub.license.envelope import LicenseTerms, sign
 
 from .conftest import ADMIN_EMAIL, ClientFactory, HubWith
@@ -132,6 +141,24 @@ async def test_the_licence_is_stored_encrypted(admin: httpx.AsyncClient, hub: Hu
     async with hub.db.session() as session:
         stored = (await session.execute(text("SELECT license_sealed FROM installation"))).scalar_one()
     assert b"Sealed Ltd" not in stored and json.loads(licence)["signature"].encode() not in stored
+
+
+async def test_the_sealed_licence_is_bound_to_its_purpose(
+    admin: httpx.AsyncClient, hub: Hub, issue: LicenseFactory
+) -> None:
+    licence = issue(licensee="Bound Ltd")
+    assert (await _install(admin, licence)).status_code == 200
+    async with hub.db.session() as session:
+        stored = (await session.execute(text("SELECT license_sealed FROM installation"))).scalar_one()
+    key = credentials_key(hub.secret_key)
+    assert stored.startswith(SEALED_V1)
+    assert decrypt_fields(key, stored, LICENSE_CONTEXT) == {"license": licence}
+    # The same text sealed as a credential's fields (another purpose) is not taken for the installed licence.
+    as_credential = encrypt_fields(key, {"license": licence}, credential_context(uuid.uuid4()))
+    async with hub.db.transaction() as session:
+        await session.execute(text("UPDATE installation SET license_sealed = :blob"), {"blob": as_credential})
+    status = await hub.licensing.reload()
+    assert status.terms is None and status.problem and "cannot be decrypted" in status.problem
 
 
 async def test_a_tampered_licence_is_refused(admin: httpx.AsyncClient, issue: LicenseFactory) -> None:

@@ -158,6 +158,7 @@ SERVER_CASES: list[tuple[tuple[str, ...], dict[str, str], int, str]] = [
     (("runner",), {}, 2, "EXEKRA_MACHINE_SECRET"),
     (("runner", "--hub-url", "hub.local", "--machine-key", "k", "--machine-secret", "s"), {}, 2, "http://"),
     (("hub",), {"DATABASE_URL": NO_DATABASE, "EXEKRA_LICENSE_PUBLIC_KEY": "c2hvcnQ="}, 2, "EXEKRA_LICENSE_PUBLIC_KEY"),
+    (("hub",), {"DATABASE_URL": NO_DATABASE, "EXEKRA_SECRET_KEY": "fifteen chars.."}, 2, "at least 16"),
     (
         ("license", "keygen", "--private-key", "/nonexistent/dir/k.pem", "--public-key", "/nonexistent/dir/p.pem"),
         {},

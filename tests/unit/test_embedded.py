@@ -1,9 +1,12 @@
-"""EmbeddedPostgres and EmbeddedRedis run real servers, stop them completely and keep data when asked."""
+"""EmbeddedPostgres and EmbeddedRedis run real servers, stop them completely and keep data when asked;
+PostgreSQL asks for a password over TCP, also on a cluster an earlier version made with trust."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,14 +37,15 @@ def redis_client(url: str) -> redis.Redis:
 
 async def test_postgres_answers_queries_and_creates_databases(server_tmp_path: Path) -> None:
     with EmbeddedPostgres(server_tmp_path / "pg", throwaway=True) as server:
-        assert server.url == f"postgresql://postgres@127.0.0.1:{server.port}/postgres"
+        password = (server_tmp_path / "pg.password").read_text().strip()
+        assert server.url == f"postgresql://postgres:{password}@127.0.0.1:{server.port}/postgres"
         assert await fetch(server.url, "SELECT 1") == 1
         assert await fetch(server.url, "SHOW fsync") == "off"
         assert await fetch(server.url, "SHOW max_connections") == "200"
 
         url = server.create_database("made_here")
 
-        assert url == f"postgresql://postgres@127.0.0.1:{server.port}/made_here"
+        assert url == f"postgresql://postgres:{password}@127.0.0.1:{server.port}/made_here"
         assert await fetch(url, "SELECT current_database()") == "made_here"
 
 
@@ -74,6 +78,59 @@ async def test_persistent_postgres_keeps_tables_across_restarts(server_tmp_path:
         assert await fetch(server.url, "SELECT value FROM kept") == "still here"
 
     with EmbeddedPostgres(data_dir) as server:
+        assert await fetch(server.url, "SELECT value FROM kept") == "still here"
+
+
+async def refused_without_the_password(port: int) -> bool:
+    for password in (None, "not-the-password"):
+        try:
+            connection = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", password=password)
+        except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
+            continue
+        await connection.close()
+        return False
+    return True
+
+
+async def test_postgres_asks_for_the_password_of_a_0600_file_over_tcp(server_tmp_path: Path) -> None:
+    with EmbeddedPostgres(server_tmp_path / "pg", throwaway=True) as server:
+        password_file = server_tmp_path / "pg.password"
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        assert len(password_file.read_text().strip()) >= 32
+        assert await refused_without_the_password(server.port)
+        assert await fetch(server.url, "SELECT 1") == 1
+        hba = [line.split() for line in (server.data_dir / "pg_hba.conf").read_text().splitlines()]
+        assert {tuple(line) for line in hba if line and line[0] == "host"} == {
+            ("host", "all", "all", "127.0.0.1/32", "scram-sha-256"),
+            ("host", "all", "all", "::1/128", "scram-sha-256"),
+        }
+
+
+async def test_a_cluster_made_with_trust_gets_the_password_on_its_next_start(server_tmp_path: Path) -> None:
+    data_dir = server_tmp_path / "pg"
+    with EmbeddedPostgres(data_dir) as server:
+        # Make it what earlier versions left: trust for everyone, no password, no password file.
+        (data_dir / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+        await fetch(server.url, "CREATE TABLE kept AS SELECT 'still here' AS value")
+        await fetch(server.url, "SELECT pg_reload_conf()")
+        for _ in range(100):  # the postmaster reloads on SIGHUP, after the call returns
+            if not await refused_without_the_password(server.port):
+                break
+            await asyncio.sleep(0.05)
+        await fetch(server.url, "ALTER ROLE postgres PASSWORD NULL")
+        assert not await refused_without_the_password(server.port)
+    (server_tmp_path / "pg.password").unlink()
+
+    with EmbeddedPostgres(data_dir) as server:
+        assert "trust" not in " ".join(
+            line for line in (data_dir / "pg_hba.conf").read_text().splitlines() if line.startswith("host")
+        )
+        assert await refused_without_the_password(server.port)
+        assert await fetch(server.url, "SELECT value FROM kept") == "still here"
+        password = (server_tmp_path / "pg.password").read_text()
+
+    with EmbeddedPostgres(data_dir) as server:  # a restart reuses the password
+        assert (server_tmp_path / "pg.password").read_text() == password
         assert await fetch(server.url, "SELECT value FROM kept") == "still here"
 
 

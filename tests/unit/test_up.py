@@ -46,6 +46,24 @@ def test_up_refuses_a_taken_port_in_one_line_before_starting_anything(
     assert not (home / "postgres").exists()  # nothing was started
 
 
+def test_up_refuses_a_short_secret_key_in_one_line_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "EXEKRA_ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EXEKRA_SECRET_KEY", "changeme")
+    get_settings.cache_clear()
+    home = tmp_path / "home"
+    code = cli.main(["up", "--port", "0", "--home", str(home)])
+    captured = capsys.readouterr()
+    get_settings.cache_clear()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err
+    assert "EXEKRA_SECRET_KEY is a passphrase of 8 characters" in lines[0]
+    assert not (home / "postgres").exists()  # nothing was started
+
+
 class _Health(BaseHTTPRequestHandler):
     instance = ""
 

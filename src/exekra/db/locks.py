@@ -13,6 +13,7 @@ from exekra.db.session import Database
 # Advisory lock keys ("EXKR" + a number), one per kind of singleton work.
 CHECKS_LOCK = 0x45584B5201  # a pass of the maintenance checks
 PURGE_LOCK = 0x45584B5202  # the retention purge
+RESEAL_LOCK = 0x45584B5203  # re-encryption of values sealed before migration 0013 (a transaction-level lock)
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from exekra.config import to_asyncpg_url
+from exekra.config import Settings, to_asyncpg_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -22,11 +22,16 @@ class DatabaseNotMigrated(RuntimeError):
     """The database schema is not at the revision this version of Exekra needs."""
 
 
-def alembic_config(database_url: str) -> Config:
-    """An Alembic config pointing at the packaged migrations and the given database."""
+def alembic_config(database_url: str, settings: Settings | None = None) -> Config:
+    """An Alembic config pointing at the packaged migrations and the given database.
+
+    `settings` reach the migrations that need the secret key (0013), when they are not the environment's.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(database_url).replace("%", "%%"))
+    if settings is not None:
+        cfg.attributes["settings"] = settings
     return cfg
 
 
@@ -37,9 +42,9 @@ def head_revision() -> str:
     return head
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "head", settings: Settings | None = None) -> None:
     """Apply migrations up to `revision` (blocking; call from a thread inside an event loop)."""
-    command.upgrade(alembic_config(database_url), revision)
+    command.upgrade(alembic_config(database_url, settings), revision)
 
 
 async def current_revision(database_url: str) -> str | None:
@@ -67,6 +72,6 @@ async def ensure_migrated(database_url: str) -> None:
         )
 
 
-async def upgrade_async(database_url: str) -> None:
+async def upgrade_async(database_url: str, settings: Settings | None = None) -> None:
     """`upgrade` from async code (Alembic's env runs its own event loop, so it goes to a thread)."""
-    await asyncio.to_thread(upgrade, database_url)
+    await asyncio.to_thread(upgrade, database_url, "head", settings)

@@ -26,12 +26,14 @@ from exekra import __version__
 from exekra.config import Settings
 from exekra.db.migrate import ensure_migrated
 from exekra.db.session import Database
+from exekra.hub import observability
 from exekra.hub.auth.security import RunnerTokens
 from exekra.hub.context import Hub
+from exekra.hub.credentials.reseal import reseal_at_start
 from exekra.hub.dashboard.routes import install_dashboard
 from exekra.hub.deps import HubDep, rate_limit
 from exekra.hub.dispatch.switching import SwitchingDispatcher
-from exekra.hub.effects import EffectApplier
+from exekra.hub.effects import EffectApplier, Transition
 from exekra.hub.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from exekra.hub.executions.service import ExecutionService
 from exekra.hub.instance import instance_id
@@ -104,6 +106,8 @@ def build_hub(settings: Settings) -> Hub:
     transactions commit through, the `LISTEN` connection, the dispatcher, and the execution service."""
     effects = EffectApplier()
     db = Database(settings, effects)
+    observability.time_statements(db.engine)
+    effects.on_end(_count_end)
     secret_key = settings.resolve_secret_key()
     listener = Listener(settings.sqlalchemy_url.replace("+asyncpg", "", 1))
     dispatcher = SwitchingDispatcher(db, settings, listener)
@@ -127,6 +131,10 @@ def build_hub(settings: Settings) -> Hub:
     )
 
 
+async def _count_end(transition: Transition) -> None:
+    observability.FINISHED.labels(transition.status or transition.rule).inc()
+
+
 def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
     """The hub's ASGI application.
 
@@ -139,7 +147,9 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url
         await ensure_migrated(settings.database_url)
+        await asyncio.to_thread(settings.resolve_secret_key)  # a passphrase's scrypt, off the event loop (cached)
         hub = build_hub(settings)
+        await reseal_at_start(hub.db, settings)
         hub.started_at = time.time()
         app.state.hub = hub
         await hub.listener.start()
@@ -185,6 +195,7 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         overrides=[(ARTIFACT_UPLOAD_PATH, settings.artifact_max_bytes)],
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(observability.RequestTelemetry, access=settings.access_log)
     if settings.trusted_proxies:
         # Outermost: the client address and scheme every later layer reads (`deps.client_ip`, HSTS, cookies)
         # are the forwarded ones only for requests from these proxies. uvicorn's own copy is off (server.py).

@@ -14,6 +14,7 @@ from exekra.hub.audit.service import Actor
 from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.context import Hub
 from exekra.hub.errors import Forbidden, NotAuthenticated, RateLimited
+from exekra.hub.observability import identify_caller
 from exekra.hub.users.models import Role
 
 TOKEN_COOKIE = "token"
@@ -113,6 +114,7 @@ async def optional_principal(request: Request, hub: HubDep) -> Principal | None:
     if found is None:
         return None
     user, token_id = found
+    identify_caller(f"user:{user.id}")
     return Principal(user.id, user.email, user.role, token_id, client_ip(request), by_cookie=bearer is None)
 
 
@@ -172,6 +174,7 @@ async def runner_claims(request: Request, hub: HubDep) -> RunnerClaims:
     claims = hub.runner_tokens.verify(token) if token else None
     if claims is None:
         raise NotAuthenticated("Runner token missing, invalid or expired: call /api/runner/auth")
+    identify_caller(f"runner:{claims.runner_id}")
     return claims
 
 

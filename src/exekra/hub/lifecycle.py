@@ -257,7 +257,8 @@ _START = text(
     f"""
 UPDATE executions SET status = 'RUNNING', started_at = now()
  WHERE {_HELD_BY} AND status IN {_sources(START)}
-RETURNING id"""
+RETURNING EXTRACT(EPOCH FROM assigned_at - queued_at) AS dispatch_seconds,
+          EXTRACT(EPOCH FROM started_at - assigned_at) AS pickup_seconds"""
 )
 
 
@@ -279,10 +280,17 @@ class Attempt:
         }
 
 
-async def start(session: AsyncSession, held: Attempt) -> bool:
-    """ASSIGNED → RUNNING for the runner holding this attempt."""
-    result = await session.execute(_START, held.params())
-    return result.first() is not None
+class Started(NamedTuple):
+    """How long the started execution waited: for a runner (QUEUED → ASSIGNED), then for its start report."""
+
+    dispatch_seconds: float
+    pickup_seconds: float
+
+
+async def start(session: AsyncSession, held: Attempt) -> Started | None:
+    """ASSIGNED → RUNNING for the runner holding this attempt (None: it does not hold it)."""
+    row = (await session.execute(_START, held.params())).first()
+    return None if row is None else Started(float(row.dispatch_seconds or 0), float(row.pickup_seconds or 0))
 
 
 class LogAdmission(StrEnum):

@@ -1,9 +1,11 @@
-"""Prometheus exposition at `GET /metrics` (SPEC §11): queue mode, executions and runners by status."""
+"""Prometheus exposition at `GET /metrics` (SPEC §11): queue mode, executions and runners by status, held
+requests, the database pool, and the histograms and counters of `observability`."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CollectorRegistry
@@ -13,6 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 from starlette.responses import Response
 
+from exekra.hub import observability
 from exekra.hub.context import Hub
 from exekra.hub.deps import bearer_token
 from exekra.hub.errors import NotAuthenticated, NotFound
@@ -55,6 +58,21 @@ class HubCollector(Collector):
         held.add_metric(["execution_wait"], float(self.hub.executions.held_reads))
         held.add_metric(["log_stream"], float(self.hub.executions.followers.count))
         yield held
+        pool = GaugeMetricFamily(
+            "exekra_db_pool_connections", "This process's database connections, by state", labels=["state"]
+        )
+        sa_pool: Any = self.hub.db.engine.pool
+        pool.add_metric(["in_use"], float(sa_pool.checkedout()))
+        pool.add_metric(["idle"], float(sa_pool.checkedin()))
+        pool.add_metric(["waiting"], float(_waiting_for_connection(sa_pool)))
+        yield pool
+
+
+def _waiting_for_connection(pool: Any) -> int:
+    """Coroutines waiting for a pooled connection: the getters of the pool's asyncio queue (SQLAlchemy's
+    `AsyncAdaptedQueuePool` keeps them there; 0 if a later SQLAlchemy keeps them elsewhere)."""
+    queue = getattr(getattr(pool, "_pool", None), "_queue", None)
+    return len(getattr(queue, "_getters", ()) or ())
 
 
 router = APIRouter(include_in_schema=False)
@@ -80,4 +98,5 @@ async def metrics(request: Request) -> Response:
         request.app.state.metrics_collector.counts = [
             (row.kind, row.status, int(row.total)) for row in await session.execute(_COUNTS)
         ]
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(registry) + generate_latest(observability.REGISTRY)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -22,7 +22,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from exekra.config import Settings, get_settings
-from exekra.hub.triggers.webhooks import redact_webhook_tokens
+from exekra.hub.observability import JsonFormatter
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -34,25 +34,16 @@ PARENT_CHECK_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
 
-class RedactWebhookTokens(logging.Filter):
-    """The access log shows `/api/webhooks/[redacted]`: a webhook's token is its credential."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact_webhook_tokens(a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
 def configure_logging(settings: Settings) -> None:
-    """The hub's log format and level, in this process, and the access log's redaction (uvicorn's logging
-    set-up keeps a logger's filters)."""
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactWebhookTokens) for f in access.filters):
-        access.addFilter(RedactWebhookTokens())
+    """The hub's log lines, in this process: JSON objects with `EXEKRA_LOG_JSON` (`observability.JsonFormatter`),
+    else text. uvicorn's own loggers go through the same handler (it is given no logging set-up of its own);
+    the access log is the hub's (`observability.RequestTelemetry`), not uvicorn's."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if settings.log_json else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
-def serve(settings: Settings, *, access_log: bool = False) -> int:
+def serve(settings: Settings) -> int:
     """Serve the hub until SIGINT or SIGTERM; returns the exit status (3 when the hub failed to start)."""
     configure_logging(settings)
     if settings.tls_cert:
@@ -66,7 +57,8 @@ def serve(settings: Settings, *, access_log: bool = False) -> int:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),
-        "access_log": access_log,
+        "log_config": None,
+        "access_log": False,
         "ssl_certfile": str(settings.tls_cert) if settings.tls_cert else None,
         "ssl_keyfile": str(settings.tls_key) if settings.tls_key else None,
         "timeout_graceful_shutdown": 5,
@@ -82,6 +74,8 @@ def serve(settings: Settings, *, access_log: bool = False) -> int:
     # Workers are fresh interpreters that read the environment: overrides from the command line go there.
     os.environ["EXEKRA_HOST"] = settings.host
     os.environ["EXEKRA_PORT"] = str(settings.port)
+    os.environ["EXEKRA_LOG_JSON"] = str(settings.log_json).lower()
+    os.environ["EXEKRA_ACCESS_LOG"] = str(settings.access_log).lower()
     config = uvicorn.Config(APP_FACTORY, factory=True, workers=settings.hub_workers, **options)
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     supervisor.run()  # returns when told to stop, or when a worker failed to start (then it stops the rest)

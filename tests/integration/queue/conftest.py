@@ -77,7 +77,7 @@ def hub_settings(database_url: str, home: Path, redis_url: str | None, **overrid
         database_url=database_url,
         redis_url=redis_url,
         home=home,
-        secret_key="test-secret-key",
+        secret_key="ZXhla3JhIGludGVncmF0aW9uIHRlc3RzIGtleSAzMmI=",  # 32 bytes in base64
         rate_limit_per_minute=1_000_000,
         login_failures_per_minute=1_000_000,
         runner_auth_failures_per_minute=1_000_000,

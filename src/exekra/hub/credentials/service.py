@@ -2,7 +2,7 @@
 API response; only the runner protocol gets them decrypted (`credential_for_runner`).
 
 Functions that read or write fields take the hub's secret key (`hub.secret_key`); the AES key is derived
-from it (`crypto.credentials_key`).
+from it (`crypto.credentials_key`), and each credential's fields are sealed for its id (`crypto.credential_context`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
-from exekra.hub.credentials.crypto import DecryptionFailed, credentials_key, decrypt_fields, encrypt_fields
+from exekra.hub.credentials.crypto import (
+    DecryptionFailed,
+    credential_context,
+    credentials_key,
+    decrypt_fields,
+    encrypt_fields,
+)
 from exekra.hub.credentials.models import Credential
 from exekra.hub.credentials.schemas import CredentialPatch, NewCredential
 from exekra.hub.errors import Conflict, NotFound
@@ -30,13 +36,18 @@ CredentialView = tuple[Credential, list[str] | None]
 """A credential with the sorted names of its fields (None when they no longer decrypt)."""
 
 
-def _seal(secret_key: bytes, fields: dict[str, str]) -> bytes:
-    return encrypt_fields(credentials_key(secret_key), fields)
+def _seal(secret_key: bytes, credential_id: uuid.UUID, fields: dict[str, str]) -> bytes:
+    return encrypt_fields(credentials_key(secret_key), fields, credential_context(credential_id))
+
+
+def _unseal(secret_key: bytes, credential: Credential) -> dict[str, str]:
+    context = credential_context(credential.id)
+    return decrypt_fields(credentials_key(secret_key), credential.encrypted_fields, context)
 
 
 def _view(secret_key: bytes, credential: Credential) -> CredentialView:
     try:
-        return credential, sorted(decrypt_fields(credentials_key(secret_key), credential.encrypted_fields))
+        return credential, sorted(_unseal(secret_key, credential))
     except DecryptionFailed:
         return credential, None
 
@@ -50,7 +61,10 @@ async def _flush_named(session: AsyncSession, name: str) -> None:
 
 async def create_credential(db: Database, secret_key: bytes, data: NewCredential, actor: Actor) -> CredentialView:
     """Store a credential with its fields encrypted; a taken name is a conflict."""
-    credential = Credential(name=data.name, type=data.type, encrypted_fields=_seal(secret_key, data.fields))
+    credential_id = uuid.uuid4()  # known before sealing: the fields are bound to it
+    credential = Credential(
+        id=credential_id, name=data.name, type=data.type, encrypted_fields=_seal(secret_key, credential_id, data.fields)
+    )
     async with db.transaction() as session:
         session.add(credential)
         await _flush_named(session, data.name)
@@ -88,7 +102,7 @@ async def update_credential(
         if patch.type is not None:
             credential.type = patch.type
         if patch.fields is not None:
-            credential.encrypted_fields = _seal(secret_key, patch.fields)
+            credential.encrypted_fields = _seal(secret_key, credential.id, patch.fields)
             details["fieldNames"] = sorted(patch.fields)
         credential.updated_at = func.now()
         await _flush_named(session, credential.name)
@@ -158,15 +172,16 @@ async def credential_for_runner(
     """`{name, type, fields}` with the fields decrypted, for delivery to the runner of an execution, recorded
     in the audit log on the caller's transaction (`credential.read`: the runner, the execution, the attempt).
 
-    NotFound for an unknown name; Conflict when the fields no longer decrypt with the hub's key.
+    NotFound for an unknown name; Conflict when the fields do not decrypt (another secret key, or a value that
+    belongs to another credential).
     """
     credential = (await session.execute(select(Credential).where(Credential.name == name))).scalar_one_or_none()
     if credential is None:
         raise NotFound(f"credential {name} not found")
     try:
-        fields = decrypt_fields(credentials_key(secret_key), credential.encrypted_fields)
-    except DecryptionFailed:
-        raise Conflict(f"credential {name} cannot be decrypted: was the hub's secret key changed?") from None
+        fields = _unseal(secret_key, credential)
+    except DecryptionFailed as exc:
+        raise Conflict(f"credential {name} cannot be decrypted: {exc}") from None
     details = {"name": credential.name, "executionId": execution_id, "attempt": attempt}
     audit.record(session, reader, "credential.read", "credential", credential.id, details)
     return {"name": credential.name, "type": credential.type, "fields": fields}

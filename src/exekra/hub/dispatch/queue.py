@@ -26,6 +26,7 @@ from redis.retry import Retry
 
 from exekra.hub.dispatch import lua
 from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
+from exekra.hub.observability import time_redis_commands
 
 PREFIX = "exekra:"
 MAX_CONNECTIONS = 128
@@ -116,6 +117,7 @@ class RedisQueue:
             decode_responses=True,
         )
         self.redis = aioredis.Redis(connection_pool=pool)
+        time_redis_commands(self.redis)
         self.keep_completed = keep_completed
         self.keep_failed = keep_failed
         self.prefix = prefix

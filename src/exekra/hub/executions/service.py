@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.config import Settings
 from exekra.db.session import Database
-from exekra.hub import lifecycle
+from exekra.hub import lifecycle, observability
 from exekra.hub.artifacts import service as artifacts
 from exekra.hub.artifacts.models import Artifact
 from exekra.hub.artifacts.service import ArtifactUpload
@@ -262,8 +262,10 @@ class ExecutionService:
         """ASSIGNED → RUNNING for the runner holding this attempt (409 when stale, 401 when revoked)."""
         async with self.db.transaction() as session:
             started = await lifecycle.start(session, _held(claims, execution_id, attempt))
-        if not started:
+        if started is None:
             raise await self._refused(claims, execution_id)
+        observability.DISPATCH_SECONDS.observe(started.dispatch_seconds)
+        observability.PICKUP_SECONDS.observe(started.pickup_seconds)
 
     async def append_logs(self, claims: RunnerClaims, execution_id: str, attempt: int, lines: list[LogLine]) -> bool:
         """Store a batch of log lines (may be empty) for the attempt this runner holds; returns stopRequested."""

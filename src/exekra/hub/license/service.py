@@ -28,7 +28,13 @@ from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import SYSTEM, Actor
-from exekra.hub.credentials.crypto import DecryptionFailed, credentials_key, decrypt_fields, encrypt_fields
+from exekra.hub.credentials.crypto import (
+    LICENSE_CONTEXT,
+    DecryptionFailed,
+    credentials_key,
+    decrypt_fields,
+    encrypt_fields,
+)
 from exekra.hub.errors import LicenseEmailMismatch, LicenseHubMismatch, LicenseInvalid, LicenseLimit
 from exekra.hub.license.envelope import LicenseTerms, load_public_key, verify
 from exekra.hub.license.models import Installation
@@ -189,11 +195,9 @@ class Licensing:
         if row.license_sealed is None:
             return Installed(row.hub_id)
         try:
-            text_ = decrypt_fields(self.seal_key, row.license_sealed)[_FIELD]
-        except DecryptionFailed:
-            return Installed(
-                row.hub_id, problem="The installed licence cannot be decrypted (was the secret key changed?)"
-            )
+            text_ = decrypt_fields(self.seal_key, row.license_sealed, LICENSE_CONTEXT)[_FIELD]
+        except DecryptionFailed as exc:
+            return Installed(row.hub_id, problem=f"The installed licence cannot be decrypted: {exc}")
         try:
             terms = verify(text_, self.public_key)
         except LicenseInvalid as exc:
@@ -227,7 +231,7 @@ class Licensing:
             previous = self._check(row)
             installed = Installed(row.hub_id, terms)
             status = evaluate(installed, today)
-            row.license_sealed = encrypt_fields(self.seal_key, {_FIELD: license_text})
+            row.license_sealed = encrypt_fields(self.seal_key, {_FIELD: license_text}, LICENSE_CONTEXT)
             row.license_installed_at = func.now()
             row.license_status = status.status
             details = {**terms.to_signed(), "replaced": previous.terms.licensee if previous.terms else None}

@@ -3,7 +3,6 @@ but each trigger has its own (`EXEKRA_WEBHOOK_RATE_PER_MINUTE`)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import orjson
@@ -16,13 +15,6 @@ from exekra.hub.triggers import firing
 from exekra.hub.triggers.schemas import WebhookAnswer
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
-
-_TOKEN_IN_PATH = re.compile(r"(/api/webhooks/)[^/?#\s\"]+")
-
-
-def redact_webhook_tokens(text: str) -> str:
-    """`text` with the token of every webhook URL in it replaced (for logs: the token is the credential)."""
-    return _TOKEN_IN_PATH.sub(r"\1[redacted]", text)
 
 
 @router.post(
