@@ -40,6 +40,8 @@ class ExecutionStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.STOPPED})
+# Written out (not bound) so that the planner matches it with the partial index below.
+LIVE_STATUS_SQL = "status IN ('QUEUED','ASSIGNED','RUNNING')"
 
 
 class TriggerType(StrEnum):
@@ -80,6 +82,8 @@ class Execution(Base):
             "id",
             postgresql_where="status IN ('COMPLETED','FAILED','STOPPED')",
         ),
+        # A schedule trigger's overlap policy asks whether a run it started is still live.
+        Index("ix_executions_live_triggered_by", "triggered_by", postgresql_where=LIVE_STATUS_SQL),
         # Database-level guard: a runner holds at most one live execution.
         Index(
             "uq_executions_live_runner",

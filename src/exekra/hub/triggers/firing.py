@@ -10,6 +10,10 @@ A schedule fire is handled exactly once, whatever the number of hub processes an
    expires: if the process dies after the execution was committed but before the claim was, the next
    attempt (another process, or this one after a restart) gets that execution back instead of a second.
 
+Before a run starts, the trigger's overlap policy decides (`overlap`), under the same row lock: start it,
+keep it waiting (`waiting_fire_at`, queue_one) or skip it (recorded on the fire and the trigger). A waiting
+fire is started by `start_waiting_fire` once no run of the trigger is live, with the key of its own fire time.
+
 After downtime, the stored `next_fire_at` is in the past: it fires once (the catch-up run), and the next
 fire time is computed from now, so the fires missed in between are skipped.
 
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import String, cast, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,8 +41,9 @@ from exekra.hub.errors import ExekraError, Forbidden, NotFound
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import Execution, TriggerType
 from exekra.hub.executions.service import ExecutionService
+from exekra.hub.triggers import overlap
 from exekra.hub.triggers.cron import InvalidSchedule
-from exekra.hub.triggers.models import Trigger, TriggerFire, TriggerKind
+from exekra.hub.triggers.models import OverlapPolicy, Trigger, TriggerFire, TriggerKind
 from exekra.hub.triggers.service import db_now, schedule_of
 
 log = logging.getLogger(__name__)
@@ -113,7 +118,15 @@ async def fire_schedule(executions: ExecutionService, due: Due, *, keep_fires_da
         if claimed.first() is not None:
             if now - due.fire_time > timedelta(minutes=1):
                 log.info("trigger %s: catch-up run for the fire due at %s", trigger.id, due.fire_time.isoformat())
-            execution = await _start_scheduled(executions, session, trigger, due.fire_time)
+            key = schedule_key(trigger.id, due.fire_time)
+            decision, reason = await overlap.decide(session, trigger, fire_key=key)
+            if decision == overlap.Decision.START:
+                execution = await _start_scheduled(executions, session, trigger, due.fire_time)
+            elif decision == overlap.Decision.WAIT:
+                trigger.waiting_fire_at = due.fire_time
+            else:
+                assert reason is not None
+                await _record_skip(session, trigger, due.fire_time, reason)
         try:
             trigger.next_fire_at = schedule_of(trigger).next_after(max(due.fire_time, now))
         except InvalidSchedule as exc:  # stored before a library or timezone-data change made it invalid
@@ -126,6 +139,53 @@ async def fire_schedule(executions: ExecutionService, due: Due, *, keep_fires_da
             )
         )
     return execution
+
+
+async def waiting_fires_ready(db: Database, limit: int = 100) -> list[Due]:
+    """Fires waiting under queue_one whose trigger has no live run any more, oldest first."""
+    live = overlap.live_run_of(cast(Trigger.id, String))
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Trigger.id, Trigger.waiting_fire_at)
+            .where(Trigger.enabled, Trigger.waiting_fire_at.is_not(None), ~live)
+            .order_by(Trigger.waiting_fire_at)
+            .limit(limit)
+        )
+        return [Due(row.id, row.waiting_fire_at) for row in rows if row.waiting_fire_at is not None]
+
+
+async def start_waiting_fire(executions: ExecutionService, due: Due) -> Execution | None:
+    """Start a fire that waited under queue_one, if it still waits and no run of its trigger is live."""
+    async with executions.db.transaction() as session:
+        trigger = (
+            await session.execute(
+                select(Trigger)
+                .where(
+                    Trigger.id == due.trigger_id,
+                    Trigger.waiting_fire_at == due.fire_time,
+                    Trigger.enabled,
+                    Trigger.overlap_policy == OverlapPolicy.QUEUE_ONE,
+                )
+                .with_for_update(skip_locked=True)
+            )
+        ).scalar_one_or_none()
+        if trigger is None:
+            return None
+        if await overlap.live_run_exists(session, trigger, except_key=schedule_key(trigger.id, due.fire_time)):
+            return None
+        trigger.waiting_fire_at = None
+        return await _start_scheduled(executions, session, trigger, due.fire_time)
+
+
+async def _record_skip(session: AsyncSession, trigger: Trigger, fire_time: datetime, reason: str) -> None:
+    """A fire its overlap policy skipped: kept on the fire and on the trigger (`lastSkippedAt`, `lastSkipReason`)."""
+    await session.execute(
+        update(TriggerFire)
+        .where(TriggerFire.trigger_id == trigger.id, TriggerFire.fire_time == fire_time)
+        .values(skip_reason=reason)
+    )
+    trigger.last_skipped_at = fire_time
+    trigger.last_skip_reason = reason
 
 
 async def _start_scheduled(

@@ -30,6 +30,14 @@ class TriggerKind(StrEnum):
     WEBHOOK = "WEBHOOK"
 
 
+class OverlapPolicy(StrEnum):
+    """What a schedule fire does while a run it started earlier is still live (see `overlap`)."""
+
+    ALLOW = "allow"
+    SKIP = "skip"
+    QUEUE_ONE = "queue_one"
+
+
 class Trigger(Base):
     """A schedule (cron + timezone) or a webhook (a secret token, stored hashed) that starts a workflow."""
 
@@ -37,6 +45,7 @@ class Trigger(Base):
     __table_args__ = (
         CheckConstraint("type IN ('SCHEDULE','WEBHOOK')", name="type"),
         CheckConstraint("type <> 'SCHEDULE' OR cron_expression IS NOT NULL", name="schedule_has_cron"),
+        CheckConstraint("overlap_policy IN ('allow','skip','queue_one')", name="overlap_policy"),
         # The scheduler's question: which enabled schedules are due?
         Index("ix_triggers_next_fire_at", "next_fire_at", postgresql_where="next_fire_at IS NOT NULL"),
         Index("ix_triggers_workflow_id", "workflow_id"),
@@ -53,7 +62,14 @@ class Trigger(Base):
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Set only while an enabled schedule waits for its next fire (NULL for webhooks and disabled triggers).
     next_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    overlap_policy: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=OverlapPolicy.ALLOW, server_default=OverlapPolicy.ALLOW.value
+    )
+    # queue_one: the one fire that waits for the live run to end (its `trigger_fires` row has no execution yet).
+    waiting_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_fired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_skipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_skip_reason: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
@@ -73,4 +89,6 @@ class TriggerFire(Base):
         Uuid, ForeignKey("executions.id", ondelete="SET NULL"), index=True
     )
     error: Mapped[str | None] = mapped_column(Text)
+    # Why the fire started nothing on purpose (its overlap policy), as opposed to `error`.
+    skip_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()

@@ -3,7 +3,8 @@
 Every hub process runs one. Schedules live in PostgreSQL (`triggers.next_fire_at`), so the loop has no
 state of its own: at start it rebuilds the next fire times, then it sleeps until the earliest one (at most
 `EXEKRA_SCHEDULER_INTERVAL_SECONDS`, so changes made through another hub process are seen soon) and fires
-what is due. Firing is exactly-once across processes (see `firing`).
+what is due. Firing is exactly-once across processes (see `firing`). A fire waiting under the queue_one
+overlap policy starts within one interval of its trigger's last live run ending.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ class Scheduler:
             self._task = None
 
     async def fire_due(self) -> int:
-        """Fire the schedules that are due now (one batch); returns how many were due."""
+        """Fire the schedules that are due now (one batch), then start the waiting fires whose trigger has no
+        live run any more; returns how many schedules were due."""
         due = await firing.due_schedules(self.db, BATCH)
         for item in due:
             await firing.fire_schedule(self.executions, item, keep_fires_days=self.keep_fires_days)
+        for item in await firing.waiting_fires_ready(self.db, BATCH):
+            await firing.start_waiting_fire(self.executions, item)
         return len(due)
 
     async def _run(self) -> None:

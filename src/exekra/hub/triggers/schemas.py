@@ -9,15 +9,19 @@ from pydantic import Field, model_validator
 
 from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.schemas import ApiAnswer, ApiModel, PageInfo
-from exekra.hub.triggers.models import Trigger, TriggerKind
+from exekra.hub.triggers.models import OverlapPolicy, Trigger, TriggerKind
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 CronExpression = Annotated[str, Field(min_length=1, max_length=200)]
 Timezone = Annotated[str, Field(min_length=1, max_length=64)]
 
 
+SCHEDULE_ONLY = "cronExpression, timezone and overlapPolicy are only for SCHEDULE triggers"
+
+
 class NewTrigger(ApiModel):
-    """A schedule needs `cronExpression` (timezone defaults to UTC); a webhook takes neither."""
+    """A schedule needs `cronExpression` (timezone defaults to UTC, overlapPolicy to allow); a webhook takes
+    none of them."""
 
     workflow_id: str = Field(min_length=1, max_length=64)
     type: TriggerKind
@@ -25,14 +29,17 @@ class NewTrigger(ApiModel):
     enabled: bool = True
     cron_expression: CronExpression | None = None
     timezone: Timezone | None = None
+    overlap_policy: OverlapPolicy | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> NewTrigger:
         if self.type == TriggerKind.SCHEDULE and self.cron_expression is None:
             raise ValueError("cronExpression is required for a SCHEDULE trigger")
-        if self.type == TriggerKind.WEBHOOK and (self.cron_expression is not None or self.timezone is not None):
-            raise ValueError("cronExpression and timezone are only for SCHEDULE triggers")
+        if self.type == TriggerKind.WEBHOOK and {"cron_expression", "timezone", "overlap_policy"} & {
+            name for name in self.model_fields_set if getattr(self, name) is not None
+        }:
+            raise ValueError(SCHEDULE_ONLY)
         return self
 
 
@@ -43,6 +50,7 @@ class TriggerPatch(ApiModel):
     enabled: bool | None = None
     cron_expression: CronExpression | None = None
     timezone: Timezone | None = None
+    overlap_policy: OverlapPolicy | None = None
     inputs: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -63,9 +71,13 @@ class TriggerOut(ApiAnswer):
     enabled: bool
     cron_expression: str | None
     timezone: str | None
+    overlap_policy: OverlapPolicy
     inputs: dict[str, Any]
     next_fire_at: datetime | None
+    waiting_fire_at: datetime | None
     last_fired_at: datetime | None
+    last_skipped_at: datetime | None
+    last_skip_reason: str | None
     last_error: str | None
     last_error_at: datetime | None
     created_at: datetime
@@ -106,9 +118,13 @@ def trigger_to_api(trigger: Trigger) -> dict[str, Any]:
         "enabled": trigger.enabled,
         "cronExpression": trigger.cron_expression,
         "timezone": trigger.timezone,
+        "overlapPolicy": trigger.overlap_policy,
         "inputs": trigger.inputs,
         "nextFireAt": trigger.next_fire_at,
+        "waitingFireAt": trigger.waiting_fire_at,
         "lastFiredAt": trigger.last_fired_at,
+        "lastSkippedAt": trigger.last_skipped_at,
+        "lastSkipReason": trigger.last_skip_reason,
         "lastError": trigger.last_error,
         "lastErrorAt": trigger.last_error_at,
         "createdAt": trigger.created_at,

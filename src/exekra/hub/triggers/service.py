@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.db.session import Database
@@ -16,12 +16,13 @@ from exekra.hub.auth.security import new_secret, token_hash
 from exekra.hub.errors import Conflict, ValidationFailed
 from exekra.hub.lookup import IdPrefix, get_or_404, parse_id
 from exekra.hub.triggers.cron import InvalidSchedule, Schedule
-from exekra.hub.triggers.models import Trigger, TriggerKind
-from exekra.hub.triggers.schemas import NewTrigger, TriggerPatch
+from exekra.hub.triggers.models import OverlapPolicy, Trigger, TriggerFire, TriggerKind
+from exekra.hub.triggers.schemas import SCHEDULE_ONLY, NewTrigger, TriggerPatch
 from exekra.hub.workflows.models import Workflow
 
 WEBHOOK_TOKEN_PREFIX = "exw_"
 DEFAULT_TIMEZONE = "UTC"
+WAITING_FIRE_DROPPED = "waiting fire dropped: trigger disabled or overlap policy changed"
 
 
 async def db_now(session: AsyncSession) -> datetime:
@@ -51,6 +52,19 @@ async def _restart_schedule(session: AsyncSession, trigger: Trigger) -> None:
         trigger.next_fire_at = None
 
 
+async def _drop_waiting_fire_unless_queued(session: AsyncSession, trigger: Trigger) -> None:
+    """A fire waiting under queue_one is dropped (and recorded so) once the trigger is disabled or its policy
+    is no longer queue_one: it never starts later by surprise."""
+    if trigger.waiting_fire_at is None or (trigger.enabled and trigger.overlap_policy == OverlapPolicy.QUEUE_ONE):
+        return
+    await session.execute(
+        update(TriggerFire)
+        .where(TriggerFire.trigger_id == trigger.id, TriggerFire.fire_time == trigger.waiting_fire_at)
+        .values(skip_reason=WAITING_FIRE_DROPPED)
+    )
+    trigger.waiting_fire_at = None
+
+
 def _user_id(actor: Actor) -> uuid.UUID | None:
     return uuid.UUID(actor.id) if actor.type == "USER" and actor.id else None
 
@@ -69,6 +83,7 @@ async def create_trigger(db: Database, data: NewTrigger, actor: Actor) -> tuple[
         assert data.cron_expression is not None
         schedule = _checked_schedule(data.cron_expression, data.timezone or DEFAULT_TIMEZONE)
         trigger.cron_expression, trigger.timezone = schedule.expression, schedule.timezone
+        trigger.overlap_policy = data.overlap_policy or OverlapPolicy.ALLOW
     else:
         token = new_secret(WEBHOOK_TOKEN_PREFIX)
         trigger.token_hash = token_hash(token)
@@ -119,9 +134,12 @@ async def update_trigger(db: Database, trigger_id: str, patch: TriggerPatch, act
         trigger = await get_or_404(session, Trigger, trigger_id, "trigger", for_update=True)
         if not changes:
             return trigger
-        if trigger.type == TriggerKind.WEBHOOK and {"cron_expression", "timezone"} & patch.model_fields_set:
-            raise ValidationFailed("cronExpression and timezone are only for SCHEDULE triggers")
-        for name in ("name", "enabled", "inputs"):
+        if (
+            trigger.type == TriggerKind.WEBHOOK
+            and {"cron_expression", "timezone", "overlap_policy"} & patch.model_fields_set
+        ):
+            raise ValidationFailed(SCHEDULE_ONLY)
+        for name in ("name", "enabled", "inputs", "overlap_policy"):
             if name in patch.model_fields_set:
                 setattr(trigger, name, getattr(patch, name))
         if trigger.type == TriggerKind.SCHEDULE:
@@ -132,6 +150,7 @@ async def update_trigger(db: Database, trigger_id: str, patch: TriggerPatch, act
             trigger.cron_expression, trigger.timezone = schedule.expression, schedule.timezone
             if {"cron_expression", "timezone", "enabled"} & patch.model_fields_set:
                 await _restart_schedule(session, trigger)
+            await _drop_waiting_fire_unless_queued(session, trigger)
         trigger.updated_at = func.now()
         await session.flush()
         await session.refresh(trigger)
