@@ -12,6 +12,7 @@ from pydantic.alias_generators import to_camel
 ExecutionStatus = Literal["QUEUED", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED", "STOPPED"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "STOPPED"})
 TriggerType = Literal["SCHEDULE", "WEBHOOK"]
+OverlapPolicy = Literal["allow", "skip", "queue_one"]
 VersionState = Literal["draft", "published", "superseded"]
 
 T = TypeVar("T")
@@ -185,9 +186,13 @@ class Trigger(Model):
     enabled: bool
     cron_expression: str | None = None
     timezone: str | None = None
+    overlap_policy: OverlapPolicy = "allow"
     inputs: dict[str, Any] = {}
     next_fire_at: datetime | None = None
+    waiting_fire_at: datetime | None = None
     last_fired_at: datetime | None = None
+    last_skipped_at: datetime | None = None
+    last_skip_reason: str | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
     created_at: datetime

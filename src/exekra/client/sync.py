@@ -28,6 +28,7 @@ from exekra.client.models import (
     LogLine,
     LogPage,
     NodeRun,
+    OverlapPolicy,
     Page,
     Runner,
     RunnerRegistration,
@@ -357,23 +358,27 @@ class ExekraClient:
         *,
         cron_expression: str | None = None,
         timezone: str | None = None,
+        overlap_policy: OverlapPolicy | None = None,
         inputs: dict[str, Any] | None = None,
         enabled: bool = True,
     ) -> TriggerWithToken:
-        """Create a SCHEDULE (with `cron_expression`) or WEBHOOK trigger; a webhook's token is in this answer."""
+        """Create a SCHEDULE (with `cron_expression`, and `overlap_policy` allow, skip or queue_one) or WEBHOOK
+        trigger; a webhook's token is in this answer."""
         fields = {
             "workflowId": workflow_id,
             "type": type,
             "name": name,
             "cronExpression": cron_expression,
             "timezone": timezone,
+            "overlapPolicy": overlap_policy,
             "inputs": inputs,
             "enabled": enabled,
         }
         return self.send(calls.create_trigger(fields))
 
     def update_trigger(self, trigger_id: str, **changes: Any) -> Trigger:
-        """Change fields named as in the API (`name`, `enabled`, `cronExpression`, `timezone`, `inputs`)."""
+        """Change fields named as in the API (`name`, `enabled`, `cronExpression`, `timezone`,
+        `overlapPolicy`, `inputs`)."""
         return self.send(calls.update_trigger(trigger_id, changes))
 
     def delete_trigger(self, trigger_id: str) -> None:
