@@ -17,7 +17,7 @@ from exekra.hub.errors import ExekraError, NotFound, ValidationFailed
 from exekra.hub.lookup import parse_id
 from exekra.hub.triggers import overview, service
 from exekra.hub.triggers.cron import InvalidSchedule, Schedule, explain, upcoming
-from exekra.hub.triggers.models import Trigger, TriggerKind
+from exekra.hub.triggers.models import OverlapPolicy, Trigger, TriggerKind
 from exekra.hub.triggers.schemas import NewTrigger, TriggerPatch
 from exekra.hub.workflows import service as workflows
 
@@ -26,6 +26,12 @@ router = APIRouter(route_class=PageRoute)
 PAGE_SIZE = 50
 WORKFLOW_CHOICES = 500
 PREVIEW_FIRES = 5
+OVERLAP_LABELS = {
+    OverlapPolicy.ALLOW: "Start another run anyway (allow)",
+    OverlapPolicy.SKIP: "Skip the fire and record it (skip)",
+    OverlapPolicy.QUEUE_ONE: "Keep one fire waiting, start it when the run ends (queue_one)",
+}
+OVERLAP_CHOICES = [(policy.value, label) for policy, label in OVERLAP_LABELS.items()]
 
 
 @lru_cache(maxsize=1)
@@ -78,6 +84,7 @@ async def _list_context(request: Request, workflow: str | None, page: int) -> di
         "workflow_filter": shown,
         "workflows": [c.workflow for c in choices],
         "timezones": timezones(),
+        "overlap_policies": OVERLAP_CHOICES,
         "explain": _explain_or_none,
         "form": {"type": "SCHEDULE", "timezone": "UTC", "workflow": workflow_id or ""},
         "preview": cron_preview("", "UTC"),
@@ -116,10 +123,19 @@ async def create_trigger(
     name: Annotated[str, Form(max_length=200)] = "",
     cron: Annotated[str, Form(max_length=200)] = "",
     timezone: Annotated[str, Form(max_length=64)] = "UTC",
+    overlap: Annotated[str, Form(max_length=16)] = OverlapPolicy.ALLOW.value,
     inputs: Annotated[str, Form(max_length=100_000)] = "",
 ) -> Response:
     hub = get_hub(request)
-    form = {"workflow": workflow, "type": type, "name": name, "cron": cron, "timezone": timezone, "inputs": inputs}
+    form = {
+        "workflow": workflow,
+        "type": type,
+        "name": name,
+        "cron": cron,
+        "timezone": timezone,
+        "overlap": overlap,
+        "inputs": inputs,
+    }
     schedule = type == TriggerKind.SCHEDULE
     try:
         data = NewTrigger(
@@ -128,6 +144,7 @@ async def create_trigger(
             name=name.strip(),
             cron_expression=cron if schedule else None,
             timezone=(timezone or "UTC") if schedule else None,
+            overlap_policy=overlap if schedule else None,
             inputs=_inputs(inputs),
         )
         trigger, token = await service.create_trigger(hub.db, data, user.actor)
@@ -169,6 +186,8 @@ async def trigger_page(request: Request, trigger_id: str, user: CurrentUser) -> 
         "row": row,
         "trigger": trigger,
         "timezones": timezones(),
+        "overlap_policies": OVERLAP_CHOICES,
+        "overlap_label": OVERLAP_LABELS[OverlapPolicy(trigger.overlap_policy)],
         "words": _explain_or_none(trigger),
         "preview": cron_preview(trigger.cron_expression or "", trigger.timezone or "UTC")
         if trigger.type == TriggerKind.SCHEDULE
@@ -190,6 +209,7 @@ async def edit_trigger(
     name: Annotated[str, Form(max_length=200)] = "",
     cron: Annotated[str | None, Form(max_length=200)] = None,
     timezone: Annotated[str | None, Form(max_length=64)] = None,
+    overlap: Annotated[str | None, Form(max_length=16)] = None,
     inputs: Annotated[str, Form(max_length=100_000)] = "",
 ) -> Response:
     async def save() -> None:
@@ -197,6 +217,8 @@ async def edit_trigger(
         if cron is not None:
             fields["cron_expression"] = cron
             fields["timezone"] = timezone or "UTC"
+        if overlap is not None:
+            fields["overlap_policy"] = overlap
         await service.update_trigger(get_hub(request).db, trigger_id, TriggerPatch(**fields), user.actor)
 
     return await attempt(request, _back(trigger_id), save(), "Trigger saved.")
