@@ -103,6 +103,39 @@ async def test_webhook_trigger_takes_no_schedule(admin: httpx.AsyncClient) -> No
     assert r.status_code == 422
 
 
+async def test_overlap_policy_defaults_to_allow_and_is_set_on_create_and_update(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    default = await _schedule(admin, workflow_id)
+    assert default["overlapPolicy"] == "allow" and default["waitingFireAt"] is None
+    assert default["lastSkippedAt"] is None and default["lastSkipReason"] is None
+
+    skipping = await _schedule(admin, workflow_id, name="skipping", overlapPolicy="skip")
+    assert skipping["overlapPolicy"] == "skip"
+    r = await admin.patch(f"/api/triggers/{skipping['id']}", json={"overlapPolicy": "queue_one"})
+    assert r.status_code == 200, r.text
+    assert (await admin.get(f"/api/triggers/{skipping['id']}")).json()["trigger"]["overlapPolicy"] == "queue_one"
+
+
+async def test_unknown_overlap_policy_and_a_webhook_with_one_are_refused(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    body = {"workflowId": workflow_id, "type": "SCHEDULE", "name": "s", "cronExpression": "* * * * *"}
+    r = await admin.post("/api/triggers", json={**body, "overlapPolicy": "sometimes"})
+    assert r.status_code == 422 and "overlapPolicy" in r.json()["error"]["message"]
+    schedule = await _schedule(admin, workflow_id)
+    r = await admin.patch(f"/api/triggers/{schedule['id']}", json={"overlapPolicy": None})
+    assert r.status_code == 422
+
+    r = await admin.post(
+        "/api/triggers", json={"workflowId": workflow_id, "type": "WEBHOOK", "name": "w", "overlapPolicy": "skip"}
+    )
+    assert r.status_code == 422
+    assert "overlapPolicy are only for SCHEDULE triggers" in r.json()["error"]["message"]
+    webhook = (await _webhook(admin, workflow_id))["trigger"]
+    assert webhook["overlapPolicy"] == "allow"
+    r = await admin.patch(f"/api/triggers/{webhook['id']}", json={"overlapPolicy": "skip"})
+    assert r.status_code == 422
+
+
 async def test_trigger_for_unknown_workflow_is_not_found(admin: httpx.AsyncClient) -> None:
     body = {"workflowId": "00000000-0000-0000-0000-000000000000", "type": "WEBHOOK", "name": "w"}
     assert (await admin.post("/api/triggers", json=body)).status_code == 404
