@@ -1,4 +1,5 @@
-"""The scheduler (SPEC §9): exactly one fire per (trigger, fire time), catch-up, failures, never drafts.
+"""The scheduler (SPEC §9): exactly one fire per (trigger, fire time), catch-up, failures, never drafts, and
+the overlap policies (allow, skip, queue_one) while a run of the schedule is live.
 
 The session's hub runs its own scheduler loop too; the tests also fire explicitly, so every outcome
 checked here must hold whichever of them (or both at once) handled a fire.
@@ -23,12 +24,12 @@ from exekra.hub.effects import EffectApplier
 from exekra.hub.executions.creation import ExecutionRequest
 from exekra.hub.executions.models import Execution, TriggerType
 from exekra.hub.executions.service import ExecutionService
-from exekra.hub.triggers import firing
+from exekra.hub.triggers import firing, overlap
 from exekra.hub.triggers.models import Trigger, TriggerFire
 from exekra.hub.triggers.scheduler import Scheduler
 
-from .conftest import SIMPLE_DEFINITION
-from .protocol import publish_workflow
+from .conftest import SIMPLE_DEFINITION, HubWith
+from .protocol import eventually, publish_workflow
 
 # Tests make a fire due by moving `next_fire_at` into the past; the schedule itself then fires once a year, so
 # that no second fire comes due while a test runs (every minute, one would whenever a test crossed a minute).
@@ -278,3 +279,146 @@ async def test_a_recorded_fire_time_is_never_handled_again(admin: httpx.AsyncCli
     await _settled(hub, trigger_id)
     assert len(await _executions(hub, trigger_id)) == 1
     assert (await _trigger(hub, trigger_id)).last_fired_at == fired
+
+
+async def _fire(hub: Hub, *trigger_ids: str, minutes_ago: int) -> None:
+    """Make the triggers due at a fire time of their own (`minutes_ago`), fire, and wait until it was handled."""
+    await _make_due(hub, *trigger_ids, ago=timedelta(minutes=minutes_ago))
+    await _scheduler(hub.executions).fire_due()
+    await _settled(hub, *trigger_ids)
+
+
+async def _fire_records(hub: Hub, trigger_id: str) -> list[TriggerFire]:
+    async with hub.db.session() as session:
+        rows = await session.execute(
+            select(TriggerFire).where(TriggerFire.trigger_id == uuid.UUID(trigger_id)).order_by(TriggerFire.fire_time)
+        )
+        return list(rows.scalars())
+
+
+async def test_allow_fires_again_while_the_first_run_is_still_queued(admin: httpx.AsyncClient, hub: Hub) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    trigger_id = await _schedule(admin, workflow_id)  # no overlapPolicy: allow
+    await _fire(hub, trigger_id, minutes_ago=10)
+    await _fire(hub, trigger_id, minutes_ago=5)
+
+    executions = await _executions(hub, trigger_id)
+    assert [e.status for e in executions] == ["QUEUED", "QUEUED"]  # no runner: both still wait
+    assert (await _trigger(hub, trigger_id)).last_skipped_at is None
+
+
+async def test_skip_fires_once_while_the_run_is_live_and_records_the_skip(admin: httpx.AsyncClient, hub: Hub) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    trigger_id = await _schedule(admin, workflow_id, overlapPolicy="skip")
+    await _fire(hub, trigger_id, minutes_ago=10)
+    [first] = await _executions(hub, trigger_id)
+    fired = (await _trigger(hub, trigger_id)).last_fired_at
+    await _fire(hub, trigger_id, minutes_ago=5)
+
+    assert [e.id for e in await _executions(hub, trigger_id)] == [first.id]
+    trigger = await _trigger(hub, trigger_id)
+    assert trigger.last_skip_reason == "previous run still running (overlap policy skip)"
+    assert trigger.last_skipped_at is not None and fired is not None and trigger.last_skipped_at > fired
+    assert trigger.last_fired_at == fired and trigger.last_error is None  # a skip is not a failure
+    started, skipped = await _fire_records(hub, trigger_id)
+    assert (started.execution_id, started.skip_reason) == (first.id, None)
+    assert (skipped.fire_time, skipped.execution_id, skipped.skip_reason) == (
+        trigger.last_skipped_at,
+        None,
+        trigger.last_skip_reason,
+    )
+    shown = (await admin.get(f"/api/triggers/{trigger_id}")).json()["trigger"]
+    assert shown["lastSkipReason"] == trigger.last_skip_reason and shown["lastSkippedAt"] is not None
+
+    # Once the run has ended, the next fire starts one again.
+    assert (await admin.post(f"/api/executions/{first.id}/stop")).status_code == 200
+    await _fire(hub, trigger_id, minutes_ago=1)
+    assert len(await _executions(hub, trigger_id)) == 2
+
+
+async def test_queue_one_keeps_one_fire_waiting_and_starts_it_when_the_run_ends(
+    admin: httpx.AsyncClient, hub: Hub
+) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    trigger_id = await _schedule(admin, workflow_id, overlapPolicy="queue_one")
+    await _fire(hub, trigger_id, minutes_ago=15)
+    [first] = await _executions(hub, trigger_id)
+    await _fire(hub, trigger_id, minutes_ago=10)  # waits: the first run is live
+    waiting = (await _trigger(hub, trigger_id)).waiting_fire_at
+    await _fire(hub, trigger_id, minutes_ago=5)  # one already waits: skipped
+
+    assert waiting is not None and [e.id for e in await _executions(hub, trigger_id)] == [first.id]
+    trigger = await _trigger(hub, trigger_id)
+    assert trigger.waiting_fire_at == waiting
+    assert trigger.last_skip_reason == overlap.SKIPPED_WHILE_WAITING and trigger.last_skipped_at is not None
+    assert trigger.last_skipped_at > waiting
+    # Still waiting on later rounds while the run is live: nothing overlaps it.
+    await _scheduler(hub.executions).fire_due()
+    assert len(await _executions(hub, trigger_id)) == 1
+
+    assert (await admin.post(f"/api/executions/{first.id}/stop")).status_code == 200
+    await _scheduler(hub.executions).fire_due()  # or the hub's own loop, whichever comes first
+
+    async def second_run() -> Execution | None:
+        runs = await _executions(hub, trigger_id)
+        return runs[1] if len(runs) == 2 else None
+
+    second = await eventually(second_run, 10, "the waiting fire to start")
+    assert second.idempotency_key == firing.schedule_key(uuid.UUID(trigger_id), waiting)
+    trigger = await _trigger(hub, trigger_id)
+    assert trigger.waiting_fire_at is None and trigger.last_fired_at == waiting
+    assert [(f.execution_id is not None, f.skip_reason) for f in await _fire_records(hub, trigger_id)] == [
+        (True, None),
+        (True, None),
+        (False, overlap.SKIPPED_WHILE_WAITING),
+    ]
+
+
+async def test_disabling_a_queue_one_schedule_drops_its_waiting_fire(admin: httpx.AsyncClient, hub: Hub) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    trigger_id = await _schedule(admin, workflow_id, overlapPolicy="queue_one")
+    await _fire(hub, trigger_id, minutes_ago=10)
+    [first] = await _executions(hub, trigger_id)
+    await _fire(hub, trigger_id, minutes_ago=5)
+    assert (await _trigger(hub, trigger_id)).waiting_fire_at is not None
+
+    assert (await admin.patch(f"/api/triggers/{trigger_id}", json={"enabled": False})).status_code == 200
+    assert (await admin.post(f"/api/executions/{first.id}/stop")).status_code == 200
+    await _scheduler(hub.executions).fire_due()
+
+    assert len(await _executions(hub, trigger_id)) == 1
+    assert (await _trigger(hub, trigger_id)).waiting_fire_at is None
+    dropped = (await _fire_records(hub, trigger_id))[-1]
+    assert dropped.execution_id is None and dropped.skip_reason is not None and "dropped" in dropped.skip_reason
+
+
+async def test_overlap_policies_hold_with_two_hub_processes_firing(
+    admin: httpx.AsyncClient, hub: Hub, hub_with: HubWith
+) -> None:
+    """Two hub processes, each with its scheduler loop, plus explicit rounds from both, fire the same schedules
+    at three fire times: a skip schedule never has more than its first run, a queue_one one never more than
+    its first run and one waiting fire."""
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    skipping = [await _schedule(admin, workflow_id, name=f"skip{i}", overlapPolicy="skip") for i in range(5)]
+    queueing = [await _schedule(admin, workflow_id, name=f"queue{i}", overlapPolicy="queue_one") for i in range(5)]
+    everything = [*skipping, *queueing]
+    async with hub_with() as app:
+        other: Hub = app.state.hub
+        first, second = _scheduler(hub.executions), _scheduler(other.executions)
+        for minutes_ago in (15, 10, 5):
+            await _make_due(hub, *everything, ago=timedelta(minutes=minutes_ago))
+            await asyncio.gather(first.fire_due(), second.fire_due(), first.fire_due(), second.fire_due())
+            await _settled(hub, *everything)
+
+    for trigger_id in everything:
+        [run] = await _executions(hub, trigger_id)
+        assert run.status == "QUEUED"
+        fires = await _fire_records(hub, trigger_id)
+        assert len(fires) == 3 and fires[0].execution_id == run.id
+    for trigger_id in skipping:
+        assert [f.skip_reason for f in await _fire_records(hub, trigger_id)][1:] == [overlap.SKIPPED_WHILE_LIVE] * 2
+    for trigger_id in queueing:
+        trigger = await _trigger(hub, trigger_id)
+        fires = await _fire_records(hub, trigger_id)
+        assert trigger.waiting_fire_at == fires[1].fire_time
+        assert [f.skip_reason for f in fires][1:] == [None, overlap.SKIPPED_WHILE_WAITING]
