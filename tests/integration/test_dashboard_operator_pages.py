@@ -110,6 +110,42 @@ async def test_schedules_and_webhooks_are_created_listed_edited_and_deleted(admi
     assert "Trigger deleted." in await follow(admin, r)
 
 
+async def test_the_overlap_policy_is_set_in_the_forms_and_the_last_skip_is_shown(
+    admin: httpx.AsyncClient, hub: Hub
+) -> None:
+    workflow_id = await publish_workflow(admin, "overlapping", SIMPLE_DEFINITION)
+    form = {"workflow": workflow_id, "type": "SCHEDULE", "name": "hourly", "cron": "0 * * * *", "timezone": "UTC"}
+    r = await post_form(admin, "/triggers", {**form, "overlap": "skip"}, page="/triggers")
+    assert "Schedule hourly created." in await follow(admin, r)
+    trigger_id = r.headers["location"].rsplit("/", 1)[1]
+    assert (await admin.get(f"/api/triggers/{trigger_id}")).json()["trigger"]["overlapPolicy"] == "skip"
+    page = (await admin.get(f"/triggers/{trigger_id}")).text
+    assert '<option value="skip" selected>' in page and "Skip the fire and record it (skip)" in page
+
+    edit = {"name": "hourly", "cron": "0 * * * *", "timezone": "UTC"}
+    r = await post_form(
+        admin, f"/triggers/{trigger_id}/edit", {**edit, "overlap": "queue_one"}, page=f"/triggers/{trigger_id}"
+    )
+    assert "Trigger saved." in await follow(admin, r)
+    assert (await admin.get(f"/api/triggers/{trigger_id}")).json()["trigger"]["overlapPolicy"] == "queue_one"
+    r = await post_form(
+        admin, f"/triggers/{trigger_id}/edit", {**edit, "overlap": "sometimes"}, page=f"/triggers/{trigger_id}"
+    )
+    assert "overlap_policy: Input should be" in await follow(admin, r)
+
+    reason = "previous run still running (overlap policy skip)"
+    async with hub.db.transaction() as session:
+        await session.execute(
+            text("UPDATE triggers SET last_skipped_at = now(), last_skip_reason = :reason"), {"reason": reason}
+        )
+    assert reason in (await admin.get(f"/triggers/{trigger_id}")).text
+    listing = (await admin.get("/triggers")).text
+    assert reason in listing and "overlap: queue_one" in listing
+
+    refused = await post_form(admin, "/triggers", {**form, "name": "odd", "overlap": "sometimes"}, page="/triggers")
+    assert refused.status_code == 422 and 'value="odd"' in refused.text
+
+
 async def test_a_refused_trigger_is_explained_with_what_was_typed(admin: httpx.AsyncClient) -> None:
     workflow_id = await publish_workflow(admin, "strict-cron", SIMPLE_DEFINITION)
     r = await post_form(
