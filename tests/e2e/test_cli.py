@@ -246,6 +246,20 @@ def test_triggers_create_list_enable_disable(cli: Cli, runner: str, tmp_path: Pa
     enabled = cli("triggers", "enable", created["id"])
     assert enabled.returncode == 0 and "enabled; next fire" in enabled.stdout
 
+    hourly = cli("triggers", "create", name, "--name", f"{name}-hourly", "--cron", "0 * * * *", "--overlap", "skip")
+    assert hourly.returncode == 0 and "overlap skip" in hourly.stdout, hourly.stderr
+    changed = cli("triggers", "set-overlap", f"{name}-hourly", "queue_one", "--json")
+    assert changed.returncode == 0 and json.loads(changed.stdout)["trigger"]["overlapPolicy"] == "queue_one"
+    listed = json.loads(cli("triggers", "list", "--workflow", name, "--json").stdout)["triggers"]
+    assert {t["name"]: t["overlapPolicy"] for t in listed if t["type"] == "SCHEDULE"} == {
+        f"{name}-nightly": "allow",
+        f"{name}-hourly": "queue_one",
+    }
+    hook_overlap = cli("triggers", "create", name, "--name", "bad", "--webhook", "--overlap", "skip")
+    assert hook_overlap.returncode == 2 and hook_overlap.stderr.count("\n") == 1 and "--overlap" in hook_overlap.stderr
+    unknown = cli("triggers", "set-overlap", f"{name}-hourly", "sometimes")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "queue_one" in unknown.stderr
+
     invalid = cli("triggers", "create", name, "--name", "bad", "--cron", "61 * * * *")
     assert invalid.returncode == 3 and "invalid minute field '61'" in invalid.stderr
     neither = cli("triggers", "create", name, "--name", "bad")
