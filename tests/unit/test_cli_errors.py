@@ -134,6 +134,7 @@ CLIENT_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("triggers", "disable"): ["nightly"],
     ("triggers", "delete"): ["nightly"],
     ("triggers", "rotate-token"): ["nightly"],
+    ("triggers", "set-overlap"): ["nightly", "skip"],
     ("license", "show"): [],
     ("license", "install"): ["acme.lic"],
 }
