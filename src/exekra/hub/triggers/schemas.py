@@ -36,9 +36,8 @@ class NewTrigger(ApiModel):
     def _fields_of_type(self) -> NewTrigger:
         if self.type == TriggerKind.SCHEDULE and self.cron_expression is None:
             raise ValueError("cronExpression is required for a SCHEDULE trigger")
-        if self.type == TriggerKind.WEBHOOK and {"cron_expression", "timezone", "overlap_policy"} & {
-            name for name in self.model_fields_set if getattr(self, name) is not None
-        }:
+        schedule_fields = (self.cron_expression, self.timezone, self.overlap_policy)
+        if self.type == TriggerKind.WEBHOOK and any(value is not None for value in schedule_fields):
             raise ValueError(SCHEDULE_ONLY)
         return self
 
