@@ -422,3 +422,39 @@ async def test_overlap_policies_hold_with_two_hub_processes_firing(
         fires = await _fire_records(hub, trigger_id)
         assert trigger.waiting_fire_at == fires[1].fire_time
         assert [f.skip_reason for f in fires][1:] == [None, overlap.SKIPPED_WHILE_WAITING]
+
+
+async def test_a_waiting_fire_and_a_new_fire_racing_in_two_hub_processes_start_one_run(
+    admin: httpx.AsyncClient, hub: Hub, hub_with: HubWith
+) -> None:
+    """queue_one, the live run just ended: one process may start the waiting fire while the other handles the
+    next fire. Whichever wins, exactly one new run starts, and the new fire waits behind it or is skipped."""
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    queueing = [await _schedule(admin, workflow_id, name=f"queue{i}", overlapPolicy="queue_one") for i in range(5)]
+    await _fire(hub, *queueing, minutes_ago=15)
+    await _fire(hub, *queueing, minutes_ago=10)  # each has its first run live and one fire waiting
+    for trigger_id in queueing:
+        [run] = await _executions(hub, trigger_id)
+        assert (await admin.post(f"/api/executions/{run.id}/stop")).status_code == 200
+    async with hub_with() as app:
+        first, second = _scheduler(hub.executions), _scheduler(app.state.hub.executions)
+        await _make_due(hub, *queueing, ago=timedelta(minutes=5))
+        await asyncio.gather(first.fire_due(), second.fire_due(), first.fire_due(), second.fire_due())
+        await _settled(hub, *queueing)
+
+        async def all_started() -> bool:
+            return all([len(await _executions(hub, t)) == 2 for t in queueing])
+
+        await eventually(all_started, 10, "every waiting fire to start")
+
+    for trigger_id in queueing:
+        stopped, started = await _executions(hub, trigger_id)
+        assert (stopped.status, started.status) == ("STOPPED", "QUEUED")
+        trigger = await _trigger(hub, trigger_id)
+        waited, newest = (await _fire_records(hub, trigger_id))[1:]
+        assert started.idempotency_key == firing.schedule_key(uuid.UUID(trigger_id), waited.fire_time)
+        # The new fire came either after the waiting one started (it waits now) or before (it was skipped).
+        assert (trigger.waiting_fire_at, newest.skip_reason) in (
+            (newest.fire_time, None),
+            (None, overlap.SKIPPED_WHILE_WAITING),
+        )
