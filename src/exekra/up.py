@@ -146,7 +146,7 @@ async def _ensure_example_workflow(db: Any) -> None:
         definition=EXAMPLE_DEFINITION,
     )
     summary, _ = await workflows.create_workflow(db, data, SYSTEM, max_definition_bytes=1024 * 1024)
-    await workflows.publish_latest(db, str(summary.workflow.id), SYSTEM)
+    await workflows.publish(db, str(summary.workflow.id), SYSTEM)
 
 
 async def _local_runners(db: Any, home: Path, count: int, actor: Any, licensing: Any) -> list[dict[str, str]]:

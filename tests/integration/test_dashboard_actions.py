@@ -229,6 +229,18 @@ async def test_editing_saves_a_draft_which_publishing_promotes(admin: httpx.Asyn
     r = await post_form(admin, f"{page}/publish", {}, page=page)
     assert "has no draft to publish" in await follow(admin, r)
 
+    # Roll back from the versions table: version 1 again, then forward to 2 with the button at the top.
+    detail = (await admin.get(page)).text
+    assert "Roll back to v1" in detail
+    r = await post_form(admin, f"{page}/publish", {"version": "1"}, page=page)
+    assert "Version 1 published." in await follow(admin, r)
+    detail = (await admin.get(page)).text
+    assert "Publish v2" in detail  # the superseded latest version, from the top and from its row
+    r = await post_form(admin, f"{page}/publish", {"version": "2"}, page=page)
+    assert "Version 2 published." in await follow(admin, r)
+    workflow = (await admin.get(f"/api/workflows/{workflow_id}")).json()["workflow"]
+    assert (workflow["publishedVersion"], workflow["latestVersion"]) == (2, 2)
+
 
 async def test_editor_problems_are_shown_in_place_and_nothing_is_saved(admin: httpx.AsyncClient) -> None:
     workflow_id = await publish_workflow(admin, "strict", SIMPLE_DEFINITION)

@@ -427,6 +427,46 @@ async def test_publish_promotes_the_latest_draft_and_unpublishes_the_previous(ad
     assert old["definition"] == SIMPLE_DEFINITION and old["id"] == v1["id"]  # published content never changes
 
 
+async def test_publishing_an_earlier_version_rolls_back_and_queued_executions_keep_theirs(
+    admin: httpx.AsyncClient,
+) -> None:
+    workflow_id = (await create(admin, "rolling", labels=["nowhere"]))["workflow"]["id"]
+    await admin.post(f"/api/workflows/{workflow_id}/publish")
+    await save_version(admin, workflow_id, TWO_STEPS)
+    await admin.post(f"/api/workflows/{workflow_id}/publish")
+    queued = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]
+
+    async def version_of(execution: dict[str, Any]) -> int:
+        answer = await admin.get(f"/api/executions/{execution['id']}")
+        number: int = answer.json()["execution"]["versionNumber"]
+        return number
+
+    assert await version_of(queued) == 2
+
+    back = await admin.post(f"/api/workflows/{workflow_id}/publish", json={"version": 1})
+    assert back.status_code == 200, back.text
+    assert back.json()["version"]["number"] == 1 and back.json()["version"]["published"] is True
+    assert back.json()["workflow"]["publishedVersion"] == 1 and back.json()["workflow"]["latestVersion"] == 2
+    states = {
+        v["number"]: v["state"] for v in (await admin.get(f"/api/workflows/{workflow_id}/versions")).json()["versions"]
+    }
+    assert states == {1: "published", 2: "superseded"}
+    # What was created before keeps its version; what is created now runs version 1.
+    assert await version_of(queued) == 2
+    after = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]
+    assert await version_of(after) == 1
+    entries = (await admin.get("/api/audit", params={"action": "workflow.publish", "entityId": workflow_id})).json()
+    assert entries["entries"][0]["details"] == {"version": 1, "previousVersion": 2}
+
+    # And forward again; the published one, an unknown one, and a nonsense one are refused.
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish", json={"version": 2})).status_code == 200
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish", json={"version": 2})).status_code == 409
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish", json={"version": 9})).status_code == 404
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish", json={"version": 0})).status_code == 422
+    # Without a version, the latest must still be a draft.
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 409
+
+
 async def test_published_version_is_what_executions_start_from(admin: httpx.AsyncClient, hub: Hub) -> None:
     workflow_id = (await create(admin, "runnable"))["workflow"]["id"]
     async with hub.db.session() as session:

@@ -154,8 +154,9 @@ class AsyncExekraClient:
     async def get_version(self, workflow_id: str, number: int) -> Version:
         return await self.send(calls.get_version(workflow_id, number))
 
-    async def publish_workflow(self, workflow_id: str) -> WorkflowWithVersion:
-        return await self.send(calls.publish_workflow(workflow_id))
+    async def publish_workflow(self, workflow_id: str, version: int | None = None) -> WorkflowWithVersion:
+        """Publish the latest draft, or `version` (an earlier one: a rollback)."""
+        return await self.send(calls.publish_workflow(workflow_id, version))
 
     async def export_workflow(self, workflow_id: str) -> dict[str, Any]:
         return await self.send(calls.export_workflow(workflow_id))

@@ -167,8 +167,9 @@ def get_version(workflow_id: str, number: int) -> Call[Version]:
     return Call("GET", path, _one(Version, "version"))
 
 
-def publish_workflow(workflow_id: str) -> Call[WorkflowWithVersion]:
-    return Call("POST", f"/api/workflows/{_segment(workflow_id)}/publish", _whole(WorkflowWithVersion))
+def publish_workflow(workflow_id: str, version: int | None = None) -> Call[WorkflowWithVersion]:
+    body = None if version is None else {"version": version}
+    return Call("POST", f"/api/workflows/{_segment(workflow_id)}/publish", _whole(WorkflowWithVersion), json=body)
 
 
 def export_workflow(workflow_id: str) -> Call[dict[str, Any]]:

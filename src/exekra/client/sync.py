@@ -151,8 +151,9 @@ class ExekraClient:
     def get_version(self, workflow_id: str, number: int) -> Version:
         return self.send(calls.get_version(workflow_id, number))
 
-    def publish_workflow(self, workflow_id: str) -> WorkflowWithVersion:
-        return self.send(calls.publish_workflow(workflow_id))
+    def publish_workflow(self, workflow_id: str, version: int | None = None) -> WorkflowWithVersion:
+        """Publish the latest draft, or `version` (an earlier one: a rollback)."""
+        return self.send(calls.publish_workflow(workflow_id, version))
 
     def export_workflow(self, workflow_id: str) -> dict[str, Any]:
         return self.send(calls.export_workflow(workflow_id))

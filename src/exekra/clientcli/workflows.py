@@ -122,7 +122,7 @@ def push_workflow(args: argparse.Namespace) -> int:
 @command
 def publish_workflow(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
-        result = hub.publish_workflow(hub.find_workflow(args.workflow).id)
+        result = hub.publish_workflow(hub.find_workflow(args.workflow).id, args.version)
     if args.json:
         print_json(result)
     else:
@@ -204,11 +204,14 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     p = client_command(
         sub,
         "publish",
-        "publish the latest draft",
-        ["exekra workflow publish invoices"],
-        "Publish the workflow's latest draft: new executions run it; the version published before is superseded.",
+        "publish the latest draft, or roll back to an earlier version",
+        ["exekra workflow publish invoices", "exekra workflow publish invoices --version 3"],
+        "Publish the workflow's latest draft, or with --version any version that is not the published one (an "
+        "earlier one: a rollback): new executions run it; the version published before is superseded; executions "
+        "already created keep their version.",
     )
     p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
+    p.add_argument("--version", type=int, help="the version number to publish (default: the latest draft)")
     p.set_defaults(func=publish_workflow)
 
     p = client_command(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 
 from exekra.hub.deps import CurrentUser, DeveloperUser, HubDep, Paging
 from exekra.hub.lookup import IdPrefixQuery
@@ -13,6 +13,7 @@ from exekra.hub.workflows.schemas import (
     ExportAnswer,
     NewVersion,
     NewWorkflow,
+    PublishBody,
     VersionAnswer,
     VersionPage,
     WorkflowAnswer,
@@ -120,9 +121,14 @@ async def get_version(workflow_id: str, number: str, user: CurrentUser, hub: Hub
 
 
 @router.post("/{workflow_id}/publish", response_model=WorkflowWithVersion)
-async def publish(workflow_id: str, user: DeveloperUser, hub: HubDep) -> dict[str, Any]:
-    """Publish the latest version, which must be a draft; the previously published one is unpublished."""
-    summary, version = await service.publish_latest(hub.db, workflow_id, user.actor)
+async def publish(
+    workflow_id: str, user: DeveloperUser, hub: HubDep, body: Annotated[PublishBody | None, Body()] = None
+) -> dict[str, Any]:
+    """Publish the latest version, which must be a draft, or with `{"version": N}` any version that is not the
+    published one: publishing an earlier version is a rollback. The previously published version is
+    superseded; executions already created keep their version."""
+    number = body.version if body is not None else None
+    summary, version = await service.publish(hub.db, workflow_id, user.actor, number)
     return {"workflow": workflow_to_api(summary), "version": version_to_api(version)}
 
 

@@ -72,8 +72,8 @@ class WorkflowVersion(Base):
 
     @property
     def state(self) -> VersionState:
-        """`published`: what new executions run; `superseded`: was published, replaced by a later one;
-        `draft`: never published (only the latest draft can be)."""
+        """`published`: what new executions run; `superseded`: was published, then another version was (a later
+        one, or an earlier one by a rollback); `draft`: never published."""
         if self.published:
             return VersionState.PUBLISHED
         return VersionState.SUPERSEDED if self.published_at is not None else VersionState.DRAFT

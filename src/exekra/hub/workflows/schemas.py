@@ -54,6 +54,12 @@ class WorkflowPatch(ApiModel):
         return self
 
 
+class PublishBody(ApiModel):
+    """Which version to publish: without it, the latest draft."""
+
+    version: int | None = Field(default=None, ge=1)
+
+
 class NewVersion(ApiModel):
     definition: dict[str, Any]
 

@@ -245,25 +245,32 @@ async def get_version(db: Database, workflow_id: str, number: str) -> WorkflowVe
     return version
 
 
-async def publish_latest(db: Database, workflow_id: str, actor: Actor) -> tuple[WorkflowSummary, WorkflowVersion]:
-    """Publish the latest version if it is a draft; the previously published one becomes unpublished.
+async def publish(
+    db: Database, workflow_id: str, actor: Actor, number: int | None = None
+) -> tuple[WorkflowSummary, WorkflowVersion]:
+    """Publish version `number`, or else the latest version, which must then be a draft; the previously
+    published one becomes superseded. Publishing an earlier version is a rollback: new executions run it,
+    executions already created keep the version they were created with.
 
-    422 when the draft uses an activity that is no longer known (the runner that declared it was removed)."""
+    404 for an unknown version, 409 when it is published already, 422 when it uses an activity that is no
+    longer known (the runner that declared it was removed)."""
     known = await known_activities(db)
     async with db.transaction() as session:
         workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
-        latest = (
-            await session.execute(
-                select(WorkflowVersion)
-                .where(WorkflowVersion.workflow_id == workflow.id)
-                .order_by(WorkflowVersion.number.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        if latest is None or latest.published:
+        chosen = select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow.id)
+        if number is None:
+            chosen = chosen.order_by(WorkflowVersion.number.desc()).limit(1)
+        else:
+            chosen = chosen.where(WorkflowVersion.number == number)
+        version = (await session.execute(chosen)).scalar_one_or_none()
+        if number is not None and version is None:
+            raise NotFound(f"workflow {workflow.name} has no version {number}")
+        if version is None or version.published:
+            if number is not None:
+                raise Conflict(f"version {number} of workflow {workflow.name} is the published one already")
             raise Conflict(f"workflow {workflow.name} has no draft to publish: save a new version first")
         try:
-            validate_definition(latest.definition, known_activities=known)
+            validate_definition(version.definition, known_activities=known)
         except DefinitionError as exc:
             raise _invalid(exc.located or [Problem(str(exc))]) from None
         # Two statements, in this order: the partial unique index allows one published version at a time.
@@ -275,10 +282,10 @@ async def publish_latest(db: Database, workflow_id: str, actor: Actor) -> tuple[
                 .returning(WorkflowVersion.number)
             )
         ).scalar_one_or_none()
-        latest.published = True
-        latest.published_at = func.now()
+        version.published = True
+        version.published_at = func.now()
         await session.flush()
-        await session.refresh(latest, ["published_at"])
+        await session.refresh(version, ["published_at"])
         await _touch(session, workflow)
         audit.record(
             session,
@@ -286,9 +293,14 @@ async def publish_latest(db: Database, workflow_id: str, actor: Actor) -> tuple[
             "workflow.publish",
             "workflow",
             workflow.id,
-            {"version": latest.number, "previousVersion": previous},
+            {"version": version.number, "previousVersion": previous},
         )
-    return WorkflowSummary(workflow, latest.number, latest.number), latest
+        newest = (
+            await session.execute(
+                select(func.max(WorkflowVersion.number)).where(WorkflowVersion.workflow_id == workflow.id)
+            )
+        ).scalar_one()
+    return WorkflowSummary(workflow, newest, version.number), version
 
 
 _WITH_PUBLISHED = (

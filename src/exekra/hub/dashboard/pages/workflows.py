@@ -161,10 +161,12 @@ async def workflow_page(request: Request, workflow_id: str, user: CurrentUser, v
 
 @router.post("/workflows/{workflow_id}/publish")
 async def publish(request: Request, workflow_id: str, user: DeveloperUser) -> Response:
+    """Publish the version the form names (`version`), else the latest draft."""
     back = f"/workflows/{parse_id(workflow_id, 'workflow')}"
-    return await attempt(
-        request, back, service.publish_latest(get_hub(request).db, workflow_id, user.actor), "Latest version published."
-    )
+    named = str((await request.form()).get("version", ""))
+    number = int(named) if named.isdigit() else None
+    done = f"Version {number} published." if number else "Latest version published."
+    return await attempt(request, back, service.publish(get_hub(request).db, workflow_id, user.actor, number), done)
 
 
 @router.post("/workflows/{workflow_id}/run")
