@@ -181,6 +181,13 @@ def test_workflow_show_export_and_import(cli: Cli, runner: str, tmp_path: Path) 
     _push(cli, tmp_path, GREETER, runner, name=name)  # version 2, published: version 1 is superseded
     states = [line.split()[:2] for line in cli("workflow", "show", name).stdout.splitlines()[-2:]]
     assert states == [["2", "published"], ["1", "superseded"]]
+    rolled = cli("workflow", "publish", name, "--version", "1")  # a rollback
+    assert rolled.returncode == 0 and rolled.stdout.strip() == f"{name}: version 1 published", rolled.stderr
+    states = [line.split()[:2] for line in cli("workflow", "show", name).stdout.splitlines()[-2:]]
+    assert states == [["2", "superseded"], ["1", "published"]]
+    again = cli("workflow", "publish", name, "--version", "1")
+    assert again.returncode != 0 and len(again.stderr.strip().splitlines()) == 1 and "published one" in again.stderr
+    assert cli("workflow", "publish", name, "--version", "2").returncode == 0
     exported = tmp_path / "exported.json"
     assert cli("workflow", "export", name, "-o", str(exported)).returncode == 0
     document = json.loads(exported.read_text())
