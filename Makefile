@@ -99,10 +99,11 @@ fuzz: $(STAMP)
 
 # Benchmarks (issue 8, docs/benchmarks.md), e.g. `make bench ARGS="--quick pickup"`.
 BENCH_STAMP := $(VENV)/.installed-bench
+comma := ,
 .PHONY: bench
 $(BENCH_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(call INSTALL,-e '.[dev,bench]')
+	$(call INSTALL,-e '.[dev$(comma)bench]')
 	touch $@
 
 bench: $(BENCH_STAMP)
