@@ -20,6 +20,7 @@ NOOP_DEFINITION: dict[str, Any] = {
     "edges": [],
 }
 HEARTBEAT = {"cpuPercent": 5.0, "memoryPercent": 40.0, "memoryUsedMb": 800, "diskPercent": 50, "diskFreeGb": 20}
+CALL_RETRIES = 5  # a start or complete answered 503 is sent again, up to this many times
 
 
 class ApiError(RuntimeError):
@@ -218,6 +219,12 @@ class SimRunner:
     async def _call(self, what: str, path: str, body: dict[str, Any]) -> bool:
         t0 = time.perf_counter()
         status, _ = await request(self.http, "POST", self.base_url + path, json=body, headers=self.headers)
+        for _ in range(CALL_RETRIES):  # as the agent does, a 503 (retry shortly) is retried; counted as an error too
+            if status != 503:
+                break
+            self.stats.error(f"{what} 503 (retried)")
+            await asyncio.sleep(0.1)
+            status, _ = await request(self.http, "POST", self.base_url + path, json=body, headers=self.headers)
         self.stats.timed(what, time.perf_counter() - t0)
         if status == 409:
             self.stats.conflicts += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -90,10 +91,16 @@ async def exekra_hub(
 ) -> AsyncIterator[tuple[HubProcess, Api, aiohttp.ClientSession]]:
     """A fresh hub on a fresh database, an HTTP session and the bootstrapped admin's API client."""
     with running_hub(ctx.servers, ctx.hub_src, name, redis=redis, extra_env=extra_env, workers=ctx.hub_workers) as hub:
-        async with session(limit=http_limit) as http:
-            api = Api(http, hub.url)
-            await api.bootstrap(ADMIN_EMAIL, ADMIN_PASSWORD)
-            yield hub, api, http
+        try:
+            async with session(limit=http_limit) as http:
+                api = Api(http, hub.url)
+                await api.bootstrap(ADMIN_EMAIL, ADMIN_PASSWORD)
+                yield hub, api, http
+        finally:
+            # The hub's own log outlives its home (a temporary directory): kept beside the results.
+            if hub.log_path is not None and hub.log_path.exists():
+                ctx.results_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(hub.log_path, ctx.results_dir / f"hub-{name}.log")
 
 
 @contextlib.contextmanager
@@ -102,7 +109,6 @@ def py_spy(ctx: Context, pid: int, name: str, result: Result) -> Any:
     if not ctx.profile:
         yield
         return
-    import shutil
 
     spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).with_name("py-spy"))
     svg = ctx.results_dir / f"profile-{name}.svg"

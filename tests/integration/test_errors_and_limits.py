@@ -322,6 +322,25 @@ async def test_a_lost_database_connection_answers_503_with_retry_after(
     assert r.json()["error"]["code"] == "not_ready"
 
 
+class _ConcurrencyFailure(Exception):
+    def __init__(self, pgcode: str) -> None:
+        super().__init__(f"database error {pgcode}")
+        self.pgcode = pgcode
+
+
+@pytest.mark.parametrize("pgcode", ["40P01", "40001"], ids=["deadlock", "serialization-failure"])
+async def test_a_transaction_the_database_undid_for_a_concurrent_one_answers_503_retry_now(
+    admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, pgcode: str
+) -> None:
+    async def undone(*args: object, **kwargs: object) -> None:
+        raise DBAPIError("UPDATE runners ...", None, _ConcurrencyFailure(pgcode))
+
+    monkeypatch.setattr(runners_service, "list_runners", undone)
+    r = await admin.get("/api/runners")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert r.json()["error"]["code"] == "not_ready"
+
+
 async def test_metrics_endpoint_exposes_queue_mode_and_runner_counts(
     client: httpx.AsyncClient, admin: httpx.AsyncClient
 ) -> None:

@@ -149,6 +149,9 @@ def _validation_details(exc: RequestValidationError) -> tuple[int, str, list[dic
 # text a client sent, found only where the database refuses it. Its answer is the client's error, not ours.
 _UNSTORABLE_TEXT = {"22P05", "22021"}
 _UNSTORABLE_TEXT_MESSAGE = "Text may not contain the NUL character (\\u0000)"
+# A deadlock or serialization failure: the database undid this transaction for a concurrent one, so the same
+# request retried a moment later succeeds (the runner agent and the SDK retry a 503 by themselves).
+_RETRY_NOW = {"40P01", "40001"}
 
 
 def _database_unavailable() -> Response:
@@ -170,8 +173,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> Response:
-        if getattr(exc.orig, "pgcode", None) in _UNSTORABLE_TEXT:
+        pgcode = getattr(exc.orig, "pgcode", None)
+        if pgcode in _UNSTORABLE_TEXT:
             return error_response(400, "bad_request", _UNSTORABLE_TEXT_MESSAGE)
+        if pgcode in _RETRY_NOW:
+            message = "A concurrent change to the same rows won, retry"
+            return error_response(503, "not_ready", message, headers={"Retry-After": "1"})
         if not exc.connection_invalidated:
             raise exc
         return _database_unavailable()

@@ -110,8 +110,9 @@ class Liveness:
         return len(self._pending)
 
     async def flush(self) -> int:
-        """Write every sign held so far in one statement; returns how many runners were written. On a database
-        error the signs are kept for the next flush (newer signs of the same runners replace them)."""
+        """Write every sign held so far in one statement; returns how many runners were written. The signs of
+        runners whose row was locked at that moment, and all of them on a database error, are kept for the next
+        flush (newer signs of the same runners are merged with them)."""
         if not self._pending:
             return 0
         taken, self._pending = self._pending, {}
@@ -122,15 +123,21 @@ class Liveness:
         ]
         try:
             async with self.db.transaction() as session:
-                return await lifecycle.record_signs_of_life(session, signs)
+                written, skipped = await lifecycle.record_signs_of_life(session, signs)
         except BaseException:
-            for runner_id, held in taken.items():
-                newer = self._pending.get(runner_id)
-                if newer is None:
-                    self._pending[runner_id] = held
-                elif newer.epoch == held.epoch:
-                    newer.samples[:0] = held.samples[: MAX_SAMPLES - len(newer.samples)]
+            self._keep(taken)
             raise
+        self._keep({runner_id: taken[runner_id] for runner_id in skipped})
+        return written
+
+    def _keep(self, held: dict[uuid.UUID, _Pending]) -> None:
+        """Put back signs that were not written, behind any newer ones of the same runner."""
+        for runner_id, sign in held.items():
+            newer = self._pending.get(runner_id)
+            if newer is None:
+                self._pending[runner_id] = sign
+            elif newer.epoch == sign.epoch:
+                newer.samples[:0] = sign.samples[: MAX_SAMPLES - len(newer.samples)]
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="exekra-liveness")
