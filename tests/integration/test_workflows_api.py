@@ -12,8 +12,6 @@ import pytest
 from sqlalchemy import text
 
 from exekra.hub.context import Hub
-from exekra.hub.errors import Conflict, NotFound
-from exekra.hub.workflows.service import published_version
 
 from .conftest import SIMPLE_DEFINITION, ClientFactory
 
@@ -467,26 +465,27 @@ async def test_publishing_an_earlier_version_rolls_back_and_queued_executions_ke
     assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 409
 
 
-async def test_published_version_is_what_executions_start_from(admin: httpx.AsyncClient, hub: Hub) -> None:
+async def test_published_version_is_what_executions_start_from(admin: httpx.AsyncClient) -> None:
     workflow_id = (await create(admin, "runnable"))["workflow"]["id"]
-    async with hub.db.session() as session:
-        with pytest.raises(NotFound):
-            await published_version(session, str(uuid.uuid4()))
-        with pytest.raises(NotFound):
-            await published_version(session, "garbage")
-        with pytest.raises(Conflict, match="has no published version"):
-            await published_version(session, workflow_id)
+
+    async def run(workflow: str) -> httpx.Response:
+        return await admin.post("/api/executions", json={"workflowId": workflow})
+
+    assert (await run(str(uuid.uuid4()))).status_code == 404
+    assert (await run("garbage")).status_code == 404
+    refused = await run(workflow_id)
+    assert refused.status_code == 409 and "has no published version" in refused.json()["error"]["message"]
 
     await admin.post(f"/api/workflows/{workflow_id}/publish")
-    await save_version(admin, workflow_id, TWO_STEPS)
-    async with hub.db.session() as session:
-        workflow, version = await published_version(session, uuid.UUID(workflow_id))
-    assert workflow.name == "runnable" and version.number == 1 and version.definition == SIMPLE_DEFINITION
+    await save_version(admin, workflow_id, TWO_STEPS)  # a draft after it: not what runs
+    created = await run(workflow_id)
+    assert created.status_code == 201
+    execution = (await admin.get(f"/api/executions/{created.json()['execution']['id']}")).json()["execution"]
+    assert execution["workflowName"] == "runnable" and execution["versionNumber"] == 1
 
     await admin.delete(f"/api/workflows/{workflow_id}")
-    async with hub.db.session() as session:
-        with pytest.raises(Conflict, match="archived"):
-            await published_version(session, workflow_id)
+    archived = await run(workflow_id)
+    assert archived.status_code == 409 and "archived" in archived.json()["error"]["message"]
 
 
 # --- export and import ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from exekra.config import Settings
+from exekra.db.raw import DRIVER_ERRORS, RawSession, StatementCache, Statements, driver_error
 
 AfterCommit = Callable[[], Awaitable[None]]
 
@@ -19,7 +20,7 @@ AfterCommit = Callable[[], Awaitable[None]]
 class CommitHooks(Protocol):
     """Work a transaction's commit brings with it (the hub's `exekra.hub.effects.EffectApplier`)."""
 
-    async def before_commit(self, session: AsyncSession) -> AfterCommit | None:
+    async def before_commit(self, session: Statements) -> AfterCommit | None:
         """Inside the transaction, just before it commits; returns what to do once it has committed."""
         ...
 
@@ -43,6 +44,7 @@ class Database:
             json_deserializer=orjson.loads,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.statement_cache = StatementCache(self.engine.dialect)
         self.hooks = hooks
 
     @asynccontextmanager
@@ -64,21 +66,63 @@ class Database:
         if after_commit is not None:
             await after_commit()
 
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection's asyncpg driver; a connection that broke is not handed out again."""
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            try:
+                yield raw.driver_connection
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    await connection.invalidate(exc.orig)
+                raise
+
+    @asynccontextmanager
+    async def statements(self) -> AsyncIterator[RawSession]:
+        """`transaction()` for the hot path: statements written once (`text()`, Core inserts) run on the driver,
+        without the ORM session (see `exekra.db.raw`). The same commit hooks run, the same way."""
+        async with self._driver() as driver:
+            session = RawSession(driver, self.statement_cache)
+            transaction = driver.transaction()
+            try:
+                await transaction.start()
+            except DRIVER_ERRORS as exc:
+                raise driver_error("BEGIN", (), exc) from exc
+            try:
+                yield session
+                after_commit = await self.hooks.before_commit(session)
+            except BaseException:
+                try:
+                    await transaction.rollback()
+                except DRIVER_ERRORS as exc:
+                    raise driver_error("ROLLBACK", (), exc) from exc
+                raise
+            try:
+                await transaction.commit()
+            except DRIVER_ERRORS as exc:
+                raise driver_error("COMMIT", (), exc) from exc
+        if after_commit is not None:
+            await after_commit()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[RawSession]:
+        """Reads on the driver outside any transaction (each statement sees what is committed when it runs).
+        Nothing here may write: no commit hook would run."""
+        async with self._driver() as driver:
+            yield RawSession(driver, self.statement_cache)
+
     async def fetchrow(self, query: str, *args: object) -> Mapping[str, Any] | None:
         """One read in one round trip, outside any transaction and without the ORM: for the hot path.
 
         It runs on a pooled connection's asyncpg driver (`$1` parameters), whose prepared-statement cache makes
         a repeated query a bind and execute. Nothing here may write: no commit hook would run.
         """
-        async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
+        async with self._driver() as driver:
             try:
-                row: Mapping[str, Any] | None = await raw.driver_connection.fetchrow(query, *args)  # type: ignore[union-attr]
-            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
-                await connection.invalidate(exc)  # the pool must not hand this connection out again
-                raise DBAPIError(query, args, exc, connection_invalidated=True) from exc
-            except asyncpg.PostgresError as exc:
-                raise DBAPIError(query, args, exc) from exc  # the same error family as every other statement
+                row: Mapping[str, Any] | None = await driver.fetchrow(query, *args)
+            except DRIVER_ERRORS as exc:
+                raise driver_error(query, args, exc) from exc
             return row
 
     async def dispose(self) -> None:

@@ -113,9 +113,10 @@ async def optional_principal(request: Request, hub: HubDep) -> Principal | None:
     found = await auth_service.resolve_token(hub.db, token)
     if found is None:
         return None
-    user, token_id = found
-    identify_caller(f"user:{user.id}")
-    return Principal(user.id, user.email, user.role, token_id, client_ip(request), by_cookie=bearer is None)
+    identify_caller(f"user:{found.user_id}")
+    return Principal(
+        found.user_id, found.email, found.role, found.token_id, client_ip(request), by_cookie=bearer is None
+    )
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

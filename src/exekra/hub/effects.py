@@ -22,8 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from exekra.db.raw import Statements
 from exekra.db.session import AfterCommit
 from exekra.hub import tasks
 from exekra.hub.audit import service as audit
@@ -71,7 +70,7 @@ _TRANSITIONS = "exekra.transitions"
 
 
 def record(
-    session: AsyncSession,
+    session: Statements,
     transition: Transition,
     *,
     actor: Actor = audit.SYSTEM,
@@ -86,7 +85,7 @@ def record(
         audit.record(session, actor, transition.effects.audit, entity_type, entity_id, details)
 
 
-def recorded_transitions(session: AsyncSession) -> list[Transition]:
+def recorded_transitions(session: Statements) -> list[Transition]:
     """What the session's transaction has recorded so far (tests and inspection)."""
     return list(session.info.get(_TRANSITIONS, ()))
 
@@ -111,7 +110,7 @@ class EffectApplier:
         self._end_hooks.append(hook)
         return lambda: self._end_hooks.remove(hook)
 
-    async def before_commit(self, session: AsyncSession) -> AfterCommit | None:
+    async def before_commit(self, session: Statements) -> AfterCommit | None:
         await audit.write_recorded(session)
         transitions: list[Transition] = session.info.pop(_TRANSITIONS, [])
         if not transitions or self.dispatcher is None:

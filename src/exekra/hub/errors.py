@@ -173,7 +173,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> Response:
-        pgcode = getattr(exc.orig, "pgcode", None)
+        # SQLAlchemy's driver adapter names the SQLSTATE `pgcode`; asyncpg (the hot path's statements) `sqlstate`.
+        pgcode = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
         if pgcode in _UNSTORABLE_TEXT:
             return error_response(400, "bad_request", _UNSTORABLE_TEXT_MESSAGE)
         if pgcode in _RETRY_NOW:

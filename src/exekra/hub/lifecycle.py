@@ -16,10 +16,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from sqlalchemy import Row, TextClause, bindparam, text
+from sqlalchemy import ARRAY, Row, Text, TextClause, bindparam, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.db.raw import Statements
 from exekra.hub import effects
 from exekra.hub.audit.service import SYSTEM, Actor
 from exekra.hub.effects import NO_EFFECTS, Effects, Transition
@@ -219,7 +220,7 @@ WITH e AS (
 )
 
 
-def _assigned(session: AsyncSession, row: Row[Any] | None) -> Assignment | None:
+def _assigned(session: Statements, row: Row[Any] | None) -> Assignment | None:
     if row is None:
         return None
     assignment = Assignment(execution_id=row.id, runner_id=row.runner_id, attempt=row.attempt)
@@ -230,13 +231,13 @@ def _assigned(session: AsyncSession, row: Row[Any] | None) -> Assignment | None:
     return assignment
 
 
-async def claim_for_runner(session: AsyncSession, runner_id: uuid.UUID) -> Assignment | None:
+async def claim_for_runner(session: Statements, runner_id: uuid.UUID) -> Assignment | None:
     """Give an idle runner the best queued execution it may run (priority, then age)."""
     result = await session.execute(_CLAIM_FOR_RUNNER, {"runner_id": runner_id})
     return _assigned(session, result.first())
 
 
-async def assign_to_best_runner(session: AsyncSession, execution_id: uuid.UUID) -> Assignment | None:
+async def assign_to_best_runner(session: Statements, execution_id: uuid.UUID) -> Assignment | None:
     """Give a queued execution to the eligible idle runner with the most recent heartbeat."""
     result = await session.execute(_ASSIGN_TO_BEST_RUNNER, {"execution_id": execution_id})
     return _assigned(session, result.first())
@@ -287,7 +288,7 @@ class Started(NamedTuple):
     pickup_seconds: float
 
 
-async def start(session: AsyncSession, held: Attempt) -> Started | None:
+async def start(session: Statements, held: Attempt) -> Started | None:
     """ASSIGNED → RUNNING for the runner holding this attempt (None: it does not hold it)."""
     row = (await session.execute(_START, held.params())).first()
     return None if row is None else Started(float(row.dispatch_seconds or 0), float(row.pickup_seconds or 0))
@@ -353,7 +354,7 @@ class LogSeqReservation(NamedTuple):
     stop_requested: bool
 
 
-async def reserve_log_seq(session: AsyncSession, held: Attempt, batch: LogBatch) -> LogSeqReservation | None:
+async def reserve_log_seq(session: Statements, held: Attempt, batch: LogBatch) -> LogSeqReservation | None:
     """Fence a log upload and admit its lines under the log's cap (None: not held)."""
     result = await session.execute(_RESERVE_LOG_SEQ, {**held.params(), **batch.params()})
     row = result.first()
@@ -376,7 +377,7 @@ SELECT ue.id, ue.log_seq, ue.log_dropped, ur.status AS runner_status, {_announce
 
 
 async def finish(
-    session: AsyncSession,
+    session: Statements,
     held: Attempt,
     status: S,
     *,
@@ -449,7 +450,7 @@ class StopOutcome:
     requested: bool
 
 
-async def request_stop(session: AsyncSession, execution_id: uuid.UUID, actor: Actor) -> StopOutcome:
+async def request_stop(session: Statements, execution_id: uuid.UUID, actor: Actor) -> StopOutcome:
     """QUEUED/ASSIGNED → STOPPED at once; RUNNING → stopRequested (the runner confirms)."""
     row = (await session.execute(_STOP_NOW, {"execution_id": execution_id})).first()
     if row:
@@ -469,11 +470,54 @@ async def request_stop(session: AsyncSession, execution_id: uuid.UUID, actor: Ac
     return StopOutcome(stopped=False, requested=True)
 
 
-async def insert_queued(session: AsyncSession, execution: Execution, actor: Actor, details: dict[str, Any]) -> None:
-    """Create an execution: its row is inserted QUEUED (the one state it may start in), and offered."""
+# The columns an execution is created with; the rest are the database's defaults. Every column comes back, so
+# the caller's `Execution` is the row as stored, without a read (and without the ORM's unit of work).
+_EXECUTION_ATTRIBUTES = tuple((a.key, a.columns[0].name) for a in sa_inspect(Execution).column_attrs)
+EXECUTION_COLUMNS = ", ".join(column for _, column in _EXECUTION_ATTRIBUTES)
+"""Every column of `executions`, for a statement whose row becomes an `Execution` (`execution_of`)."""
+
+
+def execution_of(row: Any) -> Execution:
+    """An `Execution` (in no session) from a row with `EXECUTION_COLUMNS`."""
+    return Execution(**{key: getattr(row, column) for key, column in _EXECUTION_ATTRIBUTES})
+
+
+_CREATED_WITH = (
+    "id",
+    "workflow_id",
+    "version_id",
+    "pinned_runner_id",
+    "runner_type",
+    "required_labels",
+    "required_activities",
+    "status",
+    "priority",
+    "trigger_type",
+    "triggered_by",
+    "inputs",
+    "idempotency_key",
+    "timeout_seconds",
+)
+_INSERT_QUEUED = text(
+    f"""
+INSERT INTO executions ({", ".join(_CREATED_WITH)})
+VALUES ({", ".join(f":{name}" for name in _CREATED_WITH)})
+RETURNING {EXECUTION_COLUMNS}"""
+).bindparams(
+    bindparam("inputs", type_=JSONB),
+    bindparam("required_labels", type_=ARRAY(Text)),
+    bindparam("required_activities", type_=ARRAY(Text)),
+)
+
+
+async def insert_queued(session: Statements, execution: Execution, actor: Actor, details: dict[str, Any]) -> None:
+    """Create an execution: its row is inserted QUEUED (the one state it may start in), and offered.
+    `execution` (not added to any session) becomes the row as stored."""
     execution.status = CREATE.target
-    session.add(execution)
-    await session.flush()  # INSERT … RETURNING the server defaults (eager_defaults)
+    params = {name: getattr(execution, name) for name in _CREATED_WITH}
+    row = (await session.execute(_INSERT_QUEUED, params)).one()
+    for key, column in _EXECUTION_ATTRIBUTES:
+        setattr(execution, key, getattr(row, column))
     effects.record(
         session,
         _transition(CREATE, execution_id=execution.id, status=CREATE.target.value),
@@ -490,7 +534,7 @@ RETURNING id"""
 )
 
 
-async def revoke_runner(session: AsyncSession, runner_id: uuid.UUID, secret_hash: str) -> bool:
+async def revoke_runner(session: Statements, runner_id: uuid.UUID, secret_hash: str) -> bool:
     """Replace the runner's secret: its tokens stop working at once (the epoch) and it is OFFLINE."""
     return (
         await session.execute(_REVOKE_RUNNER, {"runner_id": runner_id, "secret_hash": secret_hash})
@@ -568,7 +612,7 @@ class SignOfLife:
     samples: list[tuple[float, Metrics]]
 
 
-async def record_signs_of_life(session: AsyncSession, signs: list[SignOfLife]) -> tuple[int, set[uuid.UUID]]:
+async def record_signs_of_life(session: Statements, signs: list[SignOfLife]) -> tuple[int, set[uuid.UUID]]:
     """Write the runners' latest signs of life and all their metrics in one statement, without waiting for a lock;
     returns how many runners were written, and the runners skipped because their row was locked."""
     latest = [sign.samples[-1][1] if sign.samples else None for sign in signs]
@@ -615,7 +659,7 @@ def _presence(row: Row[Any] | None) -> RunnerPresence | None:
     )
 
 
-async def touch_runner(session: AsyncSession, runner_id: uuid.UUID, epoch: int) -> RunnerPresence | None:
+async def touch_runner(session: Statements, runner_id: uuid.UUID, epoch: int) -> RunnerPresence | None:
     """An OFFLINE runner's sign of life: it is ONLINE again (or BUSY while it holds work), at once, as a state
     change. None if its token is revoked."""
     result = await session.execute(_TOUCH_RUNNER, {"runner_id": runner_id, "epoch": epoch})
@@ -727,7 +771,7 @@ STALE_CHECKS = {
 
 
 async def apply_stale_rule(
-    session: AsyncSession, rule: Rule[S], *, seconds: float, not_before: datetime | None, limit: int
+    session: Statements, rule: Rule[S], *, seconds: float, not_before: datetime | None, limit: int
 ) -> int:
     """Apply one stale rule of SPEC §4 to at most `limit` executions; returns how many it moved."""
     check = STALE_CHECKS[rule]
@@ -760,9 +804,7 @@ RETURNING r.id, r.last_heartbeat_at"""
 )
 
 
-async def mark_offline_runners(
-    session: AsyncSession, *, seconds: float, not_before: datetime | None, limit: int
-) -> int:
+async def mark_offline_runners(session: Statements, *, seconds: float, not_before: datetime | None, limit: int) -> int:
     """Runners with neither a heartbeat nor a poll for `seconds` → OFFLINE; returns how many.
 
     An OFFLINE runner keeps the execution it holds: the stale rules decide what becomes of it.

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub.audit.models import AuditEntry
 
@@ -33,7 +34,7 @@ _RECORDED = "exekra.audit"
 
 
 def record(
-    session: AsyncSession,
+    session: Statements,
     actor: Actor,
     action: str,
     entity_type: str | None = None,
@@ -54,7 +55,7 @@ def record(
     session.info.setdefault(_RECORDED, []).append(entry)
 
 
-async def write_recorded(session: AsyncSession) -> None:
+async def write_recorded(session: Statements) -> None:
     """Write the entries recorded on this transaction, in one statement (the commit hook calls it)."""
     entries = session.info.pop(_RECORDED, None)
     if entries:

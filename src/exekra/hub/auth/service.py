@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from exekra.db.session import Database
@@ -29,31 +30,39 @@ from exekra.hub.users.models import AuthToken, Role, TokenKind, User
 from exekra.hub.users.schemas import NewUser
 
 # Built once: every user-facing request resolves its token (constructing the statement cost as much as running it).
-_TOKEN_USER = (
-    select(User, AuthToken.id.label("token_id"), AuthToken.expires_at, AuthToken.last_used_at)
-    .join(AuthToken, AuthToken.user_id == User.id)
-    .where(AuthToken.token_hash == bindparam("token_hash"))
-)
-_TOUCH_TOKEN = update(AuthToken).where(AuthToken.id == bindparam("token_id")).values(last_used_at=func.now())
+# Every authenticated request reads its token: one statement on the driver, no ORM (issue 17).
+_TOKEN_OWNER = """
+SELECT u.id, u.email, u.role, u.disabled, t.id AS token_id, t.expires_at, t.last_used_at
+  FROM auth_tokens t JOIN users u ON u.id = t.user_id
+ WHERE t.token_hash = $1"""
+_TOUCH_TOKEN = text("UPDATE auth_tokens SET last_used_at = now() WHERE id = :token_id")
 
 LAST_USED_PRECISION = timedelta(minutes=1)
 """`lastUsedAt` is written at most once a minute per token, so that a busy script costs no write per call."""
 
 
-async def resolve_token(db: Database, token: str) -> tuple[User, uuid.UUID] | None:
-    """The active user behind a session or API token, with the token's id; notes when it was last used."""
-    async with db.session() as session:
-        row = (await session.execute(_TOKEN_USER, {"token_hash": token_hash(token)})).first()
+@dataclass(frozen=True)
+class TokenOwner:
+    """The active user behind a valid token, as a request needs it."""
+
+    user_id: uuid.UUID
+    email: str
+    role: str
+    token_id: uuid.UUID
+
+
+async def resolve_token(db: Database, token: str) -> TokenOwner | None:
+    """The active user behind a session or API token; notes when the token was last used."""
+    row = await db.fetchrow(_TOKEN_OWNER, token_hash(token))
     if row is None:
         return None
-    user: User = row.User
     now = datetime.now(UTC)
-    if user.disabled or (row.expires_at is not None and row.expires_at <= now):
+    if row["disabled"] or (row["expires_at"] is not None and row["expires_at"] <= now):
         return None
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
-        async with db.transaction() as session:
-            await session.execute(_TOUCH_TOKEN, {"token_id": row.token_id})
-    return user, row.token_id
+    if row["last_used_at"] is None or now - row["last_used_at"] >= LAST_USED_PRECISION:
+        async with db.statements() as session:
+            await session.execute(_TOUCH_TOKEN, {"token_id": row["token_id"]})
+    return TokenOwner(row["id"], row["email"], row["role"], row["token_id"])
 
 
 async def create_user(db: Database, data: NewUser, actor: Actor, *, only_if_none: bool = False) -> User:

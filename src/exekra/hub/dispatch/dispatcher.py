@@ -6,8 +6,7 @@ import asyncio
 import uuid
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from exekra.db.raw import Statements
 from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.lifecycle import Assignment
 
@@ -31,7 +30,7 @@ class Dispatcher(Protocol):
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         """An execution left QUEUED without being assigned (stopped, timed out): forget it (best effort)."""
 
-    async def publish_assignment(self, session: AsyncSession, runner_id: uuid.UUID) -> None:
+    async def publish_assignment(self, session: Statements, runner_id: uuid.UUID) -> None:
         """Inside the claim's transaction: announce the assignment to the other hub processes."""
 
     async def execution_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:

@@ -66,33 +66,34 @@ def _queued(row: Row[Any]) -> QueuedExecution:
 
 
 class Matcher:
-    """Claims in PostgreSQL (the only way work is assigned), each in a transaction of its own."""
+    """Claims in PostgreSQL (the only way work is assigned), each in a transaction of its own; claims and reads
+    run on the driver (`Database.statements`), as the hot path they are."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def for_runner(self, runner_id: uuid.UUID) -> Assignment | None:
         """Give an idle runner the best queued execution it may run (priority, then age)."""
-        async with self.db.transaction() as session:
+        async with self.db.statements() as session:
             return await lifecycle.claim_for_runner(session, runner_id)
 
     async def for_execution(self, execution_id: uuid.UUID) -> Assignment | None:
         """Give a queued execution to the eligible idle runner with the most recent heartbeat."""
-        async with self.db.transaction() as session:
+        async with self.db.statements() as session:
             return await lifecycle.assign_to_best_runner(session, execution_id)
 
     async def idle_runners(self, limit: int) -> list[uuid.UUID]:
         """Idle eligible-for-work runners, most recent heartbeat first."""
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             return [row.id for row in await session.execute(_IDLE_RUNNERS, {"limit": limit})]
 
     async def any_queued(self) -> bool:
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             return bool((await session.execute(_ANY_QUEUED)).scalar_one())
 
     async def queued_execution(self, execution_id: uuid.UUID) -> QueuedExecution | None:
         """The execution if it is still QUEUED."""
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             row = (await session.execute(_QUEUED_ONE, {"id": execution_id})).first()
         return _queued(row) if row else None
 
@@ -100,7 +101,7 @@ class Matcher:
         """Those of `ids` that are QUEUED."""
         if not ids:
             return set()
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             return {row.id for row in await session.execute(_STILL_QUEUED, {"ids": list(ids)})}
 
     async def all_queued(self, batch: int) -> AsyncGenerator[list[QueuedExecution], None]:
@@ -111,7 +112,7 @@ class Matcher:
                 yield [_queued(row) for row in rows]
 
     async def runner_profile(self, runner_id: uuid.UUID) -> RunnerProfile | None:
-        async with self.db.session() as session:
+        async with self.db.reading() as session:
             row = (await session.execute(_RUNNER_PROFILE, {"id": runner_id})).first()
         if row is None:
             return None

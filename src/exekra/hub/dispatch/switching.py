@@ -15,9 +15,9 @@ import logging
 import uuid
 
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.config import Settings
+from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub.dispatch.direct import DirectDispatcher
 from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
@@ -110,7 +110,7 @@ class SwitchingDispatcher:
             with contextlib.suppress(QueueUnavailable):
                 await redis.execution_unqueued(execution_id, status)
 
-    async def publish_assignment(self, session: AsyncSession, runner_id: uuid.UUID) -> None:
+    async def publish_assignment(self, session: Statements, runner_id: uuid.UUID) -> None:
         await self.wakeups.publish(session, runner_id)
 
     async def execution_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:

@@ -12,8 +12,8 @@ import contextlib
 import uuid
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.db.raw import Statements
 from exekra.hub.listener import Listener
 from exekra.hub.waiters import Waiters
 
@@ -29,7 +29,7 @@ class Wakeups(Waiters):
         self.origin = uuid.uuid4().hex  # tells this process's notifications from other processes'
         listener.subscribe(CHANNEL, self.deliver, on_connect=self.notify_all)
 
-    async def publish(self, session: AsyncSession, runner_id: uuid.UUID) -> None:
+    async def publish(self, session: Statements, runner_id: uuid.UUID) -> None:
         """Announce an assignment to the other hub processes, in the claim's transaction.
 
         Skipped when the runner's poll waits in this process: `notify` after the commit reaches it.

@@ -13,12 +13,12 @@ from sqlalchemy import Select, Subquery, bindparam, func, insert, literal_column
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub import lifecycle
 from exekra.hub.errors import BadRequest, NotFound
 from exekra.hub.executions.models import Execution, ExecutionLog
 from exekra.hub.lookup import IdPrefix, parse_id
-from exekra.hub.runners.models import Runner
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 
 QueryT = TypeVar("QueryT", bound="Select[*tuple[Any, ...]]")
@@ -231,7 +231,7 @@ async def held_execution(
 ) -> dict[str, Any] | None:
     """The poll answer for the execution this runner holds: `execution_id`, or whichever it holds now (None
     when it holds none, or when its token's epoch is no longer current)."""
-    async with db.session() as session:
+    async with db.reading() as session:
         if execution_id is None:
             row = (await session.execute(_HELD_NOW, {"runner_id": runner_id, "epoch": epoch})).first()
         else:
@@ -257,7 +257,7 @@ SELECT v.definition FROM executions e JOIN workflow_versions v ON v.id = e.versi
 )
 
 
-async def held_definition(session: AsyncSession, held: lifecycle.Attempt) -> dict[str, Any] | None:
+async def held_definition(session: Statements, held: lifecycle.Attempt) -> dict[str, Any] | None:
     """The definition of an execution this runner holds at this attempt (None if it does not, or if the
     runner's token was revoked)."""
     row = (await session.execute(_HELD_DEFINITION, held.params())).first()
@@ -266,9 +266,8 @@ async def held_definition(session: AsyncSession, held: lifecycle.Attempt) -> dic
 
 async def token_epoch(db: Database, runner_id: uuid.UUID) -> int | None:
     """The runner's current token epoch (None: the runner is gone)."""
-    async with db.session() as session:
-        epoch = (await session.execute(select(Runner.token_epoch).where(Runner.id == runner_id))).scalar_one_or_none()
-    return epoch
+    row = await db.fetchrow("SELECT token_epoch FROM runners WHERE id = $1", runner_id)
+    return None if row is None else int(row["token_epoch"])
 
 
 @dataclass(frozen=True)
@@ -285,7 +284,7 @@ class LogLine:
 _INSERT_LOG_LINES = insert(ExecutionLog)
 
 
-async def insert_log_lines(session: AsyncSession, execution_id: uuid.UUID, last_seq: int, lines: list[LogLine]) -> None:
+async def insert_log_lines(session: Statements, execution_id: uuid.UUID, last_seq: int, lines: list[LogLine]) -> None:
     """Store lines numbered up to `last_seq` (reserved by `lifecycle.reserve_log_seq`)."""
     now = datetime.now(UTC)
     first = last_seq - len(lines) + 1

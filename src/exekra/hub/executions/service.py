@@ -17,9 +17,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from exekra.config import Settings
+from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub import lifecycle, observability
 from exekra.hub.artifacts import service as artifacts
@@ -117,7 +116,7 @@ class ExecutionService:
         started = time.monotonic()
         for _ in range(2):
             try:
-                async with self.db.transaction() as session:
+                async with self.db.statements() as session:
                     if key:
                         existing = await creation.find_duplicate(session, workflow_id, key, window)
                         if existing is not None:
@@ -260,7 +259,7 @@ class ExecutionService:
 
     async def start(self, claims: RunnerClaims, execution_id: str, attempt: int) -> None:
         """ASSIGNED → RUNNING for the runner holding this attempt (409 when stale, 401 when revoked)."""
-        async with self.db.transaction() as session:
+        async with self.db.statements() as session:
             started = await lifecycle.start(session, _held(claims, execution_id, attempt))
         if started is None:
             raise await self._refused(claims, execution_id)
@@ -271,7 +270,7 @@ class ExecutionService:
         """Store a batch of log lines (may be empty) for the attempt this runner holds; returns stopRequested."""
         lines, batch = self._batch(lines)
         held = _held(claims, execution_id, attempt)
-        async with self.db.transaction() as session:
+        async with self.db.statements() as session:
             reserved = await lifecycle.reserve_log_seq(session, held, batch)
             if reserved is not None:
                 await self._store_lines(session, held.execution_id, reserved.slots, lines)
@@ -295,7 +294,7 @@ class ExecutionService:
         return stored, lifecycle.LogBatch(len(stored), size, self.settings.max_log_bytes_per_execution)
 
     async def _store_lines(
-        self, session: AsyncSession, execution_id: uuid.UUID, slots: lifecycle.LogSlots, lines: list[LogLine]
+        self, session: Statements, execution_id: uuid.UUID, slots: lifecycle.LogSlots, lines: list[LogLine]
     ) -> None:
         """Store an admitted batch, or the marker line of the first batch past the log's cap."""
         if slots.admission is lifecycle.LogAdmission.STORE and lines:
@@ -328,7 +327,7 @@ class ExecutionService:
         claim would be wasted (measured: a few per execution under load)."""
         lines, batch = self._batch(lines or [])
         held = _held(claims, execution_id, attempt)
-        async with self.db.transaction() as session:
+        async with self.db.statements() as session:
             slots = await lifecycle.finish(
                 session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
             )

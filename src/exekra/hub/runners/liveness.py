@@ -80,7 +80,7 @@ class Liveness:
         if row is None or row["token_epoch"] != claims.epoch:
             raise NotAuthenticated("Runner token revoked: authenticate again")
         if row["status"] == RunnerStatus.OFFLINE:
-            async with self.db.transaction() as session:
+            async with self.db.statements() as session:
                 back = await lifecycle.touch_runner(session, runner_id, claims.epoch)
             if back is None:
                 raise NotAuthenticated("Runner token revoked: authenticate again")
@@ -122,7 +122,7 @@ class Liveness:
             for rid, p in taken.items()
         ]
         try:
-            async with self.db.transaction() as session:
+            async with self.db.statements() as session:
                 written, skipped = await lifecycle.record_signs_of_life(session, signs)
         except BaseException:
             self._keep(taken)

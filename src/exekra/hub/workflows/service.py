@@ -6,7 +6,7 @@ import uuid
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -16,7 +16,7 @@ from exekra.hub.activities.service import known_activities
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
-from exekra.hub.lookup import IdPrefix, get_or_404, parse_id
+from exekra.hub.lookup import IdPrefix, get_or_404
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 from exekra.hub.workflows.schemas import NewWorkflow, WorkflowImport, WorkflowPatch, WorkflowSummary
 from exekra.workflow.definition import validate_definition
@@ -301,30 +301,6 @@ async def publish(
             )
         ).scalar_one()
     return WorkflowSummary(workflow, newest, version.number), version
-
-
-_WITH_PUBLISHED = (
-    select(Workflow, WorkflowVersion)
-    .outerjoin(WorkflowVersion, (WorkflowVersion.workflow_id == Workflow.id) & WorkflowVersion.published)
-    .where(Workflow.id == bindparam("workflow_id"))
-)
-
-
-async def published_version(session: AsyncSession, workflow_id: str | uuid.UUID) -> tuple[Workflow, WorkflowVersion]:
-    """The workflow and its published version, for starting an execution inside the caller's transaction.
-
-    NotFound for an unknown workflow; Conflict when it is archived or has no published version.
-    """
-    ident = parse_id(workflow_id, "workflow")
-    row = (await session.execute(_WITH_PUBLISHED, {"workflow_id": ident})).first()  # one round trip
-    if row is None:
-        raise NotFound(f"workflow {workflow_id} not found")
-    workflow, version = row.Workflow, row.WorkflowVersion
-    if workflow.archived:
-        raise Conflict(f"workflow {workflow.name} is archived")
-    if version is None:
-        raise Conflict(f"workflow {workflow.name} has no published version")
-    return workflow, version
 
 
 async def export_workflow(db: Database, workflow_id: str) -> tuple[Workflow, WorkflowVersion]:
