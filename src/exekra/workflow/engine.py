@@ -196,7 +196,7 @@ class _Ended:
     """What a node's thread hands back: the node's outputs, or the `WorkflowFailed`/`WorkflowStopped` it ended with."""
 
     node_id: str
-    outputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
 
 
@@ -236,13 +236,13 @@ class _Run:
                     stopped = True
                 for node in [] if stopped else ready[: self.workflow.max_parallel - len(running)]:
                     schedule.start(node.id)
-                    running[node.id] = self._start(node, _Stop(should_stop), ended)
+                    running[node.id] = _Stop(should_stop)
+                    self._start(node, running[node.id], ended)
             if not running:
                 break
             end = ended.get()  # every node's thread ends: a cancelled call is given up after the grace period
             stop = running.pop(end.node_id)
             if end.error is None:
-                assert end.outputs is not None
                 self.nodes[end.node_id] = end.outputs
                 self._apply(schedule.ran(end.node_id, _branch(end.outputs)), running)
                 continue
@@ -258,7 +258,7 @@ class _Run:
         if stopped:
             raise WorkflowStopped("stopped on request")
 
-    def _start(self, node: NodeDefinition, stop: _Stop, ended: queue.SimpleQueue[_Ended]) -> _Stop:
+    def _start(self, node: NodeDefinition, stop: _Stop, ended: queue.SimpleQueue[_Ended]) -> None:
         """Run a top-level node in a thread of its own, on a copy of `nodes` as they are now."""
         scope = dict(self.nodes)
 
@@ -271,7 +271,6 @@ class _Run:
                 ended.put(_Ended(node.id, outputs=outputs))
 
         threading.Thread(target=run, name=f"exekra-node-{node.id}", daemon=True).start()
-        return stop
 
     def _apply(self, decisions: Decisions, running: dict[str, _Stop]) -> None:
         """Log the nodes the schedule skipped and cancel the running ones it no longer needs."""
