@@ -301,14 +301,16 @@ class _Run:
         owner: str | None,
     ) -> dict[str, Any]:
         """Run one node; a top-level node (no `owner`) marks its start and end with events."""
-        if stop():
-            raise WorkflowStopped("stopped before it started")
         label = f"node {node.id} ({node.activity})"
         top, line_owner = owner is None, owner or node.id
 
         def mark(level: str, message: str, event: NodeEvent) -> None:
             self.emit(level, message, node=line_owner, event=event if top else None)
 
+        if stop():
+            if stop.reason is not None:  # cancelled between being started and its thread running: never ran
+                mark("INFO", f"{label} skipped: {stop.reason}", "skipped")
+            raise WorkflowStopped("stopped before it started")
         mark("INFO", f"{label} started", "started")
         started = time.monotonic()
         try:
