@@ -6,7 +6,7 @@ Each edge is unresolved until its source ends, then taken (the source ran and th
 - A node is **ready** when every edge into it is resolved and at least one was taken (the implicit join).
   The start node is ready once every edge into it is resolved, taken or not (usually it has none).
 - A node is **skipped** when every edge into it is resolved and none was taken; the edges leaving it are then
-  not taken either, so skips cascade. Another node without incoming edges than the start node is skipped
+  not taken either, so skips cascade. A node without incoming edges, other than the start node, is skipped
   at once.
 - A `control.join` with `mode: "any"` is ready as soon as one edge into it is taken. Then the nodes that feed
   only into it (every path from them leads into the join, see `_feeding_only`) are no longer needed: those
@@ -25,7 +25,7 @@ from exekra.workflow.definition import NodeDefinition, WorkflowDefinition
 from exekra.workflow.validation import JOIN_ACTIVITY
 
 
-class NodeState(Enum):
+class _State(Enum):
     WAITING = "waiting"
     RUNNING = "running"
     ENDED = "ended"
@@ -56,7 +56,7 @@ class Schedule:
             self._incoming[edge.target].append(index)
             self._outgoing[edge.source].append(index)
         self._taken: dict[int, bool] = {}  # resolved edges only
-        self._state = dict.fromkeys(self._nodes, NodeState.WAITING)
+        self._state = dict.fromkeys(self._nodes, _State.WAITING)
         self._any_joins = {node.id for node in self._order if _is_any_join(node)}
         self._feeders = {join_id: self._feeding_only(join_id) for join_id in self._any_joins}
         """What each `mode: any` join abandons when it goes on (popped then: it goes on once)."""
@@ -72,27 +72,23 @@ class Schedule:
 
     def ready(self) -> list[NodeDefinition]:
         """The waiting nodes that may start now, in topological order (ties: position in the definition)."""
-        return [node for node in self._order if self._state[node.id] is NodeState.WAITING and self._is_ready(node.id)]
+        return [node for node in self._order if self._state[node.id] is _State.WAITING and self._is_ready(node.id)]
 
     def start(self, node_id: str) -> None:
         """`node_id` (one of `ready()`) is running."""
-        self._state[node_id] = NodeState.RUNNING
+        self._state[node_id] = _State.RUNNING
 
     def ran(self, node_id: str, branch: str | None) -> Decisions:
         """`node_id` ran and gave `branch` (its result as text): the edges whose `when` is absent or equal are
         taken."""
-        self._state[node_id] = NodeState.ENDED
+        self._state[node_id] = _State.ENDED
         taken = {index for index in self._outgoing[node_id] if self._edges[index].when in (None, branch)}
         return self._resolve(node_id, taken, Decisions())
 
     def ended(self, node_id: str) -> Decisions:
         """`node_id` ended without running to the end (stopped or failed): no edge leaving it is taken."""
-        self._state[node_id] = NodeState.ENDED
+        self._state[node_id] = _State.ENDED
         return self._resolve(node_id, set(), Decisions())
-
-    def waiting(self) -> bool:
-        """True while a node has neither run nor been skipped nor started."""
-        return NodeState.WAITING in self._state.values()
 
     def _is_ready(self, node_id: str) -> bool:
         incoming = self._incoming[node_id]
@@ -110,7 +106,7 @@ class Schedule:
             for index in self._outgoing[node_id]:
                 self._taken[index] = index in taken_now
                 target = self._edges[index].target
-                if self._state[target] is not NodeState.WAITING:
+                if self._state[target] is not _State.WAITING:
                     continue
                 if index in taken_now and target in self._any_joins:
                     self._abandon_feeders(target, decisions)
@@ -127,11 +123,11 @@ class Schedule:
         """A `mode: any` join goes on: what feeds only into it is skipped or cancelled."""
         reason = f"join {join_id} went on without it"
         for node_id in sorted(self._feeders.pop(join_id, set()), key=self._position.__getitem__):
-            if self._state[node_id] is NodeState.WAITING:
+            if self._state[node_id] is _State.WAITING:
                 self._skip(node_id, reason, decisions)
                 for index in self._outgoing[node_id]:
                     self._taken[index] = False
-            elif self._state[node_id] is NodeState.RUNNING:
+            elif self._state[node_id] is _State.RUNNING:
                 decisions.cancel.append((node_id, reason))
 
     def _feeding_only(self, join_id: str) -> set[str]:
@@ -144,7 +140,7 @@ class Schedule:
         return feeders
 
     def _skip(self, node_id: str, reason: str, decisions: Decisions) -> None:
-        self._state[node_id] = NodeState.SKIPPED
+        self._state[node_id] = _State.SKIPPED
         decisions.skipped.append((self._nodes[node_id], reason))
 
 
