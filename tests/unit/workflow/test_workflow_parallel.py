@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from workflow_support import Probe, WorkflowRun, process_gone
 from exekra.runner.metrics import ProcessTreeSampler
 from exekra.workflow import WorkflowFailed, WorkflowStopped
 from exekra.workflow.activities import BUILTIN, ActivityContext
+from exekra.workflow.scope import ExecutionScope
 
 
 def node(node_id: str, activity: str = "probe", **params: Any) -> dict[str, Any]:
@@ -353,3 +355,25 @@ def test_foreach_parallel_must_be_a_bounded_integer_when_rendered(run: WorkflowR
     }
     with pytest.raises(WorkflowFailed, match=r"param 'parallel' must be >= 1"):
         run(definition, {"n": 0})
+
+
+def test_concurrent_nodes_asking_for_the_same_cached_resource_share_one() -> None:
+    scope = ExecutionScope()
+    made: list[int] = []
+    gate = threading.Barrier(8, timeout=5)
+
+    def create() -> tuple[list[int], Callable[[], None]]:
+        made.append(1)
+        time.sleep(0.1)  # a slow creation: the other threads ask meanwhile
+        return made, lambda: None
+
+    def ask() -> None:
+        gate.wait()
+        scope.cached("sql:one", "sql", create, list)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert made == [1]
