@@ -246,11 +246,13 @@ class _Run:
                 self.nodes[end.node_id] = end.outputs
                 self._apply(schedule.ran(end.node_id, _branch(end.outputs)), running)
                 continue
+            # What follows from a node ending early is not logged: the run is ending (stop, failure), or the node
+            # was cancelled by a join that already decided about everything it leads to.
             schedule.ended(end.node_id)
             if isinstance(end.error, WorkflowStopped):
                 stopped = stopped or not stop.cancelled
-            elif failure is None:
-                failure = end.error
+            elif failure is None and not (stop.cancelled and isinstance(end.error, WorkflowFailed)):
+                failure = end.error  # (a join's cancelled feeder failing does not fail the run)
                 for other in running.values():
                     other.cancel(f"node {end.node_id} failed")
         if failure is not None:
