@@ -694,6 +694,20 @@ function Designer({ boot }) {
                 ))}
               </select>
             </label>
+            <h2>Parallel branches</h2>
+            <label className="sx-option">
+              <span>Nodes running at once (maxParallel)</span>
+              <input
+                type="number"
+                min="1"
+                max="64"
+                step="1"
+                placeholder="4"
+                value={graph.meta.fields.maxParallel ?? ""}
+                readOnly={readOnly}
+                onChange={(event) => setMetaField("maxParallel", event.target.value === "" ? undefined : Number(event.target.value))}
+              />
+            </label>
             <p className="sx-hint">Saved with the next draft, like the canvas.</p>
           </section>
         </div>

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from exekra.workflow.errors import DefinitionError
 from exekra.workflow.expressions import credential_names
-from exekra.workflow.validation import FOREACH_ACTIVITY, INPUT_TYPES, find_problems, walk_strings
+from exekra.workflow.validation import DEFAULT_MAX_PARALLEL, FOREACH_ACTIVITY, INPUT_TYPES, find_problems, walk_strings
 
 __all__ = [
     "DefinitionError",
@@ -83,6 +83,8 @@ class WorkflowDefinition(_Model):
     start: str | None = None
     strict_inputs: bool = Field(default=False, alias="strictInputs")
     """Refuse executions given inputs that `inputs` does not declare (the hub answers 422)."""
+    max_parallel: int = Field(default=DEFAULT_MAX_PARALLEL, alias="maxParallel")
+    """How many top-level nodes may run at the same time (1 runs them one at a time)."""
 
     def start_node(self) -> str:
         """The id of the node the run begins with: `start`, else the only node without incoming edge."""

@@ -1,21 +1,37 @@
 """The workflow engine: runs one definition synchronously inside the runner's worker process.
 
-Nodes run one at a time in topological order (ties by position in the definition). The start node
-runs; every other node runs when an edge into it was taken, i.e. its source ran and the edge has no
-`when` or its `when` equals the source's `result` ("true"/"false" for booleans). Each node runs at
-most once, after all its predecessors have run or been skipped.
+Parallelism comes from the graph. The start node runs first; when a node ends, each edge leaving it is taken
+(the node ran and the edge has no `when`, or its `when` equals the node's `result`, "true"/"false" for
+booleans) or not. A node runs once every edge into it is resolved and at least one was taken, so a node with
+several outgoing edges starts all its successors and one with several incoming edges waits for all of them
+(an implicit join); a node no taken edge leads to is skipped, and so are its successors. A `control.join`
+with `mode: "any"` starts as soon as one edge into it is taken; the branches that only lead into it are then
+stopped (running nodes) or skipped (the others). The bookkeeping is `schedule.Schedule`.
+
+Each running top-level node has a thread of its own, at most the definition's `maxParallel` (default 4) at a
+time; ready nodes start in topological order (ties by position in the definition), so `maxParallel: 1` runs
+them one at a time exactly as the engine always did. This thread (the caller's) starts nodes, receives their
+ends and is the only writer of `nodes`: a node sees, as `nodes.<id>`, the outputs of the nodes that had
+ended when it started (all its predecessors). `vars` is shared and locked; templates read a copy.
+
+A node that fails (without `continueOnError`) fails the run: no node starts any more, the running ones are
+cancelled (they end `stopped`), and the first failure is raised once they have ended. A stop request ends
+every running node the same way. The worker process holds every thread, so the runner's CPU and memory
+metrics of the execution (sampled on the worker's process tree) cover every branch.
 
 Every log line names the top-level node it belongs to, and a node's start and end (completed, failed,
 skipped, stopped) are marked with a structured `event`: the hub draws the execution's graph from them.
+Lines of concurrent nodes interleave; `emit` is called one line at a time.
 
-Every activity call runs in a worker thread watched by this thread: on the node's timeout or a stop
-request it sets the call's `cancelled` event (subprocess activities then kill their process group)
-and waits up to `CANCEL_GRACE_SECONDS` for the call to end.
+Every activity call runs in a worker thread watched by its node's thread: on the node's timeout, a stop
+request or a cancellation it sets the call's `cancelled` event (subprocess activities then kill their
+process group) and waits up to `CANCEL_GRACE_SECONDS` for the call to end.
 """
 
 from __future__ import annotations
 
 import functools
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +53,7 @@ from exekra.workflow.errors import (
 )
 from exekra.workflow.expressions import render
 from exekra.workflow.masking import SecretMasker
+from exekra.workflow.schedule import Decisions, Schedule
 from exekra.workflow.scope import ActivitySettings, ExecutionScope
 from exekra.workflow.validation import FOREACH_ACTIVITY
 
@@ -65,6 +82,7 @@ def run_workflow(
     definition references to its fields. `emit(level, message, node=, event=)` receives node start/end
     lines and everything activities log, with every credential value replaced by `***` (the error
     message and the outputs are masked too); it may be called from several threads, one call at a time.
+    `should_stop` is called from several threads too (every running node watches it).
     `activities` defaults to `load_activities()`. `scope` (default: a fresh one) carries the artifact
     store and the runner's settings; every resource still open in it (a browser session) is closed
     when the run ends, whatever the outcome.
@@ -127,6 +145,61 @@ def _serialised_masked(emit: LineSink, masker: SecretMasker) -> LineSink:
     return masked
 
 
+class _Variables(dict[str, Any]):
+    """The run's `vars`: set by activities of concurrent nodes, read by templates as a copy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        with self._lock:
+            super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        with self._lock:
+            super().__delitem__(key)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy that no other thread changes while a template reads it."""
+        with self._lock:
+            return dict(self)
+
+
+class _Stop:
+    """When a running node must stop, and why: the run's stop request (`requested`), or the engine cancelling
+    this node (another node failed, a `control.join` went on without it). Callable as a `StopCheck`."""
+
+    def __init__(self, requested: StopCheck) -> None:
+        self._requested = requested
+        self._cancelled = threading.Event()
+        self.reason: str | None = None
+        """Why the engine cancelled the node; None for a stop request."""
+
+    def cancel(self, reason: str) -> None:
+        """Stop the node (once: the first reason stays)."""
+        if not self._cancelled.is_set():
+            self.reason = reason
+            self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the engine cancelled the node (a stop request does not count)."""
+        return self._cancelled.is_set()
+
+    def __call__(self) -> bool:
+        return self._cancelled.is_set() or self._requested()
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """What a node's thread hands back: the node's outputs, or the `WorkflowFailed`/`WorkflowStopped` it ended with."""
+
+    node_id: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
 @dataclass
 class _Run:
     """The state of one run: node outputs (`nodes`), variables (`vars`) and the fixed template names."""
@@ -139,25 +212,79 @@ class _Run:
     globals: dict[str, Any]
     emit: LineSink
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    vars: dict[str, Any] = field(default_factory=dict)
+    vars: _Variables = field(default_factory=_Variables)
 
     def names(self, scope: dict[str, dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
         """What templates see: inputs, credentials, execution, nodes, vars (+ item/index in a loop)."""
-        return {**self.globals, "nodes": scope, "vars": self.vars, **extra}
+        return {**self.globals, "nodes": scope, "vars": self.vars.snapshot(), **extra}
 
-    def run_graph(self, stop: StopCheck) -> None:
-        reached = {self.workflow.start_node()}
-        outgoing = self.workflow.edges_from()
-        for node in self.workflow.execution_order():
-            if node.id not in reached:
-                label = f"node {node.id} ({node.activity})"
-                self.emit("INFO", f"{label} skipped: no edge into it was taken", node=node.id, event="skipped")
+    def run_graph(self, should_stop: StopCheck) -> None:
+        """Run the top-level nodes as the graph allows, each in a thread, up to `maxParallel` at a time.
+
+        Raises the first node failure, else `WorkflowStopped` when a stop request ended the run early.
+        """
+        schedule = Schedule(self.workflow)
+        ended: queue.SimpleQueue[_Ended] = queue.SimpleQueue()
+        running: dict[str, _Stop] = {}
+        failure: BaseException | None = None
+        stopped = False
+        self._apply(schedule.begin(), running)
+        while True:
+            if failure is None and not stopped:
+                ready = schedule.ready()
+                if ready and should_stop():
+                    stopped = True
+                for node in [] if stopped else ready[: self.workflow.max_parallel - len(running)]:
+                    schedule.start(node.id)
+                    running[node.id] = _Stop(should_stop)
+                    self._start(node, running[node.id], ended)
+            if not running:
+                break
+            end = ended.get()  # every node's thread ends: a cancelled call is given up after the grace period
+            stop = running.pop(end.node_id)
+            if end.error is None:
+                self.nodes[end.node_id] = end.outputs
+                self._apply(schedule.ran(end.node_id, _branch(end.outputs)), running)
                 continue
-            branch = _branch(self._run_node(node, self.nodes, {}, stop, None))
-            reached.update(edge.target for edge in outgoing[node.id] if edge.when in (None, branch))
+            # What follows from a node ending early is not logged: the run is ending (stop, failure), or the node
+            # was cancelled by a join that already decided about everything it leads to.
+            schedule.ended(end.node_id)
+            if isinstance(end.error, WorkflowStopped):
+                stopped = stopped or not stop.cancelled
+            elif failure is None and not (stop.cancelled and isinstance(end.error, WorkflowFailed)):
+                failure = end.error  # (a join's cancelled feeder failing does not fail the run)
+                for other in running.values():
+                    other.cancel(f"node {end.node_id} failed")
+        if failure is not None:
+            raise failure
+        if stopped:
+            raise WorkflowStopped("stopped on request")
+
+    def _start(self, node: NodeDefinition, stop: _Stop, ended: queue.SimpleQueue[_Ended]) -> None:
+        """Run a top-level node in a thread of its own, on a copy of `nodes` as they are now."""
+        scope = dict(self.nodes)
+
+        def run() -> None:
+            try:
+                outputs = self._run_node(node, scope, {}, stop, None)
+            except BaseException as exc:  # handed to the scheduling thread, which raises it
+                ended.put(_Ended(node.id, error=exc))
+            else:
+                ended.put(_Ended(node.id, outputs=outputs))
+
+        threading.Thread(target=run, name=f"exekra-node-{node.id}", daemon=True).start()
+
+    def _apply(self, decisions: Decisions, running: dict[str, _Stop]) -> None:
+        """Log the nodes the schedule skipped and cancel the running ones it no longer needs."""
+        for node, reason in decisions.skipped:
+            label = f"node {node.id} ({node.activity})"
+            self.emit("INFO", f"{label} skipped: {reason}", node=node.id, event="skipped")
+        for node_id, reason in decisions.cancel:
+            if node_id in running:
+                running[node_id].cancel(reason)
 
     def _run_sequence(
-        self, nodes: list[Any], scope: dict[str, dict[str, Any]], extra: dict[str, Any], stop: StopCheck, owner: str
+        self, nodes: list[Any], scope: dict[str, dict[str, Any]], extra: dict[str, Any], stop: _Stop, owner: str
     ) -> dict[str, Any]:
         """Run a foreach body once: sub-nodes in order; their outputs are visible only in this pass (their
         lines belong to the foreach node, `owner`)."""
@@ -172,18 +299,20 @@ class _Run:
         node: NodeDefinition,
         scope: dict[str, dict[str, Any]],
         extra: dict[str, Any],
-        stop: StopCheck,
+        stop: _Stop,
         owner: str | None,
     ) -> dict[str, Any]:
         """Run one node; a top-level node (no `owner`) marks its start and end with events."""
-        if stop():
-            raise WorkflowStopped("stopped on request")
         label = f"node {node.id} ({node.activity})"
         top, line_owner = owner is None, owner or node.id
 
         def mark(level: str, message: str, event: NodeEvent) -> None:
             self.emit(level, message, node=line_owner, event=event if top else None)
 
+        if stop():
+            if stop.reason is not None:  # cancelled between being started and its thread running: never ran
+                mark("INFO", f"{label} skipped: {stop.reason}", "skipped")
+            raise WorkflowStopped("stopped before it started")
         mark("INFO", f"{label} started", "started")
         started = time.monotonic()
         try:
@@ -191,13 +320,16 @@ class _Run:
             outputs = self._attempts(node, label, params, scope, stop, line_owner)
         except (ActivityError, ExpressionError) as exc:
             message = f"{label} failed: {exc}"
+            if stop():  # e.g. a control.delay "interrupted": the failure of a node told to stop is its stop
+                mark("WARNING", _stopped(label, stop), "stopped")
+                raise WorkflowStopped(message) from None
             if not node.continue_on_error:
                 mark("ERROR", message, "failed")
                 raise WorkflowFailed(self.masker.text(message), node.id) from None
             mark("WARNING", f"{message} (continueOnError)", "failed")
             outputs = {**(exc.outputs if isinstance(exc, ActivityError) else {}), "error": str(exc)}
         except WorkflowStopped:
-            mark("WARNING", f"{label} stopped", "stopped")
+            mark("WARNING", _stopped(label, stop), "stopped")
             raise
         else:
             mark("INFO", f"{label} completed in {round((time.monotonic() - started) * 1000)} ms", "completed")
@@ -219,7 +351,7 @@ class _Run:
         label: str,
         params: dict[str, Any],
         scope: dict[str, dict[str, Any]],
-        stop: StopCheck,
+        stop: _Stop,
         owner: str,
     ) -> dict[str, Any]:
         """Call the activity, retrying failures `retries` times with a doubling delay."""
@@ -246,7 +378,7 @@ class _Run:
         label: str,
         params: dict[str, Any],
         scope: dict[str, dict[str, Any]],
-        stop: StopCheck,
+        stop: _Stop,
         owner: str,
     ) -> dict[str, Any]:
         """One activity call in a worker thread, cancelled on timeout or stop; its lines belong to `owner`."""
@@ -259,7 +391,14 @@ class _Run:
             vars=self.vars,
             scope=self.scope,
         )
-        ctx.run_nodes = lambda nodes, extra: self._run_sequence(nodes, scope, extra, ctx.should_stop, owner)
+
+        def run_nodes(nodes: list[Any], names: dict[str, Any], should_stop: StopCheck | None = None) -> dict[str, Any]:
+            def must_stop() -> bool:
+                return ctx.should_stop() or (should_stop is not None and should_stop())
+
+            return self._run_sequence(nodes, scope, names, _Stop(must_stop), owner)
+
+        ctx.run_nodes = run_nodes
         activity = self.activities[node.activity]
         outcome: list[object] = []
         worker = threading.Thread(
@@ -284,6 +423,10 @@ class _Run:
         worker.join(CANCEL_GRACE_SECONDS)
         if worker.is_alive():
             emit("WARNING", f"{label} did not end within {CANCEL_GRACE_SECONDS:g} s of being cancelled")
+
+
+def _stopped(label: str, stop: _Stop) -> str:
+    return f"{label} stopped" if stop.reason is None else f"{label} stopped: {stop.reason}"
 
 
 def _outcome(activity: Activity, ctx: ActivityContext, params: dict[str, Any]) -> object:

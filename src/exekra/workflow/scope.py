@@ -44,6 +44,8 @@ class ExecutionScope:
     _resources: dict[str, _Resource] = field(default_factory=dict, init=False)
     _cached: dict[str, str] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _creating: threading.Lock = field(default_factory=threading.Lock, init=False)
+    """Held while a cached resource is made (creation is quick: an engine connects on first use)."""
     _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
 
     def open(self, kind: str, value: Any, close: Callable[[], None]) -> str:
@@ -62,16 +64,17 @@ class ExecutionScope:
         return resource.value
 
     def cached(self, key: str, kind: str, create: Callable[[], tuple[T, Callable[[], None]]], cls: type[T]) -> T:
-        """One resource per `key` for the whole run (e.g. a database engine per URL), made on first use."""
-        with self._lock:
-            handle = self._cached.get(key)
-        if handle is not None:
-            return self.get(handle, kind, cls)
-        value, close = create()
-        handle = self.open(kind, value, close)
-        with self._lock:
-            self._cached[key] = handle
-        return value
+        """One resource per `key` for the whole run (e.g. a database engine per URL), made on first use; nodes
+        running at the same time that ask for the same key get the same one."""
+        with self._creating:
+            with self._lock:
+                handle = self._cached.get(key)
+            if handle is None:
+                value, close = create()
+                handle = self.open(kind, value, close)
+                with self._lock:
+                    self._cached[key] = handle
+        return self.get(handle, kind, cls)
 
     def release(self, handle: object, kind: str) -> None:
         """Close one resource now; an `ActivityError` if the handle is not an open one of this kind."""

@@ -12,16 +12,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from exekra.workflow.errors import Problem
-from exekra.workflow.expressions import syntax_problem
+from exekra.workflow.expressions import is_template, syntax_problem
 
 FOREACH_ACTIVITY = "control.foreach"
 """The activity whose `params.nodes` holds a nested list of nodes, run in order for each item."""
 IF_ACTIVITY = "control.if"
+JOIN_ACTIVITY = "control.join"
+"""The activity whose `params.mode` ("all" or "any") the engine reads to decide when the node may start."""
+JOIN_MODES = ("all", "any")
 MAX_RETRIES = 10
+DEFAULT_MAX_PARALLEL = 4
+MAX_PARALLEL = 64
+"""The upper bound of `maxParallel` and of a foreach's `parallel`: each running node holds two threads of the
+worker process, so a definition cannot ask for thousands."""
 
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _ID_RULE = "letters, digits, '_' and '-', starting with a letter or '_', at most 64 characters"
-_DEFINITION_FIELDS = ("inputs", "nodes", "edges", "outputs", "start", "strictInputs", "ui")
+_DEFINITION_FIELDS = ("inputs", "nodes", "edges", "outputs", "start", "strictInputs", "maxParallel", "ui")
 """`ui` holds the visual designer's layout (node positions, zoom): stored and returned, never read here."""
 _NODE_FIELDS = ("id", "activity", "params", "timeoutSeconds", "retries", "retryDelaySeconds", "continueOnError")
 _EDGE_FIELDS = ("from", "to", "when")
@@ -30,6 +37,14 @@ _INPUT_FIELDS = ("type", "required", "default", "description")
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_parallel_bound(value: object) -> bool:
+    """True for a valid `maxParallel` or foreach `parallel`: an integer from 1 to `MAX_PARALLEL`."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_PARALLEL
+
+
+_PARALLEL_RULE = f"an integer from 1 to {MAX_PARALLEL}"
 
 
 # JSON type name -> (phrase for messages, test)
@@ -149,6 +164,8 @@ class _Validator:
         self._inputs(data.get("inputs", {}))
         if "strictInputs" in data and not isinstance(data["strictInputs"], bool):
             self._add("strictInputs must be a boolean")
+        if "maxParallel" in data and not is_parallel_bound(data["maxParallel"]):
+            self._add(f"maxParallel must be {_PARALLEL_RULE}")
         self._outputs(data.get("outputs", {}))
 
     def _unknown_fields(
@@ -236,7 +253,18 @@ class _Validator:
         if nests_nodes:
             if "items" not in params:
                 self._add(f"{where}: params.items is required", place.node, param=place.param("items"))
+            parallel = params.get("parallel")
+            # A template is checked when it is rendered, as every param is.
+            if "parallel" in params and not (
+                (isinstance(parallel, str) and is_template(parallel)) or is_parallel_bound(parallel)
+            ):
+                self._add(
+                    f"{where}: params.parallel must be {_PARALLEL_RULE}", place.node, param=place.param("parallel")
+                )
             self._node_list(params.get("nodes"), f"{where}: params.nodes", f"{where}: sub-node", place)
+        if activity == JOIN_ACTIVITY and "mode" in params and params["mode"] not in JOIN_MODES:
+            # Read before the node runs, to know when it may start: so never a template.
+            self._add(f'{where}: params.mode must be "all" or "any"', place.node, param=place.param("mode"))
 
     def _edges(self, edges: object, activities: dict[str, str | None]) -> list[tuple[str, str]]:
         """Check the edges; return (from, to) of those whose both ends exist."""

@@ -476,3 +476,43 @@ def test_strict_inputs_refuses_each_undeclared_input() -> None:
     ]
     assert resolve_inputs(definition, {"label": "x"}) == {"label": "x"}
     assert resolve_inputs({**definition, "strictInputs": False}, {"lable": "x"}) == {"label": None, "lable": "x"}
+
+
+# --- parallel branches (issue 18) ----------------------------------------------------------------------
+
+
+def test_max_parallel_is_an_integer_from_1_to_64_defaulting_to_4() -> None:
+    assert validate_definition(one_node()).max_parallel == 4
+    assert validate_definition({**one_node(), "maxParallel": 1}).max_parallel == 1
+    assert validate_definition({**one_node(), "maxParallel": 64}).max_parallel == 64
+    for wrong in (0, 65, -1, 2.5, "4", True, None):
+        assert problems_of({**one_node(), "maxParallel": wrong}) == ["maxParallel must be an integer from 1 to 64"]
+
+
+def loop(**params: Any) -> dict[str, Any]:
+    body = [{"id": "say", "activity": "log.message", "params": {"message": "{{ item }}"}}]
+    return {"nodes": [{"id": "each", "activity": "control.foreach", "params": {"items": [1], "nodes": body, **params}}]}
+
+
+def test_foreach_parallel_is_an_integer_from_1_to_64_or_a_template() -> None:
+    for valid in (1, 8, 64, "{{ inputs.width }}"):
+        validate_definition(loop(parallel=valid))
+    for wrong in (0, 65, 1.5, "2", False, None):
+        assert problems_of(loop(parallel=wrong)) == ["node 'each': params.parallel must be an integer from 1 to 64"]
+    with pytest.raises(DefinitionError) as caught:
+        validate_definition(loop(parallel=0))
+    assert caught.value.located[0].to_api() == {
+        "message": "node 'each': params.parallel must be an integer from 1 to 64",
+        "node": "each",
+        "param": "parallel",
+    }
+
+
+def test_control_join_mode_is_all_or_any_and_never_a_template() -> None:
+    def join(**params: Any) -> dict[str, Any]:
+        return {"nodes": [{"id": "j", "activity": "control.join", "params": params}]}
+
+    for valid in ({}, {"mode": "all"}, {"mode": "any"}):
+        validate_definition(join(**valid), known_activities={"control.join"})
+    for wrong in ("some", "ANY", "{{ inputs.mode }}", 1, None):
+        assert problems_of(join(mode=wrong)) == ['node \'j\': params.mode must be "all" or "any"']

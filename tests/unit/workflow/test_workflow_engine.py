@@ -40,9 +40,9 @@ def test_control_if_true_follows_the_true_edge_only(run: WorkflowRun) -> None:
     assert run.events == [
         ("check", "started"),
         ("check", "completed"),
+        ("fail", "skipped"),  # as soon as the branch is chosen
         ("yes", "started"),
         ("yes", "completed"),
-        ("fail", "skipped"),
     ]
     assert ("INFO", "node fail (control.fail) skipped: no edge into it was taken") in run.lines
 

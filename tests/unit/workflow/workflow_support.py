@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from exekra.workflow import run_workflow
-from exekra.workflow.activities import ActivityContext
+from exekra.workflow.activities import BUILTIN, Activity, ActivityContext
+from exekra.workflow.errors import ActivityError
 
 
 def chain(*nodes: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -67,6 +69,7 @@ class WorkflowRun:
         *,
         credentials: dict[str, dict[str, str]] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        activities: Mapping[str, Activity] | None = None,
     ) -> dict[str, Any]:
         return run_workflow(
             definition,
@@ -76,7 +79,53 @@ class WorkflowRun:
             workdir=self.workdir,
             emit=self.emit,
             should_stop=should_stop,
+            activities=activities,
         )
+
+
+class Probe:
+    """A test activity, `probe`, that records how many calls run at once.
+
+    Params: `meet` (wait until that many probes have run at the same time, now or earlier), `hold` (then wait that many seconds,
+    or until cancelled: a call cancelled while waiting ends as "interrupted"), `fail` (then fail with that
+    message unless empty), `value` (returned as `value`). Every wait ends when the call is cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.running = 0
+        self.peak = 0
+        self.started: list[str] = []
+
+    @property
+    def activities(self) -> dict[str, Activity]:
+        return {**BUILTIN, "probe": self.call}
+
+    def call(self, ctx: ActivityContext, params: dict[str, Any]) -> dict[str, Any]:
+        with self._changed:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self.started.append(ctx.node_id)
+            self._changed.notify_all()
+        try:
+            self._meet(ctx, params.get("meet", 0))
+            if ctx.wait(params.get("hold", 0)):
+                raise ActivityError("interrupted")
+            if params.get("fail"):
+                raise ActivityError(params["fail"])
+            return {"value": params.get("value")}
+        finally:
+            with self._changed:
+                self.running -= 1
+                self._changed.notify_all()
+
+    def _meet(self, ctx: ActivityContext, count: int) -> None:
+        deadline = time.monotonic() + 10
+        with self._changed:
+            while self.peak < count:
+                if ctx.should_stop() or time.monotonic() > deadline:
+                    raise ActivityError("interrupted")
+                self._changed.wait(0.02)  # a cancellation sets an event, not this condition
 
 
 class ActivityCall:

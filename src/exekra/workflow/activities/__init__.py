@@ -73,6 +73,7 @@ _DECLARED: tuple[DeclaredActivity[Any], ...] = (
     variables.set_var,
     control.if_,
     control.foreach,
+    control.join,
     control.delay,
     control.fail,
     *browser.ACTIVITIES,

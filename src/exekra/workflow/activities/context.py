@@ -32,8 +32,15 @@ class LineSink(Protocol):
         """Take one line."""
 
 
-RunNodes = Callable[[list[Any], dict[str, Any]], dict[str, Any]]
-"""`run_nodes(nodes, names)`: run raw sub-nodes in order with extra template names; id -> outputs."""
+class RunNodes(Protocol):
+    """`run_nodes(nodes, names, should_stop)`: run raw sub-nodes in order with extra template names; returns
+    id -> outputs. They stop when the calling activity must (`ActivityContext.should_stop`), and also
+    once `should_stop()` is true when it is given. Safe to call from several threads at once (a parallel `control.foreach`)."""
+
+    def __call__(
+        self, nodes: list[Any], names: dict[str, Any], should_stop: Callable[[], bool] | None = None
+    ) -> dict[str, Any]:
+        """Run one pass."""
 
 
 @dataclass

@@ -1,14 +1,17 @@
-"""Control activities: `control.if`, `control.foreach`, `control.delay` and `control.fail`."""
+"""Control activities: `control.if`, `control.foreach`, `control.join`, `control.delay` and `control.fail`."""
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
 
 from pydantic import Field
 
-from exekra.workflow.activities.context import ActivityContext
+from exekra.workflow.activities.context import ActivityContext, RunNodes
 from exekra.workflow.activities.spec import Params, activity
-from exekra.workflow.errors import ActivityError
+from exekra.workflow.errors import ActivityError, WorkflowStopped
+from exekra.workflow.validation import MAX_PARALLEL
 
 CATEGORY = "Flow"
 # Strings that count as false, so a rendered "False" or "0" does not read as true.
@@ -43,6 +46,8 @@ class ForeachParams(Params):
     """The list to loop over; each pass sees `item` and `index` (from 0)."""
     nodes: list[dict[str, Any]]
     """The sub-nodes run in order for each item (node objects, rendered per item)."""
+    parallel: int = Field(default=1, ge=1, le=MAX_PARALLEL)
+    """How many items run at the same time (1: one after the other); results keep the order of `items`."""
 
 
 class ForeachOutputs(Params):
@@ -52,14 +57,62 @@ class ForeachOutputs(Params):
 
 @activity("control.foreach", category=CATEGORY, params=ForeachParams, outputs=ForeachOutputs)
 def foreach(ctx: ActivityContext, params: ForeachParams) -> dict[str, Any]:
-    """Run the sub-nodes in `nodes` in order once per element of `items`, with `item` and `index` set."""
+    """Run the sub-nodes in `nodes` in order once per element of `items`, with `item` and `index` set.
+
+    With `parallel` above 1, up to that many items run at the same time. The first item that fails fails the
+    loop: the items still running are stopped and those not started are not run.
+    """
     if ctx.run_nodes is None:
         raise ActivityError("control.foreach runs only inside the workflow engine")
-    results = []
-    for index, item in enumerate(params.items):
+    if params.parallel == 1:
+        results = []
+        for index, item in enumerate(params.items):
+            ctx.emit("INFO", f"node {ctx.node_id}: item {index + 1} of {len(params.items)}")
+            results.append(ctx.run_nodes(params.nodes, {"item": item, "index": index}))
+        return {"results": results}
+    return {"results": _foreach_parallel(ctx, ctx.run_nodes, params)}
+
+
+def _foreach_parallel(ctx: ActivityContext, run_nodes: RunNodes, params: ForeachParams) -> list[dict[str, Any]]:
+    """The results of every item, `params.parallel` items at a time, in item order."""
+    abandoned = threading.Event()  # set by the first failure: the other items stop
+
+    def must_stop() -> bool:
+        return abandoned.is_set() or ctx.should_stop()
+
+    def run_item(index: int, item: Any) -> dict[str, Any]:
+        if must_stop():
+            raise WorkflowStopped("not started: the loop is ending")
         ctx.emit("INFO", f"node {ctx.node_id}: item {index + 1} of {len(params.items)}")
-        results.append(ctx.run_nodes(params.nodes, {"item": item, "index": index}))
-    return {"results": results}
+        try:
+            return run_nodes(params.nodes, {"item": item, "index": index}, must_stop)
+        except WorkflowStopped:
+            raise
+        except BaseException:
+            abandoned.set()
+            raise
+
+    with ThreadPoolExecutor(params.parallel, thread_name_prefix=f"exekra-{ctx.node_id}") as pool:
+        futures = [pool.submit(run_item, index, item) for index, item in enumerate(params.items)]
+    failures = [error for future in futures if not isinstance(error := future.exception(), WorkflowStopped | None)]
+    if failures:
+        # The failure of the first failing item in `items` order; items ended by that failure are not failures.
+        raise failures[0]
+    return [future.result() for future in futures]
+
+
+class JoinParams(Params):
+    mode: Literal["all", "any"] = "all"
+    """`all`: start once every incoming branch has ended (as any node with several incoming edges does).
+    `any`: start as soon as one incoming branch has completed; the branches that only lead here are then
+    stopped (running nodes) or skipped (nodes not started). Never a template: read before the node runs."""
+
+
+@activity("control.join", category=CATEGORY, params=JoinParams)
+def join(ctx: ActivityContext, params: JoinParams) -> dict[str, Any]:
+    """Join parallel branches: the engine starts this node when its `mode` says so; the node itself does
+    nothing. Read the branches' outputs as `nodes.<id>` (`nodes.<id> is defined` tells which ran)."""
+    return {}
 
 
 class DelayParams(Params):
