@@ -477,6 +477,11 @@ EXECUTION_COLUMNS = ", ".join(column for _, column in _EXECUTION_ATTRIBUTES)
 """Every column of `executions`, for a statement whose row becomes an `Execution` (`execution_of`)."""
 
 
+def execution_columns(alias: str) -> str:
+    """`EXECUTION_COLUMNS` of the table aliased `alias`, for a statement that joins others."""
+    return ", ".join(f"{alias}.{column}" for _, column in _EXECUTION_ATTRIBUTES)
+
+
 def execution_of(row: Any) -> Execution:
     """An `Execution` (in no session) from a row with `EXECUTION_COLUMNS`."""
     return Execution(**{key: getattr(row, column) for key, column in _EXECUTION_ATTRIBUTES})

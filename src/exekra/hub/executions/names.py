@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub import lifecycle
 from exekra.hub.executions.models import Execution, ExecutionStatus, TriggerType
@@ -91,7 +91,7 @@ def _waiting_reason(pinned: bool, missing: list[str], required: list[str]) -> st
     return None if pinned else f"no single runner declares all of {', '.join(required)}"
 
 
-async def _waiting_reasons(session: AsyncSession, executions: list[Execution]) -> dict[uuid.UUID, str]:
+async def _waiting_reasons(session: Statements, executions: list[Execution]) -> dict[uuid.UUID, str]:
     """Why each of the QUEUED `executions` waits, for those no registered runner can run (by execution id)."""
     waiting = {e.id: e for e in executions if e.status == ExecutionStatus.QUEUED and e.required_activities}
     if not waiting:
@@ -110,7 +110,7 @@ async def waiting_reasons(db: Database, executions: list[Execution]) -> dict[uui
     none of them is queued with required activities."""
     if not any(e.status == ExecutionStatus.QUEUED and e.required_activities for e in executions):
         return {}
-    async with db.session() as session:
+    async with db.reading() as session:
         return await _waiting_reasons(session, executions)
 
 
@@ -122,7 +122,7 @@ async def names_of(db: Database, executions: Iterable[Execution]) -> ExecutionNa
     user_ids = _ids(e.triggered_by for e in rows if e.trigger_type not in _BY_TRIGGER)
     trigger_ids = _ids(e.triggered_by for e in rows if e.trigger_type in _BY_TRIGGER)
     found: list[Any] = []
-    async with db.session() as session:  # one connection for both reads
+    async with db.reading() as session:  # one connection for both reads
         waiting = await _waiting_reasons(session, rows)
         if runner_ids or user_ids or trigger_ids:
             params = {"runners": runner_ids, "users": user_ids, "triggers": trigger_ids}
