@@ -120,3 +120,17 @@ async def test_a_deadlock_on_the_driver_answers_503_retry_now(
     monkeypatch.setattr(runners_service, "list_runners", undone)
     r = await admin.get("/api/runners")
     assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+
+
+async def test_a_self_committing_statement_needs_no_transaction_and_refuses_an_audit_entry(hub: Hub) -> None:
+    ident = str(uuid.uuid4())
+    insert = text("INSERT INTO audit_log (actor_type, action, entity_id) VALUES ('SYSTEM', 'raw.single', :id)")
+    with pytest.raises(DBAPIError):
+        async with hub.db.statement() as session:
+            await session.execute(insert, {"id": ident})
+            await session.execute(text("SELECT 1 / CAST(:v AS int)"), {"v": 0})
+    row = await hub.db.fetchrow("SELECT count(*) AS n FROM audit_log WHERE entity_id = $1", ident)
+    assert row is not None and row["n"] == 1  # committed by itself: no BEGIN, no ROLLBACK
+    with pytest.raises(RuntimeError, match="self-committing"):
+        async with hub.db.statement() as session:
+            audit.record(session, ACTOR, "raw.refused", "execution", ident, None)

@@ -140,13 +140,18 @@ def driver_error(statement: str, args: Any, exc: BaseException) -> DBAPIError:
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
+SELF_COMMITTING = "exekra.self-committing"
+"""`info` key of a session whose statements each commit by themselves (`Database.statement`): nothing that must
+commit with a change (an audit entry) may be recorded on it."""
+
+
 class RawSession:
     """`Statements` on an asyncpg connection (in a transaction when the caller opened one)."""
 
-    def __init__(self, connection: asyncpg.Connection, cache: StatementCache) -> None:
+    def __init__(self, connection: asyncpg.Connection, cache: StatementCache, *, self_committing: bool = False) -> None:
         self.connection = connection
         self.cache = cache
-        self.info: dict[Any, Any] = {}
+        self.info: dict[Any, Any] = {SELF_COMMITTING: True} if self_committing else {}
 
     async def execute(self, statement: Executable, params: Params | None = None) -> RawResult:
         if params is not None and not isinstance(params, Mapping):

@@ -106,6 +106,19 @@ class Database:
             await after_commit()
 
     @asynccontextmanager
+    async def statement(self) -> AsyncIterator[RawSession]:
+        """A transition that is one statement, sent without BEGIN and COMMIT (two round trips fewer): it commits
+        by itself. The commit hooks run after it, and what they send (an assignment's `NOTIFY`) runs on its
+        own, after the commit, which is when PostgreSQL would deliver it anyway. A rule that records an audit
+        entry, which must commit with its change, cannot run here (`audit.record` refuses)."""
+        async with self._driver() as driver:
+            session = RawSession(driver, self.statement_cache, self_committing=True)
+            yield session
+            after_commit = await self.hooks.before_commit(session)
+        if after_commit is not None:
+            await after_commit()
+
+    @asynccontextmanager
     async def reading(self) -> AsyncIterator[RawSession]:
         """Reads on the driver outside any transaction (each statement sees what is committed when it runs).
         Nothing here may write: no commit hook would run."""

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exekra.db.raw import Statements
+from exekra.db.raw import SELF_COMMITTING, Statements
 from exekra.db.session import Database
 from exekra.hub.audit.models import AuditEntry
 
@@ -43,6 +43,8 @@ def record(
 ) -> None:
     """Record one audit entry on the caller's transaction: it is written just before that transaction
     commits (`exekra.hub.effects`), so it commits with the change it records, and never without it."""
+    if session.info.get(SELF_COMMITTING):
+        raise RuntimeError(f"audit entry {action!r} on a self-committing statement: use Database.statements()")
     entry = {
         "actor_type": actor.type,
         "actor_id": actor.id,

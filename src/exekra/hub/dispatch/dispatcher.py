@@ -31,7 +31,7 @@ class Dispatcher(Protocol):
         """An execution left QUEUED without being assigned (stopped, timed out): forget it (best effort)."""
 
     async def publish_assignment(self, session: Statements, runner_id: uuid.UUID) -> None:
-        """Inside the claim's transaction: announce the assignment to the other hub processes."""
+        """From the claim's commit hook: announce the assignment to the other hub processes."""
 
     async def execution_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
         """After the claim's commit: wake the runner's poll in this process; the queue records the job."""

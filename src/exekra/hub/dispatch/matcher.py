@@ -67,19 +67,19 @@ def _queued(row: Row[Any]) -> QueuedExecution:
 
 class Matcher:
     """Claims in PostgreSQL (the only way work is assigned), each in a transaction of its own; claims and reads
-    run on the driver (`Database.statements`), as the hot path they are."""
+    run on the driver, as the hot path they are: a claim is one self-committing statement (`Database.statement`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def for_runner(self, runner_id: uuid.UUID) -> Assignment | None:
         """Give an idle runner the best queued execution it may run (priority, then age)."""
-        async with self.db.statements() as session:
+        async with self.db.statement() as session:
             return await lifecycle.claim_for_runner(session, runner_id)
 
     async def for_execution(self, execution_id: uuid.UUID) -> Assignment | None:
         """Give a queued execution to the eligible idle runner with the most recent heartbeat."""
-        async with self.db.statements() as session:
+        async with self.db.statement() as session:
             return await lifecycle.assign_to_best_runner(session, execution_id)
 
     async def idle_runners(self, limit: int) -> list[uuid.UUID]:

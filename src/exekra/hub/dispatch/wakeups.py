@@ -1,8 +1,9 @@
 """Long-poll wake-ups: a runner's pending poll wakes the moment work is assigned to it, in any hub process.
 
 The process that makes an assignment wakes its own waiting polls directly, after the commit. Other hub
-processes learn it from a PostgreSQL `NOTIFY` on `CHANNEL`, sent inside the claim's transaction (so it is
-delivered only once the assignment is committed) and heard by each process's `Listener`. PostgreSQL serves
+processes learn it from a PostgreSQL `NOTIFY` on `CHANNEL`, sent once the claim (one self-committing
+statement) has committed, and heard by each process's `Listener`. A hub that dies between the two leaves the
+runner's long poll to end by its own timeout: its next poll finds the execution it holds. PostgreSQL serves
 both queue modes, so wake-ups keep working across processes while Redis is down.
 """
 
@@ -30,7 +31,7 @@ class Wakeups(Waiters):
         listener.subscribe(CHANNEL, self.deliver, on_connect=self.notify_all)
 
     async def publish(self, session: Statements, runner_id: uuid.UUID) -> None:
-        """Announce an assignment to the other hub processes, in the claim's transaction.
+        """Announce an assignment to the other hub processes, once the claim has committed.
 
         Skipped when the runner's poll waits in this process: `notify` after the commit reaches it.
         """

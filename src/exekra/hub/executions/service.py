@@ -259,7 +259,7 @@ class ExecutionService:
 
     async def start(self, claims: RunnerClaims, execution_id: str, attempt: int) -> None:
         """ASSIGNED → RUNNING for the runner holding this attempt (409 when stale, 401 when revoked)."""
-        async with self.db.statements() as session:
+        async with self.db.statement() as session:
             started = await lifecycle.start(session, _held(claims, execution_id, attempt))
         if started is None:
             raise await self._refused(claims, execution_id)
