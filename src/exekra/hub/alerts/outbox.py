@@ -217,17 +217,10 @@ async def _message(session: AsyncSession, delivery: AlertDelivery) -> dict[str, 
             )
         )
     ).one()
-    types = Counter(
-        dict(
-            (
-                await session.execute(
-                    select(AlertEvent.type, func.count())
-                    .where(AlertEvent.delivery_id == delivery.id)
-                    .group_by(AlertEvent.type)
-                )
-            ).tuples()
-        )
+    grouped = await session.execute(
+        select(AlertEvent.type, func.count()).where(AlertEvent.delivery_id == delivery.id).group_by(AlertEvent.type)
     )
+    types: Counter[str] = Counter({row[0]: row[1] for row in grouped})
     listed = (
         (
             await session.execute(
