@@ -429,7 +429,9 @@ async def test_rules_and_channels_are_audited_and_editable(
 ) -> None:
     channel_id, _ = await webhook(admin, receiver)
     created = await rule(admin, channel_id, workflowId=workflow_id, cooldownSeconds=600)
-    r = await admin.patch(f"/api/alerts/rules/{created['id']}", json={"events": ["FAILED", "TIMEOUT"], "enabled": False})
+    r = await admin.patch(
+        f"/api/alerts/rules/{created['id']}", json={"events": ["FAILED", "TIMEOUT"], "enabled": False}
+    )
     assert r.status_code == 200
     assert r.json()["rule"]["events"] == ["FAILED", "TIMEOUT"] and r.json()["rule"]["enabled"] is False
     r = await admin.patch(f"/api/alerts/rules/{created['id']}", json={"events": ["RUNNER_OFFLINE"]})
