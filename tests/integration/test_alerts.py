@@ -444,3 +444,20 @@ async def test_rules_and_channels_are_audited_and_editable(
     for action in ("alert.channel.create", "alert.rule.create", "alert.rule.update", "alert.rule.delete"):
         assert action in actions
     assert "alert.channel.delete" in actions
+
+
+async def test_deleting_a_rule_drops_its_unsent_digest_and_keeps_what_was_sent(
+    admin: httpx.AsyncClient, hub: Hub, worker: AlertWorker, clock: Clock, receiver: Receiver, workflow_id: str
+) -> None:
+    channel_id, _ = await webhook(admin, receiver)
+    created = await rule(admin, channel_id, cooldownSeconds=60)
+    await ended(hub, workflow_id, 3)
+    await worker.run_once()
+    assert sorted(d["status"] for d in await deliveries(admin)) == ["PENDING", "SENT"]
+
+    assert (await admin.delete(f"/api/alerts/rules/{created['id']}")).status_code == 200
+    [kept] = await deliveries(admin)
+    assert kept["status"] == "SENT" and kept["ruleId"] is None
+    clock.advance(60)
+    await worker.run_once()
+    assert len(receiver.received) == 1

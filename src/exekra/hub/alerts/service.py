@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -165,8 +165,10 @@ async def delete_channel(db: Database, channel_id: str, actor: Actor) -> None:
                 f"alert channel {channel.name} is used by the rules {', '.join(names)}: delete or change them first",
                 details={"rules": names},
             )
+        dropped = await _drop_unsent(session, AlertDelivery.channel_id == channel.id, claimed_too=True)
         await session.delete(channel)
-        audit.record(session, actor, "alert.channel.delete", "alert_channel", channel.id, {"name": channel.name})
+        details = {"name": channel.name, "unsentDropped": dropped}
+        audit.record(session, actor, "alert.channel.delete", "alert_channel", channel.id, details)
 
 
 async def queue_test_message(db: Database, channel_id: str, actor: Actor, now: datetime) -> AlertDelivery:
@@ -279,11 +281,23 @@ async def update_rule(db: Database, rule_id: str, patch: RulePatch, actor: Actor
 
 
 async def delete_rule(db: Database, rule_id: str, actor: Actor) -> None:
-    """Delete a rule with its events; its deliveries stay in the history (without their rule)."""
+    """Delete a rule with its events; the deliveries it sent (or is sending) stay in the history, without their
+    rule; those not yet claimed have nothing left to say and go with it."""
     async with db.transaction() as session:
         rule = await get_or_404(session, AlertRule, rule_id, "alert rule", for_update=True)
+        dropped = await _drop_unsent(session, AlertDelivery.rule_id == rule.id, claimed_too=False)
         await session.delete(rule)
-        audit.record(session, actor, "alert.rule.delete", "alert_rule", rule.id, {"name": rule.name})
+        details = {"name": rule.name, "unsentDropped": dropped}
+        audit.record(session, actor, "alert.rule.delete", "alert_rule", rule.id, details)
+
+
+async def _drop_unsent(session: AsyncSession, which: ColumnElement[bool], *, claimed_too: bool) -> int:
+    """Delete the PENDING deliveries matching `which` (only those never claimed unless `claimed_too`)."""
+    query = delete(AlertDelivery).where(which, AlertDelivery.status == DeliveryStatus.PENDING)
+    if not claimed_too:
+        query = query.where(AlertDelivery.payload.is_(None))
+    result = await session.execute(query)
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def list_deliveries(
