@@ -461,3 +461,21 @@ async def test_deleting_a_rule_drops_its_unsent_digest_and_keeps_what_was_sent(
     clock.advance(60)
     await worker.run_once()
     assert len(receiver.received) == 1
+
+
+async def test_old_events_and_finished_deliveries_are_purged(
+    admin: httpx.AsyncClient, hub: Hub, worker: AlertWorker, clock: Clock, receiver: Receiver, workflow_id: str
+) -> None:
+    channel_id, _ = await webhook(admin, receiver)
+    await rule(admin, channel_id)
+    await ended(hub, workflow_id, 2)
+    receiver.statuses = [500]  # one stays PENDING: it is kept
+    await worker.run_once()
+    clock.advance(hub.settings.retention_days * 86400 + 1)
+    assert await worker.purge() == 1
+    [kept] = await deliveries(admin)
+    assert kept["status"] == "PENDING"
+    clock.advance(60)
+    await worker.deliver_due()  # its event was kept with it
+    [sent] = await deliveries(admin)
+    assert sent["status"] == "SENT" and sent["payload"]["count"] == 1

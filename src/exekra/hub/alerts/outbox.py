@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, type_coerce, update
+from sqlalchemy import delete, func, select, text, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -292,6 +292,17 @@ def _text(
     what = ", ".join(f"{n} {_PLURALS.get(t, t)}" for t, n in sorted(types.items()))
     since = first.strftime("%Y-%m-%d %H:%M:%S UTC") if first else "?"
     return f"[{rule}] {count} more: {what} of {', '.join(subjects)} since {since}"
+
+
+async def purge(session: AsyncSession, before: datetime) -> int:
+    """Delete the finished (SENT, FAILED) deliveries made before `before`, and the events of then that belong to
+    no delivery still to be sent; returns how many deliveries went."""
+    finished = (DeliveryStatus.SENT, DeliveryStatus.FAILED)
+    result = await session.execute(
+        delete(AlertDelivery).where(AlertDelivery.created_at < before, AlertDelivery.status.in_(finished))
+    )
+    await session.execute(delete(AlertEvent).where(AlertEvent.created_at < before, AlertEvent.delivery_id.is_(None)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
