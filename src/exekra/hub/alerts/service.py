@@ -180,7 +180,10 @@ async def queue_test_message(db: Database, channel_id: str, actor: Actor, now: d
             "text": f"Test message from Exekra to alert channel {channel.name}",
             "rule": None,
             "count": 0,
+            "firstAt": None,
+            "lastAt": None,
             "events": [],
+            "eventsOmitted": 0,
         }
         delivery = AlertDelivery(
             id=uuid.uuid4(),
