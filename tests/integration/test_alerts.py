@@ -23,7 +23,7 @@ from exekra.hub.context import Hub
 
 from ..activities.mailservers import Inbox, free_port
 from ..receiver import Receiver, http_receiver
-from .conftest import SIMPLE_DEFINITION
+from .conftest import SIMPLE_DEFINITION, HubWith
 from .protocol import ProtocolRunner, publish_workflow
 
 pytestmark = pytest.mark.timeout(120)
@@ -479,3 +479,18 @@ async def test_old_events_and_finished_deliveries_are_purged(
     await worker.deliver_due()  # its event was kept with it
     [sent] = await deliveries(admin)
     assert sent["status"] == "SENT" and sent["payload"]["count"] == 1
+
+
+async def test_a_hub_with_alerts_on_alerts_a_runner_offline_from_its_maintenance_pass(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, hub_with: HubWith, receiver: Receiver
+) -> None:
+    await ProtocolRunner.register(admin, client, "press-9")
+    channel_id, secret = await webhook(admin, receiver)
+    await rule(admin, channel_id, name="runners", events=["RUNNER_OFFLINE"], offlineMinutes=5)
+    async with hub.db.transaction() as session:
+        await session.execute(
+            text("UPDATE runners SET status = 'OFFLINE', last_heartbeat_at = now() - interval '6 minutes'")
+        )
+    async with hub_with(alerts_enabled=True):  # its maintenance pass runs at start, its worker sends
+        [call] = await asyncio.to_thread(receiver.wait_for, 1)
+    assert call.signed_by(secret) and call.json()["events"][0]["runnerName"] == "press-9"

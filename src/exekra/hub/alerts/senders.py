@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from email.message import EmailMessage
 from typing import Any
 
@@ -41,6 +42,16 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     """The `X-Exekra-Signature` value of a body sent at `timestamp`."""
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+def redacted(outcome: Outcome, secrets: Iterable[str]) -> Outcome:
+    """The outcome with no secret in its error (it is stored, shown and logged)."""
+    error = outcome.error
+    if error is None:
+        return outcome
+    for secret in secrets:
+        error = error.replace(secret, "[secret]")
+    return replace(outcome, error=error)
 
 
 def _error(exc: BaseException) -> str:
@@ -79,12 +90,14 @@ class Senders:
             return Outcome(False, error=f"the channel's secret does not decrypt: {exc}")
         try:
             if channel.type == ChannelType.EMAIL:
-                return await self._email(channel.config["to"], payload)
-            if channel.type == ChannelType.SLACK:
-                return await self._post(secrets["url"], orjson.dumps({"text": payload["text"]}), {})
-            return await self._webhook(channel.config["url"], secrets["secret"], payload)
+                outcome = await self._email(channel.config["to"], payload)
+            elif channel.type == ChannelType.SLACK:
+                outcome = await self._post(secrets["url"], orjson.dumps({"text": payload["text"]}), {})
+            else:
+                outcome = await self._webhook(channel.config["url"], secrets["secret"], payload)
         except Exception as exc:  # a channel's failure is the delivery's outcome, retried later
-            return Outcome(False, error=_error(exc))
+            outcome = Outcome(False, error=_error(exc))
+        return redacted(outcome, secrets.values())
 
     async def _webhook(self, url: str, secret: str, payload: dict[str, Any]) -> Outcome:
         body = orjson.dumps(payload)

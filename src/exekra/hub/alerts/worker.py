@@ -92,7 +92,10 @@ class AlertWorker:
     async def collect_offline(self) -> int:
         """Events for runners offline longer than a rule allows (the maintenance loop calls it)."""
         async with self.db.transaction() as session:
-            return await outbox.collect_runner_offline(session, self.clock())
+            new = await outbox.collect_runner_offline(session, self.clock())
+        if new:
+            self.wake()  # their deliveries are due now
+        return new
 
     async def deliver_due(self) -> int:
         """Claim up to a batch of due deliveries, send them side by side, and settle each; returns how many."""
