@@ -53,6 +53,8 @@ SELECT gen_random_uuid(), r.id, k.type, x.id::text, x.completed_at, x.id, x.work
                     AND (r.workflow_id IS NULL OR r.workflow_id = x.workflow_id)
                     AND x.completed_at >= r.created_at
  WHERE x.status IN ('FAILED','STOPPED') AND x.completed_at > :since
+   -- evaluated once: without an enabled rule the executions are not read at all
+   AND EXISTS (SELECT 1 FROM alert_rules WHERE enabled)
 ON CONFLICT (rule_id, source_key) DO NOTHING
 RETURNING id, rule_id
 """)
