@@ -16,7 +16,7 @@ import secrets
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, field_validator
@@ -121,6 +121,39 @@ class Settings(BaseSettings):
     # Triggers (SPEC §9)
     scheduler_interval_seconds: float = Field(
         default=1.0, gt=0, le=60, description="Longest time between two looks for due schedule triggers."
+    )
+
+    # Alerts (docs/alerts.md)
+    alerts_enabled: bool = Field(
+        default=True, description="This hub process collects alert events and delivers alert messages."
+    )
+    alert_poll_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="Longest time between two looks for alert events and due deliveries."
+    )
+    alert_lookback_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="At start, executions that ended this long ago or less are checked for alerts (a hub that was "
+        "down no longer than this loses no alert).",
+    )
+    alert_max_attempts: int = Field(default=8, ge=1, le=50, description="Attempts of one delivery before it fails.")
+    alert_retry_base_seconds: float = Field(
+        default=30.0, gt=0, description="Wait before the 2nd attempt; doubled for each next one (at most 1 hour)."
+    )
+    alert_http_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Timeout of a webhook or Slack call (connect, write, read)."
+    )
+    smtp_host: str | None = Field(default=None, description="Mail server for EMAIL alert channels.")
+    smtp_port: int | None = Field(
+        default=None, gt=0, lt=65536, description="Its port; unset: 25, 587 or 465 by smtp_security."
+    )
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        default="starttls", description="none (plain), starttls (upgrade after connecting) or tls (TLS from the start)."
+    )
+    smtp_from: str = Field(default="exekra@localhost", description="From address of alert mails.")
+    smtp_credential: str | None = Field(
+        default=None,
+        description="Name of a credential with fields `username` and `password` for the SMTP login; unset: no login.",
     )
 
     # Limits (SPEC §10)

@@ -69,6 +69,7 @@ def hub_settings(
         rate_limit_per_minute=1_000_000,
         login_failures_per_minute=1_000_000,
         runner_auth_failures_per_minute=1_000_000,
+        alerts_enabled=False,  # tests drive alert workers themselves, on their own clocks (test_alerts.py)
     )
 
 

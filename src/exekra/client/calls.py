@@ -15,6 +15,10 @@ import orjson
 
 from exekra.client.errors import AmbiguousId, NotFound
 from exekra.client.models import (
+    AlertChannel,
+    AlertChannelWithSecret,
+    AlertDelivery,
+    AlertRule,
     Execution,
     ExecutionCreated,
     Health,
@@ -106,6 +110,14 @@ def only_match(kind: str, ref: str, page: Page[M]) -> M:
     if len(page.items) > 1:
         raise AmbiguousId(kind, ref, [str(getattr(item, "id", "")) for item in page.items], page.total)
     return page.items[0]
+
+
+def named(kind: str, ref: str, items: list[M]) -> M:
+    """The one item called `ref` (names of alert channels and rules are unique)."""
+    for item in items:
+        if getattr(item, "name", None) == ref:
+            return item
+    raise NotFound(f"{kind} {ref} not found", code="not_found")
 
 
 def bad_reference(kind: str, ref: str) -> NotFound:
@@ -313,6 +325,73 @@ def rotate_trigger_token(trigger_id: str) -> Call[TriggerWithToken]:
 def call_webhook(token: str, payload: Any, idempotency_key: str | None) -> Call[WebhookCall]:
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     return Call("POST", f"/api/webhooks/{_segment(token)}", _whole(WebhookCall), json=payload, headers=headers)
+
+
+# --- alerts -----------------------------------------------------------------------------------------------------
+
+
+def list_alert_channels(*, page: int, limit: int) -> Call[Page[AlertChannel]]:
+    params = {"page": page, "limit": limit}
+    return Call("GET", "/api/alerts/channels", _page(AlertChannel, "channels"), params=params)
+
+
+def get_alert_channel(channel_id: str) -> Call[AlertChannel]:
+    return Call("GET", f"/api/alerts/channels/{_segment(channel_id)}", _one(AlertChannel, "channel"))
+
+
+def create_alert_channel(fields: dict[str, Any]) -> Call[AlertChannelWithSecret]:
+    return Call("POST", "/api/alerts/channels", _whole(AlertChannelWithSecret), json=_body(**fields))
+
+
+def update_alert_channel(channel_id: str, changes: dict[str, Any]) -> Call[AlertChannel]:
+    path = f"/api/alerts/channels/{_segment(channel_id)}"
+    return Call("PATCH", path, _one(AlertChannel, "channel"), json=changes)
+
+
+def delete_alert_channel(channel_id: str) -> Call[None]:
+    return Call("DELETE", f"/api/alerts/channels/{_segment(channel_id)}", _ok)
+
+
+def rotate_alert_channel_secret(channel_id: str) -> Call[AlertChannelWithSecret]:
+    path = f"/api/alerts/channels/{_segment(channel_id)}/rotate-secret"
+    return Call("POST", path, _whole(AlertChannelWithSecret))
+
+
+def test_alert_channel(channel_id: str) -> Call[AlertDelivery]:
+    return Call("POST", f"/api/alerts/channels/{_segment(channel_id)}/test", _one(AlertDelivery, "delivery"))
+
+
+def list_alert_rules(*, workflow_id: str | None, page: int, limit: int) -> Call[Page[AlertRule]]:
+    params = {"workflowId": workflow_id, "page": page, "limit": limit}
+    return Call("GET", "/api/alerts/rules", _page(AlertRule, "rules"), params=params)
+
+
+def get_alert_rule(rule_id: str) -> Call[AlertRule]:
+    return Call("GET", f"/api/alerts/rules/{_segment(rule_id)}", _one(AlertRule, "rule"))
+
+
+def create_alert_rule(fields: dict[str, Any]) -> Call[AlertRule]:
+    return Call("POST", "/api/alerts/rules", _one(AlertRule, "rule"), json=_body(**fields))
+
+
+def update_alert_rule(rule_id: str, changes: dict[str, Any]) -> Call[AlertRule]:
+    return Call("PATCH", f"/api/alerts/rules/{_segment(rule_id)}", _one(AlertRule, "rule"), json=changes)
+
+
+def delete_alert_rule(rule_id: str) -> Call[None]:
+    return Call("DELETE", f"/api/alerts/rules/{_segment(rule_id)}", _ok)
+
+
+def list_alert_deliveries(
+    *, status: str | None, rule_id: str | None, channel_id: str | None, page: int, limit: int
+) -> Call[Page[AlertDelivery]]:
+    params = {"status": status, "ruleId": rule_id, "channelId": channel_id, "page": page, "limit": limit}
+    return Call("GET", "/api/alerts/deliveries", _page(AlertDelivery, "deliveries"), params=params)
+
+
+def retry_alert_delivery(delivery_id: str) -> Call[AlertDelivery]:
+    path = f"/api/alerts/deliveries/{_segment(delivery_id)}/retry"
+    return Call("POST", path, _one(AlertDelivery, "delivery"))
 
 
 # --- licence ----------------------------------------------------------------------------------------------------

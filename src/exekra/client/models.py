@@ -207,6 +207,64 @@ class TriggerWithToken(Model):
     url: str | None = None
 
 
+AlertChannelType = Literal["EMAIL", "WEBHOOK", "SLACK"]
+AlertEventType = Literal["FAILED", "TIMEOUT", "STOPPED", "RUNNER_OFFLINE"]
+DeliveryStatus = Literal["PENDING", "SENDING", "SENT", "FAILED"]
+
+
+class AlertChannel(Model):
+    """Where alerts go; `url` is a webhook's URL or only the host of a Slack URL, `to` an email's recipients."""
+
+    id: str
+    name: str
+    type: AlertChannelType
+    enabled: bool
+    url: str | None = None
+    to: list[str] | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AlertChannelWithSecret(Model):
+    """A channel as created or rotated: a webhook's signing secret is shown only in this answer."""
+
+    channel: AlertChannel
+    secret: str | None = None
+
+
+class AlertRule(Model):
+    id: str
+    name: str
+    enabled: bool
+    workflow_id: str | None = None
+    channel_id: str
+    events: list[AlertEventType]
+    offline_minutes: int
+    cooldown_seconds: int
+    window_ends_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AlertDelivery(Model):
+    """One alert message to one channel, with its attempts (`history`) and what was sent (`payload`)."""
+
+    id: str
+    rule_id: str | None = None
+    channel_id: str | None = None
+    kind: Literal["ALERT", "DIGEST"]
+    status: DeliveryStatus
+    event_count: int
+    attempts: int
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    last_http_status: int | None = None
+    sent_at: datetime | None = None
+    created_at: datetime
+    history: list[dict[str, Any]] = []
+    payload: dict[str, Any] | None = None
+
+
 class WebhookCall(Model):
     execution_id: str
     status: ExecutionStatus

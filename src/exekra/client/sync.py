@@ -21,6 +21,10 @@ from exekra.client.base import (
 from exekra.client.config import resolve_connection
 from exekra.client.errors import AmbiguousId, NotFound
 from exekra.client.models import (
+    AlertChannel,
+    AlertChannelWithSecret,
+    AlertDelivery,
+    AlertRule,
     Execution,
     ExecutionCreated,
     Health,
@@ -318,6 +322,96 @@ class ExekraClient:
     def install_license(self, text: str) -> License:
         """Install a `.lic` file's text (ADMIN) in place of any other; `ValidationFailed` says why it is refused."""
         return self.send(calls.install_license(text))
+
+    # alerts
+
+    def list_alert_channels(self, *, page: int = 1, limit: int = 50) -> Page[AlertChannel]:
+        return self.send(calls.list_alert_channels(page=page, limit=limit))
+
+    def find_alert_channel(self, ref: str) -> AlertChannel:
+        """An alert channel by ID or by name."""
+        if calls.is_id(ref):
+            return self.send(calls.get_alert_channel(ref))
+        return calls.named("alert channel", ref, (self.list_alert_channels(limit=200)).items)
+
+    def create_alert_channel(
+        self, name: str, type: str, *, url: str | None = None, to: list[str] | None = None, enabled: bool = True
+    ) -> AlertChannelWithSecret:
+        """Create an EMAIL (`to`), WEBHOOK or SLACK (`url`) channel; a webhook's signing secret is in this answer."""
+        fields = {"name": name, "type": type, "url": url, "to": to, "enabled": enabled}
+        return self.send(calls.create_alert_channel(fields))
+
+    def update_alert_channel(self, channel_id: str, **changes: Any) -> AlertChannel:
+        """Change fields named as in the API (`name`, `enabled`, `url`, `to`)."""
+        return self.send(calls.update_alert_channel(channel_id, changes))
+
+    def delete_alert_channel(self, channel_id: str) -> None:
+        self.send(calls.delete_alert_channel(channel_id))
+
+    def rotate_alert_channel_secret(self, channel_id: str) -> AlertChannelWithSecret:
+        return self.send(calls.rotate_alert_channel_secret(channel_id))
+
+    def test_alert_channel(self, channel_id: str) -> AlertDelivery:
+        """Queue a test message; the delivery it returns shows how it went."""
+        return self.send(calls.test_alert_channel(channel_id))
+
+    def list_alert_rules(self, *, workflow_id: str | None = None, page: int = 1, limit: int = 50) -> Page[AlertRule]:
+        return self.send(calls.list_alert_rules(workflow_id=workflow_id, page=page, limit=limit))
+
+    def find_alert_rule(self, ref: str) -> AlertRule:
+        """An alert rule by ID or by name."""
+        if calls.is_id(ref):
+            return self.send(calls.get_alert_rule(ref))
+        return calls.named("alert rule", ref, (self.list_alert_rules(limit=200)).items)
+
+    def create_alert_rule(
+        self,
+        name: str,
+        channel_id: str,
+        events: list[str],
+        *,
+        workflow_id: str | None = None,
+        cooldown_seconds: int | None = None,
+        offline_minutes: int | None = None,
+        enabled: bool = True,
+    ) -> AlertRule:
+        """Alert `channel_id` on `events` (FAILED, TIMEOUT, STOPPED of one workflow or all; RUNNER_OFFLINE)."""
+        fields = {
+            "name": name,
+            "channelId": channel_id,
+            "events": events,
+            "workflowId": workflow_id,
+            "cooldownSeconds": cooldown_seconds,
+            "offlineMinutes": offline_minutes,
+            "enabled": enabled,
+        }
+        return self.send(calls.create_alert_rule(fields))
+
+    def update_alert_rule(self, rule_id: str, **changes: Any) -> AlertRule:
+        """Change fields named as in the API (`name`, `channelId`, `events`, `cooldownSeconds`, `offlineMinutes`,
+        `enabled`)."""
+        return self.send(calls.update_alert_rule(rule_id, changes))
+
+    def delete_alert_rule(self, rule_id: str) -> None:
+        self.send(calls.delete_alert_rule(rule_id))
+
+    def list_alert_deliveries(
+        self,
+        *,
+        status: str | None = None,
+        rule_id: str | None = None,
+        channel_id: str | None = None,
+        page: int = 1,
+        limit: int = 50,
+    ) -> Page[AlertDelivery]:
+        """Deliveries newest first; `status="FAILED"`: the ones that gave up."""
+        call = calls.list_alert_deliveries(
+            status=status, rule_id=rule_id, channel_id=channel_id, page=page, limit=limit
+        )
+        return self.send(call)
+
+    def retry_alert_delivery(self, delivery_id: str) -> AlertDelivery:
+        return self.send(calls.retry_alert_delivery(delivery_id))
 
     # triggers
 

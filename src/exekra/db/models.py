@@ -1,6 +1,7 @@
 """Imports every table so `Base.metadata` is complete (Alembic and tests use it)."""
 
 from exekra.db.base import Base
+from exekra.hub.alerts.models import AlertChannel, AlertDelivery, AlertEvent, AlertRule
 from exekra.hub.artifacts.models import Artifact, ArtifactChunk
 from exekra.hub.audit.models import AuditEntry
 from exekra.hub.credentials.models import Credential
@@ -12,6 +13,10 @@ from exekra.hub.users.models import AuthToken, User
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 
 __all__ = [
+    "AlertChannel",
+    "AlertDelivery",
+    "AlertEvent",
+    "AlertRule",
     "Artifact",
     "ArtifactChunk",
     "AuditEntry",

@@ -28,6 +28,7 @@ from exekra.config import Settings
 from exekra.db.migrate import ensure_migrated
 from exekra.db.session import Database
 from exekra.hub import observability
+from exekra.hub.alerts.worker import AlertWorker
 from exekra.hub.auth.security import RunnerTokens
 from exekra.hub.context import Hub
 from exekra.hub.credentials.reseal import reseal_at_start
@@ -118,6 +119,8 @@ def build_hub(settings: Settings) -> Hub:
     executions = ExecutionService(
         db, settings, dispatcher, listener, secret_key=secret_key, dedup=dispatcher if settings.redis_url else None
     )
+    alerts = AlertWorker(db, settings, secret_key)
+    effects.on_end(alerts.execution_ended)
     return Hub(
         settings=settings,
         db=db,
@@ -129,6 +132,7 @@ def build_hub(settings: Settings) -> Hub:
         runner_tokens=RunnerTokens(secret_key, settings.runner_token_ttl_seconds),
         licensing=licensing,
         secret_key=secret_key,
+        alerts=alerts,
     )
 
 
@@ -172,6 +176,8 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         await scheduler.start()
         app.state.maintenance = maintenance = Maintenance(hub)
         await maintenance.start()
+        if settings.alerts_enabled:
+            await hub.alerts.start()
         restore = _close_on_signal(hub) if close_on_signal else None
         _freeze_startup_objects()
         try:
@@ -180,6 +186,7 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
             if restore is not None:
                 restore()
             hub.executions.close()
+            await hub.alerts.stop()
             await maintenance.stop()
             await scheduler.stop()
             await hub.dispatcher.stop()
@@ -238,6 +245,7 @@ def _close_on_signal(hub: Hub) -> Callable[[], None]:
 
 def _include_routers(app: FastAPI) -> None:
     from exekra.hub.activities.api import router as activities_router
+    from exekra.hub.alerts.api import router as alerts_router
     from exekra.hub.artifacts.api import router as artifacts_router
     from exekra.hub.audit.api import router as audit_router
     from exekra.hub.auth.api import router as auth_router
@@ -267,6 +275,7 @@ def _include_routers(app: FastAPI) -> None:
         credentials_router,
         audit_router,
         triggers_router,
+        alerts_router,
         stats_router,
         activities_router,
         license_router,

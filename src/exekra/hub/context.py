@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from exekra.config import Settings
 from exekra.db.session import Database
+from exekra.hub.alerts.worker import AlertWorker
 from exekra.hub.auth.security import RunnerTokens
 from exekra.hub.auth.throttle import InFlight
 from exekra.hub.dispatch.dispatcher import Dispatcher
@@ -29,5 +30,6 @@ class Hub:
     runner_tokens: RunnerTokens
     licensing: Licensing
     secret_key: bytes
+    alerts: AlertWorker
     started_at: float = field(default=0.0)
     password_checks: InFlight = field(default_factory=InFlight)

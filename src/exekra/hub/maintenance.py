@@ -1,4 +1,5 @@
-"""Periodic maintenance (SPEC §4, §10.7, §11): offline runners, stale executions, the licence, the daily purge.
+"""Periodic maintenance (SPEC §4, §10.7, §11): offline runners (and their alerts), stale executions, the licence,
+the daily purge.
 
 A pass runs at start-up and every `EXEKRA_MAINTENANCE_INTERVAL_SECONDS`. With several hub processes, one
 pass runs at a time cluster-wide (a PostgreSQL advisory lock held on a dedicated connection; the others skip
@@ -54,7 +55,10 @@ class Maintenance:
         async with advisory_lock(self.hub.db, CHECKS_LOCK) as held:
             if not held:
                 return None
-            return await self.hub.executions.check_stale(not_before=self.started_at)
+            report = await self.hub.executions.check_stale(not_before=self.started_at)
+            if self.hub.settings.alerts_enabled:
+                await self.hub.alerts.collect_offline()
+            return report
 
     async def run_purge(self) -> retention.PurgeReport | None:
         """The retention purge with the configured settings, unless another hub process is purging (None)."""

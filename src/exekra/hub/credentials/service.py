@@ -175,6 +175,14 @@ async def credential_for_runner(
     NotFound for an unknown name; Conflict when the fields do not decrypt (another secret key, or a value that
     belongs to another credential).
     """
+    return await read_credential(session, secret_key, name, reader, {"executionId": execution_id, "attempt": attempt})
+
+
+async def read_credential(
+    session: AsyncSession, secret_key: bytes, name: str, reader: Actor, why: dict[str, Any]
+) -> dict[str, Any]:
+    """`{name, type, fields}` with the fields decrypted, audited as `credential.read` with `why` in its details
+    on the caller's transaction; NotFound for an unknown name, Conflict when the fields do not decrypt."""
     credential = (await session.execute(select(Credential).where(Credential.name == name))).scalar_one_or_none()
     if credential is None:
         raise NotFound(f"credential {name} not found")
@@ -182,6 +190,6 @@ async def credential_for_runner(
         fields = _unseal(secret_key, credential)
     except DecryptionFailed as exc:
         raise Conflict(f"credential {name} cannot be decrypted: {exc}") from None
-    details = {"name": credential.name, "executionId": execution_id, "attempt": attempt}
+    details = {"name": credential.name, **why}
     audit.record(session, reader, "credential.read", "credential", credential.id, details)
     return {"name": credential.name, "type": credential.type, "fields": fields}

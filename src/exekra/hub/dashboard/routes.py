@@ -7,6 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from exekra.hub.dashboard.pages import (
     account,
+    alerts,
     audit,
     credentials,
     executions,
@@ -32,6 +33,7 @@ for section in (
     workflows,
     executions,
     triggers,
+    alerts,
     credentials,
     users,
     audit,

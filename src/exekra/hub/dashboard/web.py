@@ -151,6 +151,7 @@ NAV = (
     ("workflows", "Workflows", "/workflows", EVERYONE),
     ("executions", "Executions", "/executions", EVERYONE),
     ("triggers", "Triggers", "/triggers", EVERYONE),
+    ("alerts", "Alerts", "/alerts", EVERYONE),
     ("credentials", "Credentials", "/credentials", (Role.ADMIN, Role.DEVELOPER)),
     ("users", "Users", "/users", (Role.ADMIN,)),
     ("audit", "Audit", "/audit", (Role.ADMIN,)),

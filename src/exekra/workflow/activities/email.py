@@ -116,7 +116,7 @@ def send(ctx: ActivityContext, params: SendParams) -> dict[str, Any]:
         message.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name)
     server = params.smtp
     try:
-        with _smtp(server) as client:
+        with connect_smtp(server) as client:
             client.send_message(message)
     except (smtplib.SMTPException, OSError) as exc:
         raise ActivityError(f"SMTP {server.host}: {type(exc).__name__}: {exc}") from None
@@ -124,7 +124,8 @@ def send(ctx: ActivityContext, params: SendParams) -> dict[str, Any]:
     return {"messageId": str(message["Message-ID"])}
 
 
-def _smtp(server: Server) -> smtplib.SMTP:
+def connect_smtp(server: Server) -> smtplib.SMTP:
+    """A connected SMTP client: TLS as `security` says, logged in when `username` is set."""
     port = server.port or SMTP_PORTS[server.security]
     timeout = server.timeout_seconds
     client: smtplib.SMTP
