@@ -114,6 +114,15 @@ async def test_the_policy_is_set_shown_changed_and_cleared(hub: Hub, admin: http
     assert r.status_code == 200 and r.json()["workflow"]["retry"] is None
 
 
+async def test_the_policy_travels_with_an_export(hub: Hub, admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION, retry=POLICY)
+    document = (await admin.get(f"/api/workflows/{workflow_id}/export")).json()["export"]
+    assert document["retry"] == POLICY
+    r = await admin.post("/api/workflows/import", json={**document, "name": "copy"})
+    assert r.status_code == 201, r.text
+    assert r.json()["workflow"]["retry"] == POLICY
+
+
 async def test_a_failure_is_retried_once_after_its_backoff_with_the_chain_and_an_audit_row(
     hub: Hub, admin: httpx.AsyncClient, runner: ProtocolRunner
 ) -> None:
