@@ -3,7 +3,10 @@ a second one on the same database whose maintenance pass runs every half second 
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,13 +64,19 @@ def test_a_step_that_fails_the_first_time_completes_on_its_retry(
     workflow_id = publish(api, definition, labels=[runner.name], retry=policy)
 
     original = run_and_wait(api, workflow_id)
-    assert original["status"] == "FAILED" and "first try fails" in original["error"]
+    assert original["status"] == "FAILED" and "exit code 1" in original["error"]
     retry = retry_of(api, original["id"])
 
     assert retry["status"] == "COMPLETED", retry["error"]
     assert (retry["retryOf"], retry["retryAttempt"]) == (original["id"], 1)
     assert retry["versionId"] == original["versionId"] and retry["runnerId"] == runner.runner_id
     assert api.get("/api/executions", params={"retryOf": retry["id"]}).json()["executions"] == []
+    token = api.headers["Authorization"].removeprefix("Bearer ")
+    env = {**os.environ, "EXEKRA_CONFIG_DIR": str(tmp_path), "EXEKRA_HUB_URL": retrying_hub.url, "EXEKRA_TOKEN": token}
+    for shown, line in ((retry, f"retry of: {original['id']} (retry 1)"), (original, f"retried as: {retry['id']}")):
+        command = [sys.executable, "-m", "exekra.cli", "executions", "show", shown["id"]]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and line in result.stdout, result.stdout + result.stderr
 
 
 def test_an_always_failing_workflow_is_retried_its_attempts_and_no_more(
