@@ -204,6 +204,21 @@ def test_workflow_show_export_and_import(cli: Cli, runner: str, tmp_path: Path) 
     assert new_version.returncode == 0 and "imported as version 2" in new_version.stdout
 
 
+def test_workflow_set_retry_shows_refuses_and_clears_the_policy(cli: Cli, runner: str, tmp_path: Path) -> None:
+    name = _push(cli, tmp_path, FAILING, runner)
+    set_ = cli(
+        "workflow", "set-retry", name, "--attempts", "2", "--backoff", "5", "--factor", "3", "--on", "failed,TIMEOUT"
+    )
+    assert set_.returncode == 0, set_.stderr
+    assert set_.stdout.strip() == f"{name}: retry 2 time(s) on FAILED, TIMEOUT, after 5 s (x3 each time)"
+    assert "retry: 2 time(s) on FAILED, TIMEOUT" in cli("workflow", "show", name).stdout
+    refused = cli("workflow", "set-retry", name, "--attempts", "2", "--on", "STOPPED")
+    assert refused.returncode == 3 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert cli("workflow", "set-retry", name).returncode != 0  # neither --attempts nor --off
+    off = cli("workflow", "set-retry", name, "--off", "--json")
+    assert off.returncode == 0 and json.loads(off.stdout)["workflow"]["retry"] is None
+
+
 def test_runners_register_and_list(cli: Cli) -> None:
     name = f"cli-reg-{secrets.token_hex(3)}"
     registered = cli("runners", "register", name, "--label", "gpu", "--type", "linux")

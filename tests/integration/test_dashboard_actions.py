@@ -448,3 +448,46 @@ async def test_user_form_problems_are_reported(admin: httpx.AsyncClient) -> None
     assert "password: String should have at least 8 characters" in await follow(admin, r)
     r = await post_form(admin, "/users", {"email": me["email"], "password": PASSWORD}, page="/users")
     assert "already exists" in await follow(admin, r)
+
+
+# --- retries -----------------------------------------------------------------------------------------------
+
+
+async def test_the_retry_policy_is_shown_set_refused_and_cleared_on_the_workflow_page(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "flaky", SIMPLE_DEFINITION)
+    page = f"/workflows/{workflow_id}"
+    assert 'id="retry-form"' in (await admin.get(page)).text
+    form: dict[str, Any] = {"attempts": "3", "backoffSeconds": "30", "backoffFactor": "2", "on": ["FAILED", "TIMEOUT"]}
+    r = await post_form(admin, f"{page}/retry", form, page=page)
+    shown = await follow(admin, r)
+    assert "Retry policy saved." in shown and "3 time(s) on FAILED, TIMEOUT, after 30.0 s" in shown
+    workflow = (await admin.get(f"/api/workflows/{workflow_id}")).json()["workflow"]
+    assert workflow["retry"] == {"attempts": 3, "backoffSeconds": 30, "backoffFactor": 2, "on": ["FAILED", "TIMEOUT"]}
+
+    r = await post_form(admin, f"{page}/retry", {**form, "attempts": "11"}, page=page)
+    assert "attempts" in await follow(admin, r)
+    r = await post_form(admin, f"{page}/retry", {**form, "on": []}, page=page)
+    assert "on" in await follow(admin, r)
+    assert (await admin.get(f"/api/workflows/{workflow_id}")).json()["workflow"]["retry"]["attempts"] == 3
+
+    r = await post_form(admin, f"{page}/retry", {"attempts": ""}, page=page)
+    assert "Automatic retries turned off." in await follow(admin, r)
+    assert (await admin.get(f"/api/workflows/{workflow_id}")).json()["workflow"]["retry"] is None
+
+
+async def test_an_execution_page_links_the_retry_and_the_execution_it_retries(
+    hub: Hub, admin: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    workflow_id = await publish_workflow(admin, "flaky", SIMPLE_DEFINITION, retry={"attempts": 1, "on": ["FAILED"]})
+    runner = await ProtocolRunner.online(admin, client, "r")
+    failed = (await admin.post("/api/executions", json={"workflowId": workflow_id})).json()["execution"]["id"]
+    work = await runner.take(failed)
+    assert (await runner.start(failed, work["attempt"])).status_code == 200
+    assert (await runner.complete(failed, work["attempt"], "FAILED", error="boom")).status_code == 200
+    await hub.executions.retry_due()  # (or the hub's own maintenance pass did it a moment before)
+    [retry] = (await admin.get("/api/executions", params={"retryOf": failed})).json()["executions"]
+
+    original_page = (await admin.get(f"/executions/{failed}")).text
+    assert "retried as" in original_page and f'href="/executions/{retry["id"]}"' in original_page
+    retry_page = (await admin.get(f"/executions/{retry['id']}")).text
+    assert "retry 1 of" in retry_page and f'href="/executions/{failed}"' in retry_page

@@ -37,6 +37,7 @@ WORKFLOW_KEYS = {
     "labels",
     "priority",
     "timeoutSeconds",
+    "retry",
     "archived",
     "publishedVersion",
     "latestVersion",
@@ -513,6 +514,7 @@ async def test_export_carries_settings_and_the_published_definition(admin: httpx
             "labels": ["l"],
             "priority": 7,
             "timeoutSeconds": 30,
+            "retry": None,
             "definition": SIMPLE_DEFINITION,
         }
     }

@@ -152,6 +152,11 @@ class AsyncExekraClient:
         """Create a workflow whose version 1 is a draft; `settings` are the API's fields in camelCase."""
         return await self.send(calls.create_workflow(name, definition, settings))
 
+    async def update_workflow(self, workflow_id: str, **changes: Any) -> Workflow:
+        """Change settings named as in the API (`name`, `description`, `runnerType`, `labels`, `priority`,
+        `timeoutSeconds`, `retry`, `archived`); None clears `runnerType`, `timeoutSeconds` and `retry`."""
+        return await self.send(calls.update_workflow(workflow_id, changes))
+
     async def save_version(self, workflow_id: str, definition: dict[str, Any]) -> Version:
         return await self.send(calls.save_version(workflow_id, definition))
 
@@ -197,6 +202,7 @@ class AsyncExekraClient:
         cursor: str | None = None,
         exact_total: bool = False,
         id_prefix: str | None = None,
+        retry_of: str | None = None,
     ) -> Page[Execution]:
         """Newest first. `total` is counted up to the hub's cap (`total_capped` past it), exactly with
         `exact_total`; pages asked with a `cursor` are not counted (`total` is None)."""
@@ -210,6 +216,7 @@ class AsyncExekraClient:
                 cursor=cursor,
                 exact_total=exact_total,
                 id_prefix=id_prefix,
+                retry_of=retry_of,
             )
         )
 

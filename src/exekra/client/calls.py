@@ -169,6 +169,10 @@ def create_workflow(name: str, definition: dict[str, Any], settings: dict[str, A
     return Call("POST", "/api/workflows", _whole(WorkflowWithVersion), json=body)
 
 
+def update_workflow(workflow_id: str, changes: dict[str, Any]) -> Call[Workflow]:
+    return Call("PATCH", f"/api/workflows/{_segment(workflow_id)}", _one(Workflow, "workflow"), json=changes)
+
+
 def save_version(workflow_id: str, definition: dict[str, Any]) -> Call[Version]:
     path = f"/api/workflows/{_segment(workflow_id)}/versions"
     return Call("POST", path, _one(Version, "version"), json={"definition": definition})
@@ -223,11 +227,13 @@ def list_executions(
     cursor: str | None,
     exact_total: bool,
     id_prefix: str | None = None,
+    retry_of: str | None = None,
 ) -> Call[Page[Execution]]:
     params = {
         "idPrefix": id_prefix,
         "workflowId": workflow_id,
         "runnerId": runner_id,
+        "retryOf": retry_of,
         "status": status,
         "page": page,
         "limit": limit,

@@ -14,6 +14,7 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "STOPPED"}
 TriggerType = Literal["SCHEDULE", "WEBHOOK"]
 OverlapPolicy = Literal["allow", "skip", "queue_one"]
 VersionState = Literal["draft", "published", "superseded"]
+RetryKind = Literal["FAILED", "TIMEOUT", "RUNNER_LOST"]
 
 T = TypeVar("T")
 
@@ -53,6 +54,16 @@ class Version(VersionSummary):
     definition: dict[str, Any] | None = None
 
 
+class RetryPolicy(Model):
+    """When the hub retries a failed execution: up to `attempts` times, the n-th (from 0) after
+    `backoff_seconds * backoff_factor ** n` seconds, for the kinds of failure in `on`."""
+
+    attempts: int
+    backoff_seconds: float = 0
+    backoff_factor: float = 1
+    on: list[RetryKind]
+
+
 class Workflow(Model):
     id: str
     name: str
@@ -61,6 +72,7 @@ class Workflow(Model):
     labels: list[str] = []
     priority: int = 5
     timeout_seconds: int | None = None
+    retry: RetryPolicy | None = None
     archived: bool = False
     published_version: int | None = None
     latest_version: int = 0
@@ -102,6 +114,8 @@ class Execution(Model):
     error: str | None = None
     idempotency_key: str | None = None
     stop_requested: bool = False
+    retry_of: str | None = None  # the execution this one automatically retries
+    retry_attempt: int = 0  # 0: an original; n: its n-th automatic retry
     queued_at: datetime | None = None
     assigned_at: datetime | None = None
     started_at: datetime | None = None

@@ -149,6 +149,11 @@ class ExekraClient:
         """Create a workflow whose version 1 is a draft; `settings` are the API's fields in camelCase."""
         return self.send(calls.create_workflow(name, definition, settings))
 
+    def update_workflow(self, workflow_id: str, **changes: Any) -> Workflow:
+        """Change settings named as in the API (`name`, `description`, `runnerType`, `labels`, `priority`,
+        `timeoutSeconds`, `retry`, `archived`); None clears `runnerType`, `timeoutSeconds` and `retry`."""
+        return self.send(calls.update_workflow(workflow_id, changes))
+
     def save_version(self, workflow_id: str, definition: dict[str, Any]) -> Version:
         return self.send(calls.save_version(workflow_id, definition))
 
@@ -194,6 +199,7 @@ class ExekraClient:
         cursor: str | None = None,
         exact_total: bool = False,
         id_prefix: str | None = None,
+        retry_of: str | None = None,
     ) -> Page[Execution]:
         """Newest first. `total` is counted up to the hub's cap (`total_capped` past it), exactly with
         `exact_total`; pages asked with a `cursor` are not counted (`total` is None)."""
@@ -207,6 +213,7 @@ class ExekraClient:
                 cursor=cursor,
                 exact_total=exact_total,
                 id_prefix=id_prefix,
+                retry_of=retry_of,
             )
         )
 

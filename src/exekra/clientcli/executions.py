@@ -48,6 +48,7 @@ def show_execution(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
         execution = hub.find_execution(args.execution)
         nodes = [] if args.json else hub.get_nodes(execution.id)  # --json prints the API's answer, as it is
+        retried_as = None if args.json else hub.list_executions(retry_of=execution.id, limit=1).items
     if args.json:
         print_json({"execution": execution})
         return EXIT_OK
@@ -57,6 +58,8 @@ def show_execution(args: argparse.Namespace) -> int:
         "trigger": f"{execution.trigger_type} by {execution.triggered_by_name or execution.triggered_by}",
         "runner": f"{execution.runner_name} ({execution.runner_id})" if execution.runner_name else execution.runner_id,
         "attempt": execution.attempt,
+        "retry of": f"{execution.retry_of} (retry {execution.retry_attempt})" if execution.retry_of else None,
+        "retried as": retried_as[0].id if retried_as else None,
         "queued": execution.queued_at,
         "started": execution.started_at,
         "completed": execution.completed_at,

@@ -1,4 +1,4 @@
-"""`exekra workflow list|show|push|publish|export|import`."""
+"""`exekra workflow list|show|push|publish|set-retry|export|import`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from exekra.cli_errors import UsageError
 from exekra.cli_help import add_group
 from exekra.client import ExekraClient
 from exekra.client.errors import NotFound
-from exekra.client.models import Workflow, WorkflowWithVersion
+from exekra.client.models import RetryPolicy, Workflow, WorkflowWithVersion
 from exekra.clientcli.common import (
     EXIT_OK,
     client_command,
@@ -75,6 +75,7 @@ def show_workflow(args: argparse.Namespace) -> int:
         "labels": ", ".join(workflow.labels) or None,
         "priority": workflow.priority,
         "timeout": f"{workflow.timeout_seconds} s" if workflow.timeout_seconds else None,
+        "retry": _retry_text(workflow.retry),
         "archived": "yes" if workflow.archived else None,
     }
     for name, value in settings.items():
@@ -83,6 +84,33 @@ def show_workflow(args: argparse.Namespace) -> int:
     print()
     rows = [[v.number, v.state, v.created_at] for v in workflow.versions or []]
     print_table(rows, ["VERSION", "STATE", "CREATED"])
+    return EXIT_OK
+
+
+def _retry_text(policy: RetryPolicy | None) -> str | None:
+    if policy is None:
+        return None
+    return (
+        f"{policy.attempts} time(s) on {', '.join(policy.on)}, after {policy.backoff_seconds:g} s "
+        f"(x{policy.backoff_factor:g} each time)"
+    )
+
+
+@command
+def set_retry(args: argparse.Namespace) -> int:
+    if args.off:
+        policy = None
+    elif args.attempts is None:
+        raise UsageError("give --attempts (and --backoff, --factor, --on), or --off")
+    else:
+        on = [kind.strip().upper() for kind in args.on.split(",") if kind.strip()]
+        policy = {"attempts": args.attempts, "backoffSeconds": args.backoff, "backoffFactor": args.factor, "on": on}
+    with client_for(args) as hub:
+        workflow = hub.update_workflow(hub.find_workflow(args.workflow).id, retry=policy)
+    if args.json:
+        print_json({"workflow": workflow})
+    else:
+        print(f"{workflow.name}: retry {_retry_text(workflow.retry) or 'off'}")
     return EXIT_OK
 
 
@@ -163,7 +191,7 @@ def import_workflow(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    workflow = add_group(commands, "workflow", "list, show, push, publish, export and import workflows")
+    workflow = add_group(commands, "workflow", "list, show, push, publish, set-retry, export and import workflows")
     sub = workflow.add_subparsers(dest="workflow_command", required=True)
 
     p = client_command(
@@ -213,6 +241,28 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
     p.add_argument("--version", type=int, help="the version number to publish (default: the latest draft)")
     p.set_defaults(func=publish_workflow)
+
+    p = client_command(
+        sub,
+        "set-retry",
+        "set or clear the automatic retry of failed executions",
+        [
+            "exekra workflow set-retry invoices --attempts 3 --backoff 30 --factor 2 --on FAILED,TIMEOUT",
+            "exekra workflow set-retry invoices --off",
+        ],
+        "Set the workflow's retry policy: a failed execution of a kind in --on (FAILED, TIMEOUT, RUNNER_LOST) is "
+        "run again by the hub, as a new execution of the same version with the same inputs, up to --attempts "
+        "times; the n-th retry (from 0) waits --backoff * --factor^n seconds. A stopped execution is never retried.",
+    )
+    p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
+    p.add_argument("--attempts", type=int, help="retries at most (1-10)")
+    p.add_argument("--backoff", type=float, default=0, help="seconds before the first retry (0-86400, default 0)")
+    p.add_argument("--factor", type=float, default=1, help="each further retry waits this much longer (1-10)")
+    p.add_argument(
+        "--on", default="FAILED", help="comma-separated kinds: FAILED, TIMEOUT, RUNNER_LOST (default FAILED)"
+    )
+    p.add_argument("--off", action="store_true", help="clear the policy: no automatic retries")
+    p.set_defaults(func=set_retry)
 
     p = client_command(
         sub,

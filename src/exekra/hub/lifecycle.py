@@ -502,6 +502,8 @@ _CREATED_WITH = (
     "inputs",
     "idempotency_key",
     "timeout_seconds",
+    "retry_of",
+    "retry_attempt",
 )
 _INSERT_QUEUED = text(
     f"""

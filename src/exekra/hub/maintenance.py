@@ -1,5 +1,5 @@
-"""Periodic maintenance (SPEC §4, §10.7, §11): offline runners (and their alerts), stale executions, the licence,
-the daily purge.
+"""Periodic maintenance (SPEC §4, §10.7, §11): offline runners (and their alerts), stale executions, automatic
+retries, the licence, the daily purge.
 
 A pass runs at start-up and every `EXEKRA_MAINTENANCE_INTERVAL_SECONDS`. With several hub processes, one
 pass runs at a time cluster-wide (a PostgreSQL advisory lock held on a dedicated connection; the others skip
@@ -56,6 +56,7 @@ class Maintenance:
             if not held:
                 return None
             report = await self.hub.executions.check_stale(not_before=self.started_at)
+            report.retried = await self.hub.executions.retry_due()
             if self.hub.settings.alerts_enabled:
                 await self.hub.alerts.collect_offline()
             return report
@@ -98,9 +99,10 @@ class Maintenance:
                 report = await self.run_checks()
                 if report is not None and report.total:
                     log.info(
-                        "maintenance: %d runner(s) offline, executions moved: %s",
+                        "maintenance: %d runner(s) offline, executions moved: %s, retried: %d",
                         report.runners_offline,
                         dict(report.executions),
+                        report.retried,
                     )
             except TRANSIENT_ERRORS as exc:
                 interval = self.hub.settings.maintenance_interval_seconds

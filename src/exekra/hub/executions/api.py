@@ -90,6 +90,9 @@ async def list_executions(
     id_prefix: IdPrefixQuery,
     workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
     runner_id: Annotated[str | None, Query(alias="runnerId", max_length=64)] = None,
+    retry_of: Annotated[
+        str | None, Query(alias="retryOf", max_length=64, description="the automatic retry of this execution")
+    ] = None,
     status: Annotated[str | None, Query(max_length=200, description="one status or a comma-separated list")] = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
@@ -106,6 +109,7 @@ async def list_executions(
     f = ExecutionFilter(
         workflow_id=_filter_id(workflow_id, "workflowId"),
         runner_id=_filter_id(runner_id, "runnerId"),
+        retry_of=_filter_id(retry_of, "retryOf"),
         statuses=statuses,
         since=since,
         until=until,

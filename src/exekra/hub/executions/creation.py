@@ -37,6 +37,10 @@ class ExecutionRequest:
     # How long the key keeps answering with this execution; None: the hub's `EXEKRA_DEDUP_WINDOW_SECONDS`.
     key_window_seconds: int | None = None
     version_id: uuid.UUID | None = None  # a retry reruns its version, which must still be the published one
+    # An automatic retry (`executions.retries`): the execution it retries, and its place in the chain. It reruns
+    # its version even when another one has been published since.
+    retry_of: uuid.UUID | None = None
+    retry_attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,8 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
     """The execution a request asks for, not yet inserted: its version, resolved inputs and constraints.
 
     NotFound for an unknown workflow, version or pinned runner; Conflict for an archived workflow, a workflow
-    without a published version, or a retry of a version that is no longer the published one; 422 for inputs
-    the definition refuses.
+    without a published version, or a manual retry of a version that is no longer the published one; 422 for
+    inputs the definition refuses.
     """
     row = (await session.execute(_TO_RUN, {"workflow_id": workflow_id, "version_id": request.version_id})).first()
     if row is None:
@@ -132,7 +136,7 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
         raise Conflict(f"workflow {row.name} is archived")
     if row.version_id is None:
         raise Conflict(f"workflow {row.name} has no published version")
-    if not row.published:
+    if not row.published and request.retry_of is None:
         raise Conflict(
             f"version {row.version_number} of workflow {row.name} is no longer the published one: "
             "run the workflow again instead"
@@ -161,6 +165,8 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
         inputs=inputs,
         idempotency_key=request.idempotency_key,
         timeout_seconds=row.timeout_seconds,
+        retry_of=request.retry_of,
+        retry_attempt=request.retry_attempt,
     )
 
 

@@ -84,6 +84,10 @@ class Execution(Base):
         ),
         # A schedule trigger's overlap policy asks whether a run it started is still live.
         Index("ix_executions_live_triggered_by", "triggered_by", postgresql_where=LIVE_STATUS_SQL),
+        # An execution is retried at most once, whichever hub process retries it (`executions.retries`).
+        Index("uq_executions_retry_of", "retry_of", unique=True, postgresql_where="retry_of IS NOT NULL"),
+        # The retry check reads, per workflow with a retry policy, its recent failures not yet retried.
+        Index("ix_executions_retry_candidates", "workflow_id", "completed_at", postgresql_where="status = 'FAILED'"),
         # Database-level guard: a runner holds at most one live execution.
         Index(
             "uq_executions_live_runner",
@@ -129,6 +133,9 @@ class Execution(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at_column()
+    # An automatic retry: the execution it retries (the one before it in the chain), and its place (0: original).
+    retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("executions.id", ondelete="SET NULL"))
+    retry_attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     cpu_avg: Mapped[float | None] = mapped_column(Float)
     cpu_peak: Mapped[float | None] = mapped_column(Float)
     mem_avg_mb: Mapped[float | None] = mapped_column(Float)

@@ -32,6 +32,7 @@ class ExecutionFilter:
     since: datetime | None = None
     until: datetime | None = None
     id_prefix: IdPrefix | None = None
+    retry_of: uuid.UUID | None = None
 
 
 def _filtered(query: QueryT, f: ExecutionFilter) -> QueryT:
@@ -41,6 +42,8 @@ def _filtered(query: QueryT, f: ExecutionFilter) -> QueryT:
         query = query.where(Execution.workflow_id == f.workflow_id)
     if f.runner_id:
         query = query.where(Execution.runner_id == f.runner_id)
+    if f.retry_of:
+        query = query.where(Execution.retry_of == f.retry_of)
     if f.statuses:
         query = query.where(Execution.status.in_(f.statuses))
     if f.since:

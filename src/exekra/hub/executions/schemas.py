@@ -53,6 +53,10 @@ class ExecutionOut(ApiAnswer):
     idempotency_key: str | None
     stop_requested: bool
     timeout_seconds: int | None
+    retry_of: str | None
+    """The execution this one automatically retries (the one before it in the chain); null for an original."""
+    retry_attempt: int
+    """0 for an original, n for its n-th automatic retry."""
     queued_at: datetime | None
     assigned_at: datetime | None
     started_at: datetime | None
@@ -162,6 +166,8 @@ def execution_to_api(
         "idempotencyKey": e.idempotency_key,
         "stopRequested": e.stop_requested,
         "timeoutSeconds": e.timeout_seconds,
+        "retryOf": str(e.retry_of) if e.retry_of else None,
+        "retryAttempt": e.retry_attempt,
         "queuedAt": e.queued_at,
         "assignedAt": e.assigned_at,
         "startedAt": e.started_at,

@@ -30,7 +30,7 @@ from exekra.hub.credentials.service import credential_for_runner
 from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
 from exekra.hub.dispatch.matcher import RunnerProfile
 from exekra.hub.errors import TRANSIENT_ERRORS, Conflict, Forbidden, NotAuthenticated, PayloadTooLarge
-from exekra.hub.executions import creation, queries
+from exekra.hub.executions import creation, queries, retries
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.endings import Endings
 from exekra.hub.executions.follow import LogEvent, LogFollowers
@@ -381,6 +381,10 @@ class ExecutionService:
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.liveness.flush()  # kept for the next flush on failure; the checks then meet the error
         return await check_stale(self.db, self.settings, not_before=not_before)
+
+    async def retry_due(self) -> int:
+        """Retry the failures whose workflow's retry policy says so and whose delay has passed (see `retries`)."""
+        return await retries.retry_due(self.db)
 
 
 def _held(claims: RunnerClaims, execution_id: str, attempt: int) -> lifecycle.Attempt:

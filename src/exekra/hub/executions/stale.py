@@ -30,14 +30,15 @@ def stale_schedule(settings: Settings) -> list[tuple[Rule[S], float]]:
 
 @dataclass
 class StaleReport:
-    """What one pass did: runners marked OFFLINE, and executions moved per rule name."""
+    """What one pass did: runners marked OFFLINE, executions moved per rule name, and failures retried."""
 
     runners_offline: int = 0
     executions: Counter[str] = field(default_factory=Counter)
+    retried: int = 0
 
     @property
     def total(self) -> int:
-        return self.runners_offline + sum(self.executions.values())
+        return self.runners_offline + sum(self.executions.values()) + self.retried
 
 
 async def check_stale(db: Database, settings: Settings, *, not_before: datetime | None) -> StaleReport:

@@ -20,7 +20,7 @@ from sqlalchemy import (
     Uuid,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSON
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exekra.db.base import Base, created_at_column, uuid_pk
@@ -45,6 +45,8 @@ class Workflow(Base):
     labels: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list, server_default="{}")
     priority: Mapped[int] = mapped_column(Integer, nullable=False, default=5, server_default="5")
     timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    # `{attempts, backoffSeconds, backoffFactor, on}` as the API shows it (`schemas.RetryPolicy`); None: no retries.
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     archived: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = created_at_column()

@@ -20,6 +20,34 @@ TimeoutSeconds = Annotated[int, Field(ge=1, le=30 * 86400)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=10_000)]
 RunnerType = Annotated[str, Field(min_length=1, max_length=100)]
+RetryKind = Literal["FAILED", "TIMEOUT", "RUNNER_LOST"]  # `exekra.hub.executions.retries.RetryOn`
+
+
+class RetryPolicy(ApiModel):
+    """When the hub retries a failed execution: up to `attempts` retries, the n-th (from 0) after
+    `backoffSeconds * backoffFactor ** n` seconds, for the kinds of failure in `on`."""
+
+    attempts: int = Field(ge=1, le=10)
+    backoff_seconds: float = Field(default=0, ge=0, le=86400)
+    backoff_factor: float = Field(default=1, ge=1, le=10)
+    on: list[RetryKind] = Field(min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _kinds_once(self) -> RetryPolicy:
+        self.on = list(dict.fromkeys(self.on))
+        return self
+
+    def stored(self, *, since: str) -> dict[str, Any]:
+        """As `workflows.retry_policy` keeps it: the API's shape, with `since` (ISO 8601), the database's time
+        when a policy was first set (executions created before are not retried)."""
+        return {**self.model_dump(by_alias=True), "since": since}
+
+
+def retry_policy_to_api(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The policy as the API shows it (`RetryPolicy`), from what `workflows.retry_policy` keeps."""
+    if stored is None:
+        return None
+    return {name: stored[name] for name in ("attempts", "backoffSeconds", "backoffFactor", "on")}
 
 
 class NewWorkflow(ApiModel):
@@ -32,10 +60,11 @@ class NewWorkflow(ApiModel):
     labels: Labels = []
     priority: Priority = 5
     timeout_seconds: TimeoutSeconds | None = None
+    retry: RetryPolicy | None = None
 
 
 class WorkflowPatch(ApiModel):
-    """Settings to change; a field left out is kept, `runnerType`/`timeoutSeconds` may be set to null."""
+    """Settings to change; a field left out is kept, `runnerType`/`timeoutSeconds`/`retry` may be set to null."""
 
     name: Name | None = None
     description: Description | None = None
@@ -43,11 +72,12 @@ class WorkflowPatch(ApiModel):
     labels: Labels | None = None
     priority: Priority | None = None
     timeout_seconds: TimeoutSeconds | None = None
+    retry: RetryPolicy | None = None
     archived: bool | None = None
 
     @model_validator(mode="after")
     def _required_fields_not_null(self) -> WorkflowPatch:
-        nullable = {"runner_type", "timeout_seconds"}
+        nullable = {"runner_type", "timeout_seconds", "retry"}
         for name in self.model_fields_set - nullable:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} may not be null")
@@ -102,6 +132,7 @@ class WorkflowOut(ApiAnswer):
     labels: list[str]
     priority: int
     timeout_seconds: int | None
+    retry: RetryPolicy | None
     archived: bool
     published_version: int | None
     latest_version: int
@@ -166,6 +197,7 @@ def workflow_to_api(summary: WorkflowSummary, *, with_versions: bool = False) ->
         "labels": list(w.labels),
         "priority": w.priority,
         "timeoutSeconds": w.timeout_seconds,
+        "retry": retry_policy_to_api(w.retry_policy),
         "archived": w.archived,
         "publishedVersion": summary.published_version,
         "latestVersion": summary.latest_version,
@@ -203,5 +235,6 @@ def export_to_api(workflow: Workflow, version: WorkflowVersion) -> dict[str, Any
         "labels": list(workflow.labels),
         "priority": workflow.priority,
         "timeoutSeconds": workflow.timeout_seconds,
+        "retry": retry_policy_to_api(workflow.retry_policy),
         "definition": version.definition,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -18,7 +19,7 @@ from exekra.hub.audit.service import Actor
 from exekra.hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from exekra.hub.lookup import IdPrefix, get_or_404
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
-from exekra.hub.workflows.schemas import NewWorkflow, WorkflowImport, WorkflowPatch, WorkflowSummary
+from exekra.hub.workflows.schemas import NewWorkflow, RetryPolicy, WorkflowImport, WorkflowPatch, WorkflowSummary
 from exekra.workflow.definition import validate_definition
 from exekra.workflow.errors import DefinitionError, Problem
 
@@ -121,6 +122,8 @@ async def _insert_workflow(session: AsyncSession, data: NewWorkflow, actor: Acto
         timeout_seconds=data.timeout_seconds,
         created_by=_user_id(actor),
     )
+    if data.retry is not None:
+        workflow.retry_policy = data.retry.stored(since=await _database_now(session))
     session.add(workflow)
     try:
         await session.flush()
@@ -144,6 +147,19 @@ async def _add_version(
     session.add(version)
     await session.flush()
     return version
+
+
+async def _database_now(session: AsyncSession) -> str:
+    now: datetime = (await session.execute(select(func.now()))).scalar_one()
+    return now.isoformat()
+
+
+async def _retry_policy(session: AsyncSession, workflow: Workflow, policy: RetryPolicy | None) -> dict[str, Any] | None:
+    """The policy to store: a changed policy keeps the moment the first was set, so a chain under way goes on."""
+    if policy is None:
+        return None
+    since = workflow.retry_policy["since"] if workflow.retry_policy else await _database_now(session)
+    return policy.stored(since=since)
 
 
 async def _touch(session: AsyncSession, workflow: Workflow) -> None:
@@ -170,8 +186,10 @@ async def update_workflow(db: Database, workflow_id: str, patch: WorkflowPatch, 
     async with db.transaction() as session:
         workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
         if patch.model_fields_set:
-            for name, value in patch.model_dump(include=patch.model_fields_set).items():
+            for name, value in patch.model_dump(include=patch.model_fields_set - {"retry"}).items():
                 setattr(workflow, name, value)
+            if "retry" in patch.model_fields_set:
+                workflow.retry_policy = await _retry_policy(session, workflow, patch.retry)
             try:
                 await _touch(session, workflow)
             except IntegrityError:

@@ -86,6 +86,10 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
             runner = None  # deleted since: the execution keeps its history
     waiting_reason = (await waiting_reasons(hub.db, [execution])).get(execution.id)
     files = await artifacts.list_artifacts(hub.db, execution.id)
+    retried_as = None  # the automatic retry of a failure, once the hub has made it
+    if execution.status == ExecutionStatus.FAILED:
+        retries = await hub.executions.history(ExecutionFilter(retry_of=execution.id), offset=0, limit=1, cursor=None)
+        retried_as = retries.rows[0].execution if retries.rows else None
     return {
         "execution": execution,
         "artifacts": files,
@@ -94,10 +98,11 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
         "runner": runner,
         "terminal": execution.status in TERMINAL_STATUSES,
         "waiting_reason": waiting_reason,
+        "retried_as": retried_as,
         # What the status and files panels show changes only with these: a poll re-renders them when they do.
         "state_key": (
             f"{execution.status}-{int(execution.stop_requested)}-{execution.attempt}-{int(bool(waiting_reason))}"
-            f"-{len(files)}"
+            f"-{len(files)}-{retried_as.id if retried_as else ''}"
         ),
         "now": datetime.now(UTC),
     }

@@ -23,7 +23,7 @@ from exekra.hub.lookup import parse_id
 from exekra.hub.runners import service as runners
 from exekra.hub.workflows import service
 from exekra.hub.workflows.models import WorkflowVersion
-from exekra.hub.workflows.schemas import NewWorkflow
+from exekra.hub.workflows.schemas import NewWorkflow, RetryPolicy, WorkflowPatch
 
 router = APIRouter(route_class=PageRoute)
 
@@ -167,6 +167,23 @@ async def publish(request: Request, workflow_id: str, user: DeveloperUser) -> Re
     number = int(named) if named.isdigit() else None
     done = f"Version {number} published." if number else "Latest version published."
     return await attempt(request, back, service.publish(get_hub(request).db, workflow_id, user.actor, number), done)
+
+
+@router.post("/workflows/{workflow_id}/retry")
+async def set_retry(request: Request, workflow_id: str, user: DeveloperUser) -> Response:
+    """Set the retry policy from the form, or clear it (`attempts` left empty)."""
+    back = f"/workflows/{parse_id(workflow_id, 'workflow')}"
+    form = await request.form()
+
+    async def change() -> None:
+        policy = None
+        if str(form.get("attempts", "")).strip():
+            fields = {name: form.get(name) for name in ("attempts", "backoffSeconds", "backoffFactor")}
+            policy = RetryPolicy.model_validate({**fields, "on": form.getlist("on")})
+        await service.update_workflow(get_hub(request).db, workflow_id, WorkflowPatch(retry=policy), user.actor)
+
+    done = "Retry policy saved." if str(form.get("attempts", "")).strip() else "Automatic retries turned off."
+    return await attempt(request, back, change(), done)
 
 
 @router.post("/workflows/{workflow_id}/run")
