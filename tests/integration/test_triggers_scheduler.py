@@ -365,8 +365,14 @@ async def test_queue_one_keeps_one_fire_waiting_and_starts_it_when_the_run_ends(
 
     second = await eventually(second_run, 10, "the waiting fire to start")
     assert second.idempotency_key == firing.schedule_key(uuid.UUID(trigger_id), waiting)
-    trigger = await _trigger(hub, trigger_id)
-    assert trigger.waiting_fire_at is None and trigger.last_fired_at == waiting
+
+    # The run commits in its own transaction, a moment before the fire's transaction clears the wait.
+    async def started_trigger() -> Trigger | None:
+        found = await _trigger(hub, trigger_id)
+        return found if found.waiting_fire_at is None else None
+
+    trigger = await eventually(started_trigger, 10, "the trigger to stop waiting")
+    assert trigger.last_fired_at == waiting
     assert [(f.execution_id is not None, f.skip_reason) for f in await _fire_records(hub, trigger_id)] == [
         (True, None),
         (True, None),
