@@ -26,6 +26,12 @@ _ECHO_JSON = _ECHO.bindparams(bindparam("doc", type_=JSONB))
 _SERIES = text("SELECT n FROM generate_series(1, CAST(:n AS int)) AS n")
 
 
+async def _audited(hub: Hub, entity_id: str) -> int:
+    async with hub.db.reading() as session:
+        counted = text("SELECT count(*) FROM audit_log WHERE entity_id = :id")
+        return int((await session.execute(counted, {"id": entity_id})).scalar_one())
+
+
 class Abort(Exception):
     """Raised inside a transaction to roll it back."""
 
@@ -97,8 +103,7 @@ async def test_a_transaction_that_raises_rolls_back_and_applies_nothing(hub: Hub
     finally:
         remove()
     assert applied == []
-    row = await hub.db.fetchrow("SELECT count(*) AS n FROM audit_log WHERE entity_id = $1", str(ident))
-    assert row is not None and row["n"] == 0
+    assert await _audited(hub, str(ident)) == 0
 
 
 async def test_a_database_error_is_a_dbapi_error_with_its_sqlstate_and_the_connection_stays_usable(hub: Hub) -> None:
@@ -129,8 +134,7 @@ async def test_a_self_committing_statement_needs_no_transaction_and_refuses_an_a
         async with hub.db.statement() as session:
             await session.execute(insert, {"id": ident})
             await session.execute(text("SELECT 1 / CAST(:v AS int)"), {"v": 0})
-    row = await hub.db.fetchrow("SELECT count(*) AS n FROM audit_log WHERE entity_id = $1", ident)
-    assert row is not None and row["n"] == 1  # committed by itself: no BEGIN, no ROLLBACK
+    assert await _audited(hub, ident) == 1  # committed by itself: no BEGIN, no ROLLBACK
     with pytest.raises(RuntimeError, match="self-committing"):
         async with hub.db.statement() as session:
             audit.record(session, ACTOR, "raw.refused", "execution", ident, None)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 import asyncpg
 import orjson
@@ -124,19 +124,6 @@ class Database:
         Nothing here may write: no commit hook would run."""
         async with self._driver() as driver:
             yield RawSession(driver, self.statement_cache)
-
-    async def fetchrow(self, query: str, *args: object) -> Mapping[str, Any] | None:
-        """One read in one round trip, outside any transaction and without the ORM: for the hot path.
-
-        It runs on a pooled connection's asyncpg driver (`$1` parameters), whose prepared-statement cache makes
-        a repeated query a bind and execute. Nothing here may write: no commit hook would run.
-        """
-        async with self._driver() as driver:
-            try:
-                row: Mapping[str, Any] | None = await driver.fetchrow(query, *args)
-            except DRIVER_ERRORS as exc:
-                raise driver_error(query, args, exc) from exc
-            return row
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

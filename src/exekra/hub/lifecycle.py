@@ -652,7 +652,9 @@ class RunnerPresence:
     activities: tuple[str, ...]
 
 
-def _presence(row: Row[Any] | None) -> RunnerPresence | None:
+def presence_of(row: Any) -> RunnerPresence | None:
+    """The runner's presence from a row with its id, status, enabled, current execution, type, labels and
+    activities (None for no row)."""
     if row is None:
         return None
     return RunnerPresence(
@@ -670,7 +672,7 @@ async def touch_runner(session: Statements, runner_id: uuid.UUID, epoch: int) ->
     """An OFFLINE runner's sign of life: it is ONLINE again (or BUSY while it holds work), at once, as a state
     change. None if its token is revoked."""
     result = await session.execute(_TOUCH_RUNNER, {"runner_id": runner_id, "epoch": epoch})
-    return _presence(result.first())
+    return presence_of(result.first())
 
 
 # --- the hub's stale checks (SPEC §4) ------------------------------------------------------------------

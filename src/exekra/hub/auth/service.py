@@ -31,10 +31,12 @@ from exekra.hub.users.schemas import NewUser
 
 # Built once: every user-facing request resolves its token (constructing the statement cost as much as running it).
 # Every authenticated request reads its token: one statement on the driver, no ORM (issue 17).
-_TOKEN_OWNER = """
+_TOKEN_OWNER = text(
+    """
 SELECT u.id, u.email, u.role, u.disabled, t.id AS token_id, t.expires_at, t.last_used_at
   FROM auth_tokens t JOIN users u ON u.id = t.user_id
- WHERE t.token_hash = $1"""
+ WHERE t.token_hash = :token_hash"""
+)
 _TOUCH_TOKEN = text("UPDATE auth_tokens SET last_used_at = now() WHERE id = :token_id")
 
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -53,16 +55,17 @@ class TokenOwner:
 
 async def resolve_token(db: Database, token: str) -> TokenOwner | None:
     """The active user behind a session or API token; notes when the token was last used."""
-    row = await db.fetchrow(_TOKEN_OWNER, token_hash(token))
+    async with db.reading() as session:
+        row = (await session.execute(_TOKEN_OWNER, {"token_hash": token_hash(token)})).first()
     if row is None:
         return None
     now = datetime.now(UTC)
-    if row["disabled"] or (row["expires_at"] is not None and row["expires_at"] <= now):
+    if row.disabled or (row.expires_at is not None and row.expires_at <= now):
         return None
-    if row["last_used_at"] is None or now - row["last_used_at"] >= LAST_USED_PRECISION:
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
         async with db.statements() as session:
-            await session.execute(_TOUCH_TOKEN, {"token_id": row["token_id"]})
-    return TokenOwner(row["id"], row["email"], row["role"], row["token_id"])
+            await session.execute(_TOUCH_TOKEN, {"token_id": row.token_id})
+    return TokenOwner(row.id, row.email, row.role, row.token_id)
 
 
 async def create_user(db: Database, data: NewUser, actor: Actor, *, only_if_none: bool = False) -> User:

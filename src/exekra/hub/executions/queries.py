@@ -273,10 +273,14 @@ async def held_definition(session: Statements, held: lifecycle.Attempt) -> dict[
     return row.definition if row else None
 
 
+_TOKEN_EPOCH = text("SELECT token_epoch FROM runners WHERE id = :runner_id")
+
+
 async def token_epoch(db: Database, runner_id: uuid.UUID) -> int | None:
     """The runner's current token epoch (None: the runner is gone)."""
-    row = await db.fetchrow("SELECT token_epoch FROM runners WHERE id = $1", runner_id)
-    return None if row is None else int(row["token_epoch"])
+    async with db.reading() as session:
+        epoch: int | None = (await session.execute(_TOKEN_EPOCH, {"runner_id": runner_id})).scalar_one_or_none()
+    return epoch
 
 
 @dataclass(frozen=True)

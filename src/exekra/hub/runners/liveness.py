@@ -21,6 +21,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from sqlalchemy import text
+
 from exekra.db.session import Database
 from exekra.hub import lifecycle
 from exekra.hub.auth.security import RunnerClaims
@@ -35,17 +37,19 @@ log = logging.getLogger(__name__)
 # so this only bounds memory while the database is down (the oldest are kept, the rest dropped).
 MAX_SAMPLES = 100
 
-# The runner as a sign of life finds it; with $2, also the live executions it holds whose stop was requested
+# The runner as a sign of life finds it; with `with_stops`, also the live executions it holds whose stop was requested
 # (a heartbeat's answer). One read, no lock.
-_PRESENCE = """
+_PRESENCE = text(
+    """
 SELECT r.id, r.status, r.enabled, r.current_execution_id, r.type, r.labels, r.activities, r.catalogue_digest,
        r.token_epoch,
-       CASE WHEN $2 AND r.current_execution_id IS NOT NULL THEN ARRAY(
+       CASE WHEN CAST(:with_stops AS boolean) AND r.current_execution_id IS NOT NULL THEN ARRAY(
            SELECT x.id FROM executions x
             WHERE x.runner_id = r.id AND x.status IN ('ASSIGNED', 'RUNNING') AND x.stop_requested)
        END AS stop_ids
   FROM runners r
- WHERE r.id = $1"""
+ WHERE r.id = :runner_id"""
+)
 
 
 @dataclass
@@ -76,25 +80,16 @@ class Liveness:
     async def sign(self, claims: RunnerClaims, metrics: Metrics | None = None, *, with_stops: bool = False) -> Sign:
         """A heartbeat (with `metrics`) or a poll. NotAuthenticated if the token was revoked."""
         runner_id = claims.runner_id
-        row = await self.db.fetchrow(_PRESENCE, runner_id, with_stops)
-        if row is None or row["token_epoch"] != claims.epoch:
+        async with self.db.reading() as session:
+            row = (await session.execute(_PRESENCE, {"runner_id": runner_id, "with_stops": with_stops})).first()
+        if row is None or row.token_epoch != claims.epoch:
             raise NotAuthenticated("Runner token revoked: authenticate again")
-        if row["status"] == RunnerStatus.OFFLINE:
+        presence = lifecycle.presence_of(row)
+        if row.status == RunnerStatus.OFFLINE:
             async with self.db.statements() as session:
-                back = await lifecycle.touch_runner(session, runner_id, claims.epoch)
-            if back is None:
-                raise NotAuthenticated("Runner token revoked: authenticate again")
-            presence = back
-        else:
-            presence = RunnerPresence(
-                runner_id,
-                row["status"],
-                row["enabled"],
-                row["current_execution_id"],
-                row["type"],
-                tuple(row["labels"] or ()),
-                tuple(row["activities"] or ()),
-            )
+                presence = await lifecycle.touch_runner(session, runner_id, claims.epoch)
+        if presence is None:
+            raise NotAuthenticated("Runner token revoked: authenticate again")
         now = time.monotonic()
         pending = self._pending.get(runner_id)
         if pending is None or pending.epoch != claims.epoch:
@@ -102,7 +97,7 @@ class Liveness:
         pending.at = now
         if metrics is not None and len(pending.samples) < MAX_SAMPLES:
             pending.samples.append((now, metrics))
-        return Sign(presence, list(row["stop_ids"] or ()), row["catalogue_digest"])
+        return Sign(presence, list(row.stop_ids or ()), row.catalogue_digest)
 
     @property
     def pending(self) -> int:
