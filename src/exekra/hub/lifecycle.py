@@ -517,20 +517,16 @@ RETURNING {EXECUTION_COLUMNS}"""
 )
 
 
-async def insert_queued(session: Statements, execution: Execution, actor: Actor, details: dict[str, Any]) -> None:
-    """Create an execution: its row is inserted QUEUED (the one state it may start in), and offered.
-    `execution` (not added to any session) becomes the row as stored."""
-    execution.status = CREATE.target
-    params = {name: getattr(execution, name) for name in _CREATED_WITH}
-    row = (await session.execute(_INSERT_QUEUED, params)).one()
-    for key, column in _EXECUTION_ATTRIBUTES:
-        setattr(execution, key, getattr(row, column))
-    effects.record(
-        session,
-        _transition(CREATE, execution_id=execution.id, status=CREATE.target.value),
-        actor=actor,
-        details=details,
-    )
+async def insert_queued(session: Statements, execution: Execution, actor: Actor) -> Execution:
+    """Create an execution: its row is inserted QUEUED (the one state it may start in), and offered. Returns the
+    row as stored; `execution` is the unsaved one `creation.new_execution` built. Audited as `execution.create`
+    with the workflow and the trigger type."""
+    params = {name: getattr(execution, name) for name in _CREATED_WITH} | {"status": CREATE.target}
+    stored = execution_of((await session.execute(_INSERT_QUEUED, params)).one())
+    details = {"workflowId": str(stored.workflow_id), "triggerType": str(stored.trigger_type)}
+    transition = _transition(CREATE, execution_id=stored.id, status=CREATE.target.value)
+    effects.record(session, transition, actor=actor, details=details)
+    return stored
 
 
 _REVOKE_RUNNER = text(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import uuid
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -115,9 +114,8 @@ async def _retry_one(session: Statements, execution_id: uuid.UUID) -> int:
         return 0  # another pass holds it, or has retried it
     failed = lifecycle.execution_of(row)
     request = retry_request(failed)
-    execution = await creation.new_execution(session, failed.workflow_id, request)
-    details: dict[str, Any] = {"workflowId": str(failed.workflow_id), "triggerType": failed.trigger_type}
-    await lifecycle.insert_queued(session, execution, SYSTEM, details)
+    unsaved = await creation.new_execution(session, failed.workflow_id, request)
+    execution = await lifecycle.insert_queued(session, unsaved, SYSTEM)
     retry = {"retryOf": str(failed.id), "attempt": execution.retry_attempt}
     audit.record(session, SYSTEM, "execution.retry", "execution", execution.id, retry)
     return 1

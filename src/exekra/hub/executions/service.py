@@ -121,9 +121,8 @@ class ExecutionService:
                         existing = await creation.find_duplicate(session, workflow_id, key, window)
                         if existing is not None:
                             return Created(existing, duplicate=True)
-                    execution = await creation.new_execution(session, workflow_id, request)
-                    details = {"workflowId": str(workflow_id), "triggerType": request.trigger_type.value}
-                    await lifecycle.insert_queued(session, execution, actor, details)
+                    unsaved = await creation.new_execution(session, workflow_id, request)
+                    execution = await lifecycle.insert_queued(session, unsaved, actor)
                     if key and not await creation.claim_key(session, workflow_id, key, execution.id, window):
                         raise _DuplicateRace
             except _DuplicateRace:
