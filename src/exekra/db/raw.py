@@ -140,6 +140,12 @@ def driver_error(statement: str, args: Any, exc: BaseException) -> DBAPIError:
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
+def sqlstate(exc: DBAPIError) -> str | None:
+    """The SQLSTATE of a database error, whichever way it ran: SQLAlchemy's driver adapter names it `pgcode`,
+    asyncpg (the statements here) `sqlstate`."""
+    return getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+
+
 SELF_COMMITTING = "exekra.self-committing"
 """`info` key of a session whose statements each commit by themselves (`Database.statement`): nothing that must
 commit with a change (an audit entry) may be recorded on it."""

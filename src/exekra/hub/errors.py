@@ -13,6 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from exekra.db.raw import sqlstate
 from exekra.hub.responses import ORJSONResponse
 
 TRANSIENT_ERRORS = (SQLAlchemyError, RedisError, OSError, TimeoutError)
@@ -173,8 +174,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> Response:
-        # SQLAlchemy's driver adapter names the SQLSTATE `pgcode`; asyncpg (the hot path's statements) `sqlstate`.
-        pgcode = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+        pgcode = sqlstate(exc)
         if pgcode in _UNSTORABLE_TEXT:
             return error_response(400, "bad_request", _UNSTORABLE_TEXT_MESSAGE)
         if pgcode in _RETRY_NOW:

@@ -22,7 +22,7 @@ from enum import StrEnum
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from exekra.db.raw import Statements
+from exekra.db.raw import Statements, sqlstate
 from exekra.db.session import Database
 from exekra.hub import lifecycle
 from exekra.hub.audit import service as audit
@@ -100,7 +100,7 @@ async def retry_due(db: Database, *, limit: int = BATCH) -> int:
             async with db.statements() as session:
                 retried += await _retry_one(session, execution_id)
         except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) != _UNIQUE_VIOLATION:  # asyncpg names the SQLSTATE so
+            if sqlstate(exc) != _UNIQUE_VIOLATION:
                 raise
             # another hub process retried it a moment before: the unique index kept it to one
         except ExekraError as exc:  # the workflow was archived meanwhile, or its version deleted
