@@ -671,6 +671,30 @@ async def touch_runner(session: Statements, runner_id: uuid.UUID, epoch: int) ->
     return presence_of(result.first())
 
 
+# --- what kind of failure a FAILED execution was -------------------------------------------------------------
+
+TIMED_OUT = "timed out after "
+"""How the error of a timed-out execution begins: the runner's kill (`runner/executor.py`) and `HUB_TIMEOUT`."""
+RUNNER_LOST_ERROR = "runner lost"
+"""The error `RUNNER_LOST` records."""
+
+
+class FailureKind(StrEnum):
+    """What a FAILED execution's end was, as retry policies and alert rules name it."""
+
+    FAILED = "FAILED"  # any other failure: a step failed, no runner in time, not picked up
+    TIMEOUT = "TIMEOUT"  # the workflow's `timeoutSeconds` ran out (runner or hub)
+    RUNNER_LOST = "RUNNER_LOST"  # its runner went silent while running it
+
+
+def failure_kind(alias: str) -> str:
+    """SQL: the `FailureKind` of the FAILED execution aliased `alias`, from the error its end recorded; the one
+    place that tells them apart."""
+    return f"""(CASE WHEN {alias}.error LIKE '{TIMED_OUT}%' THEN '{FailureKind.TIMEOUT.value}'
+            WHEN {alias}.error = '{RUNNER_LOST_ERROR}' THEN '{FailureKind.RUNNER_LOST.value}'
+            ELSE '{FailureKind.FAILED.value}' END)"""
+
+
 # --- the hub's stale checks (SPEC §4) ------------------------------------------------------------------
 #
 # Each statement takes at most `limit` candidates, locks them (skipping rows a runner call holds right now:
@@ -752,7 +776,7 @@ STALE_CHECKS = {
        AND NOT EXISTS (SELECT 1 FROM runners r WHERE r.id = x.runner_id
                           AND (r.status <> 'OFFLINE' OR greatest(r.last_heartbeat_at, {_NOT_BEFORE}) >= {_AGO}))""",
             _ENDED,
-            "runner lost",
+            RUNNER_LOST_ERROR,
         ),
         _stale_check(
             STOP_UNCONFIRMED,
@@ -765,7 +789,7 @@ STALE_CHECKS = {
         _stale_check(
             HUB_TIMEOUT,
             f"""
-    SELECT x.id, x.runner_id, 'timed out after ' || x.timeout_seconds || ' s (hub)' AS reason FROM executions x
+    SELECT x.id, x.runner_id, '{TIMED_OUT}' || x.timeout_seconds || ' s (hub)' AS reason FROM executions x
      WHERE x.status = 'RUNNING' AND x.timeout_seconds IS NOT NULL
        AND greatest(x.started_at + make_interval(secs => x.timeout_seconds), {_NOT_BEFORE}) < {_AGO}""",
             _ENDED,

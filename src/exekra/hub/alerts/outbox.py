@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, select, text, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.hub import lifecycle
 from exekra.hub.alerts.models import (
     AlertChannel,
     AlertDelivery,
@@ -33,12 +34,13 @@ from exekra.hub.alerts.models import (
     DeliveryStatus,
 )
 from exekra.hub.audit import service as audit
+from exekra.hub.lifecycle import FailureKind
 
 EVENTS_IN_PAYLOAD = 50
 MAX_RETRY_SECONDS = 3600.0
 LEASE_SECONDS = 120.0
 
-_COLLECT_EXECUTIONS = text("""
+_COLLECT_EXECUTIONS = text(f"""
 INSERT INTO alert_events (id, rule_id, type, source_key, occurred_at, execution_id, workflow_id, runner_id, details)
 SELECT gen_random_uuid(), r.id, k.type, x.id::text, x.completed_at, x.id, x.workflow_id, x.runner_id,
        jsonb_build_object('workflowName', w.name, 'status', x.status, 'error', left(x.error, 2000),
@@ -47,7 +49,7 @@ SELECT gen_random_uuid(), r.id, k.type, x.id::text, x.completed_at, x.id, x.work
   JOIN workflows w ON w.id = x.workflow_id
   LEFT JOIN runners u ON u.id = x.runner_id
  CROSS JOIN LATERAL (SELECT CASE WHEN x.status = 'STOPPED' THEN 'STOPPED'
-                                 WHEN x.error LIKE 'timed out%' THEN 'TIMEOUT'
+                                 WHEN {lifecycle.failure_kind("x")} = '{FailureKind.TIMEOUT.value}' THEN 'TIMEOUT'
                                  ELSE 'FAILED' END AS type) k
   JOIN alert_rules r ON r.enabled AND k.type = ANY(r.events)
                     AND (r.workflow_id IS NULL OR r.workflow_id = x.workflow_id)

@@ -20,7 +20,7 @@ TimeoutSeconds = Annotated[int, Field(ge=1, le=30 * 86400)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=10_000)]
 RunnerType = Annotated[str, Field(min_length=1, max_length=100)]
-RetryKind = Literal["FAILED", "TIMEOUT", "RUNNER_LOST"]  # `exekra.hub.executions.retries.RetryOn`
+RetryKind = Literal["FAILED", "TIMEOUT", "RUNNER_LOST"]  # `exekra.hub.lifecycle.FailureKind`
 
 
 class RetryPolicy(ApiModel):
