@@ -170,8 +170,8 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
     )
 
 
-def retry_of(original: Execution, triggered_by: str) -> ExecutionRequest:
-    """The request that re-runs an execution with the same version and inputs."""
+def rerun_request(original: Execution, triggered_by: str | None) -> ExecutionRequest:
+    """The request that re-runs an execution with the same version, inputs and priority (a manual retry)."""
     return ExecutionRequest(
         workflow_id=original.workflow_id,
         inputs=original.inputs,

@@ -148,7 +148,7 @@ class ExecutionService:
         the version superseded, as creation refuses them)."""
         async with self.db.session() as session:
             original = await get_or_404(session, Execution, execution_id, "execution")
-        return await self.create(creation.retry_of(original, actor.id or ""), actor)
+        return await self.create(creation.rerun_request(original, actor.id or ""), actor)
 
     # --- reads ----------------------------------------------------------------------------------------
 
