@@ -91,7 +91,9 @@ def _purge(args: argparse.Namespace) -> int:
         return 1
     print(
         f"purged {report.executions} executions ({report.logs} log lines, {report.keys} idempotency keys) "
-        f"and {report.metrics} heartbeat metric rows" + (f", and {report.audit} audit entries" if report.audit else "")
+        f"and {report.metrics} heartbeat metric rows"
+        + (f", and {report.audit} audit entries" if report.audit else "")
+        + (f", and {report.alerts} alert deliveries" if report.alerts else "")
     )
     if report.archive is not None:
         print(f"archive: {report.archive}")

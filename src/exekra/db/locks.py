@@ -14,6 +14,7 @@ from exekra.db.session import Database
 CHECKS_LOCK = 0x45584B5201  # a pass of the maintenance checks
 PURGE_LOCK = 0x45584B5202  # the retention purge
 RESEAL_LOCK = 0x45584B5203  # re-encryption of values sealed before migration 0013 (a transaction-level lock)
+ALERTS_COLLECT_LOCK = 0x45584B5204  # a collection of alert events and their routing (a transaction-level lock)
 
 
 @contextlib.asynccontextmanager

@@ -88,6 +88,21 @@ DELETE FROM runner_metrics
  WHERE id IN (SELECT id FROM runner_metrics WHERE ts < now() - make_interval(days => :days) LIMIT :batch)"""
 )
 
+# Alerts: finished deliveries (SENT, FAILED), then the events left without a delivery (their FK is SET NULL).
+_DELETE_ALERT_DELIVERIES = text(
+    """
+DELETE FROM alert_deliveries
+ WHERE id IN (SELECT id FROM alert_deliveries
+               WHERE created_at < now() - make_interval(days => :days) AND status IN ('SENT', 'FAILED')
+               LIMIT :batch)"""
+)
+_DELETE_ALERT_EVENTS = text(
+    """
+DELETE FROM alert_events
+ WHERE id IN (SELECT id FROM alert_events
+               WHERE created_at < now() - make_interval(days => :days) AND delivery_id IS NULL LIMIT :batch)"""
+)
+
 # The audit log's one deletion path (migration 0008): its trigger refuses every other DELETE.
 _PURGE_AUDIT = text("SELECT exekra_purge_audit_log(now() - make_interval(days => :days), :batch)")
 
@@ -104,11 +119,12 @@ class PurgeReport:
     keys: int = 0
     metrics: int = 0
     audit: int = 0
+    alerts: int = 0  # alert deliveries
     archive: Path | None = None
 
     @property
     def total(self) -> int:
-        return self.executions + self.logs + self.artifacts + self.keys + self.metrics + self.audit
+        return self.executions + self.logs + self.artifacts + self.keys + self.metrics + self.audit + self.alerts
 
 
 async def purge(
@@ -159,6 +175,8 @@ async def purge(
             if pause_ratio > 0:
                 await _pause((time.monotonic() - started) * pause_ratio)
         report.metrics = await _delete_in_batches(db, _DELETE_METRICS, {"days": metrics_retention_days}, batch)
+        report.alerts = await _delete_in_batches(db, _DELETE_ALERT_DELIVERIES, {"days": retention_days}, batch)
+        await _delete_in_batches(db, _DELETE_ALERT_EVENTS, {"days": retention_days}, batch)
         if audit_retention_days is not None:
             report.audit = await _delete_in_batches(db, _PURGE_AUDIT, {"days": audit_retention_days}, batch, _returned)
     finally:
@@ -173,6 +191,7 @@ async def purge(
                 "keys": report.keys,
                 "metrics": report.metrics,
                 "audit": report.audit,
+                "alerts": report.alerts,
                 "retentionDays": retention_days,
                 "metricsRetentionDays": metrics_retention_days,
                 "auditRetentionDays": audit_retention_days,

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, type_coerce, update
+from sqlalchemy import func, select, text, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.db.locks import ALERTS_COLLECT_LOCK
 from exekra.hub import lifecycle
 from exekra.hub.alerts.models import (
     AlertChannel,
@@ -71,13 +72,17 @@ SELECT gen_random_uuid(), r.id, 'RUNNER_OFFLINE', u.id::text || '@' || extract(e
  CROSS JOIN LATERAL (SELECT coalesce(u.last_heartbeat_at, u.created_at) AS seen) s
   JOIN alert_rules r ON r.enabled AND 'RUNNER_OFFLINE' = ANY(r.events)
  WHERE u.status = 'OFFLINE' AND u.enabled AND s.seen < now() - make_interval(mins => r.offline_minutes)
+   -- an episode older than the retention was alerted long ago, and its event may have been purged since
+   AND s.seen > now() - make_interval(days => :retention_days)
 ON CONFLICT (rule_id, source_key) DO NOTHING
 RETURNING id, rule_id
 """)
 
 # Collections are serialised cluster-wide for the length of their transaction: the routing of one rule's
 # events then always sees the deliveries the previous collection made.
-_COLLECT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('exekra.alerts.collect'))")
+_COLLECT_LOCK = text(f"SELECT pg_advisory_xact_lock({ALERTS_COLLECT_LOCK})")
+# Without an enabled rule a collection takes no lock and reads no execution.
+_NOW_AND_ANY_RULE = text("SELECT now() AS now, EXISTS (SELECT 1 FROM alert_rules WHERE enabled) AS any_rule")
 
 _CLAIM = text("""
 UPDATE alert_deliveries d SET status = 'SENDING', attempts = d.attempts + 1, lease_until = :lease_until
@@ -97,18 +102,24 @@ async def collect_execution_events(
     """Events for the executions that FAILED (TIMEOUT when they timed out) or were STOPPED after `since`
     (the database's clock; None: `lookback_seconds` ago), routed into deliveries. Returns how many were new,
     and the database's time the look started at."""
+    look = (await session.execute(_NOW_AND_ANY_RULE)).one()
+    started: datetime = look.now
+    if not look.any_rule:
+        return 0, started
     await session.execute(_COLLECT_LOCK)
-    started: datetime = (await session.execute(select(func.now()))).scalar_one()
     since = since or started - timedelta(seconds=lookback_seconds)
     rows = (await session.execute(_COLLECT_EXECUTIONS, {"since": since})).all()
     await route(session, [row.id for row in rows], now)
     return len(rows), started
 
 
-async def collect_runner_offline(session: AsyncSession, now: datetime) -> int:
-    """Events for runners OFFLINE longer than a rule's `offlineMinutes`, once per offline episode."""
+async def collect_runner_offline(session: AsyncSession, now: datetime, retention_days: int) -> int:
+    """Events for runners OFFLINE longer than a rule's `offlineMinutes`, once per offline episode (an episode
+    that began more than `retention_days` ago is not looked at: its event may have been purged)."""
+    if not (await session.execute(_NOW_AND_ANY_RULE)).one().any_rule:
+        return 0
     await session.execute(_COLLECT_LOCK)
-    rows = (await session.execute(_COLLECT_OFFLINE)).all()
+    rows = (await session.execute(_COLLECT_OFFLINE, {"retention_days": retention_days})).all()
     await route(session, [row.id for row in rows], now)
     return len(rows)
 
@@ -296,17 +307,6 @@ def _text(
     what = ", ".join(f"{n} {_PLURALS.get(t, t)}" for t, n in sorted(types.items()))
     since = first.strftime("%Y-%m-%d %H:%M:%S UTC") if first else "?"
     return f"[{rule}] {count} more: {what} of {', '.join(subjects)} since {since}"
-
-
-async def purge(session: AsyncSession, before: datetime) -> int:
-    """Delete the finished (SENT, FAILED) deliveries made before `before`, and the events of then that belong to
-    no delivery still to be sent; returns how many deliveries went."""
-    finished = (DeliveryStatus.SENT, DeliveryStatus.FAILED)
-    result = await session.execute(
-        delete(AlertDelivery).where(AlertDelivery.created_at < before, AlertDelivery.status.in_(finished))
-    )
-    await session.execute(delete(AlertEvent).where(AlertEvent.created_at < before, AlertEvent.delivery_id.is_(None)))
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

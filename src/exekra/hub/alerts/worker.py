@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 CLAIM_BATCH = 20
-PURGE_PERIOD_SECONDS = 3600.0
 # An execution's `completed_at` is its transaction's start: one that commits this much later is still seen.
 LATE_COMMIT_MARGIN = timedelta(seconds=60)
 ALERTING_STATUSES = frozenset({ExecutionStatus.FAILED, ExecutionStatus.STOPPED})
@@ -92,7 +91,7 @@ class AlertWorker:
     async def collect_offline(self) -> int:
         """Events for runners offline longer than a rule allows (the maintenance loop calls it)."""
         async with self.db.transaction() as session:
-            new = await outbox.collect_runner_offline(session, self.clock())
+            new = await outbox.collect_runner_offline(session, self.clock(), self.settings.retention_days)
         if new:
             self.wake()  # their deliveries are due now
         return new
@@ -116,12 +115,6 @@ class AlertWorker:
                     log.warning("alert delivery %s attempt %d: %s (%s)", item.id, item.attempt, outcome.error, status)
         return len(claimed)
 
-    async def purge(self) -> int:
-        """Forget alert events and finished deliveries older than `EXEKRA_RETENTION_DAYS`."""
-        before = self.clock() - timedelta(days=self.settings.retention_days)
-        async with self.db.transaction() as session:
-            return await outbox.purge(session, before)
-
     async def _smtp_login(self) -> tuple[str, str] | None:
         name = self.settings.smtp_credential
         if not name:
@@ -132,17 +125,12 @@ class AlertWorker:
         return fields.get("username", ""), fields.get("password", "")
 
     async def _forever(self) -> None:
-        next_purge = 0.0
-        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.alert_poll_seconds)
             self._wake.clear()
             try:
                 await self.run_once()
-                if loop.time() >= next_purge:
-                    await self.purge()
-                    next_purge = loop.time() + PURGE_PERIOD_SECONDS
             except TRANSIENT_ERRORS as exc:
                 log.warning("alerts pass failed (%s: %s); next try soon", type(exc).__name__, exc)
             except Exception:  # a bug must not stop alerting: logged in full, and tried again
