@@ -8,7 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import text
 
+from exekra.db.raw import Statements
 from exekra.db.session import Database
+
+_NOW = text("SELECT now()")
 
 # Advisory lock keys ("EXKR" + a number), one per kind of singleton work.
 CHECKS_LOCK = 0x45584B5201  # a pass of the maintenance checks
@@ -38,8 +41,13 @@ async def advisory_lock(db: Database, key: int) -> AsyncIterator[bool]:
                     raise
 
 
+async def db_now(session: Statements) -> datetime:
+    """The database clock (the same for every hub process), at the start of the caller's transaction."""
+    now: datetime = (await session.execute(_NOW)).scalar_one()
+    return now
+
+
 async def database_now(db: Database) -> datetime:
     """The database clock."""
-    async with db.session() as session:
-        now: datetime = (await session.execute(text("SELECT now()"))).scalar_one()
-    return now
+    async with db.reading() as session:
+        return await db_now(session)

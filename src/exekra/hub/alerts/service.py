@@ -52,10 +52,6 @@ def channel_secrets(secret_key: bytes, channel: AlertChannel) -> dict[str, str]:
     return decrypt_fields(credentials_key(secret_key), channel.sealed_secrets, channel_context(channel.id))
 
 
-def _user_id(actor: Actor) -> uuid.UUID | None:
-    return uuid.UUID(actor.id) if actor.type == "USER" and actor.id else None
-
-
 async def _flush_named(session: AsyncSession, what: str, name: str) -> None:
     try:
         await session.flush()
@@ -223,7 +219,7 @@ async def create_rule(db: Database, data: NewRule, actor: Actor) -> AlertRule:
             events=[str(e) for e in data.events],
             offline_minutes=data.offline_minutes,
             cooldown_seconds=data.cooldown_seconds,
-            created_by=_user_id(actor),
+            created_by=actor.user_id,
         )
         session.add(rule)
         await _flush_named(session, "rule", data.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,11 @@ class Actor:
     type: str
     id: str | None = None
     ip: str | None = None
+
+    @property
+    def user_id(self) -> uuid.UUID | None:
+        """The user's id when a user acted (what a row's `created_by` keeps), else None."""
+        return uuid.UUID(self.id) if self.type == "USER" and self.id else None
 
 
 SYSTEM = Actor("SYSTEM")

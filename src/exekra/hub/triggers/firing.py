@@ -33,6 +33,7 @@ from sqlalchemy import String, cast, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.db.locks import db_now
 from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
@@ -44,7 +45,7 @@ from exekra.hub.executions.service import ExecutionService
 from exekra.hub.triggers import overlap
 from exekra.hub.triggers.cron import InvalidSchedule
 from exekra.hub.triggers.models import OverlapPolicy, Trigger, TriggerFire, TriggerKind
-from exekra.hub.triggers.service import db_now, schedule_of
+from exekra.hub.triggers.service import schedule_of
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exekra.db.locks import db_now
 from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
@@ -23,12 +22,6 @@ from exekra.hub.workflows.models import Workflow
 WEBHOOK_TOKEN_PREFIX = "exw_"
 DEFAULT_TIMEZONE = "UTC"
 WAITING_FIRE_DROPPED = "waiting fire dropped: trigger disabled or overlap policy changed"
-
-
-async def db_now(session: AsyncSession) -> datetime:
-    """The database clock (the same for every hub process), at the start of the transaction."""
-    now: datetime = (await session.execute(select(func.now()))).scalar_one()
-    return now
 
 
 def schedule_of(trigger: Trigger) -> Schedule:
@@ -65,10 +58,6 @@ async def _drop_waiting_fire_unless_queued(session: AsyncSession, trigger: Trigg
     trigger.waiting_fire_at = None
 
 
-def _user_id(actor: Actor) -> uuid.UUID | None:
-    return uuid.UUID(actor.id) if actor.type == "USER" and actor.id else None
-
-
 async def create_trigger(db: Database, data: NewTrigger, actor: Actor) -> tuple[Trigger, str | None]:
     """Create a trigger; a webhook's token is returned here (and by rotate) only, and stored hashed."""
     token = None
@@ -77,7 +66,7 @@ async def create_trigger(db: Database, data: NewTrigger, actor: Actor) -> tuple[
         name=data.name,
         enabled=data.enabled,
         inputs=data.inputs,
-        created_by=_user_id(actor),
+        created_by=actor.user_id,
     )
     if data.type == TriggerKind.SCHEDULE:
         assert data.cron_expression is not None

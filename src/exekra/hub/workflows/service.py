@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -12,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from exekra.db.locks import db_now
 from exekra.db.session import Database
 from exekra.hub.activities.service import known_activities
 from exekra.hub.audit import service as audit
@@ -47,10 +47,6 @@ async def check_definition(db: Database, definition: dict[str, Any], *, max_byte
         validate_definition(definition, known_activities=await known_activities(db))
     except DefinitionError as exc:
         raise _invalid(exc.located or [Problem(str(exc))]) from None
-
-
-def _user_id(actor: Actor) -> uuid.UUID | None:
-    return uuid.UUID(actor.id) if actor.type == "USER" and actor.id else None
 
 
 def _escape_like(text: str) -> str:
@@ -120,10 +116,10 @@ async def _insert_workflow(session: AsyncSession, data: NewWorkflow, actor: Acto
         labels=data.labels,
         priority=data.priority,
         timeout_seconds=data.timeout_seconds,
-        created_by=_user_id(actor),
+        created_by=actor.user_id,
     )
     if data.retry is not None:
-        workflow.retry_policy = data.retry.stored(since=await _database_now(session))
+        workflow.retry_policy = data.retry.stored(since=(await db_now(session)).isoformat())
     session.add(workflow)
     try:
         await session.flush()
@@ -142,23 +138,18 @@ async def _add_version(
         )
     ).scalar_one()
     version = WorkflowVersion(
-        workflow_id=workflow.id, number=(latest or 0) + 1, definition=definition, created_by=_user_id(actor)
+        workflow_id=workflow.id, number=(latest or 0) + 1, definition=definition, created_by=actor.user_id
     )
     session.add(version)
     await session.flush()
     return version
 
 
-async def _database_now(session: AsyncSession) -> str:
-    now: datetime = (await session.execute(select(func.now()))).scalar_one()
-    return now.isoformat()
-
-
 async def _retry_policy(session: AsyncSession, workflow: Workflow, policy: RetryPolicy | None) -> dict[str, Any] | None:
     """The policy to store: a changed policy keeps the moment the first was set, so a chain under way goes on."""
     if policy is None:
         return None
-    since = workflow.retry_policy["since"] if workflow.retry_policy else await _database_now(session)
+    since = workflow.retry_policy["since"] if workflow.retry_policy else (await db_now(session)).isoformat()
     return policy.stored(since=since)
 
 
