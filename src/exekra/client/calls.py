@@ -112,12 +112,17 @@ def only_match(kind: str, ref: str, page: Page[M]) -> M:
     return page.items[0]
 
 
+def exact_name(items: list[M], name: str) -> M | None:
+    """The item of exactly this name, if any (names of workflows, alert channels and rules are unique)."""
+    return next((item for item in items if getattr(item, "name", None) == name), None)
+
+
 def named(kind: str, ref: str, items: list[M]) -> M:
-    """The one item called `ref` (names of alert channels and rules are unique)."""
-    for item in items:
-        if getattr(item, "name", None) == ref:
-            return item
-    raise NotFound(f"{kind} {ref} not found", code="not_found")
+    """The one item called `ref`; NotFound when none is."""
+    found = exact_name(items, ref)
+    if found is None:
+        raise NotFound(f"{kind} {ref} not found", code="not_found")
+    return found
 
 
 def bad_reference(kind: str, ref: str) -> NotFound:
@@ -345,8 +350,11 @@ def get_alert_channel(channel_id: str) -> Call[AlertChannel]:
     return Call("GET", f"/api/alerts/channels/{_segment(channel_id)}", _one(AlertChannel, "channel"))
 
 
-def create_alert_channel(fields: dict[str, Any]) -> Call[AlertChannelWithSecret]:
-    return Call("POST", "/api/alerts/channels", _whole(AlertChannelWithSecret), json=_body(**fields))
+def create_alert_channel(
+    name: str, type: str, *, url: str | None, to: list[str] | None, enabled: bool
+) -> Call[AlertChannelWithSecret]:
+    body = _body(name=name, type=type, url=url, to=to, enabled=enabled)
+    return Call("POST", "/api/alerts/channels", _whole(AlertChannelWithSecret), json=body)
 
 
 def update_alert_channel(channel_id: str, changes: dict[str, Any]) -> Call[AlertChannel]:
@@ -376,8 +384,26 @@ def get_alert_rule(rule_id: str) -> Call[AlertRule]:
     return Call("GET", f"/api/alerts/rules/{_segment(rule_id)}", _one(AlertRule, "rule"))
 
 
-def create_alert_rule(fields: dict[str, Any]) -> Call[AlertRule]:
-    return Call("POST", "/api/alerts/rules", _one(AlertRule, "rule"), json=_body(**fields))
+def create_alert_rule(
+    name: str,
+    channel_id: str,
+    events: list[str],
+    *,
+    workflow_id: str | None,
+    cooldown_seconds: int | None,
+    offline_minutes: int | None,
+    enabled: bool,
+) -> Call[AlertRule]:
+    body = _body(
+        name=name,
+        channelId=channel_id,
+        events=events,
+        workflowId=workflow_id,
+        cooldownSeconds=cooldown_seconds,
+        offlineMinutes=offline_minutes,
+        enabled=enabled,
+    )
+    return Call("POST", "/api/alerts/rules", _one(AlertRule, "rule"), json=body)
 
 
 def update_alert_rule(rule_id: str, changes: dict[str, Any]) -> Call[AlertRule]:
@@ -412,11 +438,6 @@ def install_license(text: str) -> Call[License]:
 
 
 # --- helpers shared by both clients ------------------------------------------------------------------------------
-
-
-def exact_name(page: Page[Workflow], name: str) -> Workflow | None:
-    """The workflow of exactly this name in a search answer."""
-    return next((w for w in page.items if w.name == name), None)
 
 
 @dataclass

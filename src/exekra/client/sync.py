@@ -135,7 +135,7 @@ class ExekraClient:
         ones too); `NotFound`, or `AmbiguousId` when a short ID is the start of several."""
         if calls.is_id(ref):
             return self.get_workflow(ref)
-        found = calls.exact_name(self.list_workflows(q=ref, limit=200), ref)
+        found = calls.exact_name((self.list_workflows(q=ref, limit=200)).items, ref)
         if found is None and calls.is_id_prefix(ref):
             page = self.list_workflows(id_prefix=ref, limit=calls.PREFIX_MATCHES_SHOWN)
             if not page.items:
@@ -345,8 +345,7 @@ class ExekraClient:
         self, name: str, type: str, *, url: str | None = None, to: list[str] | None = None, enabled: bool = True
     ) -> AlertChannelWithSecret:
         """Create an EMAIL (`to`), WEBHOOK or SLACK (`url`) channel; a webhook's signing secret is in this answer."""
-        fields = {"name": name, "type": type, "url": url, "to": to, "enabled": enabled}
-        return self.send(calls.create_alert_channel(fields))
+        return self.send(calls.create_alert_channel(name, type, url=url, to=to, enabled=enabled))
 
     def update_alert_channel(self, channel_id: str, **changes: Any) -> AlertChannel:
         """Change fields named as in the API (`name`, `enabled`, `url`, `to`)."""
@@ -383,16 +382,16 @@ class ExekraClient:
         enabled: bool = True,
     ) -> AlertRule:
         """Alert `channel_id` on `events` (FAILED, TIMEOUT, STOPPED of one workflow or all; RUNNER_OFFLINE)."""
-        fields = {
-            "name": name,
-            "channelId": channel_id,
-            "events": events,
-            "workflowId": workflow_id,
-            "cooldownSeconds": cooldown_seconds,
-            "offlineMinutes": offline_minutes,
-            "enabled": enabled,
-        }
-        return self.send(calls.create_alert_rule(fields))
+        call = calls.create_alert_rule(
+            name,
+            channel_id,
+            events,
+            workflow_id=workflow_id,
+            cooldown_seconds=cooldown_seconds,
+            offline_minutes=offline_minutes,
+            enabled=enabled,
+        )
+        return self.send(call)
 
     def update_alert_rule(self, rule_id: str, **changes: Any) -> AlertRule:
         """Change fields named as in the API (`name`, `channelId`, `events`, `cooldownSeconds`, `offlineMinutes`,
