@@ -10,7 +10,8 @@ stopped (running nodes) or skipped (the others). The bookkeeping is `schedule.Sc
 
 Each running top-level node has a thread of its own, at most the definition's `maxParallel` (default 4) at a
 time; ready nodes start in topological order (ties by position in the definition), so `maxParallel: 1` runs
-them one at a time exactly as the engine always did. This thread (the caller's) starts nodes, receives their
+them one at a time, in the order the engine always did (a skipped node's line now comes as soon as the skip is
+decided, not when its turn comes). This thread (the caller's) starts nodes, receives their
 ends and is the only writer of `nodes`: a node sees, as `nodes.<id>`, the outputs of the nodes that had
 ended when it started (all its predecessors). `vars` is shared and locked; templates read a copy.
 
