@@ -124,11 +124,14 @@ async def collect_runner_offline(session: AsyncSession, now: datetime, retention
     return len(rows)
 
 
-def _delivery(rule: AlertRule, kind: DeliveryKind, due: datetime, now: datetime) -> AlertDelivery:
+def new_delivery(
+    channel_id: uuid.UUID, rule_id: uuid.UUID | None, kind: DeliveryKind, due: datetime, now: datetime
+) -> AlertDelivery:
+    """A delivery to send at `due`, not yet attempted (a rule's, or a channel's test message without a rule)."""
     return AlertDelivery(
         id=uuid.uuid4(),
-        rule_id=rule.id,
-        channel_id=rule.channel_id,
+        rule_id=rule_id,
+        channel_id=channel_id,
         kind=kind,
         status=DeliveryStatus.PENDING,
         event_count=0,
@@ -179,7 +182,7 @@ async def route(session: AsyncSession, event_ids: Sequence[uuid.UUID], now: date
         for event in by_rule[rule_id]:
             window = rule.window_ends_at
             if rule.cooldown_seconds == 0 or window is None or now >= window:
-                delivery = _delivery(rule, DeliveryKind.ALERT, now, now)
+                delivery = new_delivery(rule.channel_id, rule.id, DeliveryKind.ALERT, now, now)
                 session.add(delivery)
                 if rule.cooldown_seconds:
                     rule.window_ends_at = now + timedelta(seconds=rule.cooldown_seconds)
@@ -188,7 +191,7 @@ async def route(session: AsyncSession, event_ids: Sequence[uuid.UUID], now: date
                 if digest is None:
                     digest = await _open_digest(session, rule)
                 if digest is None:
-                    digest = _delivery(rule, DeliveryKind.DIGEST, window, now)
+                    digest = new_delivery(rule.channel_id, rule.id, DeliveryKind.DIGEST, window, now)
                     session.add(digest)
                 delivery = digest
             delivery.event_count += 1

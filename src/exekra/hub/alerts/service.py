@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exekra.db.session import Database
+from exekra.hub.alerts import outbox
 from exekra.hub.alerts.models import (
     AlertChannel,
     AlertDelivery,
@@ -181,17 +182,7 @@ async def queue_test_message(db: Database, channel_id: str, actor: Actor, now: d
             "events": [],
             "eventsOmitted": 0,
         }
-        delivery = AlertDelivery(
-            id=uuid.uuid4(),
-            channel_id=channel.id,
-            kind=DeliveryKind.ALERT,
-            status=DeliveryStatus.PENDING,
-            event_count=0,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            history=[],
-        )
+        delivery = outbox.new_delivery(channel.id, None, DeliveryKind.ALERT, now, now)
         delivery.payload = {"id": str(delivery.id), **payload}
         session.add(delivery)
         await session.flush()
