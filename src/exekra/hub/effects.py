@@ -61,6 +61,7 @@ class Transition:
     runner_idle: bool = False  # the freed runner is alive and holds nothing: it may be offered work
     attempt: int | None = None
     status: str | None = None  # the execution's status after the rule
+    has_children: bool = False  # the execution started sub-workflows: its end stops those still live
 
 
 EndHook = Callable[[Transition], Awaitable[None]]

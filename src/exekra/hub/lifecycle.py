@@ -361,6 +361,33 @@ async def reserve_log_seq(session: Statements, held: Attempt, batch: LogBatch) -
     return LogSeqReservation(_slots(batch, row), bool(row.stop_requested)) if row else None
 
 
+# A runner's `workflow.run` starts a child only for the RUNNING attempt it holds. The row lock this takes makes
+# the child's creation and the parent's end (or another child's creation) wait for each other: a parent that
+# ended first refuses the child, and one that ends after sees `has_children` and stops it.
+_HOLD_PARENT = text(
+    f"""
+UPDATE executions SET has_children = true
+ WHERE {_HELD_BY} AND status = 'RUNNING'
+RETURNING id, workflow_id, priority, stop_requested"""
+)
+
+
+class Parent(NamedTuple):
+    """A RUNNING execution about to start a child, as `hold_parent` locked it."""
+
+    id: uuid.UUID
+    workflow_id: uuid.UUID
+    priority: int
+    stop_requested: bool
+
+
+async def hold_parent(session: Statements, held: Attempt) -> Parent | None:
+    """Lock the RUNNING execution whose attempt this runner holds, and mark it as having children, until the
+    transaction ends (None: not held, or not RUNNING)."""
+    row = (await session.execute(_HOLD_PARENT, held.params())).first()
+    return None if row is None else Parent(row.id, row.workflow_id, row.priority, row.stop_requested)
+
+
 _FINISH = text(
     f"""
 WITH ue AS (
@@ -369,9 +396,10 @@ WITH ue AS (
            cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb,
            {_ADMIT_LOG}
      WHERE {_HELD_BY} AND status = ANY(:sources)
- RETURNING id, runner_id, log_seq, log_dropped
+ RETURNING id, runner_id, log_seq, log_dropped, has_children
 ), {_free_runner("ue")}
-SELECT ue.id, ue.log_seq, ue.log_dropped, ur.status AS runner_status, {_announce_end(COMPLETE, "ue.id")}
+SELECT ue.id, ue.log_seq, ue.log_dropped, ue.has_children, ur.status AS runner_status,
+       {_announce_end(COMPLETE, "ue.id")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
@@ -417,6 +445,7 @@ async def finish(
             runner_idle=row.runner_status == R.ONLINE,
             attempt=held.attempt,
             status=rule.target.value,
+            has_children=row.has_children,
         ),
     )
     return _slots(lines, row)
@@ -426,7 +455,7 @@ _STOP_NOW = text(
     f"""
 WITH ue AS (
     UPDATE executions SET status = 'STOPPED', completed_at = now(), stop_requested = true,
-                          stop_requested_at = now(), error = 'stopped by user'
+                          stop_requested_at = now(), error = :reason
      WHERE id = :execution_id AND status IN {_sources(STOP_NOW)}
  RETURNING id, runner_id
 ), {_free_runner("ue")}
@@ -450,9 +479,20 @@ class StopOutcome:
     requested: bool
 
 
-async def request_stop(session: Statements, execution_id: uuid.UUID, actor: Actor) -> StopOutcome:
-    """QUEUED/ASSIGNED → STOPPED at once; RUNNING → stopRequested (the runner confirms)."""
-    row = (await session.execute(_STOP_NOW, {"execution_id": execution_id})).first()
+STOPPED_BY_USER = "stopped by user"
+
+
+async def request_stop(
+    session: Statements,
+    execution_id: uuid.UUID,
+    actor: Actor,
+    *,
+    reason: str = STOPPED_BY_USER,
+    details: dict[str, Any] | None = None,
+) -> StopOutcome:
+    """QUEUED/ASSIGNED → STOPPED at once, with `reason` as its error; RUNNING → stopRequested (the runner
+    confirms). `details` go into the audit entry beside `immediate`."""
+    row = (await session.execute(_STOP_NOW, {"execution_id": execution_id, "reason": reason})).first()
     if row:
         transition = _transition(
             STOP_NOW,
@@ -461,12 +501,12 @@ async def request_stop(session: Statements, execution_id: uuid.UUID, actor: Acto
             runner_idle=row.runner_status == R.ONLINE,
             status=STOP_NOW.target.value,
         )
-        effects.record(session, transition, actor=actor, details={"immediate": True})
+        effects.record(session, transition, actor=actor, details={"immediate": True, **(details or {})})
         return StopOutcome(stopped=True, requested=False)
     if (await session.execute(_REQUEST_STOP, {"execution_id": execution_id})).first() is None:
         return StopOutcome(stopped=False, requested=False)
     transition = _transition(REQUEST_STOP, execution_id=execution_id, status=REQUEST_STOP.target.value)
-    effects.record(session, transition, actor=actor, details={"immediate": False})
+    effects.record(session, transition, actor=actor, details={"immediate": False, **(details or {})})
     return StopOutcome(stopped=False, requested=True)
 
 
@@ -504,6 +544,8 @@ _CREATED_WITH = (
     "timeout_seconds",
     "retry_of",
     "retry_attempt",
+    "parent_id",
+    "parent_key",
 )
 _INSERT_QUEUED = text(
     f"""
@@ -523,7 +565,9 @@ async def insert_queued(session: Statements, execution: Execution, actor: Actor)
     with the workflow and the trigger type."""
     params = {name: getattr(execution, name) for name in _CREATED_WITH} | {"status": CREATE.target}
     stored = execution_of((await session.execute(_INSERT_QUEUED, params)).one())
-    details = {"workflowId": str(stored.workflow_id), "triggerType": str(stored.trigger_type)}
+    details: dict[str, str | None] = {"workflowId": str(stored.workflow_id), "triggerType": str(stored.trigger_type)}
+    if stored.parent_id is not None:
+        details |= {"parentId": str(stored.parent_id), "key": stored.parent_key}
     transition = _transition(CREATE, execution_id=stored.id, status=CREATE.target.value)
     effects.record(session, transition, actor=actor, details=details)
     return stored
@@ -728,9 +772,9 @@ WITH c AS ({candidates}
 ), ue AS (
     UPDATE executions x SET status = '{rule.target.value}', {changes}
       FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
- RETURNING x.id, c.runner_id, c.reason
+ RETURNING x.id, c.runner_id, c.reason, x.has_children
 ), {_free_runner("ue")}
-SELECT ue.id, ue.runner_id, ue.reason, ur.status AS runner_status{announce}
+SELECT ue.id, ue.runner_id, ue.reason, ue.has_children, ur.status AS runner_status{announce}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
     )
     return StaleCheck(rule, statement, reason)
@@ -814,6 +858,7 @@ async def apply_stale_rule(
             runner_id=row.runner_id,
             runner_idle=row.runner_status == R.ONLINE,
             status=rule.target.value,
+            has_children=row.has_children,
         )
         details = {"reason": row.reason, "runnerId": str(row.runner_id) if row.runner_id else None}
         effects.record(session, transition, actor=SYSTEM, details=details)

@@ -41,6 +41,11 @@ class ExecutionRequest:
     # its version even when another one has been published since.
     retry_of: uuid.UUID | None = None
     retry_attempt: int = 0
+    # A sub-workflow (`executions.children`): a version pinned by number (any version ever published), the
+    # parent execution, and the key of the parent's call.
+    version_number: int | None = None
+    parent_id: uuid.UUID | None = None
+    parent_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,15 +72,18 @@ SELECT {lifecycle.EXECUTION_COLUMNS} FROM executions
                 AND created_at >= now() - make_interval(secs => :window))"""
 )
 
-# The workflow and the version to run: the published one, or `version_id` (a retry reruns its own version).
+# The workflow and the version to run: the published one, `version_id` (a retry reruns its own version), or
+# `version_number` (a sub-workflow pinned to a version).
 _TO_RUN = text(
     """
 SELECT w.id, w.name, w.archived, w.runner_type, w.labels, w.priority, w.timeout_seconds,
-       v.id AS version_id, v.number AS version_number, v.published, v.definition
+       v.id AS version_id, v.number AS version_number, v.published, v.published_at, v.definition
   FROM workflows w
   LEFT JOIN workflow_versions v
     ON v.workflow_id = w.id
-   AND CASE WHEN CAST(:version_id AS uuid) IS NULL THEN v.published ELSE v.id = CAST(:version_id AS uuid) END
+   AND CASE WHEN CAST(:version_id AS uuid) IS NOT NULL THEN v.id = CAST(:version_id AS uuid)
+            WHEN CAST(:version_number AS int) IS NOT NULL THEN v.number = CAST(:version_number AS int)
+            ELSE v.published END
  WHERE w.id = :workflow_id"""
 )
 _RUNNER_EXISTS = text("SELECT EXISTS (SELECT 1 FROM runners WHERE id = :id)")
@@ -127,16 +135,22 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
     without a published version, or a manual retry of a version that is no longer the published one; 422 for
     inputs the definition refuses.
     """
-    row = (await session.execute(_TO_RUN, {"workflow_id": workflow_id, "version_id": request.version_id})).first()
+    chosen = {"workflow_id": workflow_id, "version_id": request.version_id, "version_number": request.version_number}
+    row = (await session.execute(_TO_RUN, chosen)).first()
     if row is None:
         raise NotFound(f"workflow {request.workflow_id} not found")
     if request.version_id is not None and row.version_id is None:
         raise NotFound(f"version {request.version_id} not found")
+    if request.version_number is not None and row.version_id is None:
+        raise NotFound(f"workflow {row.name} has no version {request.version_number}")
     if row.archived:
         raise Conflict(f"workflow {row.name} is archived")
     if row.version_id is None:
         raise Conflict(f"workflow {row.name} has no published version")
-    if not row.published and request.retry_of is None:
+    if request.version_number is not None:
+        if row.published_at is None:  # a draft may still change: only versions once published are run
+            raise Conflict(f"version {row.version_number} of workflow {row.name} is a draft: publish it first")
+    elif not row.published and request.retry_of is None:
         raise Conflict(
             f"version {row.version_number} of workflow {row.name} is no longer the published one: "
             "run the workflow again instead"
@@ -167,6 +181,8 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
         timeout_seconds=row.timeout_seconds,
         retry_of=request.retry_of,
         retry_attempt=request.retry_attempt,
+        parent_id=request.parent_id,
+        parent_key=request.parent_key,
     )
 
 

@@ -33,6 +33,7 @@ class ExecutionFilter:
     until: datetime | None = None
     id_prefix: IdPrefix | None = None
     retry_of: uuid.UUID | None = None
+    parent_id: uuid.UUID | None = None
 
 
 def _filtered(query: QueryT, f: ExecutionFilter) -> QueryT:
@@ -44,6 +45,8 @@ def _filtered(query: QueryT, f: ExecutionFilter) -> QueryT:
         query = query.where(Execution.runner_id == f.runner_id)
     if f.retry_of:
         query = query.where(Execution.retry_of == f.retry_of)
+    if f.parent_id:
+        query = query.where(Execution.parent_id == f.parent_id)
     if f.statuses:
         query = query.where(Execution.status.in_(f.statuses))
     if f.since:

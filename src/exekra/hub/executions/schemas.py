@@ -57,6 +57,8 @@ class ExecutionOut(ApiAnswer):
     """The execution this one automatically retries (the one before it in the chain); null for an original."""
     retry_attempt: int
     """0 for an original, n for its n-th automatic retry."""
+    parent_id: str | None
+    """The execution whose `workflow.run` started this one (a sub-workflow); null for a top-level execution."""
     queued_at: datetime | None
     assigned_at: datetime | None
     started_at: datetime | None
@@ -168,6 +170,7 @@ def execution_to_api(
         "timeoutSeconds": e.timeout_seconds,
         "retryOf": str(e.retry_of) if e.retry_of else None,
         "retryAttempt": e.retry_attempt,
+        "parentId": str(e.parent_id) if e.parent_id else None,
         "queuedAt": e.queued_at,
         "assignedAt": e.assigned_at,
         "startedAt": e.started_at,

@@ -24,13 +24,15 @@ from exekra.hub import lifecycle, observability
 from exekra.hub.artifacts import service as artifacts
 from exekra.hub.artifacts.models import Artifact
 from exekra.hub.artifacts.service import ArtifactUpload
-from exekra.hub.audit.service import Actor
+from exekra.hub.audit.service import SYSTEM, Actor
 from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.credentials.service import credential_for_runner
 from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
 from exekra.hub.dispatch.matcher import RunnerProfile
+from exekra.hub.effects import Transition
 from exekra.hub.errors import TRANSIENT_ERRORS, Conflict, Forbidden, NotAuthenticated, PayloadTooLarge
-from exekra.hub.executions import creation, queries, retries
+from exekra.hub.executions import children, creation, queries, retries
+from exekra.hub.executions.children import ChildRequest
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.endings import Endings
 from exekra.hub.executions.follow import LogEvent, LogFollowers
@@ -138,6 +140,9 @@ class ExecutionService:
         ident = parse_id(execution_id, "execution")
         async with self.db.transaction() as session:
             outcome = await lifecycle.request_stop(session, ident, actor)
+            if outcome.requested:  # a RUNNING execution may have started sub-workflows: they stop with it
+                why = f"parent execution {ident} was stopped"
+                await children.stop_descendants(session, ident, actor, why, max_depth=self._max_depth)
             execution = await get_or_404(session, Execution, ident, "execution")  # as the rule left it
             if not outcome.stopped and not outcome.requested:
                 raise Conflict(f"execution {execution_id} is {execution.status} and cannot be stopped")
@@ -369,6 +374,59 @@ class ExecutionService:
         if epoch is None or epoch != claims.epoch:
             return NotAuthenticated("Runner token revoked: authenticate again")
         return Conflict(f"execution {execution_id}: stale attempt or wrong state; abandon it")
+
+    # --- sub-workflows: the runner's side of `workflow.run` (see `children`) -----------------------------
+
+    @property
+    def _max_depth(self) -> int:
+        return self.settings.max_subworkflow_depth
+
+    async def start_child(self, claims: RunnerClaims, execution_id: str, attempt: int, request: ChildRequest) -> Created:
+        """Start a child of the RUNNING attempt this runner holds, or answer the one the request's key started
+        (409 when stale, 401 when revoked; see `children.start_child` for the refusals). Audited
+        `execution.create` with the runner as the actor and the parent's id."""
+        held = _held(claims, execution_id, attempt)
+        async with self.db.statements() as session:
+            created = await children.start_child(
+                session, held, request, Actor("RUNNER", str(claims.runner_id)), max_depth=self._max_depth
+            )
+        if created is None:
+            raise await self._refused(claims, execution_id)
+        return created
+
+    async def wait_for_child(
+        self, claims: RunnerClaims, execution_id: str, attempt: int, child_id: str, seconds: float
+    ) -> ExecutionView:
+        """A child of the attempt this runner holds, once it has ended or as it is after `seconds`."""
+        child = parse_id(child_id, "execution")
+        async with self.db.reading() as session:
+            held = await children.holds_child(session, _held(claims, execution_id, attempt), child)
+        if not held:
+            raise await self._refused(claims, execution_id)
+        return await self.wait_for_end(child, seconds)
+
+    async def stop_child(self, claims: RunnerClaims, execution_id: str, attempt: int, child_id: str) -> None:
+        """Stop a child of the attempt this runner holds, and its own descendants (its `workflow.run` node timed
+        out or was cancelled while the parent goes on); a child that has ended is answered as it is."""
+        child = parse_id(child_id, "execution")
+        actor = Actor("RUNNER", str(claims.runner_id))
+        why = f"its parent execution {execution_id} no longer waits for it"
+        async with self.db.transaction() as session:
+            held = await children.holds_child(session, _held(claims, execution_id, attempt), child)
+            if held:
+                details = {"reason": why, "ancestorId": str(execution_id)}
+                await lifecycle.request_stop(session, child, actor, reason=f"stopped: {why}", details=details)
+                await children.stop_descendants(session, child, actor, why, max_depth=self._max_depth)
+        if not held:
+            raise await self._refused(claims, execution_id)
+
+    async def stop_children_of(self, transition: Transition) -> None:
+        """End hook: an execution that started sub-workflows has ended; its live descendants are stopped."""
+        if not transition.has_children or transition.execution_id is None:
+            return
+        why = children.ended_reason(transition.execution_id, transition.status or transition.rule)
+        async with self.db.transaction() as session:
+            await children.stop_descendants(session, transition.execution_id, SYSTEM, why, max_depth=self._max_depth)
 
     # --- the stale rules (SPEC §4) --------------------------------------------------------------------
 
