@@ -4,7 +4,11 @@ refused at once instead of waiting forever."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,8 +35,15 @@ def calling(child: str, node_options: dict[str, Any] | None = None, **params: An
     return {"nodes": [node], "outputs": {"child": "{{ nodes.sub }}"}}
 
 
+def cli(api: httpx.Client, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    token = api.headers["Authorization"].removeprefix("Bearer ")
+    env = {**os.environ, "EXEKRA_CONFIG_DIR": str(home), "EXEKRA_HUB_URL": str(api.base_url), "EXEKRA_TOKEN": token}
+    command = [sys.executable, "-m", "exekra.cli", "executions", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_a_parent_runs_its_child_on_another_runner_and_returns_the_childs_outputs(
-    api: httpx.Client, start_runner: Callable[..., RunnerProcess]
+    api: httpx.Client, start_runner: Callable[..., RunnerProcess], tmp_path: Path
 ) -> None:
     parents, children = start_runner(), start_runner()
     doubling = {
@@ -57,6 +68,13 @@ def test_a_parent_runs_its_child_on_another_runner_and_returns_the_childs_output
     assert [(e["actorType"], e["actorId"], e["details"]["parentId"]) for e in audit] == [
         ("RUNNER", parents.runner_id, parent["id"])
     ]
+    shown_parent, shown_child = cli(api, tmp_path, "show", parent["id"]), cli(api, tmp_path, "show", child["id"])
+    assert shown_parent.returncode == 0 and "children:" in shown_parent.stdout and child["id"] in shown_parent.stdout
+    assert shown_child.returncode == 0 and f"parent: {parent['id']}" in shown_child.stdout
+    listed = cli(api, tmp_path, "list", "--parent", parent["id"][:8])
+    assert listed.returncode == 0 and child["id"] in listed.stdout and parent["id"] not in listed.stdout
+    unknown = cli(api, tmp_path, "list", "--parent", "0000000000")
+    assert unknown.returncode != 0 and len(unknown.stderr.strip().splitlines()) == 1, unknown.stderr
 
 
 def test_stopping_the_parent_stops_its_running_child(

@@ -290,3 +290,15 @@ async def test_a_malformed_parent_filter_is_a_validation_error(admin: httpx.Asyn
     r = await admin.get("/api/executions", params={"parentId": "nope"})
 
     assert r.status_code == 422 and "parentId" in r.text
+
+
+async def test_the_dashboard_links_a_parent_and_its_children_both_ways(admin: httpx.AsyncClient, family: Family) -> None:
+    child = await start(family)
+
+    parent_page = (await admin.get(f"/executions/{family.parent_id}")).text
+    child_page = (await admin.get(f"/executions/{child['id']}")).text
+    listed = (await admin.get("/executions", params={"parent": family.parent_id})).text
+
+    assert "Sub-workflows" in parent_page and f'href="/executions/{child["id"]}"' in parent_page
+    assert "sub-workflow of" in child_page and f'href="/executions/{family.parent_id}"' in child_page
+    assert f'data-execution="{child["id"]}"' in listed and f'data-execution="{family.parent_id}"' not in listed

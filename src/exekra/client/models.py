@@ -116,6 +116,7 @@ class Execution(Model):
     stop_requested: bool = False
     retry_of: str | None = None  # the execution this one automatically retries
     retry_attempt: int = 0  # 0: an original; n: its n-th automatic retry
+    parent_id: str | None = None  # the execution whose `workflow.run` started this one (a sub-workflow)
     queued_at: datetime | None = None
     assigned_at: datetime | None = None
     started_at: datetime | None = None
