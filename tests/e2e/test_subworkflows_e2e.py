@@ -99,11 +99,16 @@ def test_a_child_only_the_parents_own_runner_could_run_fails_the_parent_at_once_
     api: httpx.Client, start_runner: Callable[..., RunnerProcess]
 ) -> None:
     only = start_runner()
-    child_workflow = publish(api, {"nodes": [{"id": "n", "activity": "log.message", "params": {"message": "x"}}]}, labels=[only.name])
+    child_workflow = publish(
+        api, {"nodes": [{"id": "n", "activity": "log.message", "params": {"message": "x"}}]}, labels=[only.name]
+    )
     parent_workflow = publish(api, calling(child_workflow), labels=[only.name])
 
     parent = run_and_wait(api, parent_workflow, timeout=60)
 
     assert parent["status"] == "FAILED"
-    assert "no runner can run workflow" in parent["error"] and "a sub-workflow runs on a runner of its own" in parent["error"]
+    assert (
+        "no runner can run workflow" in parent["error"]
+        and "a sub-workflow runs on a runner of its own" in parent["error"]
+    )
     assert children_of(api, parent["id"]) == []

@@ -79,7 +79,11 @@ async def test_a_running_parent_starts_one_child_per_key_however_often_the_reque
     assert (again.status_code, again.json()["duplicate"], again.json()["execution"]["id"]) == (200, True, child["id"])
     assert other["id"] != child["id"]
     assert child["status"] == "QUEUED" and child["inputs"] == {"n": 1}
-    assert (child["parentId"], child["triggerType"], child["triggeredBy"]) == (family.parent_id, "WORKFLOW", family.parent_id)
+    assert (child["parentId"], child["triggerType"], child["triggeredBy"]) == (
+        family.parent_id,
+        "WORKFLOW",
+        family.parent_id,
+    )
     assert child["triggeredByName"] == "parent" and child["workflowName"] == "child"
     assert child["priority"] == 7  # its parent's, higher than its workflow's own 3: the parent's runner waits for it
     listed = (await admin.get("/api/executions", params={"parentId": family.parent_id})).json()["executions"]
@@ -269,14 +273,20 @@ async def test_publishing_a_workflow_that_runs_itself_is_refused_at_the_node(adm
 
     assert refused.status_code == 422
     [problem] = refused.json()["error"]["details"]["problems"]
-    assert problem == {"message": "node sub: workflow.run closes a cycle: selfish → selfish", "node": "sub", "param": "workflow"}
+    assert problem == {
+        "message": "node sub: workflow.run closes a cycle: selfish → selfish",
+        "node": "sub",
+        "param": "workflow",
+    }
 
 
 async def test_publishing_a_cycle_through_published_versions_is_refused_and_templates_are_not_followed(
     admin: httpx.AsyncClient,
 ) -> None:
     await publish_workflow(admin, "a", calls("b"))  # b does not exist yet: not a cycle
-    nested = {"nodes": [{"id": "loop", "activity": "control.foreach", "params": {"items": [1], "nodes": calls("a")["nodes"]}}]}
+    nested = {
+        "nodes": [{"id": "loop", "activity": "control.foreach", "params": {"items": [1], "nodes": calls("a")["nodes"]}}]
+    }
     r = await admin.post("/api/workflows", json={"name": "b", "definition": nested})
     assert r.status_code == 201, r.text
 
@@ -292,7 +302,9 @@ async def test_a_malformed_parent_filter_is_a_validation_error(admin: httpx.Asyn
     assert r.status_code == 422 and "parentId" in r.text
 
 
-async def test_the_dashboard_links_a_parent_and_its_children_both_ways(admin: httpx.AsyncClient, family: Family) -> None:
+async def test_the_dashboard_links_a_parent_and_its_children_both_ways(
+    admin: httpx.AsyncClient, family: Family
+) -> None:
     child = await start(family)
 
     parent_page = (await admin.get(f"/executions/{family.parent_id}")).text

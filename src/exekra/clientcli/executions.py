@@ -19,7 +19,6 @@ from exekra.clientcli.common import (
     shown_of_total,
 )
 
-
 CHILDREN_SHOWN = 20  # `executions show` lists at most this many sub-workflows; `list --parent` lists them all
 
 

@@ -22,7 +22,12 @@ def test_literal_calls_are_found_in_foreach_bodies_and_templates_are_left_to_run
             {
                 "id": "each",
                 "activity": "control.foreach",
-                "params": {"items": [1], "nodes": [{"id": "in", "activity": "workflow.run", "params": {"workflow": "x", "version": "{{ 2 }}"}}]},
+                "params": {
+                    "items": [1],
+                    "nodes": [
+                        {"id": "in", "activity": "workflow.run", "params": {"workflow": "x", "version": "{{ 2 }}"}}
+                    ],
+                },
             },
             {"id": "log", "activity": "log.message", "params": {"workflow": "not a call"}},
         ]
@@ -46,5 +51,5 @@ def test_each_call_of_a_node_gets_a_key_of_its_own_even_from_parallel_threads() 
 def test_workflow_run_without_a_runner_fails_with_the_reason(tmp_path: Path) -> None:
     ctx = ActivityContext(node_id="sub", workdir=tmp_path, emit=lambda level, message: None)
 
-    with pytest.raises(ActivityError, match="workflow.run needs a runner"):
+    with pytest.raises(ActivityError, match=r"workflow\.run needs a runner"):
         BUILTIN["workflow.run"](ctx, {"workflow": "child"})

@@ -381,7 +381,9 @@ class ExecutionService:
     def _max_depth(self) -> int:
         return self.settings.max_subworkflow_depth
 
-    async def start_child(self, claims: RunnerClaims, execution_id: str, attempt: int, request: ChildRequest) -> Created:
+    async def start_child(
+        self, claims: RunnerClaims, execution_id: str, attempt: int, request: ChildRequest
+    ) -> Created:
         """Start a child of the RUNNING attempt this runner holds, or answer the one the request's key started
         (409 when stale, 401 when revoked; see `children.start_child` for the refusals). Audited
         `execution.create` with the runner as the actor and the parent's id."""

@@ -118,7 +118,9 @@ class ChildBody(AttemptBody):
     )
     workflow: str = Field(min_length=1, max_length=200, description="The child's workflow: its name or id.")
     inputs: dict[str, Any] = Field(default_factory=dict)
-    version: int | None = Field(default=None, ge=1, description="A version number (once published); else the published one.")
+    version: int | None = Field(
+        default=None, ge=1, description="A version number (once published); else the published one."
+    )
 
 
 # --- the runner protocol's answers (SPEC §7.3). Documented, not validated per request: these routes are the hot

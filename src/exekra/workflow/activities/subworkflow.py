@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
 from pydantic import Field
@@ -60,7 +61,11 @@ def run(ctx: ActivityContext, params: RunParams) -> dict[str, Any]:
         _stop(hub, child["id"])
         raise
     status = child["status"]
-    outputs = {"executionId": child["id"], "status": status, "outputs": child["outputs"] if status == "COMPLETED" else None}
+    outputs = {
+        "executionId": child["id"],
+        "status": status,
+        "outputs": child["outputs"] if status == "COMPLETED" else None,
+    }
     if status != "COMPLETED":
         raise ActivityError(f"{label} ended {status}: {child.get('error') or 'no error given'}", outputs)
     ctx.emit("INFO", f"node {ctx.node_id}: {label} COMPLETED")
@@ -90,7 +95,6 @@ def _state(child: dict[str, Any]) -> str:
 
 def _stop(hub: HubCalls, child_id: str) -> None:
     """Ask the hub to stop the child this node no longer waits for (the parent's end would stop it anyway)."""
-    try:
+    # A refusal (the child ended meanwhile) or no answer (the hub is out of reach): the parent's end stops it.
+    with contextlib.suppress(ActivityError):
         hub.call(STOP_CHILD, {"id": child_id}, timeout=STOP_ANSWER_SECONDS)
-    except ActivityError:
-        pass  # the child ended meanwhile, or the hub is out of reach: the parent's end stops it

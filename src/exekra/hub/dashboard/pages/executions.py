@@ -62,7 +62,14 @@ async def executions_page(
     )
     workflow_choices, _ = await workflows.list_workflows(hub.db, offset=0, limit=CHOICES, search=None, archived=False)
     runner_choices, _ = await runners.list_runners(hub.db, offset=0, limit=CHOICES)
-    filters = {"workflow": workflow, "runner": runner, "status": status, "since": since, "until": until, "parent": parent}
+    filters = {
+        "workflow": workflow,
+        "runner": runner,
+        "status": status,
+        "since": since,
+        "until": until,
+        "parent": parent,
+    }
     context = {
         "page": page,
         "filters": filters,
