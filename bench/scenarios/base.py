@@ -150,7 +150,9 @@ def py_spy(ctx: Context, pid: int, name: str, result: Result) -> Any:
                 proc.kill()
         time.sleep(0.1)
         if raw.exists():
-            result.details["profile"] = {"svg": svg.name, "raw": raw.name, **top_frames(raw)}
+            # One profile per scenario keeps the key "profile"; several (endpoints: one per endpoint) are named.
+            key = "profile" if name == result.name else f"profile {name}"
+            result.details[key] = {"svg": svg.name, "raw": raw.name, **top_frames(raw)}
             result.charts.append(svg.name)
 
 
