@@ -17,6 +17,7 @@ from exekra.hub.executions.children import ChildRequest
 from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.executions.schemas import CreatedExecutionAnswer, ExecutionAnswer
 from exekra.hub.responses import ORJSONResponse, documented
+from exekra.hub.routing import LeanRoute
 from exekra.hub.runners import service
 from exekra.hub.runners.schemas import (
     AttemptBody,
@@ -35,8 +36,9 @@ from exekra.hub.runners.schemas import (
 )
 
 # Every answer is an ORJSONResponse built here: the hot path pays for neither FastAPI's jsonable_encoder nor a
-# response model's validation. `documented` names each answer's model in the OpenAPI document.
-router = APIRouter(prefix="/api/runner", tags=["runner protocol"])
+# response model's validation. `documented` names each answer's model in the OpenAPI document. The routes are
+# LeanRoutes: declared as FastAPI routes, answered without FastAPI's per-request dependency solving.
+router = APIRouter(prefix="/api/runner", tags=["runner protocol"], route_class=LeanRoute)
 
 
 @router.post("/auth", **documented(RunnerAuthAnswer))
