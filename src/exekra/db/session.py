@@ -35,11 +35,10 @@ POOL_TIMEOUT_SECONDS = 30
 """How long a request waits for a pooled connection before it answers 503 (an overloaded hub)."""
 
 
-def split_pool(size: int) -> tuple[int, int]:
-    """`connection_limit` divided between the hot path's driver pool and the ORM's pool: the ORM (pages, lists,
-    background work) gets a quarter, at least one; the hot path the rest, at least one."""
-    orm = max(1, (size + 3) // 4)
-    return max(1, size - orm), orm
+def orm_pool_size(size: int) -> int:
+    """The ORM's pool beside the hot path's driver pool of `connection_limit` connections: a quarter as many, at
+    least two (pages, lists and background work hold a connection for a few milliseconds, and are few)."""
+    return max(2, (size + 3) // 4)
 
 
 # The connection arguments SQLAlchemy's asyncpg adapter takes for itself; asyncpg.connect takes the rest.
@@ -74,10 +73,10 @@ class Database:
     """Owns the async engine and hands out sessions (`async with db.session() as s`) and transactions."""
 
     def __init__(self, settings: Settings, hooks: CommitHooks) -> None:
-        self.driver_pool_size, orm_pool_size = split_pool(settings.pool_size)
+        self.driver_pool_size = settings.pool_size
         self.engine: AsyncEngine = create_async_engine(
             settings.sqlalchemy_url,
-            pool_size=orm_pool_size,
+            pool_size=orm_pool_size(settings.pool_size),
             max_overflow=0,
             pool_timeout=POOL_TIMEOUT_SECONDS,
             pool_recycle=1800,
