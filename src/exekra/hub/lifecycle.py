@@ -11,10 +11,11 @@ once, after the commit, by `exekra.hub.effects`, so no caller has to remember to
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import ARRAY, Row, Text, TextClause, bindparam, text
 from sqlalchemy import inspect as sa_inspect
@@ -294,30 +295,44 @@ async def start(session: Statements, held: Attempt) -> Started | None:
     return None if row is None else Started(float(row.dispatch_seconds or 0), float(row.pickup_seconds or 0))
 
 
-class LogAdmission(StrEnum):
-    """What becomes of a batch of log lines under the execution's log size cap."""
+class LogLine(Protocol):
+    """A log line as the statements store it (`exekra.hub.executions.queries.LogLine`)."""
 
-    STORE = "STORE"  # the log is under the cap: the batch is stored whole (the log ends at most a batch past it)
-    MARK = "MARK"  # the first batch past the cap: one marker line is stored in its place
-    DROP = "DROP"  # later batches: counted in `log_dropped`, not stored
+    @property
+    def ts(self) -> datetime | None: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def node(self) -> str | None: ...
+    @property
+    def event(self) -> str | None: ...
 
 
 class LogBatch(NamedTuple):
-    """A batch of log lines to admit: how many, their size, and the execution's cap."""
+    """A batch of log lines to store under the execution's log size cap (`cap` bytes): while the log is under
+    it the batch is stored whole (the log ends at most a batch past it); the first batch past it is replaced by
+    the `marker` line; later batches are counted in `log_dropped`, not stored."""
 
-    line_count: int
-    size: int
+    lines: Sequence[LogLine]
+    size: int  # of the lines' messages, in bytes
     cap: int
+    marker: str
 
-    def params(self) -> dict[str, int]:
-        return {"log_count": self.line_count, "log_size": self.size, "log_cap": self.cap}
-
-
-class LogSlots(NamedTuple):
-    """Where a batch goes: its sequence numbers end at `last_seq` (one number for a marker line)."""
-
-    last_seq: int
-    admission: LogAdmission
+    def params(self) -> dict[str, Any]:
+        lines = self.lines
+        return {
+            "log_count": len(lines),
+            "log_size": self.size,
+            "log_cap": self.cap,
+            "log_marker": self.marker,
+            "line_ts": [line.ts for line in lines],
+            "line_levels": [line.level for line in lines],
+            "line_messages": [line.message for line in lines],
+            "line_nodes": [line.node for line in lines],
+            "line_events": [line.event for line in lines],
+        }
 
 
 # The SET clause that admits a batch (`LogBatch.params`); the statement returns `log_seq` and `log_dropped`.
@@ -327,38 +342,48 @@ _ADMIT_LOG = """log_seq = log_seq + CASE WHEN log_bytes < :log_cap THEN :log_cou
            log_dropped = log_dropped + CASE WHEN log_bytes < :log_cap THEN 0 ELSE :log_count END"""
 
 
-def _slots(batch: LogBatch, row: Any) -> LogSlots:
-    """The admission, read from the new `log_dropped`: nothing dropped yet, dropped this batch only (the first
-    one past the cap: marked), or more (dropped)."""
-    dropped = int(row.log_dropped)
-    admission = (
-        LogAdmission.STORE if dropped == 0 else LogAdmission.MARK if dropped == batch.line_count else LogAdmission.DROP
-    )
-    return LogSlots(int(row.log_seq), admission)
+def _store_lines(source: str) -> str:
+    """CTE `sl`: the batch's lines stored at the numbers `_ADMIT_LOG` reserved in CTE `source` (columns id,
+    log_seq, log_dropped, as admitted): all of them while nothing was dropped, the marker line for the first
+    batch past the cap (all it carried was dropped), nothing later. Runs in the fencing statement itself: a log
+    upload and a `complete` with lines are one round trip each, their lines stored exactly when admitted."""
+    return f"""sl AS (
+    INSERT INTO execution_logs (execution_id, seq, ts, level, message, node, event)
+    SELECT {source}.id, {source}.log_seq - :log_count + l.n, coalesce(l.ts, now()), l.level, l.message, l.node,
+           l.event
+      FROM {source},
+           unnest(CAST(:line_ts AS timestamptz[]), CAST(:line_levels AS text[]), CAST(:line_messages AS text[]),
+                  CAST(:line_nodes AS text[]), CAST(:line_events AS text[]))
+                  WITH ORDINALITY AS l(ts, level, message, node, event, n)
+     WHERE {source}.log_dropped = 0
+    UNION ALL
+    SELECT {source}.id, {source}.log_seq, now(), 'WARNING', :log_marker, NULL, NULL
+      FROM {source}
+     WHERE {source}.log_dropped > 0 AND {source}.log_dropped = :log_count
+)"""
 
 
 # An upload with lines announces them to whoever follows the execution's log (`endings.log_channel`; delivered
 # at commit, heard only where someone listens), selected by the statement: no round trip of its own.
-_RESERVE_LOG_SEQ = text(
+_STORE_LOGS = text(
     f"""
-UPDATE executions SET {_ADMIT_LOG}
- WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
-RETURNING log_seq, log_dropped, stop_requested, {_ASYNC_COMMIT},
-          CASE WHEN :log_count > 0
-               THEN pg_notify('{endings.LOG_CHANNEL_PREFIX}' || replace(CAST(id AS text), '-', ''), '') END"""
+WITH ue AS (
+    UPDATE executions SET {_ADMIT_LOG}
+     WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
+ RETURNING id, log_seq, log_dropped, stop_requested
+), {_store_lines("ue")}
+SELECT ue.stop_requested, {_ASYNC_COMMIT},
+       CASE WHEN :log_count > 0
+            THEN pg_notify('{endings.LOG_CHANNEL_PREFIX}' || replace(CAST(ue.id AS text), '-', ''), '') END
+  FROM ue"""
 )
 
 
-class LogSeqReservation(NamedTuple):
-    slots: LogSlots
-    stop_requested: bool
-
-
-async def reserve_log_seq(session: Statements, held: Attempt, batch: LogBatch) -> LogSeqReservation | None:
-    """Fence a log upload and admit its lines under the log's cap (None: not held)."""
-    result = await session.execute(_RESERVE_LOG_SEQ, {**held.params(), **batch.params()})
-    row = result.first()
-    return LogSeqReservation(_slots(batch, row), bool(row.stop_requested)) if row else None
+async def store_logs(session: Statements, held: Attempt, batch: LogBatch) -> bool | None:
+    """Fence a log upload and store its lines under the log's cap, in one statement; returns whether a stop was
+    requested (None: the attempt is not held)."""
+    row = (await session.execute(_STORE_LOGS, {**held.params(), **batch.params()})).first()
+    return None if row is None else bool(row.stop_requested)
 
 
 # A runner's `workflow.run` starts a child only for the RUNNING attempt it holds. The row lock this takes makes
@@ -397,9 +422,8 @@ WITH ue AS (
            {_ADMIT_LOG}
      WHERE {_HELD_BY} AND status = ANY(:sources)
  RETURNING id, runner_id, log_seq, log_dropped, has_children
-), {_free_runner("ue")}
-SELECT ue.id, ue.log_seq, ue.log_dropped, ue.has_children, ur.status AS runner_status,
-       {_announce_end(COMPLETE, "ue.id")}
+), {_free_runner("ue")}, {_store_lines("ue")}
+SELECT ue.id, ue.has_children, ur.status AS runner_status, {_announce_end(COMPLETE, "ue.id")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
@@ -413,9 +437,9 @@ async def finish(
     outputs: dict[str, Any] | None,
     metrics: dict[str, float | None],
     lines: LogBatch,
-) -> LogSlots | None:
-    """A runner's final report: ends the execution and frees the runner, in one statement, and admits the
-    final log lines it carries (`lines`). Returns where they go, or None when the attempt is not held."""
+) -> bool:
+    """A runner's final report, in one statement: ends the execution, frees the runner and stores the final log
+    lines it carries (`lines`). False when the attempt is not held."""
     rule = RUNNER_FINISH_RULES[status]
     assert rule.effects == COMPLETE.effects  # the statement announces the end of each
     result = await session.execute(
@@ -435,7 +459,7 @@ async def finish(
     )
     row = result.first()
     if row is None:
-        return None
+        return False
     effects.record(
         session,
         _transition(
@@ -448,7 +472,7 @@ async def finish(
             has_children=row.has_children,
         ),
     )
-    return _slots(lines, row)
+    return True
 
 
 _STOP_NOW = text(

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from exekra.config import Settings
-from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub import lifecycle, observability
 from exekra.hub.artifacts import service as artifacts
@@ -272,19 +271,16 @@ class ExecutionService:
 
     async def append_logs(self, claims: RunnerClaims, execution_id: str, attempt: int, lines: list[LogLine]) -> bool:
         """Store a batch of log lines (may be empty) for the attempt this runner holds; returns stopRequested."""
-        lines, batch = self._batch(lines)
         held = _held(claims, execution_id, attempt)
-        async with self.db.statements() as session:
-            reserved = await lifecycle.reserve_log_seq(session, held, batch)
-            if reserved is not None:
-                await self._store_lines(session, held.execution_id, reserved.slots, lines)
-        if reserved is None:
+        async with self.db.statement() as session:
+            stop_requested = await lifecycle.store_logs(session, held, self._batch(lines))
+        if stop_requested is None:
             raise await self._refused(claims, execution_id)
-        return reserved.stop_requested
+        return stop_requested
 
-    def _batch(self, lines: list[LogLine]) -> tuple[list[LogLine], lifecycle.LogBatch]:
+    def _batch(self, lines: list[LogLine]) -> lifecycle.LogBatch:
         """The lines as stored (each message cut at `EXEKRA_MAX_LOG_LINE_CHARS`, a NUL character, which
-        PostgreSQL cannot store, shown as U+FFFD) and their batch (413 past `EXEKRA_MAX_LOG_LINES_PER_BATCH`)."""
+        PostgreSQL cannot store, shown as U+FFFD) under the log's cap (413 past `EXEKRA_MAX_LOG_LINES_PER_BATCH`)."""
         if len(lines) > self.settings.max_log_lines_per_batch:
             raise PayloadTooLarge(f"At most {self.settings.max_log_lines_per_batch} lines per batch")
         max_chars = self.settings.max_log_line_chars
@@ -295,23 +291,12 @@ class ExecutionService:
             for line in lines
         ]
         size = sum(len(line.message.encode()) for line in stored)
-        return stored, lifecycle.LogBatch(len(stored), size, self.settings.max_log_bytes_per_execution)
-
-    async def _store_lines(
-        self, session: Statements, execution_id: uuid.UUID, slots: lifecycle.LogSlots, lines: list[LogLine]
-    ) -> None:
-        """Store an admitted batch, or the marker line of the first batch past the log's cap."""
-        if slots.admission is lifecycle.LogAdmission.STORE and lines:
-            await queries.insert_log_lines(session, execution_id, slots.last_seq, lines)
-        elif slots.admission is lifecycle.LogAdmission.MARK:
-            cap = self.settings.max_log_bytes_per_execution
-            marker = LogLine(
-                None,
-                "WARNING",
-                f"log limit reached: this execution has logged {cap:,} bytes, the most it may keep "
-                "(EXEKRA_MAX_LOG_BYTES_PER_EXECUTION); its later lines are dropped",
-            )
-            await queries.insert_log_lines(session, execution_id, slots.last_seq, [marker])
+        cap = self.settings.max_log_bytes_per_execution
+        marker = (
+            f"log limit reached: this execution has logged {cap:,} bytes, the most it may keep "
+            "(EXEKRA_MAX_LOG_BYTES_PER_EXECUTION); its later lines are dropped"
+        )
+        return lifecycle.LogBatch(stored, size, cap, marker)
 
     async def complete(
         self,
@@ -325,19 +310,17 @@ class ExecutionService:
         metrics: dict[str, float | None],
         lines: list[LogLine] | None = None,
     ) -> None:
-        """The runner's final report, with the log lines it had not sent yet (in the same transaction, so a
-        short execution is poll, start, complete). Its runner is offered the next execution before this returns
+        """The runner's final report, with the log lines it had not sent yet (in the same statement, so a short
+        execution is poll, start, complete). Its runner is offered the next execution before this returns
         (the rule's effect): were it offered after, the runner's next poll would race with it, and the loser's
         claim would be wasted (measured: a few per execution under load)."""
-        lines, batch = self._batch(lines or [])
+        batch = self._batch(lines or [])
         held = _held(claims, execution_id, attempt)
-        async with self.db.statements() as session:
-            slots = await lifecycle.finish(
+        async with self.db.statement() as session:
+            ended = await lifecycle.finish(
                 session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
             )
-            if slots is not None:
-                await self._store_lines(session, held.execution_id, slots, lines)
-        if slots is None:
+        if not ended:
             raise await self._refused(claims, execution_id)
 
     async def store_artifact(
