@@ -77,7 +77,7 @@ SELECT {lifecycle.EXECUTION_COLUMNS} FROM executions
 _TO_RUN = text(
     """
 SELECT w.id, w.name, w.archived, w.runner_type, w.labels, w.priority, w.timeout_seconds,
-       v.id AS version_id, v.number AS version_number, v.published, v.published_at, v.definition
+       v.id AS version_id, v.number AS version_number, v.published, v.published_at
   FROM workflows w
   LEFT JOIN workflow_versions v
     ON v.workflow_id = w.id
@@ -86,6 +86,7 @@ SELECT w.id, w.name, w.archived, w.runner_type, w.labels, w.priority, w.timeout_
             ELSE v.published END
  WHERE w.id = :workflow_id"""
 )
+_DEFINITION = text("SELECT definition FROM workflow_versions WHERE id = :id")
 _RUNNER_EXISTS = text("SELECT EXISTS (SELECT 1 FROM runners WHERE id = :id)")
 
 
@@ -116,9 +117,12 @@ _RUNNABLE_CACHE_SIZE = 1024
 _runnable: OrderedDict[uuid.UUID, _Runnable] = OrderedDict()
 
 
-def _runnable_version(version_id: uuid.UUID, definition: dict[str, Any]) -> _Runnable:
+async def _runnable_version(session: Statements, version_id: uuid.UUID) -> _Runnable:
+    """The version's checked definition: read (and validated) only the first time this process runs it, so a
+    create reads no definition, which may be tens of kilobytes of JSON, for a version it has run before."""
     found = _runnable.get(version_id)
     if found is None:
+        definition = (await session.execute(_DEFINITION, {"id": version_id})).scalar_one()
         checked = validate_definition(definition)  # DefinitionError: the caller answers 422
         found = _runnable[version_id] = _Runnable(checked, required_activities(checked))
         if len(_runnable) > _RUNNABLE_CACHE_SIZE:
@@ -156,7 +160,7 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
             "run the workflow again instead"
         )
     try:
-        runnable = _runnable_version(row.version_id, row.definition)
+        runnable = await _runnable_version(session, row.version_id)
         inputs = resolve_inputs(runnable.definition, request.inputs)
     except DefinitionError as exc:
         raise ValidationFailed(f"inputs: {exc.problems[0]}", details={"problems": exc.problems}) from None
