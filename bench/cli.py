@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scenarios", nargs="*", metavar="scenario", help=f"any of {', '.join(SCENARIO_NAMES)} (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: minutes instead of tens of minutes")
-    parser.add_argument("--profile", action="store_true", help="py-spy the hub during throughput and connected")
+    parser.add_argument("--profile", action="store_true", help="py-spy the hub during throughput, connected and each endpoint of endpoints")
     parser.add_argument("--no-peer", action="store_true", help="skip the Prefect peer runs")
     parser.add_argument(
         "--hub-src",
