@@ -31,6 +31,7 @@ class Context:
     peer: PrefectPeer | None = None
     connected_runners: int | None = None
     hub_workers: int = 1
+    done: dict[str, Result] = field(default_factory=dict)  # this run's scenarios so far, by name
 
     def size(self, quick: int, full: int) -> int:
         return quick if self.quick else full
@@ -45,7 +46,13 @@ class Row:
     unit: str
     target: str = ""
     ok: bool | None = None
-    prefect: float | None = None
+    prefect: float | None = None  # the peer's figure: Prefect's, unless `peer_name` names another peer
+    peer_name: str = "Prefect"
+
+    def peer(self, name: str, value: float | None) -> Row:
+        """Fill the peer column with another peer's figure."""
+        self.peer_name, self.prefect = name, value
+        return self
 
     @property
     def ratio(self) -> float | None:
