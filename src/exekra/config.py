@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     )
     instance_prefix: str = Field(
         default="",
-        max_length=64,
+        max_length=20,  # the id must fit PostgreSQL's application_name (exekra.hub.instance)
         description="Start of this hub's per-process id in /api/health (`instance`); `exekra up` sets it.",
     )
     log_json: bool = Field(
@@ -288,6 +288,11 @@ class Settings(BaseSettings):
         if not self.database_url:
             raise RuntimeError("DATABASE_URL is not set")
         return to_asyncpg_url(self.database_url)
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """DATABASE_URL as asyncpg's own connections take it (the listener's, the leader lease's)."""
+        return self.sqlalchemy_url.replace("+asyncpg", "", 1)
 
     def resolve_secret_key(self) -> bytes:
         """The 32-byte master key: from EXEKRA_SECRET_KEY (`master_key`), else from the key file under home,
