@@ -19,14 +19,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from exekra.hub.dispatch import lua
 from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
 from exekra.hub.observability import time_redis_commands
+from exekra.hub.redis_client import redis_client
 
 PREFIX = "exekra:"
 MAX_CONNECTIONS = 128
@@ -107,16 +105,9 @@ class RedisQueue:
         prefix: str = PREFIX,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=max(timeout, POOL_WAIT_SECONDS),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
+        self.redis = redis_client(
+            url, timeout=timeout, max_connections=MAX_CONNECTIONS, pool_wait=max(timeout, POOL_WAIT_SECONDS)
         )
-        self.redis = aioredis.Redis(connection_pool=pool)
         time_redis_commands(self.redis)
         self.keep_completed = keep_completed
         self.keep_failed = keep_failed
