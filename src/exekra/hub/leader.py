@@ -93,7 +93,7 @@ class LeaderLease:
         if self._task is not None:
             await cancel_tasks([self._task])
             self._task = None
-        await self._lose("hub stopping")
+        await self._lose(None)
 
     async def renew(self) -> bool:
         """One turn: take the lease if free, or check that the held one's connection still answers; whether this
@@ -116,9 +116,13 @@ class LeaderLease:
         self.leading = True
         await self._lead()
 
-    async def _lose(self, reason: str) -> None:
+    async def _lose(self, failure: str | None) -> None:
+        """Stop leading, if this process leads, and drop the connection; `failure` says why, None at shutdown."""
         if self.leading:
-            log.warning("leader: %s stops leading (%s)", self.instance, reason)
+            if failure is None:
+                log.info("leader: %s hands the lease over (stopping)", self.instance)
+            else:
+                log.warning("leader: %s stops leading (%s)", self.instance, failure)
             self.leading = False
             await self._step_down()
         connection, self._connection = self._connection, None

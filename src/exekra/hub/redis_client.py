@@ -10,12 +10,14 @@ the failed ones have sent it through direct mode (docs/deployment.md).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from exekra.redis_url import RedisTarget, parse_redis_url
@@ -59,6 +61,19 @@ def redis_client(url: str, *, timeout: float, max_connections: int, pool_wait: f
             **_location(target) | connection,
         )
     return aioredis.Redis(connection_pool=pool)
+
+
+async def follow_failover(client: aioredis.Redis) -> None:
+    """Behind Sentinel, ask the sentinels which server is the master now; when it changed, the idle connections to
+    the old one are closed, so the next commands reach the new master. Nothing for a single server.
+
+    The hub's probe calls it: after a failover the old master keeps accepting writes until Sentinel demotes it
+    (seconds later), and writes made there in between are lost; asking first keeps that window to one probe.
+    """
+    pool = client.connection_pool
+    if isinstance(pool, _BlockingSentinelPool):
+        with contextlib.suppress(RedisError, OSError):  # no sentinel answers: the master's own answers decide
+            await pool.get_master_address()
 
 
 def _connection_class(target: RedisTarget) -> type[Connection] | type[UnixDomainSocketConnection]:

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from exekra.hub.dispatch import lua
 from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
 from exekra.hub.observability import time_redis_commands
-from exekra.hub.redis_client import redis_client
+from exekra.hub.redis_client import follow_failover, redis_client
 
 PREFIX = "exekra:"
 MAX_CONNECTIONS = 128
@@ -157,8 +157,10 @@ class RedisQueue:
     async def identity(self) -> str:
         """Changes whenever Redis restarts or loses the queue's data: the server's run id and a marker key.
 
-        (The client reconnects silently, so a quick restart would otherwise go unnoticed.)
+        (The client reconnects silently, so a quick restart would otherwise go unnoticed.) Behind Sentinel, a
+        failover shows as a change too: the master is asked for first.
         """
+        await follow_failover(self.redis)
         async with self._guard():
             info = await self.redis.info("server")
             marker = await self.redis.get(self.marker_key)
