@@ -73,7 +73,7 @@ async def follow_failover(client: aioredis.Redis) -> None:
     pool = client.connection_pool
     if isinstance(pool, _BlockingSentinelPool):
         with contextlib.suppress(RedisError, OSError):  # no sentinel answers: the master's own answers decide
-            await pool.get_master_address()
+            await pool.get_master_address()  # type: ignore[no-untyped-call]
 
 
 def _connection_class(target: RedisTarget) -> type[Connection] | type[UnixDomainSocketConnection]:
