@@ -114,11 +114,25 @@ async def test_a_leader_whose_session_the_server_ended_steps_down_and_another_le
     async with db.session() as session:  # as when PostgreSQL restarts or an operator ends the session
         await session.execute(_terminate_lease_of("host-a:1:aa"))
 
-    assert await a.renew() is False
-    assert not first.running
-    assert await b.renew() is True and second.running
-    assert await a.renew() is False  # reconnected, and a standby now
-    assert first.started == 1
+    assert await b.renew() is True and second.running  # the lock went with the session
+    assert await a.renew() is False  # a notices, stops its work, reconnects and finds the lease taken
+    assert (first.started, first.stopped) == (1, 1)
+    assert await current_leader(db) == "host-b:2:bb"
+
+
+async def test_a_leader_whose_session_ended_stops_its_work_even_when_it_takes_the_lease_again(
+    processes: Processes, db: Database
+) -> None:
+    work = Work()
+    a = processes.lease("host-a:1:aa", work)
+    await a.start()
+    async with db.session() as session:
+        await session.execute(_terminate_lease_of("host-a:1:aa"))
+
+    # Nobody else asked: the lease is free and a takes it again, but not without stopping the work it ran
+    # while it did not hold it.
+    assert await a.renew() is True
+    assert (work.started, work.stopped) == (2, 1)
 
 
 async def test_a_leader_cut_off_by_the_network_steps_down_before_its_session_ends(
@@ -170,9 +184,10 @@ def test_a_standby_takes_over_a_partitioned_leader_within_two_intervals(interval
 
 
 def _terminate_lease_of(instance: str) -> TextClause:
-    return text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name").bindparams(
-        name=f"exekra leader {instance}"
-    )
+    # With a timeout, PostgreSQL answers once the session has ended (not merely been signalled).
+    return text(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = :name"
+    ).bindparams(name=f"exekra leader {instance}")
 
 
 async def _lease_setting(lease: LeaderLease, name: str) -> str:

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 LEADER_LOCK = 0x45584B5200
 APPLICATION_NAME = "exekra leader"  # the lease connection's name, followed by the instance id (see `current_leader`)
 KEEPALIVE_PROBES = 3
-_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# InternalClientError: a command that meets the server ending the session (asyncpg reports it so).
+_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
 
 Work = Callable[[], Awaitable[None]]
 
@@ -98,8 +99,11 @@ class LeaderLease:
     async def renew(self) -> bool:
         """One turn: take the lease if free, or check that the held one's connection still answers; whether this
         process leads afterwards."""
+        if self._connection is not None and self._connection.is_closed():
+            # The session, and the lock with it, is gone: a new connection would not hold it.
+            await self._lose("the lease connection was closed")
         try:
-            if self._connection is None or self._connection.is_closed():
+            if self._connection is None:
                 self._connection = await asyncpg.connect(
                     self.dsn, timeout=self.period, server_settings=self.server_settings
                 )
