@@ -17,7 +17,7 @@ SYSTEM_REDIS_URL ?= redis://127.0.0.1:6379/0
 SYSTEM_TEST_DIRS := $(wildcard tests/integration tests/e2e)
 
 .DEFAULT_GOAL := test
-.PHONY: .venv up test lint format test-system clean chromium dovecot
+.PHONY: .venv up test lint format test-system clean chromium dovecot deploy-tools
 
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright; Playwright's own browser
 # download is not used. Installed here when missing and running as root (CI); otherwise those tests skip.
@@ -70,7 +70,15 @@ dovecot:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd; \
 		else echo "*** $(DOVECOT) is missing: IMAP tests will be skipped (apt-get install -y dovecot-imapd)" >&2; fi; }
 
-test: $(STAMP) chromium dovecot
+# deploy/ is checked with `haproxy -c` and `systemd-analyze verify` (tests/deploy). Installed here when missing and
+# running as root; otherwise those two checks skip and the files are still read and checked by the tests.
+deploy-tools:
+	@command -v haproxy >/dev/null && command -v systemd-analyze >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy systemd; \
+		else echo "*** haproxy or systemd-analyze is missing: those deploy checks will be skipped" >&2; fi; }
+
+test: $(STAMP) chromium dovecot deploy-tools
 	@$(MAKE) --no-print-directory lint || { \
 		if [ "$(LINT_FATAL)" = 1 ]; then exit 1; fi; \
 		echo "*** lint failed (not fatal while LINT_FATAL=0; fix it before committing)" >&2; }

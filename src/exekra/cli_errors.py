@@ -88,6 +88,9 @@ def explain(exc: Exception) -> CommandError:
     return CommandError(f"unexpected error: {type(exc).__name__}: {exc} (`exekra --traceback …` shows where)")
 
 
+URL_SETTINGS = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+
+
 def settings_problems(exc: Exception) -> str:
     """`EXEKRA_PORT: Input should be a valid integer, got 'eighty'` for each invalid setting, on one line."""
     from pydantic import ValidationError
@@ -96,9 +99,12 @@ def settings_problems(exc: Exception) -> str:
         return str(exc)
     problems = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else ""
-        variable = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}.get(field, f"EXEKRA_{field.upper()}")
-        problems.append(f"{variable}: {error['msg']}, got {error.get('input')!r}")
+        field = (str(error["loc"][0]) if error["loc"] else "").lower().removeprefix("exekra_")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if field in URL_SETTINGS:  # a URL may hold a password: not repeated
+            problems.append(f"{URL_SETTINGS[field]}: {message}")
+        else:
+            problems.append(f"EXEKRA_{field.upper()}: {message}, got {error.get('input')!r}")
     return "invalid settings: " + "; ".join(problems)
 
 

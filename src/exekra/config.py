@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from exekra.redis_url import parse_redis_url
+
 DEFAULT_POOL_SIZE = 10
 
 SECRET_KEY_BYTES = 32
@@ -51,7 +53,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("REDIS_URL", "EXEKRA_REDIS_URL"),
-        description="redis://host:port/db or unix:///path; unset = embedded Redis or direct mode.",
+        description="redis://[:password@]host:port/db, rediss:// (TLS), unix:///path or "
+        "redis+sentinel://host:26379,host2:26379/mymaster/db (docs/deployment.md); unset = embedded Redis or direct mode.",
     )
     host: str = Field(default="127.0.0.1", description="Address the hub listens on.")
     port: int = Field(default=4545, description="Port the hub listens on.")
@@ -81,7 +84,7 @@ class Settings(BaseSettings):
     )
     instance_prefix: str = Field(
         default="",
-        max_length=64,
+        max_length=20,  # the id must fit PostgreSQL's application_name (exekra.hub.instance)
         description="Start of this hub's per-process id in /api/health (`instance`); `exekra up` sets it.",
     )
     log_json: bool = Field(
@@ -256,6 +259,13 @@ class Settings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value:
+            parse_redis_url(value)  # InvalidRedisUrl is a ValueError: reported as REDIS_URL's problem
+        return value or None
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _parse_trusted_proxies(cls, value: object) -> object:
@@ -288,6 +298,13 @@ class Settings(BaseSettings):
         if not self.database_url:
             raise RuntimeError("DATABASE_URL is not set")
         return to_asyncpg_url(self.database_url)
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """DATABASE_URL as asyncpg's own connections take it (the listener's, the leader lease's)."""
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set")
+        return driver_dsn(self.database_url)
 
     def resolve_secret_key(self) -> bytes:
         """The 32-byte master key: from EXEKRA_SECRET_KEY (`master_key`), else from the key file under home,
@@ -378,14 +395,40 @@ def _create_key_file(path: Path) -> None:
         os.unlink(temporary)
 
 
+EXEKRA_URL_OPTIONS = ("connection_limit", "schema")
+DEFAULT_PG_PORT = 5432
+
+
 def to_asyncpg_url(url: str) -> str:
-    """Turn `postgresql://…?connection_limit=N` into an SQLAlchemy asyncpg URL without that option."""
+    """Turn `postgresql://…?connection_limit=N` into an SQLAlchemy asyncpg URL without Exekra's own options.
+
+    A libpq multi-host URL (`postgresql://u:p@db1:5432,db2:5432/exekra?target_session_attrs=read-write`) becomes
+    SQLAlchemy's form of it, one `host=name:port` per host in the query; asyncpg then tries them in order and,
+    with `target_session_attrs`, keeps the one that accepts writes.
+    """
+    parts = urlsplit(driver_dsn(url))
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    query = parse_qsl(parts.query)
+    netloc = parts.netloc
+    if "," in hosts:
+        query = [("host", _with_port(host)) for host in hosts.split(",")] + query
+        netloc = f"{userinfo}@" if userinfo else ""
+    return urlunsplit(("postgresql+asyncpg", netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def driver_dsn(url: str) -> str:
+    """DATABASE_URL without Exekra's own options, as libpq and asyncpg read it (multi-host form included)."""
     parts = urlsplit(url)
     scheme = parts.scheme
-    if scheme in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
-        scheme = "postgresql+asyncpg"
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("connection_limit", "schema")]
+    if scheme in ("postgres", "postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2"):
+        scheme = "postgresql"
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in EXEKRA_URL_OPTIONS]
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def _with_port(host: str) -> str:
+    # SQLAlchemy's asyncpg dialect wants a port on every host of a multi-host URL.
+    return host if host.rsplit("]", 1)[-1].count(":") == 1 else f"{host}:{DEFAULT_PG_PORT}"
 
 
 @lru_cache

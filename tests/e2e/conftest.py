@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -75,7 +77,7 @@ class HubProcess:
 
     def start(self) -> None:
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name != "REDIS_URL"},
             "DATABASE_URL": self.database_url,
             "EXEKRA_HOME": str(self.home),
             "EXEKRA_SECRET_KEY": "ZXhla3JhIGVuZC10by1lbmQgdGVzdHMga2V5IDMyYnk=",  # 32 bytes in base64
@@ -83,7 +85,6 @@ class HubProcess:
             "EXEKRA_RATE_LIMIT_PER_MINUTE": "100000",
             **self.extra_env,
         }
-        env.pop("REDIS_URL", None)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "exekra.cli", "hub", "--access-log", *self.args], env=env, stdout=log, stderr=log
@@ -187,6 +188,61 @@ def start_runner(api: httpx.Client, hub_process: HubProcess, tmp_path: Path) -> 
     for runner in started:
         with contextlib.suppress(Exception):
             runner.stop()
+
+
+def sql(database_url: str, statement: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one statement on the database (what an operator's clock or a crash would do to the rows)."""
+
+    async def run() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            return list(await connection.fetch(statement, *args))
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+@contextlib.contextmanager
+def admin_client(hub: HubProcess, email: str) -> Iterator[httpx.Client]:
+    """An ADMIN API client of `hub`: the first admin, made by bootstrap if there is none yet."""
+    with httpx.Client(base_url=hub.url, timeout=30) as client:
+        r = client.post("/api/auth/bootstrap", json={"email": email, "password": PASSWORD})
+        if r.status_code == 409:
+            r = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+        r.raise_for_status()
+        client.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        yield client
+
+
+def yearly_schedule(api: httpx.Client, workflow_id: str, name: str) -> str:
+    """A schedule whose next regular fire is months away: a test sets `next_fire_at` to make it due, and no
+    regular fire (a minute boundary crossed during the test) can add a run to the count."""
+    body = {"workflowId": workflow_id, "type": "SCHEDULE", "name": name, "cronExpression": "0 0 1 1 *"}
+    r = api.post("/api/triggers", json=body)
+    assert r.status_code == 201, r.text
+    trigger_id: str = r.json()["trigger"]["id"]
+    return trigger_id
+
+
+def schedule_runs(database_url: str, trigger_ids: list[str]) -> dict[str, int]:
+    """How many executions each schedule trigger started."""
+    rows = sql(
+        database_url,
+        "SELECT triggered_by, count(*) AS n FROM executions WHERE triggered_by = ANY($1::text[]) GROUP BY 1",
+        trigger_ids,
+    )
+    return {t: next((r["n"] for r in rows if r["triggered_by"] == t), 0) for t in trigger_ids}
+
+
+def schedules_settled(database_url: str, trigger_ids: list[str]) -> bool:
+    """No trigger of `trigger_ids` is due any more: every fire was handled."""
+    rows = sql(
+        database_url,
+        "SELECT count(*) AS n FROM triggers WHERE id = ANY($1::uuid[]) AND next_fire_at <= now()",
+        trigger_ids,
+    )
+    return bool(rows[0]["n"] == 0)
 
 
 def publish(api: httpx.Client, definition: dict[str, Any], *, labels: list[str], **settings: Any) -> str:

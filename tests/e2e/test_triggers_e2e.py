@@ -3,15 +3,11 @@ at most one catch-up run, and webhook calls that real runners complete."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -19,23 +15,22 @@ from exekra.client import ExekraClient
 from exekra.db.migrate import upgrade
 from exekra.embedded import create_database, drop_database
 
-from .conftest import PASSWORD, HubProcess, RunnerProcess, publish, wait_terminal, wait_until
+from .conftest import (
+    HubProcess,
+    RunnerProcess,
+    admin_client,
+    publish,
+    schedule_runs,
+    schedules_settled,
+    sql,
+    wait_terminal,
+    wait_until,
+    yearly_schedule,
+)
 
+ADMIN = "admin@trig.test"
 FAST_SCHEDULER = {"EXEKRA_SCHEDULER_INTERVAL_SECONDS": "0.1"}
 NOOP = {"nodes": [{"id": "n", "activity": "log.message", "params": {"message": "tick"}}], "edges": []}
-
-
-def sql(database_url: str, statement: str, *args: Any) -> list[asyncpg.Record]:
-    """Run one statement on the database (what an operator's clock or a crash would do to the rows)."""
-
-    async def run() -> list[asyncpg.Record]:
-        connection = await asyncpg.connect(database_url)
-        try:
-            return list(await connection.fetch(statement, *args))
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +47,7 @@ def own_database_url(pg_server_url: str) -> Iterator[str]:
 def two_hubs(
     own_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[HubProcess, HubProcess]]:
-    """Two hub processes on the module's database, each with its own scheduler looking every 0.1 s."""
+    """Two hub processes on the module's database; the leader's scheduler looks every 0.1 s."""
     pair = tuple(
         HubProcess(own_database_url, tmp_path_factory.mktemp("trigger-hub"), extra_env=dict(FAST_SCHEDULER))
         for _ in range(2)
@@ -66,52 +61,13 @@ def two_hubs(
             hub.stop()
 
 
-@contextlib.contextmanager
-def _admin(hub: HubProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=hub.url, timeout=30) as client:
-        r = client.post("/api/auth/bootstrap", json={"email": "admin@trig.test", "password": PASSWORD})
-        if r.status_code == 409:
-            r = client.post("/api/auth/login", json={"email": "admin@trig.test", "password": PASSWORD})
-        r.raise_for_status()
-        client.headers["Authorization"] = f"Bearer {r.json()['token']}"
-        yield client
-
-
-def _yearly(api: httpx.Client, workflow_id: str, name: str) -> str:
-    """A schedule whose next regular fire is months away: a test sets `next_fire_at` to make it due, and no
-    regular fire (a minute boundary crossed during the test) can add a run to the count."""
-    body = {"workflowId": workflow_id, "type": "SCHEDULE", "name": name, "cronExpression": "0 0 1 1 *"}
-    r = api.post("/api/triggers", json=body)
-    assert r.status_code == 201, r.text
-    trigger_id: str = r.json()["trigger"]["id"]
-    return trigger_id
-
-
-def _fires(database_url: str, trigger_ids: list[str]) -> dict[str, int]:
-    rows = sql(
-        database_url,
-        "SELECT triggered_by, count(*) AS n FROM executions WHERE triggered_by = ANY($1::text[]) GROUP BY 1",
-        trigger_ids,
-    )
-    return {t: next((r["n"] for r in rows if r["triggered_by"] == t), 0) for t in trigger_ids}
-
-
-def _all_settled(database_url: str, trigger_ids: list[str]) -> bool:
-    rows = sql(
-        database_url,
-        "SELECT count(*) AS n FROM triggers WHERE id = ANY($1::uuid[]) AND next_fire_at <= now()",
-        trigger_ids,
-    )
-    return rows[0]["n"] == 0
-
-
 def test_two_hub_processes_fire_each_due_schedule_exactly_once(
     two_hubs: tuple[HubProcess, HubProcess], own_database_url: str
 ) -> None:
-    with _admin(two_hubs[0]) as api:
+    with admin_client(two_hubs[0], ADMIN) as api:
         # Nobody runs this label: the executions stay queued, which is all this test needs.
         workflow_id = publish(api, NOOP, labels=[f"nobody-{secrets.token_hex(3)}"])
-        trigger_ids = [_yearly(api, workflow_id, f"race-{i}") for i in range(20)]
+        trigger_ids = [yearly_schedule(api, workflow_id, f"race-{i}") for i in range(20)]
         # Both hubs see every trigger due at the same moment.
         sql(
             own_database_url,
@@ -119,8 +75,8 @@ def test_two_hub_processes_fire_each_due_schedule_exactly_once(
             " WHERE id = ANY($1::uuid[])",
             trigger_ids,
         )
-        wait_until(lambda: _all_settled(own_database_url, trigger_ids), 15, 0.1, "both hubs to handle the fires")
-        fires = _fires(own_database_url, trigger_ids)
+        wait_until(lambda: schedules_settled(own_database_url, trigger_ids), 15, 0.1, "both hubs to handle the fires")
+        fires = schedule_runs(own_database_url, trigger_ids)
         for trigger_id in trigger_ids:
             api.delete(f"/api/triggers/{trigger_id}")
     assert fires == dict.fromkeys(trigger_ids, 1)
@@ -131,9 +87,9 @@ def test_after_downtime_a_restarted_hub_fires_one_catch_up_run_and_never_repeats
 ) -> None:
     hub, other = two_hubs
     other.stop()  # this test is about one hub going down and coming back
-    with _admin(hub) as api:
+    with admin_client(hub, ADMIN) as api:
         workflow_id = publish(api, NOOP, labels=[f"nobody-{secrets.token_hex(3)}"])
-        trigger_id = _yearly(api, workflow_id, "catch-up")
+        trigger_id = yearly_schedule(api, workflow_id, "catch-up")
     hub.stop(signal.SIGKILL)  # a crash: nothing is shut down cleanly
     # Missed for three hours.
     sql(
@@ -142,16 +98,18 @@ def test_after_downtime_a_restarted_hub_fires_one_catch_up_run_and_never_repeats
         trigger_id,
     )
     hub.start()
-    wait_until(lambda: _all_settled(own_database_url, [trigger_id]), 15, 0.1, "the catch-up run")
-    assert _fires(own_database_url, [trigger_id]) == {trigger_id: 1}
+    wait_until(lambda: schedules_settled(own_database_url, [trigger_id]), 15, 0.1, "the catch-up run")
+    assert schedule_runs(own_database_url, [trigger_id]) == {trigger_id: 1}
 
     # The same fire time once more (as if a crash had lost the move to the next one): the record of the
     # fire keeps it from being handled twice.
     fired_at = sql(own_database_url, "SELECT last_fired_at FROM triggers WHERE id = $1::uuid", trigger_id)[0][0]
     sql(own_database_url, "UPDATE triggers SET next_fire_at = $2 WHERE id = $1::uuid", trigger_id, fired_at)
-    wait_until(lambda: _all_settled(own_database_url, [trigger_id]), 15, 0.1, "the repeated fire time to be skipped")
-    assert _fires(own_database_url, [trigger_id]) == {trigger_id: 1}
-    with _admin(hub) as api:
+    wait_until(
+        lambda: schedules_settled(own_database_url, [trigger_id]), 15, 0.1, "the repeated fire time to be skipped"
+    )
+    assert schedule_runs(own_database_url, [trigger_id]) == {trigger_id: 1}
+    with admin_client(hub, ADMIN) as api:
         api.delete(f"/api/triggers/{trigger_id}")
 
 

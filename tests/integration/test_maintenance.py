@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from exekra.config import Settings
-from exekra.db.locks import CHECKS_LOCK, advisory_lock, database_now
+from exekra.db.locks import database_now
 from exekra.hub.context import Hub
 from exekra.hub.executions.stale import StaleReport
 from exekra.hub.maintenance import Maintenance
@@ -392,14 +392,6 @@ async def test_concurrent_passes_move_each_execution_exactly_once(
         ).scalar_one()
         statuses = (await session.execute(text("SELECT DISTINCT status FROM executions"))).scalars().all()
     assert audited == len(ids) and statuses == ["FAILED"]
-
-
-async def test_a_pass_is_skipped_while_another_hub_process_runs_one(hub: Hub) -> None:
-    maintenance = Maintenance(hub)
-    async with advisory_lock(hub.db, CHECKS_LOCK) as held:
-        assert held
-        assert await maintenance.run_checks() is None
-    assert await maintenance.run_checks() is not None
 
 
 async def test_after_a_hub_restart_runners_get_a_full_offline_delay_to_reconnect(

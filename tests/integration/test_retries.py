@@ -277,5 +277,5 @@ async def test_the_maintenance_pass_retries_and_reports_it(
 
     report = await maintenance.run_checks()
 
-    assert report is not None and report.retried == 1
+    assert report.retried == 1
     assert len(await retries_of(admin, failed)) == 1

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from exekra.cli_errors import settings_problems
 from exekra.config import SCRYPT_N, SCRYPT_P, SCRYPT_R, SCRYPT_SALT, SecretKeyError, Settings
@@ -106,3 +108,39 @@ def test_the_keys_of_before_0013_are_derived_for_re_encryption_without_making_a_
 
     (tmp_path / "secret.key").write_bytes(b"k" * 32)
     assert Settings(home=tmp_path, secret_key=None).existing_secret_keys() == (b"k" * 32, b"k" * 32)
+
+
+def test_a_libpq_multi_host_database_url_reaches_sqlalchemy_and_asyncpg_with_every_host() -> None:
+    settings = Settings(
+        database_url="postgresql://exekra:s3cret@db1:5432,db2/exekra?target_session_attrs=read-write&connection_limit=7"
+    )
+
+    url = make_url(settings.sqlalchemy_url)
+    _, connect = create_async_engine(url).dialect.create_connect_args(url)
+
+    assert connect == {
+        "user": "exekra",
+        "password": "s3cret",
+        "database": "exekra",
+        "host": ["db1", "db2"],
+        "port": [5432, 5432],
+        "target_session_attrs": "read-write",
+    }
+    assert settings.pool_size == 7
+    # asyncpg's own connections (the listener, the leader lease) take the libpq form as it is.
+    assert settings.asyncpg_dsn == "postgresql://exekra:s3cret@db1:5432,db2/exekra?target_session_attrs=read-write"
+
+
+def test_a_single_host_database_url_keeps_its_form() -> None:
+    settings = Settings(database_url="postgres://exekra:pw@db:6432/exekra?connection_limit=3&sslmode=require")
+    assert settings.sqlalchemy_url == "postgresql+asyncpg://exekra:pw@db:6432/exekra?sslmode=require"
+    assert settings.asyncpg_dsn == "postgresql://exekra:pw@db:6432/exekra?sslmode=require"
+
+
+def test_a_malformed_redis_url_is_refused_in_one_line_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis+sentinel://:hunter2-secret@s1:26379,s2:26379")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    problem = settings_problems(caught.value)
+    assert problem == "invalid settings: REDIS_URL: redis+sentinel:// needs the master's name: …:26379/mymaster[/db]"
+    assert "hunter2" not in problem

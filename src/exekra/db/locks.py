@@ -13,9 +13,9 @@ from exekra.db.session import Database
 
 _NOW = text("SELECT now()")
 
-# Advisory lock keys ("EXKR" + a number), one per kind of singleton work.
-CHECKS_LOCK = 0x45584B5201  # a pass of the maintenance checks
-PURGE_LOCK = 0x45584B5202  # the retention purge
+# Advisory lock keys ("EXKR" + a number). The leader lease (`exekra.hub.leader.LEADER_LOCK`, "EXKR" + 0) keeps the
+# singleton work to one hub process; these fence what may still meet another holder.
+PURGE_LOCK = 0x45584B5202  # the retention purge: the leader's daily purge and `exekra purge` run by hand
 RESEAL_LOCK = 0x45584B5203  # re-encryption of values sealed before migration 0013 (a transaction-level lock)
 ALERTS_COLLECT_LOCK = 0x45584B5204  # a collection of alert events and their routing (a transaction-level lock)
 

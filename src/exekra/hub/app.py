@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -25,6 +25,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from exekra import __version__
 from exekra.config import Settings
+from exekra.db.locks import database_now
 from exekra.db.migrate import ensure_migrated
 from exekra.db.session import Database
 from exekra.hub import observability
@@ -39,6 +40,7 @@ from exekra.hub.effects import EffectApplier, Transition
 from exekra.hub.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from exekra.hub.executions.service import ExecutionService
 from exekra.hub.instance import instance_id
+from exekra.hub.leader import LeaderLease
 from exekra.hub.license.service import Licensing
 from exekra.hub.listener import Listener
 from exekra.hub.maintenance import Maintenance
@@ -111,7 +113,7 @@ def build_hub(settings: Settings) -> Hub:
     observability.time_statements(db.engine)
     effects.on_end(_count_end)
     secret_key = settings.resolve_secret_key()
-    listener = Listener(settings.sqlalchemy_url.replace("+asyncpg", "", 1))
+    listener = Listener(settings.asyncpg_dsn)
     dispatcher = SwitchingDispatcher(db, settings, listener)
     effects.bind(dispatcher)
     licensing = Licensing.from_settings(db, settings, secret_key)
@@ -171,12 +173,9 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         await hub.licensing.reload()
         await hub.dispatcher.start()
         await hub.executions.liveness.start()
-        scheduler = Scheduler(
-            hub.executions, interval=settings.scheduler_interval_seconds, keep_fires_days=settings.retention_days
-        )
-        await scheduler.start()
-        app.state.maintenance = maintenance = Maintenance(hub)
-        await maintenance.start()
+        app.state.maintenance = maintenance = Maintenance(hub, started_at=await database_now(hub.db))
+        hub.leader = _leader_lease(hub, maintenance)
+        await hub.leader.start()
         if settings.alerts_enabled:
             await hub.alerts.start()
         restore = _close_on_signal(hub) if close_on_signal else None
@@ -188,8 +187,7 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
                 restore()
             hub.executions.close()
             await hub.alerts.stop()
-            await maintenance.stop()
-            await scheduler.stop()
+            await hub.leader.stop()
             await hub.dispatcher.stop()
             await hub.executions.liveness.stop()
             await hub.listener.stop()
@@ -220,6 +218,25 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         # are the forwarded ones only for requests from these proxies. uvicorn's own copy is off (server.py).
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
+
+
+def _leader_lease(hub: Hub, maintenance: Maintenance) -> LeaderLease:
+    """The lease whose holder runs the singleton work: the maintenance loops and the scheduler."""
+    settings = hub.settings
+    scheduler = Scheduler(
+        hub.executions, interval=settings.scheduler_interval_seconds, keep_fires_days=settings.retention_days
+    )
+
+    async def lead() -> None:
+        await maintenance.start()
+        await scheduler.start()
+
+    async def step_down() -> None:
+        await scheduler.stop()
+        await maintenance.stop()
+
+    instance = instance_id(settings.instance_prefix)
+    return LeaderLease(settings.asyncpg_dsn, instance, settings.maintenance_interval_seconds, lead, step_down)
 
 
 def _close_on_signal(hub: Hub) -> Callable[[], None]:
@@ -292,9 +309,9 @@ def _system_router() -> APIRouter:
     router = APIRouter(tags=["system"])
 
     @router.get("/api/health", response_model=HealthAnswer)
-    async def health(hub: HubDep, request: Request) -> dict[str, Any]:
+    async def health(hub: HubDep) -> dict[str, Any]:
         """Liveness: database reachability, the active queue mode, which process answered (`instance`) and
-        whether it runs the singleton work (`leader`: the maintenance loop and the scheduler)."""
+        whether it holds the leader lease (`leader`: it runs the maintenance loop, the purge and the scheduler)."""
         database = "ok"
         try:
             async with hub.db.session() as session:
@@ -307,7 +324,7 @@ def _system_router() -> APIRouter:
             "queue": hub.dispatcher.mode,
             "version": __version__,
             "instance": instance_id(hub.settings.instance_prefix),
-            "leader": getattr(request.app.state, "maintenance", None) is not None,
+            "leader": hub.leader is not None and hub.leader.leading,
         }
 
     @router.get("/api/docs", include_in_schema=False)

@@ -13,6 +13,7 @@ from exekra.hub.auth.throttle import InFlight
 from exekra.hub.dispatch.dispatcher import Dispatcher
 from exekra.hub.effects import EffectApplier
 from exekra.hub.executions.service import ExecutionService
+from exekra.hub.leader import LeaderLease
 from exekra.hub.license.service import Licensing
 from exekra.hub.listener import Listener
 from exekra.hub.ratelimit import RateLimiter
@@ -32,4 +33,5 @@ class Hub:
     secret_key: bytes
     alerts: AlertWorker
     started_at: float = field(default=0.0)
+    leader: LeaderLease | None = None  # the lease, once the hub has started (`exekra.hub.app.create_app`)
     password_checks: InFlight = field(default_factory=InFlight)

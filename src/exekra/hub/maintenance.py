@@ -1,10 +1,11 @@
 """Periodic maintenance (SPEC §4, §10.7, §11): offline runners (and their alerts), stale executions, automatic
 retries, the licence, the daily purge.
 
-A pass runs at start-up and every `EXEKRA_MAINTENANCE_INTERVAL_SECONDS`. With several hub processes, one
-pass runs at a time cluster-wide (a PostgreSQL advisory lock held on a dedicated connection; the others skip
-their turn), and every action is a conditional update in `exekra.hub.lifecycle` anyway, so two passes that
-overlapped would still change each row once. All times are the database's clock.
+Only the leader runs it (`exekra.hub.leader`): a pass when it becomes the leader and every
+`EXEKRA_MAINTENANCE_INTERVAL_SECONDS` after. Every action is a conditional update in `exekra.hub.lifecycle`, so
+the passes of an old and a new leader that overlapped during a hand-over would still change each row once. The
+purge keeps its own lock, `PURGE_LOCK`, as a fence against `exekra purge` run by hand. All times are the
+database's clock.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import logging
 from datetime import datetime
 
-from exekra.db.locks import CHECKS_LOCK, PURGE_LOCK, advisory_lock, database_now
+from exekra.db.locks import PURGE_LOCK, advisory_lock, database_now
 from exekra.hub import retention
 from exekra.hub.context import Hub
 from exekra.hub.errors import TRANSIENT_ERRORS
@@ -32,9 +33,9 @@ class Maintenance:
     """The hub's background maintenance: the checks every interval, the licence hourly, the purge daily; all
     at start-up."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, started_at: datetime | None = None) -> None:
         self.hub = hub
-        self.started_at: datetime | None = None  # database time of this hub's start: see `check_stale`
+        self.started_at = started_at  # database time of this hub's start (None: the first pass's): `check_stale`
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -48,18 +49,15 @@ class Maintenance:
         await cancel_tasks(self._tasks)
         self._tasks = []
 
-    async def run_checks(self) -> StaleReport | None:
-        """One pass of the stale checks, unless another hub process is running one (then None)."""
+    async def run_checks(self) -> StaleReport:
+        """One pass of the stale checks, the due automatic retries and the runner-offline alerts."""
         if self.started_at is None:
             self.started_at = await database_now(self.hub.db)
-        async with advisory_lock(self.hub.db, CHECKS_LOCK) as held:
-            if not held:
-                return None
-            report = await self.hub.executions.check_stale(not_before=self.started_at)
-            report.retried = await self.hub.executions.retry_due()
-            if self.hub.settings.alerts_enabled:
-                await self.hub.alerts.collect_offline()
-            return report
+        report = await self.hub.executions.check_stale(not_before=self.started_at)
+        report.retried = await self.hub.executions.retry_due()
+        if self.hub.settings.alerts_enabled:
+            await self.hub.alerts.collect_offline()
+        return report
 
     async def run_purge(self) -> retention.PurgeReport | None:
         """The retention purge with the configured settings, unless another hub process is purging (None)."""
@@ -97,7 +95,7 @@ class Maintenance:
         while True:
             try:
                 report = await self.run_checks()
-                if report is not None and report.total:
+                if report.total:
                     log.info(
                         "maintenance: %d runner(s) offline, executions moved: %s, retried: %d",
                         report.runners_offline,

@@ -10,15 +10,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from exekra.hub.redis_client import redis_client
+
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_SECONDS = 5.0
+MAX_CONNECTIONS = 32  # one per request being counted at the same moment; more wait up to the timeout
 T = TypeVar("T")
 
 
@@ -44,12 +47,6 @@ class Decision:
         return headers
 
 
-def _limits_uri(redis_url: str) -> str:
-    if redis_url.startswith("unix://"):
-        return "async+redis+unix://" + redis_url.removeprefix("unix://")
-    return "async+" + redis_url
-
-
 class RateLimiter:
     """Sliding-window counters keyed by bucket and client."""
 
@@ -57,13 +54,14 @@ class RateLimiter:
         self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._redis: SlidingWindowCounterRateLimiter | None = None
         if redis_url:
+            # The hub's own client (Sentinel, TLS and all), handed to `limits` as a connection pool: `limits` then
+            # neither parses the URL nor makes connections of its own.
+            client = redis_client(
+                redis_url, timeout=timeout_seconds, max_connections=MAX_CONNECTIONS, pool_wait=timeout_seconds
+            )
+            pool: dict[str, Any] = {"connection_pool": client.connection_pool}  # typed by `limits` as a plain option
             storage: Storage = RedisStorage(
-                _limits_uri(redis_url),
-                implementation="redispy",
-                key_prefix="exekra:rl",
-                wrap_exceptions=True,
-                socket_timeout=timeout_seconds,
-                socket_connect_timeout=timeout_seconds,
+                "async+redis://", implementation="redispy", key_prefix="exekra:rl", wrap_exceptions=True, **pool
             )
             self._redis = SlidingWindowCounterRateLimiter(storage)
         self._redis_down_until = 0.0

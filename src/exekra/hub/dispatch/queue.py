@@ -19,14 +19,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from exekra.hub.dispatch import lua
 from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
 from exekra.hub.observability import time_redis_commands
+from exekra.hub.redis_client import follow_failover, redis_client
 
 PREFIX = "exekra:"
 MAX_CONNECTIONS = 128
@@ -107,16 +105,9 @@ class RedisQueue:
         prefix: str = PREFIX,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=max(timeout, POOL_WAIT_SECONDS),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
+        self.redis = redis_client(
+            url, timeout=timeout, max_connections=MAX_CONNECTIONS, pool_wait=max(timeout, POOL_WAIT_SECONDS)
         )
-        self.redis = aioredis.Redis(connection_pool=pool)
         time_redis_commands(self.redis)
         self.keep_completed = keep_completed
         self.keep_failed = keep_failed
@@ -166,8 +157,10 @@ class RedisQueue:
     async def identity(self) -> str:
         """Changes whenever Redis restarts or loses the queue's data: the server's run id and a marker key.
 
-        (The client reconnects silently, so a quick restart would otherwise go unnoticed.)
+        (The client reconnects silently, so a quick restart would otherwise go unnoticed.) Behind Sentinel, a
+        failover shows as a change too: the master is asked for first.
         """
+        await follow_failover(self.redis)
         async with self._guard():
             info = await self.redis.info("server")
             marker = await self.redis.get(self.marker_key)

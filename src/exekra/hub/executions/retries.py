@@ -67,7 +67,7 @@ _UNIQUE_VIOLATION = "23505"
 async def retry_due(db: Database, *, limit: int = BATCH) -> int:
     """Retry the failures whose delay has passed, each in its own transaction; returns how many were retried.
 
-    The maintenance checks run one pass at a time cluster-wide (`CHECKS_LOCK`); should two passes meet anyway, the
+    Only the leader runs the maintenance checks (`exekra.hub.leader`); should two passes meet during a hand-over, the
     unique index on `executions.retry_of` lets one retry of a failure commit, and the other rolls back."""
     async with db.reading() as session:
         due = [lifecycle.execution_of(row) for row in (await session.execute(_DUE, {"limit": limit})).all()]

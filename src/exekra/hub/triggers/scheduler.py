@@ -1,9 +1,11 @@
 """The hub's own scheduler loop: fires due schedule triggers (SPEC §9).
 
-Every hub process runs one. Schedules live in PostgreSQL (`triggers.next_fire_at`), so the loop has no
-state of its own: at start it rebuilds the next fire times, then it sleeps until the earliest one (at most
+Only the leader runs it (`exekra.hub.leader`). Schedules live in PostgreSQL (`triggers.next_fire_at`), so the
+loop has no state of its own and a new leader carries on where the old one stopped: at start it rebuilds the next
+fire times, then it sleeps until the earliest one (at most
 `EXEKRA_SCHEDULER_INTERVAL_SECONDS`, so changes made through another hub process are seen soon) and fires
-what is due. Firing is exactly-once across processes (see `firing`). A fire waiting under the queue_one
+what is due. Firing is exactly-once across processes (see `firing`), so an old and a new leader that overlap
+during a hand-over still fire each schedule once. A fire waiting under the queue_one
 overlap policy starts within one interval of its trigger's last live run ending.
 """
 

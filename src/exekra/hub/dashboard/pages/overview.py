@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from exekra.hub.dashboard import charts
 from exekra.hub.dashboard.web import PageRoute, render
 from exekra.hub.deps import CurrentUser, get_hub
+from exekra.hub.leader import current_leader
 from exekra.hub.stats import service as stats_service
 
 router = APIRouter(route_class=PageRoute)
@@ -33,6 +34,8 @@ async def _context(request: Request, hours: int) -> dict[str, Any]:
         "total": stats.window_total,
         "throughput_chart": charts.throughput(stats),
         "runners_chart": charts.runner_utilisation(stats.runners),
+        "leader": await current_leader(hub.db),
+        "this_instance": hub.leader.instance if hub.leader else None,
     }
 
 
