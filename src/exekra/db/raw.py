@@ -137,7 +137,9 @@ def driver_error(statement: str, args: Any, exc: BaseException) -> DBAPIError:
     return DBAPIError(statement, args, exc, connection_invalidated=not isinstance(exc, asyncpg.PostgresError))
 
 
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# What the driver raises for a statement that failed; InternalClientError is a connection whose protocol broke
+# under it (the server ended the session while it idled in the pool): the pool closes and replaces it.
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 
 def sqlstate(exc: DBAPIError) -> str | None:

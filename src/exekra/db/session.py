@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -139,10 +140,13 @@ class Database:
             yield connection
         except DBAPIError as exc:
             if exc.connection_invalidated:
-                connection.terminate()  # the pool replaces it
+                connection.terminate()
             raise
         finally:
-            await pool.release(connection)
+            # A connection that closed (terminated here, or ended by the server while checked out) was let go of by
+            # the pool itself, which opens another when asked; asyncpg then refuses its release as a second one.
+            with contextlib.suppress(asyncpg.InternalClientError):
+                await pool.release(connection)
 
     @asynccontextmanager
     async def statements(self) -> AsyncIterator[RawSession]:
