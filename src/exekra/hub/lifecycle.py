@@ -21,7 +21,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 
 from exekra.db.raw import Statements
-from exekra.hub import effects
+from exekra.hub import concurrency, effects
 from exekra.hub.audit.service import SYSTEM, Actor
 from exekra.hub.effects import NO_EFFECTS, Effects, Transition
 from exekra.hub.executions import endings
@@ -43,8 +43,8 @@ class Rule(Generic[StatusT]):
 
 
 def _ended(audit: str | None = None) -> Effects:
-    """An execution ended: the runner holding it is freed, and the end is announced."""
-    return Effects(frees_runner=True, ends=True, audit=audit)
+    """An execution ended: the runner holding it and its concurrency slot are freed, and the end is announced."""
+    return Effects(frees_runner=True, frees_slot=True, ends=True, audit=audit)
 
 
 # Creation: the one rule without a source state (the row is inserted QUEUED).
@@ -60,7 +60,7 @@ STOP_NOW = Rule(
     "stop-now",
     (S.QUEUED, S.ASSIGNED),
     S.STOPPED,
-    Effects(unqueued=True, frees_runner=True, ends=True, audit="execution.stop"),
+    Effects(unqueued=True, frees_runner=True, frees_slot=True, ends=True, audit="execution.stop"),
 )
 REQUEST_STOP = Rule("request-stop", (S.RUNNING,), S.RUNNING, Effects(audit="execution.stop"))
 
@@ -68,7 +68,12 @@ REQUEST_STOP = Rule("request-stop", (S.RUNNING,), S.RUNNING, Effects(audit="exec
 QUEUE_TIMEOUT = Rule(
     "queue-timeout", (S.QUEUED,), S.FAILED, Effects(unqueued=True, ends=True, audit="execution.queue_timeout")
 )
-REQUEUE = Rule("requeue", (S.ASSIGNED,), S.QUEUED, Effects(queued=True, frees_runner=True, audit="execution.requeue"))
+REQUEUE = Rule(
+    "requeue",
+    (S.ASSIGNED,),
+    S.QUEUED,
+    Effects(queued=True, frees_runner=True, frees_slot=True, audit="execution.requeue"),
+)
 PICKUP_FAILED = Rule("pickup-failed", (S.ASSIGNED,), S.FAILED, _ended("execution.pickup_failed"))
 RUNNER_LOST = Rule("runner-lost", (S.RUNNING,), S.FAILED, _ended("execution.runner_lost"))
 STOP_UNCONFIRMED = Rule("stop-unconfirmed", (S.RUNNING,), S.STOPPED, _ended("execution.stop_unconfirmed"))
@@ -123,8 +128,9 @@ def _announce_end(rule: Rule[Any], column: str) -> str:
     return _ANNOUNCE_END.format(column)
 
 
-def _free_runner(source: str) -> str:
-    """CTE `ur`: the runner holding each execution of CTE `source` (columns id, runner_id) lets go of it.
+def _let_go(source: str) -> str:
+    """CTEs `ur` and `us`: the runner holding each execution of CTE `source` (columns id, runner_id, workflow_id,
+    concurrency_key) lets go of it, and so does its concurrency slot (`concurrency.release_slots`).
 
     A BUSY runner becomes ONLINE (idle); an OFFLINE one stays OFFLINE until it shows a sign of life.
     """
@@ -133,7 +139,7 @@ def _free_runner(source: str) -> str:
                        status = CASE WHEN status = 'BUSY' THEN 'ONLINE' ELSE status END
       FROM {source} WHERE runners.id = {source}.runner_id AND runners.current_execution_id = {source}.id
  RETURNING runners.id, runners.status
-)"""
+), {concurrency.release_slots(source)}"""
 
 
 @dataclass(frozen=True)
@@ -145,14 +151,17 @@ class Assignment:
     attempt: int
 
 
-# Shared tail of both claim statements: given CTEs `e` (the execution) and `r` (the runner), both locked,
-# mark the execution ASSIGNED with attempt + 1 and the runner BUSY, in one statement.
+# Shared tail of both claim statements: given CTEs `e` (the execution: id, workflow_id, concurrency_key) and `r` (the
+# runner), both locked, take the execution's concurrency slot if it has a group (`concurrency.take_slot`), and mark
+# it ASSIGNED with attempt + 1 and the runner BUSY, in one statement. An execution whose group is full stays QUEUED:
+# the second row shape (no runner) says so. Without a group, `s` and that second part find no row.
 _ASSIGN_TAIL = f"""
+, {concurrency.take_slot("e", "r")}
 , ue AS (
     UPDATE executions x
        SET status = 'ASSIGNED', attempt = x.attempt + 1, runner_id = r.id, assigned_at = now()
       FROM e, r
-     WHERE x.id = e.id AND x.status IN {_sources(ASSIGN)}
+     WHERE x.id = e.id AND x.status IN {_sources(ASSIGN)} AND (e.concurrency_key IS NULL OR EXISTS (SELECT FROM s))
  RETURNING x.id, x.attempt, x.runner_id
 ), ur AS (
     UPDATE runners SET status = 'BUSY', current_execution_id = ue.id
@@ -160,6 +169,8 @@ _ASSIGN_TAIL = f"""
  RETURNING runners.id
 )
 SELECT ue.id, ue.runner_id, ue.attempt FROM ue, ur
+ UNION ALL
+SELECT e.id, NULL, NULL FROM e, r WHERE e.concurrency_key IS NOT NULL AND NOT EXISTS (SELECT FROM s)
 """
 
 
@@ -190,10 +201,11 @@ WITH r AS (
      WHERE id = :runner_id AND status = 'ONLINE' AND enabled AND current_execution_id IS NULL
        FOR UPDATE
 ), e AS (
-    SELECT x.id FROM executions x, r
+    SELECT x.id, x.workflow_id, x.concurrency_key FROM executions x, r
      WHERE x.status = 'QUEUED'
        AND x.required_activities <@ r.activities
        AND {may_run("r", "x")}
+       AND {concurrency.has_room("x")}
      ORDER BY x.priority DESC, x.queued_at, x.id
      LIMIT 1
        FOR UPDATE OF x SKIP LOCKED
@@ -207,7 +219,8 @@ WITH r AS (
 _ASSIGN_TO_BEST_RUNNER = text(
     f"""
 WITH e AS (
-    SELECT id, pinned_runner_id, runner_type, required_labels, required_activities FROM executions
+    SELECT id, workflow_id, concurrency_key, pinned_runner_id, runner_type, required_labels, required_activities
+      FROM executions
      WHERE id = :execution_id AND status = 'QUEUED'
        FOR UPDATE SKIP LOCKED
 ), r AS (
@@ -220,9 +233,22 @@ WITH e AS (
 )
 
 
-def _assigned(session: Statements, row: Row[Any] | None) -> Assignment | None:
+@dataclass(frozen=True)
+class GroupFull:
+    """A claim found the execution but left it QUEUED: its concurrency group had no free slot."""
+
+    execution_id: uuid.UUID
+
+
+Claim = Assignment | GroupFull | None
+"""What a claim did: assigned, refused for the concurrency limit, or found nothing to do."""
+
+
+def _assigned(session: Statements, row: Row[Any] | None) -> Claim:
     if row is None:
         return None
+    if row.runner_id is None:
+        return GroupFull(row.id)
     assignment = Assignment(execution_id=row.id, runner_id=row.runner_id, attempt=row.attempt)
     effects.record(
         session,
@@ -231,14 +257,16 @@ def _assigned(session: Statements, row: Row[Any] | None) -> Assignment | None:
     return assignment
 
 
-async def claim_for_runner(session: Statements, runner_id: uuid.UUID) -> Assignment | None:
-    """Give an idle runner the best queued execution it may run (priority, then age)."""
+async def claim_for_runner(session: Statements, runner_id: uuid.UUID) -> Claim:
+    """Give an idle runner the best queued execution it may run (priority, then age) whose concurrency group has
+    room. `GroupFull`: the group of the one it chose filled up meanwhile (a fresh claim chooses another)."""
     result = await session.execute(_CLAIM_FOR_RUNNER, {"runner_id": runner_id})
     return _assigned(session, result.first())
 
 
-async def assign_to_best_runner(session: Statements, execution_id: uuid.UUID) -> Assignment | None:
-    """Give a queued execution to the eligible idle runner with the most recent heartbeat."""
+async def assign_to_best_runner(session: Statements, execution_id: uuid.UUID) -> Claim:
+    """Give a queued execution to the eligible idle runner with the most recent heartbeat; `GroupFull` when there
+    is one but the execution's concurrency group has no free slot."""
     result = await session.execute(_ASSIGN_TO_BEST_RUNNER, {"execution_id": execution_id})
     return _assigned(session, result.first())
 
@@ -369,10 +397,11 @@ WITH ue AS (
            cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb,
            {_ADMIT_LOG}
      WHERE {_HELD_BY} AND status = ANY(:sources)
- RETURNING id, runner_id, log_seq, log_dropped
-), {_free_runner("ue")}
-SELECT ue.id, ue.log_seq, ue.log_dropped, ur.status AS runner_status, {_announce_end(COMPLETE, "ue.id")}
-  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
+ RETURNING id, runner_id, workflow_id, concurrency_key, log_seq, log_dropped
+), {_let_go("ue")}
+SELECT ue.id, ue.log_seq, ue.log_dropped, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
+       {_announce_end(COMPLETE, "ue.id")}
+  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
 
@@ -417,6 +446,7 @@ async def finish(
             runner_idle=row.runner_status == R.ONLINE,
             attempt=held.attempt,
             status=rule.target.value,
+            slot=concurrency.freed_group(row),
         ),
     )
     return _slots(lines, row)
@@ -428,10 +458,11 @@ WITH ue AS (
     UPDATE executions SET status = 'STOPPED', completed_at = now(), stop_requested = true,
                           stop_requested_at = now(), error = 'stopped by user'
      WHERE id = :execution_id AND status IN {_sources(STOP_NOW)}
- RETURNING id, runner_id
-), {_free_runner("ue")}
-SELECT ue.id, ur.id AS runner_id, ur.status AS runner_status, {_announce_end(STOP_NOW, "ue.id")}
-  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
+ RETURNING id, runner_id, workflow_id, concurrency_key
+), {_let_go("ue")}
+SELECT ue.id, ur.id AS runner_id, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
+       {_announce_end(STOP_NOW, "ue.id")}
+  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 )
 
 _REQUEST_STOP = text(
@@ -460,6 +491,7 @@ async def request_stop(session: Statements, execution_id: uuid.UUID, actor: Acto
             runner_id=row.runner_id,
             runner_idle=row.runner_status == R.ONLINE,
             status=STOP_NOW.target.value,
+            slot=concurrency.freed_group(row),
         )
         effects.record(session, transition, actor=actor, details={"immediate": True})
         return StopOutcome(stopped=True, requested=False)
@@ -504,6 +536,7 @@ _CREATED_WITH = (
     "timeout_seconds",
     "retry_of",
     "retry_attempt",
+    "concurrency_key",
 )
 _INSERT_QUEUED = text(
     f"""
@@ -728,10 +761,10 @@ WITH c AS ({candidates}
 ), ue AS (
     UPDATE executions x SET status = '{rule.target.value}', {changes}
       FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
- RETURNING x.id, c.runner_id, c.reason
-), {_free_runner("ue")}
-SELECT ue.id, ue.runner_id, ue.reason, ur.status AS runner_status{announce}
-  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
+ RETURNING x.id, c.runner_id, c.reason, x.workflow_id, x.concurrency_key
+), {_let_go("ue")}
+SELECT ue.id, ue.runner_id, ue.reason, ur.status AS runner_status, {concurrency.FREED_COLUMNS}{announce}
+  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
     )
     return StaleCheck(rule, statement, reason)
 
@@ -814,6 +847,7 @@ async def apply_stale_rule(
             runner_id=row.runner_id,
             runner_idle=row.runner_status == R.ONLINE,
             status=rule.target.value,
+            slot=concurrency.freed_group(row),
         )
         details = {"reason": row.reason, "runnerId": str(row.runner_id) if row.runner_id else None}
         effects.record(session, transition, actor=SYSTEM, details=details)

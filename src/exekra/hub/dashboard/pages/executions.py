@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from exekra.hub import concurrency
 from exekra.hub.artifacts import service as artifacts
 from exekra.hub.dashboard.forms import parse_moment
 from exekra.hub.dashboard.web import PageRoute, redirect, render
@@ -98,6 +99,7 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
         "runner": runner,
         "terminal": execution.status in TERMINAL_STATUSES,
         "waiting_reason": waiting_reason,
+        "waits_for_slot": (waiting_reason or "").startswith(concurrency.LIMIT_REACHED),
         "retried_as": retried_as,
         # What the status and files panels show changes only with these: a poll re-renders them when they do.
         "state_key": (
