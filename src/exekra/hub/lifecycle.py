@@ -154,7 +154,8 @@ class Assignment:
 # Shared tail of both claim statements: given CTEs `e` (the execution: id, workflow_id, concurrency_key) and `r` (the
 # runner), both locked, take the execution's concurrency slot if it has a group (`concurrency.take_slot`), and mark
 # it ASSIGNED with attempt + 1 and the runner BUSY, in one statement. An execution whose group is full stays QUEUED:
-# the second row shape (no runner) says so. Without a group, `s` and that second part find no row.
+# the second row shape (no runner) says so; it is also returned when no runner was found and the snapshot shows the
+# group full. Without a group, `s` and that second part find no row.
 _ASSIGN_TAIL = f"""
 , {concurrency.take_slot("e", "r")}
 , ue AS (
@@ -170,7 +171,9 @@ _ASSIGN_TAIL = f"""
 )
 SELECT ue.id, ue.runner_id, ue.attempt FROM ue, ur
  UNION ALL
-SELECT e.id, NULL, NULL FROM e, r WHERE e.concurrency_key IS NOT NULL AND NOT EXISTS (SELECT FROM s)
+SELECT e.id, NULL, NULL FROM e
+ WHERE e.concurrency_key IS NOT NULL
+   AND CASE WHEN EXISTS (SELECT FROM r) THEN NOT EXISTS (SELECT FROM s) ELSE NOT {concurrency.has_room("e")} END
 """
 
 

@@ -73,7 +73,10 @@ _HEAD_STATE = text(
     f"SELECT NOT {concurrency.has_room('x')} AS held FROM executions x WHERE x.id = :id AND x.status = 'QUEUED'"
 )
 _NEXT_IN_GROUP = concurrency.next_in_group_statement(", ".join(f"x.{c}" for c in _QUEUED_COLUMNS.split(", ")))
-_ANY_QUEUED = text("SELECT EXISTS (SELECT 1 FROM executions WHERE status = 'QUEUED')")
+# Executions held back by their concurrency limit do not count: a freed slot offers them (no sweeping for them).
+_ANY_QUEUED = text(
+    f"SELECT EXISTS (SELECT 1 FROM executions x WHERE x.status = 'QUEUED' AND {concurrency.has_room('x')})"
+)
 _IDLE_RUNNERS = text(
     "SELECT id FROM runners WHERE status = 'ONLINE' AND enabled AND current_execution_id IS NULL "
     "ORDER BY last_heartbeat_at DESC NULLS LAST LIMIT :limit"

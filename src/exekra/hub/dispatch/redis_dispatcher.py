@@ -156,11 +156,23 @@ class RedisDispatcher(ModeDispatcher):
         offers it again: `slot_freed`); or no idle eligible runner took it, or its row was locked for a moment:
         the sweeper looks again."""
         if isinstance(claim, GroupFull):
-            await self.queue.park(execution_id)
+            await self._park(execution_id)
             return None
         if claim is None:
             self.sweeper.poke()
         return claim
+
+    async def _park(self, execution_id: uuid.UUID, seq: str = "") -> None:
+        """Park an execution whose group is full, then look again: a slot freed between the look that found the
+        group full and the parking was offered before the parking (the freeing commits, then offers), so this
+        second look is what sees it, and puts the execution back in the queue for the next idle runner."""
+        if not await self.queue.park(execution_id, seq):
+            return
+        if await self.matcher.head_state(execution_id) is not HeadState.HELD:
+            queued = await self.matcher.queued_execution(execution_id)
+            if queued is not None:
+                await self.queue.enqueue(queued, release=True)
+                self.sweeper.poke()
 
     async def offer(self, execution: QueuedExecution) -> None:
         """A slot of its group freed: back to its signature's queue (with its place), and to an idle runner."""
@@ -192,7 +204,7 @@ class RedisDispatcher(ModeDispatcher):
                 self.sweeper.poke()
                 return None
             if state is HeadState.HELD:
-                await self.queue.park(head.execution_id, head.seq)  # until a slot of its group frees
+                await self._park(head.execution_id, head.seq)  # until a slot of its group frees
             else:
                 await self.queue.drop(head, "not queued")
         self.sweeper.poke()
