@@ -9,7 +9,7 @@ hold its slots. Then: the count never exceeded 3 (and reached it), the slot hold
 executions, every execution is terminal, none lost, none created twice, no attempt offered to two runners and none
 completed twice.
 
-The default suite runs 300 executions; `make chaos` runs 1,000.
+The default suite runs 200 executions; `make chaos` runs 1,000.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def limit_database_url(pg_server_url: str) -> Iterator[str]:
     drop_database(pg_server_url, name)
 
 
-@pytest.mark.parametrize("executions", [300, pytest.param(1000, marks=pytest.mark.chaos)])
+@pytest.mark.parametrize("executions", [200, pytest.param(1000, marks=pytest.mark.chaos)])
 def test_the_limit_is_never_exceeded_across_two_hub_processes(
     executions: int,
     limit_database_url: str,

@@ -12,7 +12,8 @@ from sqlalchemy import text
 from exekra.hub.context import Hub
 
 from .conftest import SIMPLE_DEFINITION, OnlineRunner
-from .protocol import ProtocolRunner, create_execution, eventually, publish_workflow
+from .protocol import ProtocolRunner, create_execution, eventually, post_form, publish_workflow
+from .test_dashboard_actions import follow
 
 BY_CUSTOMER = "{{ inputs.customer }}"
 WITH_CUSTOMER: dict[str, Any] = {
@@ -221,3 +222,43 @@ async def test_a_limit_set_later_counts_what_already_runs_and_raising_it_starts_
     assert (await admin.patch(f"/api/workflows/{workflow_id}", json={"maxConcurrent": 2})).status_code == 200
     await becomes(admin, waiting, "ASSIGNED")
     assert await running_count(hub, workflow_id) == 2
+
+
+# --- dashboard -------------------------------------------------------------------------------------------------
+
+
+async def test_the_workflow_page_shows_sets_refuses_and_clears_the_limit(admin: httpx.AsyncClient) -> None:
+    workflow_id = await publish_workflow(admin, "limited", WITH_CUSTOMER)
+    page = f"/workflows/{workflow_id}"
+    assert 'id="concurrency-form"' in (shown := (await admin.get(page)).text) and "no limit" in shown
+
+    r = await post_form(admin, f"{page}/concurrency", {"maxConcurrent": "2", "concurrencyKey": BY_CUSTOMER}, page=page)
+    shown = await follow(admin, r)
+    assert "Concurrency limit saved." in shown and "at most 2 running per value of" in shown
+    workflow = (await admin.get(f"/api/workflows/{workflow_id}")).json()["workflow"]
+    assert (workflow["maxConcurrent"], workflow["concurrencyKey"]) == (2, BY_CUSTOMER)
+
+    for bad, message in (
+        ({"maxConcurrent": "0"}, "maxConcurrent"),
+        ({"maxConcurrent": "2", "concurrencyKey": "{{ x"}, "template"),
+    ):
+        r = await post_form(admin, f"{page}/concurrency", bad, page=page)
+        assert message in await follow(admin, r)
+    assert (await admin.get(f"/api/workflows/{workflow_id}")).json()["workflow"]["maxConcurrent"] == 2
+
+    r = await post_form(admin, f"{page}/concurrency", {"maxConcurrent": "", "concurrencyKey": BY_CUSTOMER}, page=page)
+    assert "Concurrency limit turned off." in await follow(admin, r)
+    workflow = (await admin.get(f"/api/workflows/{workflow_id}")).json()["workflow"]
+    assert (workflow["maxConcurrent"], workflow["concurrencyKey"]) == (None, None)
+
+
+async def test_the_execution_page_shows_why_an_execution_waits_for_a_slot(
+    admin: httpx.AsyncClient, online_runner: OnlineRunner
+) -> None:
+    workflow_id = await publish_workflow(admin, "one-at-a-time", SIMPLE_DEFINITION, maxConcurrent=1)
+    await online_runner("r")
+    running = (await create_execution(admin, workflow_id))["id"]
+    await becomes(admin, running, "ASSIGNED")
+    waiting = (await create_execution(admin, workflow_id))["id"]
+    page = (await admin.get(f"/executions/{waiting}")).text
+    assert "concurrency limit reached: 1 of 1 running." in page and "It starts when one of them ends" in page
