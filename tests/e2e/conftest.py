@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -23,6 +25,16 @@ from exekra.db.migrate import upgrade
 from exekra.embedded import create_database, drop_database, free_port
 
 PASSWORD = "correct-horse-battery"
+TERMINAL = {"COMPLETED", "FAILED", "STOPPED"}
+# Hub settings for fault-injection tests: stale checks twice a second, runners offline after 3 s of silence.
+FAST_STALE_CHECKS = {
+    "EXEKRA_MAINTENANCE_INTERVAL_SECONDS": "0.5",
+    "EXEKRA_RUNNER_OFFLINE_SECONDS": "3",
+    "EXEKRA_STOP_GRACE_SECONDS": "2",
+    "EXEKRA_QUEUE_TIMEOUT_SECONDS": "900",
+    "EXEKRA_HEARTBEAT_INTERVAL_SECONDS": "1",
+    "EXEKRA_LOG_LEVEL": "WARNING",
+}
 CHAOS_RUNNER = Path(__file__).with_name("chaos_runner.py")
 
 
@@ -281,3 +293,20 @@ class Background(threading.Thread):
         assert not self.is_alive(), f"{self.name} did not finish within {timeout}s"
         if self.error is not None:
             raise self.error
+
+
+async def fetch_rows(url: str, query: str) -> list[asyncpg.Record]:
+    """Rows of `query`, on a connection of its own."""
+    connection = await asyncpg.connect(url, timeout=3)
+    try:
+        return list(await connection.fetch(query))
+    finally:
+        await connection.close()
+
+
+def fetch(url: str, query: str) -> list[asyncpg.Record] | None:
+    """Rows of `query`, or None while the database is unreachable (a test may restart it)."""
+    try:
+        return asyncio.run(fetch_rows(url, query))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return None

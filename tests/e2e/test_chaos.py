@@ -29,7 +29,17 @@ import pytest
 from exekra.db.migrate import upgrade
 from exekra.embedded import EmbeddedPostgres, EmbeddedRedis
 
-from .conftest import PASSWORD, Background, HubProcess, Runner, stop_process, wait_until
+from .conftest import (
+    FAST_STALE_CHECKS,
+    PASSWORD,
+    TERMINAL,
+    Background,
+    HubProcess,
+    Runner,
+    fetch,
+    stop_process,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -38,17 +48,7 @@ RUNNERS = 20
 CREATORS = 6  # concurrent API clients creating executions
 ASSIGNED_VICTIMS = {"chaos-01": 3, "chaos-02": 6}  # runner → the offer it freezes on (holding ASSIGNED)
 RUNNING_VICTIMS = {"chaos-03": 40, "chaos-04": 60}  # runner → the start it freezes after (holding RUNNING)
-HUB_ENV = {
-    "EXEKRA_MAINTENANCE_INTERVAL_SECONDS": "0.5",
-    "EXEKRA_RUNNER_OFFLINE_SECONDS": "3",
-    "EXEKRA_PICKUP_TIMEOUT_SECONDS": "6",
-    "EXEKRA_RUNNING_GRACE_SECONDS": "2",
-    "EXEKRA_STOP_GRACE_SECONDS": "2",
-    "EXEKRA_QUEUE_TIMEOUT_SECONDS": "900",
-    "EXEKRA_HEARTBEAT_INTERVAL_SECONDS": "1",
-    "EXEKRA_LOG_LEVEL": "WARNING",
-}
-TERMINAL = {"COMPLETED", "FAILED", "STOPPED"}
+HUB_ENV = {**FAST_STALE_CHECKS, "EXEKRA_PICKUP_TIMEOUT_SECONDS": "6", "EXEKRA_RUNNING_GRACE_SECONDS": "2"}
 
 # One snapshot: a runner holding two live executions, or runner and execution rows disagreeing on who holds what.
 _DOUBLE_HOLDS = """
@@ -60,22 +60,6 @@ SELECT
   (SELECT count(*) FROM executions e LEFT JOIN runners r ON r.current_execution_id = e.id
     WHERE e.status IN ('ASSIGNED','RUNNING') AND r.id IS DISTINCT FROM e.runner_id)
 """
-
-
-async def _fetch(url: str, query: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(url, timeout=3)
-    try:
-        return list(await connection.fetch(query))
-    finally:
-        await connection.close()
-
-
-def fetch(url: str, query: str) -> list[asyncpg.Record] | None:
-    """Rows of `query`, or None while the database is unreachable (it is restarted during the test)."""
-    try:
-        return asyncio.run(_fetch(url, query))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-        return None
 
 
 @dataclass

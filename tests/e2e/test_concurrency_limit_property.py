@@ -32,7 +32,17 @@ import pytest
 from exekra.db.migrate import upgrade
 from exekra.embedded import EmbeddedRedis, create_database, drop_database
 
-from .conftest import PASSWORD, Background, HubProcess, Runner, stop_process, wait_until
+from .conftest import (
+    FAST_STALE_CHECKS,
+    PASSWORD,
+    TERMINAL,
+    Background,
+    HubProcess,
+    Runner,
+    fetch_rows,
+    stop_process,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -42,16 +52,7 @@ CREATORS = 4  # concurrent API clients, alternating between the hubs
 STOP_EVERY = 12  # about one execution in this many is stopped, at a random moment of its life
 ASSIGNED_VICTIM = ("limit-01", 5)  # runner → the offer it freezes on (holding ASSIGNED); then it is killed
 RUNNING_VICTIM = ("limit-02", 9)  # runner → the start it freezes after (holding RUNNING); then it is killed
-HUB_ENV = {
-    "EXEKRA_MAINTENANCE_INTERVAL_SECONDS": "0.5",
-    "EXEKRA_RUNNER_OFFLINE_SECONDS": "3",
-    "EXEKRA_PICKUP_TIMEOUT_SECONDS": "4",
-    "EXEKRA_RUNNING_GRACE_SECONDS": "1",
-    "EXEKRA_STOP_GRACE_SECONDS": "2",
-    "EXEKRA_HEARTBEAT_INTERVAL_SECONDS": "1",
-    "EXEKRA_LOG_LEVEL": "WARNING",
-}
-TERMINAL = {"COMPLETED", "FAILED", "STOPPED"}
+HUB_ENV = {**FAST_STALE_CHECKS, "EXEKRA_PICKUP_TIMEOUT_SECONDS": "4", "EXEKRA_RUNNING_GRACE_SECONDS": "1"}
 
 # One snapshot: the workflow's live executions, and the executions its slots say are live.
 _SAMPLE = """
@@ -127,8 +128,10 @@ def test_the_limit_is_never_exceeded_across_two_hub_processes(
             thread.finish(30)
         elapsed = time.monotonic() - began
 
-        rows = asyncio.run(_fetch(limit_database_url, "SELECT id::text, status, attempt, error FROM executions"))
-        slots = asyncio.run(_fetch(limit_database_url, "SELECT cardinality(holders) AS held FROM concurrency_slots"))
+        rows = asyncio.run(fetch_rows(limit_database_url, "SELECT id::text, status, attempt, error FROM executions"))
+        slots = asyncio.run(
+            fetch_rows(limit_database_url, "SELECT cardinality(holders) AS held FROM concurrency_slots")
+        )
         journals = {r.runner_id: r.events() for r in runners}
         statuses = collections.Counter(row["status"] for row in rows)
         with capsys.disabled():
@@ -248,16 +251,8 @@ async def _sample(db_url: str, workflow_id: str, samples: Samples, stop: threadi
         await connection.close()
 
 
-async def _fetch(db_url: str, query: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(db_url)
-    try:
-        return list(await connection.fetch(query))
-    finally:
-        await connection.close()
-
-
 def _count(db_url: str, where: str) -> int:
-    return int(asyncio.run(_fetch(db_url, f"SELECT count(*) AS n FROM executions WHERE {where}"))[0]["n"])
+    return int(asyncio.run(fetch_rows(db_url, f"SELECT count(*) AS n FROM executions WHERE {where}"))[0]["n"])
 
 
 def _check_journals(journals: dict[str, list[dict[str, Any]]]) -> None:
