@@ -92,15 +92,29 @@ def take_slot(execution: str, runner: str) -> str:
 )"""
 
 
-def release_slots(source: str) -> str:
+def release_slots(source: str, *, many: bool) -> str:
     """SQL, CTE `us`: the executions of CTE `source` (columns id, workflow_id, concurrency_key) that held a slot
-    let go of it; one row per group that had one freed (workflow_id, key). Several executions of one group are
-    released at once (an UPDATE changes a row once per statement)."""
+    let go of it; one row per group that had one freed (workflow_id, key).
+
+    `many`: `source` may hold several executions of one group (a stale check), released together since an UPDATE
+    changes a row once per statement, with the groups in one order so that two such statements lock them alike.
+    Otherwise (one execution: a runner's end, a stop) the release is a plain `array_remove`, which costs an
+    execution without a group nothing measurable (bench/RESULTS.md)."""
+    if not many:
+        return f"""us AS (
+    UPDATE concurrency_slots cs SET holders = array_remove(cs.holders, {source}.id)
+      FROM {source}
+     WHERE {source}.concurrency_key IS NOT NULL
+       AND cs.workflow_id = {source}.workflow_id AND cs.key = {source}.concurrency_key
+       AND {source}.id = ANY(cs.holders)
+ RETURNING cs.workflow_id, cs.key
+)"""
     return f"""us AS (
     UPDATE concurrency_slots cs
        SET holders = ARRAY(SELECT h FROM unnest(cs.holders) AS h WHERE h <> ALL(g.ids))
       FROM (SELECT workflow_id, concurrency_key, array_agg(id) AS ids FROM {source}
-             WHERE concurrency_key IS NOT NULL GROUP BY workflow_id, concurrency_key) AS g
+             WHERE concurrency_key IS NOT NULL GROUP BY workflow_id, concurrency_key
+             ORDER BY workflow_id, concurrency_key) AS g
      WHERE cs.workflow_id = g.workflow_id AND cs.key = g.concurrency_key AND cs.holders && g.ids
  RETURNING cs.workflow_id, cs.key
 )"""

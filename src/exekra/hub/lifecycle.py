@@ -128,9 +128,10 @@ def _announce_end(rule: Rule[Any], column: str) -> str:
     return _ANNOUNCE_END.format(column)
 
 
-def _let_go(source: str) -> str:
+def _let_go(source: str, *, many: bool = False) -> str:
     """CTEs `ur` and `us`: the runner holding each execution of CTE `source` (columns id, runner_id, workflow_id,
-    concurrency_key) lets go of it, and so does its concurrency slot (`concurrency.release_slots`).
+    concurrency_key) lets go of it, and so does its concurrency slot (`concurrency.release_slots`); `many`: the
+    statement may end several executions.
 
     A BUSY runner becomes ONLINE (idle); an OFFLINE one stays OFFLINE until it shows a sign of life.
     """
@@ -139,7 +140,7 @@ def _let_go(source: str) -> str:
                        status = CASE WHEN status = 'BUSY' THEN 'ONLINE' ELSE status END
       FROM {source} WHERE runners.id = {source}.runner_id AND runners.current_execution_id = {source}.id
  RETURNING runners.id, runners.status
-), {concurrency.release_slots(source)}"""
+), {concurrency.release_slots(source, many=many)}"""
 
 
 @dataclass(frozen=True)
@@ -765,7 +766,7 @@ WITH c AS ({candidates}
     UPDATE executions x SET status = '{rule.target.value}', {changes}
       FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
  RETURNING x.id, c.runner_id, c.reason, x.workflow_id, x.concurrency_key
-), {_let_go("ue")}
+), {_let_go("ue", many=True)}
 SELECT ue.id, ue.runner_id, ue.reason, ur.status AS runner_status, {concurrency.FREED_COLUMNS}{announce}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
     )
