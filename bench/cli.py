@@ -14,13 +14,23 @@ from pathlib import Path
 
 from bench.infra import BENCH_DIR, git_revision, machine_info, raise_nofile
 
-SCENARIO_NAMES = ["pickup", "sequential", "throughput", "endpoints", "connected", "history", "redis-down"]
+SCENARIO_NAMES = [
+    "pickup",
+    "sequential",
+    "throughput",
+    "procrastinate",
+    "endpoints",
+    "connected",
+    "history",
+    "redis-down",
+]
 PEER_SCENARIOS = {"pickup", "sequential", "throughput"}
 # Upper bound of one scenario's wall time (full size); it is stopped and marked failed past it.
 BUDGET_SECONDS = {
     "pickup": 600,
     "sequential": 900,
     "throughput": 1200,
+    "procrastinate": 900,
     "endpoints": 600,
     "connected": 1500,
     "history": 2400,
@@ -34,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         "scenarios", nargs="*", metavar="scenario", help=f"any of {', '.join(SCENARIO_NAMES)} (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: minutes instead of tens of minutes")
-    parser.add_argument("--profile", action="store_true", help="py-spy the hub during throughput and connected")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the hub during throughput, connected and each endpoint of endpoints",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip the Prefect peer runs")
     parser.add_argument(
         "--hub-src",
@@ -137,6 +151,7 @@ async def _run(args: argparse.Namespace, hub_src: Path) -> int:
                 result = Result(name, status="failed", note=f"{type(exc).__name__}: {exc}"[:300])
             result.seconds = time.monotonic() - t0
             results.append(result)
+            ctx.done[name] = result
             print("\n".join(report.table_lines([result])), flush=True)
             report.write_json(results, meta, out / "latest.json")
     finally:

@@ -24,7 +24,7 @@ def _fmt(value: float | None) -> str:
 
 
 def ratio_text(row: Row) -> str:
-    """How many times better Exekra is than Prefect on this row (xN), or "-"."""
+    """How many times better Exekra is than the peer on this row (xN), or "-"."""
     if row.prefect is None or row.exekra is None or math.isnan(row.prefect) or math.isnan(row.exekra):
         return "-"
     if row.unit == "%":  # a share of CPU is context, not a score
@@ -35,7 +35,16 @@ def ratio_text(row: Row) -> str:
 
 
 def table_lines(results: list[Result], markdown: bool = False) -> list[str]:
-    header = ["scenario", "metric", "Exekra", "Prefect", "Exekra better by", "unit", "target", "met"]
+    header = [
+        "scenario",
+        "metric",
+        "Exekra",
+        "peer (Prefect unless named)",
+        "Exekra better by",
+        "unit",
+        "target",
+        "met",
+    ]
     rows: list[list[str]] = []
     for result in results:
         if not result.rows:
@@ -48,7 +57,8 @@ def table_lines(results: list[Result], markdown: bool = False) -> list[str]:
                     result.name,
                     row.metric,
                     _fmt(row.exekra),
-                    _fmt(row.prefect),
+                    _fmt(row.prefect)
+                    + ("" if row.peer_name == "Prefect" or row.prefect is None else f" {row.peer_name}"),
                     ratio_text(row),
                     row.unit,
                     row.target,

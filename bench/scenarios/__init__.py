@@ -9,6 +9,7 @@ from bench.scenarios.connected import run as connected
 from bench.scenarios.endpoints import run as endpoints
 from bench.scenarios.history import run as history
 from bench.scenarios.pickup import run as pickup
+from bench.scenarios.procrastinate import run as procrastinate
 from bench.scenarios.redis_down import run as redis_down
 from bench.scenarios.sequential import run as sequential
 from bench.scenarios.throughput import run as throughput
@@ -17,6 +18,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Result]]] = {
     "pickup": pickup,
     "sequential": sequential,
     "throughput": throughput,
+    "procrastinate": procrastinate,
     "endpoints": endpoints,
     "connected": connected,
     "history": history,

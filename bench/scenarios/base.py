@@ -31,6 +31,7 @@ class Context:
     peer: PrefectPeer | None = None
     connected_runners: int | None = None
     hub_workers: int = 1
+    done: dict[str, Result] = field(default_factory=dict)  # this run's scenarios so far, by name
 
     def size(self, quick: int, full: int) -> int:
         return quick if self.quick else full
@@ -45,7 +46,13 @@ class Row:
     unit: str
     target: str = ""
     ok: bool | None = None
-    prefect: float | None = None
+    prefect: float | None = None  # the peer's figure: Prefect's, unless `peer_name` names another peer
+    peer_name: str = "Prefect"
+
+    def peer(self, name: str, value: float | None) -> Row:
+        """Fill the peer column with another peer's figure."""
+        self.peer_name, self.prefect = name, value
+        return self
 
     @property
     def ratio(self) -> float | None:
@@ -150,7 +157,9 @@ def py_spy(ctx: Context, pid: int, name: str, result: Result) -> Any:
                 proc.kill()
         time.sleep(0.1)
         if raw.exists():
-            result.details["profile"] = {"svg": svg.name, "raw": raw.name, **top_frames(raw)}
+            # One profile per scenario keeps the key "profile"; several (endpoints: one per endpoint) are named.
+            key = "profile" if name == result.name else f"profile {name}"
+            result.details[key] = {"svg": svg.name, "raw": raw.name, **top_frames(raw)}
             result.charts.append(svg.name)
 
 

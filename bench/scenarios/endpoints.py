@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 from bench.client import HEARTBEAT, SimRunner, request
 from bench.infra import cpu_seconds_between, free_port, stop_process, tree_cpu_seconds
-from bench.scenarios.base import Context, Result, exekra_hub
+from bench.scenarios.base import Context, Result, exekra_hub, py_spy
 from bench.stats import summarize_ms
 
 CLIENTS = 8
@@ -127,7 +128,8 @@ async def run(ctx: Context) -> Result:
             ("POST /api/executions", create),
         ]
         for name, call in plan:
-            figures = await _load(call, seconds, hub.pid)
+            with py_spy(ctx, hub.pid, _profile_name(name), result):
+                figures = await _load(call, seconds, hub.pid)
             result.details[name] = figures
             result.row(f"{name}: CPU per request", figures["cpuMsPerRequest"], "ms")
             result.row(f"{name}: p50", figures["latencyMs"]["p50"], "ms")
@@ -144,11 +146,18 @@ async def run(ctx: Context) -> Result:
             if not page["executions"]:
                 break
             await asyncio.gather(*(stop(e["id"]) for e in page["executions"]))
-        figures = await _load(poll_idle, seconds, hub.pid)
+        with py_spy(ctx, hub.pid, "endpoints-idle-poll", result):
+            figures = await _load(poll_idle, seconds, hub.pid)
         result.details["GET /api/runner/poll?wait=0 (no work)"] = figures
         result.row("GET /api/runner/poll?wait=0 (no work): CPU per request", figures["cpuMsPerRequest"], "ms")
         result.row("GET /api/runner/poll?wait=0 (no work): p50", figures["latencyMs"]["p50"], "ms")
     return result
+
+
+def _profile_name(endpoint: str) -> str:
+    """`endpoints-post-api-executions` for "POST /api/executions": a file name for the endpoint's profile."""
+    words = endpoint.split(" (")[0].lower().replace("{id}", "id")
+    return "endpoints-" + "-".join(w for w in re.split(r"[^a-z0-9]+", words) if w)
 
 
 def _stats() -> Any:

@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     pickup_timeout_seconds: int = Field(default=60, ge=1)
     running_grace_seconds: int = Field(default=120, ge=1)
     stop_grace_seconds: int = Field(default=60, ge=1)
+    max_subworkflow_depth: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="How deep `workflow.run` may nest: a child this many levels below a top-level execution "
+        "starts no child of its own (409 `subworkflow_refused`).",
+    )
 
     # Queue (SPEC §5)
     dedup_window_seconds: int = Field(default=86400, ge=0)

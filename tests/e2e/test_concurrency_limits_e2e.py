@@ -14,9 +14,9 @@ from .conftest import RunnerProcess, publish, wait_status, wait_terminal
 
 pytestmark = pytest.mark.e2e
 
-ONE_SECOND: dict[str, Any] = {
+TWO_SECONDS: dict[str, Any] = {
     "inputs": {"customer": {"type": "string", "required": True}},
-    "nodes": [{"id": "work", "activity": "control.delay", "params": {"seconds": 1}}],
+    "nodes": [{"id": "work", "activity": "control.delay", "params": {"seconds": 2}}],
     "edges": [],
 }
 
@@ -39,7 +39,7 @@ def test_a_limit_of_one_per_customer_runs_each_customers_work_one_at_a_time(
     label = "limits-e2e"
     for _ in range(3):
         start_runner(labels=[label])
-    workflow_id = publish(api, ONE_SECOND, labels=[label], maxConcurrent=1, concurrencyKey="{{ inputs.customer }}")
+    workflow_id = publish(api, TWO_SECONDS, labels=[label], maxConcurrent=1, concurrencyKey="{{ inputs.customer }}")
 
     def run(customer: str) -> str:
         body = {"workflowId": workflow_id, "inputs": {"customer": customer}}
@@ -47,14 +47,15 @@ def test_a_limit_of_one_per_customer_runs_each_customers_work_one_at_a_time(
         assert r.status_code == 201, r.text
         return str(r.json()["execution"]["id"])
 
-    acme = [run("acme") for _ in range(3)]
-    globex = run("globex")
+    acme = [run("acme")]
     wait_status(api, acme[0], "RUNNING", timeout=30)
+    acme += [run("acme") for _ in range(2)]
+    globex = run("globex")
     waiting = api.get(f"/api/executions/{acme[1]}").json()["execution"]
     assert waiting["status"] == "QUEUED"
     assert waiting["waitingReason"] == "concurrency limit reached: 1 of 1 running for key 'acme'"
 
-    ended = [wait_terminal(api, execution_id, timeout=60) for execution_id in [*acme, globex]]
+    ended = [wait_terminal(api, execution_id, timeout=90) for execution_id in [*acme, globex]]
     assert [e["status"] for e in ended] == ["COMPLETED"] * 4
     assert _overlaps(ended[:3]) == 1, "two executions for one customer ran at once"
     assert _overlaps(ended) == 2, "globex waited for acme"

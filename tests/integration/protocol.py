@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
+from exekra.hub.context import Hub
 from exekra.workflow.catalogue import EVERY_RUNNER
 
 
@@ -123,6 +126,22 @@ class ProtocolRunner:
             headers={**self.headers, "Content-Type": content_type},
         )
 
+    async def start_child(
+        self, execution_id: str, attempt: int, workflow: str, key: str = "sub:1", **fields: Any
+    ) -> httpx.Response:
+        """A `workflow.run` call: start a child of the attempt (`fields`: inputs, version)."""
+        body = {"attempt": attempt, "key": key, "workflow": workflow, **fields}
+        return await self.http.post(f"/api/runner/executions/{execution_id}/children", json=body, headers=self.headers)
+
+    async def child(self, execution_id: str, attempt: int, child_id: str, wait: float = 0) -> httpx.Response:
+        params = {"attempt": attempt, "wait": wait}
+        path = f"/api/runner/executions/{execution_id}/children/{child_id}"
+        return await self.http.get(path, params=params, headers=self.headers, timeout=wait + 10)
+
+    async def stop_child(self, execution_id: str, attempt: int, child_id: str) -> httpx.Response:
+        path = f"/api/runner/executions/{execution_id}/children/{child_id}/stop"
+        return await self.http.post(path, json={"attempt": attempt}, headers=self.headers)
+
     async def complete(
         self, execution_id: str, attempt: int, status: str = "COMPLETED", **extra: Any
     ) -> httpx.Response:
@@ -154,6 +173,17 @@ async def running_execution(admin: httpx.AsyncClient, runner: ProtocolRunner, wo
     work = await runner.take(execution_id)
     assert (await runner.start(execution_id, work["attempt"])).status_code == 200
     return execution_id
+
+
+async def backdate(hub: Hub, table: str, column: str, row_id: str, seconds: float) -> None:
+    """Move `column` of one row `seconds` into the past (database clock), after the signs of life received
+    so far are written (they would otherwise land after it, as newer ones)."""
+    await hub.executions.liveness.flush()
+    async with hub.db.transaction() as session:
+        await session.execute(
+            text(f"UPDATE {table} SET {column} = now() - make_interval(secs => :s) WHERE id = :id"),
+            {"s": seconds, "id": uuid.UUID(row_id)},
+        )
 
 
 async def eventually(predicate: Callable[[], Awaitable[Any]], within: float, what: str, interval: float = 0.02) -> Any:

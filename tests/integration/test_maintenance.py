@@ -23,7 +23,7 @@ from exekra.hub.executions.stale import StaleReport
 from exekra.hub.maintenance import Maintenance
 
 from .conftest import SIMPLE_DEFINITION
-from .protocol import ProtocolRunner, publish_workflow
+from .protocol import ProtocolRunner, backdate, publish_workflow
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,17 +44,6 @@ def settings(hub: Hub) -> Iterator[Settings]:
     for name, value in saved.items():
         if getattr(hub.settings, name) != value:
             setattr(hub.settings, name, value)
-
-
-async def backdate(hub: Hub, table: str, column: str, row_id: str, seconds: float) -> None:
-    """Move `column` of one row `seconds` into the past (database clock), after the signs of life received
-    so far are written (they would otherwise land after it, as newer ones)."""
-    await hub.executions.liveness.flush()
-    async with hub.db.transaction() as session:
-        await session.execute(
-            text(f"UPDATE {table} SET {column} = now() - make_interval(secs => :s) WHERE id = :id"),
-            {"s": seconds, "id": uuid.UUID(row_id)},
-        )
 
 
 async def run_pass(hub: Hub) -> StaleReport:

@@ -138,3 +138,20 @@ async def test_a_self_committing_statement_needs_no_transaction_and_refuses_an_a
     with pytest.raises(RuntimeError, match="self-committing"):
         async with hub.db.statement() as session:
             audit.record(session, ACTOR, "raw.refused", "execution", ident, None)
+
+
+async def test_a_connection_the_server_closed_is_not_handed_out_again(hub: Hub) -> None:
+    backend = text("SELECT pg_backend_pid()")
+    async with hub.db.reading() as first:
+        pid = int((await first.execute(backend)).scalar_one())
+        async with hub.db.reading() as second:
+            killed = text("SELECT pg_terminate_backend(CAST(:pid AS int))")
+            assert (await second.execute(killed, {"pid": pid})).scalar_one() is True
+    failures = 0
+    for _ in range(hub.settings.pool_size + 1):
+        try:
+            async with hub.db.reading() as session:
+                assert int((await session.execute(backend)).scalar_one()) != pid
+        except DBAPIError:
+            failures += 1  # the request that meets the dead connection fails; the pool then replaces it
+    assert failures <= 1

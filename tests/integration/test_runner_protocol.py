@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from exekra.hub.context import Hub
+from exekra.hub.executions.queries import LogLine
 from exekra.hub.tasks import drain
 
 from .conftest import SIMPLE_DEFINITION, ClientFactory, Parked, eventually
@@ -361,7 +362,8 @@ async def test_log_uploads_commit_asynchronously_and_state_changes_durably(
         await session.execute(text("SET LOCAL synchronous_commit = on"))
         assert await lifecycle.start(session, held)
         assert (await session.execute(show)).scalar_one() == "on"
-        assert await lifecycle.reserve_log_seq(session, held, lifecycle.LogBatch(1, 3, 10**6)) is not None
+        line = LogLine(None, "INFO", "one")
+        assert await lifecycle.store_logs(session, held, lifecycle.LogBatch([line], 3, 10**6, "")) is False
         assert (await session.execute(show)).scalar_one() == "off"
     assert (await runner.heartbeat()).status_code == 200
 

@@ -204,6 +204,7 @@ class AsyncExekraClient:
         exact_total: bool = False,
         id_prefix: str | None = None,
         retry_of: str | None = None,
+        parent_id: str | None = None,
     ) -> Page[Execution]:
         """Newest first. `total` is counted up to the hub's cap (`total_capped` past it), exactly with
         `exact_total`; pages asked with a `cursor` are not counted (`total` is None)."""
@@ -218,6 +219,7 @@ class AsyncExekraClient:
                 exact_total=exact_total,
                 id_prefix=id_prefix,
                 retry_of=retry_of,
+                parent_id=parent_id,
             )
         )
 

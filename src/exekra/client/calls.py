@@ -233,12 +233,14 @@ def list_executions(
     exact_total: bool,
     id_prefix: str | None = None,
     retry_of: str | None = None,
+    parent_id: str | None = None,
 ) -> Call[Page[Execution]]:
     params = {
         "idPrefix": id_prefix,
         "workflowId": workflow_id,
         "runnerId": runner_id,
         "retryOf": retry_of,
+        "parentId": parent_id,
         "status": status,
         "page": page,
         "limit": limit,

@@ -120,6 +120,7 @@ class Execution(Model):
     retry_attempt: int = 0  # 0: an original; n: its n-th automatic retry
     concurrency_key: str | None = None  # its group under its workflow's concurrency limit (None: no limit)
     waiting_reason: str | None = None  # why a QUEUED execution waits (no runner can run it, or its limit is reached)
+    parent_id: str | None = None  # the execution whose `workflow.run` started this one (a sub-workflow)
     queued_at: datetime | None = None
     assigned_at: datetime | None = None
     started_at: datetime | None = None

@@ -19,6 +19,8 @@ from exekra.clientcli.common import (
     shown_of_total,
 )
 
+CHILDREN_SHOWN = 20  # `executions show` lists at most this many sub-workflows; `list --parent` lists them all
+
 
 def _row(e: Execution) -> list[Any]:
     return [e.id, e.workflow_name or e.workflow_id, e.status, e.trigger_type, e.created_at]
@@ -32,7 +34,8 @@ def _print_line(line: LogLine) -> None:
 def list_executions(args: argparse.Namespace) -> int:
     with client_for(args) as hub:
         workflow_id = hub.find_workflow(args.workflow).id if args.workflow else None
-        page = hub.list_executions(workflow_id=workflow_id, status=args.status, limit=args.limit)
+        parent_id = hub.find_execution(args.parent).id if args.parent else None
+        page = hub.list_executions(workflow_id=workflow_id, parent_id=parent_id, status=args.status, limit=args.limit)
     if args.json:
         print_page(page, "executions")
     else:
@@ -49,6 +52,7 @@ def show_execution(args: argparse.Namespace) -> int:
         execution = hub.find_execution(args.execution)
         nodes = [] if args.json else hub.get_nodes(execution.id)  # --json prints the API's answer, as it is
         retried_as = None if args.json else hub.list_executions(retry_of=execution.id, limit=1).items
+        children = [] if args.json else hub.list_executions(parent_id=execution.id, limit=CHILDREN_SHOWN).items
     if args.json:
         print_json({"execution": execution})
         return EXIT_OK
@@ -60,6 +64,7 @@ def show_execution(args: argparse.Namespace) -> int:
         "attempt": execution.attempt,
         "retry of": f"{execution.retry_of} (retry {execution.retry_attempt})" if execution.retry_of else None,
         "retried as": retried_as[0].id if retried_as else None,
+        "parent": execution.parent_id,
         "concurrency key": execution.concurrency_key or None,
         "waiting": execution.waiting_reason,
         "queued": execution.queued_at,
@@ -75,6 +80,9 @@ def show_execution(args: argparse.Namespace) -> int:
     if metrics.cpu_avg is not None:
         print(f"  cpu: avg {metrics.cpu_avg:.1f}% peak {metrics.cpu_peak or 0:.1f}%")
         print(f"  memory: avg {metrics.mem_avg_mb or 0:.0f} MB peak {metrics.mem_peak_mb or 0:.0f} MB")
+    if children:
+        print("  children:" + (f" (the newest {CHILDREN_SHOWN})" if len(children) == CHILDREN_SHOWN else ""))
+        print_table([_row(e) for e in children], ["ID", "WORKFLOW", "STATUS", "TRIGGER", "CREATED"], indent="    ")
     print("  nodes:")
     print_table(
         [[n.id, n.activity, n.state, "" if n.duration_ms is None else f"{n.duration_ms} ms"] for n in nodes],
@@ -135,12 +143,14 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "executions, newest first",
         [
             "exekra executions list --workflow invoices --status FAILED,STOPPED --limit 10",
+            "exekra executions list --parent cae1a064",
             "exekra executions list --json",
         ],
         "Executions, newest first, with their workflow, status and trigger; --json prints the API's answer.",
     )
     p.add_argument("--workflow", help="only this workflow (name or ID)")
     p.add_argument("--status", help="only these statuses, comma-separated (e.g. FAILED,STOPPED)")
+    p.add_argument("--parent", help="only the sub-workflows this execution started (ID or its first 6+ characters)")
     p.add_argument("--limit", type=int, default=20, help="at most this many (1-200, default 20)")
     p.set_defaults(func=list_executions)
 
@@ -149,7 +159,8 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "show",
         "an execution's details, inputs and outputs",
         ["exekra executions show cae1a064"],
-        "An execution's status, who started it, the runner that ran it, times, metrics, inputs and outputs.",
+        "An execution's status, who started it (a sub-workflow: its parent), the runner that ran it, times, "
+        "metrics, the sub-workflows it started, inputs and outputs.",
     )
     p.add_argument("execution", help="execution ID, or its first 6+ characters")
     p.set_defaults(func=show_execution)

@@ -119,6 +119,7 @@ def build_hub(settings: Settings) -> Hub:
     executions = ExecutionService(
         db, settings, dispatcher, listener, secret_key=secret_key, dedup=dispatcher if settings.redis_url else None
     )
+    effects.on_end(executions.stop_children_of)
     alerts = AlertWorker(db, settings, secret_key)
     effects.on_end(alerts.execution_ended)
     return Hub(

@@ -64,6 +64,7 @@ class Transition:
     attempt: int | None = None
     status: str | None = None  # the execution's status after the rule
     slot: Group | None = None  # the concurrency group a slot of which was freed
+    has_children: bool = False  # the execution started sub-workflows: its end stops those still live
 
 
 EndHook = Callable[[Transition], Awaitable[None]]

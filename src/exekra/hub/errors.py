@@ -54,6 +54,12 @@ class Conflict(ExekraError):
     status_code, code = 409, "conflict"
 
 
+class SubworkflowRefused(Conflict):
+    """A sub-workflow that may not start: too deep, a cycle, no runner for it, or its parent is stopping."""
+
+    code = "subworkflow_refused"
+
+
 class PayloadTooLarge(ExekraError):
     status_code, code = 413, "payload_too_large"
 

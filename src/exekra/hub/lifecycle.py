@@ -11,10 +11,11 @@ once, after the commit, by `exekra.hub.effects`, so no caller has to remember to
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import ARRAY, Row, Text, TextClause, bindparam, text
 from sqlalchemy import inspect as sa_inspect
@@ -326,30 +327,44 @@ async def start(session: Statements, held: Attempt) -> Started | None:
     return None if row is None else Started(float(row.dispatch_seconds or 0), float(row.pickup_seconds or 0))
 
 
-class LogAdmission(StrEnum):
-    """What becomes of a batch of log lines under the execution's log size cap."""
+class LogLine(Protocol):
+    """A log line as the statements store it (`exekra.hub.executions.queries.LogLine`)."""
 
-    STORE = "STORE"  # the log is under the cap: the batch is stored whole (the log ends at most a batch past it)
-    MARK = "MARK"  # the first batch past the cap: one marker line is stored in its place
-    DROP = "DROP"  # later batches: counted in `log_dropped`, not stored
+    @property
+    def ts(self) -> datetime | None: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def node(self) -> str | None: ...
+    @property
+    def event(self) -> str | None: ...
 
 
 class LogBatch(NamedTuple):
-    """A batch of log lines to admit: how many, their size, and the execution's cap."""
+    """A batch of log lines to store under the execution's log size cap (`cap` bytes): while the log is under
+    it the batch is stored whole (the log ends at most a batch past it); the first batch past it is replaced by
+    the `marker` line; later batches are counted in `log_dropped`, not stored."""
 
-    line_count: int
-    size: int
+    lines: Sequence[LogLine]
+    size: int  # of the lines' messages, in bytes
     cap: int
+    marker: str
 
-    def params(self) -> dict[str, int]:
-        return {"log_count": self.line_count, "log_size": self.size, "log_cap": self.cap}
-
-
-class LogSlots(NamedTuple):
-    """Where a batch goes: its sequence numbers end at `last_seq` (one number for a marker line)."""
-
-    last_seq: int
-    admission: LogAdmission
+    def params(self) -> dict[str, Any]:
+        lines = self.lines
+        return {
+            "log_count": len(lines),
+            "log_size": self.size,
+            "log_cap": self.cap,
+            "log_marker": self.marker,
+            "line_ts": [line.ts for line in lines],
+            "line_levels": [line.level for line in lines],
+            "line_messages": [line.message for line in lines],
+            "line_nodes": [line.node for line in lines],
+            "line_events": [line.event for line in lines],
+        }
 
 
 # The SET clause that admits a batch (`LogBatch.params`); the statement returns `log_seq` and `log_dropped`.
@@ -359,38 +374,75 @@ _ADMIT_LOG = """log_seq = log_seq + CASE WHEN log_bytes < :log_cap THEN :log_cou
            log_dropped = log_dropped + CASE WHEN log_bytes < :log_cap THEN 0 ELSE :log_count END"""
 
 
-def _slots(batch: LogBatch, row: Any) -> LogSlots:
-    """The admission, read from the new `log_dropped`: nothing dropped yet, dropped this batch only (the first
-    one past the cap: marked), or more (dropped)."""
-    dropped = int(row.log_dropped)
-    admission = (
-        LogAdmission.STORE if dropped == 0 else LogAdmission.MARK if dropped == batch.line_count else LogAdmission.DROP
-    )
-    return LogSlots(int(row.log_seq), admission)
+def _store_lines(source: str) -> str:
+    """CTE `sl`: the batch's lines stored at the numbers `_ADMIT_LOG` reserved in CTE `source` (columns id,
+    log_seq, log_dropped, as admitted): all of them while nothing was dropped, the marker line for the first
+    batch past the cap (all it carried was dropped), nothing later. Runs in the fencing statement itself: a log
+    upload and a `complete` with lines are one round trip each, their lines stored exactly when admitted."""
+    return f"""sl AS (
+    INSERT INTO execution_logs (execution_id, seq, ts, level, message, node, event)
+    SELECT {source}.id, {source}.log_seq - :log_count + l.n, coalesce(l.ts, now()), l.level, l.message, l.node,
+           l.event
+      FROM {source},
+           unnest(CAST(:line_ts AS timestamptz[]), CAST(:line_levels AS text[]), CAST(:line_messages AS text[]),
+                  CAST(:line_nodes AS text[]), CAST(:line_events AS text[]))
+                  WITH ORDINALITY AS l(ts, level, message, node, event, n)
+     WHERE {source}.log_dropped = 0
+    UNION ALL
+    SELECT {source}.id, {source}.log_seq, now(), 'WARNING', :log_marker, NULL, NULL
+      FROM {source}
+     WHERE {source}.log_dropped > 0 AND {source}.log_dropped = :log_count
+)"""
 
 
 # An upload with lines announces them to whoever follows the execution's log (`endings.log_channel`; delivered
 # at commit, heard only where someone listens), selected by the statement: no round trip of its own.
-_RESERVE_LOG_SEQ = text(
+_STORE_LOGS = text(
     f"""
-UPDATE executions SET {_ADMIT_LOG}
- WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
-RETURNING log_seq, log_dropped, stop_requested, {_ASYNC_COMMIT},
-          CASE WHEN :log_count > 0
-               THEN pg_notify('{endings.LOG_CHANNEL_PREFIX}' || replace(CAST(id AS text), '-', ''), '') END"""
+WITH ue AS (
+    UPDATE executions SET {_ADMIT_LOG}
+     WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
+ RETURNING id, log_seq, log_dropped, stop_requested
+), {_store_lines("ue")}
+SELECT ue.stop_requested, {_ASYNC_COMMIT},
+       CASE WHEN :log_count > 0
+            THEN pg_notify('{endings.LOG_CHANNEL_PREFIX}' || replace(CAST(ue.id AS text), '-', ''), '') END
+  FROM ue"""
 )
 
 
-class LogSeqReservation(NamedTuple):
-    slots: LogSlots
+async def store_logs(session: Statements, held: Attempt, batch: LogBatch) -> bool | None:
+    """Fence a log upload and store its lines under the log's cap, in one statement; returns whether a stop was
+    requested (None: the attempt is not held)."""
+    row = (await session.execute(_STORE_LOGS, {**held.params(), **batch.params()})).first()
+    return None if row is None else bool(row.stop_requested)
+
+
+# A runner's `workflow.run` starts a child only for the RUNNING attempt it holds. The row lock this takes makes
+# the child's creation and the parent's end (or another child's creation) wait for each other: a parent that
+# ended first refuses the child, and one that ends after sees `has_children` and stops it.
+_HOLD_PARENT = text(
+    f"""
+UPDATE executions SET has_children = true
+ WHERE {_HELD_BY} AND status = 'RUNNING'
+RETURNING id, workflow_id, priority, stop_requested"""
+)
+
+
+class Parent(NamedTuple):
+    """A RUNNING execution about to start a child, as `hold_parent` locked it."""
+
+    id: uuid.UUID
+    workflow_id: uuid.UUID
+    priority: int
     stop_requested: bool
 
 
-async def reserve_log_seq(session: Statements, held: Attempt, batch: LogBatch) -> LogSeqReservation | None:
-    """Fence a log upload and admit its lines under the log's cap (None: not held)."""
-    result = await session.execute(_RESERVE_LOG_SEQ, {**held.params(), **batch.params()})
-    row = result.first()
-    return LogSeqReservation(_slots(batch, row), bool(row.stop_requested)) if row else None
+async def hold_parent(session: Statements, held: Attempt) -> Parent | None:
+    """Lock the RUNNING execution whose attempt this runner holds, and mark it as having children, until the
+    transaction ends (None: not held, or not RUNNING)."""
+    row = (await session.execute(_HOLD_PARENT, held.params())).first()
+    return None if row is None else Parent(row.id, row.workflow_id, row.priority, row.stop_requested)
 
 
 _FINISH = text(
@@ -401,9 +453,9 @@ WITH ue AS (
            cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb,
            {_ADMIT_LOG}
      WHERE {_HELD_BY} AND status = ANY(:sources)
- RETURNING id, runner_id, workflow_id, concurrency_key, log_seq, log_dropped
-), {_let_go("ue")}
-SELECT ue.id, ue.log_seq, ue.log_dropped, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
+ RETURNING id, runner_id, workflow_id, concurrency_key, log_seq, log_dropped, has_children
+), {_let_go("ue")}, {_store_lines("ue")}
+SELECT ue.id, ue.has_children, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
        {_announce_end(COMPLETE, "ue.id")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 ).bindparams(bindparam("outputs", type_=JSONB))
@@ -418,9 +470,9 @@ async def finish(
     outputs: dict[str, Any] | None,
     metrics: dict[str, float | None],
     lines: LogBatch,
-) -> LogSlots | None:
-    """A runner's final report: ends the execution and frees the runner, in one statement, and admits the
-    final log lines it carries (`lines`). Returns where they go, or None when the attempt is not held."""
+) -> bool:
+    """A runner's final report, in one statement: ends the execution, frees the runner and stores the final log
+    lines it carries (`lines`). False when the attempt is not held."""
     rule = RUNNER_FINISH_RULES[status]
     assert rule.effects == COMPLETE.effects  # the statement announces the end of each
     result = await session.execute(
@@ -440,7 +492,7 @@ async def finish(
     )
     row = result.first()
     if row is None:
-        return None
+        return False
     effects.record(
         session,
         _transition(
@@ -451,16 +503,17 @@ async def finish(
             attempt=held.attempt,
             status=rule.target.value,
             slot=concurrency.freed_group(row),
+            has_children=row.has_children,
         ),
     )
-    return _slots(lines, row)
+    return True
 
 
 _STOP_NOW = text(
     f"""
 WITH ue AS (
     UPDATE executions SET status = 'STOPPED', completed_at = now(), stop_requested = true,
-                          stop_requested_at = now(), error = 'stopped by user'
+                          stop_requested_at = now(), error = :reason
      WHERE id = :execution_id AND status IN {_sources(STOP_NOW)}
  RETURNING id, runner_id, workflow_id, concurrency_key
 ), {_let_go("ue")}
@@ -485,9 +538,20 @@ class StopOutcome:
     requested: bool
 
 
-async def request_stop(session: Statements, execution_id: uuid.UUID, actor: Actor) -> StopOutcome:
-    """QUEUED/ASSIGNED → STOPPED at once; RUNNING → stopRequested (the runner confirms)."""
-    row = (await session.execute(_STOP_NOW, {"execution_id": execution_id})).first()
+STOPPED_BY_USER = "stopped by user"
+
+
+async def request_stop(
+    session: Statements,
+    execution_id: uuid.UUID,
+    actor: Actor,
+    *,
+    reason: str = STOPPED_BY_USER,
+    details: dict[str, Any] | None = None,
+) -> StopOutcome:
+    """QUEUED/ASSIGNED → STOPPED at once, with `reason` as its error; RUNNING → stopRequested (the runner
+    confirms). `details` go into the audit entry beside `immediate`."""
+    row = (await session.execute(_STOP_NOW, {"execution_id": execution_id, "reason": reason})).first()
     if row:
         transition = _transition(
             STOP_NOW,
@@ -497,12 +561,12 @@ async def request_stop(session: Statements, execution_id: uuid.UUID, actor: Acto
             status=STOP_NOW.target.value,
             slot=concurrency.freed_group(row),
         )
-        effects.record(session, transition, actor=actor, details={"immediate": True})
+        effects.record(session, transition, actor=actor, details={"immediate": True, **(details or {})})
         return StopOutcome(stopped=True, requested=False)
     if (await session.execute(_REQUEST_STOP, {"execution_id": execution_id})).first() is None:
         return StopOutcome(stopped=False, requested=False)
     transition = _transition(REQUEST_STOP, execution_id=execution_id, status=REQUEST_STOP.target.value)
-    effects.record(session, transition, actor=actor, details={"immediate": False})
+    effects.record(session, transition, actor=actor, details={"immediate": False, **(details or {})})
     return StopOutcome(stopped=False, requested=True)
 
 
@@ -541,6 +605,8 @@ _CREATED_WITH = (
     "retry_of",
     "retry_attempt",
     "concurrency_key",
+    "parent_id",
+    "parent_key",
 )
 _INSERT_QUEUED = text(
     f"""
@@ -560,7 +626,9 @@ async def insert_queued(session: Statements, execution: Execution, actor: Actor)
     with the workflow and the trigger type."""
     params = {name: getattr(execution, name) for name in _CREATED_WITH} | {"status": CREATE.target}
     stored = execution_of((await session.execute(_INSERT_QUEUED, params)).one())
-    details = {"workflowId": str(stored.workflow_id), "triggerType": str(stored.trigger_type)}
+    details: dict[str, str | None] = {"workflowId": str(stored.workflow_id), "triggerType": str(stored.trigger_type)}
+    if stored.parent_id is not None:
+        details |= {"parentId": str(stored.parent_id), "key": stored.parent_key}
     transition = _transition(CREATE, execution_id=stored.id, status=CREATE.target.value)
     effects.record(session, transition, actor=actor, details=details)
     return stored
@@ -765,9 +833,9 @@ WITH c AS ({candidates}
 ), ue AS (
     UPDATE executions x SET status = '{rule.target.value}', {changes}
       FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
- RETURNING x.id, c.runner_id, c.reason, x.workflow_id, x.concurrency_key
+ RETURNING x.id, c.runner_id, c.reason, x.has_children, x.workflow_id, x.concurrency_key
 ), {_let_go("ue", many=True)}
-SELECT ue.id, ue.runner_id, ue.reason, ur.status AS runner_status, {concurrency.FREED_COLUMNS}{announce}
+SELECT ue.id, ue.runner_id, ue.reason, ue.has_children, ur.status AS runner_status, {concurrency.FREED_COLUMNS}{announce}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
     )
     return StaleCheck(rule, statement, reason)
@@ -852,6 +920,7 @@ async def apply_stale_rule(
             runner_idle=row.runner_status == R.ONLINE,
             status=rule.target.value,
             slot=concurrency.freed_group(row),
+            has_children=row.has_children,
         )
         details = {"reason": row.reason, "runnerId": str(row.runner_id) if row.runner_id else None}
         effects.record(session, transition, actor=SYSTEM, details=details)

@@ -61,17 +61,26 @@ class HubCollector(Collector):
         pool = GaugeMetricFamily(
             "exekra_db_pool_connections", "This process's database connections, by state", labels=["state"]
         )
+        # Both pools of the process: the ORM's and the hot path's driver pool (`Database.driver_pool`).
         sa_pool: Any = self.hub.db.engine.pool
-        pool.add_metric(["in_use"], float(sa_pool.checkedout()))
-        pool.add_metric(["idle"], float(sa_pool.checkedin()))
-        pool.add_metric(["waiting"], float(_waiting_for_connection(sa_pool)))
+        in_use, idle = sa_pool.checkedout(), sa_pool.checkedin()
+        waiting = _waiting_in(getattr(sa_pool, "_pool", None))
+        driver: Any = self.hub.db.driver_pool
+        if driver is not None:
+            in_use += driver.get_size() - driver.get_idle_size()
+            idle += driver.get_idle_size()
+            waiting += _waiting_in(driver)
+        pool.add_metric(["in_use"], float(in_use))
+        pool.add_metric(["idle"], float(idle))
+        pool.add_metric(["waiting"], float(waiting))
         yield pool
 
 
-def _waiting_for_connection(pool: Any) -> int:
+def _waiting_in(pool: Any) -> int:
     """Coroutines waiting for a pooled connection: the getters of the pool's asyncio queue (SQLAlchemy's
-    `AsyncAdaptedQueuePool` keeps them there; 0 if a later SQLAlchemy keeps them elsewhere)."""
-    queue = getattr(getattr(pool, "_pool", None), "_queue", None)
+    `AsyncAdaptedQueuePool` and asyncpg's pool both keep them there; 0 if a later version keeps them
+    elsewhere)."""
+    queue = getattr(pool, "_queue", None)
     return len(getattr(queue, "_getters", ()) or ())
 
 

@@ -23,6 +23,7 @@ from exekra.runner.config import RunnerConfig
 from exekra.runner.executor import ExecutionAbandoned, Executor, Job, Outcome
 from exekra.runner.metrics import prime_cpu_percent, system_metrics
 from exekra.runner.session import HubSession
+from exekra.workflow import hubcalls
 from exekra.workflow.catalogue import RunnerCatalogue, runner_catalogue
 from exekra.workflow.definition import referenced_credentials
 from exekra.workflow.scope import ActivitySettings
@@ -250,6 +251,7 @@ class RunnerAgent:
                 report_interval=info.report_interval,
                 lines_with_outcome=info.complete_takes_lines,
                 send_artifact=partial(self._send_artifact, current),
+                hub_calls=partial(self._hub_call, current),
             )
         except ExecutionAbandoned as exc:
             self._log.warning("hub no longer accepts execution %s (%s): killed it", execution_id, exc)
@@ -266,6 +268,21 @@ class RunnerAgent:
         if limit is not None and artifact.size > limit:
             raise Rejected(f"413 the file has {artifact.size} bytes; the hub stores {limit} at most", status=413)
         await self._session.call(partial(self._client.upload_artifact, current.execution_id, current.attempt, artifact))
+
+    async def _hub_call(self, current: _Current, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One call the workflow makes to the hub (`exekra.workflow.hubcalls`), for the attempt this runner holds,
+        retried through outages like every call (a repeated child start answers the child it started)."""
+        client, execution_id, attempt = self._client, current.execution_id, current.attempt
+        request: Callable[[], Awaitable[dict[str, Any]]]
+        if op == hubcalls.START_CHILD:
+            request = partial(client.start_child, execution_id, attempt, body)
+        elif op == hubcalls.WAIT_FOR_CHILD:
+            request = partial(client.child, execution_id, attempt, str(body.get("id")), float(body.get("wait") or 0))
+        elif op == hubcalls.STOP_CHILD:
+            request = partial(client.stop_child, execution_id, attempt, str(body.get("id")))
+        else:
+            raise Rejected(f"unknown call {op!r}")
+        return await self._session.call(request)
 
     async def _fetch_credentials(self, current: _Current, definition: dict[str, Any]) -> dict[str, dict[str, str]]:
         try:

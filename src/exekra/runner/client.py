@@ -207,6 +207,24 @@ class HubClient:
             raise HubUnavailable(f"unexpected credential answer for {name!r}")
         return credential
 
+    async def start_child(self, execution_id: str, attempt: int, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a child execution (`workflow.run`): `request` is `{key, workflow, inputs, version?}`; the answer
+        `{execution, duplicate}` (the same child for a repeated key)."""
+        body = {**request, "attempt": attempt}
+        return await self._json("POST", f"/executions/{execution_id}/children", json=body)
+
+    async def child(self, execution_id: str, attempt: int, child_id: str, wait: float) -> dict[str, Any]:
+        """A child of the attempt, `{execution}`, held up to `wait` seconds until it ends."""
+        params = {"attempt": attempt, "wait": math.ceil(wait)} if wait > 0 else {"attempt": attempt}
+        timeout = httpx.Timeout(wait + LONG_POLL_MARGIN_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+        path = f"/executions/{execution_id}/children/{child_id}"
+        return _decode(await self._send("GET", path, params=params, read_timeout=timeout))
+
+    async def stop_child(self, execution_id: str, attempt: int, child_id: str) -> dict[str, Any]:
+        """Stop a child of the attempt; the answer `{execution}`."""
+        path = f"/executions/{execution_id}/children/{child_id}/stop"
+        return await self._json("POST", path, json={"attempt": attempt})
+
     async def upload_artifact(self, execution_id: str, attempt: int, artifact: ArtifactFile) -> None:
         """Upload one attached file, streamed from disk (read afresh on every call, so a retry resends it)."""
         params = {"attempt": attempt, "name": artifact.name, "nodeId": artifact.node_id}

@@ -1,7 +1,8 @@
 """Runs one execution in a child process group: spawn, feed, watch, measure, stop, clean up.
 
 The child is `python -m exekra.runner.worker` in a new session (its own process group). It gets the job as
-one JSON document on stdin and answers with JSON-lines events on stdout (see `exekra.runner.worker`);
+one JSON line on stdin and answers with JSON-lines events on stdout (see `exekra.runner.worker`); its calls to
+the hub come as events too, and are answered on its stdin (`exekra.runner.calls`);
 anything it writes to stderr goes to the execution log at WARNING. One idle worker is kept spawned ahead
 (the next one starts as soon as one is taken) so Python's start-up and the engine's imports stay out of
 the pick-up latency.
@@ -20,13 +21,14 @@ import shutil
 import signal
 import sys
 from asyncio.subprocess import PIPE, Process, SubprocessStreamProtocol
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from exekra.runner import calls
 from exekra.runner.artifacts import ArtifactCollector, ArtifactFile, ArtifactSender
 from exekra.runner.client import Rejected
 from exekra.runner.config import RunnerConfig
@@ -66,6 +68,51 @@ class Outcome:
     metrics: ExecutionMetrics = field(default_factory=ExecutionMetrics)
     artifacts: tuple[ArtifactFile, ...] = ()
     lines: tuple[dict[str, str], ...] = ()  # the last log lines, not sent yet: the final report carries them
+
+
+CallHandler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""Makes one of the worker's calls to the hub (`exekra.runner.calls`): `(op, body)` → the hub's answer. Raises
+`Rejected` when the hub refuses it."""
+
+
+class _CallAnswerer:
+    """The runner's end of the worker's calls: each is made by `handler` in a task of its own, and answered on
+    the worker's stdin as soon as it returns."""
+
+    def __init__(self, handler: CallHandler | None, stdin: asyncio.StreamWriter) -> None:
+        self._handler = handler
+        self._stdin = stdin
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def take(self, event: dict[str, Any]) -> None:
+        task = asyncio.create_task(self._answer(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, event: dict[str, Any]) -> None:
+        call_id, op, body = event.get("id"), str(event.get("op")), event.get("body")
+        if self._handler is None:
+            reply = calls.refusal(call_id, f"{op}: this runner makes no calls to the hub for a workflow")
+        else:
+            try:
+                reply = calls.answer(call_id, await self._handler(op, body if isinstance(body, dict) else {}))
+            except Rejected as exc:
+                reply = calls.refusal(call_id, exc.message, status=exc.status, code=exc.code)
+            except Exception as exc:
+                reply = calls.refusal(call_id, f"{op}: {type(exc).__name__}: {exc}")
+        if self._stdin.is_closing():
+            return  # the worker is gone: nobody waits for the answer
+        self._stdin.write(json.dumps(reply, default=str).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await self._stdin.drain()
+
+    async def close(self) -> None:
+        """Give up the calls still being made (the execution is over), and close the worker's stdin."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._stdin.close()
 
 
 class ExecutionAbandoned(Exception):
@@ -158,9 +205,11 @@ class Executor:
         report_interval: float,
         send_artifact: ArtifactSender | None = None,
         lines_with_outcome: bool = False,
+        hub_calls: CallHandler | None = None,
     ) -> Outcome:
         """Run the job to its end and return the outcome; setting `stop` stops it (→ STOPPED).
 
+        The worker's calls to the hub (`workflow.run`) are made by `hub_calls` (none: each is refused).
         Files the workflow attaches go to `send_artifact` as they come (none: they are dropped with the
         execution's staging folder); the outcome lists them. With `lines_with_outcome` (the hub takes log lines
         with `complete`), the last batch of log lines is not sent but returned with the outcome. Raises `ExecutionAbandoned` when a log or
@@ -176,7 +225,8 @@ class Executor:
         )
         uploading = asyncio.create_task(collector.run())
         try:
-            outcome = await self._execute(job, workdir, stream, _Channels(shipping, uploading), stop, collector)
+            channels = _Channels(shipping, uploading)
+            outcome = await self._execute(job, workdir, stream, channels, stop, collector, hub_calls)
             collector.finish()
             await asyncio.wait_for(uploading, ARTIFACT_SHIPPING_SECONDS)
             stream.finish(keep_last=lines_with_outcome)
@@ -208,6 +258,7 @@ class Executor:
         channels: _Channels,
         stop: asyncio.Event,
         collector: ArtifactCollector,
+        hub_calls: CallHandler | None,
     ) -> Outcome:
         if stop.is_set():
             stream.add("WARNING", "stop requested before the execution started")
@@ -224,9 +275,10 @@ class Executor:
         sampler = ProcessTreeSampler(process.pid)
         await asyncio.to_thread(sampler.sample)
         output = _WorkerOutput()
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None and process.stderr is not None and process.stdin is not None
+        answerer = _CallAnswerer(hub_calls, process.stdin)
         readers = [
-            asyncio.create_task(_read_events(process.stdout, stream, output, collector)),
+            asyncio.create_task(_read_events(process.stdout, stream, output, collector, answerer)),
             asyncio.create_task(_read_stderr(process.stderr, stream)),
         ]
         sampling = asyncio.create_task(self._sample_every(sampler))
@@ -247,6 +299,7 @@ class Executor:
                 await self._terminate(worker, sampler)
         finally:
             sampling.cancel()
+            await answerer.close()
             # After a crash, stop or timeout, also hunt processes that detached from the tree.
             await _kill_tree(worker, sampler, None if ended_cleanly else worker.marker)
             await _drain(readers)
@@ -352,12 +405,11 @@ async def _send_job(process: Process, job: Job, workdir: Path, settings: dict[st
     }
     assert process.stdin is not None
     try:
-        process.stdin.write(json.dumps(document, default=str).encode())
+        # One line: the rest of stdin carries the answers to the worker's calls (`exekra.runner.calls`).
+        process.stdin.write(json.dumps(document, default=str).encode() + b"\n")
         await process.stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
         pass  # the worker is already gone; its exit status tells why
-    finally:
-        process.stdin.close()
 
 
 async def _wait_for_end(
@@ -389,7 +441,11 @@ async def _wait_for_end(
 
 
 async def _read_events(
-    reader: asyncio.StreamReader, stream: LogStream, output: _WorkerOutput, collector: ArtifactCollector
+    reader: asyncio.StreamReader,
+    stream: LogStream,
+    output: _WorkerOutput,
+    collector: ArtifactCollector,
+    answerer: _CallAnswerer,
 ) -> None:
     async for text in _lines(reader, stream):
         try:
@@ -403,6 +459,8 @@ async def _read_events(
             output.result_seen.set()
         elif event.get("type") == "artifact":
             collector.add(event)
+        elif event.get("type") == calls.CALL_EVENT:
+            answerer.take(event)
         else:
             stream.add(
                 str(event.get("level", "INFO")),

@@ -1,7 +1,7 @@
 """The execution child process: `python -m exekra.runner.worker`.
 
 It imports the workflow engine first (so a pre-started worker has paid Python's start-up cost), then
-reads one job as a JSON document on stdin (until EOF), runs it, and writes JSON-lines events on the
+reads one job as a JSON document on the first line of stdin, runs it, and writes JSON-lines events on the
 original stdout:
 
     {"type": "log", "ts": "...", "level": "INFO", "message": "...", "node": "fetch", "event": "started"}
@@ -10,7 +10,9 @@ original stdout:
     {"type": "result", "status": "COMPLETED" | "FAILED" | "STOPPED", "outputs": {...}, "error": "..."}
 
 File descriptor 1 is pointed at stderr before the workflow runs, so stray prints of activities (or of
-programs they start) can never corrupt the event stream. SIGTERM asks the workflow to stop.
+programs they start) can never corrupt the event stream. An activity that needs the hub (`workflow.run`) writes a
+`call` event, and the runner answers on the rest of stdin (`exekra.runner.calls`); file descriptor 0 is pointed
+at /dev/null, so that nothing the workflow runs can read those answers. SIGTERM asks the workflow to stop.
 
 The worker dies with its runner: when the runner's end of the event channel closes (the runner was
 killed, even with SIGKILL), the workflow is stopped (browser sessions close), and after
@@ -32,10 +34,14 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, NoReturn, Protocol
+from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
+from exekra.runner.calls import RunnerCalls
 from exekra.runner.logstream import utc_now
 from exekra.runner.metrics import TREE_MARKER_VARIABLE, marked_processes
+
+if TYPE_CHECKING:
+    from exekra.workflow.hubcalls import HubCalls
 
 ORPHAN_GRACE_SECONDS = 5.0
 
@@ -53,6 +59,7 @@ class Engine(Protocol):
         artifact_limit_bytes: int | None,
         report_artifact: Callable[[dict[str, Any]], None],
         chromium: str | None,
+        hub: HubCalls | None,
     ) -> Any:
         """Make the execution's scope; see `exekra.workflow.engine.execution_scope`."""
         ...
@@ -94,8 +101,20 @@ def _take_event_channel() -> IO[str]:
     return os.fdopen(events_fd, "w", encoding="utf-8", buffering=1)
 
 
-def run_job(job: dict[str, Any], engine: Engine, events: EventWriter, stop: threading.Event) -> dict[str, Any]:
-    """Run one job through the engine; the result event (never raises)."""
+def _take_reply_channel() -> IO[bytes]:
+    """Keep stdin for the job and the runner's answers only; everything else that reads fd 0 reads /dev/null."""
+    replies_fd = os.dup(0)  # not inheritable
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return os.fdopen(replies_fd, "rb")
+
+
+def run_job(
+    job: dict[str, Any], engine: Engine, events: EventWriter, stop: threading.Event, hub: HubCalls | None = None
+) -> dict[str, Any]:
+    """Run one job through the engine, its activities reaching the hub through `hub`; the result event (never
+    raises)."""
     workdir = Path(job["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)
@@ -108,7 +127,7 @@ def run_job(job: dict[str, Any], engine: Engine, events: EventWriter, stop: thre
             workdir=workdir,
             emit=events.log,
             should_stop=stop.is_set,
-            scope=_scope(engine, job, events),
+            scope=_scope(engine, job, events, hub),
         )
     except engine.WorkflowStopped:
         return {"type": "result", "status": "STOPPED", "outputs": None, "error": None}
@@ -146,8 +165,9 @@ def vanishing_outputs(outputs: object, workdir: Path) -> list[tuple[str, str]]:
     return found
 
 
-def _scope(engine: Engine, job: dict[str, Any], events: EventWriter) -> Any:
-    """The execution's scope: attachments staged where the runner said and reported as events."""
+def _scope(engine: Engine, job: dict[str, Any], events: EventWriter, hub: HubCalls | None) -> Any:
+    """The execution's scope: attachments staged where the runner said and reported as events; calls to the hub
+    through the runner."""
     artifacts = job.get("artifacts") or {}
     settings = job.get("settings") or {}
     directory = artifacts.get("dir")
@@ -156,6 +176,7 @@ def _scope(engine: Engine, job: dict[str, Any], events: EventWriter) -> Any:
         artifact_limit_bytes=artifacts.get("limitBytes"),
         report_artifact=lambda event: events.write({**event, "ts": utc_now()}),
         chromium=settings.get("chromium"),
+        hub=hub,
     )
 
 
@@ -202,6 +223,7 @@ def main(engine: Engine | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     channel = _take_event_channel()
+    replies = _take_reply_channel()
     events = EventWriter(channel)
     watch = RunnerWatch(channel.fileno(), stop)
     load_error = None
@@ -210,10 +232,10 @@ def main(engine: Engine | None = None) -> int:
             engine = importlib.import_module("exekra.workflow.engine")
         except Exception as exc:
             load_error = f"workflow engine unavailable: {type(exc).__name__}: {exc}"
-    raw = sys.stdin.buffer.read()
+    raw = replies.readline()
     if not raw.strip():
         return 0  # a pre-started worker that was never used: the runner closed our stdin
-    result = _result(raw, engine, load_error, events, stop)
+    result = _result(raw, engine, load_error, events, stop, RunnerCalls(events.write, replies))
     watch.finished.set()
     if watch.orphaned.is_set():
         kill_own_tree()
@@ -228,7 +250,12 @@ def main(engine: Engine | None = None) -> int:
 
 
 def _result(
-    raw: bytes, engine: Engine | None, load_error: str | None, events: EventWriter, stop: threading.Event
+    raw: bytes,
+    engine: Engine | None,
+    load_error: str | None,
+    events: EventWriter,
+    stop: threading.Event,
+    hub: HubCalls,
 ) -> dict[str, Any]:
     try:
         job = json.loads(raw)
@@ -238,7 +265,7 @@ def _result(
         return {"type": "result", "status": "STOPPED", "outputs": None, "error": None}
     if engine is None:
         return {"type": "result", "status": "FAILED", "outputs": None, "error": load_error}
-    return run_job(job, engine, events, stop)
+    return run_job(job, engine, events, stop, hub)
 
 
 def serve(engine: Engine | None = None) -> NoReturn:

@@ -8,23 +8,32 @@ from __future__ import annotations
 
 import copy
 import heapq
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from exekra.workflow.errors import DefinitionError
-from exekra.workflow.expressions import credential_names
-from exekra.workflow.validation import DEFAULT_MAX_PARALLEL, FOREACH_ACTIVITY, INPUT_TYPES, find_problems, walk_strings
+from exekra.workflow.expressions import credential_names, is_template
+from exekra.workflow.validation import (
+    DEFAULT_MAX_PARALLEL,
+    FOREACH_ACTIVITY,
+    INPUT_TYPES,
+    SUBWORKFLOW_ACTIVITY,
+    find_problems,
+    walk_strings,
+)
 
 __all__ = [
     "DefinitionError",
     "EdgeDefinition",
     "InputSpec",
     "NodeDefinition",
+    "SubworkflowCall",
     "WorkflowDefinition",
     "referenced_credentials",
     "resolve_inputs",
+    "subworkflow_calls",
     "undeclared_inputs",
     "used_activities",
     "validate_definition",
@@ -173,20 +182,48 @@ def undeclared_inputs(definition: WorkflowDefinition | Mapping[str, Any], inputs
     return [name for name in inputs if name not in declared]
 
 
-def used_activities(definition: WorkflowDefinition | Mapping[str, Any]) -> set[str]:
-    """The names of the activities the definition's nodes call, a foreach's nested nodes included."""
+def _every_node(definition: WorkflowDefinition | Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(top-level node id, node) of every node with an activity, a foreach's nested nodes included."""
     data = definition.model_dump(by_alias=True) if isinstance(definition, WorkflowDefinition) else definition
-    used: set[str] = set()
-    pending = list(data.get("nodes") or [])
+    pending: list[tuple[str | None, Any]] = [(None, node) for node in data.get("nodes") or []]
     while pending:
-        node = pending.pop()
+        top, node = pending.pop()
         if not isinstance(node, Mapping) or not isinstance(node.get("activity"), str):
             continue
-        used.add(node["activity"])
-        nested = (node.get("params") or {}).get("nodes") if node["activity"] == FOREACH_ACTIVITY else None
+        top = top or str(node.get("id"))
+        yield top, node
+        params = node.get("params")
+        nested = params.get("nodes") if node["activity"] == FOREACH_ACTIVITY and isinstance(params, Mapping) else None
         if isinstance(nested, list):
-            pending.extend(nested)
-    return used
+            pending.extend((top, child) for child in nested)
+
+
+def used_activities(definition: WorkflowDefinition | Mapping[str, Any]) -> set[str]:
+    """The names of the activities the definition's nodes call, a foreach's nested nodes included."""
+    return {node["activity"] for _, node in _every_node(definition)}
+
+
+class SubworkflowCall(NamedTuple):
+    """A `workflow.run` whose workflow is written literally: the top-level node holding it, the workflow (name or
+    id), and the version when that is a literal number too (else None: the published one)."""
+
+    node: str
+    workflow: str
+    version: int | None
+
+
+def subworkflow_calls(definition: WorkflowDefinition | Mapping[str, Any]) -> list[SubworkflowCall]:
+    """The definition's `workflow.run` nodes that name their workflow literally (no template), in any order."""
+    calls = []
+    for top, node in _every_node(definition):
+        params = node.get("params")
+        if node["activity"] != SUBWORKFLOW_ACTIVITY or not isinstance(params, Mapping):
+            continue
+        workflow, version = params.get("workflow"), params.get("version")
+        if isinstance(workflow, str) and workflow and not is_template(workflow):
+            literal = version if isinstance(version, int) and not isinstance(version, bool) else None
+            calls.append(SubworkflowCall(top, workflow, literal))
+    return calls
 
 
 def referenced_credentials(definition: WorkflowDefinition | Mapping[str, Any]) -> set[str]:

@@ -53,6 +53,7 @@ from exekra.workflow.errors import (
     WorkflowStopped,
 )
 from exekra.workflow.expressions import render
+from exekra.workflow.hubcalls import HubCalls
 from exekra.workflow.masking import SecretMasker
 from exekra.workflow.schedule import Decisions, Schedule
 from exekra.workflow.scope import ActivitySettings, ExecutionScope
@@ -125,15 +126,17 @@ def execution_scope(
     artifact_limit_bytes: int | None,
     report_artifact: Callable[[dict[str, Any]], None],
     chromium: str | None,
+    hub: HubCalls | None = None,
 ) -> ExecutionScope:
     """The scope of an execution run by the runner's worker: files attached are copied to `artifacts_dir`
-    (within `artifact_limit_bytes` in all) and reported as `artifact` events; `chromium` for `browser.*`."""
+    (within `artifact_limit_bytes` in all) and reported as `artifact` events; `chromium` for `browser.*`; `hub`
+    the runner's calls to the hub (`workflow.run`)."""
     artifacts = Artifacts(
         artifacts_dir,
         limit_bytes=artifact_limit_bytes,
         on_attach=lambda attachment: report_artifact(attachment.to_event()),
     )
-    return ExecutionScope(artifacts=artifacts, settings=ActivitySettings(chromium=chromium))
+    return ExecutionScope(artifacts=artifacts, settings=ActivitySettings(chromium=chromium), hub=hub)
 
 
 def _serialised_masked(emit: LineSink, masker: SecretMasker) -> LineSink:

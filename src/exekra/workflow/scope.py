@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from exekra.workflow.artifacts import Artifacts
 from exekra.workflow.errors import ActivityError
+from exekra.workflow.hubcalls import HubCalls
 
 T = TypeVar("T")
 Emit = Callable[[str, str], None]
@@ -41,12 +42,22 @@ class ExecutionScope:
 
     artifacts: Artifacts = field(default_factory=Artifacts)
     settings: ActivitySettings = field(default_factory=ActivitySettings)
+    hub: HubCalls | None = None
+    """The runner's calls to the hub for this execution (`workflow.run`); None without a runner behind."""
     _resources: dict[str, _Resource] = field(default_factory=dict, init=False)
     _cached: dict[str, str] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _creating: threading.Lock = field(default_factory=threading.Lock, init=False)
     """Held while a cached resource is made (creation is quick: an engine connects on first use)."""
     _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
+    _calls: dict[str, int] = field(default_factory=dict, init=False)
+
+    def call_key(self, node_id: str) -> str:
+        """A key for one call of node `node_id` to the hub, unique in the execution: `<node>:<n>`, n counting that
+        node's calls from 1 (each retry, each item of a loop, is a call of its own)."""
+        with self._lock:
+            number = self._calls[node_id] = self._calls.get(node_id, 0) + 1
+        return f"{node_id}:{number}"
 
     def open(self, kind: str, value: Any, close: Callable[[], None]) -> str:
         """Keep a resource until `release` or the end of the run; returns its handle (`kind-N`)."""

@@ -15,6 +15,7 @@ from exekra.workflow.errors import Problem
 from exekra.workflow.expressions import is_template, syntax_problem
 
 FOREACH_ACTIVITY = "control.foreach"
+SUBWORKFLOW_ACTIVITY = "workflow.run"
 """The activity whose `params.nodes` holds a nested list of nodes, run in order for each item."""
 IF_ACTIVITY = "control.if"
 JOIN_ACTIVITY = "control.join"

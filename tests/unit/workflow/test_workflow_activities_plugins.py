@@ -52,7 +52,7 @@ def test_builtins_cover_the_documented_activities() -> None:
         "shell.run", "python.run", "http.request", "file.read", "file.write", "file.copy", "file.move",
         "file.delete", "file.list", "json.parse", "csv.read", "csv.write", "log.message", "vars.set",
         "control.if", "control.foreach", "control.join", "control.delay", "control.fail", "file.attach",
-        "browser.open", "browser.close", "browser.goto", "browser.click", "browser.fill", "browser.select",
+        "workflow.run", "browser.open", "browser.close", "browser.goto", "browser.click", "browser.fill", "browser.select",
         "browser.check", "browser.press", "browser.wait_for", "browser.get_text", "browser.get_attribute",
         "browser.extract_table", "browser.screenshot", "browser.download", "browser.upload",
         "sql.query", "sql.execute", "email.send", "email.read", "excel.read", "excel.write", "excel.append",

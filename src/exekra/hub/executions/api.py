@@ -34,7 +34,7 @@ from exekra.hub.responses import ORJSONResponse, documented
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
-_DUPLICATE = {200: {"model": CreatedExecutionAnswer, "description": "A repeated idempotency key: the first execution"}}
+DUPLICATE = {200: {"model": CreatedExecutionAnswer, "description": "A repeated idempotency key: the first execution"}}
 _SSE = (
     "Server-Sent Events: `event: log` whose `data` is a log line `{seq, ts, level, message}` as in `GET …/logs`, "
     'then `event: end` whose `data` is `{"status": …}` when the execution is over.'
@@ -52,13 +52,14 @@ async def _created(hub: Hub, created: Created, user: Principal) -> ORJSONRespons
     return ORJSONResponse(body, status_code=200 if created.duplicate else 201)
 
 
-async def _one(hub: Hub, view: ExecutionView) -> dict[str, Any]:
+async def one_execution(hub: Hub, view: ExecutionView) -> dict[str, Any]:
+    """`{"execution": …}` with the names beside the ids and the waiting reason (here and for runner routes)."""
     names = await names_of(hub.db, [view.execution])
     execution = view.execution
     return {"execution": execution_to_api(execution, view.workflow_name, view.version_number, **names.of(execution))}
 
 
-@router.post("", **documented(CreatedExecutionAnswer, 201, also=_DUPLICATE))
+@router.post("", **documented(CreatedExecutionAnswer, 201, also=DUPLICATE))
 async def create_execution(
     body: NewExecution,
     user: CurrentUser,
@@ -93,6 +94,9 @@ async def list_executions(
     retry_of: Annotated[
         str | None, Query(alias="retryOf", max_length=64, description="the automatic retry of this execution")
     ] = None,
+    parent_id: Annotated[
+        str | None, Query(alias="parentId", max_length=64, description="the sub-workflows this execution started")
+    ] = None,
     status: Annotated[str | None, Query(max_length=200, description="one status or a comma-separated list")] = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
@@ -110,6 +114,7 @@ async def list_executions(
         workflow_id=_filter_id(workflow_id, "workflowId"),
         runner_id=_filter_id(runner_id, "runnerId"),
         retry_of=_filter_id(retry_of, "retryOf"),
+        parent_id=_filter_id(parent_id, "parentId"),
         statuses=statuses,
         since=since,
         until=until,
@@ -152,8 +157,8 @@ async def get_execution(
     it ends (COMPLETED, FAILED or STOPPED) or when `wait` passes, whichever comes first: the way to wait for
     a result without polling."""
     if wait <= 0:
-        return await _one(hub, await hub.executions.get(execution_id))
-    return await _one(hub, await hub.executions.wait_for_end(execution_id, wait))
+        return await one_execution(hub, await hub.executions.get(execution_id))
+    return await one_execution(hub, await hub.executions.wait_for_end(execution_id, wait))
 
 
 @router.get("/{execution_id}/logs", response_model=LogPage)
@@ -213,7 +218,7 @@ async def stop_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> d
     return {"execution": execution_to_api(stopped, **(await names_of(hub.db, [stopped])).of(stopped))}
 
 
-@router.post("/{execution_id}/retry", **documented(CreatedExecutionAnswer, 201, also=_DUPLICATE))
+@router.post("/{execution_id}/retry", **documented(CreatedExecutionAnswer, 201, also=DUPLICATE))
 async def retry_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> ORJSONResponse:
     """A new execution with the same version and inputs."""
     return await _created(hub, await hub.executions.retry(execution_id, user.actor), user)

@@ -41,6 +41,11 @@ class ExecutionRequest:
     # its version even when another one has been published since.
     retry_of: uuid.UUID | None = None
     retry_attempt: int = 0
+    # A sub-workflow (`executions.children`): a version pinned by number (any version ever published), the
+    # parent execution, and the key of the parent's call.
+    version_number: int | None = None
+    parent_id: uuid.UUID | None = None
+    parent_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,17 +72,21 @@ SELECT {lifecycle.EXECUTION_COLUMNS} FROM executions
                 AND created_at >= now() - make_interval(secs => :window))"""
 )
 
-# The workflow and the version to run: the published one, or `version_id` (a retry reruns its own version).
+# The workflow and the version to run: the published one, `version_id` (a retry reruns its own version), or
+# `version_number` (a sub-workflow pinned to a version).
 _TO_RUN = text(
     """
 SELECT w.id, w.name, w.archived, w.runner_type, w.labels, w.priority, w.timeout_seconds, w.max_concurrent,
-       w.concurrency_key, v.id AS version_id, v.number AS version_number, v.published, v.definition
+       w.concurrency_key, v.id AS version_id, v.number AS version_number, v.published, v.published_at
   FROM workflows w
   LEFT JOIN workflow_versions v
     ON v.workflow_id = w.id
-   AND CASE WHEN CAST(:version_id AS uuid) IS NULL THEN v.published ELSE v.id = CAST(:version_id AS uuid) END
+   AND CASE WHEN CAST(:version_id AS uuid) IS NOT NULL THEN v.id = CAST(:version_id AS uuid)
+            WHEN CAST(:version_number AS int) IS NOT NULL THEN v.number = CAST(:version_number AS int)
+            ELSE v.published END
  WHERE w.id = :workflow_id"""
 )
+_DEFINITION = text("SELECT definition FROM workflow_versions WHERE id = :id")
 _RUNNER_EXISTS = text("SELECT EXISTS (SELECT 1 FROM runners WHERE id = :id)")
 
 
@@ -108,9 +117,12 @@ _RUNNABLE_CACHE_SIZE = 1024
 _runnable: OrderedDict[uuid.UUID, _Runnable] = OrderedDict()
 
 
-def _runnable_version(version_id: uuid.UUID, definition: dict[str, Any]) -> _Runnable:
+async def _runnable_version(session: Statements, version_id: uuid.UUID) -> _Runnable:
+    """The version's checked definition: read (and validated) only the first time this process runs it, so a
+    create reads no definition, which may be tens of kilobytes of JSON, for a version it has run before."""
     found = _runnable.get(version_id)
     if found is None:
+        definition = (await session.execute(_DEFINITION, {"id": version_id})).scalar_one()
         checked = validate_definition(definition)  # DefinitionError: the caller answers 422
         found = _runnable[version_id] = _Runnable(checked, required_activities(checked))
         if len(_runnable) > _RUNNABLE_CACHE_SIZE:
@@ -127,22 +139,28 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
     without a published version, or a manual retry of a version that is no longer the published one; 422 for
     inputs the definition refuses, or that give its workflow's concurrency key no value.
     """
-    row = (await session.execute(_TO_RUN, {"workflow_id": workflow_id, "version_id": request.version_id})).first()
+    chosen = {"workflow_id": workflow_id, "version_id": request.version_id, "version_number": request.version_number}
+    row = (await session.execute(_TO_RUN, chosen)).first()
     if row is None:
         raise NotFound(f"workflow {request.workflow_id} not found")
     if request.version_id is not None and row.version_id is None:
         raise NotFound(f"version {request.version_id} not found")
+    if request.version_number is not None and row.version_id is None:
+        raise NotFound(f"workflow {row.name} has no version {request.version_number}")
     if row.archived:
         raise Conflict(f"workflow {row.name} is archived")
     if row.version_id is None:
         raise Conflict(f"workflow {row.name} has no published version")
-    if not row.published and request.retry_of is None:
+    if request.version_number is not None:
+        if row.published_at is None:  # a draft may still change: only versions once published are run
+            raise Conflict(f"version {row.version_number} of workflow {row.name} is a draft: publish it first")
+    elif not row.published and request.retry_of is None:
         raise Conflict(
             f"version {row.version_number} of workflow {row.name} is no longer the published one: "
             "run the workflow again instead"
         )
     try:
-        runnable = _runnable_version(row.version_id, row.definition)
+        runnable = await _runnable_version(session, row.version_id)
         inputs = resolve_inputs(runnable.definition, request.inputs)
     except DefinitionError as exc:
         raise ValidationFailed(f"inputs: {exc.problems[0]}", details={"problems": exc.problems}) from None
@@ -170,6 +188,8 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
         retry_of=request.retry_of,
         retry_attempt=request.retry_attempt,
         concurrency_key=key,
+        parent_id=request.parent_id,
+        parent_key=request.parent_key,
     )
 
 

@@ -49,6 +49,7 @@ class TriggerType(StrEnum):
     SCHEDULE = "SCHEDULE"
     WEBHOOK = "WEBHOOK"
     API = "API"
+    WORKFLOW = "WORKFLOW"  # a child started by its parent's `workflow.run`: `triggeredBy` is the parent's id
 
 
 class Execution(Base):
@@ -98,6 +99,21 @@ class Execution(Base):
             "queued_at",
             "id",
             postgresql_where="status = 'QUEUED' AND concurrency_key IS NOT NULL",
+        ),
+        # A parent's `workflow.run` call starts one child per key, however often its request is retried; the index
+        # also lists a parent's children (`executions.children`).
+        Index(
+            "uq_executions_parent_key",
+            "parent_id",
+            "parent_key",
+            unique=True,
+            postgresql_where="parent_id IS NOT NULL",
+        ),
+        # The maintenance pass looks for live children whose parent has ended (`children.stop_orphans`).
+        Index(
+            "ix_executions_live_children",
+            "parent_id",
+            postgresql_where=f"parent_id IS NOT NULL AND {LIVE_STATUS_SQL}",
         ),
         # Database-level guard: a runner holds at most one live execution.
         Index(
@@ -150,6 +166,12 @@ class Execution(Base):
     # An automatic retry: the execution it retries (the one before it in the chain), and its place (0: original).
     retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("executions.id", ondelete="SET NULL"))
     retry_attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # A sub-workflow: the execution whose `workflow.run` started this one, and the key of that call in the parent
+    # (`<node>:<n>`); `has_children` is set on a parent when its first child is created, so that its end knows
+    # whether there are children to stop without a look.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("executions.id", ondelete="SET NULL"))
+    parent_key: Mapped[str | None] = mapped_column(String(255))
+    has_children: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
     cpu_avg: Mapped[float | None] = mapped_column(Float)
     cpu_peak: Mapped[float | None] = mapped_column(Float)
     mem_avg_mb: Mapped[float | None] = mapped_column(Float)

@@ -1,6 +1,6 @@
-"""Names beside ids: the runner's name and who triggered an execution (a user's email, a trigger's name), and
-why a queued execution waits (`waitingReason`): no registered runner can run it, or its workflow's concurrency
-limit is reached for its group.
+"""Names beside ids: the runner's name and who triggered an execution (a user's email, a trigger's name, a parent
+execution's workflow), and why a queued execution waits (`waitingReason`): no registered runner can run it, or its
+workflow's concurrency limit is reached for its group.
 
 The API keeps the ids and adds these names (`runnerName`, `triggeredByName`) so that a person reading an
 execution needs no second look-up. One query reads the names of a whole page of executions; more, only when the
@@ -22,6 +22,7 @@ from exekra.hub import concurrency, lifecycle
 from exekra.hub.executions.models import Execution, ExecutionStatus, TriggerType
 
 _BY_TRIGGER = frozenset({TriggerType.SCHEDULE, TriggerType.WEBHOOK})
+_NOT_BY_USER = _BY_TRIGGER | {TriggerType.WORKFLOW}  # a sub-workflow's `triggeredBy` is its parent execution
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,10 @@ SELECT 'runner' AS kind, CAST(id AS text) AS id, name FROM runners WHERE id = AN
 UNION ALL
 SELECT 'user', CAST(id AS text), email FROM users WHERE id = ANY(CAST(:users AS uuid[]))
 UNION ALL
-SELECT 'trigger', CAST(id AS text), name FROM triggers WHERE id = ANY(CAST(:triggers AS uuid[]))"""
+SELECT 'trigger', CAST(id AS text), name FROM triggers WHERE id = ANY(CAST(:triggers AS uuid[]))
+UNION ALL
+SELECT 'parent', CAST(x.id AS text), w.name FROM executions x JOIN workflows w ON w.id = x.workflow_id
+ WHERE x.id = ANY(CAST(:parents AS uuid[]))"""
 )
 
 
@@ -128,13 +132,14 @@ async def names_of(db: Database, executions: Iterable[Execution]) -> ExecutionNa
     those that are queued where no runner can run them."""
     rows = list(executions)
     runner_ids = _ids(str(e.runner_id) for e in rows if e.runner_id)
-    user_ids = _ids(e.triggered_by for e in rows if e.trigger_type not in _BY_TRIGGER)
+    user_ids = _ids(e.triggered_by for e in rows if e.trigger_type not in _NOT_BY_USER)
     trigger_ids = _ids(e.triggered_by for e in rows if e.trigger_type in _BY_TRIGGER)
+    parent_ids = _ids(e.triggered_by for e in rows if e.trigger_type == TriggerType.WORKFLOW)
     found: list[Any] = []
     async with db.reading() as session:  # one connection for both reads
         waiting = await _waiting_reasons(session, rows)
-        if runner_ids or user_ids or trigger_ids:
-            params = {"runners": runner_ids, "users": user_ids, "triggers": trigger_ids}
+        if runner_ids or user_ids or trigger_ids or parent_ids:
+            params = {"runners": runner_ids, "users": user_ids, "triggers": trigger_ids, "parents": parent_ids}
             found = list((await session.execute(_NAMES, params)).all())
     names = ExecutionNames(waiting=waiting)
     for row in found:

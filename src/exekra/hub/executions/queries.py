@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Subquery, func, insert, literal_column, select, text, tuple_, union_all
+from sqlalchemy import Select, Subquery, func, literal_column, select, text, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -33,6 +33,7 @@ class ExecutionFilter:
     until: datetime | None = None
     id_prefix: IdPrefix | None = None
     retry_of: uuid.UUID | None = None
+    parent_id: uuid.UUID | None = None
 
 
 def _filtered(query: QueryT, f: ExecutionFilter) -> QueryT:
@@ -44,6 +45,8 @@ def _filtered(query: QueryT, f: ExecutionFilter) -> QueryT:
         query = query.where(Execution.runner_id == f.runner_id)
     if f.retry_of:
         query = query.where(Execution.retry_of == f.retry_of)
+    if f.parent_id:
+        query = query.where(Execution.parent_id == f.parent_id)
     if f.statuses:
         query = query.where(Execution.status.in_(f.statuses))
     if f.since:
@@ -292,27 +295,3 @@ class LogLine:
     message: str
     node: str | None = None
     event: str | None = None
-
-
-_INSERT_LOG_LINES = insert(ExecutionLog)
-
-
-async def insert_log_lines(session: Statements, execution_id: uuid.UUID, last_seq: int, lines: list[LogLine]) -> None:
-    """Store lines numbered up to `last_seq` (reserved by `lifecycle.reserve_log_seq`)."""
-    now = datetime.now(UTC)
-    first = last_seq - len(lines) + 1
-    await session.execute(
-        _INSERT_LOG_LINES,
-        [
-            {
-                "execution_id": execution_id,
-                "seq": first + i,
-                "ts": line.ts or now,
-                "level": line.level,
-                "message": line.message,
-                "node": line.node,
-                "event": line.event,
-            }
-            for i, line in enumerate(lines)
-        ],
-    )

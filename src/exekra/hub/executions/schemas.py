@@ -60,6 +60,8 @@ class ExecutionOut(ApiAnswer):
     concurrency_key: str | None
     """Its concurrency group in its workflow: the workflow's `concurrencyKey` evaluated on its inputs when it was
     created ("" without a template); null when its workflow had no `maxConcurrent` then."""
+    parent_id: str | None
+    """The execution whose `workflow.run` started this one (a sub-workflow); null for a top-level execution."""
     queued_at: datetime | None
     assigned_at: datetime | None
     started_at: datetime | None
@@ -174,6 +176,7 @@ def execution_to_api(
         "retryOf": str(e.retry_of) if e.retry_of else None,
         "retryAttempt": e.retry_attempt,
         "concurrencyKey": e.concurrency_key,
+        "parentId": str(e.parent_id) if e.parent_id else None,
         "queuedAt": e.queued_at,
         "assignedAt": e.assigned_at,
         "startedAt": e.started_at,

@@ -18,19 +18,20 @@ from datetime import datetime
 from typing import Any
 
 from exekra.config import Settings
-from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub import lifecycle, observability
 from exekra.hub.artifacts import service as artifacts
 from exekra.hub.artifacts.models import Artifact
 from exekra.hub.artifacts.service import ArtifactUpload
-from exekra.hub.audit.service import Actor
+from exekra.hub.audit.service import SYSTEM, Actor
 from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.credentials.service import credential_for_runner
 from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
 from exekra.hub.dispatch.matcher import RunnerProfile
+from exekra.hub.effects import Transition
 from exekra.hub.errors import TRANSIENT_ERRORS, Conflict, Forbidden, NotAuthenticated, PayloadTooLarge
-from exekra.hub.executions import creation, queries, retries
+from exekra.hub.executions import children, creation, queries, retries
+from exekra.hub.executions.children import ChildRequest
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.endings import Endings
 from exekra.hub.executions.follow import LogEvent, LogFollowers
@@ -138,6 +139,9 @@ class ExecutionService:
         ident = parse_id(execution_id, "execution")
         async with self.db.transaction() as session:
             outcome = await lifecycle.request_stop(session, ident, actor)
+            if outcome.requested:  # a RUNNING execution may have started sub-workflows: they stop with it
+                why = f"parent execution {ident} was stopped"
+                await children.stop_descendants(session, ident, actor, why, max_depth=self._max_depth)
             execution = await get_or_404(session, Execution, ident, "execution")  # as the rule left it
             if not outcome.stopped and not outcome.requested:
                 raise Conflict(f"execution {execution_id} is {execution.status} and cannot be stopped")
@@ -267,19 +271,16 @@ class ExecutionService:
 
     async def append_logs(self, claims: RunnerClaims, execution_id: str, attempt: int, lines: list[LogLine]) -> bool:
         """Store a batch of log lines (may be empty) for the attempt this runner holds; returns stopRequested."""
-        lines, batch = self._batch(lines)
         held = _held(claims, execution_id, attempt)
-        async with self.db.statements() as session:
-            reserved = await lifecycle.reserve_log_seq(session, held, batch)
-            if reserved is not None:
-                await self._store_lines(session, held.execution_id, reserved.slots, lines)
-        if reserved is None:
+        async with self.db.statement() as session:
+            stop_requested = await lifecycle.store_logs(session, held, self._batch(lines))
+        if stop_requested is None:
             raise await self._refused(claims, execution_id)
-        return reserved.stop_requested
+        return stop_requested
 
-    def _batch(self, lines: list[LogLine]) -> tuple[list[LogLine], lifecycle.LogBatch]:
+    def _batch(self, lines: list[LogLine]) -> lifecycle.LogBatch:
         """The lines as stored (each message cut at `EXEKRA_MAX_LOG_LINE_CHARS`, a NUL character, which
-        PostgreSQL cannot store, shown as U+FFFD) and their batch (413 past `EXEKRA_MAX_LOG_LINES_PER_BATCH`)."""
+        PostgreSQL cannot store, shown as U+FFFD) under the log's cap (413 past `EXEKRA_MAX_LOG_LINES_PER_BATCH`)."""
         if len(lines) > self.settings.max_log_lines_per_batch:
             raise PayloadTooLarge(f"At most {self.settings.max_log_lines_per_batch} lines per batch")
         max_chars = self.settings.max_log_line_chars
@@ -290,23 +291,12 @@ class ExecutionService:
             for line in lines
         ]
         size = sum(len(line.message.encode()) for line in stored)
-        return stored, lifecycle.LogBatch(len(stored), size, self.settings.max_log_bytes_per_execution)
-
-    async def _store_lines(
-        self, session: Statements, execution_id: uuid.UUID, slots: lifecycle.LogSlots, lines: list[LogLine]
-    ) -> None:
-        """Store an admitted batch, or the marker line of the first batch past the log's cap."""
-        if slots.admission is lifecycle.LogAdmission.STORE and lines:
-            await queries.insert_log_lines(session, execution_id, slots.last_seq, lines)
-        elif slots.admission is lifecycle.LogAdmission.MARK:
-            cap = self.settings.max_log_bytes_per_execution
-            marker = LogLine(
-                None,
-                "WARNING",
-                f"log limit reached: this execution has logged {cap:,} bytes, the most it may keep "
-                "(EXEKRA_MAX_LOG_BYTES_PER_EXECUTION); its later lines are dropped",
-            )
-            await queries.insert_log_lines(session, execution_id, slots.last_seq, [marker])
+        cap = self.settings.max_log_bytes_per_execution
+        marker = (
+            f"log limit reached: this execution has logged {cap:,} bytes, the most it may keep "
+            "(EXEKRA_MAX_LOG_BYTES_PER_EXECUTION); its later lines are dropped"
+        )
+        return lifecycle.LogBatch(stored, size, cap, marker)
 
     async def complete(
         self,
@@ -320,19 +310,17 @@ class ExecutionService:
         metrics: dict[str, float | None],
         lines: list[LogLine] | None = None,
     ) -> None:
-        """The runner's final report, with the log lines it had not sent yet (in the same transaction, so a
-        short execution is poll, start, complete). Its runner is offered the next execution before this returns
+        """The runner's final report, with the log lines it had not sent yet (in the same statement, so a short
+        execution is poll, start, complete). Its runner is offered the next execution before this returns
         (the rule's effect): were it offered after, the runner's next poll would race with it, and the loser's
         claim would be wasted (measured: a few per execution under load)."""
-        lines, batch = self._batch(lines or [])
+        batch = self._batch(lines or [])
         held = _held(claims, execution_id, attempt)
-        async with self.db.statements() as session:
-            slots = await lifecycle.finish(
+        async with self.db.statement() as session:
+            ended = await lifecycle.finish(
                 session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
             )
-            if slots is not None:
-                await self._store_lines(session, held.execution_id, slots, lines)
-        if slots is None:
+        if not ended:
             raise await self._refused(claims, execution_id)
 
     async def store_artifact(
@@ -369,6 +357,61 @@ class ExecutionService:
         if epoch is None or epoch != claims.epoch:
             return NotAuthenticated("Runner token revoked: authenticate again")
         return Conflict(f"execution {execution_id}: stale attempt or wrong state; abandon it")
+
+    # --- sub-workflows: the runner's side of `workflow.run` (see `children`) -----------------------------
+
+    @property
+    def _max_depth(self) -> int:
+        return self.settings.max_subworkflow_depth
+
+    async def start_child(
+        self, claims: RunnerClaims, execution_id: str, attempt: int, request: ChildRequest
+    ) -> Created:
+        """Start a child of the RUNNING attempt this runner holds, or answer the one the request's key started
+        (409 when stale, 401 when revoked; see `children.start_child` for the refusals). Audited
+        `execution.create` with the runner as the actor and the parent's id."""
+        held = _held(claims, execution_id, attempt)
+        async with self.db.statements() as session:
+            created = await children.start_child(
+                session, held, request, Actor("RUNNER", str(claims.runner_id)), max_depth=self._max_depth
+            )
+        if created is None:
+            raise await self._refused(claims, execution_id)
+        return created
+
+    async def wait_for_child(
+        self, claims: RunnerClaims, execution_id: str, attempt: int, child_id: str, seconds: float
+    ) -> ExecutionView:
+        """A child of the attempt this runner holds, once it has ended or as it is after `seconds`."""
+        child = parse_id(child_id, "execution")
+        async with self.db.reading() as session:
+            held = await children.holds_child(session, _held(claims, execution_id, attempt), child)
+        if not held:
+            raise await self._refused(claims, execution_id)
+        return await self.wait_for_end(child, seconds)
+
+    async def stop_child(self, claims: RunnerClaims, execution_id: str, attempt: int, child_id: str) -> None:
+        """Stop a child of the attempt this runner holds, and its own descendants (its `workflow.run` node timed
+        out or was cancelled while the parent goes on); a child that has ended is answered as it is."""
+        child = parse_id(child_id, "execution")
+        actor = Actor("RUNNER", str(claims.runner_id))
+        why = f"its parent execution {execution_id} no longer waits for it"
+        async with self.db.transaction() as session:
+            held = await children.holds_child(session, _held(claims, execution_id, attempt), child)
+            if held:
+                details = {"reason": why, "ancestorId": str(execution_id)}
+                await lifecycle.request_stop(session, child, actor, reason=f"stopped: {why}", details=details)
+                await children.stop_descendants(session, child, actor, why, max_depth=self._max_depth)
+        if not held:
+            raise await self._refused(claims, execution_id)
+
+    async def stop_children_of(self, transition: Transition) -> None:
+        """End hook: an execution that started sub-workflows has ended; its live descendants are stopped."""
+        if not transition.has_children or transition.execution_id is None:
+            return
+        why = children.ended_reason(transition.execution_id, transition.status or transition.rule)
+        async with self.db.transaction() as session:
+            await children.stop_descendants(session, transition.execution_id, SYSTEM, why, max_depth=self._max_depth)
 
     # --- the stale rules (SPEC §4) --------------------------------------------------------------------
 

@@ -9,10 +9,13 @@ from datetime import datetime
 from exekra.config import Settings
 from exekra.db.session import Database
 from exekra.hub import lifecycle
+from exekra.hub.audit.service import SYSTEM
+from exekra.hub.executions import children
 from exekra.hub.executions.models import ExecutionStatus as S
 from exekra.hub.lifecycle import Rule
 
 BATCH = 500  # rows per transaction
+ORPHANS = "orphaned-child"  # the report's name for live children of ended parents, stopped by the pass
 
 
 def stale_schedule(settings: Settings) -> list[tuple[Rule[S], float]]:
@@ -65,4 +68,10 @@ async def check_stale(db: Database, settings: Settings, *, not_before: datetime 
             report.executions[rule.name] += moved
             if moved < BATCH:
                 break
+    while True:  # children whose parent's end did not stop them (see `children`)
+        async with db.transaction() as session:
+            stopped = await children.stop_orphans(session, SYSTEM, limit=BATCH)
+        report.executions[ORPHANS] += stopped
+        if stopped < BATCH:
+            break
     return report

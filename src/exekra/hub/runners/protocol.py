@@ -12,11 +12,16 @@ from exekra.hub.artifacts.schemas import ArtifactAnswer, artifact_to_api
 from exekra.hub.artifacts.service import ArtifactUpload
 from exekra.hub.deps import HubDep, RunnerAuth, client_ip
 from exekra.hub.errors import NotAuthenticated, RateLimited
+from exekra.hub.executions.api import DUPLICATE, one_execution
+from exekra.hub.executions.children import ChildRequest
 from exekra.hub.executions.models import ExecutionStatus
+from exekra.hub.executions.schemas import CreatedExecutionAnswer, ExecutionAnswer
 from exekra.hub.responses import ORJSONResponse, documented
+from exekra.hub.routing import LeanRoute
 from exekra.hub.runners import service
 from exekra.hub.runners.schemas import (
     AttemptBody,
+    ChildBody,
     CompleteBody,
     ExecutionStatusAnswer,
     HeartbeatAnswer,
@@ -31,8 +36,9 @@ from exekra.hub.runners.schemas import (
 )
 
 # Every answer is an ORJSONResponse built here: the hot path pays for neither FastAPI's jsonable_encoder nor a
-# response model's validation. `documented` names each answer's model in the OpenAPI document.
-router = APIRouter(prefix="/api/runner", tags=["runner protocol"])
+# response model's validation. `documented` names each answer's model in the OpenAPI document. The routes are
+# LeanRoutes: declared as FastAPI routes, answered without FastAPI's per-request dependency solving.
+router = APIRouter(prefix="/api/runner", tags=["runner protocol"], route_class=LeanRoute)
 
 
 @router.post("/auth", **documented(RunnerAuthAnswer))
@@ -149,6 +155,40 @@ async def credential(
 ) -> ORJSONResponse:
     """A decrypted credential, only for the runner running that attempt of a workflow that references it."""
     return ORJSONResponse({"credential": await hub.executions.credential(claims, execution_id, name, attempt)})
+
+
+@router.post("/executions/{execution_id}/children", **documented(CreatedExecutionAnswer, 201, also=DUPLICATE))
+async def start_child(execution_id: str, body: ChildBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
+    """`workflow.run`: start a child execution of the RUNNING attempt (fenced like `logs`), linked by `parentId`.
+    201 with the child; 200 with the child its `key` already started (`duplicate`). 409 `subworkflow_refused` when
+    it would pass the depth limit, close a cycle, or need a runner that only the executions above it hold."""
+    request = ChildRequest(body.key, body.workflow, body.inputs, body.version)
+    created = await hub.executions.start_child(claims, execution_id, body.attempt, request)
+    answer = await one_execution(hub, await hub.executions.get(created.execution.id))
+    return ORJSONResponse({**answer, "duplicate": created.duplicate}, status_code=200 if created.duplicate else 201)
+
+
+@router.get("/executions/{execution_id}/children/{child_id}", **documented(ExecutionAnswer))
+async def child(
+    execution_id: str,
+    child_id: str,
+    claims: RunnerAuth,
+    hub: HubDep,
+    attempt: Annotated[int, Query(ge=1)],
+    wait: Annotated[float, Query(ge=0, le=30, description="hold the answer until the child ends")] = 0,
+) -> ORJSONResponse:
+    """A child of the attempt, as `GET /api/executions/{id}?wait=` answers it (`waitingReason` included)."""
+    view = await hub.executions.wait_for_child(claims, execution_id, attempt, child_id, wait)
+    return ORJSONResponse(await one_execution(hub, view))
+
+
+@router.post("/executions/{execution_id}/children/{child_id}/stop", **documented(ExecutionAnswer))
+async def stop_child(
+    execution_id: str, child_id: str, body: AttemptBody, claims: RunnerAuth, hub: HubDep
+) -> ORJSONResponse:
+    """Stop a child of the attempt (the `workflow.run` node that waited for it timed out or was cancelled)."""
+    await hub.executions.stop_child(claims, execution_id, body.attempt, child_id)
+    return ORJSONResponse(await one_execution(hub, await hub.executions.get(child_id)))
 
 
 @router.post("/executions/{execution_id}/complete", **documented(ExecutionStatusAnswer))

@@ -107,6 +107,22 @@ class CompleteBody(LogsBody):
     # `lines`: the log lines not sent yet (an extension of SPEC §7.3: a runner may still send them with `logs`).
 
 
+class ChildBody(AttemptBody):
+    """A `workflow.run` call of the attempt: the child to start (`exekra.hub.executions.children`)."""
+
+    key: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The call's key, unique in the parent (`<node>:<n>`): a repeated request answers the child "
+        "the first one started.",
+    )
+    workflow: str = Field(min_length=1, max_length=200, description="The child's workflow: its name or id.")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    version: int | None = Field(
+        default=None, ge=1, description="A version number (once published); else the published one."
+    )
+
+
 # --- the runner protocol's answers (SPEC §7.3). Documented, not validated per request: these routes are the hot
 # path. The hub's integration tests and the runner's fake hub hold the answers to these models.
 

@@ -19,6 +19,7 @@ from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from exekra.hub.lookup import IdPrefix, get_or_404
+from exekra.hub.workflows.cycles import find_cycle
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 from exekra.hub.workflows.schemas import NewWorkflow, RetryPolicy, WorkflowImport, WorkflowPatch, WorkflowSummary
 from exekra.workflow.definition import validate_definition
@@ -282,7 +283,8 @@ async def publish(
     executions already created keep the version they were created with.
 
     404 for an unknown version, 409 when it is published already, 422 when it uses an activity that is no
-    longer known (the runner that declared it was removed)."""
+    longer known (the runner that declared it was removed) or when its `workflow.run` nodes would make the
+    workflow run itself (`cycles`)."""
     known = await known_activities(db)
     async with db.transaction() as session:
         workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
@@ -302,6 +304,9 @@ async def publish(
             validate_definition(version.definition, known_activities=known)
         except DefinitionError as exc:
             raise _invalid(exc.located or [Problem(str(exc))]) from None
+        cycle = await find_cycle(session, workflow.id, workflow.name, version.definition)
+        if cycle is not None:
+            raise _invalid([cycle])
         # Two statements, in this order: the partial unique index allows one published version at a time.
         previous = (
             await session.execute(

@@ -31,6 +31,7 @@ from exekra.workflow.activities import (
     python,
     shell,
     sql,
+    subworkflow,
     variables,
 )
 from exekra.workflow.activities.context import Activity, ActivityContext, param
@@ -76,6 +77,7 @@ _DECLARED: tuple[DeclaredActivity[Any], ...] = (
     control.join,
     control.delay,
     control.fail,
+    subworkflow.run,
     *browser.ACTIVITIES,
     sql.query,
     sql.execute,

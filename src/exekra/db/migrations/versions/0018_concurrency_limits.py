@@ -1,7 +1,7 @@
 """Concurrency limits per workflow: the limit and the key template, each execution's key value, and the slots
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-04 03:30:00.000000
 
 Existing workflows have no limit; existing executions belong to no concurrency group (NULL key).
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0018"
-down_revision: str | None = "0016"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

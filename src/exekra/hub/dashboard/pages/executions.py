@@ -27,9 +27,10 @@ PAGE_SIZE = 50
 CHOICES = 200  # workflows and runners offered in the filter menus
 LOG_LINES_PER_RENDER = 500  # the page comes fast; the poll fetches the rest at once, 1,000 lines a request
 LOG_LINES_PER_POLL = 1000
+CHILDREN_SHOWN = 20  # sub-workflows listed on an execution's page; the list page filtered by parent has them all
 
 
-def _filter(workflow: str, runner: str, status: str, since: str, until: str) -> ExecutionFilter:
+def _filter(workflow: str, runner: str, status: str, since: str, until: str, parent: str) -> ExecutionFilter:
     statuses = tuple(
         s for s in (part.strip().upper() for part in status.split(",")) if s in ExecutionStatus.__members__
     )
@@ -39,6 +40,7 @@ def _filter(workflow: str, runner: str, status: str, since: str, until: str) -> 
         statuses=statuses,
         since=parse_moment(since),
         until=parse_moment(until),
+        parent_id=parse_id(parent, "execution") if parent else None,
     )
 
 
@@ -51,16 +53,24 @@ async def executions_page(
     status: str = "",
     since: str = "",
     until: str = "",
+    parent: str = "",
     cursor: str | None = None,
 ) -> Response:
     """Newest first, 50 a page, keyset paging (`cursor`): every page costs the same, however deep."""
     hub = get_hub(request)
     page = await hub.executions.history(
-        _filter(workflow, runner, status, since, until), offset=0, limit=PAGE_SIZE, cursor=cursor
+        _filter(workflow, runner, status, since, until, parent), offset=0, limit=PAGE_SIZE, cursor=cursor
     )
     workflow_choices, _ = await workflows.list_workflows(hub.db, offset=0, limit=CHOICES, search=None, archived=False)
     runner_choices, _ = await runners.list_runners(hub.db, offset=0, limit=CHOICES)
-    filters = {"workflow": workflow, "runner": runner, "status": status, "since": since, "until": until}
+    filters = {
+        "workflow": workflow,
+        "runner": runner,
+        "status": status,
+        "since": since,
+        "until": until,
+        "parent": parent,
+    }
     context = {
         "page": page,
         "filters": filters,
@@ -91,6 +101,12 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
     if execution.status == ExecutionStatus.FAILED:
         retries = await hub.executions.history(ExecutionFilter(retry_of=execution.id), offset=0, limit=1, cursor=None)
         retried_as = retries.rows[0].execution if retries.rows else None
+    children = []  # the sub-workflows it started (`workflow.run`), newest first
+    if execution.has_children:
+        found = await hub.executions.history(
+            ExecutionFilter(parent_id=execution.id), offset=0, limit=CHILDREN_SHOWN, cursor=None
+        )
+        children = found.rows
     return {
         "execution": execution,
         "artifacts": files,
@@ -101,10 +117,13 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
         "waiting_reason": waiting_reason,
         "waits_for_slot": (waiting_reason or "").startswith(concurrency.LIMIT_REACHED),
         "retried_as": retried_as,
+        "children": children,
+        "children_shown": CHILDREN_SHOWN,
         # What the status and files panels show changes only with these: a poll re-renders them when they do.
         "state_key": (
             f"{execution.status}-{int(execution.stop_requested)}-{execution.attempt}-{int(bool(waiting_reason))}"
             f"-{len(files)}-{retried_as.id if retried_as else ''}"
+            f"-{'.'.join(f'{c.execution.id}:{c.execution.status}' for c in children)}"
         ),
         "now": datetime.now(UTC),
     }

@@ -1,0 +1,174 @@
+"""`LeanRoute`: a route declared like any FastAPI route, answered without FastAPI's request machinery.
+
+The runner protocol is most of a hub's requests (every execution is a poll, a `start` and a `complete`, and
+every runner heartbeats). FastAPI's handler costs about 0.1 ms of CPU per request before the endpoint runs:
+the dependency solver, the body's content negotiation, the exit stacks (measured: bench/RESULTS.md). A route of
+the runner protocol needs little of that: a JSON body parsed into one model, a few path and query parameters,
+and dependencies on the request and the hub. `LeanRoute` keeps the route as FastAPI declares it (the
+signature, the OpenAPI document, the routing, the error handlers) and replaces only the per-request handler
+with one planned once per route:
+
+- the dependencies are called in order, each with the request and the dependencies it declares (each called
+  once per request); a dependency that raises (401) answers before the body is looked at;
+- path and query parameters are validated by FastAPI's own `request_params_to_args` (the same 422s);
+- the body, when the route has one, is validated from its bytes by the model in one pass (`model_validate_json`),
+  and must be sent as JSON (`application/json` or `+json`) as FastAPI's strict content type requires; a
+  malformed body answers 400, an invalid one 422, in the hub's error shape;
+- the endpoint returns its `Response` itself (`responses.documented`).
+
+A route that declares anything else (headers, cookies, a form, a dependency with parameters of its own) is
+refused when the router is built, not served differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_params_to_args
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+Resolve = Callable[[Request, dict[Any, Any]], Awaitable[Any]]
+
+
+class LeanRoute(APIRoute):
+    """An `APIRoute` whose requests are handled by a plan made once (see the module's docstring)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return _handler(self)
+
+
+def _refuse_unsupported(dependant: Dependant, where: str) -> None:
+    unsupported = [
+        name
+        for name, present in (
+            ("header parameters", dependant.header_params),
+            ("cookie parameters", dependant.cookie_params),
+            ("a response parameter", dependant.response_param_name),
+            ("background tasks", dependant.background_tasks_param_name),
+            ("security scopes", dependant.security_scopes_param_name),
+            ("a websocket", dependant.websocket_param_name),
+        )
+        if present
+    ]
+    if unsupported:
+        raise TypeError(f"LeanRoute {where} declares {', '.join(unsupported)}: use a plain APIRoute")
+
+
+def _resolver(dependant: Dependant) -> Resolve:
+    """Call a dependency with the request and its own dependencies, once per request (`cache`)."""
+    where = f"dependency {getattr(dependant.call, '__name__', dependant.call)}"
+    _refuse_unsupported(dependant, where)
+    if dependant.path_params or dependant.query_params or dependant.body_params:
+        raise TypeError(f"LeanRoute {where} reads parameters of its own: use a plain APIRoute")
+    call = dependant.call
+    assert call is not None
+    request_name = dependant.request_param_name
+    needs = _needs(dependant)
+
+    async def resolve(request: Request, cache: dict[Any, Any]) -> Any:
+        if call in cache:
+            return cache[call]
+        kwargs = {name: await need(request, cache) for name, need in needs}
+        if request_name:
+            kwargs[request_name] = request
+        value = cache[call] = await call(**kwargs)
+        return value
+
+    return resolve
+
+
+def _needs(dependant: Dependant) -> list[tuple[str, Resolve]]:
+    """The parameter name and resolver of each dependency `dependant` declares."""
+    needs = []
+    for sub in dependant.dependencies:
+        if sub.name is None:
+            raise TypeError("LeanRoute takes dependencies as parameters, not in the route's `dependencies=`")
+        needs.append((sub.name, _resolver(sub)))
+    return needs
+
+
+def _body_reader(route: APIRoute) -> Callable[[Request], Awaitable[BaseModel]] | None:
+    """What reads the route's JSON body into its model; None for a route without one."""
+    dependant = route.dependant
+    if not dependant.body_params:
+        return None
+    model = dependant.body_params[0].field_info.annotation
+    if len(dependant.body_params) != 1 or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"LeanRoute {route.path} must take its body as one pydantic model")
+
+    async def read(request: Request) -> BaseModel:
+        raw = await request.body()
+        if not raw:
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+            )
+        if not _is_json(request.headers.get("content-type")):
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "model_attributes_type",
+                        "loc": ("body",),
+                        "msg": "Input should be a valid dictionary or object to extract fields from",
+                        "input": None,
+                    }
+                ]
+            )
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+            raise RequestValidationError(errors) from None
+
+    return read
+
+
+def _is_json(content_type: str | None) -> bool:
+    """`application/json` or `application/…+json`, with or without parameters (FastAPI's strict rule)."""
+    if not content_type:
+        return False
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def _handler(route: APIRoute) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    dependant = route.dependant
+    _refuse_unsupported(dependant, route.path)
+    endpoint = dependant.call
+    assert endpoint is not None
+    needs = _needs(dependant)
+    request_name = dependant.request_param_name
+    read_body = _body_reader(route)
+    body_name = dependant.body_params[0].name if read_body is not None else None
+    fields: Sequence[tuple[Sequence[Any], str]] = [
+        (params, source)
+        for params, source in ((dependant.path_params, "path"), (dependant.query_params, "query"))
+        if params
+    ]
+
+    async def handle(request: Request) -> Response:
+        cache: dict[Any, Any] = {}
+        values: dict[str, Any] = {name: await need(request, cache) for name, need in needs}
+        if request_name:
+            values[request_name] = request
+        errors: list[Any] = []
+        for params, source in fields:
+            received = request.path_params if source == "path" else request.query_params
+            found, wrong = request_params_to_args(params, received)
+            values.update(found)
+            errors.extend(wrong)
+        if errors:
+            raise RequestValidationError(errors)
+        if read_body is not None and body_name is not None:
+            values[body_name] = await read_body(request)
+        response = await endpoint(**values)
+        if not isinstance(response, Response):
+            raise TypeError(f"LeanRoute {route.path} must return a Response, not {type(response).__name__}")
+        return response
+
+    return handle

@@ -1,0 +1,142 @@
+"""`LeanRoute` (exekra/hub/routing.py): a route declared as FastAPI declares it, answered by a plan made once, with
+the same validation answers as FastAPI's own handler and the hub's error shape."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from pydantic import BaseModel, Field
+
+from exekra.hub.errors import NotAuthenticated, install_error_handlers
+from exekra.hub.responses import ORJSONResponse
+from exekra.hub.routing import LeanRoute
+
+calls: list[str] = []
+
+
+class Body(BaseModel):
+    attempt: int = Field(ge=1)
+    status: str
+
+
+async def counted(request: Request) -> str:
+    calls.append("counted")
+    return request.headers.get("x-caller", "")
+
+
+async def caller(request: Request, who: Annotated[str, Depends(counted)]) -> str:
+    if who == "nobody":
+        raise NotAuthenticated("who are you?")
+    return who
+
+
+Caller = Annotated[str, Depends(caller)]
+Counted = Annotated[str, Depends(counted)]
+
+
+def _app() -> FastAPI:
+    router = APIRouter(prefix="/lean", route_class=LeanRoute)
+
+    @router.post("/items/{item_id}")
+    async def post_item(item_id: str, body: Body, who: Caller, again: Counted) -> ORJSONResponse:
+        return ORJSONResponse({"item": item_id, "attempt": body.attempt, "who": who, "again": again})
+
+    @router.get("/wait")
+    async def wait(who: Caller, request: Request, seconds: Annotated[float, Query(ge=0, le=30)] = 0) -> ORJSONResponse:
+        return ORJSONResponse({"seconds": seconds, "path": request.url.path, "who": who})
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    calls.clear()
+    transport = httpx.ASGITransport(app=_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
+        yield c
+
+
+async def test_parameters_body_and_dependencies_reach_the_endpoint_each_dependency_once(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/lean/items/a1", json={"attempt": 2, "status": "OK"}, headers={"x-caller": "r1"})
+    assert r.status_code == 200
+    assert r.json() == {"item": "a1", "attempt": 2, "who": "r1", "again": "r1"}
+    assert calls == ["counted"]  # declared twice (by the route and by `caller`), called once
+    r = await client.get("/lean/wait", params={"seconds": "2.5"}, headers={"x-caller": "r1"})
+    assert r.json() == {"seconds": 2.5, "path": "/lean/wait", "who": "r1"}
+    assert (await client.get("/lean/wait", headers={"x-caller": "r1"})).json()["seconds"] == 0  # the default
+
+
+async def test_invalid_input_answers_as_fastapi_would_in_the_hub_error_shape(client: httpx.AsyncClient) -> None:
+    ok = {"x-caller": "r1"}
+    r = await client.post("/lean/items/a1", json={"attempt": 0, "status": "OK"}, headers=ok)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "validation_failed"
+    assert r.json()["error"]["details"][0]["loc"] == ["body", "attempt"]
+    r = await client.post("/lean/items/a1", content=b'{"attempt": ', headers={**ok, "content-type": "application/json"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_request")
+    r = await client.post("/lean/items/a1", headers=ok)  # no body
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == ["body"]
+    r = await client.post(
+        "/lean/items/a1", content=b'{"attempt": 1, "status": "OK"}', headers={**ok, "content-type": "text/plain"}
+    )
+    assert r.status_code == 422  # JSON must be sent as JSON
+    r = await client.post(
+        "/lean/items/a1",
+        content=b'{"attempt": 1, "status": "OK"}',
+        headers={**ok, "content-type": "application/vnd.exekra+json; charset=utf-8"},
+    )
+    assert r.status_code == 200
+    r = await client.get("/lean/wait", params={"seconds": "31"}, headers=ok)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == ["query", "seconds"]
+    r = await client.get("/lean/wait", params={"seconds": "soon"}, headers=ok)
+    assert r.status_code == 422
+
+
+async def test_a_refusing_dependency_answers_before_the_body_is_read(client: httpx.AsyncClient) -> None:
+    r = await client.post("/lean/items/a1", content=b"not json", headers={"x-caller": "nobody"})
+    assert r.status_code == 401 and r.json()["error"]["message"] == "who are you?"
+
+
+async def reads_query(limit: int = 1) -> int:
+    return limit
+
+
+async def with_query_dependency(limit: Annotated[int, Depends(reads_query)]) -> ORJSONResponse:
+    return ORJSONResponse({})  # module level: the annotations are strings, resolved in this module's namespace
+
+
+def test_a_route_declaring_what_the_plan_does_not_cover_is_refused_when_built() -> None:
+    router = APIRouter(route_class=LeanRoute)
+
+    async def with_header(x_thing: Annotated[str, Header()]) -> ORJSONResponse:
+        return ORJSONResponse({})
+
+    with pytest.raises(TypeError, match="header parameters"):
+        router.add_api_route("/h", with_header)
+
+    with pytest.raises(TypeError, match="parameters of its own"):
+        router.add_api_route("/d", with_query_dependency)
+
+
+async def test_an_endpoint_that_returns_no_response_is_a_programming_error() -> None:
+    router = APIRouter(route_class=LeanRoute)
+
+    async def plain() -> dict[str, int]:
+        return {"a": 1}
+
+    router.add_api_route("/plain", plain)
+    app = FastAPI()
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
+        with pytest.raises(TypeError, match="must return a Response"):
+            await c.get("/plain")
