@@ -108,7 +108,8 @@ async def measure(url: str, trees: dict[str, dict[str, str]], cycles: int) -> di
         assert await run("start", held)
         report: dict[str, Any] = {"status": "COMPLETED", "sources": ["RUNNING"], "error": None, "outputs": None}
         report |= {"cpu_avg": None, "cpu_peak": None, "mem_avg_mb": None, "mem_peak_mb": None}
-        report |= {"log_count": 0, "log_size": 0, "log_cap": 1000}
+        report |= {"log_count": 0, "log_size": 0, "log_cap": 1000, "log_marker": ""}  # no final log lines
+        report |= {f"line_{field}": [] for field in ("ts", "levels", "messages", "nodes", "events")}
         began = time.perf_counter()
         assert await run("finish", {**held, **report})
         finished_in = time.perf_counter() - began
