@@ -94,6 +94,7 @@ def _purge(args: argparse.Namespace) -> int:
         f"and {report.metrics} heartbeat metric rows"
         + (f", and {report.audit} audit entries" if report.audit else "")
         + (f", and {report.alerts} alert deliveries" if report.alerts else "")
+        + (f", and {report.slots} empty concurrency slot rows" if report.slots else "")
     )
     if report.archive is not None:
         print(f"archive: {report.archive}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +25,17 @@ from exekra.db.migrate import upgrade
 from exekra.embedded import create_database, drop_database, free_port
 
 PASSWORD = "correct-horse-battery"
+TERMINAL = {"COMPLETED", "FAILED", "STOPPED"}
+# Hub settings for fault-injection tests: stale checks twice a second, runners offline after 3 s of silence.
+FAST_STALE_CHECKS = {
+    "EXEKRA_MAINTENANCE_INTERVAL_SECONDS": "0.5",
+    "EXEKRA_RUNNER_OFFLINE_SECONDS": "3",
+    "EXEKRA_STOP_GRACE_SECONDS": "2",
+    "EXEKRA_QUEUE_TIMEOUT_SECONDS": "900",
+    "EXEKRA_HEARTBEAT_INTERVAL_SECONDS": "1",
+    "EXEKRA_LOG_LEVEL": "WARNING",
+}
+CHAOS_RUNNER = Path(__file__).with_name("chaos_runner.py")
 
 
 @pytest.fixture(scope="session")
@@ -283,3 +296,71 @@ def wait_status(api: httpx.Client, execution_id: str, status: str, timeout: floa
 
 def logs(api: httpx.Client, execution_id: str) -> list[str]:
     return [line["message"] for line in api.get(f"/api/executions/{execution_id}/logs").json()["lines"]]
+
+
+@dataclass
+class Runner:
+    """A protocol-level runner process (`chaos_runner.py`) that journals every step; killed with SIGKILL at will."""
+
+    name: str
+    runner_id: str
+    journal: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, hub_url: str, key: str, secret: str, *extra: str) -> None:
+        with self.log.open("ab") as log:
+            command = [sys.executable, str(CHAOS_RUNNER), "--hub-url", hub_url, "--journal", str(self.journal)]
+            self.process = subprocess.Popen(
+                [*command, "--machine-key", key, "--machine-secret", secret, *extra],
+                stdout=log,
+                stderr=log,
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.journal.exists():
+            return []
+        return [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
+
+
+class Background(threading.Thread):
+    """A daemon thread whose exception fails the test when joined."""
+
+    def __init__(self, name: str, target: Callable[[], None]) -> None:
+        super().__init__(name=name, daemon=True)
+        self._work = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self, timeout: float) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), f"{self.name} did not finish within {timeout}s"
+        if self.error is not None:
+            raise self.error
+
+
+async def fetch_rows(url: str, query: str) -> list[asyncpg.Record]:
+    """Rows of `query`, on a connection of its own."""
+    connection = await asyncpg.connect(url, timeout=3)
+    try:
+        return list(await connection.fetch(query))
+    finally:
+        await connection.close()
+
+
+def fetch(url: str, query: str) -> list[asyncpg.Record] | None:
+    """Rows of `query`, or None while the database is unreachable (a test may restart it)."""
+    try:
+        return asyncio.run(fetch_rows(url, query))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return None

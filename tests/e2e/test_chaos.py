@@ -14,10 +14,7 @@ import asyncio
 import collections
 import contextlib
 import functools
-import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +29,17 @@ import pytest
 from exekra.db.migrate import upgrade
 from exekra.embedded import EmbeddedPostgres, EmbeddedRedis
 
-from .conftest import PASSWORD, HubProcess, stop_process, wait_until
+from .conftest import (
+    FAST_STALE_CHECKS,
+    PASSWORD,
+    TERMINAL,
+    Background,
+    HubProcess,
+    Runner,
+    fetch,
+    stop_process,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -41,18 +48,7 @@ RUNNERS = 20
 CREATORS = 6  # concurrent API clients creating executions
 ASSIGNED_VICTIMS = {"chaos-01": 3, "chaos-02": 6}  # runner → the offer it freezes on (holding ASSIGNED)
 RUNNING_VICTIMS = {"chaos-03": 40, "chaos-04": 60}  # runner → the start it freezes after (holding RUNNING)
-HUB_ENV = {
-    "EXEKRA_MAINTENANCE_INTERVAL_SECONDS": "0.5",
-    "EXEKRA_RUNNER_OFFLINE_SECONDS": "3",
-    "EXEKRA_PICKUP_TIMEOUT_SECONDS": "6",
-    "EXEKRA_RUNNING_GRACE_SECONDS": "2",
-    "EXEKRA_STOP_GRACE_SECONDS": "2",
-    "EXEKRA_QUEUE_TIMEOUT_SECONDS": "900",
-    "EXEKRA_HEARTBEAT_INTERVAL_SECONDS": "1",
-    "EXEKRA_LOG_LEVEL": "WARNING",
-}
-TERMINAL = {"COMPLETED", "FAILED", "STOPPED"}
-CHAOS_RUNNER = Path(__file__).with_name("chaos_runner.py")
+HUB_ENV = {**FAST_STALE_CHECKS, "EXEKRA_PICKUP_TIMEOUT_SECONDS": "6", "EXEKRA_RUNNING_GRACE_SECONDS": "2"}
 
 # One snapshot: a runner holding two live executions, or runner and execution rows disagreeing on who holds what.
 _DOUBLE_HOLDS = """
@@ -64,50 +60,6 @@ SELECT
   (SELECT count(*) FROM executions e LEFT JOIN runners r ON r.current_execution_id = e.id
     WHERE e.status IN ('ASSIGNED','RUNNING') AND r.id IS DISTINCT FROM e.runner_id)
 """
-
-
-async def _fetch(url: str, query: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(url, timeout=3)
-    try:
-        return list(await connection.fetch(query))
-    finally:
-        await connection.close()
-
-
-def fetch(url: str, query: str) -> list[asyncpg.Record] | None:
-    """Rows of `query`, or None while the database is unreachable (it is restarted during the test)."""
-    try:
-        return asyncio.run(_fetch(url, query))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-        return None
-
-
-@dataclass
-class Runner:
-    name: str
-    runner_id: str
-    journal: Path
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, hub_url: str, key: str, secret: str, *extra: str) -> None:
-        with self.log.open("ab") as log:
-            command = [sys.executable, str(CHAOS_RUNNER), "--hub-url", hub_url, "--journal", str(self.journal)]
-            self.process = subprocess.Popen(
-                [*command, "--machine-key", key, "--machine-secret", secret, *extra],
-                stdout=log,
-                stderr=log,
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def events(self) -> list[dict[str, Any]]:
-        if not self.journal.exists():
-            return []
-        return [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
 
 
 @dataclass
@@ -125,27 +77,6 @@ class Chaos:
         begin = time.monotonic()
         yield
         self.note(f"{what} ({time.monotonic() - begin:.1f} s)")
-
-
-class Background(threading.Thread):
-    """A daemon thread whose exception fails the test when joined."""
-
-    def __init__(self, name: str, target: Callable[[], None]) -> None:
-        super().__init__(name=name, daemon=True)
-        self._work = target
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._work()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self, timeout: float) -> None:
-        self.join(timeout)
-        assert not self.is_alive(), f"{self.name} did not finish within {timeout}s"
-        if self.error is not None:
-            raise self.error
 
 
 @pytest.fixture

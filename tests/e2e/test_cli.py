@@ -219,6 +219,22 @@ def test_workflow_set_retry_shows_refuses_and_clears_the_policy(cli: Cli, runner
     assert off.returncode == 0 and json.loads(off.stdout)["workflow"]["retry"] is None
 
 
+def test_workflow_set_limit_shows_refuses_bad_input_in_one_line_and_clears_it(
+    cli: Cli, runner: str, tmp_path: Path
+) -> None:
+    name = _push(cli, tmp_path, FAILING, runner)
+    set_ = cli("workflow", "set-limit", name, "--max", "3", "--key", "{{ inputs.customer }}")
+    assert set_.returncode == 0, set_.stderr
+    assert set_.stdout.strip() == f"{name}: concurrency limit 3 running at most per value of {{{{ inputs.customer }}}}"
+    assert "concurrency limit: 3 running at most" in cli("workflow", "show", name).stdout
+    for bad in (["--max", "0"], ["--max", "2", "--key", "{{ inputs.customer"], []):
+        refused = cli("workflow", "set-limit", name, *bad)
+        assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "Traceback" not in refused.stderr
+    off = cli("workflow", "set-limit", name, "--off", "--json")
+    assert off.returncode == 0 and json.loads(off.stdout)["workflow"]["maxConcurrent"] is None
+
+
 def test_runners_register_and_list(cli: Cli) -> None:
     name = f"cli-reg-{secrets.token_hex(3)}"
     registered = cli("runners", "register", name, "--label", "gpu", "--type", "linux")

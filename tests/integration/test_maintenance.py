@@ -7,6 +7,7 @@ paused for this module so that only the passes the tests run act.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -431,3 +432,36 @@ async def test_maintenance_runs_a_pass_at_start_up(hub: Hub, admin: httpx.AsyncC
     finally:
         await maintenance.stop()
     assert (await execution(admin, execution_id))["status"] == "FAILED"
+
+
+async def slot_holders(hub: Hub, workflow_id: str) -> set[str]:
+    async with hub.db.session() as session:
+        query = "SELECT holders FROM concurrency_slots WHERE workflow_id = :id AND key = ''"
+        holders = (await session.execute(text(query), {"id": uuid.UUID(workflow_id)})).scalar_one()
+    return {str(h) for h in holders}
+
+
+async def test_the_stale_rules_free_the_concurrency_slots_they_take_executions_out_of(
+    hub: Hub, admin: httpx.AsyncClient, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    workflow_id = await publish_workflow(admin, "limited", SIMPLE_DEFINITION, maxConcurrent=1, timeoutSeconds=5)
+    dawdler = await online_runner(admin, client, "dawdler")
+    first = await create(admin, workflow_id)
+    await take(dawdler, first, 1)
+    waiting = await create(admin, workflow_id)
+    assert await slot_holders(hub, workflow_id) == {first}
+
+    # Re-queued: the slot is let go of, and the re-queued execution (older) takes it again, keeping its place.
+    await backdate(hub, "executions", "assigned_at", first, settings.pickup_timeout_seconds + 1)
+    assert (await run_pass(hub)).executions["requeue"] == 1
+    assert (await execution(admin, first))["status"] == "ASSIGNED"
+    assert (await execution(admin, waiting))["status"] == "QUEUED"
+    assert await slot_holders(hub, workflow_id) == {first}
+
+    # Ended by the hub's timeout check: the slot frees and the waiting execution starts.
+    await take(dawdler, first, 2)
+    assert (await dawdler.start(first, 2)).status_code == 200
+    await backdate(hub, "executions", "started_at", first, 3600)
+    assert (await run_pass(hub)).executions["hub-timeout"] == 1
+    await take(dawdler, waiting, 1)
+    assert await slot_holders(hub, workflow_id) == {waiting}

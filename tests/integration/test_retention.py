@@ -206,3 +206,17 @@ async def test_exekra_purge_command_archives_and_deletes(history: History, tmp_p
         assert [orjson.loads(line)["id"] for line in f] == [old]
     remaining = (await history.admin.get("/api/executions")).json()["executions"]
     assert [e["id"] for e in remaining] == [kept]
+
+
+async def test_purge_deletes_the_slot_rows_of_concurrency_groups_nothing_holds(history: History) -> None:
+    await history.admin.patch(f"/api/workflows/{history.workflow_id}", json={"maxConcurrent": 1})
+    await history.finished("COMPLETED", 0)  # its group's row is left empty
+    limited = await publish_workflow(history.admin, "limited", SIMPLE_DEFINITION, maxConcurrent=1)
+    held = (await history.admin.post("/api/executions", json={"workflowId": limited})).json()["execution"]["id"]
+    assert (await history.runner.poll(wait=5)).json()["execution"]["id"] == held
+
+    report = await purge(history.hub.db, retention_days=30, metrics_retention_days=7, batch=2)
+
+    assert report.slots == 1
+    rows = await history.count(f"SELECT count(*) FROM concurrency_slots WHERE '{held}' = ANY(holders)")
+    assert rows == 1 and await history.count("SELECT count(*) FROM concurrency_slots") == 1

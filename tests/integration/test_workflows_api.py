@@ -38,6 +38,8 @@ WORKFLOW_KEYS = {
     "priority",
     "timeoutSeconds",
     "retry",
+    "maxConcurrent",
+    "concurrencyKey",
     "archived",
     "publishedVersion",
     "latestVersion",
@@ -495,7 +497,15 @@ async def test_published_version_is_what_executions_start_from(admin: httpx.Asyn
 async def test_export_carries_settings_and_the_published_definition(admin: httpx.AsyncClient) -> None:
     workflow_id = (
         await create(
-            admin, "portable", description="d", runnerType="linux", labels=["l"], priority=7, timeoutSeconds=30
+            admin,
+            "portable",
+            description="d",
+            runnerType="linux",
+            labels=["l"],
+            priority=7,
+            timeoutSeconds=30,
+            maxConcurrent=2,
+            concurrencyKey="{{ inputs.customer }}",
         )
     )["workflow"]["id"]
     draft_only = (await admin.get(f"/api/workflows/{workflow_id}/export")).json()["export"]
@@ -515,6 +525,8 @@ async def test_export_carries_settings_and_the_published_definition(admin: httpx
             "priority": 7,
             "timeoutSeconds": 30,
             "retry": None,
+            "maxConcurrent": 2,
+            "concurrencyKey": "{{ inputs.customer }}",
             "definition": SIMPLE_DEFINITION,
         }
     }

@@ -120,6 +120,7 @@ CLIENT_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("workflow", "push"): ["definition.json", "--name", "wf"],
     ("workflow", "publish"): ["wf"],
     ("workflow", "set-retry"): ["wf", "--attempts", "2"],
+    ("workflow", "set-limit"): ["wf", "--max", "2"],
     ("workflow", "export"): ["wf"],
     ("workflow", "import"): ["export.json"],
     ("run",): ["wf", "--wait"],

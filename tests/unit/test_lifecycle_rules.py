@@ -134,3 +134,11 @@ def test_effects_follow_from_the_states_a_rule_connects() -> None:
         # A runner may hold it in every source but QUEUED; it lets go unless the execution stays with it.
         holds = bool(set(rule.sources) & {S.ASSIGNED, S.RUNNING})
         assert effects.frees_runner == (holds and rule.target not in (S.ASSIGNED, S.RUNNING)), rule.name
+
+
+def test_a_rule_frees_a_concurrency_slot_exactly_when_it_takes_an_execution_out_of_assigned_or_running() -> None:
+    live = {S.ASSIGNED, S.RUNNING}
+    for rule in lifecycle.EXECUTION_RULES:
+        leaves_live = bool(set(rule.sources) & live) and rule.target not in live
+        assert rule.effects.frees_slot == leaves_live, rule.name
+        assert rule.effects.frees_slot == rule.effects.frees_runner, rule.name  # the one statement frees both

@@ -73,6 +73,8 @@ class Workflow(Model):
     priority: int = 5
     timeout_seconds: int | None = None
     retry: RetryPolicy | None = None
+    max_concurrent: int | None = None  # at most this many ASSIGNED or RUNNING at once, per concurrency key value
+    concurrency_key: str | None = None  # a template over the inputs, e.g. "{{ inputs.customer }}"
     archived: bool = False
     published_version: int | None = None
     latest_version: int = 0
@@ -116,6 +118,8 @@ class Execution(Model):
     stop_requested: bool = False
     retry_of: str | None = None  # the execution this one automatically retries
     retry_attempt: int = 0  # 0: an original; n: its n-th automatic retry
+    concurrency_key: str | None = None  # its group under its workflow's concurrency limit (None: no limit)
+    waiting_reason: str | None = None  # why a QUEUED execution waits (no runner can run it, or its limit is reached)
     parent_id: str | None = None  # the execution whose `workflow.run` started this one (a sub-workflow)
     queued_at: datetime | None = None
     assigned_at: datetime | None = None

@@ -151,7 +151,8 @@ class ExekraClient:
 
     def update_workflow(self, workflow_id: str, **changes: Any) -> Workflow:
         """Change settings named as in the API (`name`, `description`, `runnerType`, `labels`, `priority`,
-        `timeoutSeconds`, `retry`, `archived`); None clears `runnerType`, `timeoutSeconds` and `retry`."""
+        `timeoutSeconds`, `retry`, `maxConcurrent`, `concurrencyKey`, `archived`); None clears `runnerType`,
+        `timeoutSeconds`, `retry`, `maxConcurrent` and `concurrencyKey`."""
         return self.send(calls.update_workflow(workflow_id, changes))
 
     def save_version(self, workflow_id: str, definition: dict[str, Any]) -> Version:

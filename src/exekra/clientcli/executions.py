@@ -65,6 +65,8 @@ def show_execution(args: argparse.Namespace) -> int:
         "retry of": f"{execution.retry_of} (retry {execution.retry_attempt})" if execution.retry_of else None,
         "retried as": retried_as[0].id if retried_as else None,
         "parent": execution.parent_id,
+        "concurrency key": execution.concurrency_key or None,
+        "waiting": execution.waiting_reason,
         "queued": execution.queued_at,
         "started": execution.started_at,
         "completed": execution.completed_at,

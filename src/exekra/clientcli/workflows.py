@@ -1,4 +1,4 @@
-"""`exekra workflow list|show|push|publish|set-retry|export|import`."""
+"""`exekra workflow list|show|push|publish|set-retry|set-limit|export|import`."""
 
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ def show_workflow(args: argparse.Namespace) -> int:
         "priority": workflow.priority,
         "timeout": f"{workflow.timeout_seconds} s" if workflow.timeout_seconds else None,
         "retry": _retry_text(workflow.retry),
+        "concurrency limit": _limit_text(workflow),
         "archived": "yes" if workflow.archived else None,
     }
     for name, value in settings.items():
@@ -111,6 +112,32 @@ def set_retry(args: argparse.Namespace) -> int:
         print_json({"workflow": workflow})
     else:
         print(f"{workflow.name}: retry {_retry_text(workflow.retry) or 'off'}")
+    return EXIT_OK
+
+
+def _limit_text(workflow: Workflow) -> str | None:
+    if workflow.max_concurrent is None:
+        return None
+    per_key = f" per value of {workflow.concurrency_key}" if workflow.concurrency_key else ""
+    return f"{workflow.max_concurrent} running at most{per_key}"
+
+
+@command
+def set_limit(args: argparse.Namespace) -> int:
+    if args.off:
+        changes: dict[str, Any] = {"maxConcurrent": None, "concurrencyKey": None}
+    elif args.max is None:
+        raise UsageError("give --max (and --key), or --off")
+    elif args.max < 1:
+        raise UsageError(f"--max must be 1 or more, not {args.max}")
+    else:
+        changes = {"maxConcurrent": args.max, "concurrencyKey": args.key or None}
+    with client_for(args) as hub:
+        workflow = hub.update_workflow(hub.find_workflow(args.workflow).id, **changes)
+    if args.json:
+        print_json({"workflow": workflow})
+    else:
+        print(f"{workflow.name}: concurrency limit {_limit_text(workflow) or 'off'}")
     return EXIT_OK
 
 
@@ -191,7 +218,9 @@ def import_workflow(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
-    workflow = add_group(commands, "workflow", "list, show, push, publish, set-retry, export and import workflows")
+    workflow = add_group(
+        commands, "workflow", "list, show, push, publish, set-retry, set-limit, export and import workflows"
+    )
     sub = workflow.add_subparsers(dest="workflow_command", required=True)
 
     p = client_command(
@@ -263,6 +292,26 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--off", action="store_true", help="clear the policy: no automatic retries")
     p.set_defaults(func=set_retry)
+
+    p = client_command(
+        sub,
+        "set-limit",
+        "set or clear the workflow's concurrency limit",
+        [
+            "exekra workflow set-limit nightly-sync --max 1",
+            "exekra workflow set-limit invoices --max 3 --key '{{ inputs.customer }}'",
+            "exekra workflow set-limit invoices --off",
+        ],
+        "At most --max executions of the workflow are ASSIGNED or RUNNING at once (per value of --key, a template "
+        "over the inputs evaluated when an execution is created); the others stay QUEUED, with the reason shown, "
+        "and start by priority, then age, when one ends. A limit set now counts what already runs; a new --key "
+        "applies to executions created from now on.",
+    )
+    p.add_argument("workflow", help="name, ID, or the ID's first 6+ characters")
+    p.add_argument("--max", type=int, help="executions running at once at most (1-10000)")
+    p.add_argument("--key", help="concurrency key: a template over the inputs, e.g. '{{ inputs.customer }}'")
+    p.add_argument("--off", action="store_true", help="clear the limit and the key: no limit")
+    p.set_defaults(func=set_limit)
 
     p = client_command(
         sub,

@@ -10,7 +10,7 @@ from exekra.hub.license.models import Installation
 from exekra.hub.runners.models import Runner, RunnerMetric
 from exekra.hub.triggers.models import Trigger, TriggerFire
 from exekra.hub.users.models import AuthToken, User
-from exekra.hub.workflows.models import Workflow, WorkflowVersion
+from exekra.hub.workflows.models import ConcurrencySlots, Workflow, WorkflowVersion
 
 __all__ = [
     "AlertChannel",
@@ -22,6 +22,7 @@ __all__ = [
     "AuditEntry",
     "AuthToken",
     "Base",
+    "ConcurrencySlots",
     "Credential",
     "Execution",
     "ExecutionKey",

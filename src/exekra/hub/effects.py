@@ -8,8 +8,8 @@ way (`audit.record`). The hub's `Database` hands every transaction to the `Effec
   to the other hub processes (`NOTIFY`, which PostgreSQL delivers at commit). An execution's end is announced
   by the ending statement itself (`lifecycle`), which saves a round trip on the runner's `complete`;
 - after the commit, in this process: a queued execution is offered to the dispatcher, one that left the
-  queue leaves Redis, an assigned one wakes its runner's long poll, a freed idle runner is offered work, and
-  the end hooks run.
+  queue leaves Redis, an assigned one wakes its runner's long poll, the executions waiting for a freed
+  concurrency slot are offered, a freed idle runner is offered work, and the end hooks run.
 
 A transaction that rolls back applies nothing: what it recorded goes with it.
 """
@@ -27,6 +27,7 @@ from exekra.db.session import AfterCommit
 from exekra.hub import tasks
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
+from exekra.hub.concurrency import Group
 from exekra.hub.errors import TRANSIENT_ERRORS
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class Effects:
     unqueued: bool = False  # it left QUEUED without being assigned: take it out of the queue
     assigned: bool = False  # it was handed to a runner: wake that runner's long poll
     frees_runner: bool = False  # its runner let go of it: offer the runner work when it is idle
+    frees_slot: bool = False  # it let go of a concurrency slot (or a limit grew): offer the group's waiting work
     ends: bool = False  # it reached a terminal state: announce the end, run the end hooks
     audit: str | None = None  # the audit action recorded, if the rule is audited
 
@@ -61,6 +63,7 @@ class Transition:
     runner_idle: bool = False  # the freed runner is alive and holds nothing: it may be offered work
     attempt: int | None = None
     status: str | None = None  # the execution's status after the rule
+    slot: Group | None = None  # the concurrency group a slot of which was freed
     has_children: bool = False  # the execution started sub-workflows: its end stops those still live
 
 
@@ -138,6 +141,9 @@ class EffectApplier:
             if effects.queued and t.execution_id is not None:
                 # Matching runs beside the caller, whose answer never waits for a runner (SPEC §4, create).
                 tasks.spawn(dispatcher.execution_queued(t.execution_id))
+            if effects.frees_slot and t.slot is not None:
+                # Beside the caller, like a queued execution: a runner's `complete` does not wait for it.
+                tasks.spawn(dispatcher.slot_freed(t.slot))
             if effects.frees_runner and t.runner_idle and t.runner_id is not None:
                 await dispatcher.runner_idle(t.runner_id)
             if effects.ends:

@@ -22,7 +22,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 
 from exekra.db.raw import Statements
-from exekra.hub import effects
+from exekra.hub import concurrency, effects
 from exekra.hub.audit.service import SYSTEM, Actor
 from exekra.hub.effects import NO_EFFECTS, Effects, Transition
 from exekra.hub.executions import endings
@@ -44,8 +44,8 @@ class Rule(Generic[StatusT]):
 
 
 def _ended(audit: str | None = None) -> Effects:
-    """An execution ended: the runner holding it is freed, and the end is announced."""
-    return Effects(frees_runner=True, ends=True, audit=audit)
+    """An execution ended: the runner holding it and its concurrency slot are freed, and the end is announced."""
+    return Effects(frees_runner=True, frees_slot=True, ends=True, audit=audit)
 
 
 # Creation: the one rule without a source state (the row is inserted QUEUED).
@@ -61,7 +61,7 @@ STOP_NOW = Rule(
     "stop-now",
     (S.QUEUED, S.ASSIGNED),
     S.STOPPED,
-    Effects(unqueued=True, frees_runner=True, ends=True, audit="execution.stop"),
+    Effects(unqueued=True, frees_runner=True, frees_slot=True, ends=True, audit="execution.stop"),
 )
 REQUEST_STOP = Rule("request-stop", (S.RUNNING,), S.RUNNING, Effects(audit="execution.stop"))
 
@@ -69,7 +69,12 @@ REQUEST_STOP = Rule("request-stop", (S.RUNNING,), S.RUNNING, Effects(audit="exec
 QUEUE_TIMEOUT = Rule(
     "queue-timeout", (S.QUEUED,), S.FAILED, Effects(unqueued=True, ends=True, audit="execution.queue_timeout")
 )
-REQUEUE = Rule("requeue", (S.ASSIGNED,), S.QUEUED, Effects(queued=True, frees_runner=True, audit="execution.requeue"))
+REQUEUE = Rule(
+    "requeue",
+    (S.ASSIGNED,),
+    S.QUEUED,
+    Effects(queued=True, frees_runner=True, frees_slot=True, audit="execution.requeue"),
+)
 PICKUP_FAILED = Rule("pickup-failed", (S.ASSIGNED,), S.FAILED, _ended("execution.pickup_failed"))
 RUNNER_LOST = Rule("runner-lost", (S.RUNNING,), S.FAILED, _ended("execution.runner_lost"))
 STOP_UNCONFIRMED = Rule("stop-unconfirmed", (S.RUNNING,), S.STOPPED, _ended("execution.stop_unconfirmed"))
@@ -124,8 +129,10 @@ def _announce_end(rule: Rule[Any], column: str) -> str:
     return _ANNOUNCE_END.format(column)
 
 
-def _free_runner(source: str) -> str:
-    """CTE `ur`: the runner holding each execution of CTE `source` (columns id, runner_id) lets go of it.
+def _let_go(source: str, *, many: bool = False) -> str:
+    """CTEs `ur` and `us`: the runner holding each execution of CTE `source` (columns id, runner_id, workflow_id,
+    concurrency_key) lets go of it, and so does its concurrency slot (`concurrency.release_slots`); `many`: the
+    statement may end several executions.
 
     A BUSY runner becomes ONLINE (idle); an OFFLINE one stays OFFLINE until it shows a sign of life.
     """
@@ -134,7 +141,7 @@ def _free_runner(source: str) -> str:
                        status = CASE WHEN status = 'BUSY' THEN 'ONLINE' ELSE status END
       FROM {source} WHERE runners.id = {source}.runner_id AND runners.current_execution_id = {source}.id
  RETURNING runners.id, runners.status
-)"""
+), {concurrency.release_slots(source, many=many)}"""
 
 
 @dataclass(frozen=True)
@@ -146,14 +153,18 @@ class Assignment:
     attempt: int
 
 
-# Shared tail of both claim statements: given CTEs `e` (the execution) and `r` (the runner), both locked,
-# mark the execution ASSIGNED with attempt + 1 and the runner BUSY, in one statement.
+# Shared tail of both claim statements: given CTEs `e` (the execution: id, workflow_id, concurrency_key) and `r` (the
+# runner), both locked, take the execution's concurrency slot if it has a group (`concurrency.take_slot`), and mark
+# it ASSIGNED with attempt + 1 and the runner BUSY, in one statement. An execution whose group is full stays QUEUED:
+# the second row shape (no runner) says so; it is also returned when no runner was found and the snapshot shows the
+# group full. Without a group, `s` and that second part find no row.
 _ASSIGN_TAIL = f"""
+, {concurrency.take_slot("e", "r")}
 , ue AS (
     UPDATE executions x
        SET status = 'ASSIGNED', attempt = x.attempt + 1, runner_id = r.id, assigned_at = now()
       FROM e, r
-     WHERE x.id = e.id AND x.status IN {_sources(ASSIGN)}
+     WHERE x.id = e.id AND x.status IN {_sources(ASSIGN)} AND (e.concurrency_key IS NULL OR EXISTS (SELECT FROM s))
  RETURNING x.id, x.attempt, x.runner_id
 ), ur AS (
     UPDATE runners SET status = 'BUSY', current_execution_id = ue.id
@@ -161,6 +172,10 @@ _ASSIGN_TAIL = f"""
  RETURNING runners.id
 )
 SELECT ue.id, ue.runner_id, ue.attempt FROM ue, ur
+ UNION ALL
+SELECT e.id, NULL, NULL FROM e
+ WHERE e.concurrency_key IS NOT NULL
+   AND CASE WHEN EXISTS (SELECT FROM r) THEN NOT EXISTS (SELECT FROM s) ELSE NOT {concurrency.has_room("e")} END
 """
 
 
@@ -191,10 +206,11 @@ WITH r AS (
      WHERE id = :runner_id AND status = 'ONLINE' AND enabled AND current_execution_id IS NULL
        FOR UPDATE
 ), e AS (
-    SELECT x.id FROM executions x, r
+    SELECT x.id, x.workflow_id, x.concurrency_key FROM executions x, r
      WHERE x.status = 'QUEUED'
        AND x.required_activities <@ r.activities
        AND {may_run("r", "x")}
+       AND {concurrency.has_room("x")}
      ORDER BY x.priority DESC, x.queued_at, x.id
      LIMIT 1
        FOR UPDATE OF x SKIP LOCKED
@@ -208,7 +224,8 @@ WITH r AS (
 _ASSIGN_TO_BEST_RUNNER = text(
     f"""
 WITH e AS (
-    SELECT id, pinned_runner_id, runner_type, required_labels, required_activities FROM executions
+    SELECT id, workflow_id, concurrency_key, pinned_runner_id, runner_type, required_labels, required_activities
+      FROM executions
      WHERE id = :execution_id AND status = 'QUEUED'
        FOR UPDATE SKIP LOCKED
 ), r AS (
@@ -221,9 +238,22 @@ WITH e AS (
 )
 
 
-def _assigned(session: Statements, row: Row[Any] | None) -> Assignment | None:
+@dataclass(frozen=True)
+class GroupFull:
+    """A claim found the execution but left it QUEUED: its concurrency group had no free slot."""
+
+    execution_id: uuid.UUID
+
+
+Claim = Assignment | GroupFull | None
+"""What a claim did: assigned, refused for the concurrency limit, or found nothing to do."""
+
+
+def _assigned(session: Statements, row: Row[Any] | None) -> Claim:
     if row is None:
         return None
+    if row.runner_id is None:
+        return GroupFull(row.id)
     assignment = Assignment(execution_id=row.id, runner_id=row.runner_id, attempt=row.attempt)
     effects.record(
         session,
@@ -232,14 +262,16 @@ def _assigned(session: Statements, row: Row[Any] | None) -> Assignment | None:
     return assignment
 
 
-async def claim_for_runner(session: Statements, runner_id: uuid.UUID) -> Assignment | None:
-    """Give an idle runner the best queued execution it may run (priority, then age)."""
+async def claim_for_runner(session: Statements, runner_id: uuid.UUID) -> Claim:
+    """Give an idle runner the best queued execution it may run (priority, then age) whose concurrency group has
+    room. `GroupFull`: the group of the one it chose filled up meanwhile (a fresh claim chooses another)."""
     result = await session.execute(_CLAIM_FOR_RUNNER, {"runner_id": runner_id})
     return _assigned(session, result.first())
 
 
-async def assign_to_best_runner(session: Statements, execution_id: uuid.UUID) -> Assignment | None:
-    """Give a queued execution to the eligible idle runner with the most recent heartbeat."""
+async def assign_to_best_runner(session: Statements, execution_id: uuid.UUID) -> Claim:
+    """Give a queued execution to the eligible idle runner with the most recent heartbeat; `GroupFull` when there
+    is one but the execution's concurrency group has no free slot."""
     result = await session.execute(_ASSIGN_TO_BEST_RUNNER, {"execution_id": execution_id})
     return _assigned(session, result.first())
 
@@ -421,10 +453,11 @@ WITH ue AS (
            cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb,
            {_ADMIT_LOG}
      WHERE {_HELD_BY} AND status = ANY(:sources)
- RETURNING id, runner_id, log_seq, log_dropped, has_children
-), {_free_runner("ue")}, {_store_lines("ue")}
-SELECT ue.id, ue.has_children, ur.status AS runner_status, {_announce_end(COMPLETE, "ue.id")}
-  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
+ RETURNING id, runner_id, workflow_id, concurrency_key, log_seq, log_dropped, has_children
+), {_let_go("ue")}, {_store_lines("ue")}
+SELECT ue.id, ue.has_children, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
+       {_announce_end(COMPLETE, "ue.id")}
+  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
 
@@ -469,6 +502,7 @@ async def finish(
             runner_idle=row.runner_status == R.ONLINE,
             attempt=held.attempt,
             status=rule.target.value,
+            slot=concurrency.freed_group(row),
             has_children=row.has_children,
         ),
     )
@@ -481,10 +515,11 @@ WITH ue AS (
     UPDATE executions SET status = 'STOPPED', completed_at = now(), stop_requested = true,
                           stop_requested_at = now(), error = :reason
      WHERE id = :execution_id AND status IN {_sources(STOP_NOW)}
- RETURNING id, runner_id
-), {_free_runner("ue")}
-SELECT ue.id, ur.id AS runner_id, ur.status AS runner_status, {_announce_end(STOP_NOW, "ue.id")}
-  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
+ RETURNING id, runner_id, workflow_id, concurrency_key
+), {_let_go("ue")}
+SELECT ue.id, ur.id AS runner_id, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
+       {_announce_end(STOP_NOW, "ue.id")}
+  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 )
 
 _REQUEST_STOP = text(
@@ -524,6 +559,7 @@ async def request_stop(
             runner_id=row.runner_id,
             runner_idle=row.runner_status == R.ONLINE,
             status=STOP_NOW.target.value,
+            slot=concurrency.freed_group(row),
         )
         effects.record(session, transition, actor=actor, details={"immediate": True, **(details or {})})
         return StopOutcome(stopped=True, requested=False)
@@ -568,6 +604,7 @@ _CREATED_WITH = (
     "timeout_seconds",
     "retry_of",
     "retry_attempt",
+    "concurrency_key",
     "parent_id",
     "parent_key",
 )
@@ -796,10 +833,10 @@ WITH c AS ({candidates}
 ), ue AS (
     UPDATE executions x SET status = '{rule.target.value}', {changes}
       FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
- RETURNING x.id, c.runner_id, c.reason, x.has_children
-), {_free_runner("ue")}
-SELECT ue.id, ue.runner_id, ue.reason, ue.has_children, ur.status AS runner_status{announce}
-  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id"""
+ RETURNING x.id, c.runner_id, c.reason, x.has_children, x.workflow_id, x.concurrency_key
+), {_let_go("ue", many=True)}
+SELECT ue.id, ue.runner_id, ue.reason, ue.has_children, ur.status AS runner_status, {concurrency.FREED_COLUMNS}{announce}
+  FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
     )
     return StaleCheck(rule, statement, reason)
 
@@ -882,6 +919,7 @@ async def apply_stale_rule(
             runner_id=row.runner_id,
             runner_idle=row.runner_status == R.ONLINE,
             status=rule.target.value,
+            slot=concurrency.freed_group(row),
             has_children=row.has_children,
         )
         details = {"reason": row.reason, "runnerId": str(row.runner_id) if row.runner_id else None}

@@ -103,6 +103,16 @@ DELETE FROM alert_events
                WHERE created_at < now() - make_interval(days => :days) AND delivery_id IS NULL LIMIT :batch)"""
 )
 
+# The slot rows of concurrency groups that nothing holds (`exekra.hub.concurrency`). Safe at any moment: a claim
+# takes a slot with `INSERT … ON CONFLICT`, which makes the row again if it is gone, and a row being taken is
+# locked, so the delete sees its new holders and leaves it.
+_DELETE_EMPTY_SLOTS = text(
+    """
+DELETE FROM concurrency_slots
+ WHERE (workflow_id, key) IN (SELECT workflow_id, key FROM concurrency_slots WHERE holders = '{}' LIMIT :batch)
+   AND holders = '{}'"""
+)
+
 # The audit log's one deletion path (migration 0008): its trigger refuses every other DELETE.
 _PURGE_AUDIT = text("SELECT exekra_purge_audit_log(now() - make_interval(days => :days), :batch)")
 
@@ -120,11 +130,21 @@ class PurgeReport:
     metrics: int = 0
     audit: int = 0
     alerts: int = 0  # alert deliveries
+    slots: int = 0  # concurrency slot rows of groups nothing holds
     archive: Path | None = None
 
     @property
     def total(self) -> int:
-        return self.executions + self.logs + self.artifacts + self.keys + self.metrics + self.audit + self.alerts
+        return (
+            self.executions
+            + self.logs
+            + self.artifacts
+            + self.keys
+            + self.metrics
+            + self.audit
+            + self.alerts
+            + self.slots
+        )
 
 
 async def purge(
@@ -139,8 +159,8 @@ async def purge(
     artifact_dir: Path | None = None,
 ) -> PurgeReport:
     """Delete terminal executions completed more than `retention_days` ago (with their logs, artifacts and keys),
-    heartbeat metrics older than `metrics_retention_days` and, when `audit_retention_days` is set, audit
-    entries older than that, `batch` rows per transaction at most.
+    heartbeat metrics older than `metrics_retention_days`, the slot rows of concurrency groups nothing holds and,
+    when `audit_retention_days` is set, audit entries older than that, `batch` rows per transaction at most.
 
     With `archive_dir`, each execution is first written with its logs as one line of a new gzip JSON-lines
     file there (one file per purge, created only if something is purged). After each batch it pauses
@@ -177,6 +197,7 @@ async def purge(
         report.metrics = await _delete_in_batches(db, _DELETE_METRICS, {"days": metrics_retention_days}, batch)
         report.alerts = await _delete_in_batches(db, _DELETE_ALERT_DELIVERIES, {"days": retention_days}, batch)
         await _delete_in_batches(db, _DELETE_ALERT_EVENTS, {"days": retention_days}, batch)
+        report.slots = await _delete_in_batches(db, _DELETE_EMPTY_SLOTS, {}, batch)
         if audit_retention_days is not None:
             report.audit = await _delete_in_batches(db, _PURGE_AUDIT, {"days": audit_retention_days}, batch, _returned)
     finally:
@@ -192,6 +213,7 @@ async def purge(
                 "metrics": report.metrics,
                 "audit": report.audit,
                 "alerts": report.alerts,
+                "concurrencySlots": report.slots,
                 "retentionDays": retention_days,
                 "metricsRetentionDays": metrics_retention_days,
                 "auditRetentionDays": audit_retention_days,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, nodes
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from exekra.workflow.errors import ExpressionError
@@ -61,6 +61,13 @@ def syntax_problem(source: str) -> str | None:
     except TemplateSyntaxError as exc:
         return f"invalid template: {exc.message}"
     return None
+
+
+def variables(source: str) -> set[str]:
+    """The top-level names a template reads (`inputs`, `nodes`, ...); call it on a template that parses."""
+    if not is_template(source):
+        return set()
+    return meta.find_undeclared_variables(_ENVIRONMENT.parse(source))
 
 
 def evaluate(source: str, context: Mapping[str, Any]) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from exekra.hub.dispatch.dispatcher import ModeDispatcher
-from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
+from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
 from exekra.hub.dispatch.sweeper import Sweeper
 from exekra.hub.lifecycle import Assignment
 
@@ -33,8 +33,12 @@ class DirectDispatcher(ModeDispatcher):
         await self.sweeper.stop()
 
     async def execution_queued(self, execution_id: uuid.UUID) -> None:
+        """An execution whose concurrency group is full waits for a slot to free (`slot_freed`), unswept."""
         if await self.matcher.for_execution(execution_id) is None:
             self.sweeper.poke()
+
+    async def offer(self, execution: QueuedExecution) -> None:
+        await self.execution_queued(execution.id)
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         return await self.matcher.for_runner(runner_id)

@@ -7,7 +7,8 @@ import uuid
 from typing import Protocol
 
 from exekra.db.raw import Statements
-from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
+from exekra.hub.concurrency import Group
+from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
 from exekra.hub.lifecycle import Assignment
 
 
@@ -29,6 +30,10 @@ class Dispatcher(Protocol):
 
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         """An execution left QUEUED without being assigned (stopped, timed out): forget it (best effort)."""
+
+    async def slot_freed(self, group: Group) -> None:
+        """After the commit of a change that freed concurrency slots of `group` (an execution of it let go of
+        one, or its workflow's limit was raised): offer the executions that wait for them, best first."""
 
     async def publish_assignment(self, session: Statements, runner_id: uuid.UUID) -> None:
         """From the claim's commit hook: announce the assignment to the other hub processes."""
@@ -72,6 +77,15 @@ class ModeDispatcher:
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         raise NotImplementedError
+
+    async def offer(self, execution: QueuedExecution) -> None:
+        """Offer an execution whose concurrency slot may have freed to the idle runners."""
+        raise NotImplementedError
+
+    async def slot_freed(self, group: Group) -> None:
+        """Offer the executions of `group` that its free slots can take now, best first."""
+        for execution in await self.matcher.next_in_group(group):
+            await self.offer(execution)
 
     async def dispatch_pending(self) -> int:
         """Offer each idle runner (most recent heartbeat first, at most `sweep_batch`) the work it may run."""

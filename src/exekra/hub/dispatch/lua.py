@@ -4,7 +4,11 @@ Keys (prefix `exekra:`), see docs/queue.md:
   q:<signature>   ZSET  waiting execution ids of one constraint signature, score = priority then age
   signatures      HASH  signature -> its constraints as JSON: {"pin": id} or {"type": t, "labels": [...]}, each
                         with "activities": [...] when the executions need activities not every runner has
-  job:<id>        HASH  the job record of a waiting execution (state, attempts, lastError, timestamps, seq)
+  job:<id>        HASH  the job record of a waiting execution (state, attempts, lastError, timestamps, seq, and for
+                        an execution with a concurrency group: `group`, its held set's key, and `groupInfo`)
+  held:<group>    ZSET  executions parked because their concurrency group is full (same scores), out of the way
+                        of every peek until a slot of the group frees
+  held            HASH  held set key -> its group as JSON: {"workflowId": id, "key": value}
   jobs:completed  LIST  newest-first JSON records of jobs that left the queue, capped
   jobs:failed     LIST  newest-first JSON records of dispatch failures, capped
 
@@ -26,19 +30,50 @@ local function push_capped(list, record, keep)
 end
 """
 
-# KEYS: signatures, q:<sig>, job:<id>
-# ARGV: sig, constraints JSON, id, score, now ms, priority, queuedAt ms
-# Adds the id to its signature's queue (a no-op if already there) and (re)writes its job record.
+# KEYS: signatures, q:<sig>, job:<id>, held
+# ARGV: sig, constraints JSON, id, score, now ms, priority, queuedAt ms, held set key ('' = no group), group JSON,
+#       release ('1': take it out of its held set first; else a parked id is left alone)
+# Adds the id to its signature's queue (a no-op if already there) and (re)writes its job record; returns 1 if added.
 # `seq` counts enqueues, so a reconciliation that judged an older enqueue stale cannot remove a newer one.
 ENQUEUE = """
+if redis.call('HGET', KEYS[3], 'state') == 'held' then
+  if ARGV[10] ~= '1' then return 0 end
+  local held = redis.call('HGET', KEYS[3], 'group')
+  redis.call('ZREM', held, ARGV[3])
+  if redis.call('ZCARD', held) == 0 then redis.call('HDEL', KEYS[4], held) end
+  redis.call('HSET', KEYS[3], 'state', 'waiting')
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local added = redis.call('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[3])
 redis.call('HINCRBY', KEYS[3], 'seq', 1)
 redis.call('HSET', KEYS[3], 'id', ARGV[3], 'sig', ARGV[1], 'priority', ARGV[6], 'queuedAt', ARGV[7])
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[3], 'group', ARGV[8], 'groupInfo', ARGV[9]) end
 redis.call('HSETNX', KEYS[3], 'state', 'waiting')
 redis.call('HSETNX', KEYS[3], 'attempts', 0)
 redis.call('HSETNX', KEYS[3], 'enqueuedAt', ARGV[5])
 return added
+"""
+
+# KEYS: signatures, job:<id>, held
+# ARGV: queue key prefix, id, expected seq ('' = any)
+# An id whose concurrency group is full leaves its signature's queue for its group's held set, with its score, so
+# that no peek finds it until a slot frees (ENQUEUE with release). 0 when it is not waiting in a queue, has no
+# group, or was enqueued again since `expected seq`.
+PARK = """
+local job = {}
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do job[fields[i]] = fields[i + 1] end
+if job.state == 'held' or not job.group or not job.sig then return 0 end
+if ARGV[3] ~= '' and (job.seq or '') ~= ARGV[3] then return 0 end
+local queue = ARGV[1] .. job.sig
+local score = redis.call('ZSCORE', queue, ARGV[2])
+if not score then return 0 end
+redis.call('ZREM', queue, ARGV[2])
+if redis.call('ZCARD', queue) == 0 then redis.call('HDEL', KEYS[1], job.sig) end
+redis.call('ZADD', job.group, score, ARGV[2])
+redis.call('HSET', KEYS[3], job.group, job.groupInfo)
+redis.call('HSET', KEYS[2], 'state', 'held')
+return 1
 """
 
 # KEYS: signatures
@@ -87,9 +122,10 @@ local seq = redis.call('HGET', ARGV[2] .. best_id, 'seq') or ''
 return {best_id, best_sig, seq}
 """
 
-# KEYS: signatures, job:<id>, jobs:completed
+# KEYS: signatures, job:<id>, jobs:completed, held
 # ARGV: queue key prefix, id, signature hint, expected seq ('' = any), outcome, runner id, now ms, keep
-# The job leaves the queue (assigned, or its execution is no longer QUEUED) and is recorded in history.
+# The job leaves the queue (assigned, or its execution is no longer QUEUED), or its held set, and is recorded in
+# history.
 # Returns 0 without touching anything when `expected seq` is given and the job was enqueued again since.
 FINISH = (
     _PUSH_CAPPED
@@ -104,6 +140,10 @@ if sig ~= '' then
   redis.call('ZREM', queue, ARGV[2])
   if redis.call('ZCARD', queue) == 0 then redis.call('HDEL', KEYS[1], sig) end
 end
+if job.state == 'held' then
+  redis.call('ZREM', job.group, ARGV[2])
+  if redis.call('ZCARD', job.group) == 0 then redis.call('HDEL', KEYS[4], job.group) end
+end
 redis.call('DEL', KEYS[2])
 local record = {id = ARGV[2], outcome = ARGV[5], attempts = tonumber(job.attempts or '0'), finishedAt = tonumber(ARGV[7])}
 if ARGV[6] ~= '' then record.runnerId = ARGV[6] end
@@ -117,13 +157,14 @@ return 1
 
 # KEYS: job:<id>, jobs:failed
 # ARGV: id, error, attempts, now ms, keep
-# A dispatch job gave up: its record says so (the id stays queued for later matches) and the failure is
-# kept in the failed history.
+# A dispatch job gave up: its record says so (the id stays queued for later matches; a parked one stays parked)
+# and the failure is kept in the failed history.
 FAIL = (
     _PUSH_CAPPED
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'lastError', ARGV[2], 'attempts', ARGV[3], 'failedAt', ARGV[4])
+  if redis.call('HGET', KEYS[1], 'state') ~= 'held' then redis.call('HSET', KEYS[1], 'state', 'failed') end
+  redis.call('HSET', KEYS[1], 'lastError', ARGV[2], 'attempts', ARGV[3], 'failedAt', ARGV[4])
 end
 local record = {id = ARGV[1], outcome = 'failed', lastError = ARGV[2], attempts = tonumber(ARGV[3]), failedAt = tonumber(ARGV[4])}
 push_capped(KEYS[2], cjson.encode(record), tonumber(ARGV[5]))

@@ -7,13 +7,17 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import Row, text
 
 from exekra.db.session import Database
-from exekra.hub import lifecycle
-from exekra.hub.lifecycle import Assignment
+from exekra.hub import concurrency, lifecycle
+from exekra.hub.concurrency import Group
+from exekra.hub.lifecycle import Assignment, Claim, GroupFull
+
+CLAIM_TRIES = 3  # a claim that lost its group's last slot to a concurrent one looks again, this many times in all
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,23 @@ class QueuedExecution:
     runner_type: str | None
     labels: tuple[str, ...]
     activities: tuple[str, ...] = ()  # what the runner must declare beyond what every runner has
+    workflow_id: uuid.UUID | None = None
+    concurrency_key: str | None = None  # its concurrency group in its workflow (None: no group)
+
+    @property
+    def group(self) -> Group | None:
+        """Its concurrency group, if it has one."""
+        if self.workflow_id is None or self.concurrency_key is None:
+            return None
+        return Group(self.workflow_id, self.concurrency_key)
+
+
+class HeadState(Enum):
+    """What became of an execution a runner's claim did not take."""
+
+    GONE = "gone"  # no longer QUEUED
+    HELD = "held"  # QUEUED, and its concurrency group is full
+    WAITING = "waiting"  # QUEUED, and nothing holds it back but runners (or a row lock a moment ago)
 
 
 @dataclass(frozen=True)
@@ -39,13 +60,23 @@ class RunnerProfile:
     activities: tuple[str, ...] = ()  # declared
 
 
-_QUEUED_COLUMNS = "id, priority, queued_at, pinned_runner_id, runner_type, required_labels, required_activities"
+_QUEUED_COLUMNS = (
+    "id, priority, queued_at, pinned_runner_id, runner_type, required_labels, required_activities, workflow_id, "
+    "concurrency_key"
+)
 _QUEUED_ONE = text(f"SELECT {_QUEUED_COLUMNS} FROM executions WHERE id = :id AND status = 'QUEUED'")
 _QUEUED_ALL = text(
     f"SELECT {_QUEUED_COLUMNS} FROM executions WHERE status = 'QUEUED' ORDER BY priority DESC, queued_at, id"
 )
 _STILL_QUEUED = text("SELECT id FROM executions WHERE id = ANY(:ids) AND status = 'QUEUED'")
-_ANY_QUEUED = text("SELECT EXISTS (SELECT 1 FROM executions WHERE status = 'QUEUED')")
+_HEAD_STATE = text(
+    f"SELECT NOT {concurrency.has_room('x')} AS held FROM executions x WHERE x.id = :id AND x.status = 'QUEUED'"
+)
+_NEXT_IN_GROUP = concurrency.next_in_group_statement(", ".join(f"x.{c}" for c in _QUEUED_COLUMNS.split(", ")))
+# Executions held back by their concurrency limit do not count: a freed slot offers them (no sweeping for them).
+_ANY_QUEUED = text(
+    f"SELECT EXISTS (SELECT 1 FROM executions x WHERE x.status = 'QUEUED' AND {concurrency.has_room('x')})"
+)
 _IDLE_RUNNERS = text(
     "SELECT id FROM runners WHERE status = 'ONLINE' AND enabled AND current_execution_id IS NULL "
     "ORDER BY last_heartbeat_at DESC NULLS LAST LIMIT :limit"
@@ -62,6 +93,8 @@ def _queued(row: Row[Any]) -> QueuedExecution:
         row.runner_type,
         tuple(row.required_labels or ()),
         tuple(row.required_activities or ()),
+        row.workflow_id,
+        row.concurrency_key,
     )
 
 
@@ -73,14 +106,39 @@ class Matcher:
         self.db = db
 
     async def for_runner(self, runner_id: uuid.UUID) -> Assignment | None:
-        """Give an idle runner the best queued execution it may run (priority, then age)."""
-        async with self.db.statement() as session:
-            return await lifecycle.claim_for_runner(session, runner_id)
+        """Give an idle runner the best queued execution it may run (priority, then age) whose concurrency group
+        has room. A claim that chose an execution whose group filled up meanwhile is made again (a fresh
+        snapshot sees the group full and passes over it): concurrency limits never leave a runner idle."""
+        for _ in range(CLAIM_TRIES):
+            async with self.db.statement() as session:
+                claim = await lifecycle.claim_for_runner(session, runner_id)
+            if not isinstance(claim, GroupFull):
+                return claim
+        return None
 
-    async def for_execution(self, execution_id: uuid.UUID) -> Assignment | None:
-        """Give a queued execution to the eligible idle runner with the most recent heartbeat."""
+    async def for_execution(self, execution_id: uuid.UUID) -> Claim:
+        """Give a queued execution to the eligible idle runner with the most recent heartbeat (`GroupFull`: there
+        is one, but the execution's concurrency group is full)."""
         async with self.db.statement() as session:
             return await lifecycle.assign_to_best_runner(session, execution_id)
+
+    async def head_state(self, execution_id: uuid.UUID) -> HeadState:
+        """Whether an execution a claim passed over is still QUEUED, and held back by its concurrency limit."""
+        async with self.db.reading() as session:
+            row = (await session.execute(_HEAD_STATE, {"id": execution_id})).first()
+        if row is None:
+            return HeadState.GONE
+        return HeadState.HELD if row.held else HeadState.WAITING
+
+    async def next_in_group(self, group: Group) -> list[QueuedExecution]:
+        """The QUEUED executions of `group` (every group of its workflow when its key is None) that its free
+        slots can take now, best first per group."""
+        async with self.db.reading() as session:
+            found: list[QueuedExecution] = []
+            for key in await concurrency.waiting_keys(session, group):
+                params = {"workflow_id": group.workflow_id, "key": key}
+                found += [_queued(row) for row in await session.execute(_NEXT_IN_GROUP, params)]
+        return found
 
     async def idle_runners(self, limit: int) -> list[uuid.UUID]:
         """Idle eligible-for-work runners, most recent heartbeat first."""

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
+from exekra.hub.concurrency import Group
 from exekra.hub.dispatch import lua
 from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
 from exekra.hub.observability import time_redis_commands
@@ -117,13 +118,19 @@ class RedisQueue:
         self.completed_key = prefix + "jobs:completed"
         self.failed_key = prefix + "jobs:failed"
         self.marker_key = prefix + "marker"
+        self.held_index_key = prefix + "held"
         self._enqueue = self.redis.register_script(lua.ENQUEUE)
+        self._park = self.redis.register_script(lua.PARK)
         self._peek = self.redis.register_script(lua.PEEK)
         self._finish = self.redis.register_script(lua.FINISH)
         self._fail = self.redis.register_script(lua.FAIL)
 
     def queue_key(self, sig: str) -> str:
         return f"{self.prefix}q:{sig}"
+
+    def held_key(self, group: Group) -> str:
+        """The held set of a concurrency group (`lua.PARK`)."""
+        return f"{self.prefix}held:{group.workflow_id}:{_digest(group.key or '')}"
 
     def job_key(self, execution_id: uuid.UUID | str) -> str:
         return f"{self.prefix}job:{execution_id}"
@@ -172,18 +179,43 @@ class RedisQueue:
             await self.redis.set(self.marker_key, uuid.uuid4().hex, nx=True)
         return await self.identity()
 
-    def _enqueue_args(self, execution: QueuedExecution, now: int) -> tuple[list[str], list[Any]]:
+    def _enqueue_args(
+        self, execution: QueuedExecution, now: int, *, release: bool = False
+    ) -> tuple[list[str], list[Any]]:
         sig, constraints = signature(execution)
         queued_at = _ms(execution.queued_at)
-        keys = [self.signatures_key, self.queue_key(sig), self.job_key(execution.id)]
+        keys = [self.signatures_key, self.queue_key(sig), self.job_key(execution.id), self.held_index_key]
         args = [sig, constraints, str(execution.id), score(execution.priority, queued_at), now]
-        return keys, [*args, execution.priority, queued_at]
+        group = execution.group
+        held, info = "", ""
+        if group is not None:
+            held = self.held_key(group)
+            info = orjson.dumps({"workflowId": str(group.workflow_id), "key": group.key}).decode()
+        return keys, [*args, execution.priority, queued_at, held, info, "1" if release else "0"]
 
-    async def enqueue(self, execution: QueuedExecution) -> bool:
-        """Put an execution in its signature's queue; False if it was already there."""
-        keys, args = self._enqueue_args(execution, _now_ms())
+    async def enqueue(self, execution: QueuedExecution, *, release: bool = False) -> bool:
+        """Put an execution in its signature's queue; False if it was already there. A parked one (`park`) is
+        left where it is, unless `release`: then it goes back to its signature's queue, with its place."""
+        keys, args = self._enqueue_args(execution, _now_ms(), release=release)
         async with self._guard():
             return bool(await self._enqueue(keys, args))
+
+    async def park(self, execution_id: uuid.UUID, seq: str = "") -> bool:
+        """Move a waiting id whose concurrency group is full to its group's held set, where no peek finds it
+        (unless it was enqueued again since `seq`, when given)."""
+        keys = [self.signatures_key, self.job_key(execution_id), self.held_index_key]
+        async with self._guard():
+            return bool(await self._park(keys, [self.queue_key(""), str(execution_id), seq]))
+
+    async def held_groups(self) -> dict[str, Group]:
+        """Every held set with parked ids, and its group."""
+        async with self._guard():
+            index = await self.redis.hgetall(self.held_index_key)
+        groups = {}
+        for held, info in index.items():
+            group = orjson.loads(info)
+            groups[_str(held)] = Group(uuid.UUID(group["workflowId"]), group["key"])
+        return groups
 
     async def enqueue_many(self, executions: Iterable[QueuedExecution]) -> int:
         """Enqueue a batch in one round trip; returns how many were missing."""
@@ -207,7 +239,7 @@ class RedisQueue:
     def _finish_args(
         self, execution_id: uuid.UUID, outcome: str, sig: str, seq: str, runner_id: uuid.UUID | None
     ) -> tuple[list[str], list[Any]]:
-        keys = [self.signatures_key, self.job_key(execution_id), self.completed_key]
+        keys = [self.signatures_key, self.job_key(execution_id), self.completed_key, self.held_index_key]
         runner = str(runner_id) if runner_id else ""
         args = [self.queue_key(""), str(execution_id), sig, seq, outcome, runner, _now_ms(), self.keep_completed]
         return keys, args
@@ -254,12 +286,13 @@ class RedisQueue:
             index = await self.redis.hgetall(self.signatures_key)
         return {_str(sig): orjson.loads(constraints) for sig, constraints in index.items()}
 
-    async def waiting(self, sig: str, batch: int = 500) -> AsyncGenerator[list[Head], None]:
-        """The waiting ids of one signature with their enqueue counters, `batch` at a time."""
+    async def waiting(self, sig: str, batch: int = 500, *, held: str = "") -> AsyncGenerator[list[Head], None]:
+        """The waiting ids of one signature (or of the held set `held`) with their enqueue counters, `batch` at a
+        time."""
         cursor = 0
         while True:
             async with self._guard():
-                cursor, members = await self.redis.zscan(self.queue_key(sig), cursor, count=batch)
+                cursor, members = await self.redis.zscan(held or self.queue_key(sig), cursor, count=batch)
                 ids = [_str(member) for member, _ in members]
                 seqs = await self._seqs(ids)
             if ids:
@@ -280,6 +313,14 @@ class RedisQueue:
             found: list[uuid.UUID] = []
             for sig in sigs:
                 found += [uuid.UUID(_str(i)) for i in await self.redis.zrange(self.queue_key(_str(sig)), 0, -1)]
+        return found
+
+    async def held_ids(self) -> list[uuid.UUID]:
+        """Every parked id, best first per group (inspection and tests)."""
+        async with self._guard():
+            found: list[uuid.UUID] = []
+            for held in await self.redis.hkeys(self.held_index_key):
+                found += [uuid.UUID(_str(i)) for i in await self.redis.zrange(_str(held), 0, -1)]
         return found
 
     async def job(self, execution_id: uuid.UUID) -> dict[str, str]:

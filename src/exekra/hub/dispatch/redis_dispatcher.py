@@ -20,12 +20,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from exekra.hub.dispatch.dispatcher import ModeDispatcher
-from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
+from exekra.hub.dispatch.matcher import HeadState, Matcher, QueuedExecution, RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 from exekra.hub.dispatch.sweeper import Sweeper
 from exekra.hub.dispatch.wakeups import Wakeups
 from exekra.hub.errors import TRANSIENT_ERRORS
-from exekra.hub.lifecycle import Assignment
+from exekra.hub.lifecycle import Assignment, Claim, GroupFull
 from exekra.hub.tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
@@ -126,19 +126,21 @@ class RedisDispatcher(ModeDispatcher):
         enqueued = False
         for attempt in range(1, self.attempts + 1):
             try:
+                claim: Claim = None
                 if not enqueued and self.wakeups.anyone_waiting and attempt == 1:
                     # Runners are long-polling in this process, so some are idle: hand it over before it
                     # goes through Redis at all (three round trips fewer on the pick-up's critical path).
-                    assignment = await self.matcher.for_execution(execution_id)
-                    if assignment is not None:
-                        return assignment
+                    claim = await self.matcher.for_execution(execution_id)
+                    if isinstance(claim, Assignment):
+                        return claim
                 if not enqueued:
                     queued = await self.matcher.queued_execution(execution_id)
                     if queued is None:
                         return None  # assigned, stopped or failed meanwhile
                     await self.queue.enqueue(queued)
                     enqueued = True
-                assignment = await self.matcher.for_execution(execution_id)
+                if not isinstance(claim, GroupFull):
+                    claim = await self.matcher.for_execution(execution_id)
             except TRANSIENT_ERRORS as exc:
                 if attempt == self.attempts:
                     log.warning("dispatch of %s failed %d times: %s", execution_id, attempt, exc)
@@ -146,10 +148,36 @@ class RedisDispatcher(ModeDispatcher):
                     return None
                 await asyncio.sleep(backoff(attempt))
                 continue
-            if assignment is None:
-                self.sweeper.poke()  # no idle eligible runner, or its row was locked for a moment
-            return assignment
+            return await self._settle(execution_id, claim)
         return None
+
+    async def _settle(self, execution_id: uuid.UUID, claim: Claim) -> Assignment | None:
+        """After a claim of an enqueued execution: its group is full, so it waits parked for a slot (a freed slot
+        offers it again: `slot_freed`); or no idle eligible runner took it, or its row was locked for a moment:
+        the sweeper looks again."""
+        if isinstance(claim, GroupFull):
+            await self._park(execution_id)
+            return None
+        if claim is None:
+            self.sweeper.poke()
+        return claim
+
+    async def _park(self, execution_id: uuid.UUID, seq: str = "") -> None:
+        """Park an execution whose group is full, then look again: a slot freed between the look that found the
+        group full and the parking was offered before the parking (the freeing commits, then offers), so this
+        second look is what sees it, and puts the execution back in the queue for the next idle runner."""
+        if not await self.queue.park(execution_id, seq):
+            return
+        if await self.matcher.head_state(execution_id) is not HeadState.HELD:
+            queued = await self.matcher.queued_execution(execution_id)
+            if queued is not None:
+                await self.queue.enqueue(queued, release=True)
+                self.sweeper.poke()
+
+    async def offer(self, execution: QueuedExecution) -> None:
+        """A slot of its group freed: back to its signature's queue (with its place), and to an idle runner."""
+        await self.queue.enqueue(execution, release=True)
+        await self._settle(execution.id, await self.matcher.for_execution(execution.id))
 
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         """Raises `QueueUnavailable` when Redis fails (the reconciliation drops the id later)."""
@@ -169,12 +197,16 @@ class RedisDispatcher(ModeDispatcher):
             assignment = await self.matcher.for_runner(runner_id)
             if assignment is not None:
                 return assignment
-            if await self.matcher.still_queued([head.execution_id]):
+            state = await self.matcher.head_state(head.execution_id)
+            if state is HeadState.WAITING:
                 # The runner is not idle after all, or a concurrent claim holds the head's row: that claim
                 # removes it. A lock may also have made this runner miss: the sweeper looks again.
                 self.sweeper.poke()
                 return None
-            await self.queue.drop(head, "not queued")
+            if state is HeadState.HELD:
+                await self._park(head.execution_id, head.seq)  # until a slot of its group frees
+            else:
+                await self.queue.drop(head, "not queued")
         self.sweeper.poke()
         return None
 
@@ -204,20 +236,30 @@ class RedisDispatcher(ModeDispatcher):
 
     async def reconcile(self) -> Reconciled:
         """Make the Redis queue hold exactly the QUEUED executions of PostgreSQL: enqueue the missing ones
-        (in batches, in dispatch order), then drop ids whose execution is no longer QUEUED."""
+        (in batches, in dispatch order; a parked one stays parked), then drop ids whose execution is no longer
+        QUEUED, from the queues and the held sets, and offer what the free slots of each held set's group can
+        take (a slot freed by a process that died before its effect)."""
         enqueued = 0
         async with contextlib.aclosing(self.matcher.all_queued(RECONCILE_BATCH)) as batches:
             async for batch in batches:
                 enqueued += await self.queue.enqueue_many(batch)
         dropped = 0
         for sig in await self.queue.signatures():
-            async with contextlib.aclosing(self.queue.waiting(sig, RECONCILE_BATCH)) as chunks:
-                async for heads in chunks:
-                    queued = await self.matcher.still_queued([h.execution_id for h in heads])
-                    stale = [h for h in heads if h.execution_id not in queued]
-                    if stale:
-                        dropped += await self.queue.drop_many(stale, "not queued")
+            dropped += await self._drop_stale(sig)
+        for held, group in (await self.queue.held_groups()).items():
+            dropped += await self._drop_stale("", held=held)
+            await self.slot_freed(group)
         return Reconciled(enqueued, dropped)
+
+    async def _drop_stale(self, sig: str, *, held: str = "") -> int:
+        dropped = 0
+        async with contextlib.aclosing(self.queue.waiting(sig, RECONCILE_BATCH, held=held)) as chunks:
+            async for heads in chunks:
+                queued = await self.matcher.still_queued([h.execution_id for h in heads])
+                stale = [h for h in heads if h.execution_id not in queued]
+                if stale:
+                    dropped += await self.queue.drop_many(stale, "not queued")
+        return dropped
 
     async def _reconcile_forever(self) -> None:
         """Periodic reconciliation: repairs what a crashed process or a lost event left behind."""

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from exekra.config import Settings
 from exekra.db.raw import Statements
 from exekra.db.session import Database
+from exekra.hub.concurrency import Group
 from exekra.hub.dispatch.direct import DirectDispatcher
 from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
@@ -109,6 +110,13 @@ class SwitchingDispatcher:
         if redis is not None:
             with contextlib.suppress(QueueUnavailable):
                 await redis.execution_unqueued(execution_id, status)
+
+    async def slot_freed(self, group: Group) -> None:
+        redis = self._redis()
+        if redis is not None:
+            with contextlib.suppress(QueueUnavailable):
+                return await redis.slot_freed(group)
+        await self.direct.slot_freed(group)
 
     async def publish_assignment(self, session: Statements, runner_id: uuid.UUID) -> None:
         await self.wakeups.publish(session, runner_id)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import text
 
 from exekra.db.raw import Statements
-from exekra.hub import lifecycle
+from exekra.hub import concurrency, lifecycle
 from exekra.hub.errors import Conflict, NotFound, ValidationFailed
 from exekra.hub.executions.models import Execution, TriggerType
 from exekra.hub.lookup import parse_id
@@ -76,8 +76,8 @@ SELECT {lifecycle.EXECUTION_COLUMNS} FROM executions
 # `version_number` (a sub-workflow pinned to a version).
 _TO_RUN = text(
     """
-SELECT w.id, w.name, w.archived, w.runner_type, w.labels, w.priority, w.timeout_seconds,
-       v.id AS version_id, v.number AS version_number, v.published, v.published_at
+SELECT w.id, w.name, w.archived, w.runner_type, w.labels, w.priority, w.timeout_seconds, w.max_concurrent,
+       w.concurrency_key, v.id AS version_id, v.number AS version_number, v.published, v.published_at
   FROM workflows w
   LEFT JOIN workflow_versions v
     ON v.workflow_id = w.id
@@ -137,7 +137,7 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
 
     NotFound for an unknown workflow, version or pinned runner; Conflict for an archived workflow, a workflow
     without a published version, or a manual retry of a version that is no longer the published one; 422 for
-    inputs the definition refuses.
+    inputs the definition refuses, or that give its workflow's concurrency key no value.
     """
     chosen = {"workflow_id": workflow_id, "version_id": request.version_id, "version_number": request.version_number}
     row = (await session.execute(_TO_RUN, chosen)).first()
@@ -164,6 +164,8 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
         inputs = resolve_inputs(runnable.definition, request.inputs)
     except DefinitionError as exc:
         raise ValidationFailed(f"inputs: {exc.problems[0]}", details={"problems": exc.problems}) from None
+    # Its concurrency group, fixed now (docs/queue.md): later changes of the key template do not move it.
+    key = None if row.max_concurrent is None else concurrency.group_key(row.concurrency_key, inputs)
     pinned = None
     if request.runner_id:
         pinned = parse_id(request.runner_id, "runner")
@@ -185,6 +187,7 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
         timeout_seconds=row.timeout_seconds,
         retry_of=request.retry_of,
         retry_attempt=request.retry_attempt,
+        concurrency_key=key,
         parent_id=request.parent_id,
         parent_key=request.parent_key,
     )

@@ -89,6 +89,17 @@ class Execution(Base):
         Index("uq_executions_retry_of", "retry_of", unique=True, postgresql_where="retry_of IS NOT NULL"),
         # The retry check reads, per workflow with a retry policy, its recent failures not yet retried.
         Index("ix_executions_retry_candidates", "workflow_id", "completed_at", postgresql_where="status = 'FAILED'"),
+        # The queued executions of one concurrency group in dispatch order: the claims' check, the next to offer
+        # when a slot frees, and the waiting reason (`exekra.hub.concurrency`).
+        Index(
+            "ix_executions_concurrency_queue",
+            "workflow_id",
+            "concurrency_key",
+            text("priority DESC"),
+            "queued_at",
+            "id",
+            postgresql_where="status = 'QUEUED' AND concurrency_key IS NOT NULL",
+        ),
         # A parent's `workflow.run` call starts one child per key, however often its request is retried; the index
         # also lists a parent's children (`executions.children`).
         Index(
@@ -127,6 +138,9 @@ class Execution(Base):
     required_activities: Mapped[list[str]] = mapped_column(
         ARRAY(Text), nullable=False, default=list, server_default="{}"
     )
+    # Its concurrency group within the workflow (the workflow's `concurrency_key` evaluated on its inputs when it
+    # was created, "" without a template); None: created while its workflow had no limit.
+    concurrency_key: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ExecutionStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
     attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")

@@ -1,9 +1,10 @@
 """Names beside ids: the runner's name and who triggered an execution (a user's email, a trigger's name, a parent
-execution's workflow), and why a queued execution waits when no registered runner can run it (`waitingReason`).
+execution's workflow), and why a queued execution waits (`waitingReason`): no registered runner can run it, or its
+workflow's concurrency limit is reached for its group.
 
 The API keeps the ids and adds these names (`runnerName`, `triggeredByName`) so that a person reading an
-execution needs no second look-up. One query reads the names of a whole page of executions; a second one, only
-when the page holds queued executions that require activities, reads their waiting reasons.
+execution needs no second look-up. One query reads the names of a whole page of executions; more, only when the
+page holds queued executions that require activities or have a concurrency group, read their waiting reasons.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import text
 
 from exekra.db.raw import Statements
 from exekra.db.session import Database
-from exekra.hub import lifecycle
+from exekra.hub import concurrency, lifecycle
 from exekra.hub.executions.models import Execution, ExecutionStatus, TriggerType
 
 _BY_TRIGGER = frozenset({TriggerType.SCHEDULE, TriggerType.WEBHOOK})
@@ -95,24 +96,32 @@ def _waiting_reason(pinned: bool, missing: list[str], required: list[str]) -> st
     return None if pinned else f"no single runner declares all of {', '.join(required)}"
 
 
+def _may_wait(execution: Execution) -> bool:
+    """Whether a waiting reason is worth a read: it is QUEUED and requires activities, or has a group."""
+    return execution.status == ExecutionStatus.QUEUED and (
+        bool(execution.required_activities) or execution.concurrency_key is not None
+    )
+
+
 async def _waiting_reasons(session: Statements, executions: list[Execution]) -> dict[uuid.UUID, str]:
-    """Why each of the QUEUED `executions` waits, for those no registered runner can run (by execution id)."""
-    waiting = {e.id: e for e in executions if e.status == ExecutionStatus.QUEUED and e.required_activities}
-    if not waiting:
-        return {}
-    rows = (await session.execute(_NOT_DECLARED, {"ids": list(waiting)})).all()
-    reasons = {
-        row.id: _waiting_reason(row.pinned, list(row.missing), waiting[row.id].required_activities)
-        for row in rows
-        if not row.runnable
-    }
-    return {execution_id: reason for execution_id, reason in reasons.items() if reason}
+    """Why each of the QUEUED `executions` waits, for those no registered runner can run, then for those whose
+    concurrency group is full (by execution id)."""
+    waiting = {e.id: e for e in executions if _may_wait(e) and e.required_activities}
+    reasons: dict[uuid.UUID, str] = {}
+    if waiting:
+        rows = (await session.execute(_NOT_DECLARED, {"ids": list(waiting)})).all()
+        for row in rows:
+            reason = _waiting_reason(row.pinned, list(row.missing), waiting[row.id].required_activities)
+            if reason and not row.runnable:
+                reasons[row.id] = reason
+    grouped = [e.id for e in executions if _may_wait(e) and e.concurrency_key is not None and e.id not in reasons]
+    return reasons | await concurrency.held_by_limit(session, grouped)
 
 
 async def waiting_reasons(db: Database, executions: list[Execution]) -> dict[uuid.UUID, str]:
     """`_waiting_reasons` on a connection of its own (an execution shown without its names); no read when
-    none of them is queued with required activities."""
-    if not any(e.status == ExecutionStatus.QUEUED and e.required_activities for e in executions):
+    none of them is queued with required activities or a concurrency group."""
+    if not any(_may_wait(e) for e in executions):
         return {}
     async with db.reading() as session:
         return await _waiting_reasons(session, executions)

@@ -57,6 +57,9 @@ class ExecutionOut(ApiAnswer):
     """The execution this one automatically retries (the one before it in the chain); null for an original."""
     retry_attempt: int
     """0 for an original, n for its n-th automatic retry."""
+    concurrency_key: str | None
+    """Its concurrency group in its workflow: the workflow's `concurrencyKey` evaluated on its inputs when it was
+    created ("" without a template); null when its workflow had no `maxConcurrent` then."""
     parent_id: str | None
     """The execution whose `workflow.run` started this one (a sub-workflow); null for a top-level execution."""
     queued_at: datetime | None
@@ -66,8 +69,10 @@ class ExecutionOut(ApiAnswer):
     created_at: datetime
     metrics: ExecutionMetrics
     waiting_reason: str | None
-    """Why a QUEUED execution waits when no registered runner can run it (`no runner declares browser.open`):
-    it stays QUEUED until a runner that declares its activities signs in, or the queue timeout ends it."""
+    """Why a QUEUED execution waits: no registered runner can run it (`no runner declares browser.open`), and it
+    stays QUEUED until a runner that declares its activities signs in; or its workflow's concurrency limit is
+    reached for its group (`concurrency limit reached: 3 of 3 running for key 'acme'`), and it starts when one of
+    them ends. Either way, unless the queue timeout ends it first."""
 
 
 class ExecutionAnswer(ApiAnswer):
@@ -170,6 +175,7 @@ def execution_to_api(
         "timeoutSeconds": e.timeout_seconds,
         "retryOf": str(e.retry_of) if e.retry_of else None,
         "retryAttempt": e.retry_attempt,
+        "concurrencyKey": e.concurrency_key,
         "parentId": str(e.parent_id) if e.parent_id else None,
         "queuedAt": e.queued_at,
         "assignedAt": e.assigned_at,

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -36,7 +37,10 @@ class VersionState(StrEnum):
 
 class Workflow(Base):
     __tablename__ = "workflows"
-    __table_args__ = (CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),)
+    __table_args__ = (
+        CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),
+        CheckConstraint("max_concurrent >= 1", name="max_concurrent"),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     name: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
@@ -47,6 +51,10 @@ class Workflow(Base):
     timeout_seconds: Mapped[int | None] = mapped_column(Integer)
     # `{attempts, backoffSeconds, backoffFactor, on}` as the API shows it (`schemas.RetryPolicy`); None: no retries.
     retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # At most this many of its executions ASSIGNED or RUNNING at once, per value of `concurrency_key` (a template
+    # over the inputs, evaluated when an execution is created); None: no limit (`exekra.hub.concurrency`).
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    concurrency_key: Mapped[str | None] = mapped_column(String(500))
     archived: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = created_at_column()
@@ -79,3 +87,16 @@ class WorkflowVersion(Base):
         if self.published:
             return VersionState.PUBLISHED
         return VersionState.SUPERSEDED if self.published_at is not None else VersionState.DRAFT
+
+
+class ConcurrencySlots(Base):
+    """The executions that hold the slots of one concurrency group (a workflow and a key value): written only by
+    the claims and the releases in `exekra.hub.lifecycle`, so that a claim's check and its taking of a slot are
+    one locked row (`exekra.hub.concurrency`)."""
+
+    __tablename__ = "concurrency_slots"
+    __table_args__ = (PrimaryKeyConstraint("workflow_id", "key"),)
+
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False)
+    key: Mapped[str] = mapped_column(Text, nullable=False)
+    holders: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid), nullable=False, default=list, server_default="{}")

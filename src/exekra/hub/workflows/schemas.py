@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from exekra.hub import concurrency
 from exekra.hub.schemas import ApiAnswer, ApiModel, PageInfo
 from exekra.hub.workflows.models import VersionState, Workflow, WorkflowVersion
 
@@ -21,6 +22,18 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=10_000)]
 RunnerType = Annotated[str, Field(min_length=1, max_length=100)]
 RetryKind = Literal["FAILED", "TIMEOUT", "RUNNER_LOST"]  # `exekra.hub.lifecycle.FailureKind`
+MaxConcurrent = Annotated[int, Field(ge=1, le=10_000)]
+
+
+def _key_template(template: str) -> str:
+    problem = concurrency.key_template_problem(template)
+    if problem is not None:
+        raise ValueError(problem)
+    return template
+
+
+# A template over the inputs, such as `{{ inputs.customer }}`: at most `maxConcurrent` running per value.
+ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_key_template)]
 
 
 class RetryPolicy(ApiModel):
@@ -61,10 +74,13 @@ class NewWorkflow(ApiModel):
     priority: Priority = 5
     timeout_seconds: TimeoutSeconds | None = None
     retry: RetryPolicy | None = None
+    max_concurrent: MaxConcurrent | None = None
+    concurrency_key: ConcurrencyKey | None = None
 
 
 class WorkflowPatch(ApiModel):
-    """Settings to change; a field left out is kept, `runnerType`/`timeoutSeconds`/`retry` may be set to null."""
+    """Settings to change; a field left out is kept, `runnerType`/`timeoutSeconds`/`retry`/`maxConcurrent`/
+    `concurrencyKey` may be set to null."""
 
     name: Name | None = None
     description: Description | None = None
@@ -73,11 +89,13 @@ class WorkflowPatch(ApiModel):
     priority: Priority | None = None
     timeout_seconds: TimeoutSeconds | None = None
     retry: RetryPolicy | None = None
+    max_concurrent: MaxConcurrent | None = None
+    concurrency_key: ConcurrencyKey | None = None
     archived: bool | None = None
 
     @model_validator(mode="after")
     def _required_fields_not_null(self) -> WorkflowPatch:
-        nullable = {"runner_type", "timeout_seconds", "retry"}
+        nullable = {"runner_type", "timeout_seconds", "retry", "max_concurrent", "concurrency_key"}
         for name in self.model_fields_set - nullable:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} may not be null")
@@ -133,6 +151,8 @@ class WorkflowOut(ApiAnswer):
     priority: int
     timeout_seconds: int | None
     retry: RetryPolicy | None
+    max_concurrent: int | None
+    concurrency_key: str | None
     archived: bool
     published_version: int | None
     latest_version: int
@@ -198,6 +218,8 @@ def workflow_to_api(summary: WorkflowSummary, *, with_versions: bool = False) ->
         "priority": w.priority,
         "timeoutSeconds": w.timeout_seconds,
         "retry": retry_policy_to_api(w.retry_policy),
+        "maxConcurrent": w.max_concurrent,
+        "concurrencyKey": w.concurrency_key,
         "archived": w.archived,
         "publishedVersion": summary.published_version,
         "latestVersion": summary.latest_version,
@@ -236,5 +258,7 @@ def export_to_api(workflow: Workflow, version: WorkflowVersion) -> dict[str, Any
         "priority": workflow.priority,
         "timeoutSeconds": workflow.timeout_seconds,
         "retry": retry_policy_to_api(workflow.retry_policy),
+        "maxConcurrent": workflow.max_concurrent,
+        "concurrencyKey": workflow.concurrency_key,
         "definition": version.definition,
     }

@@ -13,6 +13,7 @@ from sqlalchemy.orm import defer
 
 from exekra.db.locks import db_now
 from exekra.db.session import Database
+from exekra.hub import concurrency, effects
 from exekra.hub.activities.service import known_activities
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
@@ -117,6 +118,8 @@ async def _insert_workflow(session: AsyncSession, data: NewWorkflow, actor: Acto
         labels=data.labels,
         priority=data.priority,
         timeout_seconds=data.timeout_seconds,
+        max_concurrent=data.max_concurrent,
+        concurrency_key=data.concurrency_key,
         created_by=actor.user_id,
     )
     if data.retry is not None:
@@ -177,6 +180,7 @@ async def update_workflow(db: Database, workflow_id: str, patch: WorkflowPatch, 
     """Change the settings the patch names (never the versions); a taken name is a conflict."""
     async with db.transaction() as session:
         workflow = await get_or_404(session, Workflow, workflow_id, "workflow", for_update=True)
+        limit_before = workflow.max_concurrent
         if patch.model_fields_set:
             for name, value in patch.model_dump(include=patch.model_fields_set - {"retry"}).items():
                 setattr(workflow, name, value)
@@ -188,7 +192,23 @@ async def update_workflow(db: Database, workflow_id: str, patch: WorkflowPatch, 
                 raise Conflict(f"A workflow named {patch.name!r} already exists") from None
             changes = patch.model_dump(include=patch.model_fields_set, by_alias=True)
             audit.record(session, actor, "workflow.update", "workflow", workflow.id, changes)
+            await _limit_changed(session, workflow, limit_before)
         return await _summary(session, workflow)
+
+
+# Not an execution's transition, but it has one of their effects: the waiting executions of the workflow are offered
+# after the commit, since its groups may have free slots now.
+_LIMIT_RAISED = effects.Effects(frees_slot=True)
+
+
+async def _limit_changed(session: AsyncSession, workflow: Workflow, before: int | None) -> None:
+    """A limit set where there was none applies to the live executions too; a limit raised or removed frees slots."""
+    after = workflow.max_concurrent
+    if before is None and after is not None:
+        await concurrency.limit_live_executions(session, workflow.id)
+    elif before is not None and (after is None or after > before):
+        transition = effects.Transition("limit-raised", _LIMIT_RAISED, slot=concurrency.Group(workflow.id, None))
+        effects.record(session, transition)
 
 
 async def archive_workflow(db: Database, workflow_id: str, actor: Actor) -> WorkflowSummary:

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from exekra.hub import concurrency
 from exekra.hub.artifacts import service as artifacts
 from exekra.hub.dashboard.forms import parse_moment
 from exekra.hub.dashboard.web import PageRoute, redirect, render
@@ -114,6 +115,7 @@ async def _execution(request: Request, execution_id: str) -> dict[str, Any]:
         "runner": runner,
         "terminal": execution.status in TERMINAL_STATUSES,
         "waiting_reason": waiting_reason,
+        "waits_for_slot": (waiting_reason or "").startswith(concurrency.LIMIT_REACHED),
         "retried_as": retried_as,
         "children": children,
         "children_shown": CHILDREN_SHOWN,

@@ -186,6 +186,23 @@ async def set_retry(request: Request, workflow_id: str, user: DeveloperUser) -> 
     return await attempt(request, back, change(), done)
 
 
+@router.post("/workflows/{workflow_id}/concurrency")
+async def set_concurrency(request: Request, workflow_id: str, user: DeveloperUser) -> Response:
+    """Set the concurrency limit and key from the form, or clear both (`maxConcurrent` left empty)."""
+    back = f"/workflows/{parse_id(workflow_id, 'workflow')}"
+    form = await request.form()
+    limit = str(form.get("maxConcurrent", "")).strip()
+    key = str(form.get("concurrencyKey", "")).strip()
+
+    async def change() -> None:
+        fields = {"maxConcurrent": limit or None, "concurrencyKey": (key or None) if limit else None}
+        patch = WorkflowPatch.model_validate(fields)
+        await service.update_workflow(get_hub(request).db, workflow_id, patch, user.actor)
+
+    done = "Concurrency limit saved." if limit else "Concurrency limit turned off."
+    return await attempt(request, back, change(), done)
+
+
 @router.post("/workflows/{workflow_id}/run")
 async def run(request: Request, workflow_id: str, user: CurrentUser) -> Response:
     """An interactive run of the published version: trigger MANUAL, priority 9, optionally pinned."""
