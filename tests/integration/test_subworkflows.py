@@ -78,7 +78,8 @@ async def test_a_running_parent_starts_one_child_per_key_however_often_the_reque
 
     assert (again.status_code, again.json()["duplicate"], again.json()["execution"]["id"]) == (200, True, child["id"])
     assert other["id"] != child["id"]
-    assert child["status"] == "QUEUED" and child["inputs"] == {"n": 1}
+    # The answer reads the child after its commit: an idle runner of the family may have been given it already.
+    assert child["status"] in {"QUEUED", "ASSIGNED"} and child["inputs"] == {"n": 1}
     assert (child["parentId"], child["triggerType"], child["triggeredBy"]) == (
         family.parent_id,
         "WORKFLOW",
