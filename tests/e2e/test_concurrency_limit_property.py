@@ -50,8 +50,8 @@ LIMIT = 3
 RUNNERS = 10  # half poll each hub
 CREATORS = 4  # concurrent API clients, alternating between the hubs
 STOP_EVERY = 12  # about one execution in this many is stopped, at a random moment of its life
-ASSIGNED_VICTIM = ("limit-01", 5)  # runner → the offer it freezes on (holding ASSIGNED); then it is killed
-RUNNING_VICTIM = ("limit-02", 9)  # runner → the start it freezes after (holding RUNNING); then it is killed
+ASSIGNED_VICTIM = ("limit-01", 2)  # runner → the offer it freezes on (holding ASSIGNED); then it is killed
+RUNNING_VICTIM = ("limit-02", 3)  # runner → the start it freezes after (holding RUNNING); then it is killed
 HUB_ENV = {**FAST_STALE_CHECKS, "EXEKRA_PICKUP_TIMEOUT_SECONDS": "4", "EXEKRA_RUNNING_GRACE_SECONDS": "1"}
 
 # One snapshot: the workflow's live executions, and the executions its slots say are live.

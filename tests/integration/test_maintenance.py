@@ -23,7 +23,7 @@ from exekra.hub.executions.stale import StaleReport
 from exekra.hub.maintenance import Maintenance
 
 from .conftest import SIMPLE_DEFINITION
-from .protocol import ProtocolRunner, backdate, publish_workflow
+from .protocol import ProtocolRunner, backdate, eventually, publish_workflow
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -454,7 +454,11 @@ async def test_the_stale_rules_free_the_concurrency_slots_they_take_executions_o
     # Re-queued: the slot is let go of, and the re-queued execution (older) takes it again, keeping its place.
     await backdate(hub, "executions", "assigned_at", first, settings.pickup_timeout_seconds + 1)
     assert (await run_pass(hub)).executions["requeue"] == 1
-    assert (await execution(admin, first))["status"] == "ASSIGNED"
+
+    async def assigned_again() -> bool:  # the freed slot is offered in the background
+        return (await execution(admin, first))["status"] == "ASSIGNED"
+
+    await eventually(assigned_again, 10, "the re-queued execution to be assigned again")
     assert (await execution(admin, waiting))["status"] == "QUEUED"
     assert await slot_holders(hub, workflow_id) == {first}
 

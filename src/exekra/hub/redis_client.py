@@ -43,8 +43,8 @@ def redis_client(url: str, *, timeout: float, max_connections: int, pool_wait: f
     }
     connection = socket | {"decode_responses": True, "db": target.db, **target.auth}
     if target.sentinels:
-        # redis-py's Sentinel classes carry no annotations.
-        sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=socket | target.sentinel_auth)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=socket | target.sentinel_auth)
+        # redis-py's SentinelConnectionPool carries no annotations.
         pool: aioredis.ConnectionPool = _BlockingSentinelPool(  # type: ignore[no-untyped-call]
             target.service,
             sentinel,
