@@ -181,19 +181,7 @@ def start_runner(api: httpx.Client, hub_process: HubProcess, tmp_path: Path) -> 
     started: list[RunnerProcess] = []
 
     def _start(labels: list[str] | None = None, secret: str | None = None, **env: str) -> RunnerProcess:
-        name = f"e2e-{secrets.token_hex(4)}"
-        r = api.post("/api/runners", json={"name": name, "labels": labels or [name]})
-        r.raise_for_status()
-        body = r.json()
-        runner = RunnerProcess(
-            name,
-            body["runner"]["id"],
-            body["machineKey"],
-            secret or body["machineSecret"],
-            tmp_path / name,
-            tmp_path / f"{name}.log",
-        )
-        runner.start(hub_process.url, **env)
+        runner = register_runner(api, hub_process.url, tmp_path, labels, secret, **env)
         started.append(runner)
         return runner
 
@@ -201,6 +189,26 @@ def start_runner(api: httpx.Client, hub_process: HubProcess, tmp_path: Path) -> 
     for runner in started:
         with contextlib.suppress(Exception):
             runner.stop()
+
+
+def register_runner(
+    api: httpx.Client, hub_url: str, directory: Path, labels: list[str] | None, secret: str | None = None, **env: str
+) -> RunnerProcess:
+    """Register a runner through `api` and start `exekra runner` for it (with `secret` instead of its own)."""
+    name = f"e2e-{secrets.token_hex(4)}"
+    r = api.post("/api/runners", json={"name": name, "labels": labels or [name]})
+    r.raise_for_status()
+    body = r.json()
+    runner = RunnerProcess(
+        name,
+        body["runner"]["id"],
+        body["machineKey"],
+        secret or body["machineSecret"],
+        directory / name,
+        directory / f"{name}.log",
+    )
+    runner.start(hub_url, **env)
+    return runner
 
 
 def sql(database_url: str, statement: str, *args: Any) -> list[asyncpg.Record]:
