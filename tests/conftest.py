@@ -22,6 +22,8 @@ import redis
 
 from exekra.embedded import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database
 
+from .redis_servers import Servers
+
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
@@ -113,3 +115,13 @@ def _claim_redis_db(server_url: str) -> str:
 
 def _with_redis_db(url: str, db: int) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Servers]:
+    """Redis servers a test starts (`servers.start(name, *args)`), every one stopped when it ends."""
+    started = Servers(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -372,3 +373,120 @@ def fetch(url: str, query: str) -> list[asyncpg.Record] | None:
         return asyncio.run(fetch_rows(url, query))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
         return None
+
+
+class Creator(Background):
+    """Creates executions through the hub until `stop` is set, at most `window` unfinished at a time (the runners
+    set the pace: no backlog builds up), each under an idempotency key that a retry (an answer lost to a failover)
+    repeats; remembers every one the hub acknowledged, by creation index."""
+
+    def __init__(self, hub_url: str, headers: httpx.Headers, workflow_id: str, window: int = 3) -> None:
+        super().__init__("creator", self._create_until_stopped)
+        self.hub_url = hub_url
+        self.window = window
+        self.key_prefix = secrets.token_hex(4)
+        self.headers = headers
+        self.workflow_id = workflow_id
+        self.stop = threading.Event()
+        self.failed_creates = 0
+        self._acknowledged: dict[int, str] = {}
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def next_index(self) -> int:
+        with self._lock:
+            return self._next
+
+    def acknowledged(self) -> dict[int, str]:
+        with self._lock:
+            return dict(self._acknowledged)
+
+    def acknowledged_from(self, first: int) -> int:
+        with self._lock:
+            return sum(1 for i in self._acknowledged if i >= first)
+
+    def stop_creating(self, timeout: float = 30) -> dict[int, str]:
+        """Stop, wait for the thread, and return what the hub acknowledged."""
+        self.stop.set()
+        self.finish(timeout)
+        return self.acknowledged()
+
+    def _create_until_stopped(self) -> None:
+        with httpx.Client(base_url=self.hub_url, headers=self.headers, timeout=10) as client:
+            for i in itertools.count():
+                with self._lock:
+                    self._next = i
+                while not self.stop.is_set():
+                    body = {"workflowId": self.workflow_id, "idempotencyKey": f"{self.key_prefix}-{i}"}
+                    try:
+                        r = client.post("/api/executions", json=body)
+                    except httpx.TransportError:
+                        r = None
+                    if r is not None and r.status_code in (200, 201):
+                        with self._lock:
+                            self._acknowledged[i] = r.json()["execution"]["id"]
+                        break
+                    assert r is None or r.status_code >= 500, r.text
+                    self.failed_creates += 1
+                    self.stop.wait(0.1)
+                if self.stop.is_set():
+                    return
+                if i >= self.window - 1:
+                    self._wait_terminal(client, self._acknowledged[i - self.window + 1])
+
+    def _wait_terminal(self, client: httpx.Client, execution_id: str) -> None:
+        """Until the execution ends (or the creator is stopped)."""
+        while not self.stop.is_set():
+            with contextlib.suppress(httpx.TransportError):
+                r = client.get(f"/api/executions/{execution_id}")
+                if r.status_code == 200 and r.json()["execution"]["status"] in TERMINAL:
+                    return
+            self.stop.wait(0.05)
+
+
+def health(hub: HubProcess) -> dict[str, Any]:
+    """The hub's `GET /api/health` answer."""
+    body: dict[str, Any] = httpx.get(f"{hub.url}/api/health", timeout=5).json()
+    return body
+
+
+def completed(url: str) -> int:
+    """How many executions of the database are COMPLETED (0 while it does not answer)."""
+    rows = fetch(url, "SELECT count(*) AS n FROM executions WHERE status = 'COMPLETED'")
+    return int(rows[0]["n"]) if rows else 0
+
+
+def expect_each_completed_once(url: str, acknowledged: dict[int, str]) -> None:
+    """Wait until every acknowledged execution completed; the database holds exactly those, each started once."""
+    wait_until(lambda: completed(url) >= len(acknowledged), 60, 0.1, "every execution to complete")
+    rows = fetch(url, "SELECT id::text, status, attempt FROM executions")
+    assert rows is not None
+    assert {row["id"] for row in rows} == set(acknowledged.values()), "an execution was lost or created twice"
+    assert {row["status"] for row in rows} == {"COMPLETED"}
+    assert {row["attempt"] for row in rows} == {1}, "an execution was started twice"
+
+
+NOOP = {"nodes": [{"id": "n", "activity": "log.message", "params": {"message": "tick"}}], "edges": []}
+
+
+@contextlib.contextmanager
+def executions_flowing(hub: HubProcess, directory: Path) -> Iterator[Creator]:
+    """Start `hub`, publish a no-op workflow, start a real runner for it and a `Creator` of its executions; the
+    creator, flowing. Creator, runner and hub are stopped at the end."""
+    runner: RunnerProcess | None = None
+    creator: Creator | None = None
+    try:
+        hub.start()
+        with admin_client(hub, "admin@flow.test") as api:
+            label = f"flow-{secrets.token_hex(3)}"
+            workflow_id = publish(api, NOOP, labels=[label])
+            runner = register_runner(api, hub.url, directory, [label])
+        creator = Creator(hub.url, api.headers, workflow_id)
+        creator.start()
+        yield creator
+    finally:
+        if creator is not None:
+            creator.stop.set()
+        if runner is not None:
+            runner.stop()
+        hub.stop()

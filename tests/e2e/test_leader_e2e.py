@@ -8,7 +8,6 @@ import signal
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from exekra.db.migrate import upgrade
@@ -17,6 +16,7 @@ from exekra.embedded import create_database, drop_database
 from .conftest import (
     HubProcess,
     admin_client,
+    health,
     publish,
     schedule_runs,
     schedules_settled,
@@ -52,11 +52,6 @@ def two_hubs(leader_database_url: str, tmp_path_factory: pytest.TempPathFactory)
     finally:
         for hub in hubs:
             hub.stop()
-
-
-def health(hub: HubProcess) -> dict[str, object]:
-    body: dict[str, object] = httpx.get(f"{hub.url}/api/health", timeout=5).json()
-    return body
 
 
 def the_leader(hubs: list[HubProcess]) -> tuple[HubProcess, HubProcess]:

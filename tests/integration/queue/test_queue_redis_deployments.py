@@ -8,9 +8,8 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
-import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,52 +19,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from exekra.embedded import free_port, redis_server_binary
+from exekra.embedded import free_port
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 
+from ...redis_servers import SERVICE, SentinelCluster, Servers
 from ..protocol import eventually
 from .conftest import Ledger, RunningHub, empty_tables, hub_settings, running_hub, take_one
 
-SERVICE = "mymaster"
 PASSWORD = "s3cret-redis-password"
 EXECUTIONS = 20
-
-
-class Servers:
-    """redis-server processes started for one test, each stopped at its end."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, *args: str, config: str | None = None) -> None:
-        command = [str(redis_server_binary())]
-        if config is not None:
-            path = self.workdir / f"{name}.conf"
-            path.write_text(config)  # a Sentinel rewrites its own configuration file
-            command.append(str(path))
-        log = (self.workdir / f"{name}.log").open("ab")
-        command += ["--dir", str(self.workdir), "--save", "", "--appendonly", "no", *args]
-        self.processes.append(subprocess.Popen(command, stdout=log, stderr=log))
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Servers]:
-    started = Servers(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def answers(port: int, **options: object) -> bool:
@@ -77,48 +39,6 @@ def answers(port: int, **options: object) -> bool:
 
 
 # --- Sentinel -------------------------------------------------------------------------------------------------
-
-
-class SentinelCluster:
-    def __init__(self, servers: Servers) -> None:
-        self.master, self.replica = free_port(), free_port()
-        self.sentinels = [free_port() for _ in range(3)]
-        servers.start("master", "--port", str(self.master), "--bind", "127.0.0.1")
-        servers.start(
-            "replica", "--port", str(self.replica), "--bind", "127.0.0.1", "--replicaof", "127.0.0.1", str(self.master)
-        )
-        for port in self.sentinels:
-            config = (
-                f"port {port}\nbind 127.0.0.1\n"
-                f"sentinel monitor {SERVICE} 127.0.0.1 {self.master} 2\n"
-                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-                f"sentinel failover-timeout {SERVICE} 5000\n"
-            )
-            servers.start(f"sentinel-{port}", "--sentinel", config=config)
-
-    @property
-    def url(self) -> str:
-        return f"redis+sentinel://{','.join(f'127.0.0.1:{p}' for p in self.sentinels)}/{SERVICE}/0"
-
-    def sentinel(self) -> redis.Redis:
-        return redis.Redis(port=self.sentinels[0], socket_timeout=2, decode_responses=True)
-
-    def master_port(self) -> int:
-        with self.sentinel() as client:
-            _, port = client.sentinel_get_master_addr_by_name(SERVICE)
-            return int(port)
-
-    def ready_to_fail_over(self) -> bool:
-        """Every sentinel sees the master and an in-sync replica."""
-        for port in self.sentinels:
-            with redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, decode_responses=True) as client:
-                try:
-                    replicas = client.sentinel_slaves(SERVICE)
-                except redis.RedisError:
-                    return False
-                if not any(r["is_slave"] and r.get("master-link-status") == "ok" for r in replicas):
-                    return False
-        return True
 
 
 async def test_a_hub_behind_sentinel_follows_a_failover_without_losing_an_execution(
