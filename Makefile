@@ -98,6 +98,13 @@ test-system: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos tests/e2e
 
+# The same on a cluster of hosts made of network namespaces (tests/cluster): three hubs behind HAProxy, PostgreSQL
+# primary + standby, Redis + three Sentinels, runner hosts; 3,000 executions while the leader hub is killed, a hub's
+# link goes down, Redis fails over and PostgreSQL is promoted. Root, iproute2 and haproxy (`make deploy-tools`).
+.PHONY: chaos-cluster
+chaos-cluster: $(STAMP) deploy-tools
+	$(BIN)/pytest -q -s -m chaos_cluster tests/cluster $(ARGS)
+
 # The API fuzz gate at length (tests/e2e/test_api_fuzz.py): `make test` sends 4 valid and 4 invalid requests per
 # operation and role, this many more (FUZZ_EXAMPLES each).
 FUZZ_EXAMPLES ?= 200

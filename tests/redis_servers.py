@@ -20,8 +20,9 @@ class Servers:
         self.workdir = workdir
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, *args: str, config: str | None = None) -> None:
-        command = [str(redis_server_binary())]
+    def start(self, name: str, *args: str, config: str | None = None, prefix: tuple[str, ...] = ()) -> None:
+        """Start `redis-server` (under `prefix`, e.g. `ip netns exec <host>`) with `args` and `config`."""
+        command = [*prefix, str(redis_server_binary())]
         if config is not None:
             path = self.workdir / f"{name}.conf"
             path.write_text(config)  # a Sentinel rewrites its own configuration file

@@ -80,10 +80,12 @@ class HubProcess:
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()  # more `exekra hub` options
+    address: str = "127.0.0.1"
+    prefix: tuple[str, ...] = ()  # what the command runs under (`ip netns exec <host>`)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -95,13 +97,17 @@ class HubProcess:
             "DATABASE_URL": self.database_url,
             "EXEKRA_HOME": str(self.home),
             "EXEKRA_SECRET_KEY": "ZXhla3JhIGVuZC10by1lbmQgdGVzdHMga2V5IDMyYnk=",  # 32 bytes in base64
+            "EXEKRA_HOST": self.address,
             "EXEKRA_PORT": str(self.port),
             "EXEKRA_RATE_LIMIT_PER_MINUTE": "100000",
             **self.extra_env,
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exekra.cli", "hub", "--access-log", *self.args], env=env, stdout=log, stderr=log
+            [*self.prefix, sys.executable, "-m", "exekra.cli", "hub", "--access-log", *self.args],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         wait_until(self._healthy, 30, 0.1, "the hub to answer /api/health")
 
@@ -316,10 +322,12 @@ class Runner:
     journal: Path
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    prefix: tuple[str, ...] = ()  # what the command runs under (`ip netns exec <host>`)
 
     def start(self, hub_url: str, key: str, secret: str, *extra: str) -> None:
         with self.log.open("ab") as log:
-            command = [sys.executable, str(CHAOS_RUNNER), "--hub-url", hub_url, "--journal", str(self.journal)]
+            command = [*self.prefix, sys.executable, str(CHAOS_RUNNER), "--hub-url", hub_url]
+            command += ["--journal", str(self.journal)]
             self.process = subprocess.Popen(
                 [*command, "--machine-key", key, "--machine-secret", secret, *extra],
                 stdout=log,
@@ -373,6 +381,21 @@ def fetch(url: str, query: str) -> list[asyncpg.Record] | None:
         return asyncio.run(fetch_rows(url, query))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
         return None
+
+
+def create_through_outages(client: httpx.Client, workflow_id: str, key: str, stop: threading.Event) -> str | None:
+    """Create an execution under the idempotency `key`, retrying through outages (a retry whose first answer was
+    lost finds the same execution); its id, or None once `stop` is set."""
+    while not stop.is_set():
+        try:
+            r = client.post("/api/executions", json={"workflowId": workflow_id, "idempotencyKey": key})
+            if r.status_code in (200, 201):
+                return str(r.json()["execution"]["id"])
+            assert r.status_code >= 500 or r.status_code == 429, r.text
+        except httpx.TransportError:
+            pass
+        stop.wait(0.1)
+    return None
 
 
 class Creator(Background):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from exekra.embedded import EmbeddedPostgres, EmbeddedServerError
 
@@ -18,14 +19,38 @@ REPLICATION_HBA = "local   replication   all   trust\n"
 STOP_IMMEDIATE = ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0))  # `pg_ctl stop -m immediate`: no checkpoint
 
 
-class StandbyPostgres(EmbeddedPostgres):
+class ReplicatedPostgres(EmbeddedPostgres):
+    """An embedded PostgreSQL that lets standbys replicate over its unix socket and, given `address`, also listens
+    there (with the password) for clients on the `address`/24 network (hosts in network namespaces)."""
+
+    def __init__(self, data_dir: Path, address: str | None = None) -> None:
+        super().__init__(data_dir)
+        self.address = address
+
+    def _command(self, port: int) -> list[str]:
+        command = super()._command(port)
+        if self.address is None:
+            return command
+        return [
+            part.replace("listen_addresses=127.0.0.1", f"listen_addresses=127.0.0.1,{self.address}") for part in command
+        ]
+
+    def _write_pg_hba(self) -> None:
+        super()._write_pg_hba()
+        with (self.data_dir / "pg_hba.conf").open("a") as hba:
+            hba.write(REPLICATION_HBA)
+            if self.address is not None:
+                hba.write(f"host    all   all   {self.address}/24   scram-sha-256\n")
+
+
+class StandbyPostgres(ReplicatedPostgres):
     """A hot standby of `primary`, cloned from it over its unix socket at the first start.
 
     It shares the primary's superuser password (the clone carries the role), so `url` works as the primary's.
     """
 
-    def __init__(self, data_dir: Path, primary: EmbeddedPostgres) -> None:
-        super().__init__(data_dir)
+    def __init__(self, data_dir: Path, primary: ReplicatedPostgres) -> None:
+        super().__init__(data_dir, primary.address)
         self.primary = primary
 
     def _prepare(self) -> None:
@@ -82,20 +107,28 @@ def stop_immediately(server: EmbeddedPostgres) -> None:
 
 
 @contextlib.contextmanager
-def primary_and_standby(root: Path) -> Iterator[tuple[EmbeddedPostgres, StandbyPostgres]]:
-    """A durable primary whose commits wait for a synchronous streaming standby, and that standby; both stopped
-    at the end. A commit the primary acknowledged is on the standby, so a promotion loses none."""
-    with EmbeddedPostgres(root / "primary") as primary:
-        with (primary.data_dir / "pg_hba.conf").open("a") as hba:
-            hba.write(REPLICATION_HBA)
+def primary_and_standby(root: Path, address: str | None = None) -> Iterator[tuple[ReplicatedPostgres, StandbyPostgres]]:
+    """A durable primary whose commits wait for a synchronous streaming standby, and that standby (both also on
+    `address`, if given); both stopped at the end. A commit the primary acknowledged is on the standby, so a
+    promotion loses none."""
+    with (
+        ReplicatedPostgres(root / "primary", address) as primary,
+        StandbyPostgres(root / "standby", primary) as standby,
+    ):
+        sql(primary.url, "ALTER SYSTEM SET synchronous_standby_names = '*'")
         sql(primary.url, "SELECT pg_reload_conf()")
-        with StandbyPostgres(root / "standby", primary) as standby:
-            sql(primary.url, "ALTER SYSTEM SET synchronous_standby_names = '*'")
-            sql(primary.url, "SELECT pg_reload_conf()")
-            wait_until(lambda: synchronous(primary), 30, 0.1, "the standby to replicate synchronously")
-            yield primary, standby
+        wait_until(lambda: synchronous(primary), 30, 0.1, "the standby to replicate synchronously")
+        yield primary, standby
 
 
 def synchronous(primary: EmbeddedPostgres) -> bool:
     rows = fetch(primary.url, "SELECT sync_state, state FROM pg_stat_replication")
     return bool(rows) and [(r["sync_state"], r["state"]) for r in rows] == [("sync", "streaming")]
+
+
+def both_hosts(database: str, address: str, primary: int, standby: int) -> str:
+    """`database`'s URL naming the primary and the standby at `address`, the writable one wanted."""
+    parts = urlsplit(database)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{address}:{primary},{address}:{standby}"
+    return parts._replace(netloc=netloc, query="target_session_attrs=read-write").geturl()

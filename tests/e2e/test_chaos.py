@@ -36,6 +36,7 @@ from .conftest import (
     Background,
     HubProcess,
     Runner,
+    create_through_outages,
     fetch,
     stop_process,
     wait_until,
@@ -221,18 +222,10 @@ def _create_all(
     retry whose first answer was lost harmless)."""
     with httpx.Client(base_url=hub_url, headers=headers, timeout=10) as client:
         for i in range(k, EXECUTIONS, CREATORS):
-            while i not in created:
-                if stop.is_set():
-                    return
-                try:
-                    r = client.post("/api/executions", json={"workflowId": workflow_id, "idempotencyKey": f"chaos-{i}"})
-                    if r.status_code in (200, 201):
-                        created[i] = r.json()["execution"]["id"]
-                        continue
-                    assert r.status_code >= 500 or r.status_code == 429, r.text
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+            execution_id = create_through_outages(client, workflow_id, f"chaos-{i}", stop)
+            if execution_id is None:
+                return
+            created[i] = execution_id
 
 
 def _kill_on_hang(

@@ -26,7 +26,7 @@ from .conftest import (
     health,
     wait_until,
 )
-from .replication import primary_and_standby, stop_immediately
+from .replication import both_hosts, primary_and_standby, stop_immediately
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -40,7 +40,11 @@ def test_the_hub_follows_a_promoted_standby_by_itself_and_loses_no_acknowledged_
     with primary_and_standby(server_tmp_path) as (primary, standby):
         database = primary.create_database("exekra_failover")
         upgrade(database)
-        hub = HubProcess(both_hosts(database, primary, standby), tmp_path / "hub", extra_env=dict(HUB_ENV))
+        hub = HubProcess(
+            f"{both_hosts(database, '127.0.0.1', primary.port, standby.port)}&connection_limit=10",
+            tmp_path / "hub",
+            extra_env=dict(HUB_ENV),
+        )
         hub.home.mkdir()
         with executions_flowing(hub, tmp_path) as creator:
             on_primary = single_host(database, primary)
@@ -68,14 +72,6 @@ def test_the_hub_follows_a_promoted_standby_by_itself_and_loses_no_acknowledged_
                 f" after it completed {recovered_at - failed_at:.1f} s after the primary stopped;"
                 f" {creator.failed_creates} create answers lost and retried"
             )
-
-
-def both_hosts(database: str, primary: EmbeddedPostgres, standby: EmbeddedPostgres) -> str:
-    """The libpq multi-host URL of `database` on the primary and the standby, writable one wanted."""
-    parts = urlsplit(database)
-    userinfo = parts.netloc.rpartition("@")[0]
-    hosts = f"127.0.0.1:{primary.port},127.0.0.1:{standby.port}"
-    return f"postgresql://{userinfo}@{hosts}{parts.path}?target_session_attrs=read-write&connection_limit=10"
 
 
 def single_host(database: str, server: EmbeddedPostgres) -> str:
