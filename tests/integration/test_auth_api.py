@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from exekra.hub.auth import security
+from exekra.db.raw import RawSession
+from exekra.hub.auth import owners, security
 from exekra.hub.auth import service as auth_service
 from exekra.hub.context import Hub
 
 from .conftest import ADMIN_EMAIL, PASSWORD, ClientFactory
+from .protocol import eventually
 
 WRONG_CREDENTIALS = "Wrong email or password"
 
@@ -322,6 +325,61 @@ async def test_disabled_user_cannot_sign_in_and_existing_tokens_stop_working(
 
     assert (await admin.patch(f"/api/users/{user_id}", json={"disabled": False})).status_code == 200
     await _login(client, email)
+
+
+# --- tokens resolved lately (hub/auth/owners.py) ------------------------------------------------------
+
+
+async def test_a_token_used_lately_is_not_read_again_until_tokens_or_users_change(
+    admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[object] = []
+    execute = RawSession.execute
+
+    async def noting_token_reads(self: RawSession, statement: Any, params: Any = None) -> Any:
+        if statement is auth_service._TOKEN_OWNER:
+            reads.append(params)
+        return await execute(self, statement, params)
+
+    monkeypatch.setattr(RawSession, "execute", noting_token_reads)
+    assert (await admin.get("/api/auth/me")).status_code == 200
+    reads.clear()
+    for _ in range(3):
+        assert (await admin.get("/api/auth/me")).status_code == 200
+    await _register(admin)  # a new user changes no token
+    assert (await admin.get("/api/auth/me")).status_code == 200
+    assert reads == []
+    owners.token_owners.forget()  # what a change announces
+    assert (await admin.get("/api/auth/me")).status_code == 200
+    assert len(reads) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "role"),
+    [
+        ("DELETE FROM auth_tokens WHERE user_id = :user_id", 401, None),
+        ("UPDATE users SET disabled = true WHERE id = :user_id", 401, None),
+        ("UPDATE users SET role = 'DEVELOPER' WHERE id = :user_id", 200, "DEVELOPER"),
+        ("UPDATE auth_tokens SET expires_at = now() WHERE user_id = :user_id", 401, None),
+    ],
+)
+async def test_a_change_made_elsewhere_reaches_every_hub_process_through_the_database(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, change: str, status: int, role: str | None
+) -> None:
+    """Another hub process, or `exekra` on the command line, changes tokens and users without this process's
+    services: the database announces the change (a trigger's NOTIFY) and the token is read again."""
+    token = await _login(client, await _register(admin, "OPERATOR"))
+    client.cookies.clear()
+    me = await client.get("/api/auth/me", headers=_bearer(token))
+    assert me.status_code == 200  # now known to this process
+    async with hub.db.transaction() as session:
+        await session.execute(text(change), {"user_id": uuid.UUID(me.json()["user"]["id"])})
+
+    async def changed() -> bool:
+        r = await client.get("/api/auth/me", headers=_bearer(token))
+        return r.status_code == status and (role is None or r.json()["user"]["role"] == role)
+
+    await eventually(changed, 5, "the change to be seen")
 
 
 # --- login failure limits ------------------------------------------------------------------------------

@@ -3,24 +3,31 @@ health, the OpenAPI document and local docs, and the audit trail of mutating act
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from exekra import __version__
+from exekra.embedded import EmbeddedRedis
 from exekra.hub.context import Hub
 from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.runners import service as runners_service
 
 from .conftest import PASSWORD, SIMPLE_DEFINITION, ClientFactory
 from .protocol import ProtocolRunner, publish_workflow, running_execution
+
+RedisFactory = Callable[..., EmbeddedRedis]
 
 
 def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -165,6 +172,51 @@ async def test_user_requests_over_the_limit_get_429_with_retry_after_and_limit_h
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert limited.headers["X-RateLimit-Limit"] == "5" and limited.headers["X-RateLimit-Remaining"] == "0"
     assert "X-RateLimit-Reset" in limited.headers
+
+
+@pytest.fixture
+def rate_limit_of_five_in_redis(hub: Hub, monkeypatch: pytest.MonkeyPatch, embedded_redis: RedisFactory) -> str:
+    """Five user requests per minute, counted in a private Redis of this test (nothing else talks to it); its URL."""
+    url = embedded_redis().url
+    monkeypatch.setattr(hub, "limiter", RateLimiter(url, 0.5))
+    monkeypatch.setattr(hub.settings, "rate_limit_per_minute", 5)
+    return url
+
+
+@asynccontextmanager
+async def redis_commands(url: str) -> AsyncIterator[list[str]]:
+    """The commands clients send to the Redis at `url` while the block runs (MONITOR; a script's own commands are
+    not counted), in order, lower case."""
+    seen: list[str] = []
+    marker = f"end-of-block-{uuid.uuid4().hex}"
+    async with aioredis.from_url(url) as client, aioredis.from_url(url) as watcher:
+        await client.ping()  # the marker's connection is made (its handshake sent) before the watch starts
+        async with watcher.monitor() as monitor:
+            yield seen
+            await client.echo(marker)
+            while True:
+                command = await asyncio.wait_for(monitor.next_command(), timeout=5)
+                if command["command"] == f"ECHO {marker}":
+                    return
+                if command["client_type"] != "lua":
+                    seen.append(command["command"].split()[0].lower())
+
+
+async def test_a_request_counted_in_redis_costs_one_redis_command_and_answers_the_same_headers(
+    admin: httpx.AsyncClient, rate_limit_of_five_in_redis: str
+) -> None:
+    first = await admin.get("/api/runners")  # the first count also sends the script itself (once per Redis)
+    assert first.headers["X-RateLimit-Remaining"] == "4"
+    async with redis_commands(rate_limit_of_five_in_redis) as sent:
+        answers = [await admin.get("/api/runners") for _ in range(4)]
+        limited = await admin.get("/api/workflows")
+    assert sent == ["evalsha"] * 5  # one round trip per request, the refused one too
+    assert [r.headers["X-RateLimit-Remaining"] for r in answers] == ["3", "2", "1", "0"]
+    assert all(r.status_code == 200 and r.headers["X-RateLimit-Limit"] == "5" for r in answers)
+    assert all(0 <= int(r.headers["X-RateLimit-Reset"]) - time.time() <= 60 for r in answers)
+    assert_error(limited, 429, "rate_limited")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["X-RateLimit-Limit"] == "5" and limited.headers["X-RateLimit-Remaining"] == "0"
 
 
 async def test_rate_limit_counts_each_user_separately(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -574,6 +577,77 @@ async def test_stop_and_create_are_audited_with_the_acting_user(admin: httpx.Asy
             )
         ).all()
     assert [tuple(r) for r in rows] == [("execution.create", "USER", me), ("execution.stop", "USER", me)]
+
+
+@contextlib.contextmanager
+def statements_sent(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every round trip to PostgreSQL while the block runs, its SQL: the driver pool's statements (BEGIN and
+    COMMIT included) and the ORM's."""
+    sent: list[str] = []
+
+    def counting(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def send(connection: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+            sent.append(query)
+            return await method(connection, query, *args, **kwargs)
+
+        return send
+
+    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+        monkeypatch.setattr(asyncpg.Connection, name, counting(getattr(asyncpg.Connection, name)))
+
+    def orm(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", orm)
+    try:
+        yield sent
+    finally:
+        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", orm)
+        monkeypatch.undo()
+
+
+async def test_a_create_is_two_round_trips_and_audited_as_before(
+    admin: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflow_id = await publish_workflow(admin, "counted", SIMPLE_DEFINITION)
+    await _create(admin, workflow_id)  # the token is resolved and its use noted, the definition read, once
+    await drain()  # and its dispatch is over
+    offered: list[uuid.UUID] = []
+
+    async def offer(execution_id: uuid.UUID) -> None:  # the dispatch after the commit is not the create's
+        offered.append(execution_id)
+
+    monkeypatch.setattr(hub.dispatcher, "execution_queued", offer)
+    with statements_sent(hub, monkeypatch) as sent:
+        r = await admin.post("/api/executions", json={"workflowId": workflow_id})
+        await drain()
+    assert r.status_code == 201, r.text
+    execution = r.json()["execution"]
+    # The workflow and its version, then the row with its audit entry: no BEGIN, no COMMIT (the token, used a
+    # moment ago, is known).
+    assert len(sent) == 2, [" ".join(q.split())[:100] for q in sent]
+    assert [str(e) for e in offered] == [execution["id"]]
+    me = (await admin.get("/api/auth/me")).json()["user"]["id"]
+    async with hub.db.session() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT actor_type, actor_id, ip, action, entity_type, entity_id, details, ts = e.created_at AS ts"
+                    "  FROM audit_log a JOIN executions e ON e.id::text = a.entity_id WHERE a.entity_id = :id"
+                ),
+                {"id": execution["id"]},
+            )
+        ).one()
+    assert row._asdict() == {
+        "actor_type": "USER",
+        "actor_id": me,
+        "ip": "127.0.0.1",
+        "action": "execution.create",
+        "entity_type": "execution",
+        "entity_id": execution["id"],
+        "details": {"workflowId": workflow_id, "triggerType": "API"},
+        "ts": True,  # stamped in the transaction that created the row
+    }
 
 
 async def test_malformed_id_in_a_list_filter_is_422(admin: httpx.AsyncClient) -> None:

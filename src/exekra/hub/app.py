@@ -30,6 +30,7 @@ from exekra.db.migrate import ensure_migrated
 from exekra.db.session import Database
 from exekra.hub import observability
 from exekra.hub.alerts.worker import AlertWorker
+from exekra.hub.auth import owners
 from exekra.hub.auth.security import RunnerTokens
 from exekra.hub.context import Hub
 from exekra.hub.credentials.reseal import reseal_at_start
@@ -118,6 +119,8 @@ def build_hub(settings: Settings) -> Hub:
     effects.bind(dispatcher)
     licensing = Licensing.from_settings(db, settings, secret_key)
     licensing.subscribe(listener)
+    # Tokens resolved lately are forgotten whenever a token or a user changes, in any process (`auth.owners`).
+    listener.subscribe(owners.CHANNEL, owners.token_owners.forget, on_connect=owners.token_owners.forget)
     executions = ExecutionService(
         db, settings, dispatcher, listener, secret_key=secret_key, dedup=dispatcher if settings.redis_url else None
     )

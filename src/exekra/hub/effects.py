@@ -80,11 +80,13 @@ def record(
     actor: Actor = audit.SYSTEM,
     entity_type: str = "execution",
     details: dict[str, Any] | None = None,
+    audit_written: bool = False,
 ) -> None:
-    """Record a transition on the session's transaction, with its audit entry when the rule has one."""
+    """Record a transition on the session's transaction, with its audit entry when the rule has one, unless the
+    statement that applied the rule wrote that entry itself (`audit_written`)."""
     recorded: list[Transition] = session.info.setdefault(_TRANSITIONS, [])
     recorded.append(transition)
-    if transition.effects.audit is not None:
+    if transition.effects.audit is not None and not audit_written:
         entity_id = transition.execution_id if entity_type == "execution" else transition.runner_id
         audit.record(session, actor, transition.effects.audit, entity_type, entity_id, details)
 

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from exekra.db.raw import Statements
 from exekra.hub import concurrency, effects
+from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import SYSTEM, Actor
 from exekra.hub.effects import NO_EFFECTS, Effects, Transition
 from exekra.hub.executions import endings
@@ -608,29 +609,69 @@ _CREATED_WITH = (
     "parent_id",
     "parent_key",
 )
+_AUDITED_WITH = ("actor_type", "actor_id", "ip", "action", "entity_type", "entity_id", "details")
+
+# A create is one statement: the row, the audit entry of rule CREATE (the entry `audit.record` would write at
+# commit, with the same columns: `audit.entry`) and, for a request with an idempotency key, the key's claim,
+# on which the row depends: a key that another execution holds within its window inserts nothing at all. The
+# parameters take their types from the columns they fill (INSERT … SELECT), as INSERT … VALUES does.
 _INSERT_QUEUED = text(
     f"""
-INSERT INTO executions ({", ".join(_CREATED_WITH)})
-VALUES ({", ".join(f":{name}" for name in _CREATED_WITH)})
-RETURNING {EXECUTION_COLUMNS}"""
+WITH claimed AS (
+    INSERT INTO execution_keys (workflow_id, key, execution_id, created_at)
+    SELECT :workflow_id, CAST(:claimed_key AS varchar), :id, now() WHERE CAST(:claimed_key AS varchar) IS NOT NULL
+    ON CONFLICT (workflow_id, key) DO UPDATE
+       SET execution_id = EXCLUDED.execution_id, created_at = EXCLUDED.created_at
+     WHERE execution_keys.created_at < now() - make_interval(secs => :key_window)
+    RETURNING execution_id
+), created AS (
+    INSERT INTO executions ({", ".join(_CREATED_WITH)})
+    SELECT {", ".join(f":{name}" for name in _CREATED_WITH)}
+     WHERE CAST(:claimed_key AS varchar) IS NULL OR EXISTS (SELECT FROM claimed)
+    RETURNING {EXECUTION_COLUMNS}
+), audited AS (
+    INSERT INTO audit_log ({", ".join(_AUDITED_WITH)})
+    SELECT {", ".join(f":audit_{name}" for name in _AUDITED_WITH)} FROM created
+)
+SELECT {EXECUTION_COLUMNS} FROM created"""
 ).bindparams(
     bindparam("inputs", type_=JSONB),
     bindparam("required_labels", type_=ARRAY(Text)),
     bindparam("required_activities", type_=ARRAY(Text)),
+    bindparam("audit_details", type_=JSONB),
 )
 
 
-async def insert_queued(session: Statements, execution: Execution, actor: Actor) -> Execution:
-    """Create an execution: its row is inserted QUEUED (the one state it may start in), and offered. Returns the
-    row as stored; `execution` is the unsaved one `creation.new_execution` built. Audited as `execution.create`
-    with the workflow and the trigger type."""
-    params = {name: getattr(execution, name) for name in _CREATED_WITH} | {"status": CREATE.target}
-    stored = execution_of((await session.execute(_INSERT_QUEUED, params)).one())
-    details: dict[str, str | None] = {"workflowId": str(stored.workflow_id), "triggerType": str(stored.trigger_type)}
-    if stored.parent_id is not None:
-        details |= {"parentId": str(stored.parent_id), "key": stored.parent_key}
+class KeyHeld(Exception):
+    """The idempotency key is held by another execution within its window: nothing was inserted."""
+
+
+async def insert_queued(
+    session: Statements, execution: Execution, actor: Actor, *, key: str | None = None, key_window: float = 0
+) -> Execution:
+    """Create an execution, in one statement (it may run self-committing, `Database.statement`): its row is
+    inserted QUEUED (the one state it may start in), and offered. Returns the row as stored; `execution` is the
+    unsaved one `creation.new_execution` built. Audited as `execution.create` with the workflow and the trigger
+    type. With `key`, the row is inserted only if the key is free or was last claimed over `key_window` seconds
+    ago, and the key then names it; KeyHeld otherwise."""
+    details: dict[str, str | None] = {
+        "workflowId": str(execution.workflow_id),
+        "triggerType": str(execution.trigger_type),
+    }
+    if execution.parent_id is not None:
+        details |= {"parentId": str(execution.parent_id), "key": execution.parent_key}
+    entry = audit.entry(actor, str(CREATE.effects.audit), "execution", execution.id, details)
+    params = (
+        {name: getattr(execution, name) for name in _CREATED_WITH}
+        | {"status": CREATE.target, "claimed_key": key, "key_window": key_window}
+        | {f"audit_{name}": value for name, value in entry.items()}
+    )
+    row = (await session.execute(_INSERT_QUEUED, params)).first()
+    if row is None:
+        raise KeyHeld(key)
+    stored = execution_of(row)
     transition = _transition(CREATE, execution_id=stored.id, status=CREATE.target.value)
-    effects.record(session, transition, actor=actor, details=details)
+    effects.record(session, transition, actor=actor, audit_written=True)
     return stored
 
 

@@ -51,7 +51,19 @@ def record(
     commits (`exekra.hub.effects`), so it commits with the change it records, and never without it."""
     if session.info.get(SELF_COMMITTING):
         raise RuntimeError(f"audit entry {action!r} on a self-committing statement: use Database.statements()")
-    entry = {
+    session.info.setdefault(_RECORDED, []).append(entry(actor, action, entity_type, entity_id, details))
+
+
+def entry(
+    actor: Actor,
+    action: str,
+    entity_type: str | None = None,
+    entity_id: object = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns of one audit entry: what `record` writes at commit, and what a statement that writes its own
+    entry (`lifecycle.insert_queued`) inserts."""
+    return {
         "actor_type": actor.type,
         "actor_id": actor.id,
         "ip": actor.ip,
@@ -60,7 +72,6 @@ def record(
         "entity_id": None if entity_id is None else str(entity_id),
         "details": details,
     }
-    session.info.setdefault(_RECORDED, []).append(entry)
 
 
 async def write_recorded(session: Statements) -> None:

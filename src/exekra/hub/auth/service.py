@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.auth import throttle
+from exekra.hub.auth.owners import KnownToken, TokenOwner, token_owners
 from exekra.hub.auth.security import (
     burn_password_check,
     hash_password,
@@ -30,7 +32,7 @@ from exekra.hub.users.models import AuthToken, Role, TokenKind, User
 from exekra.hub.users.schemas import NewUser
 
 # Built once: every user-facing request resolves its token (constructing the statement cost as much as running it).
-# Every authenticated request reads its token: one statement on the driver, no ORM (issue 17).
+# A token not resolved lately is read in one statement on the driver, no ORM (issue 17).
 _TOKEN_OWNER = text(
     """
 SELECT u.id, u.email, u.role, u.disabled, t.id AS token_id, t.expires_at, t.last_used_at
@@ -43,29 +45,29 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 """`lastUsedAt` is written at most once a minute per token, so that a busy script costs no write per call."""
 
 
-@dataclass(frozen=True)
-class TokenOwner:
-    """The active user behind a valid token, as a request needs it."""
-
-    user_id: uuid.UUID
-    email: str
-    role: str
-    token_id: uuid.UUID
-
-
 async def resolve_token(db: Database, token: str) -> TokenOwner | None:
-    """The active user behind a session or API token; notes when the token was last used."""
-    async with db.reading() as session:
-        row = (await session.execute(_TOKEN_OWNER, {"token_hash": token_hash(token)})).first()
-    if row is None:
-        return None
+    """The active user behind a session or API token; notes when the token was last used. A token used lately is
+    not read again (`auth.owners`: forgotten as soon as tokens or users change)."""
+    hashed = token_hash(token)
+    known = token_owners.get(hashed)
+    if known is None:
+        generation = token_owners.generation
+        async with db.reading() as session:
+            row = (await session.execute(_TOKEN_OWNER, {"token_hash": hashed})).first()
+        if row is None or row.disabled:
+            return None
+        owner = TokenOwner(row.id, row.email, row.role, row.token_id)
+        known = KnownToken(owner, row.expires_at, row.last_used_at, time.monotonic())
+        token_owners.put(hashed, known, generation)
     now = datetime.now(UTC)
-    if row.disabled or (row.expires_at is not None and row.expires_at <= now):
+    if known.expires_at is not None and known.expires_at <= now:
         return None
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
-        async with db.statements() as session:
-            await session.execute(_TOUCH_TOKEN, {"token_id": row.token_id})
-    return TokenOwner(row.id, row.email, row.role, row.token_id)
+    if known.last_used_at is None or now - known.last_used_at >= LAST_USED_PRECISION:
+        generation = token_owners.generation
+        async with db.statement() as session:
+            await session.execute(_TOUCH_TOKEN, {"token_id": known.owner.token_id})
+        token_owners.put(hashed, replace(known, last_used_at=now), generation)
+    return known.owner
 
 
 async def create_user(db: Database, data: NewUser, actor: Actor, *, only_if_none: bool = False) -> User:
@@ -141,6 +143,7 @@ async def revoke_token(db: Database, token_id: uuid.UUID, user_id: uuid.UUID, ac
         if result.first() is None:
             raise NotFound(f"token {token_id} not found")
         audit.record(session, actor, action, "token", token_id)
+    token_owners.forget()
 
 
 async def list_api_tokens(db: Database, user_id: uuid.UUID) -> list[AuthToken]:
@@ -226,6 +229,7 @@ async def change_password(hub: Hub, principal: Principal, current: str, new: str
             .returning(AuthToken.id)
         )
         audit.record(session, principal.actor, "user.password", "user", user.id, {"sessionsEnded": len(ended.all())})
+    token_owners.forget()
     return changed
 
 

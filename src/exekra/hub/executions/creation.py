@@ -54,16 +54,6 @@ class Created:
     duplicate: bool
 
 
-_CLAIM_KEY = text(
-    """
-INSERT INTO execution_keys (workflow_id, key, execution_id, created_at)
-VALUES (:workflow_id, :key, :execution_id, now())
-ON CONFLICT (workflow_id, key) DO UPDATE
-   SET execution_id = EXCLUDED.execution_id, created_at = EXCLUDED.created_at
- WHERE execution_keys.created_at < now() - make_interval(secs => :window)
-RETURNING execution_id"""
-)
-
 _FIND_KEY = text(
     f"""
 SELECT {lifecycle.EXECUTION_COLUMNS} FROM executions
@@ -94,14 +84,6 @@ async def find_duplicate(session: Statements, workflow_id: uuid.UUID, key: str, 
     """The execution that holds `key` within its window, if any."""
     row = (await session.execute(_FIND_KEY, {"workflow_id": workflow_id, "key": key, "window": window})).first()
     return lifecycle.execution_of(row) if row is not None else None
-
-
-async def claim_key(
-    session: Statements, workflow_id: uuid.UUID, key: str, execution_id: uuid.UUID, window: int
-) -> bool:
-    """Bind `key` to the new execution; False when a concurrent request holds it (this transaction must roll back)."""
-    params = {"workflow_id": workflow_id, "key": key, "execution_id": execution_id, "window": window}
-    return (await session.execute(_CLAIM_KEY, params)).first() is not None
 
 
 @dataclass(frozen=True)

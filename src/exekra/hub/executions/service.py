@@ -45,10 +45,6 @@ from exekra.hub.runners.service import Declaration, record_declaration
 from exekra.workflow.definition import referenced_credentials
 
 
-class _DuplicateRace(Exception):
-    """A concurrent request claimed the same idempotency key first: roll back, and return its execution."""
-
-
 @dataclass(frozen=True)
 class Heartbeat:
     """A heartbeat's answer: the runner's status, the executions it must stop, and whether the hub wants its
@@ -112,22 +108,24 @@ class ExecutionService:
                     existing = await session.get(Execution, mirrored)
                 if existing is not None:
                     return Created(existing, duplicate=True)
-        # PostgreSQL stamps the key when the transaction starts, never before this: the mirror's copy,
-        # counted from here, expires no later than PostgreSQL's window.
+        # PostgreSQL stamps the key when the insert runs, never before this: the mirror's copy, counted from
+        # here, expires no later than PostgreSQL's window.
         started = time.monotonic()
         for _ in range(2):
-            try:
-                async with self.db.statements() as session:
-                    if key:
-                        existing = await creation.find_duplicate(session, workflow_id, key, window)
-                        if existing is not None:
-                            return Created(existing, duplicate=True)
-                    unsaved = await creation.new_execution(session, workflow_id, request)
-                    execution = await lifecycle.insert_queued(session, unsaved, actor)
-                    if key and not await creation.claim_key(session, workflow_id, key, execution.id, window):
-                        raise _DuplicateRace
-            except _DuplicateRace:
-                continue  # a concurrent request with the same key won: the next round returns its execution
+            # Reads, then one self-committing statement that inserts the row with its audit entry and claims the
+            # key (`lifecycle.insert_queued`): no BEGIN and COMMIT.
+            async with self.db.statement() as session:
+                if key:
+                    existing = await creation.find_duplicate(session, workflow_id, key, window)
+                    if existing is not None:
+                        return Created(existing, duplicate=True)
+                unsaved = await creation.new_execution(session, workflow_id, request)
+                try:
+                    execution = await lifecycle.insert_queued(
+                        session, unsaved, actor, key=key or None, key_window=window
+                    )
+                except lifecycle.KeyHeld:
+                    continue  # a concurrent request with the same key won: the next round returns its execution
             if mirror is not None and key:
                 remaining = min(window, self.settings.dedup_window_seconds) - (time.monotonic() - started)
                 await mirror.remember_duplicate(workflow_id, key, execution.id, remaining)

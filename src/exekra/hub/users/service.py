@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from exekra.db.session import Database
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
+from exekra.hub.auth.owners import token_owners
 from exekra.hub.auth.security import hash_password
 from exekra.hub.errors import Conflict
 from exekra.hub.lookup import get_or_404
@@ -62,6 +63,7 @@ async def update_user(db: Database, user_id: str, patch: UserPatch, actor: Actor
             # Disabling or a new password ends every session and token of the user.
             await session.execute(delete(AuthToken).where(AuthToken.user_id == user.id))
         audit.record(session, actor, "user.update", "user", user.id, changes)
+    token_owners.forget()  # its role, its state, its tokens: read again
     return user
 
 
@@ -74,3 +76,4 @@ async def delete_user(db: Database, user_id: str, actor: Actor) -> None:
             raise Conflict("This is the last active admin")
         await session.delete(user)
         audit.record(session, actor, "user.delete", "user", user.id, {"email": user.email})
+    token_owners.forget()
