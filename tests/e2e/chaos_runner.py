@@ -5,7 +5,8 @@ It speaks SPEC §7.3 over plain HTTP, pretends to work for a moment, and appends
 5xx answers (the hub or its database restarting) are retried with backoff; 401 leads to a new `auth`;
 409 means the hub moved the execution on, and the runner abandons it. `--hang-on-offer N` /
 `--hang-on-start N` make it freeze while holding its Nth execution ASSIGNED / RUNNING (still heartbeating),
-so that the test can kill it right there.
+so that the test can kill it right there. With `--hang-claims DIR`, every runner may be the one: the first to get
+there claims `DIR/ASSIGNED` (or `DIR/RUNNING`) and freezes, the others go on working.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ class ChaosRunner:
             await asyncio.sleep(self.heartbeat_interval)
 
     async def hang(self, execution_id: str, attempt: int, status: str) -> None:
+        if self.args.hang_claims:
+            try:
+                os.close(os.open(os.path.join(self.args.hang_claims, status), os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return  # another runner froze holding this state already
         self.journal.write("hang", id=execution_id, attempt=attempt, status=status)
         await asyncio.Event().wait()
 
@@ -131,6 +137,7 @@ def main() -> None:
     parser.add_argument("--work-max", type=float, default=0.05)
     parser.add_argument("--hang-on-offer", type=int, default=0)
     parser.add_argument("--hang-on-start", type=int, default=0)
+    parser.add_argument("--hang-claims", default="")
     asyncio.run(ChaosRunner(parser.parse_args()).run())
 
 

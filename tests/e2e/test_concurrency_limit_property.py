@@ -50,8 +50,11 @@ LIMIT = 3
 RUNNERS = 10  # half poll each hub
 CREATORS = 4  # concurrent API clients, alternating between the hubs
 STOP_EVERY = 12  # about one execution in this many is stopped, at a random moment of its life
-ASSIGNED_VICTIM = ("limit-01", 2)  # runner → the offer it freezes on (holding ASSIGNED); then it is killed
-RUNNING_VICTIM = ("limit-02", 3)  # runner → the start it freezes after (holding RUNNING); then it is killed
+# The runner that first reaches its HANG_ON_OFFER-th offer freezes holding it ASSIGNED, the one that first reaches its
+# HANG_ON_START-th start freezes holding it RUNNING; each is then killed. Any runner may be the one: with a limit of 3,
+# a few runners do most of the work (a runner that completes is polling again when its slot frees), so a runner
+# chosen beforehand may get no offer at all.
+HANG_ON_OFFER, HANG_ON_START = 2, 3
 HUB_ENV = {**FAST_STALE_CHECKS, "EXEKRA_PICKUP_TIMEOUT_SECONDS": "4", "EXEKRA_RUNNING_GRACE_SECONDS": "1"}
 
 # One snapshot: the workflow's live executions, and the executions its slots say are live.
@@ -179,11 +182,8 @@ def _start_runners(hubs: list[HubProcess], headers: dict[str, str], directory: P
             name = f"limit-{i:02d}"
             body = api.post("/api/runners", json={"name": name}).json()
             runner = Runner(name, body["runner"]["id"], directory / f"{name}.jsonl", directory / f"{name}.log")
-            extra = ["--work-min", "0.005", "--work-max", "0.03"]
-            if name == ASSIGNED_VICTIM[0]:
-                extra += ["--hang-on-offer", str(ASSIGNED_VICTIM[1])]
-            if name == RUNNING_VICTIM[0]:
-                extra += ["--hang-on-start", str(RUNNING_VICTIM[1])]
+            extra = ["--work-min", "0.005", "--work-max", "0.03", "--hang-claims", str(directory)]
+            extra += ["--hang-on-offer", str(HANG_ON_OFFER), "--hang-on-start", str(HANG_ON_START)]
             runner.start(hubs[i % 2].url, body["machineKey"], body["machineSecret"], *extra)
             runners.append(runner)
     return runners
@@ -220,10 +220,9 @@ def _stop_some(
 
 
 def _kill_on_hang(runners: list[Runner], killed: dict[str, dict[str, Any]], stop: threading.Event) -> None:
-    """SIGKILL each victim the moment it freezes holding work."""
-    victims = [r for r in runners if r.name in (ASSIGNED_VICTIM[0], RUNNING_VICTIM[0])]
-    while len(killed) < len(victims) and not stop.is_set():
-        for runner in victims:
+    """SIGKILL each of the two victims the moment it freezes holding work."""
+    while len(killed) < 2 and not stop.is_set():
+        for runner in runners:
             hang = [e for e in runner.events() if e["event"] == "hang"]
             if hang and runner.name not in killed:
                 runner.kill()
