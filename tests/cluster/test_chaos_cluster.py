@@ -2,8 +2,8 @@
 
 Hosts are network namespaces on one bridge (`tests/cluster/network.py`): three hub hosts (each also runs a Redis
 Sentinel), a load balancer host (Debian's HAProxy, configured from `deploy/haproxy.cfg`), two Redis hosts (master
-and replica), two runner hosts (protocol-level runners that journal every step). PostgreSQL, a primary with a
-synchronous streaming standby, runs in the root namespace, on the bridge address. Executions are created through
+and replica), two runner hosts (protocol-level runners that journal every step), two PostgreSQL hosts (a primary, and
+a synchronous standby streaming from it over the network). Executions are created through
 the load balancer at a steady rate while these faults are injected one after the other:
 
 1. the leader hub is killed with SIGKILL in the middle of firing due schedules (and its host brought back);
@@ -56,6 +56,7 @@ from ..e2e.conftest import (
     yearly_schedule,
 )
 from ..e2e.replication import (
+    Host,
     ReplicatedPostgres,
     StandbyPostgres,
     both_hosts,
@@ -75,7 +76,18 @@ SCHEDULES = 20  # per batch; two batches
 SETTLE = 10.0  # seconds after a fault that still count as its window
 PICKUP_P99_MS = 50.0
 HUBS = ("hub1", "hub2", "hub3")
-HOSTS = {"lb": 2, "hub1": 11, "hub2": 12, "hub3": 13, "redis1": 21, "redis2": 22, "run1": 31, "run2": 32}
+HOSTS = {
+    "lb": 2,
+    "hub1": 11,
+    "hub2": 12,
+    "hub3": 13,
+    "redis1": 21,
+    "redis2": 22,
+    "run1": 31,
+    "run2": 32,
+    "pg1": 41,
+    "pg2": 42,
+}
 RUNNER_HOSTS = ("run1", "run2")
 HUB_PORT, LB_PORT, REDIS_PORT, SENTINEL_PORT = 4545, 4545, 6379, 26379
 HUB_ENV = {
@@ -247,11 +259,11 @@ def test_a_cluster_loses_and_doubles_nothing_through_hub_network_redis_and_postg
     faults = Faults()
     created: dict[int, str] = {}
     stop = threading.Event()
-    with primary_and_standby(server_tmp_path, net.gateway) as (primary, standby):
+    hosts = (Host(net.address("pg1"), net.prefix("pg1")), Host(net.address("pg2"), net.prefix("pg2")))
+    with primary_and_standby(server_tmp_path, hosts) as (primary, standby):
         database = primary.create_database("exekra_cluster")
         upgrade(database)
-        hub_database = both_hosts(database, net.gateway, primary.port, standby.port)
-        local = both_hosts(database, "127.0.0.1", primary.port, standby.port)
+        local = hub_database = both_hosts(database, primary, standby)
         try:
             redis_url = cluster.start_redis()
             wait_until(cluster.replica_in_sync, 60, 0.2, "the Sentinels to see the replica")

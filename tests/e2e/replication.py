@@ -1,5 +1,9 @@
 """Replicated servers for failover tests: a PostgreSQL primary with a streaming standby (made by
-`pg_basebackup -R`) that a test promotes, from the same binaries as `exekra.embedded`."""
+`pg_basebackup -R`) that a test promotes, from the same binaries as `exekra.embedded`.
+
+On one host (the default) the standby replicates over the primary's unix socket. Given a `Host` each, every server
+runs on its own host (a network namespace, `tests/cluster/network.py`), listens on its address, and the standby
+replicates over the network."""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from exekra.embedded import EmbeddedPostgres, EmbeddedServerError
 
@@ -19,38 +24,67 @@ REPLICATION_HBA = "local   replication   all   trust\n"
 STOP_IMMEDIATE = ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0))  # `pg_ctl stop -m immediate`: no checkpoint
 
 
-class ReplicatedPostgres(EmbeddedPostgres):
-    """An embedded PostgreSQL that lets standbys replicate over its unix socket and, given `address`, also listens
-    there (with the password) for clients on the `address`/24 network (hosts in network namespaces)."""
+@dataclass(frozen=True)
+class Host:
+    """Where a server runs: its address, and the command prefix (run as root) that starts a process there."""
 
-    def __init__(self, data_dir: Path, address: str | None = None) -> None:
+    address: str
+    prefix: tuple[str, ...] = ()
+
+
+class ReplicatedPostgres(EmbeddedPostgres):
+    """An embedded PostgreSQL that lets standbys replicate over its unix socket and, given `host`, runs there and
+    also listens on its address (with the password) for clients and standbys on the `address`/24 network."""
+
+    def __init__(self, data_dir: Path, host: Host | None = None) -> None:
         super().__init__(data_dir)
-        self.address = address
+        self.host = host
+
+    @property
+    def url(self) -> str:
+        url = super().url
+        return url if self.host is None else url.replace("@127.0.0.1:", f"@{self.host.address}:")
 
     def _command(self, port: int) -> list[str]:
         command = super()._command(port)
-        if self.address is None:
+        if self.host is None:
             return command
-        return [
-            part.replace("listen_addresses=127.0.0.1", f"listen_addresses=127.0.0.1,{self.address}") for part in command
-        ]
+        listen = f"listen_addresses=127.0.0.1,{self.host.address}"
+        command = [part.replace("listen_addresses=127.0.0.1", listen) for part in command]
+        if not self.host.prefix:
+            return command
+        # The prefix needs root, so the server's user is taken on after it (setpriv execs: the pid stays the server's).
+        run_as = self._run_as
+        user = [] if run_as is None else ["setpriv", f"--reuid={run_as.pw_uid}", f"--regid={run_as.pw_gid}"]
+        return [*self.host.prefix, *user, *(["--clear-groups"] if user else []), *command]
+
+    def _launch(self, port: int) -> None:
+        if self.host is None or not self.host.prefix:
+            return super()._launch(port)
+        options = {**self._child_options(), "user": None, "group": None, "extra_groups": None}
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(  # type: ignore[call-overload]
+                self._command(port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **options
+            )
 
     def _write_pg_hba(self) -> None:
         super()._write_pg_hba()
         with (self.data_dir / "pg_hba.conf").open("a") as hba:
             hba.write(REPLICATION_HBA)
-            if self.address is not None:
-                hba.write(f"host    all   all   {self.address}/24   scram-sha-256\n")
+            if self.host is not None:
+                hba.write(f"host    all   all   {self.host.address}/24   scram-sha-256\n")
+                hba.write(f"host    replication   all   {self.host.address}/24   scram-sha-256\n")
 
 
 class StandbyPostgres(ReplicatedPostgres):
-    """A hot standby of `primary`, cloned from it over its unix socket at the first start.
+    """A hot standby of `primary`, cloned from it at the first start: over its unix socket, or over the network
+    when the primary runs on a host of its own.
 
     It shares the primary's superuser password (the clone carries the role), so `url` works as the primary's.
     """
 
-    def __init__(self, data_dir: Path, primary: ReplicatedPostgres) -> None:
-        super().__init__(data_dir, primary.address)
+    def __init__(self, data_dir: Path, primary: ReplicatedPostgres, host: Host | None = None) -> None:
+        super().__init__(data_dir, host or primary.host)
         self.primary = primary
 
     def _prepare(self) -> None:
@@ -69,7 +103,7 @@ class StandbyPostgres(ReplicatedPostgres):
         command = [
             str(self._bin_dir / "pg_basebackup"),
             f"--pgdata={self.data_dir}",
-            f"--host={self.primary.socket_dir}",
+            f"--host={self.primary.socket_dir if self.primary.host is None else self.primary.host.address}",
             f"--port={self.primary.port}",
             "--username=postgres",
             "--write-recovery-conf",
@@ -77,7 +111,10 @@ class StandbyPostgres(ReplicatedPostgres):
             "--checkpoint=fast",
             "--no-sync",
         ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120, **self._child_options())
+        options = self._child_options()
+        # The password goes into the standby's primary_conninfo (-R) with the rest of the connection.
+        options["env"] = {**options["env"], "PGPASSWORD": unquote(urlsplit(self.primary.url).password or "")}
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, **options)
         if result.returncode != 0:
             raise EmbeddedServerError(f"pg_basebackup failed:\n{result.stdout}{result.stderr}")
 
@@ -107,13 +144,16 @@ def stop_immediately(server: EmbeddedPostgres) -> None:
 
 
 @contextlib.contextmanager
-def primary_and_standby(root: Path, address: str | None = None) -> Iterator[tuple[ReplicatedPostgres, StandbyPostgres]]:
-    """A durable primary whose commits wait for a synchronous streaming standby, and that standby (both also on
-    `address`, if given); both stopped at the end. A commit the primary acknowledged is on the standby, so a
-    promotion loses none."""
+def primary_and_standby(
+    root: Path, hosts: tuple[Host, Host] | None = None
+) -> Iterator[tuple[ReplicatedPostgres, StandbyPostgres]]:
+    """A durable primary whose commits wait for a synchronous streaming standby, and that standby (each on its host,
+    if given); both stopped at the end. A commit the primary acknowledged is on the standby, so a promotion loses
+    none."""
+    primary_host, standby_host = hosts if hosts is not None else (None, None)
     with (
-        ReplicatedPostgres(root / "primary", address) as primary,
-        StandbyPostgres(root / "standby", primary) as standby,
+        ReplicatedPostgres(root / "primary", primary_host) as primary,
+        StandbyPostgres(root / "standby", primary, standby_host) as standby,
     ):
         sql(primary.url, "ALTER SYSTEM SET synchronous_standby_names = '*'")
         sql(primary.url, "SELECT pg_reload_conf()")
@@ -126,9 +166,10 @@ def synchronous(primary: EmbeddedPostgres) -> bool:
     return bool(rows) and [(r["sync_state"], r["state"]) for r in rows] == [("sync", "streaming")]
 
 
-def both_hosts(database: str, address: str, primary: int, standby: int) -> str:
-    """`database`'s URL naming the primary and the standby at `address`, the writable one wanted."""
+def both_hosts(database: str, primary: ReplicatedPostgres, standby: ReplicatedPostgres) -> str:
+    """`database`'s URL naming the primary and the standby, each where it listens, the writable one wanted."""
     parts = urlsplit(database)
     credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{address}:{primary},{address}:{standby}"
+    netloc = ",".join(f"{urlsplit(server.url).hostname}:{server.port}" for server in (primary, standby))
+    netloc = f"{credentials}@{netloc}"
     return parts._replace(netloc=netloc, query="target_session_attrs=read-write").geturl()

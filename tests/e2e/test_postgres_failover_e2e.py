@@ -41,7 +41,7 @@ def test_the_hub_follows_a_promoted_standby_by_itself_and_loses_no_acknowledged_
         database = primary.create_database("exekra_failover")
         upgrade(database)
         hub = HubProcess(
-            f"{both_hosts(database, '127.0.0.1', primary.port, standby.port)}&connection_limit=10",
+            f"{both_hosts(database, primary, standby)}&connection_limit=10",
             tmp_path / "hub",
             extra_env=dict(HUB_ENV),
         )
