@@ -21,10 +21,8 @@ from __future__ import annotations
 import collections
 import math
 import os
-import re
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +42,7 @@ from ..e2e.conftest import (
     TERMINAL,
     Background,
     HubProcess,
+    LoadBalancer,
     Runner,
     create_through_outages,
     fetch,
@@ -96,7 +95,6 @@ HUB_ENV = {
     "EXEKRA_HEARTBEAT_INTERVAL_SECONDS": "5",
     "EXEKRA_LOG_LEVEL": "WARNING",
 }
-DEPLOY_HAPROXY = Path(__file__).parents[2] / "deploy" / "haproxy.cfg"
 
 
 @pytest.fixture
@@ -125,16 +123,6 @@ class Faults:
         return any(begin - 1 <= moment <= end + SETTLE for _, begin, end in self.windows)
 
 
-def haproxy_config(hubs: list[str], bind: str) -> str:
-    """`deploy/haproxy.cfg` with these hubs' addresses instead of Docker's names and resolver, and a `maxconn` that
-    fits the open files a test process may have (HAProxy refuses to start with fewer than it needs)."""
-    text = DEPLOY_HAPROXY.read_text().replace("maxconn 20000", "maxconn 4000")
-    text = re.sub(r"(?ms)^# Docker's DNS.*?\n\n", "", text)
-    text = text.replace(" resolvers docker init-addr last,libc,none", "")
-    text = re.sub(r"(?m)^    server .*\n?", "", text).replace("bind :4545", f"bind {bind}:{LB_PORT}")
-    return text.rstrip() + "\n" + "".join(f"    server hub{i + 1} {h}:{HUB_PORT} check\n" for i, h in enumerate(hubs))
-
-
 class Cluster:
     """Every process of the run, stopped (hard) at the end whatever happened."""
 
@@ -144,11 +132,12 @@ class Cluster:
         self.redis = Servers(directory)
         self.hubs: dict[str, HubProcess] = {}
         self.runners: list[Runner] = []
-        self.haproxy: subprocess.Popen[bytes] | None = None
+        hubs = [f"{net.address(host)}:{HUB_PORT}" for host in HUBS]
+        self.haproxy = LoadBalancer(hubs, directory, net.address("lb"), LB_PORT, net.prefix("lb"))
 
     @property
     def lb_url(self) -> str:
-        return f"http://{self.net.address('lb')}:{LB_PORT}"
+        return self.haproxy.url
 
     def start_redis(self) -> str:
         """Master, replica, and a Sentinel on each hub host; the hubs' REDIS_URL."""
@@ -202,14 +191,6 @@ class Cluster:
             hub.start()
             self.hubs[host] = hub
 
-    def start_haproxy(self) -> None:
-        config = self.directory / "haproxy.cfg"
-        config.write_text(haproxy_config([self.net.address(h) for h in HUBS], self.net.address("lb")))
-        log = (self.directory / "haproxy.log").open("ab")
-        command = [*self.net.prefix("lb"), "haproxy", "-db", "-f", str(config)]
-        self.haproxy = subprocess.Popen(command, stdout=log, stderr=log)
-        wait_until(lambda: answers(f"{self.lb_url}/api/health"), 30, 0.1, "HAProxy to pass requests to a hub")
-
     def start_runners(self, api: httpx.Client, label: str) -> None:
         for host in RUNNER_HOSTS:
             for i in range(RUNNERS_PER_HOST):
@@ -237,18 +218,10 @@ class Cluster:
         for runner in self.runners:
             if runner.process is not None:
                 stop_process(runner.process, signal.SIGKILL)
-        if self.haproxy is not None:
-            stop_process(self.haproxy, signal.SIGKILL)
+        self.haproxy.stop(signal.SIGKILL)
         for hub in self.hubs.values():
             hub.stop(signal.SIGKILL)
         self.redis.stop()
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_a_cluster_loses_and_doubles_nothing_through_hub_network_redis_and_postgres_failures(
@@ -268,7 +241,7 @@ def test_a_cluster_loses_and_doubles_nothing_through_hub_network_redis_and_postg
             redis_url = cluster.start_redis()
             wait_until(cluster.replica_in_sync, 60, 0.2, "the Sentinels to see the replica")
             cluster.start_hubs(f"{hub_database}&connection_limit=10", redis_url)
-            cluster.start_haproxy()
+            cluster.haproxy.start()
             api = httpx.Client(base_url=cluster.lb_url, timeout=10)
             r = api.post("/api/auth/bootstrap", json={"email": "chaos@cluster.test", "password": PASSWORD})
             api.headers["Authorization"] = f"Bearer {r.json()['token']}"

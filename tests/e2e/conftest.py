@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -37,6 +38,7 @@ FAST_STALE_CHECKS = {
     "EXEKRA_LOG_LEVEL": "WARNING",
 }
 CHAOS_RUNNER = Path(__file__).with_name("chaos_runner.py")
+DEPLOY_HAPROXY = Path(__file__).parents[2] / "deploy" / "haproxy.cfg"
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +121,64 @@ class HubProcess:
             return httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            stop_process(self.process, sig)
+            self.process = None
+
+
+def answers(url: str) -> bool:
+    """`GET url` answers 200."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def haproxy_config(hubs: list[str], bind: str) -> str:
+    """`deploy/haproxy.cfg` listening on `bind` in front of `hubs` (each `address:port`) instead of Docker's names
+    and resolver, and a `maxconn` that fits the open files a test process may have (HAProxy refuses to start with
+    fewer than it needs)."""
+    text = DEPLOY_HAPROXY.read_text().replace("maxconn 20000", "maxconn 4000")
+    text = re.sub(r"(?ms)^# Docker's DNS.*?\n\n", "", text)
+    text = text.replace(" resolvers docker init-addr last,libc,none", "")
+    text = re.sub(r"(?m)^    server .*\n?", "", text).replace("bind :4545", f"bind {bind}")
+    return text.rstrip() + "\n" + "".join(f"    server hub{i + 1} {h} check\n" for i, h in enumerate(hubs))
+
+
+@dataclass
+class LoadBalancer:
+    """HAProxy in the foreground (`haproxy -db`), configured by `haproxy_config` in front of `hubs`."""
+
+    hubs: list[str]  # `address:port` of each hub
+    directory: Path
+    address: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    prefix: tuple[str, ...] = ()  # what the command runs under (`ip netns exec <host>`)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "haproxy.log"
+
+    def start(self) -> None:
+        config = self.directory / "haproxy.cfg"
+        config.write_text(haproxy_config(self.hubs, f"{self.address}:{self.port}"))
+        with self.log_path.open("ab") as log:
+            command = [*self.prefix, "haproxy", "-db", "-f", str(config)]
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        wait_until(self._passes_requests, 30, 0.1, "HAProxy to pass requests to a hub")
+
+    def _passes_requests(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"haproxy exited with {self.process.returncode}:\n{self.log_path.read_text()[-3000:]}")
+        return answers(f"{self.url}/api/health")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:
