@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from exekra.client import AsyncExekraClient
 from exekra.db.migrate import upgrade
@@ -65,7 +66,8 @@ def lb_database_url(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def hubs(lb_database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[HubProcess]]:
-    """Two hub processes on one database and one Redis, both dispatching through Redis."""
+    """Two hub processes on one database and one Redis, both dispatching through Redis (the session's Redis db,
+    emptied once they are stopped: the tests after these find it as the session began)."""
     started = [
         HubProcess(lb_database_url, tmp_path_factory.mktemp("lb-hub"), extra_env={"EXEKRA_REDIS_URL": redis_url})
         for _ in "ab"
@@ -79,6 +81,8 @@ def hubs(lb_database_url: str, redis_url: str, tmp_path_factory: pytest.TempPath
     finally:
         for hub in started:
             hub.stop()
+        with redis.Redis.from_url(redis_url) as client:
+            client.flushdb()
 
 
 @pytest.fixture(scope="module")

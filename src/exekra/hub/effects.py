@@ -8,8 +8,8 @@ way (`audit.record`). The hub's `Database` hands every transaction to the `Effec
   to the other hub processes (`NOTIFY`, which PostgreSQL delivers at commit). An execution's end is announced
   by the ending statement itself (`lifecycle`), which saves a round trip on the runner's `complete`;
 - after the commit, in this process: a queued execution is offered to the dispatcher, one that left the
-  queue leaves Redis, an assigned one wakes its runner's long poll, the executions waiting for a freed
-  concurrency slot are offered, a freed idle runner is offered work, and the end hooks run.
+  queue leaves Redis, an assigned one wakes its runner's long poll, a freed idle runner is offered work, then
+  the executions waiting for a freed concurrency slot are offered, and the end hooks run.
 
 A transaction that rolls back applies nothing: what it recorded goes with it.
 """
@@ -143,11 +143,13 @@ class EffectApplier:
             if effects.queued and t.execution_id is not None:
                 # Matching runs beside the caller, whose answer never waits for a runner (SPEC §4, create).
                 tasks.spawn(dispatcher.execution_queued(t.execution_id))
-            if effects.frees_slot and t.slot is not None:
-                # Beside the caller, like a queued execution: a runner's `complete` does not wait for it.
-                tasks.spawn(dispatcher.slot_freed(t.slot))
             if effects.frees_runner and t.runner_idle and t.runner_id is not None:
                 await dispatcher.runner_idle(t.runner_id)
+            if effects.frees_slot and t.slot is not None:
+                # Beside the caller, like a queued execution: a runner's `complete` does not wait for it. After the
+                # freed runner's claim, not beside it: the two claims at once would each skip the execution the
+                # other holds, and the runner would take the next in line while the best one lost its slot.
+                tasks.spawn(dispatcher.slot_freed(t.slot))
             if effects.ends:
                 for hook in self._end_hooks:
                     await hook(t)

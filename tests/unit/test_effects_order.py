@@ -1,0 +1,52 @@
+"""The order in which the effect applier hands a transition's consequences to the dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from types import SimpleNamespace
+from typing import Any, cast
+
+from exekra.db.raw import Statements
+from exekra.hub import effects, tasks
+from exekra.hub.concurrency import Group
+from exekra.hub.effects import EffectApplier, Effects, Transition
+
+
+class RecordingDispatcher:
+    """Notes when each claim it is asked for is done; the runner's claim takes a moment, as a statement does."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+    async def runner_idle(self, runner_id: uuid.UUID, profile: Any = None) -> None:
+        await asyncio.sleep(0.02)
+        self.done.append("freed runner claimed")
+
+    async def slot_freed(self, group: Group) -> None:
+        self.done.append("freed slot offered")
+
+
+async def test_a_runner_that_ends_its_execution_claims_before_the_slot_it_freed_is_offered() -> None:
+    # Both at once, each claim would skip the execution the other holds (SKIP LOCKED): the runner would take the
+    # next in line and the best one would find its slot gone, starting the group's executions out of order.
+    dispatcher = RecordingDispatcher()
+    applier = EffectApplier()
+    applier.bind(cast(Any, dispatcher))
+    session = cast(Statements, SimpleNamespace(info={}))
+    ended = Transition(
+        "complete",
+        Effects(frees_runner=True, frees_slot=True),
+        execution_id=uuid.uuid4(),
+        runner_id=uuid.uuid4(),
+        runner_idle=True,
+        slot=Group(uuid.uuid4(), ""),
+    )
+    effects.record(session, ended)
+
+    after_commit = await applier.before_commit(session)
+    assert after_commit is not None
+    await after_commit()
+    await tasks.drain(5)
+
+    assert dispatcher.done == ["freed runner claimed", "freed slot offered"]
