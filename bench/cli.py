@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--connected-runners", type=int, default=None, help="override the connected-runners size")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="PostgreSQL with pg_stat_statements: throughput prints and saves the statements per execution by kind",
+    )
     parser.add_argument(
         "--hub-workers",
         type=int,
@@ -113,6 +119,7 @@ async def _run(args: argparse.Namespace, hub_src: Path) -> int:
         "hubRevision": git_revision(hub_src),
         "quick": args.quick,
         "hubWorkers": args.hub_workers,
+        "statements": args.statements,
         "machine": machine_info(),
     }
     print(
@@ -126,7 +133,7 @@ async def _run(args: argparse.Namespace, hub_src: Path) -> int:
         peer = PrefectPeer(quick=args.quick)
         print("Prefect peer: checking its venv (the first run pip-installs it: a few minutes)…", flush=True)
         await asyncio.to_thread(peer.ensure_installed)
-    servers = await asyncio.to_thread(Servers.start)
+    servers = await asyncio.to_thread(Servers.start, statements=args.statements)
     results: list[Result] = []
     try:
         if peer is not None:
@@ -140,6 +147,7 @@ async def _run(args: argparse.Namespace, hub_src: Path) -> int:
             peer=peer,
             connected_runners=args.connected_runners,
             hub_workers=args.hub_workers,
+            statements=args.statements,
         )
         for name in names:
             print(f"\n=== {name} ===", flush=True)
@@ -157,6 +165,9 @@ async def _run(args: argparse.Namespace, hub_src: Path) -> int:
     finally:
         if peer is not None:
             await asyncio.to_thread(peer.stop)
+        if args.statements:  # its errors (a statement that failed is not in pg_stat_statements) and lock waits
+            with contextlib.suppress(OSError):
+                shutil.copyfile(servers.pg.log_path, out / "postgres.log")
         await asyncio.to_thread(servers.stop)
     with contextlib.suppress(Exception):
         report.write_charts(results, out)

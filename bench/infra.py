@@ -93,13 +93,26 @@ class Servers:
     redis: Any = None
 
     @classmethod
-    def start(cls) -> Servers:
+    def start(cls, *, statements: bool = False) -> Servers:
+        """`statements`: PostgreSQL loads pg_stat_statements (`bench.statements`), for `--statements`."""
         from exekra.embedded import EmbeddedPostgres, EmbeddedRedis
 
+        postgres: type[Any] = EmbeddedPostgres
+        if statements:
+            from bench.statements import SERVER_SETTINGS
+
+            class CountingPostgres(EmbeddedPostgres):
+                def _command(self, port: int) -> list[str]:
+                    command: list[str] = super()._command(port)
+                    for key, value in SERVER_SETTINGS.items():
+                        command += ["-c", f"{key}={value}"]
+                    return command
+
+            postgres = CountingPostgres
         workdir = Path(tempfile.mkdtemp(prefix="exekra-bench-"))
         servers = cls(workdir)
         try:
-            servers.pg = EmbeddedPostgres(workdir / "pg", throwaway=False)
+            servers.pg = postgres(workdir / "pg", throwaway=False)
             servers.pg.start()
             servers.redis = EmbeddedRedis()
             servers.redis.start()

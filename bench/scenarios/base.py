@@ -31,6 +31,7 @@ class Context:
     peer: PrefectPeer | None = None
     connected_runners: int | None = None
     hub_workers: int = 1
+    statements: bool = False  # PostgreSQL counts statements (pg_stat_statements): `bench.statements`
     done: dict[str, Result] = field(default_factory=dict)  # this run's scenarios so far, by name
 
     def size(self, quick: int, full: int) -> int:

@@ -15,6 +15,7 @@ import time
 
 import asyncpg
 
+from bench import statements
 from bench.client import Api, Pickup, RunnerFleet, RunnerStats, SimRunner
 from bench.infra import TreeSampler, cpu_seconds_between, tree_cpu_seconds
 from bench.scenarios.base import Context, Result, attach_peer, exekra_hub, py_spy
@@ -36,7 +37,8 @@ async def database_outcome(database_url: str) -> dict[str, int]:
 
 
 _DB_COUNTERS = """
-SELECT xact_commit + xact_rollback AS transactions, tup_inserted, tup_updated, tup_deleted, tup_fetched,
+SELECT xact_commit + xact_rollback AS transactions, xact_commit AS commits, xact_rollback AS rollbacks, deadlocks,
+       tup_inserted, tup_updated, tup_deleted, tup_fetched,
        pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes
   FROM pg_stat_database WHERE datname = current_database()"""
 
@@ -88,6 +90,9 @@ async def run(ctx: Context) -> Result:
         sampler.start()
         created: list[float] = []
         timed_out = False
+        if ctx.statements:
+            await statements.prepare(hub.database_url)
+            await statements.redis_reset(ctx.servers.redis.url)
         db_before = await database_counters(hub.database_url)
         cpu_before = {name: tree_cpu_seconds(pid, name == "bench") for name, pid in sampler.roots.items()}
         with py_spy(ctx, hub.pid, "throughput", result):
@@ -106,8 +111,13 @@ async def run(ctx: Context) -> Result:
         }
         await sampler.stop()
         await fleet.stop()
-        await asyncio.sleep(1.0)  # pg_stat counters are flushed about once a second
+        # pg_stat counters are flushed about once a second; with --statements, until each hub process's LISTEN
+        # connection has run its next keep-alive (every 10 s): before it, its backend's transactions (one per
+        # notification it reads) are not in pg_stat_database yet (`bench.statements`).
+        await asyncio.sleep(statements.FLUSH_SECONDS if ctx.statements else 1.0)
         db_after = await database_counters(hub.database_url)
+        counted = await statements.snapshot(hub.database_url) if ctx.statements else None
+        redis_counted = await statements.redis_commands(ctx.servers.redis.url) if ctx.statements else {}
         outcome = await database_outcome(hub.database_url)
     elapsed = (max(completed) if completed else t1) - t0
     rate = len(completed) / elapsed if elapsed > 0 else 0.0
@@ -155,6 +165,17 @@ async def run(ctx: Context) -> Result:
     result.row(
         "lost / doubled / retried", float(lost + doubled + outcome["attemptAbove1"]), "count", "0", lost + doubled == 0
     )
+    result.details["polls204"] = len(stats.poll_overrun_s)  # long polls that ended without work
+    if counted is not None:
+        summary = statements.per_execution(counted, len(completed))
+        summary["transactionsWithoutStatement"] = per_db["transactions"] - summary["statementsPerExecution"]
+        summary["polls204PerExecution"] = len(stats.poll_overrun_s) / max(1, len(completed))
+        summary["redisCommandsPerExecution"] = {k: n / max(1, len(completed)) for k, n in redis_counted.items()}
+        result.details["statements"] = summary
+        result.row("PostgreSQL statements per execution", summary["statementsPerExecution"], "count")
+        result.row("transactions without a statement (LISTEN reads…)", summary["transactionsWithoutStatement"], "count")
+        print("\n".join(statements.lines(summary)), flush=True)
+        print(f"Redis commands per execution: {summary['redisCommandsPerExecution']}")
     if timed_out:
         result.note = f"only {len(completed)}/{count} completed before the time limit"
     await attach_peer(ctx, result, "throughput")
