@@ -16,6 +16,10 @@ WAIT_SECONDS = 25.0
 """How long one read of the child waits on the hub for its end (the hub holds at most 30 s)."""
 STOP_ANSWER_SECONDS = 3.0
 """How long a cancelled call waits for the hub to confirm the child's stop (the engine gives it 5 s in all)."""
+STOP_NEWS_SECONDS = 5.0
+"""How long a node whose child was STOPPED waits to hear that this execution is being stopped too: a stop of a
+parent stops its children in the same step, and the parent's runner hears of it at its next log upload (every 2 s).
+Heard in time, the node stops rather than fails (the parent ends STOPPED, not FAILED)."""
 _ENDED = frozenset({"COMPLETED", "FAILED", "STOPPED"})
 
 
@@ -66,6 +70,8 @@ def run(ctx: ActivityContext, params: RunParams) -> dict[str, Any]:
         "status": status,
         "outputs": child["outputs"] if status == "COMPLETED" else None,
     }
+    if status == "STOPPED":
+        ctx.wait(STOP_NEWS_SECONDS)  # at once when this execution is being stopped: the engine then stops the node
     if status != "COMPLETED":
         raise ActivityError(f"{label} ended {status}: {child.get('error') or 'no error given'}", outputs)
     ctx.emit("INFO", f"node {ctx.node_id}: {label} COMPLETED")
