@@ -16,10 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from exekra.config import Settings
 from exekra.db.migrate import upgrade_async
 from exekra.db.models import Base
+from exekra.db.raw import sqlstate
 from exekra.hub.app import create_app
 from exekra.hub.auth import security
 from exekra.hub.context import Hub
@@ -27,6 +29,8 @@ from exekra.hub.ratelimit import RateLimiter
 
 from .contract import AnswerShapes
 from .protocol import ProtocolRunner, eventually
+
+DEADLOCK = "40P01"
 
 ADMIN_EMAIL = "admin@example.com"
 PASSWORD = "correct-horse-battery"
@@ -107,8 +111,16 @@ async def hub(hub_app: FastAPI) -> AsyncIterator[Hub]:
     """The running hub's context, with every table emptied before the test."""
     state: Hub = hub_app.state.hub
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    async with state.db.transaction() as session:
-        await session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    for tries_left in reversed(range(5)):
+        # TRUNCATE locks the tables one by one: a write of the hub's own background work (the signs of life, a
+        # previous test's effects) that holds one and wants another may deadlock it, and PostgreSQL may pick it.
+        try:
+            async with state.db.transaction() as session:
+                await session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            break
+        except DBAPIError as exc:
+            if sqlstate(exc) != DEADLOCK or not tries_left:
+                raise
     await state.licensing.reload()  # TRUNCATE sends no NOTIFY: forget a licence an earlier test installed
     yield state
 
