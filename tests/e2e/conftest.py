@@ -41,13 +41,22 @@ CHAOS_RUNNER = Path(__file__).with_name("chaos_runner.py")
 DEPLOY_HAPROXY = Path(__file__).parents[2] / "deploy" / "haproxy.cfg"
 
 
+@contextlib.contextmanager
+def own_database(pg_server_url: str, tag: str) -> Iterator[str]:
+    """A migrated database of its own (`exekra_e2e_<tag>_<random>`), dropped at the end."""
+    name = f"exekra_e2e_{tag}_{secrets.token_hex(4)}"
+    url = create_database(pg_server_url, name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_database(pg_server_url, name)
+
+
 @pytest.fixture(scope="session")
 def e2e_database_url(pg_server_url: str) -> Iterator[str]:
-    name = f"exekra_e2e_{secrets.token_hex(4)}"
-    url = create_database(pg_server_url, name)
-    upgrade(url)
-    yield url
-    drop_database(pg_server_url, name)
+    with own_database(pg_server_url, "session") as url:
+        yield url
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:

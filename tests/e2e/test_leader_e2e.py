@@ -10,13 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from exekra.db.migrate import upgrade
-from exekra.embedded import create_database, drop_database
-
 from .conftest import (
     HubProcess,
     admin_client,
     health,
+    own_database,
     publish,
     schedule_runs,
     schedules_settled,
@@ -34,11 +32,8 @@ SCHEDULES = 100
 
 @pytest.fixture(scope="module")
 def leader_database_url(pg_server_url: str) -> Iterator[str]:
-    name = f"exekra_e2e_leader_{secrets.token_hex(4)}"
-    url = create_database(pg_server_url, name)
-    upgrade(url)
-    yield url
-    drop_database(pg_server_url, name)
+    with own_database(pg_server_url, "leader") as url:
+        yield url
 
 
 @pytest.fixture

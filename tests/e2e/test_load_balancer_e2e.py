@@ -24,8 +24,6 @@ import pytest
 import redis
 
 from exekra.client import AsyncExekraClient
-from exekra.db.migrate import upgrade
-from exekra.embedded import create_database, drop_database
 from tests.integration.protocol import (
     ProtocolRunner,
     create_execution,
@@ -36,10 +34,12 @@ from tests.integration.protocol import (
 )
 
 from .conftest import (
+    NOOP,
     PASSWORD,
     HubProcess,
     LoadBalancer,
     health,
+    own_database,
     publish,
     register_runner,
     wait_terminal,
@@ -52,16 +52,12 @@ ADMIN = "admin@lb.test"
 HELD_SECONDS = 20  # how long a long poll or a wait is held: a missed wake-up shows as this
 WAKE_BOUND_SECONDS = 1.0  # a correctness bound (a wake-up crossed hubs), not a benchmark
 ROUNDS = 3  # per direction
-NOOP = {"nodes": [{"id": "n", "activity": "log.message", "params": {"message": "tick"}}], "edges": []}
 
 
 @pytest.fixture(scope="module")
 def lb_database_url(pg_server_url: str) -> Iterator[str]:
-    name = f"exekra_e2e_lb_{secrets.token_hex(4)}"
-    url = create_database(pg_server_url, name)
-    upgrade(url)
-    yield url
-    drop_database(pg_server_url, name)
+    with own_database(pg_server_url, "lb") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

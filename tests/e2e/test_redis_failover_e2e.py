@@ -8,7 +8,6 @@ started twice.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +16,16 @@ import httpx
 import pytest
 import redis
 
-from exekra.db.migrate import upgrade
-from exekra.embedded import create_database, drop_database
-
 from ..redis_servers import SERVICE, SentinelCluster, Servers
-from .conftest import HubProcess, completed, executions_flowing, expect_each_completed_once, health, wait_until
+from .conftest import (
+    HubProcess,
+    completed,
+    executions_flowing,
+    expect_each_completed_once,
+    health,
+    own_database,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -30,11 +34,8 @@ BEFORE, AFTER = 5, 5  # executions completed before the failover, and created af
 
 @pytest.fixture
 def sentinel_database_url(pg_server_url: str) -> Iterator[str]:
-    name = f"exekra_e2e_sentinel_{secrets.token_hex(4)}"
-    url = create_database(pg_server_url, name)
-    upgrade(url)
-    yield url
-    drop_database(pg_server_url, name)
+    with own_database(pg_server_url, "sentinel") as url:
+        yield url
 
 
 def test_a_sentinel_failover_moves_the_hubs_queue_to_the_new_master_without_losing_or_doubling_an_execution(

@@ -12,13 +12,12 @@ import httpx
 import pytest
 
 from exekra.client import ExekraClient
-from exekra.db.migrate import upgrade
-from exekra.embedded import create_database, drop_database
 
 from .conftest import (
     HubProcess,
     RunnerProcess,
     admin_client,
+    own_database,
     publish,
     schedule_runs,
     schedules_settled,
@@ -36,11 +35,8 @@ NOOP = {"nodes": [{"id": "n", "activity": "log.message", "params": {"message": "
 @pytest.fixture(scope="module")
 def own_database_url(pg_server_url: str) -> Iterator[str]:
     """A database of this module's own: no other hub's scheduler fires its triggers."""
-    name = f"exekra_e2e_trig_{secrets.token_hex(4)}"
-    url = create_database(pg_server_url, name)
-    upgrade(url)
-    yield url
-    drop_database(pg_server_url, name)
+    with own_database(pg_server_url, "trig") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
