@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import re
 import signal
@@ -32,6 +31,7 @@ from exekra.hub import observability
 from exekra.hub.alerts.worker import AlertWorker
 from exekra.hub.auth import owners
 from exekra.hub.auth.security import RunnerTokens
+from exekra.hub.collector import Collector
 from exekra.hub.context import Hub
 from exekra.hub.credentials.reseal import reseal_at_start
 from exekra.hub.dashboard.routes import install_dashboard
@@ -146,15 +146,6 @@ async def _count_end(transition: Transition) -> None:
     observability.FINISHED.labels(transition.status or transition.rule).inc()
 
 
-def _freeze_startup_objects() -> None:
-    """Move what start-up built (modules, the app, its routes and models: about 230,000 objects) out of the
-    garbage collector's reach. Each full collection walked them all again: 90-140 ms in which the process
-    answered nothing (bench/RESULTS.md, 2026-12-03 18:05); frozen, it takes about 10 ms. They live as long
-    as the process anyway."""
-    gc.collect()
-    gc.freeze()
-
-
 def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
     """The hub's ASGI application.
 
@@ -182,13 +173,15 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         if settings.alerts_enabled:
             await hub.alerts.start()
         restore = _close_on_signal(hub) if close_on_signal else None
-        _freeze_startup_objects()
+        app.state.collector = collector = Collector()
+        collector.start()
         try:
             yield
         finally:
             if restore is not None:
                 restore()
             hub.executions.close()
+            await collector.stop()
             await hub.alerts.stop()
             await hub.leader.stop()
             await hub.dispatcher.stop()

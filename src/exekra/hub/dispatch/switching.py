@@ -15,10 +15,12 @@ import logging
 import uuid
 
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from exekra.config import Settings
 from exekra.db.raw import Statements
 from exekra.db.session import Database
+from exekra.hub import collector
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch.direct import DirectDispatcher
 from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
@@ -37,6 +39,7 @@ STARTUP_RECOVERY_SECONDS = 10.0
 RECOVERY_RETRY_SECONDS = 2.0
 REDIS = "redis"
 DIRECT = "direct"
+TIMEOUTS = (TimeoutError, RedisTimeout)
 
 
 class SwitchingDispatcher:
@@ -69,6 +72,7 @@ class SwitchingDispatcher:
                 attempts=settings.queue_attempts,
                 reconcile_interval=settings.queue_reconcile_seconds,
             )
+        self.timeout = settings.redis_timeout_seconds
         self.mode = DIRECT
         self.mode_changes = 0
         self._identity = ""  # of the Redis server whose queue was last reconciled
@@ -179,6 +183,11 @@ class SwitchingDispatcher:
             await self.queue.remember_duplicate(workflow_id, key, execution_id, seconds)
 
     def _redis_failed(self, exc: Exception) -> None:
+        if isinstance(exc, TIMEOUTS) and collector.stood_still_within(self.timeout):
+            # The process stood still (a long garbage collection) past the command's deadline, not Redis: the
+            # command fails and its caller falls back, the mode stays. A Redis really gone fails the next command.
+            log.info("a Redis command timed out while the process stood still for garbage collection: %s", exc)
+            return
         self._switch(DIRECT, f"Redis unavailable ({type(exc).__name__}: {exc})")
 
     def _switch(self, mode: str, reason: str) -> None:
