@@ -143,6 +143,7 @@ class RunnerStats:
 
     pickups: list[Pickup] = field(default_factory=list)
     heartbeat_s: list[float] = field(default_factory=list)
+    heartbeat_wall: list[float] = field(default_factory=list)  # when each of `heartbeat_s` was sent (time.time())
     poll_overrun_s: list[float] = field(default_factory=list)  # a 204 long poll's time beyond its `wait`
     call_s: dict[str, list[float]] = field(default_factory=dict)  # start / logs / complete round trips
     errors: dict[str, int] = field(default_factory=dict)
@@ -207,12 +208,13 @@ class SimRunner:
         self.lines_with_complete = answer.get("completeTakesLines") is True
 
     async def heartbeat(self) -> None:
-        t0 = time.perf_counter()
+        sent, t0 = time.time(), time.perf_counter()
         status, _ = await request(
             self.heartbeat_http, "POST", self.base_url + "/api/runner/heartbeat", json=HEARTBEAT, headers=self.headers
         )
         if status == 200:
             self.stats.heartbeat_s.append(time.perf_counter() - t0)
+            self.stats.heartbeat_wall.append(sent)
         else:
             self.stats.error(f"heartbeat {status}")
 
