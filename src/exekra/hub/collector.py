@@ -4,7 +4,7 @@ CPython's full collection walks every object the collector tracks, and stops the
 holds many: each open long poll is a chain of about 150 (the coroutines of the ASGI stack, their closures, the
 request, its task, timer and event), so with 10,000 connected runners a full collection walked about 1.6 million
 objects and stopped the hub for 1.3 s, every 5 s; heartbeats waited and Redis commands timed out
-(bench/RESULTS.md, 2026-12-04 18:00). Almost all of those objects are alive: a full collection found 0 to 56
+(bench/RESULTS.md, 2026-12-04 17:50). Almost all of those objects are alive: a full collection found 0 to 56
 pieces of garbage each time.
 
 So a hub process lets the collector walk only what is new:
@@ -80,6 +80,7 @@ class Collector:
         self._started = 0.0
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reclaiming = False
 
     def start(self) -> None:
         """Freeze what exists now and follow every collection from here on."""
@@ -102,9 +103,13 @@ class Collector:
     def reclaim(self) -> Reclaimed:
         """Collect the garbage that frozen objects hold in cycles, then freeze the survivors again."""
         started = time.perf_counter()
-        gc.unfreeze()
-        objects = gc.collect()
-        gc.freeze()
+        self._reclaiming = True  # its long pause is expected: logged once, by the caller
+        try:
+            gc.unfreeze()
+            objects = gc.collect()
+            gc.freeze()
+        finally:
+            self._reclaiming = False
         return Reclaimed(objects, time.perf_counter() - started)
 
     async def _reclaim_forever(self) -> None:
@@ -128,7 +133,7 @@ class Collector:
             _last_stall_end = time.monotonic()
         generation = info["generation"]
         GC_PAUSE_SECONDS.labels(str(generation)).observe(paused)
-        if paused >= LONG_PAUSE_SECONDS:
+        if paused >= LONG_PAUSE_SECONDS and not self._reclaiming:
             log.warning(
                 "garbage collector: generation %d stood the process still for %.0f ms (%d objects freed)",
                 generation,
