@@ -146,12 +146,13 @@ async def _count_end(transition: Transition) -> None:
     observability.FINISHED.labels(transition.status or transition.rule).inc()
 
 
-def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
+def create_app(settings: Settings, *, owns_process: bool = False) -> FastAPI:
     """The hub's ASGI application.
 
-    `close_on_signal` (the `exekra hub` process, each of its workers): on SIGINT or SIGTERM the held long polls
-    answer 204 and the log streams and held reads end at once, before the server waits for open connections,
-    so that a shutdown takes about a second plus whatever real work is in flight.
+    `owns_process` (the `exekra hub` process, each of its workers; not a hub that a test runs in its own process):
+    on SIGINT or SIGTERM the held long polls answer 204 and the log streams and held reads end at once, before the
+    server waits for open connections, so that a shutdown takes about a second plus whatever real work is in
+    flight; and the process's garbage collector follows the hub's policy (`collector`).
     """
 
     @asynccontextmanager
@@ -172,16 +173,18 @@ def create_app(settings: Settings, *, close_on_signal: bool = False) -> FastAPI:
         await hub.leader.start()
         if settings.alerts_enabled:
             await hub.alerts.start()
-        restore = _close_on_signal(hub) if close_on_signal else None
-        app.state.collector = collector = Collector()
-        collector.start()
+        restore = _close_on_signal(hub) if owns_process else None
+        collector = Collector() if owns_process else None
+        if collector is not None:
+            collector.start()
         try:
             yield
         finally:
+            if collector is not None:
+                await collector.stop()
             if restore is not None:
                 restore()
             hub.executions.close()
-            await collector.stop()
             await hub.alerts.stop()
             await hub.leader.stop()
             await hub.dispatcher.stop()

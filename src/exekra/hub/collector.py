@@ -1,32 +1,23 @@
 """The garbage collector of a hub process: short pauses with thousands of open long polls.
 
-CPython's full collection walks every object the collector tracks, and stops the process while it does. A hub
-holds many: each open long poll is a chain of about 150 (the coroutines of the ASGI stack, their closures, the
-request, its task, timer and event), so with 10,000 connected runners a full collection walked about 1.6 million
-objects and stopped the hub for 1.3 s, every 5 s; heartbeats waited and Redis commands timed out
-(bench/RESULTS.md, 2026-12-04 17:50). Almost all of those objects are alive: a full collection found 0 to 56
-pieces of garbage each time.
+A full collection walks every tracked object while the process stands still. Each open long poll keeps about 150
+alive (the ASGI stack's coroutines, closures, its task and timer), so at 10,000 runners full collections of 1.3 s
+came every 5 s and found almost nothing to free (bench/RESULTS.md, 2026-12-04 17:50). So the collector only walks
+what is new: what start-up built, and the survivors of every collection of generation 1 or 2, are frozen
+(`gc.freeze`; a frozen object is still freed when its last reference goes). Garbage that frozen objects hold in
+reference cycles is reclaimed every `RECLAIM_SECONDS`: unfreeze, collect, freeze (the one long pause left).
 
-So a hub process lets the collector walk only what is new:
-
-- what start-up built (modules, the app, its routes and models) is frozen once (`gc.freeze`): no collection
-  walks it again;
-- after each collection of the middle or the oldest generation, its survivors are frozen too: an object that
-  outlived two collections is out of reach, and no collection walks more than the objects allocated since the
-  last one. (Freezing only after full collections still left a full one of 100-250 ms every 4 s at 10,000
-  runners: it walked everything promoted since the one before.) A frozen object is still freed the moment its
-  last reference goes (reference counting); only garbage held in a reference cycle among frozen objects waits;
-- for that garbage, every `RECLAIM_SECONDS` everything is unfrozen, collected once, and frozen again: the one
-  long pause, logged with what it freed.
-
-Every collection's pause is observed in `exekra_gc_pause_seconds` by generation; one of `LONG_PAUSE_SECONDS` or
-more is logged. A command that timed out because the whole process stood still says nothing about the server it
-waited for: `stood_still_within` lets the Redis failure detection tell the two apart.
+One policy per process, for the process that serves a hub (`create_app(owns_process=True)`): a test process
+running hubs in-process keeps CPython's own. Pauses are reported from the event loop
+(`exekra_gc_pause_seconds`; 250 ms or more logged): the hook that measures them runs inside an allocation, where
+it must take no lock. `stood_still` lets the Redis failure detection tell a timeout caused by such a pause from a
+slow server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import logging
 import math
@@ -42,18 +33,9 @@ from exekra.hub.tasks import cancel_tasks
 log = logging.getLogger(__name__)
 
 RECLAIM_SECONDS = 3600.0
+REPORT_SECONDS = 1.0
 LONG_PAUSE_SECONDS = 0.25
-STALL_SECONDS = 0.1  # a pause this long may make a bounded wait time out
 FREEZE_AFTER = 1  # the generation from which a collection's survivors are frozen
-
-_last_stall_end = -math.inf  # time.monotonic() when the last collection of STALL_SECONDS or more ended
-
-
-def stood_still_within(seconds: float) -> bool:
-    """Whether a garbage collection of `STALL_SECONDS` or more ended in the last `seconds` (timers that came due
-    while the process stood still fire as soon as it ends)."""
-    return time.monotonic() - _last_stall_end < seconds
-
 
 GC_PAUSE_SECONDS = Histogram(
     "exekra_gc_pause_seconds",
@@ -62,6 +44,17 @@ GC_PAUSE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
     registry=REGISTRY,
 )
+
+# The longest pause that ended lately: (time.monotonic() at its end, its length). Written by the hook, read by
+# `stood_still`; a tuple assignment is atomic.
+_last_pause: tuple[float, float] = (-math.inf, 0.0)
+
+
+def stood_still(at_least: float, within: float) -> bool:
+    """Whether a collection of `at_least` seconds ended in the last `within` seconds (timers that came due while
+    the process stood still fire as soon as it ends)."""
+    ended, length = _last_pause
+    return length >= at_least and time.monotonic() - ended < within
 
 
 @dataclass(frozen=True)
@@ -73,32 +66,32 @@ class Reclaimed:
 
 
 class Collector:
-    """One hub's policy over the process's garbage collector (module docstring); `start` and `stop` it with the hub."""
+    """The policy of the module's docstring, from `start` to `stop` (one per process)."""
 
     def __init__(self, reclaim_seconds: float = RECLAIM_SECONDS) -> None:
         self.reclaim_seconds = reclaim_seconds
         self._started = 0.0
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._reclaiming = False
+        self._pauses: collections.deque[tuple[int, float, int]] = collections.deque(maxlen=10_000)
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         """Freeze what exists now and follow every collection from here on."""
-        self._loop = asyncio.get_running_loop()
-        gc.collect()
-        gc.freeze()
-        gc.callbacks.append(self._observe)
-        self._task = asyncio.create_task(self._reclaim_forever(), name="exekra-gc-reclaim")
+        self._collect_and_freeze()
+        gc.callbacks.append(self._hook)
+        self._tasks = [
+            asyncio.create_task(self._reclaim_forever(), name="exekra-gc-reclaim"),
+            asyncio.create_task(self._report_forever(), name="exekra-gc-report"),
+        ]
 
     async def stop(self) -> None:
-        """Let go of the collector: nothing is frozen any more (a process that goes on, such as a test run, collects
-        the garbage the frozen objects held in the usual way)."""
-        if self._observe in gc.callbacks:
-            gc.callbacks.remove(self._observe)
+        """Back to CPython's own policy, nothing frozen."""
+        if self._hook in gc.callbacks:
+            gc.callbacks.remove(self._hook)
         gc.unfreeze()
-        if self._task is not None:
-            await cancel_tasks([self._task])
-            self._task = None
+        await cancel_tasks(self._tasks)
+        self._tasks = []
+        self.report()
 
     def reclaim(self) -> Reclaimed:
         """Collect the garbage that frozen objects hold in cycles, then freeze the survivors again."""
@@ -106,11 +99,29 @@ class Collector:
         self._reclaiming = True  # its long pause is expected: logged once, by the caller
         try:
             gc.unfreeze()
-            objects = gc.collect()
-            gc.freeze()
+            objects = self._collect_and_freeze()
         finally:
             self._reclaiming = False
         return Reclaimed(objects, time.perf_counter() - started)
+
+    def report(self) -> None:
+        """Observe (and log the long ones of) the pauses the hook noted since the last report."""
+        while self._pauses:
+            generation, paused, freed = self._pauses.popleft()
+            GC_PAUSE_SECONDS.labels(str(generation)).observe(paused)
+            if paused >= LONG_PAUSE_SECONDS and freed >= 0:
+                log.warning(
+                    "garbage collector: generation %d stood the process still for %.0f ms (%d objects freed)",
+                    generation,
+                    paused * 1000,
+                    freed,
+                )
+
+    @staticmethod
+    def _collect_and_freeze() -> int:
+        objects = gc.collect()
+        gc.freeze()
+        return objects
 
     async def _reclaim_forever(self) -> None:
         while True:
@@ -118,29 +129,24 @@ class Collector:
             done = self.reclaim()
             log.info("garbage collector: reclaimed %d objects in %.0f ms", done.objects, done.seconds * 1000)
 
-    def _freeze(self) -> None:
-        if self._observe in gc.callbacks:  # not once stopped
-            gc.freeze()
+    async def _report_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_SECONDS)
+            self.report()
 
-    def _observe(self, phase: str, info: dict[str, Any]) -> None:
-        """`gc.callbacks`' hook: time each collection; after one of an older generation, freeze its survivors."""
+    def _hook(self, phase: str, info: dict[str, Any]) -> None:
+        """`gc.callbacks`: note each collection's pause; after one of generation 1 or 2, freeze its survivors.
+
+        It runs inside whatever allocation started the collection, in any thread: no lock (the metrics' and the
+        logs' are taken by `report`), no event loop; a deque's append and a tuple assignment are atomic.
+        """
         if phase == "start":
             self._started = time.perf_counter()
             return
         paused = time.perf_counter() - self._started
-        if paused >= STALL_SECONDS:
-            global _last_stall_end
-            _last_stall_end = time.monotonic()
-        generation = info["generation"]
-        GC_PAUSE_SECONDS.labels(str(generation)).observe(paused)
-        if paused >= LONG_PAUSE_SECONDS and not self._reclaiming:
-            log.warning(
-                "garbage collector: generation %d stood the process still for %.0f ms (%d objects freed)",
-                generation,
-                paused * 1000,
-                info["collected"],
-            )
-        if generation >= FREEZE_AFTER and self._loop is not None:
-            # Outside the collection, on the loop's next turn (a collection may run in any thread): what survived
-            # it is alive, and stays out of reach. After `reclaim`, which freezes by itself, it finds little new.
-            self._loop.call_soon_threadsafe(self._freeze)
+        global _last_pause
+        if paused >= _last_pause[1] or time.monotonic() - _last_pause[0] > 1.0:
+            _last_pause = (time.monotonic(), paused)
+        self._pauses.append((info["generation"], paused, -1 if self._reclaiming else info["collected"]))
+        if info["generation"] >= FREEZE_AFTER:
+            gc.freeze()  # the collection is over and the younger generations are empty: only its survivors

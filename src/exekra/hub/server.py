@@ -69,7 +69,7 @@ def serve(settings: Settings) -> int:
     if settings.hub_workers == 1:
         from exekra.hub.app import create_app
 
-        uvicorn.run(create_app(settings, close_on_signal=True), **options)  # exits with 3 itself when start-up fails
+        uvicorn.run(create_app(settings, owns_process=True), **options)  # exits with 3 itself when start-up fails
         return 0
     # Workers are fresh interpreters that read the environment: overrides from the command line go there.
     os.environ["EXEKRA_HOST"] = settings.host
@@ -90,7 +90,7 @@ def app_from_environment() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
     _stop_when_orphaned()
-    return create_app(settings, close_on_signal=True)
+    return create_app(settings, owns_process=True)
 
 
 def _stop_when_orphaned() -> None:

@@ -183,9 +183,10 @@ class SwitchingDispatcher:
             await self.queue.remember_duplicate(workflow_id, key, execution_id, seconds)
 
     def _redis_failed(self, exc: Exception) -> None:
-        if isinstance(exc, TIMEOUTS) and collector.stood_still_within(self.timeout):
-            # The process stood still (a long garbage collection) past the command's deadline, not Redis: the
-            # command fails and its caller falls back, the mode stays. A Redis really gone fails the next command.
+        if isinstance(exc, TIMEOUTS) and collector.stood_still(at_least=self.timeout / 2, within=self.timeout):
+            # The process stood still (a long garbage collection) for most of the command's time, not Redis: the
+            # command fails (Redis may have carried it out: the reconciliation repairs the queue) and its caller
+            # falls back; the mode stays. A Redis really gone fails the next command, or the probe.
             log.info("a Redis command timed out while the process stood still for garbage collection: %s", exc)
             return
         self._switch(DIRECT, f"Redis unavailable ({type(exc).__name__}: {exc})")
