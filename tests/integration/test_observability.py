@@ -4,7 +4,6 @@ the request's context."""
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import re
