@@ -156,7 +156,7 @@ async def running_hub(database_url: str, home: Path) -> AsyncIterator[tuple[Hub,
         secret_key="ZXhla3JhIGRhc2hib2FyZCBwZXJmIGtleSAzMiBieXQ=",  # 32 bytes in base64
         rate_limit_per_minute=10_000_000,
     )
-    app = create_app(settings)
+    app = create_app(settings, owns_process=True)  # the hub is what this process runs: its collector policy too
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub", timeout=120) as client:
