@@ -3,23 +3,20 @@ pauses reach `/metrics` from the event loop."""
 
 from __future__ import annotations
 
-import re
-
 import httpx
 
+from tests.integration.protocol import sample
+
 from .conftest import HubProcess, wait_until
-
-
-def _collections(metrics: str, generation: int) -> float:
-    found = re.search(rf'^exekra_gc_pause_seconds_count\{{generation="{generation}"\}} (\S+)$', metrics, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 def test_the_hub_process_reports_its_garbage_collections(hub_process: HubProcess, api: httpx.Client) -> None:
     def young_collections() -> float:
         for _ in range(50):  # requests allocate: young collections follow
             assert api.get("/api/executions", params={"limit": 50}).status_code == 200
-        return _collections(httpx.get(f"{hub_process.url}/metrics", timeout=5).text, 0)
+        return sample(
+            httpx.get(f"{hub_process.url}/metrics", timeout=5).text, "exekra_gc_pause_seconds_count", generation="0"
+        )
 
     seen = wait_until(young_collections, 30, interval=0.2, what="a young collection in exekra_gc_pause_seconds")
     assert seen >= 1

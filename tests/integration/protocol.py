@@ -224,6 +224,14 @@ async def post_form(c: httpx.AsyncClient, path: str, data: dict[str, str], *, pa
     return await c.post(path, data={**data, "csrf": token})
 
 
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one sample of the exposition (0 when absent)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    pattern = rf"^{re.escape(name)}(?:\{{{re.escape(wanted)}\}})? (\S+)$" if labels else rf"^{re.escape(name)} (\S+)$"
+    found = re.search(pattern, metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def held_requests(metrics: str, kind: str) -> float:
     """How many requests of `kind` a hub process holds open, from its `/metrics` text."""
     prefix = f'exekra_held_requests{{kind="{kind}"}} '

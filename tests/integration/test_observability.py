@@ -17,15 +17,7 @@ from exekra.hub.context import Hub
 from exekra.hub.observability import REGISTRY, JsonFormatter
 
 from .conftest import SIMPLE_DEFINITION, HubWith
-from .protocol import ProtocolRunner, publish_workflow, running_execution
-
-
-def sample(metrics: str, name: str, **labels: str) -> float:
-    """The value of one sample of the exposition (0 when absent)."""
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    pattern = rf"^{re.escape(name)}(?:\{{{re.escape(wanted)}\}})? (\S+)$" if labels else rf"^{re.escape(name)} (\S+)$"
-    found = re.search(pattern, metrics, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+from .protocol import ProtocolRunner, publish_workflow, running_execution, sample
 
 
 async def test_metrics_count_requests_by_route_template_and_executions_by_their_latencies_and_end(

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 RECLAIM_SECONDS = 3600.0
 REPORT_SECONDS = 1.0
 LONG_PAUSE_SECONDS = 0.25
+STALL_SECONDS = 0.05  # a shorter pause excuses no timeout
 FREEZE_AFTER = 1  # the generation from which a collection's survivors are frozen
 
 GC_PAUSE_SECONDS = Histogram(
@@ -45,7 +46,7 @@ GC_PAUSE_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
-# The longest pause that ended lately: (time.monotonic() at its end, its length). Written by the hook, read by
+# The last pause of STALL_SECONDS or more: (time.monotonic() at its end, its length). Written by the hook, read by
 # `stood_still`; a tuple assignment is atomic.
 _last_pause: tuple[float, float] = (-math.inf, 0.0)
 
@@ -144,8 +145,8 @@ class Collector:
             self._started = time.perf_counter()
             return
         paused = time.perf_counter() - self._started
-        global _last_pause
-        if paused >= _last_pause[1] or time.monotonic() - _last_pause[0] > 1.0:
+        if paused >= STALL_SECONDS:
+            global _last_pause
             _last_pause = (time.monotonic(), paused)
         self._pauses.append((info["generation"], paused, -1 if self._reclaiming else info["collected"]))
         if info["generation"] >= FREEZE_AFTER:
