@@ -7,9 +7,10 @@ way (`audit.record`). The hub's `Database` hands every transaction to the `Effec
 - just before the commit, inside the transaction: the audit rows (one INSERT), and each assignment announced
   to the other hub processes (`NOTIFY`, which PostgreSQL delivers at commit). An execution's end is announced
   by the ending statement itself (`lifecycle`), which saves a round trip on the runner's `complete`;
-- after the commit, in this process: a queued execution is offered to the dispatcher, one that left the
-  queue leaves Redis, an assigned one wakes its runner's long poll, a freed idle runner is offered work, then
-  the executions waiting for a freed concurrency slot are offered, and the end hooks run.
+- after the commit, in this process: a queued execution is offered to the dispatcher (a re-queued one before
+  the runner and the slot it let go of), one that left the queue leaves Redis, an assigned one wakes its
+  runner's long poll, a freed idle runner is offered work, then the executions waiting for a freed
+  concurrency slot are offered, and the end hooks run.
 
 A transaction that rolls back applies nothing: what it recorded goes with it.
 """
@@ -141,8 +142,14 @@ class EffectApplier:
             if effects.unqueued and t.execution_id is not None:
                 await dispatcher.execution_unqueued(t.execution_id, t.status or t.rule)
             if effects.queued and t.execution_id is not None:
-                # Matching runs beside the caller, whose answer never waits for a runner (SPEC §4, create).
-                tasks.spawn(dispatcher.execution_queued(t.execution_id))
+                if effects.frees_runner or effects.frees_slot:
+                    # A re-queue: its own claim before those of the runner and the slot it let go of. Beside them,
+                    # each claim would skip the execution the other holds (SKIP LOCKED), and a younger execution
+                    # waiting for the slot would take it and the runner, the re-queued one losing its place.
+                    await dispatcher.execution_requeued(t.execution_id)
+                else:
+                    # Matching runs beside the caller, whose answer never waits for a runner (SPEC §4, create).
+                    tasks.spawn(dispatcher.execution_queued(t.execution_id))
             if effects.frees_runner and t.runner_idle and t.runner_id is not None:
                 await dispatcher.runner_idle(t.runner_id)
             if effects.frees_slot and t.slot is not None:

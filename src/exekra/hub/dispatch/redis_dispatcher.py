@@ -96,16 +96,21 @@ class RedisDispatcher(ModeDispatcher):
     async def execution_queued(self, execution_id: uuid.UUID) -> None:
         self._inbox.put_nowait(execution_id)
 
+    async def execution_requeued(self, execution_id: uuid.UUID) -> None:
+        await self._dispatch(execution_id)
+
     async def _work(self) -> None:
         while True:
-            execution_id = await self._inbox.get()
-            if not self.active:
-                await self._fall_back(execution_id)
-                continue
-            try:
-                await self.dispatch_job(execution_id)
-            except QueueUnavailable:
-                await self._fall_back(execution_id)  # Redis went away: the switch to direct has happened
+            await self._dispatch(await self._inbox.get())
+
+    async def _dispatch(self, execution_id: uuid.UUID) -> None:
+        if not self.active:
+            await self._fall_back(execution_id)
+            return
+        try:
+            await self.dispatch_job(execution_id)
+        except QueueUnavailable:
+            await self._fall_back(execution_id)  # Redis went away: the switch to direct has happened
 
     async def _fall_back(self, execution_id: uuid.UUID) -> None:
         try:

@@ -109,6 +109,13 @@ class SwitchingDispatcher:
         else:
             await self.direct.execution_queued(execution_id)
 
+    async def execution_requeued(self, execution_id: uuid.UUID) -> None:
+        redis = self._redis()
+        if redis is not None:
+            await redis.execution_requeued(execution_id)
+        else:
+            await self.direct.execution_requeued(execution_id)
+
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         redis = self._redis()
         if redis is not None:
