@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -13,6 +14,7 @@ from exekra.hub import effects, lifecycle
 from exekra.hub.audit.service import Actor
 from exekra.hub.context import Hub
 from exekra.hub.effects import Transition
+from exekra.hub.executions import endings
 from exekra.hub.executions.creation import ExecutionRequest, new_execution
 from exekra.hub.executions.models import TriggerType
 
@@ -52,6 +54,8 @@ async def test_a_stop_rolled_back_applies_nothing_and_the_committed_one_applies_
 
     remove_hook = hub.effects.on_end(record_end)
     end_waiter = hub.executions.endings.register(execution_id)
+    async with hub.db.statement() as session:  # as a waiting client does: its end is announced from now on
+        assert await lifecycle.mark_end_awaited(session, execution_id)
     try:
         with pytest.raises(Abort):
             async with hub.db.transaction() as session:
@@ -74,6 +78,28 @@ async def test_a_stop_rolled_back_applies_nothing_and_the_committed_one_applies_
     finally:
         remove_hook()
         hub.executions.endings.unregister(execution_id, end_waiter)
+
+
+async def test_only_the_end_of_an_execution_somebody_waits_for_is_announced(hub: Hub, admin: httpx.AsyncClient) -> None:
+    # Each announcement costs every listening hub process a transaction of PostgreSQL's: an end nobody waits for
+    # sends none. Notifications arrive in commit order, so the first heard is the awaited one's if the other's
+    # was not sent.
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    unawaited = uuid.UUID((await create_execution(admin, workflow_id))["id"])
+    awaited = uuid.UUID((await create_execution(admin, workflow_id))["id"])
+    async with hub.db.statement() as session:
+        assert await lifecycle.mark_end_awaited(session, awaited)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    connection = await asyncpg.connect(hub.settings.asyncpg_dsn)
+    try:
+        await connection.add_listener(endings.CHANNEL, lambda *args: heard.put_nowait(args[-1]))
+        await hub.executions.stop(unawaited, ACTOR)
+        await hub.executions.stop(awaited, ACTOR)
+        assert await asyncio.wait_for(heard.get(), 5) == str(awaited)
+        async with hub.db.statement() as session:  # an execution that has ended cannot be marked
+            assert not await lifecycle.mark_end_awaited(session, unawaited)
+    finally:
+        await connection.close()
 
 
 async def test_a_creation_rolled_back_is_never_offered_to_a_waiting_runner(

@@ -120,14 +120,18 @@ _ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 # The `ends` effect's announcement to clients waiting for an execution to end, in any hub process
 # (`exekra.hub.executions.endings`): selected by the ending statement itself, delivered when its transaction
-# commits and dropped if it rolls back, so it costs no round trip of its own.
-_ANNOUNCE_END = f"pg_notify('{endings.CHANNEL}', CAST({{}} AS text))"
+# commits and dropped if it rolls back, so it costs no round trip of its own. Sent only when somebody waits
+# (`end_awaited`, set before the waiter looks: `mark_end_awaited`), since every listening hub process reads each
+# notification in a transaction of its own. The flag is read from the row the statement changes, so a waiter's
+# mark committed before the end, or waited for by it, is always seen.
+_ANNOUNCE_END = f"CASE WHEN {{0}}.end_awaited THEN pg_notify('{endings.CHANNEL}', CAST({{0}}.id AS text)) END"
 
 
-def _announce_end(rule: Rule[Any], column: str) -> str:
-    """The select-list item that announces the end of the execution in `column`, for a rule that ends one."""
+def _announce_end(rule: Rule[Any], source: str) -> str:
+    """The select-list item that announces the end of the execution in CTE `source` (columns id, end_awaited),
+    for a rule that ends one."""
     assert rule.effects.ends, rule.name
-    return _ANNOUNCE_END.format(column)
+    return _ANNOUNCE_END.format(source)
 
 
 def _let_go(source: str, *, many: bool = False) -> str:
@@ -430,6 +434,23 @@ RETURNING id, workflow_id, priority, stop_requested"""
 )
 
 
+# A client about to wait for an execution's end (`endings`): from this statement's commit on, the statement that
+# ends the execution announces it. The row lock orders the two: an end that comes later sees the flag, and an end
+# that came first leaves no live row to mark. A hint, committed without waiting for the WAL flush: a database
+# crash may lose it, and every hub's listener then reconnects and its waiters look again.
+_MARK_END_AWAITED = text(
+    f"""
+UPDATE executions SET end_awaited = true
+ WHERE id = :execution_id AND status IN ('QUEUED','ASSIGNED','RUNNING')
+RETURNING {_ASYNC_COMMIT}"""
+)
+
+
+async def mark_end_awaited(session: Statements, execution_id: uuid.UUID) -> bool:
+    """Announce the execution's end from now on; False when it has already ended (or does not exist)."""
+    return (await session.execute(_MARK_END_AWAITED, {"execution_id": execution_id})).first() is not None
+
+
 class Parent(NamedTuple):
     """A RUNNING execution about to start a child, as `hold_parent` locked it."""
 
@@ -454,10 +475,10 @@ WITH ue AS (
            cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb,
            {_ADMIT_LOG}
      WHERE {_HELD_BY} AND status = ANY(:sources)
- RETURNING id, runner_id, workflow_id, concurrency_key, log_seq, log_dropped, has_children
+ RETURNING id, runner_id, workflow_id, concurrency_key, log_seq, log_dropped, has_children, end_awaited
 ), {_let_go("ue")}, {_store_lines("ue")}
 SELECT ue.id, ue.has_children, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
-       {_announce_end(COMPLETE, "ue.id")}
+       {_announce_end(COMPLETE, "ue")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
@@ -516,10 +537,10 @@ WITH ue AS (
     UPDATE executions SET status = 'STOPPED', completed_at = now(), stop_requested = true,
                           stop_requested_at = now(), error = :reason
      WHERE id = :execution_id AND status IN {_sources(STOP_NOW)}
- RETURNING id, runner_id, workflow_id, concurrency_key
+ RETURNING id, runner_id, workflow_id, concurrency_key, end_awaited
 ), {_let_go("ue")}
 SELECT ue.id, ur.id AS runner_id, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
-       {_announce_end(STOP_NOW, "ue.id")}
+       {_announce_end(STOP_NOW, "ue")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 )
 
@@ -866,7 +887,7 @@ _ENDED = "completed_at = now(), error = c.reason"
 
 def _stale_check(rule: Rule[S], candidates: str, changes: str, reason: str) -> StaleCheck:
     """`candidates` selects (id, runner_id, reason) from `executions x`; they are locked and changed at once."""
-    announce = f", {_announce_end(rule, 'ue.id')}" if rule.effects.ends else ""
+    announce = f", {_announce_end(rule, 'ue')}" if rule.effects.ends else ""
     statement = text(
         f"""
 WITH c AS ({candidates}
@@ -874,7 +895,7 @@ WITH c AS ({candidates}
 ), ue AS (
     UPDATE executions x SET status = '{rule.target.value}', {changes}
       FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
- RETURNING x.id, c.runner_id, c.reason, x.has_children, x.workflow_id, x.concurrency_key
+ RETURNING x.id, c.runner_id, c.reason, x.has_children, x.workflow_id, x.concurrency_key, x.end_awaited
 ), {_let_go("ue", many=True)}
 SELECT ue.id, ue.runner_id, ue.reason, ue.has_children, ur.status AS runner_status, {concurrency.FREED_COLUMNS}{announce}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""

@@ -172,6 +172,8 @@ class Execution(Base):
     parent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("executions.id", ondelete="SET NULL"))
     parent_key: Mapped[str | None] = mapped_column(String(255))
     has_children: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
+    # Somebody waits for its end (`executions.endings`): the statement that ends it announces the end.
+    end_awaited: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
     cpu_avg: Mapped[float | None] = mapped_column(Float)
     cpu_peak: Mapped[float | None] = mapped_column(Float)
     mem_avg_mb: Mapped[float | None] = mapped_column(Float)
