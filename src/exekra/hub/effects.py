@@ -4,13 +4,13 @@ A lifecycle rule declares its consequences as data (`Effects`). The statement th
 a `Transition` on its transaction (`record`); services record audit entries on their transaction the same
 way (`audit.record`). The hub's `Database` hands every transaction to the `EffectApplier` at commit:
 
-- just before the commit, inside the transaction: the audit rows (one INSERT), and each assignment announced
-  to the other hub processes (`NOTIFY`, which PostgreSQL delivers at commit). An execution's end is announced
+- just before the commit, inside the transaction: the audit rows (one INSERT). An execution's end is announced
   by the ending statement itself (`lifecycle`), which saves a round trip on the runner's `complete`;
-- after the commit, in this process: a queued execution is offered to the dispatcher (a re-queued one before
-  the runner and the slot it let go of), one that left the queue leaves Redis, an assigned one wakes its
-  runner's long poll, a freed idle runner is offered work, then the executions waiting for a freed
-  concurrency slot are offered, and the end hooks run.
+- after the commit: an assigned execution wakes its runner's long poll, in this process or announced to the
+  others (`dispatch.wakeups`), and leaves Redis; a queued execution is offered to the dispatcher (a re-queued
+  one before the runner and the slot it let go of), one that left the queue leaves Redis, a freed idle runner
+  is offered work, then the executions waiting for a freed concurrency slot are offered, and the end hooks
+  run.
 
 A transaction that rolls back applies nothing: what it recorded goes with it.
 """
@@ -122,9 +122,6 @@ class EffectApplier:
         transitions: list[Transition] = session.info.pop(_TRANSITIONS, [])
         if not transitions or self.dispatcher is None:
             return None
-        for transition in transitions:
-            if transition.effects.assigned and transition.runner_id is not None:
-                await self.dispatcher.publish_assignment(session, transition.runner_id)
 
         async def after_commit() -> None:
             for transition in transitions:

@@ -7,14 +7,16 @@ import asyncio
 import functools
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from exekra.db.migrate import upgrade
 from exekra.embedded import EmbeddedRedis, create_database, drop_database
+from exekra.hub.dispatch import wakeups
 from tests.e2e.conftest import HubProcess, wait_until
 
 from ..conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION
@@ -107,8 +109,54 @@ async def _wake_up_latency(runner: ProtocolRunner, on_other_hub: httpx.AsyncClie
     return latency
 
 
+class WakeupChannels:
+    """Hears the hubs' wake-up announcements on both ways they travel: PostgreSQL `NOTIFY` and Redis pub/sub."""
+
+    def __init__(self, database_url: str, redis_url: str | None) -> None:
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.heard: dict[str, list[str]] = {"postgres": [], "redis": []}
+
+    async def ways(self, runner_id: str, during: Awaitable[object]) -> set[str]:
+        """The ways by which an announcement for `runner_id` travelled while `during` ran."""
+        postgres = await asyncpg.connect(self.database_url)
+        redis = aioredis.Redis.from_url(self.redis_url, decode_responses=True) if self.redis_url else None
+        try:
+            await postgres.add_listener(wakeups.CHANNEL, lambda *args: self.heard["postgres"].append(args[-1]))
+            pubsub = None
+            if redis is not None:
+                pubsub = redis.pubsub()
+                await pubsub.subscribe(wakeups.CHANNEL)
+            await during
+            # Each way delivers in order: once a marker sent now arrives, whatever was sent before has arrived.
+            await postgres.execute(f"NOTIFY {wakeups.CHANNEL}, 'marker'")
+            await eventually(self._marker_through_postgres, 5, "the marker through PostgreSQL")
+            if redis is not None and pubsub is not None:
+                await redis.publish(wakeups.CHANNEL, "marker")
+                while not self._got("redis"):
+                    message = await pubsub.get_message(timeout=5)
+                    assert message is not None, "the marker through Redis"
+                    if message["type"] == "message":
+                        self.heard["redis"].append(message["data"])
+                await pubsub.aclose()
+        finally:
+            await postgres.close()
+            if redis is not None:
+                await redis.aclose()
+        return {way for way, heard in self.heard.items() if any(p.endswith(f":{runner_id}") for p in heard)}
+
+    def _got(self, way: str) -> bool:
+        return "marker" in self.heard[way]
+
+    async def _marker_through_postgres(self) -> bool:
+        return self._got("postgres")
+
+
 async def test_long_poll_on_one_hub_wakes_for_work_created_on_the_other_with_redis_and_without(
-    two_hubs: tuple[HubProcess, HubProcess], clients: tuple[httpx.AsyncClient, ...], shared_redis: EmbeddedRedis
+    two_hubs: tuple[HubProcess, HubProcess],
+    clients: tuple[httpx.AsyncClient, ...],
+    shared_redis: EmbeddedRedis,
+    processes_database_url: str,
 ) -> None:
     hub_a, hub_b = two_hubs
     on_a, on_b = clients
@@ -116,18 +164,46 @@ async def test_long_poll_on_one_hub_wakes_for_work_created_on_the_other_with_red
     workflow_id = await publish_workflow(on_a, f"wf-{label}", SIMPLE_DEFINITION, labels=[label])
     async with httpx.AsyncClient(base_url=hub_a.url, timeout=60) as runner_http:
         runner = await _runner(on_a, runner_http, labels=[label])
+        assert runner.runner_id is not None
         assert (await runner.poll()).status_code == 204  # ONLINE and idle
         wait_for_mode("redis", hub_a, hub_b)
+        await _subscribed(shared_redis.url, 2)
 
-        assert await _wake_up_latency(runner, on_b, workflow_id) < 1.0
+        # In Redis mode the announcement goes by Redis only: a NOTIFY costs every listening hub a transaction.
+        latency = _wake_up_latency(runner, on_b, workflow_id)
+        channels = WakeupChannels(processes_database_url, shared_redis.url)
+        assert await channels.ways(runner.runner_id, _bounded(latency, 1.0)) == {"redis"}
 
         shared_redis.stop()
         try:
             wait_for_mode("direct", hub_a, hub_b)
-            assert await _wake_up_latency(runner, on_b, workflow_id) < 1.0
+            latency = _wake_up_latency(runner, on_b, workflow_id)
+            channels = WakeupChannels(processes_database_url, None)
+            assert await channels.ways(runner.runner_id, _bounded(latency, 1.0)) == {"postgres"}
         finally:
             shared_redis.start()
         wait_for_mode("redis", hub_a, hub_b)
+
+        # Subscribed again to the restarted Redis: wake-ups go by Redis again.
+        await _subscribed(shared_redis.url, 2)
+        latency = _wake_up_latency(runner, on_b, workflow_id)
+        channels = WakeupChannels(processes_database_url, shared_redis.url)
+        assert await channels.ways(runner.runner_id, _bounded(latency, 1.0)) == {"redis"}
+
+
+async def _subscribed(redis_url: str, hubs: int) -> None:
+    """Wait until `hubs` hub processes are subscribed to the wake-ups in Redis."""
+
+    async def subscribed() -> bool:
+        async with aioredis.Redis.from_url(redis_url, decode_responses=True) as redis:
+            return dict(await redis.pubsub_numsub(wakeups.CHANNEL)).get(wakeups.CHANNEL) == hubs
+
+    await eventually(subscribed, 10, f"{hubs} hubs subscribed to the wake-ups in Redis")
+
+
+async def _bounded(latency: Awaitable[float], bound: float) -> None:
+    """A wake-up that crossed the processes: within `bound` seconds (a correctness bound, not a benchmark)."""
+    assert await latency < bound
 
 
 async def test_two_hub_processes_never_assign_an_execution_twice(

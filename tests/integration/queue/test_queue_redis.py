@@ -7,19 +7,25 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from exekra.embedded import EmbeddedRedis
 from exekra.hub.audit.service import Actor
+from exekra.hub.dispatch import wakeups
 from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
 from exekra.hub.dispatch.queue import COMPLETED, FAILED, Head, RedisQueue
+from exekra.hub.dispatch.wakeups import Wakeups
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import TriggerType
 from exekra.hub.lifecycle import Assignment
+from exekra.hub.listener import Listener
+from exekra.hub.redis_client import redis_client
+from exekra.hub.tasks import cancel_tasks
 
 from ..protocol import eventually
 from .conftest import (
@@ -323,3 +329,47 @@ async def test_stopping_a_queued_execution_takes_it_out_of_the_redis_queue(hub: 
 
 async def _waiting(queue: RedisQueue, execution_id: str) -> bool:
     return uuid.UUID(execution_id) in await queue.waiting_ids()
+
+
+async def test_an_assignment_is_announced_by_the_script_that_records_it(queue: RedisQueue) -> None:
+    execution_id, runner_id = uuid.uuid4(), uuid.uuid4()
+    async with queue.redis.pubsub() as pubsub:
+        await pubsub.subscribe(wakeups.CHANNEL)
+        await queue.mark_assigned(execution_id, runner_id, (wakeups.CHANNEL, f"origin:{runner_id}"))
+        messages = [await pubsub.get_message(timeout=5) for _ in range(2)]
+    assert [(m["type"], m["data"]) for m in messages if m] == [("subscribe", 1), ("message", f"origin:{runner_id}")]
+    record = (await queue.history(COMPLETED, 1))[0]
+    assert (record["id"], record["outcome"], record["runnerId"]) == (str(execution_id), "assigned", str(runner_id))
+
+
+async def test_wakeups_through_redis_wake_this_processes_polls_and_resubscribe_after_a_restart(
+    redis_server: EmbeddedRedis,
+) -> None:
+    heard = Wakeups(Listener("postgresql://never-started"), cast(Any, None))
+    redis = redis_client(redis_server.url, timeout=0.5, max_connections=4, pool_wait=1)
+    hearing = asyncio.create_task(heard.hear_redis(redis))
+    mine, theirs = uuid.uuid4(), uuid.uuid4()
+    mine_polls, their_polls = heard.register(mine), heard.register(theirs)
+
+    async def subscribed() -> bool:
+        async with aioredis.Redis.from_url(redis_server.url, decode_responses=True) as asking:
+            return dict(await asking.pubsub_numsub(wakeups.CHANNEL)).get(wakeups.CHANNEL) == 1
+
+    try:
+        await eventually(subscribed, 10, "the subscription")
+        assert mine_polls.is_set(), "subscribing wakes every poll: announcements may have been missed before"
+        mine_polls.clear()
+        their_polls.clear()
+        await redis.publish(wakeups.CHANNEL, heard.payload(mine))  # this process's own: already woken locally
+        await redis.publish(wakeups.CHANNEL, f"{uuid.uuid4().hex}:{theirs}")  # another process's
+        assert await heard.wait(their_polls, 5)
+        assert not mine_polls.is_set(), "delivered in order: the own announcement, before, was ignored"
+
+        redis_server.stop()
+        their_polls.clear()
+        redis_server.start()
+        await eventually(subscribed, 10, "the subscription again, once Redis is back")
+        assert await heard.wait(their_polls, 5), "resubscribing wakes every poll"
+    finally:
+        await cancel_tasks([hearing])
+        await redis.aclose()

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from typing import Protocol
 
-from exekra.db.raw import Statements
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
 from exekra.hub.lifecycle import Assignment
@@ -39,11 +38,9 @@ class Dispatcher(Protocol):
         """After the commit of a change that freed concurrency slots of `group` (an execution of it let go of
         one, or its workflow's limit was raised): offer the executions that wait for them, best first."""
 
-    async def publish_assignment(self, session: Statements, runner_id: uuid.UUID) -> None:
-        """From the claim's commit hook: announce the assignment to the other hub processes."""
-
     async def execution_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
-        """After the claim's commit: wake the runner's poll in this process; the queue records the job."""
+        """After the claim's commit: wake the runner's poll, in this process or announced to the others
+        (`wakeups`); the queue records the job."""
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         """A runner is idle (it polled or finished): give it the best queued execution it may run.

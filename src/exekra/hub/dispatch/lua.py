@@ -123,13 +123,15 @@ return {best_id, best_sig, seq}
 """
 
 # KEYS: signatures, job:<id>, jobs:completed, held
-# ARGV: queue key prefix, id, signature hint, expected seq ('' = any), outcome, runner id, now ms, keep
+# ARGV: queue key prefix, id, signature hint, expected seq ('' = any), outcome, runner id, now ms, keep,
+#       [channel, message: published first (an assignment's wake-up for the other hub processes)]
 # The job leaves the queue (assigned, or its execution is no longer QUEUED), or its held set, and is recorded in
 # history.
 # Returns 0 without touching anything when `expected seq` is given and the job was enqueued again since.
 FINISH = (
     _PUSH_CAPPED
     + """
+if ARGV[9] then redis.call('PUBLISH', ARGV[9], ARGV[10]) end
 if ARGV[4] ~= '' and (redis.call('HGET', KEYS[2], 'seq') or '') ~= ARGV[4] then return 0 end
 local job = {}
 local fields = redis.call('HGETALL', KEYS[2])

@@ -244,10 +244,15 @@ class RedisQueue:
         args = [self.queue_key(""), str(execution_id), sig, seq, outcome, runner, _now_ms(), self.keep_completed]
         return keys, args
 
-    async def mark_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
+    async def mark_assigned(
+        self, execution_id: uuid.UUID, runner_id: uuid.UUID, announce: tuple[str, str] | None = None
+    ) -> None:
         """The execution was assigned: its job leaves the queue for the completed history (recorded there even
-        when the execution never waited in Redis: a runner claimed it straight away)."""
+        when the execution never waited in Redis: a runner claimed it straight away). `announce`: a (channel,
+        message) published by the same script (`wakeups`)."""
         keys, args = self._finish_args(execution_id, "assigned", "", "", runner_id)
+        if announce is not None:
+            args += announce
         async with self._guard():
             await self._finish(keys, args)
 

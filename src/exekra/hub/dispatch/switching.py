@@ -18,10 +18,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from exekra.config import Settings
-from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub import collector
 from exekra.hub.concurrency import Group
+from exekra.hub.dispatch import wakeups
 from exekra.hub.dispatch.direct import DirectDispatcher
 from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
@@ -50,7 +50,7 @@ class SwitchingDispatcher:
     """
 
     def __init__(self, db: Database, settings: Settings, listener: Listener) -> None:
-        self.wakeups = Wakeups(listener)
+        self.wakeups = Wakeups(listener, db)
         matcher = Matcher(db)
         self.direct = DirectDispatcher(matcher)
         self.queue: RedisQueue | None = None
@@ -76,22 +76,24 @@ class SwitchingDispatcher:
         self.mode = DIRECT
         self.mode_changes = 0
         self._identity = ""  # of the Redis server whose queue was last reconciled
-        self._prober: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.direct.start()
         if self.redis is None:
             return
         await self.redis.start()
+        assert self.queue is not None
+        self._tasks.append(asyncio.create_task(self.wakeups.hear_redis(self.queue.redis), name="exekra-wakeups"))
         try:  # a hub with a healthy Redis starts in Redis mode
             await asyncio.wait_for(self._recover(), STARTUP_RECOVERY_SECONDS)
         except (QueueUnavailable, *TRANSIENT_ERRORS) as exc:
             log.warning("starting in direct mode: %s: %s", type(exc).__name__, exc)
-        self._prober = asyncio.create_task(self._probe_forever(), name="exekra-redis-probe")
+        self._tasks.append(asyncio.create_task(self._probe_forever(), name="exekra-redis-probe"))
 
     async def stop(self) -> None:
-        if self._prober is not None:
-            await cancel_tasks([self._prober])
+        await cancel_tasks(self._tasks)
+        self._tasks = []
         if self.redis is not None:
             await self.redis.stop()
         await self.direct.stop()
@@ -129,14 +131,15 @@ class SwitchingDispatcher:
                 return await redis.slot_freed(group)
         await self.direct.slot_freed(group)
 
-    async def publish_assignment(self, session: Statements, runner_id: uuid.UUID) -> None:
-        await self.wakeups.publish(session, runner_id)
-
     async def execution_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
+        elsewhere = not self.wakeups.is_waiting(runner_id)  # the runner's poll may wait in another hub process
         self.wakeups.notify(runner_id)  # first: the runner's answer never waits on Redis
         if self._redis() is not None and self.queue is not None:
+            announce = (wakeups.CHANNEL, self.wakeups.payload(runner_id)) if elsewhere else None
             with contextlib.suppress(QueueUnavailable):
-                await self.queue.mark_assigned(execution_id, runner_id)
+                return await self.queue.mark_assigned(execution_id, runner_id, announce)
+        if elsewhere:
+            await self.wakeups.notify_by_postgres(runner_id)
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         redis = self._redis()
