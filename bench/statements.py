@@ -260,13 +260,6 @@ def compare(paths: list[Path]) -> list[str]:
         lambda s, d: d["databasePerExecution"]["transactions"] - s["statementsPerExecution"],
     )
 
-    def notified(s: dict[str, Any], d: dict[str, Any]) -> float:
-        by_kind = s["byKind"]
-        ends = by_kind.get("finish (complete + lines)", {}).get("callsPerExecution", 0.0)
-        wakeups = by_kind.get(WAKEUP, {}).get("callsPerExecution", 0.0)
-        return float(ends + wakeups)
-
-    row("NOTIFY sent (ends + wake-ups), each read by every listener", notified)
     commands: dict[str, float] = defaultdict(float)
     for w in counts:
         for s, _ in runs[w]:

@@ -14,12 +14,12 @@ from exekra.hub import effects, lifecycle
 from exekra.hub.audit.service import Actor
 from exekra.hub.context import Hub
 from exekra.hub.effects import Transition
-from exekra.hub.executions import endings
+from exekra.hub.executions import endings, queries
 from exekra.hub.executions.creation import ExecutionRequest, new_execution
 from exekra.hub.executions.models import TriggerType
 
 from .conftest import SIMPLE_DEFINITION, OnlineRunner, Parked
-from .protocol import create_execution, publish_workflow
+from .protocol import create_execution, eventually, publish_workflow
 
 ACTOR = Actor("USER", str(uuid.uuid4()), "127.0.0.1")
 
@@ -54,8 +54,7 @@ async def test_a_stop_rolled_back_applies_nothing_and_the_committed_one_applies_
 
     remove_hook = hub.effects.on_end(record_end)
     end_waiter = hub.executions.endings.register(execution_id)
-    async with hub.db.statement() as session:  # as a waiting client does: its end is announced from now on
-        assert await lifecycle.mark_end_awaited(session, execution_id)
+    await queries.await_end(hub.db, execution_id)  # a waiting client's look: its end is announced from now on
     try:
         with pytest.raises(Abort):
             async with hub.db.transaction() as session:
@@ -87,8 +86,7 @@ async def test_only_the_end_of_an_execution_somebody_waits_for_is_announced(hub:
     workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
     unawaited = uuid.UUID((await create_execution(admin, workflow_id))["id"])
     awaited = uuid.UUID((await create_execution(admin, workflow_id))["id"])
-    async with hub.db.statement() as session:
-        assert await lifecycle.mark_end_awaited(session, awaited)
+    assert (await queries.await_end(hub.db, awaited)).execution.status == "QUEUED"
     heard: asyncio.Queue[str] = asyncio.Queue()
     connection = await asyncpg.connect(hub.settings.asyncpg_dsn)
     try:
@@ -96,10 +94,31 @@ async def test_only_the_end_of_an_execution_somebody_waits_for_is_announced(hub:
         await hub.executions.stop(unawaited, ACTOR)
         await hub.executions.stop(awaited, ACTOR)
         assert await asyncio.wait_for(heard.get(), 5) == str(awaited)
-        async with hub.db.statement() as session:  # an execution that has ended cannot be marked
-            assert not await lifecycle.mark_end_awaited(session, unawaited)
+        assert (await queries.await_end(hub.db, unawaited)).execution.status == "STOPPED"
     finally:
         await connection.close()
+
+
+async def test_a_look_that_waits_for_an_ending_statement_sees_the_end(hub: Hub, admin: httpx.AsyncClient) -> None:
+    # The look's snapshot predates the end, but its mark waits for the ending statement's row lock and then finds
+    # nothing live to mark: it must read again, or its client would wait for an announcement never sent.
+    workflow_id = await publish_workflow(admin, "wf", SIMPLE_DEFINITION)
+    execution_id = uuid.UUID((await create_execution(admin, workflow_id))["id"])
+
+    async def look_blocked() -> bool:
+        async with hub.db.session() as session:
+            found = await session.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%end_awaited%'"
+                )
+            )
+            return bool(found.scalar_one())
+
+    async with hub.db.transaction() as session:
+        assert (await lifecycle.request_stop(session, execution_id, ACTOR)).stopped
+        look = asyncio.create_task(queries.await_end(hub.db, execution_id))
+        await eventually(look_blocked, 5, "the look to wait for the stop's row lock")
+    assert (await asyncio.wait_for(look, 5)).execution.status == "STOPPED"
 
 
 async def test_a_creation_rolled_back_is_never_offered_to_a_waiting_runner(

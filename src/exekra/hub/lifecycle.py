@@ -116,14 +116,14 @@ def _sources(rule: Rule[Any]) -> str:
 # their transaction only): a database crash may lose their last fraction of a second (a heartbeat's metrics,
 # log lines the runner was told were stored), never a state change. WAL is flushed in order, so a durable
 # commit after them (start, complete) makes them durable too. Selected by the statement: no extra round trip.
-_ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
+ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 # The `ends` effect's announcement to clients waiting for an execution to end, in any hub process
 # (`exekra.hub.executions.endings`): selected by the ending statement itself, delivered when its transaction
 # commits and dropped if it rolls back, so it costs no round trip of its own. Sent only when somebody waits
-# (`end_awaited`, set before the waiter looks: `mark_end_awaited`), since every listening hub process reads each
-# notification in a transaction of its own. The flag is read from the row the statement changes, so a waiter's
-# mark committed before the end, or waited for by it, is always seen.
+# (`end_awaited`, set by the waiter's first look: `queries.await_end`), since every listening hub process reads
+# each notification in a transaction of its own. The flag is read from the row the statement changes, so a
+# waiter's mark committed before the end, or waited for by it, is always seen.
 _ANNOUNCE_END = f"CASE WHEN {{0}}.end_awaited THEN pg_notify('{endings.CHANNEL}', CAST({{0}}.id AS text)) END"
 
 
@@ -409,7 +409,7 @@ WITH ue AS (
      WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
  RETURNING id, log_seq, log_dropped, stop_requested
 ), {_store_lines("ue")}
-SELECT ue.stop_requested, {_ASYNC_COMMIT},
+SELECT ue.stop_requested, {ASYNC_COMMIT},
        CASE WHEN :log_count > 0
             THEN pg_notify('{endings.LOG_CHANNEL_PREFIX}' || replace(CAST(ue.id AS text), '-', ''), '') END
   FROM ue"""
@@ -432,23 +432,6 @@ UPDATE executions SET has_children = true
  WHERE {_HELD_BY} AND status = 'RUNNING'
 RETURNING id, workflow_id, priority, stop_requested"""
 )
-
-
-# A client about to wait for an execution's end (`endings`): from this statement's commit on, the statement that
-# ends the execution announces it. The row lock orders the two: an end that comes later sees the flag, and an end
-# that came first leaves no live row to mark. A hint, committed without waiting for the WAL flush: a database
-# crash may lose it, and every hub's listener then reconnects and its waiters look again.
-_MARK_END_AWAITED = text(
-    f"""
-UPDATE executions SET end_awaited = true
- WHERE id = :execution_id AND status IN ('QUEUED','ASSIGNED','RUNNING')
-RETURNING {_ASYNC_COMMIT}"""
-)
-
-
-async def mark_end_awaited(session: Statements, execution_id: uuid.UUID) -> bool:
-    """Announce the execution's end from now on; False when it has already ended (or does not exist)."""
-    return (await session.execute(_MARK_END_AWAITED, {"execution_id": execution_id})).first() is not None
 
 
 class Parent(NamedTuple):

@@ -1,8 +1,8 @@
 """What clients wait for in an execution, in any hub process: its end (`GET /api/executions/{id}?wait=N`,
 the log stream's `end` event) and new log lines (the log stream).
 
-A waiting client registers here, looks at the execution and, while it has not ended, marks it as awaited
-(`lifecycle.mark_end_awaited`). The statement that ends a marked execution announces it on `CHANNEL` (the
+A waiting client registers here, then looks at the execution and, while it has not ended, marks it as awaited,
+in one statement (`queries.await_end`). The statement that ends a marked execution announces it on `CHANNEL` (the
 `ends` effect), and each hub process's `Listener` hears it, the ending process's own included. An execution
 nobody waits for sends no notification: each one costs every listening hub process a transaction of PostgreSQL's.
 A log upload with lines announces them on

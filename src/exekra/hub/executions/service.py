@@ -164,7 +164,7 @@ class ExecutionService:
         ended = self.endings.register(ident)
         self.held_reads += 1
         try:
-            view = await self._look_awaiting_end(ident)
+            view = await queries.await_end(self.db, ident)  # its end is announced from now on
             if view.execution.status in TERMINAL_STATUSES or self.closing:
                 return view
             if await self.endings.wait(ended, seconds):
@@ -204,17 +204,8 @@ class ExecutionService:
         )
 
     async def _status(self, execution_id: uuid.UUID) -> str:
-        return (await self._look_awaiting_end(execution_id)).execution.status
-
-    async def _look_awaiting_end(self, execution_id: uuid.UUID) -> ExecutionView:
-        """The execution, for a client of this process waiting for its end (registered in `endings` first): when it
-        has not ended, its end is announced from now on (`lifecycle.mark_end_awaited`)."""
-        view = await queries.get_execution(self.db, execution_id)
-        if view.execution.status not in TERMINAL_STATUSES:
-            async with self.db.statement() as session:
-                if not await lifecycle.mark_end_awaited(session, execution_id):
-                    view = await queries.get_execution(self.db, execution_id)  # it ended meanwhile
-        return view
+        """For a log stream waiting for the end (registered in `endings` first): announced from now on."""
+        return (await queries.await_end(self.db, execution_id)).execution.status
 
     # --- the runner protocol (SPEC §7.3) --------------------------------------------------------------
 
