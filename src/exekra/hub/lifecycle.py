@@ -45,7 +45,8 @@ class Rule(Generic[StatusT]):
 
 
 def _ended(audit: str | None = None) -> Effects:
-    """An execution ended: the runner holding it and its concurrency slot are freed, and the end is announced."""
+    """An execution ended: the runner holding it and its concurrency slot are freed, and the end is announced (to
+    the clients waiting for it)."""
     return Effects(frees_runner=True, frees_slot=True, ends=True, audit=audit)
 
 
@@ -479,7 +480,7 @@ async def finish(
     """A runner's final report, in one statement: ends the execution, frees the runner and stores the final log
     lines it carries (`lines`). False when the attempt is not held."""
     rule = RUNNER_FINISH_RULES[status]
-    assert rule.effects == COMPLETE.effects  # the statement announces the end of each
+    assert rule.effects == COMPLETE.effects  # the statement announces the end of each (when somebody waits)
     result = await session.execute(
         _FINISH,
         {

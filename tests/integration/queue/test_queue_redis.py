@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
+import redis as sync_redis
 import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -333,13 +334,42 @@ async def _waiting(queue: RedisQueue, execution_id: str) -> bool:
 
 async def test_an_assignment_is_announced_by_the_script_that_records_it(queue: RedisQueue) -> None:
     execution_id, runner_id = uuid.uuid4(), uuid.uuid4()
+    announce = (wakeups.CHANNEL, f"origin:{runner_id}")
+    assert await queue.mark_assigned(uuid.uuid4(), runner_id, announce) == 0, "nobody subscribed yet"
     async with queue.redis.pubsub() as pubsub:
         await pubsub.subscribe(wakeups.CHANNEL)
-        await queue.mark_assigned(execution_id, runner_id, (wakeups.CHANNEL, f"origin:{runner_id}"))
+        assert await queue.mark_assigned(execution_id, runner_id, announce) == 1, "received by one subscriber"
         messages = [await pubsub.get_message(timeout=5) for _ in range(2)]
     assert [(m["type"], m["data"]) for m in messages if m] == [("subscribe", 1), ("message", f"origin:{runner_id}")]
     record = (await queue.history(COMPLETED, 1))[0]
     assert (record["id"], record["outcome"], record["runnerId"]) == (str(execution_id), "assigned", str(runner_id))
+
+
+def _acl_user(redis_server: EmbeddedRedis, name: str, rules: str) -> str:
+    """A Redis ACL user with `rules` (as docs/deployment.md writes them); returns its URL."""
+    with sync_redis.Redis.from_url(redis_server.url) as admin:
+        admin.execute_command("ACL", "SETUSER", name, "reset", "on", ">secret", *rules.split())
+    return redis_server.url.replace("redis://", f"redis://{name}:secret@", 1)
+
+
+async def test_the_documented_acl_user_runs_the_queue_and_one_without_the_channel_still_records_assignments(
+    redis_server: EmbeddedRedis,
+) -> None:
+    documented = _acl_user(redis_server, "exekra", "~exekra:* &exekra_wakeup +@all -@dangerous +info")
+    no_channel = _acl_user(redis_server, "nochannel", "~exekra:* +@all -@dangerous +info")
+    runner = RunnerProfile(uuid.uuid4(), None, ())
+    for url, heard in ((documented, 0), (no_channel, -1)):
+        queue = RedisQueue(url, timeout=0.5, keep_completed=1000, keep_failed=5000)
+        try:
+            item = queued(5, 0)
+            assert await queue.enqueue(item)
+            assert (await queue.peek(runner)).execution_id == item.id  # type: ignore[union-attr]
+            assert await queue.identity()
+            announce = (wakeups.CHANNEL, f"origin:{runner.id}")
+            assert await queue.mark_assigned(item.id, runner.id, announce) == heard
+            assert (await queue.history(COMPLETED, 1))[0]["id"] == str(item.id), "recorded all the same"
+        finally:
+            await queue.close()
 
 
 async def test_wakeups_through_redis_wake_this_processes_polls_and_resubscribe_after_a_restart(
@@ -347,7 +377,7 @@ async def test_wakeups_through_redis_wake_this_processes_polls_and_resubscribe_a
 ) -> None:
     heard = Wakeups(Listener("postgresql://never-started"), cast(Any, None))
     redis = redis_client(redis_server.url, timeout=0.5, max_connections=4, pool_wait=1)
-    hearing = asyncio.create_task(heard.hear_redis(redis))
+    hearing = asyncio.create_task(heard.hear_redis(redis_server.url, 0.5))
     mine, theirs = uuid.uuid4(), uuid.uuid4()
     mine_polls, their_polls = heard.register(mine), heard.register(theirs)
 
@@ -357,7 +387,7 @@ async def test_wakeups_through_redis_wake_this_processes_polls_and_resubscribe_a
 
     try:
         await eventually(subscribed, 10, "the subscription")
-        assert mine_polls.is_set(), "subscribing wakes every poll: announcements may have been missed before"
+        assert await heard.wait(mine_polls, 5), "subscribing wakes every poll: announcements may have been missed"
         mine_polls.clear()
         their_polls.clear()
         await redis.publish(wakeups.CHANNEL, heard.payload(mine))  # this process's own: already woken locally
@@ -373,3 +403,25 @@ async def test_wakeups_through_redis_wake_this_processes_polls_and_resubscribe_a
     finally:
         await cancel_tasks([hearing])
         await redis.aclose()
+
+
+async def test_a_subscription_redis_refuses_wakes_no_poll(
+    redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Only a confirmed subscription wakes the polls: a refused one, retried, would otherwise answer every long
+    # poll of the process at once, over and over.
+    no_channel = _acl_user(redis_server, "nochannel", "~exekra:* +@all -@dangerous +info")
+    heard = Wakeups(Listener("postgresql://never-started"), cast(Any, None))
+    polls = heard.register(uuid.uuid4())
+    hearing = asyncio.create_task(heard.hear_redis(no_channel, 0.5))
+
+    async def refused() -> bool:
+        return any("NOPERM" in r.getMessage() or "permission" in r.getMessage() for r in caplog.records)
+
+    try:
+        with caplog.at_level("WARNING", logger="exekra.hub.dispatch.wakeups"):
+            await eventually(refused, 10, "Redis to refuse the subscription")
+        assert not polls.is_set()
+        assert not hearing.done(), "it keeps trying"
+    finally:
+        await cancel_tasks([hearing])

@@ -124,14 +124,20 @@ return {best_id, best_sig, seq}
 
 # KEYS: signatures, job:<id>, jobs:completed, held
 # ARGV: queue key prefix, id, signature hint, expected seq ('' = any), outcome, runner id, now ms, keep,
-#       [channel, message: published first (an assignment's wake-up for the other hub processes)]
+#       [channel, message: published (an assignment's wake-up for the other hub processes)]
 # The job leaves the queue (assigned, or its execution is no longer QUEUED), or its held set, and is recorded in
 # history.
-# Returns 0 without touching anything when `expected seq` is given and the job was enqueued again since.
+# Returns 0 without touching anything when `expected seq` is given and the job was enqueued again since; else 1,
+# or with a channel the number of subscribers that received the message (-1: Redis refused the PUBLISH, e.g. an
+# ACL user without the permission: the job is recorded all the same).
 FINISH = (
     _PUSH_CAPPED
     + """
-if ARGV[9] then redis.call('PUBLISH', ARGV[9], ARGV[10]) end
+local heard = 1
+if ARGV[9] then
+  heard = redis.pcall('PUBLISH', ARGV[9], ARGV[10])
+  if type(heard) ~= 'number' then heard = -1 end
+end
 if ARGV[4] ~= '' and (redis.call('HGET', KEYS[2], 'seq') or '') ~= ARGV[4] then return 0 end
 local job = {}
 local fields = redis.call('HGETALL', KEYS[2])
@@ -153,7 +159,7 @@ if job.lastError then record.lastError = job.lastError end
 if job.enqueuedAt then record.enqueuedAt = tonumber(job.enqueuedAt) end
 if job.queuedAt then record.queuedAt = tonumber(job.queuedAt) end
 push_capped(KEYS[3], cjson.encode(record), tonumber(ARGV[8]))
-return 1
+return heard
 """
 )
 

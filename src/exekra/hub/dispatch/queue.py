@@ -246,15 +246,16 @@ class RedisQueue:
 
     async def mark_assigned(
         self, execution_id: uuid.UUID, runner_id: uuid.UUID, announce: tuple[str, str] | None = None
-    ) -> None:
+    ) -> int:
         """The execution was assigned: its job leaves the queue for the completed history (recorded there even
         when the execution never waited in Redis: a runner claimed it straight away). `announce`: a (channel,
-        message) published by the same script (`wakeups`)."""
+        message) published by the same script (`wakeups`); returns how many subscribers received it (-1: Redis
+        refused the publish)."""
         keys, args = self._finish_args(execution_id, "assigned", "", "", runner_id)
         if announce is not None:
             args += announce
         async with self._guard():
-            await self._finish(keys, args)
+            return int(await self._finish(keys, args))
 
     async def drop(self, head: Head, status: str) -> bool:
         """Remove an id whose execution is no longer QUEUED, unless it was enqueued again since `head`."""

@@ -72,6 +72,7 @@ class SwitchingDispatcher:
                 attempts=settings.queue_attempts,
                 reconcile_interval=settings.queue_reconcile_seconds,
             )
+        self.redis_url = settings.redis_url or ""
         self.timeout = settings.redis_timeout_seconds
         self.mode = DIRECT
         self.mode_changes = 0
@@ -83,8 +84,10 @@ class SwitchingDispatcher:
         if self.redis is None:
             return
         await self.redis.start()
-        assert self.queue is not None
-        self._tasks.append(asyncio.create_task(self.wakeups.hear_redis(self.queue.redis), name="exekra-wakeups"))
+        self._tasks += [
+            asyncio.create_task(self.wakeups.hear_redis(self.redis_url, self.timeout), name="exekra-wakeups"),
+            asyncio.create_task(self.wakeups.count_hearers(), name="exekra-wakeup-hearers"),
+        ]
         try:  # a hub with a healthy Redis starts in Redis mode
             await asyncio.wait_for(self._recover(), STARTUP_RECOVERY_SECONDS)
         except (QueueUnavailable, *TRANSIENT_ERRORS) as exc:
@@ -137,7 +140,9 @@ class SwitchingDispatcher:
         if self._redis() is not None and self.queue is not None:
             announce = (wakeups.CHANNEL, self.wakeups.payload(runner_id)) if elsewhere else None
             with contextlib.suppress(QueueUnavailable):
-                return await self.queue.mark_assigned(execution_id, runner_id, announce)
+                heard = await self.queue.mark_assigned(execution_id, runner_id, announce)
+                if heard >= self.wakeups.hearers:
+                    return  # every hub process heard it (or nobody needed to)
         if elsewhere:
             await self.wakeups.notify_by_postgres(runner_id)
 

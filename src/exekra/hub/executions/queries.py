@@ -197,16 +197,17 @@ async def get_execution(db: Database, execution_id: str | uuid.UUID) -> Executio
 
 
 # A client's look at an execution whose end it is about to wait for (`endings`), in one statement: a live
-# execution is marked `end_awaited` (from this statement's commit on, the statement that ends it announces it) and
-# read as the mark left it; one that is not live is read as it is. The row lock orders the mark and an ending
-# statement: an end that comes later sees the mark, and one that came first leaves no live row to mark. The mark
-# is a hint, committed without waiting for the WAL flush: a database crash may lose it, and every hub's listener
-# then reconnects and its waiters look again.
+# execution not marked yet is marked `end_awaited` (from this statement's commit on, the statement that ends it
+# announces it) and read as the mark left it; any other is read as it is. The row lock orders the mark and an
+# ending statement: an end that comes later sees the mark, and one that came first leaves no live row to mark. Only
+# the first look of an execution takes the lock (a claim meeting it skips the row for that moment). The mark is a
+# hint, committed without waiting for the WAL flush: a database crash may lose it, and every hub's listener then
+# reconnects and its waiters look again.
 _AWAIT_END = text(
     f"""
 WITH m AS (
     UPDATE executions e SET end_awaited = true
-     WHERE e.id = :ident AND e.status IN ('QUEUED','ASSIGNED','RUNNING')
+     WHERE e.id = :ident AND e.status IN ('QUEUED','ASSIGNED','RUNNING') AND NOT e.end_awaited
  RETURNING {lifecycle.execution_columns("e")}, {lifecycle.ASYNC_COMMIT}
 ), found AS (
     SELECT {lifecycle.execution_columns("m")}, true AS marked FROM m
@@ -222,14 +223,15 @@ SELECT found.*, w.name AS workflow_name, v.number AS version_number
 
 
 async def await_end(db: Database, execution_id: uuid.UUID) -> ExecutionView:
-    """The execution; when it has not ended, its end is announced from now on. (Not marked and not ended: it
-    ended between this statement's snapshot and its mark, so it is read again.)"""
+    """The execution; when it has not ended, its end is announced from now on. (Neither marked before nor now,
+    and not ended: it ended, or another client marked it, between this statement's snapshot and its mark, so it
+    is read again.)"""
     async with db.statement() as session:
         row = (await session.execute(_AWAIT_END, {"ident": execution_id})).first()
     if row is None:
         raise NotFound(f"execution {execution_id} not found")
     view = ExecutionView(lifecycle.execution_of(row), row.workflow_name, row.version_number)
-    if not row.marked and view.execution.status not in TERMINAL_STATUSES:
+    if not row.marked and not row.end_awaited and view.execution.status not in TERMINAL_STATUSES:
         view = await get_execution(db, execution_id)
     return view
 
