@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from exekra.config import Settings
@@ -23,10 +24,11 @@ from exekra.db.models import Base
 from exekra.embedded import EmbeddedRedis, create_database, drop_database
 from exekra.hub.app import create_app
 from exekra.hub.context import Hub
+from exekra.hub.dispatch import wakeups
 from exekra.hub.dispatch.switching import SwitchingDispatcher
 
 from ..conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION
-from ..protocol import ProtocolRunner, publish_workflow
+from ..protocol import ProtocolRunner, eventually, publish_workflow
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +202,13 @@ async def take_one(runner: ProtocolRunner, ledger: Ledger, wait: float = 0) -> s
     assert (await runner.complete(execution["id"], execution["attempt"])).status_code == 200
     ledger.record(execution["id"], str(runner.runner_id))
     return str(execution["id"])
+
+
+async def wakeup_subscribers(redis_url: str, count: int) -> None:
+    """Wait until `count` hub processes (or `Wakeups` of tests) are subscribed to the wake-ups in Redis."""
+
+    async def subscribed() -> bool:
+        async with aioredis.Redis.from_url(redis_url, decode_responses=True) as redis:
+            return dict(await redis.pubsub_numsub(wakeups.CHANNEL)).get(wakeups.CHANNEL) == count
+
+    await eventually(subscribed, 10, f"{count} subscribers of the wake-ups in Redis")

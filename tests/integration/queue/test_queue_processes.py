@@ -21,7 +21,7 @@ from tests.e2e.conftest import HubProcess, wait_until
 
 from ..conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION
 from ..protocol import ProtocolRunner, eventually, long_poll_waiting, publish_workflow
-from .conftest import Ledger, concurrently, work_until
+from .conftest import Ledger, concurrently, wakeup_subscribers, work_until
 
 EXECUTIONS = 300
 
@@ -167,7 +167,7 @@ async def test_long_poll_on_one_hub_wakes_for_work_created_on_the_other_with_red
         assert runner.runner_id is not None
         assert (await runner.poll()).status_code == 204  # ONLINE and idle
         wait_for_mode("redis", hub_a, hub_b)
-        await _subscribed(shared_redis.url, 2)
+        await wakeup_subscribers(shared_redis.url, 2)
 
         # In Redis mode the announcement goes by Redis only: a NOTIFY costs every listening hub a transaction.
         latency = _wake_up_latency(runner, on_b, workflow_id)
@@ -185,20 +185,10 @@ async def test_long_poll_on_one_hub_wakes_for_work_created_on_the_other_with_red
         wait_for_mode("redis", hub_a, hub_b)
 
         # Subscribed again to the restarted Redis: wake-ups go by Redis again.
-        await _subscribed(shared_redis.url, 2)
+        await wakeup_subscribers(shared_redis.url, 2)
         latency = _wake_up_latency(runner, on_b, workflow_id)
         channels = WakeupChannels(processes_database_url, shared_redis.url)
         assert await channels.ways(runner.runner_id, _bounded(latency, 1.0)) == {"redis"}
-
-
-async def _subscribed(redis_url: str, hubs: int) -> None:
-    """Wait until `hubs` hub processes are subscribed to the wake-ups in Redis."""
-
-    async def subscribed() -> bool:
-        async with aioredis.Redis.from_url(redis_url, decode_responses=True) as redis:
-            return dict(await redis.pubsub_numsub(wakeups.CHANNEL)).get(wakeups.CHANNEL) == hubs
-
-    await eventually(subscribed, 10, f"{hubs} hubs subscribed to the wake-ups in Redis")
 
 
 async def _bounded(latency: Awaitable[float], bound: float) -> None:

@@ -11,7 +11,6 @@ from typing import Any, cast
 
 import pytest
 import redis as sync_redis
-import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
@@ -33,6 +32,7 @@ from .conftest import (
     Ledger,
     RunningHub,
     take_one,
+    wakeup_subscribers,
     work_until,
 )
 
@@ -381,12 +381,8 @@ async def test_wakeups_through_redis_wake_this_processes_polls_and_resubscribe_a
     mine, theirs = uuid.uuid4(), uuid.uuid4()
     mine_polls, their_polls = heard.register(mine), heard.register(theirs)
 
-    async def subscribed() -> bool:
-        async with aioredis.Redis.from_url(redis_server.url, decode_responses=True) as asking:
-            return dict(await asking.pubsub_numsub(wakeups.CHANNEL)).get(wakeups.CHANNEL) == 1
-
     try:
-        await eventually(subscribed, 10, "the subscription")
+        await wakeup_subscribers(redis_server.url, 1)
         assert await heard.wait(mine_polls, 5), "subscribing wakes every poll: announcements may have been missed"
         mine_polls.clear()
         their_polls.clear()
@@ -398,7 +394,7 @@ async def test_wakeups_through_redis_wake_this_processes_polls_and_resubscribe_a
         redis_server.stop()
         their_polls.clear()
         redis_server.start()
-        await eventually(subscribed, 10, "the subscription again, once Redis is back")
+        await wakeup_subscribers(redis_server.url, 1)  # again, once Redis is back
         assert await heard.wait(their_polls, 5), "resubscribing wakes every poll"
     finally:
         await cancel_tasks([hearing])
