@@ -26,60 +26,47 @@ class RecordingDispatcher:
     async def slot_freed(self, group: Group) -> None:
         self.done.append("freed slot offered")
 
-    async def execution_queued(self, execution_id: uuid.UUID) -> None:
+    async def execution_queued(self, execution_id: uuid.UUID, *, claim_now: bool = False) -> None:
         await asyncio.sleep(0.02)
-        self.done.append("queued execution offered")
+        self.done.append("re-queued execution claimed" if claim_now else "queued execution offered")
 
-    async def execution_requeued(self, execution_id: uuid.UUID) -> None:
-        await asyncio.sleep(0.02)
-        self.done.append("re-queued execution claimed")
+
+async def applied(rule: str, declared: Effects) -> list[str]:
+    """What the dispatcher did, in order, once a transaction that applied `rule` to an execution whose runner was
+    idle after it and whose slot freed committed."""
+    dispatcher = RecordingDispatcher()
+    applier = EffectApplier()
+    applier.bind(cast(Any, dispatcher))
+    session = cast(Statements, SimpleNamespace(info={}))
+    transition = Transition(
+        rule,
+        declared,
+        execution_id=uuid.uuid4(),
+        runner_id=uuid.uuid4(),
+        runner_idle=True,
+        slot=Group(uuid.uuid4(), ""),
+    )
+    effects.record(session, transition)
+    after_commit = await applier.before_commit(session)
+    assert after_commit is not None
+    await after_commit()
+    await tasks.drain(5)
+    return dispatcher.done
 
 
 async def test_a_runner_that_ends_its_execution_claims_before_the_slot_it_freed_is_offered() -> None:
     # Both at once, each claim would skip the execution the other holds (SKIP LOCKED): the runner would take the
     # next in line and the best one would find its slot gone, starting the group's executions out of order.
-    dispatcher = RecordingDispatcher()
-    applier = EffectApplier()
-    applier.bind(cast(Any, dispatcher))
-    session = cast(Statements, SimpleNamespace(info={}))
-    ended = Transition(
-        "complete",
-        Effects(frees_runner=True, frees_slot=True),
-        execution_id=uuid.uuid4(),
-        runner_id=uuid.uuid4(),
-        runner_idle=True,
-        slot=Group(uuid.uuid4(), ""),
-    )
-    effects.record(session, ended)
-
-    after_commit = await applier.before_commit(session)
-    assert after_commit is not None
-    await after_commit()
-    await tasks.drain(5)
-
-    assert dispatcher.done == ["freed runner claimed", "freed slot offered"]
+    ended = Effects(frees_runner=True, frees_slot=True)
+    assert await applied("complete", ended) == ["freed runner claimed", "freed slot offered"]
 
 
 async def test_a_requeued_execution_is_claimed_before_the_runner_and_the_slot_it_let_go_of() -> None:
     # Beside them, the freed runner's claim would skip the re-queued execution while its own claim holds it, and
     # take the younger execution waiting for the slot it freed: the re-queued one would lose its place.
-    dispatcher = RecordingDispatcher()
-    applier = EffectApplier()
-    applier.bind(cast(Any, dispatcher))
-    session = cast(Statements, SimpleNamespace(info={}))
-    requeued = Transition(
-        "requeue",
-        Effects(queued=True, frees_runner=True, frees_slot=True),
-        execution_id=uuid.uuid4(),
-        runner_id=uuid.uuid4(),
-        runner_idle=True,
-        slot=Group(uuid.uuid4(), ""),
-    )
-    effects.record(session, requeued)
-
-    after_commit = await applier.before_commit(session)
-    assert after_commit is not None
-    await after_commit()
-    await tasks.drain(5)
-
-    assert dispatcher.done == ["re-queued execution claimed", "freed runner claimed", "freed slot offered"]
+    requeued = Effects(queued=True, frees_runner=True, frees_slot=True)
+    assert await applied("requeue", requeued) == [
+        "re-queued execution claimed",
+        "freed runner claimed",
+        "freed slot offered",
+    ]

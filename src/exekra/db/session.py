@@ -178,8 +178,8 @@ class Database:
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[RawSession]:
         """A transition that is one statement, sent without BEGIN and COMMIT (two round trips fewer): it commits
-        by itself. The commit hooks run after it, and what they send runs on its own, after the commit. A rule that records an audit
-        entry, which must commit with its change, cannot run here (`audit.record` refuses)."""
+        by itself. The commit hooks run after it, and what they send runs on its own, after the commit. A rule that
+        records an audit entry, which must commit with its change, cannot run here (`audit.record` refuses)."""
         async with self._driver() as driver:
             session = RawSession(driver, self.statement_cache, self_committing=True)
             yield session

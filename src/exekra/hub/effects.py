@@ -143,7 +143,7 @@ class EffectApplier:
                     # A re-queue: its own claim before those of the runner and the slot it let go of. Beside them,
                     # each claim would skip the execution the other holds (SKIP LOCKED), and a younger execution
                     # waiting for the slot would take it and the runner, the re-queued one losing its place.
-                    await dispatcher.execution_requeued(t.execution_id)
+                    await dispatcher.execution_queued(t.execution_id, claim_now=True)
                 else:
                     # Matching runs beside the caller, whose answer never waits for a runner (SPEC §4, create).
                     tasks.spawn(dispatcher.execution_queued(t.execution_id))

@@ -27,7 +27,7 @@ from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import SYSTEM, Actor
 from exekra.hub.effects import NO_EFFECTS, Effects, Transition
 from exekra.hub.executions import endings
-from exekra.hub.executions.models import Execution
+from exekra.hub.executions.models import LIVE_STATUS_SQL, Execution
 from exekra.hub.executions.models import ExecutionStatus as S
 from exekra.hub.runners.models import RunnerStatus as R
 
@@ -117,12 +117,12 @@ def _sources(rule: Rule[Any]) -> str:
 # their transaction only): a database crash may lose their last fraction of a second (a heartbeat's metrics,
 # log lines the runner was told were stored), never a state change. WAL is flushed in order, so a durable
 # commit after them (start, complete) makes them durable too. Selected by the statement: no extra round trip.
-ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
+_ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 # The `ends` effect's announcement to clients waiting for an execution to end, in any hub process
 # (`exekra.hub.executions.endings`): selected by the ending statement itself, delivered when its transaction
 # commits and dropped if it rolls back, so it costs no round trip of its own. Sent only when somebody waits
-# (`end_awaited`, set by the waiter's first look: `queries.await_end`), since every listening hub process reads
+# (`end_awaited`, set by the waiter's first look: `MARK_END_AWAITED`), since every listening hub process reads
 # each notification in a transaction of its own. The flag is read from the row the statement changes, so a
 # waiter's mark committed before the end, or waited for by it, is always seen.
 _ANNOUNCE_END = f"CASE WHEN {{0}}.end_awaited THEN pg_notify('{endings.CHANNEL}', CAST({{0}}.id AS text)) END"
@@ -410,7 +410,7 @@ WITH ue AS (
      WHERE {_HELD_BY} AND status IN ('ASSIGNED','RUNNING')
  RETURNING id, log_seq, log_dropped, stop_requested
 ), {_store_lines("ue")}
-SELECT ue.stop_requested, {ASYNC_COMMIT},
+SELECT ue.stop_requested, {_ASYNC_COMMIT},
        CASE WHEN :log_count > 0
             THEN pg_notify('{endings.LOG_CHANNEL_PREFIX}' || replace(CAST(ue.id AS text), '-', ''), '') END
   FROM ue"""
@@ -591,6 +591,18 @@ def execution_columns(alias: str) -> str:
 def execution_of(row: Any) -> Execution:
     """An `Execution` (in no session) from a row with `EXECUTION_COLUMNS`."""
     return Execution(**{key: getattr(row, column) for key, column in _EXECUTION_ATTRIBUTES})
+
+
+# A client about to wait for the end of execution :ident (`endings`) marks it `end_awaited`, if it is live and not
+# marked yet, and gets its columns as the mark left them: from the mark's commit on, the statement that ends it
+# announces it (`_ANNOUNCE_END`). The row lock orders the two: an end that comes later sees the mark, and one that
+# came first leaves no live row to mark. Only an execution's first waiter takes the lock (a claim meeting it skips
+# the row for that moment). A hint, committed without waiting for the WAL flush: a database crash may lose it, and
+# every hub's listener then reconnects and its waiters look again. The CTE of `queries.await_end`'s look.
+MARK_END_AWAITED = f"""
+    UPDATE executions e SET end_awaited = true
+     WHERE e.id = :ident AND e.{LIVE_STATUS_SQL} AND NOT e.end_awaited
+ RETURNING {execution_columns("e")}, {_ASYNC_COMMIT}"""
 
 
 _CREATED_WITH = (

@@ -37,9 +37,6 @@ class DirectDispatcher(ModeDispatcher):
         if await self.matcher.for_execution(execution_id) is None:
             self.sweeper.poke()
 
-    async def execution_requeued(self, execution_id: uuid.UUID) -> None:
-        await self.execution_queued(execution_id)
-
     async def offer(self, execution: QueuedExecution) -> None:
         await self.execution_queued(execution.id)
 

@@ -24,12 +24,10 @@ class Dispatcher(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def execution_queued(self, execution_id: uuid.UUID) -> None:
-        """A new (or re-queued) execution: try to hand it to an idle runner at once."""
-
-    async def execution_requeued(self, execution_id: uuid.UUID) -> None:
-        """An execution back in QUEUED whose runner and slot were let go of by the same change: try to hand it
-        over, and return only once that claim is done (the claims for the runner and the slot come after it)."""
+    async def execution_queued(self, execution_id: uuid.UUID, *, claim_now: bool = False) -> None:
+        """A new (or re-queued) execution: try to hand it to an idle runner at once. `claim_now`: return only once
+        that claim is done (a re-queue: the claims for the runner and the slot it let go of come after it), where
+        Redis mode otherwise leaves it to its dispatch workers."""
 
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         """An execution left QUEUED without being assigned (stopped, timed out): forget it (best effort)."""

@@ -93,11 +93,11 @@ class RedisDispatcher(ModeDispatcher):
         await cancel_tasks(self._tasks)
         self._tasks = []
 
-    async def execution_queued(self, execution_id: uuid.UUID) -> None:
-        self._inbox.put_nowait(execution_id)
-
-    async def execution_requeued(self, execution_id: uuid.UUID) -> None:
-        await self._dispatch(execution_id)
+    async def execution_queued(self, execution_id: uuid.UUID, *, claim_now: bool = False) -> None:
+        if claim_now:
+            await self._dispatch(execution_id)
+        else:
+            self._inbox.put_nowait(execution_id)
 
     async def _work(self) -> None:
         while True:

@@ -107,19 +107,12 @@ class SwitchingDispatcher:
     def _redis(self) -> RedisDispatcher | None:
         return self.redis if self.mode == REDIS else None
 
-    async def execution_queued(self, execution_id: uuid.UUID) -> None:
+    async def execution_queued(self, execution_id: uuid.UUID, *, claim_now: bool = False) -> None:
         redis = self._redis()
         if redis is not None:
-            await redis.execution_queued(execution_id)
+            await redis.execution_queued(execution_id, claim_now=claim_now)
         else:
             await self.direct.execution_queued(execution_id)
-
-    async def execution_requeued(self, execution_id: uuid.UUID) -> None:
-        redis = self._redis()
-        if redis is not None:
-            await redis.execution_requeued(execution_id)
-        else:
-            await self.direct.execution_requeued(execution_id)
 
     async def execution_unqueued(self, execution_id: uuid.UUID, status: str) -> None:
         redis = self._redis()

@@ -119,10 +119,10 @@ class Wakeups(Waiters):
     @staticmethod
     async def _confirmed(pubsub: aioredis.client.PubSub) -> None:
         """Until Redis confirms the subscription (a refusal, such as NOPERM, raises)."""
-        while (message := await pubsub.get_message(timeout=KEEPALIVE_SECONDS)) is None or message[
-            "type"
-        ] != "subscribe":
-            pass
+        while True:
+            message = await pubsub.get_message(timeout=KEEPALIVE_SECONDS)
+            if message is not None and message["type"] == "subscribe":
+                return
 
     async def _hear(self, pubsub: aioredis.client.PubSub) -> None:
         unanswered = False  # a PING was sent and nothing came back since

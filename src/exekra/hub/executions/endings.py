@@ -5,9 +5,8 @@ A waiting client registers here, then looks at the execution and, while it has n
 in one statement (`queries.await_end`). The statement that ends a marked execution announces it on `CHANNEL` (the
 `ends` effect), and each hub process's `Listener` hears it, the ending process's own included. An execution
 nobody waits for sends no notification: each one costs every listening hub process a transaction of PostgreSQL's.
-A log upload with lines announces them on
-the execution's own channel (`log_channel`), which a hub process listens to only while someone follows that
-execution's log: nobody else receives those notifications.
+A log upload with lines announces them on the execution's own channel (`log_channel`), which a hub process
+listens to only while someone follows that execution's log: nobody else receives those notifications.
 """
 
 from __future__ import annotations

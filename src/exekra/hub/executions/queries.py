@@ -196,19 +196,11 @@ async def get_execution(db: Database, execution_id: str | uuid.UUID) -> Executio
     return ExecutionView(lifecycle.execution_of(row), row.workflow_name, row.version_number)
 
 
-# A client's look at an execution whose end it is about to wait for (`endings`), in one statement: a live
-# execution not marked yet is marked `end_awaited` (from this statement's commit on, the statement that ends it
-# announces it) and read as the mark left it; any other is read as it is. The row lock orders the mark and an
-# ending statement: an end that comes later sees the mark, and one that came first leaves no live row to mark. Only
-# the first look of an execution takes the lock (a claim meeting it skips the row for that moment). The mark is a
-# hint, committed without waiting for the WAL flush: a database crash may lose it, and every hub's listener then
-# reconnects and its waiters look again.
+# A client's look at an execution whose end it is about to wait for (`endings`), in one statement: marked as awaited
+# and read as the mark left it (`lifecycle.MARK_END_AWAITED`), or, when there was nothing to mark, read as it is.
 _AWAIT_END = text(
     f"""
-WITH m AS (
-    UPDATE executions e SET end_awaited = true
-     WHERE e.id = :ident AND e.status IN ('QUEUED','ASSIGNED','RUNNING') AND NOT e.end_awaited
- RETURNING {lifecycle.execution_columns("e")}, {lifecycle.ASYNC_COMMIT}
+WITH m AS ({lifecycle.MARK_END_AWAITED}
 ), found AS (
     SELECT {lifecycle.execution_columns("m")}, true AS marked FROM m
      UNION ALL
