@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from exekra.hub.context import Hub
 from exekra.hub.observability import REGISTRY, JsonFormatter
 
-from .conftest import SIMPLE_DEFINITION, HubWith
+from .conftest import SIMPLE_DEFINITION, HubWith, OnlineRunner
 from .protocol import ProtocolRunner, publish_workflow, running_execution, sample
 
 
@@ -60,8 +60,9 @@ async def test_a_request_id_is_made_or_taken_and_echoed(client: httpx.AsyncClien
 
 
 async def test_the_access_log_in_json_names_the_request_the_caller_the_execution_and_the_latency(
-    hub_with: HubWith, admin: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    hub_with: HubWith, admin: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, online_runner: OnlineRunner
 ) -> None:
+    runner = await online_runner("logged")
     workflow_id = await publish_workflow(admin, "logged", SIMPLE_DEFINITION, labels=["nowhere"])
     created = await admin.post("/api/executions", json={"workflowId": workflow_id})
     execution_id = created.json()["execution"]["id"]
@@ -73,6 +74,9 @@ async def test_the_access_log_in_json_names_the_request_the_caller_the_execution
             assert answer.status_code == 200
             hook = await other.post("/api/webhooks/not-a-real-token", json={})
             assert hook.status_code == 404
+        async with _client(app, f"Bearer {runner.token}") as runner_http:  # the runner protocol's own lane
+            beat = await runner_http.post("/api/runner/heartbeat", json={}, headers={"X-Request-ID": "hb-1"})
+            assert beat.status_code == 200 and beat.headers["x-request-id"] == "hb-1"
     records = [r for r in caplog.records if r.name == "exekra.access"]
     lines = [json.loads(JsonFormatter().format(r)) for r in records]
     read = next(line for line in lines if line.get("executionId") == execution_id)
@@ -81,6 +85,8 @@ async def test_the_access_log_in_json_names_the_request_the_caller_the_execution
     assert read["requestId"] == "req-42"
     assert read["caller"].startswith("user:")
     assert read["message"].startswith(f"GET /api/executions/{execution_id} 200 ")
+    beat = next(line for line in lines if line["requestId"] == "hb-1")
+    assert beat["route"] == "/api/runner/heartbeat" and beat["caller"] == f"runner:{runner.runner_id}"
     webhook = next(line for line in lines if line["route"].startswith("/api/webhooks"))
     assert "not-a-real-token" not in json.dumps(webhook)
 

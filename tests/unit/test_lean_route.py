@@ -1,5 +1,6 @@
 """`LeanRoute` (exekra/hub/routing.py): a route declared as FastAPI declares it, answered by a plan made once, with
-the same validation answers as FastAPI's own handler and the hub's error shape."""
+the same validation answers as FastAPI's own handler and the hub's error shape; and `LeanLane`, which serves such
+routes beside the application's router: every answer below is the same whichever way the request takes."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from pydantic import BaseModel, Field
+from starlette.types import Receive, Scope, Send
 
 from exekra.hub.errors import NotAuthenticated, install_error_handlers
 from exekra.hub.responses import ORJSONResponse
-from exekra.hub.routing import LeanRoute
+from exekra.hub.routing import LeanLane, LeanRoute
 
 calls: list[str] = []
 
@@ -38,7 +40,11 @@ Caller = Annotated[str, Depends(caller)]
 Counted = Annotated[str, Depends(counted)]
 
 
-def _app() -> FastAPI:
+class Boom(Exception):
+    """Raised by a route; the application has no handler for it."""
+
+
+def _app() -> tuple[FastAPI, APIRouter]:
     router = APIRouter(prefix="/lean", route_class=LeanRoute)
 
     @router.post("/items/{item_id}")
@@ -49,16 +55,39 @@ def _app() -> FastAPI:
     async def wait(who: Caller, request: Request, seconds: Annotated[float, Query(ge=0, le=30)] = 0) -> ORJSONResponse:
         return ORJSONResponse({"seconds": seconds, "path": request.url.path, "who": who})
 
+    @router.get("/boom")
+    async def boom() -> ORJSONResponse:
+        raise Boom("not handled")
+
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    return app
+
+    @app.get("/lean-not/{anything}")
+    async def beside(anything: str) -> dict[str, str]:  # shares the lane's prefix as a string, not as a path
+        return {"served": "router"}
+
+    return app, router
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+class Recorded:
+    """An ASGI app that records the paths it was asked for and passes them on."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.paths.append(scope["path"])
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(params=["router", "lane"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
     calls.clear()
-    transport = httpx.ASGITransport(app=_app())
+    app, router = _app()
+    served = app if request.param == "router" else LeanLane(app, router, app.exception_handlers)
+    transport = httpx.ASGITransport(app=served)
     async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
         yield c
 
@@ -140,3 +169,50 @@ async def test_an_endpoint_that_returns_no_response_is_a_programming_error() -> 
     async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
         with pytest.raises(TypeError, match="must return a Response"):
             await c.get("/plain")
+
+
+async def test_the_lane_answers_its_routes_itself_and_passes_every_other_request_on() -> None:
+    app, router = _app()
+    passed = Recorded(app)
+    lane = LeanLane(passed, router, app.exception_handlers)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=lane), base_url="http://lean") as c:
+        assert (await c.get("/lean/wait", headers={"x-caller": "r1"})).status_code == 200
+        assert (await c.get("/lean/wait", headers={"x-caller": "nobody"})).status_code == 401  # its error, here
+        assert passed.paths == []
+        assert (await c.post("/lean/wait", headers={"x-caller": "r1"})).status_code == 405  # the router's answer
+        assert (await c.get("/lean/nothing")).status_code == 404
+        assert (await c.get("/lean-not/x")).json() == {"served": "router"}
+    assert passed.paths == ["/lean/wait", "/lean/nothing", "/lean-not/x"]
+
+
+async def test_the_lane_marks_the_route_it_served_for_the_layers_around_it() -> None:
+    app, router = _app()
+    seen: list[tuple[str, dict[str, str]]] = []
+    lane = LeanLane(app, router, app.exception_handlers)
+
+    async def outer(scope: Scope, receive: Receive, send: Send) -> None:  # as RequestTelemetry reads them
+        await lane(scope, receive, send)
+        seen.append((scope["route"].path, scope["path_params"]))
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=outer), base_url="http://lean") as c:
+        await c.post("/lean/items/a7", json={"attempt": 1, "status": "OK"}, headers={"x-caller": "r1"})
+    assert seen == [("/lean/items/{item_id}", {"item_id": "a7"})]
+
+
+async def test_an_exception_without_a_handler_reaches_the_server_from_the_lane() -> None:
+    app, router = _app()
+    lane = LeanLane(app, router, app.exception_handlers)
+    transport = httpx.ASGITransport(app=lane, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
+        with pytest.raises(Boom):
+            await c.get("/lean/boom")
+
+
+def test_the_lane_takes_only_lean_routes_under_a_prefix() -> None:
+    app, _ = _app()
+    plain = APIRouter(prefix="/plain")
+    plain.add_api_route("/x", with_query_dependency)
+    with pytest.raises(TypeError, match="LeanRoutes only"):
+        LeanLane(app, plain, {})
+    with pytest.raises(TypeError, match="prefix"):
+        LeanLane(app, APIRouter(route_class=LeanRoute), {})

@@ -18,6 +18,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -47,6 +48,8 @@ from exekra.hub.listener import Listener
 from exekra.hub.maintenance import Maintenance
 from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.responses import ORJSONResponse
+from exekra.hub.routing import LeanLane
+from exekra.hub.runners.protocol import router as protocol_router
 from exekra.hub.schemas import HealthAnswer
 from exekra.hub.security_headers import SecurityHeaders
 from exekra.hub.triggers.scheduler import Scheduler
@@ -106,6 +109,23 @@ class _BodyTooLarge(StarletteHTTPException):
     """An HTTP error, so that FastAPI's body parsing passes it on as 413 instead of turning it into a 400."""
 
 
+class HubApp(FastAPI):
+    """FastAPI, with the hub's own middleware (`edge`) outermost and the runner protocol served beside the
+    router by a `LeanLane`, inside the edge: a runner's request passes the edge and the lane, nothing else. Every
+    other request goes on from the lane through FastAPI's layers (the server-error layer, the exception handlers,
+    the router) as in any FastAPI application."""
+
+    def __init__(self, *, edge: Sequence[Middleware], **options: Any) -> None:
+        super().__init__(**options)
+        self.edge = list(edge)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = LeanLane(super().build_middleware_stack(), protocol_router, self.exception_handlers)
+        for cls, args, kwargs in reversed(self.edge):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def build_hub(settings: Settings) -> Hub:
     """The hub's shared objects for one process, each built once: the database and the effect applier its
     transactions commit through, the `LISTEN` connection, the dispatcher, and the execution service."""
@@ -146,7 +166,7 @@ async def _count_end(transition: Transition) -> None:
     observability.FINISHED.labels(transition.status or transition.rule).inc()
 
 
-def create_app(settings: Settings, *, owns_process: bool = False) -> FastAPI:
+def create_app(settings: Settings, *, owns_process: bool = False) -> HubApp:
     """The hub's ASGI application.
 
     `owns_process` (the `exekra hub` process, each of its workers; not a hub that a test runs in its own process):
@@ -192,7 +212,25 @@ def create_app(settings: Settings, *, owns_process: bool = False) -> FastAPI:
             await hub.listener.stop()
             await hub.db.dispose()
 
-    app = FastAPI(
+    # The edge, outermost first: the forwarded client address and scheme, which every later layer reads
+    # (`deps.client_ip`, HSTS, cookies), are believed only from `EXEKRA_TRUSTED_PROXIES` (uvicorn's own copy is off:
+    # server.py); then the request id, latency and access line; the security headers; the body's size limit.
+    edge = [
+        *(
+            [Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)]
+            if settings.trusted_proxies
+            else []
+        ),
+        Middleware(observability.RequestTelemetry, access=settings.access_log),
+        Middleware(SecurityHeaders),
+        Middleware(
+            BodySizeLimit,
+            max_bytes=settings.max_body_bytes,
+            overrides=[(ARTIFACT_UPLOAD_PATH, settings.artifact_max_bytes)],
+        ),
+    ]
+    app = HubApp(
+        edge=edge,
         title="Exekra Hub API",
         version=__version__,
         openapi_url="/api/openapi.json",
@@ -205,17 +243,6 @@ def create_app(settings: Settings, *, owns_process: bool = False) -> FastAPI:
     install_error_handlers(app)
     _include_routers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.max_body_bytes,
-        overrides=[(ARTIFACT_UPLOAD_PATH, settings.artifact_max_bytes)],
-    )
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(observability.RequestTelemetry, access=settings.access_log)
-    if settings.trusted_proxies:
-        # Outermost: the client address and scheme every later layer reads (`deps.client_ip`, HSTS, cookies)
-        # are the forwarded ones only for requests from these proxies. uvicorn's own copy is off (server.py).
-        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 
@@ -271,15 +298,15 @@ def _include_routers(app: FastAPI) -> None:
     from exekra.hub.license.api import router as license_router
     from exekra.hub.metrics import router as metrics_router
     from exekra.hub.runners.api import router as runners_router
-    from exekra.hub.runners.protocol import router as protocol_router
     from exekra.hub.stats.api import router as stats_router
     from exekra.hub.triggers.api import router as triggers_router
     from exekra.hub.triggers.webhooks import router as webhooks_router
     from exekra.hub.users.api import router as users_router
     from exekra.hub.workflows.api import router as workflows_router
 
-    # Routes are matched in order: the runner protocol and executions, which carry nearly all the traffic,
-    # come first (matching is a linear scan, a measurable part of a heartbeat's cost).
+    # The runner protocol is served by the lane (`HubApp`); the router has it for the OpenAPI document and for
+    # what the lane passes on (a wrong method: 405). Routes are matched in order: executions, most of the rest of
+    # the traffic, come first.
     app.include_router(protocol_router)
     limited = [Depends(rate_limit)]
     for router in (

@@ -18,29 +18,110 @@ with one planned once per route:
 
 A route that declares anything else (headers, cookies, a form, a dependency with parameters of its own) is
 refused when the router is built, not served differently.
+
+`LeanLane` serves a router of LeanRoutes beside the application's router: a request for one of them skips the
+framework's layers between the hub's own middleware and the route (the error middleware, FastAPI's telemetry and
+body-limit layers, the exception middleware, the exit-stack middleware, the router's scan, the route's two exit
+stacks). Those layers are most of a heartbeat's CPU and of an open long poll's memory (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Resolve = Callable[[Request, dict[Any, Any]], Awaitable[Any]]
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
 class LeanRoute(APIRoute):
     """An `APIRoute` whose requests are handled by a plan made once (see the module's docstring)."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        return _handler(self)
+    handler: Handler
+
+    def get_route_handler(self) -> Handler:
+        self.handler = _handler(self)
+        return self.handler
+
+
+class LeanLane:
+    """ASGI layer: answers the routes of `router` (LeanRoutes, each with the full path) itself, and passes every
+    other request on to `app`.
+
+    A request is served here only when one of the router's routes fully matches it (path and method); a path
+    that matches none, or matches with another method, goes on to `app`, whose router answers it as before
+    (404, 405). The router must be included in the application as it is (no prefix or dependencies added by the
+    inclusion), so that both ways serve a route the same. An exception becomes an answer by the application's
+    own handlers (`exception_handlers`, looked up by class as Starlette does); one without a handler is raised
+    to the server, which answers 500.
+    """
+
+    def __init__(self, app: ASGIApp, router: APIRouter, exception_handlers: dict[Any, ExceptionHandler]) -> None:
+        self.app = app
+        self.prefix = _common_prefix(router)
+        self.routes: list[LeanRoute] = []
+        for route in router.routes:
+            if not isinstance(route, LeanRoute):
+                raise TypeError(f"LeanLane serves LeanRoutes only, not {route!r}")
+            self.routes.append(route)
+        self.exception_handlers = exception_handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        for route in self.routes:
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                break
+        else:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = route
+        scope.update(child_scope)
+        request = Request(scope, receive, send)
+        try:
+            response = await route.handler(request)
+        except Exception as exc:
+            handle = self._handler_of(exc)
+            if handle is None:
+                raise
+            answer = handle(request, exc)
+            response = await answer if inspect.isawaitable(answer) else answer
+        await response(scope, receive, send)
+
+    def _handler_of(self, exc: Exception) -> ExceptionHandler | None:
+        """The application's handler for `exc`: by status code for an HTTP exception, else by the nearest class
+        (the 500 handler and `Exception`'s belong to the server-error layer, not to this one)."""
+        handlers = self.exception_handlers
+        if isinstance(exc, HTTPException) and exc.status_code in handlers:
+            return handlers[exc.status_code]
+        for cls in type(exc).__mro__:
+            if cls is Exception:
+                return None
+            if cls in handlers:
+                return handlers[cls]
+        return None
+
+
+def _common_prefix(router: APIRouter) -> str:
+    """The path every route of `router` starts with (its `prefix`, which must be set)."""
+    if not router.prefix:
+        raise TypeError("LeanLane needs a router with a prefix: it looks at no other path")
+    return router.prefix + "/"
 
 
 def _refuse_unsupported(dependant: Dependant, where: str) -> None:
@@ -136,7 +217,7 @@ def _is_json(content_type: str | None) -> bool:
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
-def _handler(route: APIRoute) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+def _handler(route: APIRoute) -> Handler:
     dependant = route.dependant
     _refuse_unsupported(dependant, route.path)
     endpoint = dependant.call
