@@ -65,14 +65,14 @@ async def test_a_stop_rolled_back_applies_nothing_and_the_committed_one_applies_
 
         assert await _status(hub, execution_id) == "QUEUED"
         assert await _audited(hub, execution_id) == ["execution.create"]
-        assert not await hub.executions.endings.wait(end_waiter, 0.3), "a rolled-back end was announced"
+        assert not await end_waiter.wait(0.3), "a rolled-back end was announced"
         assert ended == []
 
         stopped = await hub.executions.stop(execution_id, ACTOR)
 
         assert stopped.status == "STOPPED"
         assert await _audited(hub, execution_id) == ["execution.create", "execution.stop"]
-        assert await hub.executions.endings.wait(end_waiter, 5), "the end was not announced"
+        assert await end_waiter.wait(5), "the end was not announced"
         assert [(t.rule, t.execution_id, t.status) for t in ended] == [("stop-now", execution_id, "STOPPED")]
     finally:
         remove_hook()

@@ -64,7 +64,7 @@ ARTIFACT_UPLOAD_PATH = re.compile(r"^/api/runner/executions/[^/]+/artifacts$")
 
 class BodySizeLimit:
     """Refuse request bodies over `max_bytes` (or the limit of a path in `overrides`) with 413, by
-    Content-Length or while streaming."""
+    Content-Length or, for a chunked body, while streaming."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, overrides: Sequence[tuple[re.Pattern[str], int]] = ()) -> None:
         self.app = app
@@ -76,9 +76,15 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = next((n for pattern, n in self.overrides if pattern.match(scope["path"])), self.max_bytes)
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await _too_large(limit, scope, receive, send)
+            return
+        if b"transfer-encoding" not in headers:
+            # The server reads a body of declared length up to that length, and a request with neither header has
+            # none: only a chunked body needs counting as it streams.
+            await self.app(scope, receive, send)
             return
         seen = 0
 

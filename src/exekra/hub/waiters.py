@@ -8,20 +8,71 @@ import uuid
 from collections import defaultdict
 
 
+class Signal:
+    """What one task waits on: `set`, `clear`, `is_set` and `wait` as `asyncio.Event` has them, for one waiting task
+    at a time, with the wait's timeout built in.
+
+    Thousands are held at once, one per open long poll. An Event holds an instance dict and a deque for its waiters,
+    and `asyncio.timeout` a context manager and a handle of its own: ≈ 1.1 KiB per poll (bench/RESULTS.md). This
+    is two slots, and only while a task waits a future and a timer."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self, seconds: float | None = None) -> bool:
+        """Until the signal is set, or `seconds` pass; returns whether it is set. Cancelling the waiting task
+        cancels the wait (it does not end as a timeout)."""
+        if self._set:
+            return True
+        if self._waiter is not None:
+            raise RuntimeError("a Signal has one waiting task at a time")
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = None if seconds is None else loop.call_later(seconds, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        return self._set
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Waiters:
     """A registry of waiting tasks by key: register before looking, so that nothing happening between the
     look and the wait is missed; `notify` wakes every waiter of a key."""
 
     def __init__(self) -> None:
-        self._events: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
+        self._events: dict[uuid.UUID, set[Signal]] = defaultdict(set)
 
-    def register(self, key: uuid.UUID) -> asyncio.Event:
-        """Register before looking at the state, so a concurrent change cannot be missed."""
-        event = asyncio.Event()
+    def register(self, key: uuid.UUID) -> Signal:
+        """Register before looking at the state, so a concurrent change cannot be missed; wait on the signal
+        returned."""
+        event = Signal()
         self._events[key].add(event)
         return event
 
-    def unregister(self, key: uuid.UUID, event: asyncio.Event) -> None:
+    def unregister(self, key: uuid.UUID, event: Signal) -> None:
         waiting = self._events.get(key)
         if waiting is not None:
             waiting.discard(event)
@@ -50,16 +101,6 @@ class Waiters:
     @property
     def waiting(self) -> int:
         return sum(len(events) for events in self._events.values())
-
-    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
-        """Wait until `event` (from `register`) fires or `seconds` pass; returns whether it fired.
-
-        In the waiting task itself (`asyncio.timeout`), not in a task of its own as `asyncio.wait_for` makes: with
-        thousands of long polls open, that task was ~1.1 KiB and 8 tracked objects more per poll."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await event.wait()
-        return event.is_set()
 
     def deliver_key(self, payload: str) -> None:
         """A notification whose payload is the key itself: wake its waiters (malformed payloads are ignored)."""

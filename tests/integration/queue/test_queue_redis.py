@@ -383,19 +383,19 @@ async def test_wakeups_through_redis_wake_this_processes_polls_and_resubscribe_a
 
     try:
         await wakeup_subscribers(redis_server.url, 1)
-        assert await heard.wait(mine_polls, 5), "subscribing wakes every poll: announcements may have been missed"
+        assert await mine_polls.wait(5), "subscribing wakes every poll: announcements may have been missed"
         mine_polls.clear()
         their_polls.clear()
         await redis.publish(wakeups.CHANNEL, heard.payload(mine))  # this process's own: already woken locally
         await redis.publish(wakeups.CHANNEL, f"{uuid.uuid4().hex}:{theirs}")  # another process's
-        assert await heard.wait(their_polls, 5)
+        assert await their_polls.wait(5)
         assert not mine_polls.is_set(), "delivered in order: the own announcement, before, was ignored"
 
         redis_server.stop()
         their_polls.clear()
         redis_server.start()
         await wakeup_subscribers(redis_server.url, 1)  # again, once Redis is back
-        assert await heard.wait(their_polls, 5), "resubscribing wakes every poll"
+        assert await their_polls.wait(5), "resubscribing wakes every poll"
     finally:
         await cancel_tasks([hearing])
         await redis.aclose()

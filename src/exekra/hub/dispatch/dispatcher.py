@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Protocol
 
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
 from exekra.hub.lifecycle import Assignment
+from exekra.hub.waiters import Signal
 
 
 class Dispatcher(Protocol):
@@ -47,13 +47,11 @@ class Dispatcher(Protocol):
     async def dispatch_pending(self) -> int:
         """Safety net: offer every idle runner work; returns how many were assigned."""
 
-    def register_waiter(self, runner_id: uuid.UUID) -> asyncio.Event:
-        """Register a long poll before the runner shows up as idle, so no assignment to it is missed."""
+    def register_waiter(self, runner_id: uuid.UUID) -> Signal:
+        """Register a long poll before the runner shows up as idle, so no assignment to it is missed; the poll
+        waits on the signal returned."""
 
-    def unregister_waiter(self, runner_id: uuid.UUID, event: asyncio.Event) -> None: ...
-
-    async def wait_for_work(self, event: asyncio.Event, seconds: float) -> bool:
-        """Wait until `event` (from `register_waiter`) fires or `seconds` pass; returns whether it fired."""
+    def unregister_waiter(self, runner_id: uuid.UUID, event: Signal) -> None: ...
 
     def wake_waiters(self) -> None:
         """Wake every long poll of this process (each looks again): at shutdown."""

@@ -31,6 +31,7 @@ from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.lifecycle import Assignment
 from exekra.hub.listener import Listener
 from exekra.hub.tasks import cancel_tasks
+from exekra.hub.waiters import Signal
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +154,11 @@ class SwitchingDispatcher:
                 return await redis.dispatch_pending()
         return await self.direct.dispatch_pending()
 
-    def register_waiter(self, runner_id: uuid.UUID) -> asyncio.Event:
+    def register_waiter(self, runner_id: uuid.UUID) -> Signal:
         return self.wakeups.register(runner_id)
 
-    def unregister_waiter(self, runner_id: uuid.UUID, event: asyncio.Event) -> None:
+    def unregister_waiter(self, runner_id: uuid.UUID, event: Signal) -> None:
         self.wakeups.unregister(runner_id, event)
-
-    async def wait_for_work(self, event: asyncio.Event, seconds: float) -> bool:
-        return await self.wakeups.wait(event, seconds)
 
     def wake_waiters(self) -> None:
         self.wakeups.notify_all()

@@ -20,6 +20,7 @@ from exekra.hub.errors import RateLimited
 from exekra.hub.executions.endings import Endings, log_channel
 from exekra.hub.executions.models import TERMINAL_STATUSES, ExecutionLog
 from exekra.hub.listener import Listener
+from exekra.hub.waiters import Signal
 
 PAGE_LINES = 1000
 
@@ -71,7 +72,7 @@ class LogFollowers:
         """The lines after `after_seq` as they come, then the end; stops early when the hub shuts down or the
         stream has lived `EXEKRA_LOG_STREAM_MAX_SECONDS` (the client reconnects with the last seq it saw)."""
         self.open[follower] += 1
-        changed = asyncio.Event()
+        changed = Signal()
 
         def on_lines(_payload: str) -> None:
             changed.set()
@@ -112,7 +113,7 @@ class LogFollowers:
             await self.listener.unlisten(channel, on_lines)
 
 
-async def _first_of(first: asyncio.Event, second: asyncio.Event, seconds: float) -> asyncio.Event | None:
+async def _first_of(first: Signal, second: Signal, seconds: float) -> Signal | None:
     """Whichever event is set first within `seconds` (None when neither is)."""
     waits = {asyncio.ensure_future(first.wait()): first, asyncio.ensure_future(second.wait()): second}
     try:

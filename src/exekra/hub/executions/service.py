@@ -8,7 +8,6 @@ follows from the rule's declared effects once the transaction commits (`exekra.h
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import uuid
@@ -42,6 +41,7 @@ from exekra.hub.listener import Listener
 from exekra.hub.lookup import get_or_404, parse_id
 from exekra.hub.runners.liveness import Liveness
 from exekra.hub.runners.service import Declaration, record_declaration
+from exekra.hub.waiters import Signal
 from exekra.workflow.definition import referenced_credentials
 
 
@@ -167,7 +167,7 @@ class ExecutionService:
             view = await queries.await_end(self.db, ident)  # its end is announced from now on
             if view.execution.status in TERMINAL_STATUSES or self.closing:
                 return view
-            if await self.endings.wait(ended, seconds):
+            if await ended.wait(seconds):
                 view = await queries.get_execution(self.db, ident)
         finally:
             self.held_reads -= 1
@@ -247,9 +247,9 @@ class ExecutionService:
             return None
         return await queries.held_execution(self.db, runner_id, claims.epoch, execution_id)
 
-    async def _wait_for_work(self, claims: RunnerClaims, event: asyncio.Event, wait: float) -> dict[str, Any] | None:
+    async def _wait_for_work(self, claims: RunnerClaims, event: Signal, wait: float) -> dict[str, Any] | None:
         if wait > 0 and not event.is_set() and not self.closing:
-            await self.dispatcher.wait_for_work(event, min(wait, self.settings.max_long_poll_seconds))
+            await event.wait(min(wait, self.settings.max_long_poll_seconds))
         # Work assigned by a concurrent match (a create, the sweeper, another hub process) sets the event; a
         # long poll that was not woken has nothing to read (a wake-up lost while the LISTEN connection was down
         # is repaired by waking every poll when it reconnects). A poll that did not wait still looks once: a
