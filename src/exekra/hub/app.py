@@ -76,12 +76,16 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = next((n for pattern, n in self.overrides if pattern.match(scope["path"])), self.max_bytes)
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
+        length, chunked = None, False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
         if length is not None and length.isdigit() and int(length) > limit:
             await _too_large(limit, scope, receive, send)
             return
-        if b"transfer-encoding" not in headers:
+        if not chunked:
             # The server reads a body of declared length up to that length, and a request with neither header has
             # none: only a chunked body needs counting as it streams.
             await self.app(scope, receive, send)
