@@ -142,6 +142,8 @@ async def run(ctx: Context) -> Result:
     full_pauses = _between(steady_metrics, end_metrics, "gc2")
     young_pauses = _between(steady_metrics, end_metrics, "gc0")
     middle_pauses = _between(steady_metrics, end_metrics, "gc1")
+    dispatch_stage = _between(steady_metrics, end_metrics, "dispatch")
+    start_stage = _between(steady_metrics, end_metrics, "start")
     pk = summarize_ms(pickup_latency)
     hub_usage = sampler.summary("hub", ramp + 5)
     result.details = {
@@ -158,6 +160,8 @@ async def run(ctx: Context) -> Result:
             "fullCollectionPauseBucketsSeconds": full_pauses,
             "youngCollectionPauseBucketsSeconds": young_pauses,
             "middleCollectionPauseBucketsSeconds": middle_pauses,
+            "dispatchBucketsSeconds": dispatch_stage,
+            "assignedToRunningBucketsSeconds": start_stage,
         },
         "pickupMs": pk,
         "pollOverrunMs": summarize_ms(overrun),
@@ -183,6 +187,10 @@ async def run(ctx: Context) -> Result:
     result.row("longest collection of generation 1 (histogram bucket bound)", _bound_of(middle_pauses, 1.0), "ms")
     result.row("pick-up p50 under load", pk["p50"], "ms")
     result.row("pick-up p99 under load", pk["p99"], "ms")
+    result.row(
+        "of it at the hub: QUEUED → ASSIGNED p99 (histogram bucket bound)", _bound_of(dispatch_stage, 0.99), "ms"
+    )
+    result.row("ASSIGNED → RUNNING p99 (histogram bucket bound)", _bound_of(start_stage, 0.99), "ms")
     result.row("hub RSS at steady state", rss_steady, "MiB")
     result.row("hub RSS per runner", (rss_steady - rss_before) * 1024 / max(1, online), "KiB")
     result.row("hub CPU avg (steady)", hub_usage["cpuAvgPercent"], "%")
@@ -206,11 +214,14 @@ async def _runner_counts(database_url: str) -> dict[str, int]:
 
 
 _HEARTBEAT = {"method": "POST", "route": "/api/runner/heartbeat", "status": "2xx"}
+# The two stages of a pick-up the hub times: QUEUED → ASSIGNED (in the hub), ASSIGNED → RUNNING (the poll's answer,
+# the runner, its `start` call).
+_STAGES = {"exekra_dispatch_latency_seconds_bucket": "dispatch", "exekra_pickup_latency_seconds_bucket": "start"}
 
 
 async def _hub_histograms(http: aiohttp.ClientSession, url: str) -> dict[tuple[str, str], float]:
-    """The hub's own view (`/metrics`): the heartbeat route's latency buckets and the collector's pause buckets, as
-    {(series, upper bound): cumulative count}."""
+    """The hub's own view (`/metrics`): the heartbeat route's latency buckets, the collector's pause buckets and the
+    pick-up's stages, as {(series, upper bound): cumulative count}."""
     async with http.get(url + "/metrics") as response:
         text = await response.text()
     buckets: dict[tuple[str, str], float] = {}
@@ -222,6 +233,8 @@ async def _hub_histograms(http: aiohttp.ClientSession, url: str) -> dict[tuple[s
                 buckets[("heartbeat", sample.labels["le"])] = sample.value
             elif sample.name == "exekra_gc_pause_seconds_bucket":
                 buckets[(f"gc{sample.labels['generation']}", sample.labels["le"])] = sample.value
+            elif sample.name in _STAGES:
+                buckets[(_STAGES[sample.name], sample.labels["le"])] = sample.value
     return buckets
 
 
