@@ -5,11 +5,11 @@ routes beside the application's router: every answer below is the same whichever
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
@@ -199,13 +199,49 @@ async def test_the_lane_marks_the_route_it_served_for_the_layers_around_it() -> 
     assert seen == [("/lean/items/{item_id}", {"item_id": "a7"})]
 
 
-async def test_an_exception_without_a_handler_reaches_the_server_from_the_lane() -> None:
+def _both_ways(app: FastAPI, router: APIRouter) -> list[tuple[str, Any]]:
+    return [("router", app), ("lane", LeanLane(app, router, app.exception_handlers))]
+
+
+async def test_an_exception_without_a_handler_is_answered_500_and_raised_on_to_the_server() -> None:
     app, router = _app()
-    lane = LeanLane(app, router, app.exception_handlers)
-    transport = httpx.ASGITransport(app=lane, raise_app_exceptions=True)
-    async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
-        with pytest.raises(Boom):
-            await c.get("/lean/boom")
+    for way, served in _both_ways(app, router):
+        quiet = httpx.ASGITransport(app=served, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=quiet, base_url="http://lean") as c:
+            r = await c.get("/lean/boom")
+            assert (r.status_code, r.text) == (500, "Internal Server Error"), way
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://lean") as c:
+            with pytest.raises(Boom):
+                await c.get("/lean/boom")
+
+
+async def test_the_applications_handlers_answer_the_same_whichever_way() -> None:
+    app, router = _app()
+
+    @app.exception_handler(418)
+    async def teapot(_: Request, exc: Exception) -> ORJSONResponse:
+        return ORJSONResponse({"by": "status"}, status_code=418)
+
+    @app.exception_handler(Exception)
+    async def anything(_: Request, exc: Exception) -> ORJSONResponse:
+        return ORJSONResponse({"by": "server error handler"}, status_code=500)
+
+    @router.get("/teapot")
+    async def brew() -> ORJSONResponse:
+        raise HTTPException(418, "short and stout")
+
+    app.include_router(router)  # the new route, for the router's way
+    for way, served in _both_ways(app, router):
+        transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
+            assert (await c.get("/lean/teapot")).json() == {"by": "status"}, way
+            r = await c.get("/lean/boom")  # no handler of its class: the server-error layer's, then raised
+            assert (r.status_code, r.json()) == (500, {"by": "server error handler"}), way
+            r = await c.get("/lean/wait", headers={"x-caller": "nobody"})  # a handler by class, not `Exception`'s
+            assert (r.status_code, r.json()["error"]["message"]) == (401, "who are you?"), way
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://lean") as c:
+            with pytest.raises(Boom):  # answered by `Exception`'s handler, and still raised for the server's log
+                await c.get("/lean/boom")
 
 
 def test_the_lane_takes_only_lean_routes_under_a_prefix() -> None:

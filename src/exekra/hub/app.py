@@ -120,14 +120,20 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 class HubApp(FastAPI):
-    """FastAPI, with the hub's own middleware (`edge`) outermost and the runner protocol served beside the
-    router by a `LeanLane`, inside the edge: a runner's request passes the edge and the lane, nothing else. Every
-    other request goes on from the lane through FastAPI's layers (the server-error layer, the exception handlers,
-    the router) as in any FastAPI application."""
+    """FastAPI, with the hub's own middleware (the *edge*: every middleware added to it) outermost and the runner
+    protocol served beside the router by a `LeanLane`, inside the edge: a runner's request passes the edge and the
+    lane, nothing else. Every other request goes on from the lane through FastAPI's layers (the server-error
+    layer, the exception handlers, the router) as in any FastAPI application."""
 
-    def __init__(self, *, edge: Sequence[Middleware], **options: Any) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.edge = list(edge)
+        self.edge: list[Middleware] = []
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        """As Starlette's: the middleware added last is the outermost; all of them go around the lane."""
+        if self.middleware_stack is not None:
+            raise RuntimeError("Cannot add middleware after an application has started")
+        self.edge.insert(0, Middleware(middleware_class, *args, **kwargs))
 
     def build_middleware_stack(self) -> ASGIApp:
         app: ASGIApp = LeanLane(super().build_middleware_stack(), protocol_router, self.exception_handlers)
@@ -222,25 +228,7 @@ def create_app(settings: Settings, *, owns_process: bool = False) -> HubApp:
             await hub.listener.stop()
             await hub.db.dispose()
 
-    # The edge, outermost first: the forwarded client address and scheme, which every later layer reads
-    # (`deps.client_ip`, HSTS, cookies), are believed only from `EXEKRA_TRUSTED_PROXIES` (uvicorn's own copy is off:
-    # server.py); then the request id, latency and access line; the security headers; the body's size limit.
-    edge = [
-        *(
-            [Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)]
-            if settings.trusted_proxies
-            else []
-        ),
-        Middleware(observability.RequestTelemetry, access=settings.access_log),
-        Middleware(SecurityHeaders),
-        Middleware(
-            BodySizeLimit,
-            max_bytes=settings.max_body_bytes,
-            overrides=[(ARTIFACT_UPLOAD_PATH, settings.artifact_max_bytes)],
-        ),
-    ]
     app = HubApp(
-        edge=edge,
         title="Exekra Hub API",
         version=__version__,
         openapi_url="/api/openapi.json",
@@ -253,6 +241,17 @@ def create_app(settings: Settings, *, owns_process: bool = False) -> HubApp:
     install_error_handlers(app)
     _include_routers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        overrides=[(ARTIFACT_UPLOAD_PATH, settings.artifact_max_bytes)],
+    )
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(observability.RequestTelemetry, access=settings.access_log)
+    if settings.trusted_proxies:
+        # Outermost: the client address and scheme every later layer reads (`deps.client_ip`, HSTS, cookies)
+        # are the forwarded ones only for requests from these proxies. uvicorn's own copy is off (server.py).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 

@@ -38,7 +38,7 @@ from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -64,9 +64,11 @@ class LeanLane:
     A request is served here only when one of the router's routes fully matches it (path and method); a path
     that matches none, or matches with another method, goes on to `app`, whose router answers it as before
     (404, 405). The router must be included in the application as it is (no prefix or dependencies added by the
-    inclusion), so that both ways serve a route the same. An exception becomes an answer by the application's
-    own handlers (`exception_handlers`, looked up by class as Starlette does); one without a handler is raised
-    to the server, which answers 500.
+    inclusion), so that both ways serve a route the same (`tests/unit/test_hub_app.py` checks the hub's). An
+    exception becomes an answer by the application's own handlers (`exception_handlers`, looked up as FastAPI's
+    exception layer does); one without a handler is answered as Starlette's server-error layer answers it (the
+    application's 500 handler, else a plain 500), through the layers around the lane, and raised on to the server,
+    which logs it.
     """
 
     def __init__(self, app: ASGIApp, router: APIRouter, exception_handlers: dict[Any, ExceptionHandler]) -> None:
@@ -90,24 +92,39 @@ class LeanLane:
         else:
             await self.app(scope, receive, send)
             return
-        scope["route"] = route
-        scope.update(child_scope)
+        scope.update(child_scope)  # the route, its endpoint and path parameters, as the router sets them
         request = Request(scope, receive, send)
         try:
             response = await route.handler(request)
         except Exception as exc:
             handle = self._handler_of(exc)
-            if handle is None:
+            if handle is not None:
+                response = await _answer(handle, request, exc)
+            else:  # as Starlette's server-error layer: the application's 500 handler or a plain 500, then raised
+                fallback = self._server_error_handler()
+                if fallback is None:
+                    answer: Response = PlainTextResponse("Internal Server Error", status_code=500)
+                else:
+                    answer = await _answer(fallback, request, exc)
+                await answer(scope, receive, send)
                 raise
-            answer = handle(request, exc)
-            response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
 
-    def _handler_of(self, exc: Exception) -> ExceptionHandler | None:
-        """The application's handler for `exc`: by status code for an HTTP exception, else by the nearest class
-        (the 500 handler and `Exception`'s belong to the server-error layer, not to this one)."""
+    def _server_error_handler(self) -> ExceptionHandler | None:
+        """The handler FastAPI gives its server-error layer: the application's for 500 or `Exception` (the one
+        registered last, when both are)."""
         handlers = self.exception_handlers
-        if isinstance(exc, HTTPException) and exc.status_code in handlers:
+        chosen = None
+        for key, handler in handlers.items():
+            if key in (500, Exception):
+                chosen = handler
+        return chosen
+
+    def _handler_of(self, exc: Exception) -> ExceptionHandler | None:
+        """The application's handler for `exc`: by status code for an HTTP exception, else by the nearest class.
+        A handler for 500 or for `Exception` is not one of them: FastAPI gives those to its server-error layer."""
+        handlers = self.exception_handlers
+        if isinstance(exc, HTTPException) and exc.status_code != 500 and exc.status_code in handlers:
             return handlers[exc.status_code]
         for cls in type(exc).__mro__:
             if cls is Exception:
@@ -115,6 +132,11 @@ class LeanLane:
             if cls in handlers:
                 return handlers[cls]
         return None
+
+
+async def _answer(handle: ExceptionHandler, request: Request, exc: Exception) -> Response:
+    answer = handle(request, exc)
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 def _common_prefix(router: APIRouter) -> str:

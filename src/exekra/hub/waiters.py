@@ -9,8 +9,9 @@ from collections import defaultdict
 
 
 class Signal:
-    """What one task waits on: `set`, `clear`, `is_set` and `wait` as `asyncio.Event` has them, for one waiting task
-    at a time, with the wait's timeout built in.
+    """What one task waits on: `set`, `clear`, `is_set` and `wait` much as `asyncio.Event` has them, for one waiting
+    task at a time, with the wait's timeout built in. `wait` answers whether the signal is set when the task
+    resumes (an Event's answers True once it was set, even if cleared since).
 
     Thousands are held at once, one per open long poll. An Event holds an instance dict and a deque for its waiters,
     and `asyncio.timeout` a context manager and a handle of its own: ≈ 1.1 KiB per poll (bench/RESULTS.md). This
@@ -63,47 +64,47 @@ class Waiters:
     look and the wait is missed; `notify` wakes every waiter of a key."""
 
     def __init__(self) -> None:
-        self._events: dict[uuid.UUID, set[Signal]] = defaultdict(set)
+        self._signals: dict[uuid.UUID, set[Signal]] = defaultdict(set)
 
     def register(self, key: uuid.UUID) -> Signal:
         """Register before looking at the state, so a concurrent change cannot be missed; wait on the signal
         returned."""
-        event = Signal()
-        self._events[key].add(event)
-        return event
+        signal = Signal()
+        self._signals[key].add(signal)
+        return signal
 
-    def unregister(self, key: uuid.UUID, event: Signal) -> None:
-        waiting = self._events.get(key)
+    def unregister(self, key: uuid.UUID, signal: Signal) -> None:
+        waiting = self._signals.get(key)
         if waiting is not None:
-            waiting.discard(event)
+            waiting.discard(signal)
             if not waiting:
-                del self._events[key]
+                del self._signals[key]
 
     def notify(self, key: uuid.UUID) -> None:
         """Wake every waiter of `key` in this process."""
-        for event in self._events.get(key, ()):
-            event.set()
+        for signal in self._signals.get(key, ()):
+            signal.set()
 
     def notify_all(self) -> None:
         """Wake every waiter (each looks again): used when notifications may have been missed."""
-        for events in self._events.values():
-            for event in events:
-                event.set()
+        for signals in self._signals.values():
+            for signal in signals:
+                signal.set()
 
     def is_waiting(self, key: uuid.UUID) -> bool:
-        return key in self._events
+        return key in self._signals
 
     @property
     def anyone_waiting(self) -> bool:
         """Whether anyone waits in this process (O(1): asked on every dispatch)."""
-        return bool(self._events)
+        return bool(self._signals)
 
     @property
     def waiting(self) -> int:
-        return sum(len(events) for events in self._events.values())
+        return sum(len(signals) for signals in self._signals.values())
 
     def deliver_key(self, payload: str) -> None:
         """A notification whose payload is the key itself: wake its waiters (malformed payloads are ignored)."""
-        if self._events:
+        if self._signals:
             with contextlib.suppress(ValueError):
                 self.notify(uuid.UUID(payload))

@@ -51,7 +51,7 @@ class Dispatcher(Protocol):
         """Register a long poll before the runner shows up as idle, so no assignment to it is missed; the poll
         waits on the signal returned."""
 
-    def unregister_waiter(self, runner_id: uuid.UUID, event: Signal) -> None: ...
+    def unregister_waiter(self, runner_id: uuid.UUID, signal: Signal) -> None: ...
 
     def wake_waiters(self) -> None:
         """Wake every long poll of this process (each looks again): at shutdown."""

@@ -157,8 +157,8 @@ class SwitchingDispatcher:
     def register_waiter(self, runner_id: uuid.UUID) -> Signal:
         return self.wakeups.register(runner_id)
 
-    def unregister_waiter(self, runner_id: uuid.UUID, event: Signal) -> None:
-        self.wakeups.unregister(runner_id, event)
+    def unregister_waiter(self, runner_id: uuid.UUID, signal: Signal) -> None:
+        self.wakeups.unregister(runner_id, signal)
 
     def wake_waiters(self) -> None:
         self.wakeups.notify_all()

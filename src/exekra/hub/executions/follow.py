@@ -114,7 +114,7 @@ class LogFollowers:
 
 
 async def _first_of(first: Signal, second: Signal, seconds: float) -> Signal | None:
-    """Whichever event is set first within `seconds` (None when neither is)."""
+    """Whichever signal is set first within `seconds` (None when neither is)."""
     waits = {asyncio.ensure_future(first.wait()): first, asyncio.ensure_future(second.wait()): second}
     try:
         done, _ = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

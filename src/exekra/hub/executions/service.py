@@ -231,7 +231,7 @@ class ExecutionService:
         runner_id = claims.runner_id
         dispatcher = self.dispatcher
         # Registered before the runner shows up as idle, so an assignment made by anyone from then on wakes us.
-        event = dispatcher.register_waiter(runner_id)
+        signal = dispatcher.register_waiter(runner_id)
         try:
             presence = (await self.liveness.sign(claims)).presence
             execution_id = presence.current_execution_id
@@ -239,22 +239,22 @@ class ExecutionService:
                 profile = RunnerProfile(runner_id, presence.type, presence.labels, presence.activities)
                 assignment = await dispatcher.runner_idle(runner_id, profile)
                 if assignment is None:
-                    return await self._wait_for_work(claims, event, wait)
+                    return await self._wait_for_work(claims, signal, wait)
                 execution_id = assignment.execution_id
         finally:
-            dispatcher.unregister_waiter(runner_id, event)
+            dispatcher.unregister_waiter(runner_id, signal)
         if execution_id is None:
             return None
         return await queries.held_execution(self.db, runner_id, claims.epoch, execution_id)
 
-    async def _wait_for_work(self, claims: RunnerClaims, event: Signal, wait: float) -> dict[str, Any] | None:
-        if wait > 0 and not event.is_set() and not self.closing:
-            await event.wait(min(wait, self.settings.max_long_poll_seconds))
-        # Work assigned by a concurrent match (a create, the sweeper, another hub process) sets the event; a
+    async def _wait_for_work(self, claims: RunnerClaims, signal: Signal, wait: float) -> dict[str, Any] | None:
+        if wait > 0 and not signal.is_set() and not self.closing:
+            await signal.wait(min(wait, self.settings.max_long_poll_seconds))
+        # Work assigned by a concurrent match (a create, the sweeper, another hub process) sets the signal; a
         # long poll that was not woken has nothing to read (a wake-up lost while the LISTEN connection was down
         # is repaired by waking every poll when it reconnects). A poll that did not wait still looks once: a
-        # match may have committed a moment before it set the event. At shutdown a poll answers 204.
-        if self.closing or (wait > 0 and not event.is_set()):
+        # match may have committed a moment before it set the signal. At shutdown a poll answers 204.
+        if self.closing or (wait > 0 and not signal.is_set()):
             return None
         # Whatever it was woken for, in one read (nothing if its token was revoked meanwhile).
         return await queries.held_execution(self.db, claims.runner_id, claims.epoch)

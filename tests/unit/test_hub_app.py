@@ -1,0 +1,56 @@
+"""How the hub's application is stacked (hub/app.py): the hub's own middleware outermost, then the runner
+protocol's lane, then FastAPI's layers; and the lane serves the protocol's routes at the paths the application
+documents for them (the router is included as it is)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.middleware.errors import ServerErrorMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from exekra.config import Settings
+from exekra.hub.app import BodySizeLimit, create_app
+from exekra.hub.observability import RequestTelemetry
+from exekra.hub.routing import LeanLane
+from exekra.hub.security_headers import SecurityHeaders
+
+SECRET = "ZXhla3JhIGludGVncmF0aW9uIHRlc3RzIGtleSAzMmI="
+
+
+def _layers(app: Any) -> list[type]:
+    layers = []
+    while app is not None and not isinstance(app, ServerErrorMiddleware):
+        layers.append(type(app))
+        app = getattr(app, "app", None)
+    return [*layers, type(app)]
+
+
+def test_the_edge_goes_around_the_lane_and_the_lane_before_fastapis_layers() -> None:
+    plain = create_app(Settings(database_url="postgresql://hub@db/exekra", secret_key=SECRET))
+    assert _layers(plain.build_middleware_stack()) == [
+        RequestTelemetry,
+        SecurityHeaders,
+        BodySizeLimit,
+        LeanLane,
+        ServerErrorMiddleware,
+    ]
+    proxied = create_app(
+        Settings(database_url="postgresql://hub@db/exekra", secret_key=SECRET, trusted_proxies=["10.0.0.1"])
+    )
+    assert _layers(proxied.build_middleware_stack())[:2] == [ProxyHeadersMiddleware, RequestTelemetry]
+
+
+def test_the_lane_serves_every_documented_runner_route_at_its_documented_path() -> None:
+    app = create_app(Settings(database_url="postgresql://hub@db/exekra", secret_key=SECRET))
+    stack = app.build_middleware_stack()
+    while not isinstance(stack, LeanLane):
+        stack = stack.app
+    served = {(method, route.path) for route in stack.routes for method in route.methods - {"HEAD"}}
+    documented = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/api/runner/")
+        for method in operations
+    }
+    assert len(served) == 11 and served == documented  # auth, heartbeat, poll, and eight per execution
