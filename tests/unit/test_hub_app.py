@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from starlette.middleware.errors import ServerErrorMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -54,3 +55,18 @@ def test_the_lane_serves_every_documented_runner_route_at_its_documented_path() 
         for method in operations
     }
     assert len(served) == 11 and served == documented  # auth, heartbeat, poll, and eight per execution
+
+
+async def test_an_unhandled_error_is_answered_500_through_the_edge_with_its_request_id_and_headers() -> None:
+    app = create_app(Settings(database_url="postgresql://hub@db/exekra", secret_key=SECRET))
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/api/broken", broken)  # through FastAPI's layers, now inside the edge
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as c:
+        r = await c.get("/api/broken", headers={"X-Request-ID": "boom-1"})
+    assert (r.status_code, r.text) == (500, "Internal Server Error")
+    assert r.headers["x-request-id"] == "boom-1"
+    assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"

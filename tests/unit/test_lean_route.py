@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from exekra.hub.errors import NotAuthenticated, install_error_handlers
 from exekra.hub.responses import ORJSONResponse
 from exekra.hub.routing import LeanLane, LeanRoute
+from exekra.hub.security_headers import SecurityHeaders
 
 calls: list[str] = []
 
@@ -252,3 +253,12 @@ def test_the_lane_takes_only_lean_routes_under_a_prefix() -> None:
         LeanLane(app, plain, {})
     with pytest.raises(TypeError, match="prefix"):
         LeanLane(app, APIRouter(route_class=LeanRoute), {})
+
+
+async def test_the_lanes_500_passes_the_layers_around_it() -> None:
+    app, router = _app()
+    served = SecurityHeaders(LeanLane(app, router, app.exception_handlers))
+    transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
+        r = await c.get("/lean/boom")
+    assert (r.status_code, r.headers["x-content-type-options"]) == (500, "nosniff")
