@@ -4,9 +4,12 @@ documents for them (the router is included as it is)."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 from starlette.middleware.errors import ServerErrorMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -70,3 +73,42 @@ async def test_an_unhandled_error_is_answered_500_through_the_edge_with_its_requ
     assert (r.status_code, r.text) == (500, "Internal Server Error")
     assert r.headers["x-request-id"] == "boom-1"
     assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+
+
+async def test_an_http_request_goes_to_the_lane_with_no_frame_of_the_framework_or_the_passing_layers_waiting() -> None:
+    app = create_app(Settings(database_url="postgresql://hub@db/exekra", secret_key=SECRET))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/health",
+        "scheme": "http",
+        "headers": [(b"content-length", b"0")],
+    }
+    step = app(scope, receive, send)
+    assert inspect.iscoroutine(step) and step.cr_code is RequestTelemetry.__call__.__code__  # the edge's outermost
+    step.close()
+    assert scope["app"] is app
+    # Below telemetry (which awaits, to observe the answer), the security headers and the body limit hand the
+    # request to the lane without a frame of their own.
+    assert app.middleware_stack is not None
+    passing = app.middleware_stack.app  # type: ignore[attr-defined]
+    step = passing(scope, receive, send)
+    assert step.cr_code is LeanLane.__call__.__code__
+    step.close()
+    lifespan = app({"type": "lifespan"}, receive, send)  # everything else: FastAPI's own call
+    assert inspect.iscoroutine(lifespan) and lifespan.cr_code is FastAPI.__call__.__code__
+    lifespan.close()
+
+
+def test_uvicorn_takes_the_hub_for_an_asgi_3_application_by_itself() -> None:
+    # HubApp's call returns a coroutine instead of being one: it is marked, or uvicorn would wrap it as ASGI 2.
+    config = uvicorn.Config(create_app(Settings(database_url="postgresql://hub@db/exekra", secret_key=SECRET)))
+    config.load()
+    assert config.interface == "asgi3"

@@ -57,3 +57,23 @@ async def test_a_signal_has_one_waiting_task_at_a_time() -> None:
         await signal.wait(1)
     signal.set()
     assert await first is True
+
+
+async def test_a_keys_waiters_are_one_signal_or_a_set_and_each_is_woken_until_unregistered() -> None:
+    waiters = Waiters()
+    key, other = uuid.uuid4(), uuid.uuid4()
+    first, second, third = waiters.register(key), waiters.register(key), waiters.register(key)
+    alone = waiters.register(other)
+    assert waiters.waiting == 4
+    waiters.unregister(key, second)
+    waiters.notify(key)
+    assert first.is_set() and third.is_set() and not second.is_set() and not alone.is_set()
+    waiters.unregister(key, first)
+    third.clear()
+    waiters.notify(key)  # the one left is woken alone
+    assert third.is_set() and not alone.is_set()
+    waiters.unregister(key, third)
+    waiters.unregister(key, third)  # twice: nothing to do
+    assert not waiters.is_waiting(key) and waiters.is_waiting(other) and waiters.waiting == 1
+    waiters.notify_all()
+    assert alone.is_set()

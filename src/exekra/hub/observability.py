@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,10 +65,18 @@ REDIS_COMMAND_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
-# The request a log line is written in (and who made it, once known): set by `RequestTelemetry`, read by
-# `JsonFormatter` and by the access line.
-REQUEST_ID: ContextVar[str | None] = ContextVar("exekra_request_id", default=None)
-CALLER: ContextVar[str | None] = ContextVar("exekra_caller", default=None)
+
+@dataclass(slots=True)
+class RequestContext:
+    """The request a log line is written in, and who made it once known: set by `RequestTelemetry` (one context
+    variable, set once per request; the caller is filled in on the same object), read by `JsonFormatter` and by
+    the access line."""
+
+    request_id: str
+    caller: str | None = None
+
+
+REQUEST: ContextVar[RequestContext | None] = ContextVar("exekra_request", default=None)
 
 access_log = logging.getLogger("exekra.access")
 
@@ -80,7 +89,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def identify_caller(who: str) -> None:
     """Name the caller of the current request (`user:<id>`, `runner:<id>`) in its log lines."""
-    CALLER.set(who)
+    current = REQUEST.get()
+    if current is not None:
+        current.caller = who
 
 
 class RequestTelemetry:
@@ -97,7 +108,8 @@ class RequestTelemetry:
             return
         started = time.perf_counter()
         request_id = _request_id(scope)
-        id_token, caller_token = REQUEST_ID.set(request_id), CALLER.set(None)
+        context = RequestContext(request_id)
+        token = REQUEST.set(context)
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -129,12 +141,11 @@ class RequestTelemetry:
                         "latencyMs": round(elapsed * 1000, 2),
                         "client": (scope.get("client") or ("", 0))[0],
                         "requestId": request_id,
-                        **({"caller": caller} if (caller := CALLER.get()) else {}),
+                        **({"caller": context.caller} if context.caller else {}),
                         **({"executionId": execution} if execution else {}),
                     },
                 )
-            CALLER.reset(caller_token)
-            REQUEST_ID.reset(id_token)
+            REQUEST.reset(token)
 
 
 _TOKEN_IN_PATH = re.compile(r"(/api/webhooks/)[^/?#\s\"]+")
@@ -167,9 +178,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         # What the line carries itself (the access line), else the request it is written in.
-        if (request_id := record.__dict__.get("requestId") or REQUEST_ID.get()) is not None:
+        current = REQUEST.get()
+        if (request_id := record.__dict__.get("requestId") or (current.request_id if current else None)) is not None:
             entry["requestId"] = request_id
-        if (caller := record.__dict__.get("caller") or CALLER.get()) is not None:
+        if (caller := record.__dict__.get("caller") or (current.caller if current else None)) is not None:
             entry["caller"] = caller
         for name in _EXTRA_FIELDS:
             if name in record.__dict__:

@@ -6,6 +6,8 @@ pay nothing measurable.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Headers = list[tuple[bytes, bytes]]
@@ -46,10 +48,11 @@ class SecurityHeaders:
         self._plain = {False: page, True: docs}
         self._tls = {False: [*page, HSTS], True: [*docs, HSTS]}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The next layer's coroutine, returned rather than awaited: no frame of this layer lives as long as the
+        request (a held long poll)."""
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         extra = (self._tls if scope["scheme"] == "https" else self._plain)[scope["path"] == DOCS_PATH]
 
         async def send_with_headers(message: Message) -> None:
@@ -57,4 +60,4 @@ class SecurityHeaders:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return self.app(scope, receive, send_with_headers)

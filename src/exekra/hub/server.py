@@ -22,6 +22,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from exekra.config import Settings, get_settings
+from exekra.hub.http_protocol import LeanHttpToolsProtocol
 from exekra.hub.observability import JsonFormatter
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PARENT_CHECK_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
+
+# How uvicorn serves the hub's application wherever it runs it: uvicorn's httptools protocol made lean per
+# connection (`http_protocol`).
+APP_OPTIONS: dict[str, Any] = {"http": LeanHttpToolsProtocol}
 
 
 def configure_logging(settings: Settings) -> None:
@@ -65,6 +70,7 @@ def serve(settings: Settings) -> int:
         # X-Forwarded-* are believed only from EXEKRA_TRUSTED_PROXIES, by the app itself (create_app); uvicorn
         # would otherwise believe them from 127.0.0.1 (or FORWARDED_ALLOW_IPS).
         "proxy_headers": False,
+        **APP_OPTIONS,
     }
     if settings.hub_workers == 1:
         from exekra.hub.app import create_app

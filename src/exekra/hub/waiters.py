@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections import defaultdict
 
 
 class Signal:
@@ -15,7 +14,8 @@ class Signal:
 
     Thousands are held at once, one per open long poll. An Event holds an instance dict and a deque for its waiters,
     and `asyncio.timeout` a context manager and a handle of its own; this is two slots, and only while a task waits
-    a future and a timer: the wait went from 2.4 to 0.9 KB per open poll (bench/RESULTS.md, 2026-12-05)."""
+    a future and a timer: the wait went from 2.4 to 0.9 KB per open poll (bench/RESULTS.md, 2026-12-05). Timers
+    shared by the waits ending in the same tick were tried and not kept (bench/RESULTS.md, 2026-12-05 07:20)."""
 
     __slots__ = ("_set", "_waiter")
 
@@ -59,37 +59,55 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+def _wake(waiting: Signal | set[Signal]) -> None:
+    if isinstance(waiting, Signal):
+        waiting.set()
+    else:
+        for signal in waiting:
+            signal.set()
+
+
 class Waiters:
     """A registry of waiting tasks by key: register before looking, so that nothing happening between the
-    look and the wait is missed; `notify` wakes every waiter of a key."""
+    look and the wait is missed; `notify` wakes every waiter of a key.
+
+    A key's waiters are its one signal (a runner's poll, most often), or a set of them when there are more."""
 
     def __init__(self) -> None:
-        self._signals: dict[uuid.UUID, set[Signal]] = defaultdict(set)
+        self._signals: dict[uuid.UUID, Signal | set[Signal]] = {}
 
     def register(self, key: uuid.UUID) -> Signal:
         """Register before looking at the state, so a concurrent change cannot be missed; wait on the signal
         returned."""
         signal = Signal()
-        self._signals[key].add(signal)
+        waiting = self._signals.get(key)
+        if waiting is None:
+            self._signals[key] = signal
+        elif isinstance(waiting, Signal):
+            self._signals[key] = {waiting, signal}
+        else:
+            waiting.add(signal)
         return signal
 
     def unregister(self, key: uuid.UUID, signal: Signal) -> None:
         waiting = self._signals.get(key)
-        if waiting is not None:
+        if waiting is signal:
+            del self._signals[key]
+        elif isinstance(waiting, set):
             waiting.discard(signal)
-            if not waiting:
-                del self._signals[key]
+            if len(waiting) == 1:
+                self._signals[key] = next(iter(waiting))
 
     def notify(self, key: uuid.UUID) -> None:
         """Wake every waiter of `key` in this process."""
-        for signal in self._signals.get(key, ()):
-            signal.set()
+        waiting = self._signals.get(key)
+        if waiting is not None:
+            _wake(waiting)
 
     def notify_all(self) -> None:
         """Wake every waiter (each looks again): used when notifications may have been missed."""
-        for signals in self._signals.values():
-            for signal in signals:
-                signal.set()
+        for waiting in self._signals.values():
+            _wake(waiting)
 
     def is_waiting(self, key: uuid.UUID) -> bool:
         return key in self._signals
@@ -101,7 +119,7 @@ class Waiters:
 
     @property
     def waiting(self) -> int:
-        return sum(len(signals) for signals in self._signals.values())
+        return sum(1 if isinstance(w, Signal) else len(w) for w in self._signals.values())
 
     def deliver_key(self, payload: str) -> None:
         """A notification whose payload is the key itself: wake its waiters (malformed payloads are ignored)."""
