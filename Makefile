@@ -78,11 +78,16 @@ deploy-tools:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy systemd; \
 		else echo "*** haproxy or systemd-analyze is missing: those deploy checks will be skipped" >&2; fi; }
 
+# `make test` and `make test-system` run the suite in this many pytest-xdist processes, whole test files to each
+# (a module's fixtures, such as its hub processes, start once); 0 runs it in make's own process.
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP) chromium dovecot deploy-tools
 	@$(MAKE) --no-print-directory lint || { \
 		if [ "$(LINT_FATAL)" = 1 ]; then exit 1; fi; \
 		echo "*** lint failed (not fatal while LINT_FATAL=0; fix it before committing)" >&2; }
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests
@@ -91,7 +96,7 @@ format: $(STAMP)
 test-system: $(STAMP)
 	@test -n "$(SYSTEM_TEST_DIRS)" || { echo "no tests/integration or tests/e2e directory" >&2; exit 1; }
 	EXEKRA_TEST_DATABASE_URL=$(SYSTEM_DATABASE_URL) EXEKRA_TEST_REDIS_URL=$(SYSTEM_REDIS_URL) \
-		$(BIN)/pytest -q $(SYSTEM_TEST_DIRS)
+		$(BIN)/pytest -q $(XDIST) $(SYSTEM_TEST_DIRS)
 
 # Fault injection with real processes (tests/e2e/test_chaos.py): minutes long, so not part of `make test`.
 .PHONY: chaos

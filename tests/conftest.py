@@ -56,12 +56,18 @@ def redis_server_url() -> Iterator[str]:
         yield server.url
 
 
+# The key that marks a Redis db index as a test session's own (set again after the session's first flush).
+_CLAIM_KEY = "exekra-test:session"
+
+
 @pytest.fixture(scope="session")
 def redis_url(redis_server_url: str) -> Iterator[str]:
     """URL of a Redis db index (1-15) of this session's own, flushed at its start and end."""
-    url = _claim_redis_db(redis_server_url)
+    token = secrets.token_hex(8)
+    url = _claim_redis_db(redis_server_url, token)
     with redis.Redis.from_url(url) as client:
         client.flushdb()
+        client.set(_CLAIM_KEY, token)
         yield url
         client.flushdb()
 
@@ -103,12 +109,13 @@ def _server_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _claim_redis_db(server_url: str) -> str:
-    """An empty db index on the server, if any, so that concurrent sessions on one server keep apart."""
+def _claim_redis_db(server_url: str, token: str) -> str:
+    """An empty db index on the server, if any, so that concurrent sessions on one server (pytest-xdist's workers,
+    two checkouts) keep apart: the first session to set the claim key in an empty index has it."""
     candidates = [_with_redis_db(server_url, db) for db in random.sample(range(1, 16), 15)]
     for url in candidates:
         with redis.Redis.from_url(url) as client:
-            if client.dbsize() == 0:
+            if client.dbsize() == 0 and client.set(_CLAIM_KEY, token, nx=True):
                 return url
     return candidates[0]
 

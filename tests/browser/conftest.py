@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,43 @@ def browser_redis() -> Iterator[EmbeddedRedis]:
     server.stop()
 
 
+@contextlib.contextmanager
+def _migrated_database(pg_server_url: str) -> Iterator[str]:
+    """A new database, migrated, dropped afterwards. Its asyncio work runs in a thread of its own: with Chromium
+    started, Playwright's sync API holds an event loop marked running in this one."""
+    name = f"exekra_browser_{secrets.token_hex(4)}"
+
+    def create() -> str:
+        url = create_database(pg_server_url, name)
+        upgrade(url)
+        return url
+
+    with ThreadPoolExecutor(1) as thread:
+        url = thread.submit(create).result()
+        try:
+            yield url
+        finally:
+            thread.submit(drop_database, pg_server_url, name).result()
+
+
 @pytest.fixture(scope="session")
 def browser_database_url(pg_server_url: str) -> Iterator[str]:
-    """A fresh database: the hub starts with no user, so the first-run page can be tested."""
-    name = f"exekra_browser_{secrets.token_hex(4)}"
-    url = create_database(pg_server_url, name)
-    upgrade(url)
-    yield url
-    drop_database(pg_server_url, name)
+    """The browser hub's database, migrated."""
+    with _migrated_database(pg_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_hub(pg_server_url: str, tmp_path: Path) -> Iterator[HubProcess]:
+    """A hub of one test's own on an empty database (no user yet: the first-run page), in direct mode. The
+    session's hub cannot serve that: whichever browser test runs first in a process creates the admin."""
+    with _migrated_database(pg_server_url) as url:
+        hub = HubProcess(url, tmp_path)
+        hub.start()
+        try:
+            yield hub
+        finally:
+            hub.stop()
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +131,16 @@ def chromium(browser_hub: HubProcess) -> Iterator[Any]:
 @pytest.fixture
 def page(chromium: Any, browser_hub: HubProcess) -> Iterator[Any]:
     """A fresh browser context (no cookies) on the hub; dialogs (confirmations) are accepted."""
+    with open_page(chromium, browser_hub.url) as tab:
+        yield tab
+
+
+@contextlib.contextmanager
+def open_page(chromium: Any, url: str) -> Iterator[Any]:
+    """A tab in a new browser context (no cookies) on `url`; dialogs (confirmations) are accepted, and a
+    Content-Security-Policy violation fails the test when the tab is done with."""
     context = chromium.new_context(
-        base_url=browser_hub.url,
+        base_url=url,
         viewport={"width": 1360, "height": 900},
         permissions=["clipboard-read", "clipboard-write"],
     )

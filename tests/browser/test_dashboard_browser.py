@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -16,7 +16,7 @@ import pytest
 from exekra.embedded import EmbeddedRedis
 from tests.e2e.conftest import PASSWORD, HubProcess, RunnerProcess, wait_until
 
-from .conftest import ADMIN_EMAIL, publish, screenshot, sign_in, start_registered_runner, wait_for_health
+from .conftest import ADMIN_EMAIL, open_page, publish, screenshot, sign_in, start_registered_runner, wait_for_health
 
 pytestmark = pytest.mark.browser
 
@@ -55,11 +55,20 @@ def js_errors(page: Any) -> list[str]:
     return errors
 
 
-def test_first_run_bootstrap_creates_the_admin_then_sign_out_and_sign_in(page: Any, browser_hub: HubProcess) -> None:
+@pytest.fixture
+def first_run_page(chromium: Any, fresh_hub: HubProcess) -> Iterator[Any]:
+    """A tab on a hub of this test's own, which has no user yet."""
+    with open_page(chromium, fresh_hub.url) as tab:
+        yield tab
+
+
+def test_first_run_bootstrap_creates_the_admin_then_sign_out_and_sign_in(
+    first_run_page: Any, fresh_hub: HubProcess
+) -> None:
+    page = first_run_page
     errors = js_errors(page)
     page.goto("/")
-    if not page.url.endswith("/bootstrap"):
-        pytest.skip("the hub already has users (this test needs a fresh database)")
+    assert page.url.endswith("/bootstrap")
     assert page.is_visible("text=This hub has no users yet")
     screenshot(page, "01-bootstrap")
     page.fill("input[name=name]", "Ada Admin")
@@ -67,7 +76,7 @@ def test_first_run_bootstrap_creates_the_admin_then_sign_out_and_sign_in(page: A
     page.fill("input[name=password]", PASSWORD)
     page.fill("input[name=confirm]", PASSWORD)
     page.click("button:has-text('Create administrator')")
-    page.wait_for_url(f"{browser_hub.url}/")
+    page.wait_for_url(f"{fresh_hub.url}/")
     assert page.is_visible("text=You are the administrator")
     assert page.is_visible("nav.mainnav >> text=Users")
     screenshot(page, "02-overview-first-run")

@@ -132,7 +132,7 @@ def test_stop_of_a_long_step_ends_stopped_within_five_seconds_leaving_no_process
     execution_id = api.post("/api/executions", json={"workflowId": workflow_id}).json()["execution"]["id"]
     wait_status(api, execution_id, "RUNNING")
     wait_until(lambda: any("started" in line for line in logs(api, execution_id)), 15, what="the step to start")
-    sleepers_before = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "600"]]
+    sleepers_before = [p for p in _descendants_of(runner) if p.cmdline() == ["sleep", "600"]]
     started = time.monotonic()
     assert api.post(f"/api/executions/{execution_id}/stop").status_code == 200
     execution = wait_terminal(api, execution_id, timeout=10)

@@ -237,6 +237,9 @@ async def fill_audit(hub: Hub, count: int, action: str = "test.fill", days_ago: 
         )
 
 
+# An id no row has: a fixed one, so that the tests it names are the same in every pytest-xdist worker.
+UNKNOWN_ID = "9d3b6f0e-2c4a-4e8b-a1f7-5c0d8e2b4a6f"
+
 SIMPLE_DEFINITION: dict[str, Any] = {
     "nodes": [{"id": "hello", "activity": "log.message", "params": {"message": "hello"}}],
     "edges": [],

@@ -24,7 +24,7 @@ from exekra.hub.credentials.crypto import (
 from exekra.hub.credentials.schemas import CredentialPatch, NewCredential
 from exekra.hub.errors import Conflict, NotFound
 
-from .conftest import ClientFactory
+from .conftest import UNKNOWN_ID, ClientFactory
 
 SECRET = "s3cr3t-Pa55w0rd-that-must-never-leak"
 FIELDS = {"username": "robot", "password": SECRET}
@@ -347,7 +347,7 @@ async def test_invalid_patches_are_422(admin: httpx.AsyncClient, body: dict[str,
     assert (await admin.patch(f"/api/credentials/{credential['id']}", json=body)).status_code == 422
 
 
-@pytest.mark.parametrize("ident", [str(uuid.uuid4()), "not-an-id"])
+@pytest.mark.parametrize("ident", [UNKNOWN_ID, "not-an-id"])
 @pytest.mark.parametrize(("method", "body"), [("GET", None), ("PATCH", {"type": "x"}), ("DELETE", None)])
 async def test_unknown_or_malformed_id_is_404(
     admin: httpx.AsyncClient, method: str, body: dict[str, Any] | None, ident: str

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
 from dataclasses import dataclass
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 
 from exekra.hub.context import Hub
 
-from .conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION, ClientFactory
+from .conftest import ADMIN_EMAIL, PASSWORD, SIMPLE_DEFINITION, UNKNOWN_ID, ClientFactory
 from .protocol import ProtocolRunner, csrf_of, post_form, publish_workflow
 
 ROLES = ("ADMIN", "DEVELOPER", "OPERATOR")
@@ -327,10 +326,10 @@ async def test_a_fresh_hub_shows_empty_states(admin: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        f"/runners/{uuid.uuid4()}",
+        f"/runners/{UNKNOWN_ID}",
         "/workflows/not-an-id",
-        f"/executions/{uuid.uuid4()}",
-        f"/executions/{uuid.uuid4()}/live",
+        f"/executions/{UNKNOWN_ID}",
+        f"/executions/{UNKNOWN_ID}/live",
     ],
 )
 async def test_unknown_things_get_a_not_found_page(admin: httpx.AsyncClient, path: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
@@ -12,7 +11,7 @@ from sqlalchemy import text
 from exekra.hub.auth.security import token_hash
 from exekra.hub.context import Hub
 
-from .conftest import SIMPLE_DEFINITION
+from .conftest import SIMPLE_DEFINITION, UNKNOWN_ID
 from .protocol import ProtocolRunner, publish_workflow
 
 
@@ -86,7 +85,7 @@ async def test_list_and_get_runners_with_status_filter(
     assert (await admin.get(f"/api/runners/{offline['id']}")).json()["runner"]["lastHeartbeatAt"] is None
 
 
-@pytest.mark.parametrize("runner_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("runner_id", [UNKNOWN_ID, "not-a-uuid"])
 async def test_unknown_or_malformed_runner_id_is_404_everywhere(admin: httpx.AsyncClient, runner_id: str) -> None:
     calls = [
         ("GET", "", None),

@@ -14,7 +14,7 @@ from exekra.hub.context import Hub
 from exekra.hub.errors import Conflict
 from exekra.hub.users import service as users_service
 
-from .conftest import ADMIN_EMAIL, PASSWORD
+from .conftest import ADMIN_EMAIL, PASSWORD, UNKNOWN_ID
 
 
 async def _register(admin: httpx.AsyncClient, role: str = "OPERATOR", name: str = "") -> dict[str, Any]:
@@ -93,7 +93,7 @@ async def test_patch_with_invalid_fields_is_422(admin: httpx.AsyncClient, body: 
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_failed"
 
 
-@pytest.mark.parametrize("user_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("user_id", [UNKNOWN_ID, "not-a-uuid"])
 async def test_patch_and_delete_of_unknown_or_malformed_user_id_are_404(admin: httpx.AsyncClient, user_id: str) -> None:
     assert (await admin.patch(f"/api/users/{user_id}", json={"name": "x"})).status_code == 404
     assert (await admin.delete(f"/api/users/{user_id}")).status_code == 404

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from exekra.hub.context import Hub
 
-from .conftest import SIMPLE_DEFINITION, ClientFactory
+from .conftest import SIMPLE_DEFINITION, UNKNOWN_ID, ClientFactory
 
 CYCLE = {
     "nodes": [
@@ -279,7 +279,7 @@ WORKFLOW_ROUTES = [
 ]
 
 
-@pytest.mark.parametrize("ident", [str(uuid.uuid4()), "not-an-id", "12345"])
+@pytest.mark.parametrize("ident", [UNKNOWN_ID, "not-an-id", "12345"])
 @pytest.mark.parametrize(("method", "path", "body"), WORKFLOW_ROUTES)
 async def test_unknown_or_malformed_workflow_id_is_404(
     admin: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None, ident: str

@@ -67,7 +67,7 @@ async def test_a_hub_behind_sentinel_follows_a_failover_without_losing_an_execut
                 return bool((await queue.redis.info("server"))["tcp_port"] == cluster.replica)
             return False
 
-        await eventually(on_the_new_master, 5, "the hub to reach the new master")
+        await eventually(on_the_new_master, 15, "the hub to reach the new master")
         await all_waiting_in_redis(hub, created)  # what the old master took in its last moments was reconciled
         assert (await queue.redis.info("replication"))["role"] == "master"
         assert hub.dispatcher.mode_changes >= 2, "the hub went through direct mode to reconcile"

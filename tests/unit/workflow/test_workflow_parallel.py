@@ -149,8 +149,9 @@ def test_join_any_goes_on_with_the_first_branch_and_stops_the_branches_that_only
     assert ("INFO", "node slower (log.message) skipped: join first went on without it") in run.lines
     assert ("after", "completed") in run.events
     assert run.events.index(("fast", "completed")) < run.events.index(("first", "started"))
-    # `shared` was running when the join went on; it also leads elsewhere, so it went on too.
-    assert run.events.index(("first", "started")) < run.events.index(("shared", "completed"))
+    # `shared` was running when the join went on (it runs until `slow`, stopped by the join, is gone); it also leads
+    # elsewhere, so it was not stopped and went on too. (Its end and the join's start race: no order between them.)
+    assert ("shared", "completed") in run.events and ("shared", "stopped") not in run.events
     assert ("log", "completed") in run.events
 
 
