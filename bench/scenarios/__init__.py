@@ -9,6 +9,7 @@ from bench.scenarios.connected import run as connected
 from bench.scenarios.endpoints import run as endpoints
 from bench.scenarios.history import run as history
 from bench.scenarios.pickup import run as pickup
+from bench.scenarios.pickup_load import run as pickup_load
 from bench.scenarios.procrastinate import run as procrastinate
 from bench.scenarios.redis_down import run as redis_down
 from bench.scenarios.sequential import run as sequential
@@ -18,6 +19,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Result]]] = {
     "pickup": pickup,
     "sequential": sequential,
     "throughput": throughput,
+    "pickup-load": pickup_load,
     "procrastinate": procrastinate,
     "endpoints": endpoints,
     "connected": connected,

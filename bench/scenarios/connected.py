@@ -20,10 +20,8 @@ import multiprocessing
 import time
 from typing import Any
 
-import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
-
 from bench.client import RunnerFleet, RunnerStats, SimRunner, session
+from bench.hub_metrics import between, bound_of, hub_histograms
 from bench.infra import TreeSampler, raise_nofile
 from bench.scenarios.base import Context, Result, exekra_hub, py_spy
 from bench.scenarios.throughput import database_outcome
@@ -101,7 +99,7 @@ async def run(ctx: Context) -> Result:
         with concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [loop.run_in_executor(pool, _worker, hub.url, part, ramp, end_wall) for part in slices]
             await asyncio.sleep(max(0.0, start_wall + ramp + 5 - time.time()))
-            steady_metrics = await _hub_histograms(_http, hub.url)
+            steady_metrics = await hub_histograms(_http, hub.url)
             with py_spy(ctx, hub.pid, "connected", result):
                 produce_until = end_wall - 35
                 gap = max(0.05, (produce_until - time.time()) / executions)
@@ -119,7 +117,7 @@ async def run(ctx: Context) -> Result:
                 await asyncio.gather(*creates, return_exceptions=True)
                 runner_status = await _runner_counts(hub.database_url)
                 rss_steady = sampler.samples["hub"][-1][2]
-                end_metrics = await _hub_histograms(_http, hub.url)
+                end_metrics = await hub_histograms(_http, hub.url)
                 parts = await asyncio.gather(*futures)
         await sampler.stop()
         outcome = await database_outcome(hub.database_url)
@@ -138,12 +136,12 @@ async def run(ctx: Context) -> Result:
             errors[k] = errors.get(k, 0) + v
     hb = summarize_ms(heartbeat)
     hb_steady = summarize_ms(heartbeat_steady)
-    at_hub = _between(steady_metrics, end_metrics, "heartbeat")
-    full_pauses = _between(steady_metrics, end_metrics, "gc2")
-    young_pauses = _between(steady_metrics, end_metrics, "gc0")
-    middle_pauses = _between(steady_metrics, end_metrics, "gc1")
-    dispatch_stage = _between(steady_metrics, end_metrics, "dispatch")
-    start_stage = _between(steady_metrics, end_metrics, "start")
+    at_hub = between(steady_metrics, end_metrics, "heartbeat")
+    full_pauses = between(steady_metrics, end_metrics, "gc2")
+    young_pauses = between(steady_metrics, end_metrics, "gc0")
+    middle_pauses = between(steady_metrics, end_metrics, "gc1")
+    dispatch_stage = between(steady_metrics, end_metrics, "dispatch")
+    start_stage = between(steady_metrics, end_metrics, "start")
     pk = summarize_ms(pickup_latency)
     hub_usage = sampler.summary("hub", ramp + 5)
     result.details = {
@@ -181,16 +179,14 @@ async def run(ctx: Context) -> Result:
     result.row("heartbeat p50 (steady)", hb_steady["p50"], "ms")
     result.row("heartbeat p99 (steady)", hb_steady["p99"], "ms", "<= 100", hb_steady["p99"] <= 100)
     result.row("heartbeat p99 (the ramp included: every runner signing in)", hb["p99"], "ms")
-    result.row("heartbeat p99 at the hub (server time, histogram bucket bound)", _bound_of(at_hub, 0.99), "ms")
+    result.row("heartbeat p99 at the hub (server time, histogram bucket bound)", bound_of(at_hub, 0.99), "ms")
     result.row("full collections in the steady phase", full_pauses.get(math.inf), "count")
-    result.row("longest full collection (histogram bucket bound)", _bound_of(full_pauses, 1.0), "ms")
-    result.row("longest collection of generation 1 (histogram bucket bound)", _bound_of(middle_pauses, 1.0), "ms")
+    result.row("longest full collection (histogram bucket bound)", bound_of(full_pauses, 1.0), "ms")
+    result.row("longest collection of generation 1 (histogram bucket bound)", bound_of(middle_pauses, 1.0), "ms")
     result.row("pick-up p50 under load", pk["p50"], "ms")
     result.row("pick-up p99 under load", pk["p99"], "ms")
-    result.row(
-        "of it at the hub: QUEUED → ASSIGNED p99 (histogram bucket bound)", _bound_of(dispatch_stage, 0.99), "ms"
-    )
-    result.row("ASSIGNED → RUNNING p99 (histogram bucket bound)", _bound_of(start_stage, 0.99), "ms")
+    result.row("of it at the hub: QUEUED → ASSIGNED p99 (histogram bucket bound)", bound_of(dispatch_stage, 0.99), "ms")
+    result.row("ASSIGNED → RUNNING p99 (histogram bucket bound)", bound_of(start_stage, 0.99), "ms")
     result.row("hub RSS at steady state", rss_steady, "MiB")
     result.row("hub RSS per runner", (rss_steady - rss_before) * 1024 / max(1, online), "KiB")
     result.row("hub CPU avg (steady)", hub_usage["cpuAvgPercent"], "%")
@@ -211,45 +207,3 @@ async def _runner_counts(database_url: str) -> dict[str, int]:
     finally:
         await conn.close()
     return {r[0]: int(r[1]) for r in rows}
-
-
-_HEARTBEAT = {"method": "POST", "route": "/api/runner/heartbeat", "status": "2xx"}
-# The two stages of a pick-up the hub times: QUEUED → ASSIGNED (in the hub), ASSIGNED → RUNNING (the poll's answer,
-# the runner, its `start` call).
-_STAGES = {"exekra_dispatch_latency_seconds_bucket": "dispatch", "exekra_pickup_latency_seconds_bucket": "start"}
-
-
-async def _hub_histograms(http: aiohttp.ClientSession, url: str) -> dict[tuple[str, str], float]:
-    """The hub's own view (`/metrics`): the heartbeat route's latency buckets, the collector's pause buckets and the
-    pick-up's stages, as {(series, upper bound): cumulative count}."""
-    async with http.get(url + "/metrics") as response:
-        text = await response.text()
-    buckets: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "exekra_http_request_duration_seconds_bucket" and all(
-                sample.labels.get(k) == v for k, v in _HEARTBEAT.items()
-            ):
-                buckets[("heartbeat", sample.labels["le"])] = sample.value
-            elif sample.name == "exekra_gc_pause_seconds_bucket":
-                buckets[(f"gc{sample.labels['generation']}", sample.labels["le"])] = sample.value
-            elif sample.name in _STAGES:
-                buckets[(_STAGES[sample.name], sample.labels["le"])] = sample.value
-    return buckets
-
-
-def _between(
-    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float], series: str
-) -> dict[float, float]:
-    """Cumulative counts by upper bound (s) of one series, observed between the two scrapes."""
-    return {float(le): after[(name, le)] - before.get((name, le), 0.0) for name, le in after if name == series}
-
-
-def _bound_of(buckets: dict[float, float], share: float) -> float | None:
-    """The upper bound (ms) of the bucket that holds the `share` quantile; None when nothing was observed (or the
-    hub has no such histogram)."""
-    total = buckets.get(math.inf, 0.0)
-    for bound in sorted(buckets):
-        if total and buckets[bound] >= share * total:
-            return bound * 1000
-    return None

@@ -104,10 +104,16 @@ async def run(ctx: Context) -> Result:
         async def create(i: int) -> None:
             await api.create_execution(workflow_id)
 
+        busy: list[int] = []  # answers of an idle poll that carried work: the figure would not be an idle poll's
+
         def poll_idle(wait: str) -> Callable[[int], Awaitable[Any]]:
             async def poll(i: int) -> None:
                 r = runners[i % CLIENTS]
-                await request(http, "GET", base + "/api/runner/poll", params={"wait": wait}, headers=r.headers)
+                status, _ = await request(
+                    http, "GET", base + "/api/runner/poll", params={"wait": wait}, headers=r.headers
+                )
+                if status != 204:
+                    busy.append(status)
 
             return poll
 
@@ -146,9 +152,16 @@ async def run(ctx: Context) -> Result:
 
         for _ in range(100):
             page = await api.call("GET", "/api/executions", params={"status": "QUEUED,ASSIGNED", "limit": 200})
-            if not page["executions"]:
+            # A create still in flight when its load ended commits after the list was read: its execution is
+            # assigned to one of these runners, whose polls would then answer it at once. Each runner looks.
+            held = []
+            for r in runners:
+                status, body = await _poll_now(http, base, r)
+                if status == 200:
+                    held.append(body["execution"]["id"])
+            if not page["executions"] and not held:
                 break
-            await asyncio.gather(*(stop(e["id"]) for e in page["executions"]))
+            await asyncio.gather(*(stop(e["id"]) for e in page["executions"]), *(stop(e) for e in held))
         # A long poll that times out is what an idle runner's sign of life costs besides its heartbeat: the token,
         # the runner's row, the queue's look, the wait (here 10 ms, 30 s for a real runner), the 204. `wait=0`
         # looks at the database once more after the queue (a match may have committed a moment before).
@@ -159,10 +172,17 @@ async def run(ctx: Context) -> Result:
         for name, profile, wait in idle:
             with py_spy(ctx, hub.pid, profile, result):
                 figures = await _load(poll_idle(wait), seconds, hub.pid)
+            if busy:
+                raise RuntimeError(f"{name}: {len(busy)} polls answered work ({sorted(set(busy))}): not idle polls")
             result.details[name] = figures
             result.row(f"{name}: CPU per request", figures["cpuMsPerRequest"], "ms")
             result.row(f"{name}: p50", figures["latencyMs"]["p50"], "ms")
     return result
+
+
+async def _poll_now(http: Any, base: str, runner: SimRunner) -> tuple[int, Any]:
+    """One poll that does not wait: (204, None), or (200, the execution the runner holds or was just given)."""
+    return await request(http, "GET", base + "/api/runner/poll", params={"wait": "0"}, headers=runner.headers)
 
 
 def _profile_name(endpoint: str) -> str:
