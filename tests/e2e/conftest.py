@@ -550,7 +550,13 @@ def completed(url: str) -> int:
 
 def expect_each_completed_once(url: str, acknowledged: dict[int, str]) -> None:
     """Wait until every acknowledged execution completed; the database holds exactly those, each started once."""
-    wait_until(lambda: completed(url) >= len(acknowledged), 60, 0.1, "every execution to complete")
+    try:
+        wait_until(lambda: completed(url) >= len(acknowledged), 60, 0.1, "every execution to complete")
+    except AssertionError as timeout:
+        rows = fetch(url, "SELECT id::text, status, attempt, runner_id::text FROM executions") or []
+        missing = set(acknowledged.values()) - {row["id"] for row in rows}
+        pending = [row for row in rows if row["status"] != "COMPLETED"]
+        raise AssertionError(f"{timeout}; not completed: {pending}; acknowledged, not stored: {missing}") from None
     rows = fetch(url, "SELECT id::text, status, attempt FROM executions")
     assert rows is not None
     assert {row["id"] for row in rows} == set(acknowledged.values()), "an execution was lost or created twice"

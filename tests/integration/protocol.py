@@ -4,14 +4,18 @@ on a hub's real state instead of sleeping, and dashboard form posting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import asyncpg
 import httpx
-from sqlalchemy import text
+import pytest
+from sqlalchemy import event, text
 
 from exekra.hub.context import Hub
 from exekra.workflow.catalogue import EVERY_RUNNER
@@ -239,3 +243,37 @@ def held_requests(metrics: str, kind: str) -> float:
         if line.startswith(prefix):
             return float(line.removeprefix(prefix))
     raise AssertionError(f"no exekra_held_requests for {kind} in /metrics")
+
+
+_COUNTING: contextvars.ContextVar[bool] = contextvars.ContextVar("counting", default=False)
+
+
+@contextlib.contextmanager
+def statements_sent(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every round trip to PostgreSQL the block sends, and the tasks it starts, their SQL: the driver pool's
+    statements (BEGIN and COMMIT included) and the ORM's. The hub's own background work is not counted."""
+    sent: list[str] = []
+
+    def counting(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def send(connection: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+            if _COUNTING.get():
+                sent.append(query)
+            return await method(connection, query, *args, **kwargs)
+
+        return send
+
+    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+        monkeypatch.setattr(asyncpg.Connection, name, counting(getattr(asyncpg.Connection, name)))
+
+    def orm(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if _COUNTING.get():
+            sent.append(statement)
+
+    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", orm)
+    token = _COUNTING.set(True)
+    try:
+        yield sent
+    finally:
+        _COUNTING.reset(token)
+        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", orm)
+        monkeypatch.undo()

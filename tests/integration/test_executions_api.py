@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 import pytest
@@ -17,8 +14,8 @@ from sqlalchemy import event, text
 from exekra.hub.context import Hub
 from exekra.hub.tasks import drain
 
-from .conftest import SIMPLE_DEFINITION
-from .protocol import ProtocolRunner, eventually, publish_workflow
+from .conftest import SIMPLE_DEFINITION, UNKNOWN_ID
+from .protocol import ProtocolRunner, eventually, publish_workflow, statements_sent
 
 WITH_INPUTS: dict[str, Any] = {
     "inputs": {
@@ -108,7 +105,7 @@ async def test_a_strict_workflow_refuses_undeclared_inputs_with_422(admin: httpx
     assert (await _create(admin, workflow_id, inputs={"name": "a"}))["inputs"] == {"name": "a", "count": 1}
 
 
-@pytest.mark.parametrize("workflow_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("workflow_id", [UNKNOWN_ID, "not-a-uuid"])
 async def test_create_for_unknown_workflow_is_404(admin: httpx.AsyncClient, workflow_id: str) -> None:
     r = await admin.post("/api/executions", json={"workflowId": workflow_id})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
@@ -579,33 +576,8 @@ async def test_stop_and_create_are_audited_with_the_acting_user(admin: httpx.Asy
     assert [tuple(r) for r in rows] == [("execution.create", "USER", me), ("execution.stop", "USER", me)]
 
 
-@contextlib.contextmanager
-def statements_sent(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every round trip to PostgreSQL while the block runs, its SQL: the driver pool's statements (BEGIN and
-    COMMIT included) and the ORM's."""
-    sent: list[str] = []
-
-    def counting(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def send(connection: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
-            sent.append(query)
-            return await method(connection, query, *args, **kwargs)
-
-        return send
-
-    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
-        monkeypatch.setattr(asyncpg.Connection, name, counting(getattr(asyncpg.Connection, name)))
-
-    def orm(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        sent.append(statement)
-
-    event.listen(hub.db.engine.sync_engine, "before_cursor_execute", orm)
-    try:
-        yield sent
-    finally:
-        event.remove(hub.db.engine.sync_engine, "before_cursor_execute", orm)
-        monkeypatch.undo()
-
-
+# Set only in the block `statements_sent` counts in, and in the tasks it starts (a task copies its context when
+# created): the hub's loops started before it (maintenance, liveness flush, leader lease) do not see it.
 async def test_a_create_is_two_round_trips_and_audited_as_before(
     admin: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -79,7 +79,13 @@ async def test_stale_attempt_and_wrong_state_get_409_and_change_nothing(
     assert (await runner.start(execution_id, 2)).status_code == 409
     assert (await runner.complete(execution_id, 1)).status_code == 409  # COMPLETED needs RUNNING
     assert (await runner.start(execution_id, 1)).status_code == 200
-    assert (await runner.start(execution_id, 1)).status_code == 409  # already running
+    # A repeated start (its first answer lost) is answered as the first was, and changes nothing.
+    started_at = (await admin.get(f"/api/executions/{execution_id}")).json()["execution"]["startedAt"]
+    assert (await runner.start(execution_id, 1)).status_code == 200
+    assert (await admin.get(f"/api/executions/{execution_id}")).json()["execution"]["startedAt"] == started_at
+    other = await ProtocolRunner.register(admin, client, "r2")  # another runner's start of it is refused
+    assert (await other.auth()).status_code == 200
+    assert (await other.start(execution_id, 1)).status_code == 409
     assert (await runner.logs(execution_id, 7, "late")).status_code == 409
     assert (await runner.complete(execution_id, 1, "FAILED", error="boom")).status_code == 200
     # Terminal states are final: a late report changes nothing.

@@ -47,6 +47,7 @@ class Effects:
     frees_runner: bool = False  # its runner let go of it: offer the runner work when it is idle
     frees_slot: bool = False  # it let go of a concurrency slot (or a limit grew): offer the group's waiting work
     ends: bool = False  # it reached a terminal state: announce the end, run the end hooks
+    wakes_runner: bool = False  # a runner's row changed in a way its polls must see: wake them
     audit: str | None = None  # the audit action recorded, if the rule is audited
 
 
@@ -136,6 +137,8 @@ class EffectApplier:
         try:
             if effects.assigned and t.execution_id is not None and t.runner_id is not None:
                 await dispatcher.execution_assigned(t.execution_id, t.runner_id)
+            if effects.wakes_runner and t.runner_id is not None:
+                dispatcher.runner_changed(t.runner_id)
             if effects.unqueued and t.execution_id is not None:
                 await dispatcher.execution_unqueued(t.execution_id, t.status or t.rule)
             if effects.queued and t.execution_id is not None:
@@ -146,18 +149,30 @@ class EffectApplier:
                     await dispatcher.execution_queued(t.execution_id, claim_now=True)
                 else:
                     # Matching runs beside the caller, whose answer never waits for a runner (SPEC §4, create).
-                    tasks.spawn(dispatcher.execution_queued(t.execution_id))
+                    tasks.spawn(self._beside(t, dispatcher.execution_queued(t.execution_id)))
             if effects.frees_runner and t.runner_idle and t.runner_id is not None:
                 await dispatcher.runner_idle(t.runner_id)
             if effects.frees_slot and t.slot is not None:
                 # Beside the caller, like a queued execution: a runner's `complete` does not wait for it. After the
                 # freed runner's claim, not beside it: the two claims at once would each skip the execution the
                 # other holds, and the runner would take the next in line while the best one lost its slot.
-                tasks.spawn(dispatcher.slot_freed(t.slot))
+                tasks.spawn(self._beside(t, dispatcher.slot_freed(t.slot)))
             if effects.ends:
                 for hook in self._end_hooks:
                     await hook(t)
         except TRANSIENT_ERRORS as exc:
-            # The change itself is committed; the dispatcher's safety nets (the sweeper, the queue's
-            # reconciliation, the stale rules) finish what the failed effect left.
-            log.warning("effects of %s on %s: %s: %s", t.rule, t.execution_id, type(exc).__name__, exc)
+            self._failed(t, exc)
+
+    async def _beside(self, t: Transition, effect: Awaitable[None]) -> None:
+        """An effect run beside the caller (`tasks.spawn`), failing as the others do."""
+        try:
+            await effect
+        except TRANSIENT_ERRORS as exc:
+            self._failed(t, exc)
+
+    def _failed(self, t: Transition, exc: BaseException) -> None:
+        # The change itself is committed; the dispatcher's safety nets (the sweeper, the queue's reconciliation,
+        # the stale rules, every runner's next poll) finish what the failed effect left.
+        assert self.dispatcher is not None
+        self.dispatcher.end_quiet()
+        log.warning("effects of %s on %s: %s: %s", t.rule, t.execution_id, type(exc).__name__, exc)

@@ -82,6 +82,7 @@ class LeaderLease:
         self._step_down = step_down
         self._connection: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._turn = asyncio.Lock()  # one turn at a time: two at once could both take the (reentrant) lock and lead
         self.leading = False
 
     async def start(self) -> None:
@@ -98,22 +99,25 @@ class LeaderLease:
 
     async def renew(self) -> bool:
         """One turn: take the lease if free, or check that the held one's connection still answers; whether this
-        process leads afterwards."""
-        if self._connection is not None and self._connection.is_closed():
-            # The session, and the lock with it, is gone: a new connection would not hold it.
-            await self._lose("the lease connection was closed")
-        try:
-            if self._connection is None:
-                self._connection = await asyncpg.connect(
-                    self.dsn, timeout=self.period, server_settings=self.server_settings
-                )
-            if self.leading:
-                await self._connection.fetchval("SELECT 1", timeout=self.period)
-            elif await self._connection.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK, timeout=self.period):
-                await self._win()
-        except _ERRORS as exc:
-            await self._lose(f"{type(exc).__name__}: {exc}")
-        return self.leading
+        process leads afterwards. A turn asked for while another runs (the loop's) waits for it."""
+        async with self._turn:
+            if self._connection is not None and self._connection.is_closed():
+                # The session, and the lock with it, is gone: a new connection would not hold it.
+                await self._lose("the lease connection was closed")
+            try:
+                if self._connection is None:
+                    self._connection = await asyncpg.connect(
+                        self.dsn, timeout=self.period, server_settings=self.server_settings
+                    )
+                if self.leading:
+                    await self._connection.fetchval("SELECT 1", timeout=self.period)
+                elif await self._connection.fetchval(
+                    "SELECT pg_try_advisory_lock($1)", LEADER_LOCK, timeout=self.period
+                ):
+                    await self._win()
+            except _ERRORS as exc:
+                await self._lose(f"{type(exc).__name__}: {exc}")
+            return self.leading
 
     async def _win(self) -> None:
         log.info("leader: %s now runs the singleton work", self.instance)

@@ -81,10 +81,16 @@ PICKUP_FAILED = Rule("pickup-failed", (S.ASSIGNED,), S.FAILED, _ended("execution
 RUNNER_LOST = Rule("runner-lost", (S.RUNNING,), S.FAILED, _ended("execution.runner_lost"))
 STOP_UNCONFIRMED = Rule("stop-unconfirmed", (S.RUNNING,), S.STOPPED, _ended("execution.stop_unconfirmed"))
 HUB_TIMEOUT = Rule("hub-timeout", (S.RUNNING,), S.FAILED, _ended("execution.hub_timeout"))
-RUNNER_OFFLINE = Rule("runner-offline", (R.ONLINE, R.BUSY), R.OFFLINE, Effects(audit="runner.offline"))
+# A runner's changes wake its polls (`Effects.wakes_runner`): a poll that renewed without reading the runner's row
+# (`exekra.hub.dispatch.wakeups`, quiet renewals) reads it again.
+RUNNER_OFFLINE = Rule(
+    "runner-offline", (R.ONLINE, R.BUSY), R.OFFLINE, Effects(wakes_runner=True, audit="runner.offline")
+)
 # Its secret was replaced: every token made with the old one stops working, and the runner is OFFLINE until it
 # signs in with the new one and shows a sign of life (work it holds is then the stale rules' to settle).
-RUNNER_REVOKED = Rule("runner-revoked", (R.ONLINE, R.BUSY, R.OFFLINE), R.OFFLINE)
+RUNNER_REVOKED = Rule("runner-revoked", (R.ONLINE, R.BUSY, R.OFFLINE), R.OFFLINE, Effects(wakes_runner=True))
+# An operator changed the runner (enabled, labels, name…) or deleted it, or the runner declared what it can run.
+RUNNER_CHANGED = Effects(wakes_runner=True)
 
 EXECUTION_RULES = (
     CREATE,
@@ -702,9 +708,17 @@ RETURNING id"""
 
 async def revoke_runner(session: Statements, runner_id: uuid.UUID, secret_hash: str) -> bool:
     """Replace the runner's secret: its tokens stop working at once (the epoch) and it is OFFLINE."""
-    return (
-        await session.execute(_REVOKE_RUNNER, {"runner_id": runner_id, "secret_hash": secret_hash})
-    ).first() is not None
+    if (await session.execute(_REVOKE_RUNNER, {"runner_id": runner_id, "secret_hash": secret_hash})).first() is None:
+        return False
+    target = RUNNER_REVOKED.target.value
+    effects.record(session, _transition(RUNNER_REVOKED, runner_id=runner_id, status=target), entity_type="runner")
+    return True
+
+
+def runner_changed(session: Statements, runner_id: uuid.UUID, what: str) -> None:
+    """Record a change of the runner (`what`: "runner-update", "runner-delete", "runner-declaration") on the
+    transaction, so that its polls see it (`RUNNER_CHANGED`)."""
+    effects.record(session, Transition(what, RUNNER_CHANGED, runner_id=runner_id), entity_type="runner")
 
 
 _TOUCH_RUNNER = text(

@@ -43,16 +43,17 @@ async def finish(runner: ProtocolRunner, execution_id: str) -> None:
 
 async def test_two_runners_of_different_catalogues_each_get_only_what_they_can_run(any_mode: RunningHub) -> None:
     hub = any_mode
-    plain = await online(hub)  # an older runner: the built-ins that need no capability
-    chromium = await online(hub, declaration("browser.open", capabilities=("browser",)))
     browsing = await publish_workflow(hub.admin, "browsing", BROWSER)
     simple = await publish_workflow(hub.admin, "simple", PLAIN)
 
-    # Poll path: the urgent browser execution is skipped by the runner that cannot run it, not the plain one.
-    assert (await plain.poll()).status_code == 204 and (await chromium.poll()).status_code == 204
+    # Poll path: both wait while no runner is online (with both runners idle, the two creates' matches run beside
+    # their requests in either order, and the plain one could leave the chromium runner nothing it can run). The
+    # urgent browser execution is then skipped by the runner that cannot run it, and waits for the one that can.
     urgent = await create_execution(hub.admin, browsing, priority=9)
     ordinary = await create_execution(hub.admin, simple, priority=1)
+    plain = await online(hub)  # an older runner: the built-ins that need no capability
     await finish(plain, ordinary["id"])
+    chromium = await online(hub, declaration("browser.open", capabilities=("browser",)))
     await finish(chromium, urgent["id"])
 
     # Create path: the plain runner signed in last (most recent heartbeat), yet the browser work goes past it.

@@ -39,8 +39,9 @@ from .conftest import (
 
 @pytest.fixture
 async def queue(redis_server: EmbeddedRedis) -> AsyncIterator[RedisQueue]:
-    """The queue alone, on its own Redis server."""
-    q = RedisQueue(redis_server.url, timeout=0.5, keep_completed=1000, keep_failed=5000)
+    """The queue alone, on its own Redis server. Its commands may take 5 s: a hundred connections opened at once on
+    a loaded machine took more than half a second once (a `TimeoutError` that nothing here tests)."""
+    q = RedisQueue(redis_server.url, timeout=5.0, keep_completed=1000, keep_failed=5000)
     yield q
     await q.close()
 

@@ -53,6 +53,20 @@ class Dispatcher(Protocol):
 
     def unregister_waiter(self, runner_id: uuid.UUID, signal: Signal) -> None: ...
 
+    def runner_changed(self, runner_id: uuid.UUID) -> None:
+        """After the commit of a change to the runner's row that its polls must see (`Effects.wakes_runner`): wake
+        them in this process, and make its next poll here a full one (`wakeups`, quiet renewals)."""
+
+    def end_quiet(self) -> None:
+        """Make every runner's next poll in this process a full one: after an effect failed, the polls' own look at
+        the queue is the safety net (`wakeups`)."""
+
+    def leave_quiet(self, runner_id: uuid.UUID, epoch: int, read_at: float) -> None:
+        """A long poll ended by its timeout, not woken: its runner's next poll may renew quietly (`wakeups`)."""
+
+    def take_quiet(self, runner_id: uuid.UUID, epoch: int) -> float | None:
+        """When the runner's row was last read if its poll may renew quietly, else None (`wakeups`)."""
+
     def wake_waiters(self) -> None:
         """Wake every long poll of this process (each looks again): at shutdown."""
 

@@ -116,6 +116,7 @@ class RedisDispatcher(ModeDispatcher):
         try:
             await self.fallback(execution_id)
         except TRANSIENT_ERRORS as exc:
+            self.wakeups.end_quiet()  # the runners' next polls look at the queue again
             log.warning(
                 "direct assignment of %s failed (%s: %s); the sweeper retries it", execution_id, type(exc).__name__, exc
             )
@@ -148,6 +149,7 @@ class RedisDispatcher(ModeDispatcher):
                     claim = await self.matcher.for_execution(execution_id)
             except TRANSIENT_ERRORS as exc:
                 if attempt == self.attempts:
+                    self.wakeups.end_quiet()  # the runners' next polls look at the queue again
                     log.warning("dispatch of %s failed %d times: %s", execution_id, attempt, exc)
                     await self.queue.record_failure(execution_id, f"{type(exc).__name__}: {exc}", attempt)
                     return None

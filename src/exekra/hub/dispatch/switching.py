@@ -82,13 +82,13 @@ class SwitchingDispatcher:
 
     async def start(self) -> None:
         await self.direct.start()
+        self._tasks.append(asyncio.create_task(self.wakeups.count_hearers(), name="exekra-wakeup-hearers"))
         if self.redis is None:
             return
         await self.redis.start()
-        self._tasks += [
-            asyncio.create_task(self.wakeups.hear_redis(self.redis_url, self.timeout), name="exekra-wakeups"),
-            asyncio.create_task(self.wakeups.count_hearers(), name="exekra-wakeup-hearers"),
-        ]
+        self._tasks.append(
+            asyncio.create_task(self.wakeups.hear_redis(self.redis_url, self.timeout), name="exekra-wakeups")
+        )
         try:  # a hub with a healthy Redis starts in Redis mode
             await asyncio.wait_for(self._recover(), STARTUP_RECOVERY_SECONDS)
         except (QueueUnavailable, *TRANSIENT_ERRORS) as exc:
@@ -159,6 +159,18 @@ class SwitchingDispatcher:
 
     def unregister_waiter(self, runner_id: uuid.UUID, signal: Signal) -> None:
         self.wakeups.unregister(runner_id, signal)
+
+    def runner_changed(self, runner_id: uuid.UUID) -> None:
+        self.wakeups.notify(runner_id)
+
+    def end_quiet(self) -> None:
+        self.wakeups.end_quiet()
+
+    def leave_quiet(self, runner_id: uuid.UUID, epoch: int, read_at: float) -> None:
+        self.wakeups.leave_quiet(runner_id, epoch, read_at)
+
+    def take_quiet(self, runner_id: uuid.UUID, epoch: int) -> float | None:
+        return self.wakeups.take_quiet(runner_id, epoch)
 
     def wake_waiters(self) -> None:
         self.wakeups.notify_all()

@@ -15,6 +15,20 @@ Every process hears both: its `Listener` and a Redis subscription of its own (`h
 itself and then wakes every poll of its process, which looks again: what was sent while it was down is lost. A
 hub that dies between the commit and the announcement leaves the runner's long poll to end by its own timeout:
 its next poll finds the execution it holds.
+
+**Quiet renewals.** A long poll that ended by its timeout, nothing having happened to its runner, leaves a note
+(`quiet`); the runner's next poll, if it comes straight back to this process, renews the wait without reading
+the runner's row or looking at the queue: it only records the sign of life in memory (`Liveness.renew`). Every
+wake-up of the runner drops the note, so what a full poll would have found is found by a full poll: work assigned
+to it, and a change to its row that its polls must see (its token revoked, the runner deleted, changed or marked
+OFFLINE, a new declaration: `Effects.wakes_runner`). Work queued meanwhile is matched with the runner by the
+create's claim or the sweeper (both read the idle runners from PostgreSQL), which wakes it; an effect that failed
+drops every note (`end_quiet`), so the polls' own look is the safety net again, as it was before the notes.
+
+Notes are kept only while this process is the only hub process (`hearers`, counted every `HEARERS_SECONDS`). With
+several, an assignment or a change made in another process is announced here only when the runner's poll does not
+wait there, and a lost announcement would leave a note standing: every poll is then a full one. A note is used
+only within `QUIET_GAP_SECONDS` of the poll that left it, and a full poll comes at least every `FULL_POLL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 import redis.asyncio as aioredis
@@ -41,6 +56,9 @@ KEEPALIVE_SECONDS = 10.0  # a quiet subscription asks Redis this often whether t
 RECONNECT_MAX_SECONDS = 1.0  # Redis mode resumes within a probe of Redis's return: what is published before the
 # subscription is back reaches this process's polls when it resubscribes and wakes them all
 HEARERS_SECONDS = 5.0  # how often the number of hub processes listening on PostgreSQL is counted
+QUIET_GAP_SECONDS = 5.0  # a runner's next poll renews quietly only if it comes within this time of the last one
+FULL_POLL_SECONDS = 120.0  # and only if its last full poll (the runner's row read) is younger than this
+QUIET_PRUNE_AT = 1024  # notes kept before those past their gap are dropped (runners that did not come back)
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 _LISTENERS = text(
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = :name"
@@ -54,8 +72,59 @@ class Wakeups(Waiters):
         super().__init__()
         self.db = db
         self.origin = uuid.uuid4().hex  # tells this process's announcements from other processes'
-        self.hearers = 1  # hub processes that must hear an announcement: those listening on PostgreSQL
+        # Quiet renewals: runner → (token epoch, when its last full poll read its row, when its last poll ended).
+        self._quiet: dict[uuid.UUID, tuple[int, float, float]] = {}
+        self._prune_at = QUIET_PRUNE_AT
+        self._hearers = 1
         listener.subscribe(CHANNEL, self.deliver, on_connect=self.notify_all)
+
+    @property
+    def hearers(self) -> int:
+        """Hub processes that must hear an announcement: those listening on PostgreSQL, this one included."""
+        return self._hearers
+
+    @hearers.setter
+    def hearers(self, counted: int) -> None:
+        self._hearers = max(1, counted)
+        if self._hearers > 1:
+            self.end_quiet()  # and `leave_quiet` keeps none while there are several
+
+    def notify(self, key: uuid.UUID) -> None:
+        """Wake the runner's polls in this process, and make its next poll a full one."""
+        self._quiet.pop(key, None)
+        super().notify(key)
+
+    def notify_all(self) -> None:
+        self._quiet.clear()
+        super().notify_all()
+
+    def end_quiet(self) -> None:
+        """Make every runner's next poll here a full one."""
+        self._quiet.clear()
+
+    def leave_quiet(self, runner_id: uuid.UUID, epoch: int, read_at: float) -> None:
+        """A long poll ended by its timeout, nothing having woken it; `read_at`: when the runner's row was last
+        read (`time.monotonic()`), by this poll or by the full poll its quiet renewals go back to."""
+        if self.hearers > 1:
+            return
+        now = time.monotonic()
+        self._quiet[runner_id] = (epoch, read_at, now)
+        if len(self._quiet) >= self._prune_at:
+            gone = now - QUIET_GAP_SECONDS
+            self._quiet = {key: note for key, note in self._quiet.items() if note[2] >= gone}
+            self._prune_at = max(QUIET_PRUNE_AT, 2 * len(self._quiet))
+
+    def take_quiet(self, runner_id: uuid.UUID, epoch: int) -> float | None:
+        """For a poll that will wait: when the runner's row was last read, if the poll may renew quietly (see the
+        module's docstring); None: it reads the row. The note is used up either way."""
+        note = self._quiet.pop(runner_id, None)
+        if note is None:
+            return None
+        noted_epoch, read_at, ended_at = note
+        now = time.monotonic()
+        if noted_epoch != epoch or now - ended_at > QUIET_GAP_SECONDS or now - read_at > FULL_POLL_SECONDS:
+            return None
+        return read_at
 
     def payload(self, runner_id: uuid.UUID) -> str:
         """What announces an assignment to `runner_id` to the other processes."""
@@ -78,12 +147,17 @@ class Wakeups(Waiters):
         """Until cancelled: count the hub processes listening on PostgreSQL (every `HEARERS_SECONDS`)."""
         while True:
             try:
-                async with self.db.reading() as session:
-                    counted = (await session.execute(_LISTENERS, {"name": APPLICATION_NAME})).scalar_one()
-                self.hearers = max(1, int(counted))
+                await self.count()
             except TRANSIENT_ERRORS as exc:
                 log.debug("counting the hub processes that hear wake-ups: %s", exc)
             await asyncio.sleep(HEARERS_SECONDS)
+
+    async def count(self) -> int:
+        """Count the hub processes listening on PostgreSQL now; with more than this one, no note is kept."""
+        async with self.db.reading() as session:
+            counted = (await session.execute(_LISTENERS, {"name": APPLICATION_NAME})).scalar_one()
+        self.hearers = int(counted)
+        return self.hearers
 
     async def hear_redis(self, url: str, command_seconds: float) -> None:
         """Until cancelled: deliver the announcements published in Redis, on a connection of its own (the queue's

@@ -308,6 +308,15 @@ async def held_definition(session: Statements, held: lifecycle.Attempt) -> dict[
     return row.definition if row else None
 
 
+_STARTED = text(f"SELECT 1 FROM executions WHERE {lifecycle.held_by()} AND status = 'RUNNING'")
+
+
+async def started(db: Database, held: lifecycle.Attempt) -> bool:
+    """Whether this runner has started this attempt already (it runs, and its token is current)."""
+    async with db.reading() as session:
+        return (await session.execute(_STARTED, held.params())).first() is not None
+
+
 _TOKEN_EPOCH = text("SELECT token_epoch FROM runners WHERE id = :runner_id")
 
 

@@ -230,40 +230,65 @@ class ExecutionService:
         seconds (at most `EXEKRA_MAX_LONG_POLL_SECONDS`), or at once when the hub shuts down."""
         runner_id = claims.runner_id
         dispatcher = self.dispatcher
+        wait = min(wait, self.settings.max_long_poll_seconds)
         # Registered before the runner shows up as idle, so an assignment made by anyone from then on wakes us.
         signal = dispatcher.register_waiter(runner_id)
         try:
-            presence = (await self.liveness.sign(claims)).presence
-            execution_id = presence.current_execution_id
-            if execution_id is None and presence.enabled:
-                profile = RunnerProfile(runner_id, presence.type, presence.labels, presence.activities)
-                assignment = await dispatcher.runner_idle(runner_id, profile)
-                if assignment is None:
-                    return await self._wait_for_work(claims, signal, wait)
-                execution_id = assignment.execution_id
+            # A long poll's renewal, nothing having happened to the runner since its last poll here, reads nothing.
+            read_at = dispatcher.take_quiet(runner_id, claims.epoch) if wait > 0 else None
+            if read_at is not None:
+                self.liveness.renew(claims)
+                return await self._wait_for_work(claims, signal, wait, read_at)
+            read_at = time.monotonic()
+            execution_id, idle = await self._sign_and_claim(claims)
+            if idle:
+                return await self._wait_for_work(claims, signal, wait, read_at)
         finally:
             dispatcher.unregister_waiter(runner_id, signal)
         if execution_id is None:
             return None
         return await queries.held_execution(self.db, runner_id, claims.epoch, execution_id)
 
-    async def _wait_for_work(self, claims: RunnerClaims, signal: Signal, wait: float) -> dict[str, Any] | None:
+    async def _sign_and_claim(self, claims: RunnerClaims) -> tuple[uuid.UUID | None, bool]:
+        """A poll's sign of life and claim: the execution the runner holds or was just given, and whether it is idle
+        (enabled, holding none, given none). Read here, not in `poll`, so that a held poll does not keep the row's
+        objects for the length of its wait (the Redis dispatcher keeps its own copy of the runner's profile, its
+        labels and declared activities, to match work: `RedisDispatcher._profiles`)."""
+        presence = (await self.liveness.sign(claims)).presence
+        if presence.current_execution_id is not None or not presence.enabled:
+            return presence.current_execution_id, False
+        profile = RunnerProfile(claims.runner_id, presence.type, presence.labels, presence.activities)
+        assignment = await self.dispatcher.runner_idle(claims.runner_id, profile)
+        return (None, True) if assignment is None else (assignment.execution_id, False)
+
+    async def _wait_for_work(
+        self, claims: RunnerClaims, signal: Signal, wait: float, read_at: float
+    ) -> dict[str, Any] | None:
         if wait > 0 and not signal.is_set() and not self.closing:
-            await signal.wait(min(wait, self.settings.max_long_poll_seconds))
+            await signal.wait(wait)
         # Work assigned by a concurrent match (a create, the sweeper, another hub process) sets the signal; a
         # long poll that was not woken has nothing to read (a wake-up lost while the LISTEN connection was down
-        # is repaired by waking every poll when it reconnects). A poll that did not wait still looks once: a
-        # match may have committed a moment before it set the signal. At shutdown a poll answers 204.
-        if self.closing or (wait > 0 and not signal.is_set()):
+        # is repaired by waking every poll when it reconnects), and its runner's next poll may renew quietly.
+        # A poll that did not wait still looks once: a match may have committed a moment before it set the
+        # signal. At shutdown a poll answers 204.
+        if self.closing:
+            return None
+        if wait > 0 and not signal.is_set():
+            self.dispatcher.leave_quiet(claims.runner_id, claims.epoch, read_at)
             return None
         # Whatever it was woken for, in one read (nothing if its token was revoked meanwhile).
         return await queries.held_execution(self.db, claims.runner_id, claims.epoch)
 
     async def start(self, claims: RunnerClaims, execution_id: str, attempt: int) -> None:
-        """ASSIGNED → RUNNING for the runner holding this attempt (409 when stale, 401 when revoked)."""
+        """ASSIGNED → RUNNING for the runner holding this attempt (409 when stale, 401 when revoked). The start of
+        an attempt this runner has started already changes nothing and is answered as the first was: a runner
+        repeats a start whose answer it lost (a connection cut after the commit, a database failover)."""
+        held = _held(claims, execution_id, attempt)
         async with self.db.statement() as session:
-            started = await lifecycle.start(session, _held(claims, execution_id, attempt))
+            started = await lifecycle.start(session, held)
         if started is None:
+            if await queries.started(self.db, held):
+                return
             raise await self._refused(claims, execution_id)
         observability.DISPATCH_SECONDS.observe(started.dispatch_seconds)
         observability.PICKUP_SECONDS.observe(started.pickup_seconds)

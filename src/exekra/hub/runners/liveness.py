@@ -7,7 +7,8 @@ its last second of them, which leaves every runner that showed a sign within the
 ONLINE. What stays immediate:
 
 - the token check: each sign reads the runner's row (one round trip, no transaction), so a token revoked a
-  moment ago is refused at once;
+  moment ago is refused at once; but a long poll's quiet renewal, which reads nothing, is woken by the revocation
+  and reads the row then (`exekra.hub.dispatch.wakeups`);
 - state changes: a runner found OFFLINE is brought back at once (`lifecycle.touch_runner`, a transaction),
   since a claim needs it ONLINE; assignment, start and end are fenced transitions as before.
 """
@@ -90,14 +91,19 @@ class Liveness:
                 presence = await lifecycle.touch_runner(session, runner_id, claims.epoch)
         if presence is None:
             raise NotAuthenticated("Runner token revoked: authenticate again")
+        self.renew(claims, metrics)
+        return Sign(presence, list(row.stop_ids or ()), row.catalogue_digest)
+
+    def renew(self, claims: RunnerClaims, metrics: Metrics | None = None) -> None:
+        """Remember a sign of life, to be written with the next flush; without reading the runner's row: for a
+        poll that renews quietly (`exekra.hub.dispatch.wakeups`), whose runner's row a poll read a moment ago."""
         now = time.monotonic()
-        pending = self._pending.get(runner_id)
+        pending = self._pending.get(claims.runner_id)
         if pending is None or pending.epoch != claims.epoch:
-            pending = self._pending[runner_id] = _Pending(claims.epoch, now)
+            pending = self._pending[claims.runner_id] = _Pending(claims.epoch, now)
         pending.at = now
         if metrics is not None and len(pending.samples) < MAX_SAMPLES:
             pending.samples.append((now, metrics))
-        return Sign(presence, list(row.stop_ids or ()), row.catalogue_digest)
 
     @property
     def pending(self) -> int:

@@ -95,6 +95,7 @@ async def update_runner(db: Database, runner_id: str, patch: RunnerPatch, actor:
         except IntegrityError:
             raise Conflict(f"A runner named {patch.name} already exists") from None
         audit.record(session, actor, "runner.update", "runner", runner.id, changes)
+        lifecycle.runner_changed(session, runner.id, "runner-update")
     return runner
 
 
@@ -105,6 +106,7 @@ async def delete_runner(db: Database, runner_id: str, actor: Actor) -> None:
             raise Conflict("The runner holds an execution: stop it or wait until it ends")
         await session.delete(runner)
         audit.record(session, actor, "runner.delete", "runner", runner.id, {"name": runner.name})
+        lifecycle.runner_changed(session, runner.id, "runner-delete")
 
 
 async def regenerate_secret(db: Database, runner_id: str, actor: Actor) -> Registered:
@@ -217,11 +219,14 @@ async def authenticate_runner(
         runner = (await session.execute(select(Runner).where(Runner.machine_key == machine_key))).scalar_one_or_none()
         if runner is None or not hashes_match(runner.secret_hash, machine_secret):
             raise NotAuthenticated("Wrong machine key or secret")
+        runs_more = not set(declaration.activities) <= set(runner.activities)  # queued work it could not run before
         await session.execute(
             update(Runner)
             .where(Runner.id == runner.id)
             .values(hostname=hostname, os=os, version=version, **declaration.values())
         )
+        if runs_more:
+            lifecycle.runner_changed(session, runner.id, "runner-declaration")
     return runner
 
 
@@ -231,3 +236,4 @@ async def record_declaration(db: Database, runner_id: uuid.UUID, epoch: int, dec
         await session.execute(
             update(Runner).where(Runner.id == runner_id, Runner.token_epoch == epoch).values(**declaration.values())
         )
+        lifecycle.runner_changed(session, runner_id, "runner-declaration")  # it may now run queued work

@@ -1,0 +1,195 @@
+"""A long poll's renewal reads nothing when nothing happened to its runner (issue 17: signs of life are not
+transactions), and whatever a full poll would have found since (work assigned, a revoked token, the runner deleted
+or marked OFFLINE) makes the next poll a full one (`exekra.hub.dispatch.wakeups`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import text
+
+from exekra.hub.context import Hub
+from exekra.hub.dispatch.matcher import RunnerProfile
+from exekra.hub.lifecycle import Assignment
+from exekra.hub.listener import APPLICATION_NAME
+from exekra.hub.tasks import drain
+
+from .conftest import SIMPLE_DEFINITION
+from .protocol import (
+    ProtocolRunner,
+    backdate,
+    create_execution,
+    eventually,
+    long_poll_waiting,
+    publish_workflow,
+    statements_sent,
+)
+
+QUIET = 0.05  # seconds: a long poll that ends by its timeout
+
+
+@pytest.fixture(autouse=True)
+async def the_only_hub_process(hub: Hub) -> None:
+    """Notes are kept only while one hub process hears wake-ups: no other test's hub is still connected."""
+
+    async def alone() -> bool:
+        return await hub.dispatcher.wakeups.count() == 1
+
+    await eventually(alone, 10, "the other hub processes to leave the database")
+
+
+async def _status(hub: Hub, runner: ProtocolRunner) -> str:
+    async with hub.db.session() as session:
+        row = await session.execute(text("SELECT status FROM runners WHERE id = :id"), {"id": runner.runner_id})
+        return str(row.scalar_one())
+
+
+async def _quiet_poll(runner: ProtocolRunner) -> None:
+    """A long poll that ends by its timeout: the runner's next poll here may renew quietly."""
+    assert (await runner.poll(wait=QUIET)).status_code == 204
+
+
+async def test_a_renewal_sends_nothing_to_postgresql_or_redis_and_still_counts_as_a_sign_of_life(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "quiet")
+    await _quiet_poll(runner)
+    await hub.executions.liveness.flush()
+    looks = _count_looks(hub, monkeypatch)
+    with statements_sent(hub, monkeypatch) as sent:
+        for _ in range(3):
+            await _quiet_poll(runner)
+    assert sent == [] and looks == []
+    assert hub.executions.liveness.pending == 1  # the sign of life, written with the next flush
+    # A poll that does not wait (interval polling) is always a full one.
+    looks = _count_looks(hub, monkeypatch)
+    assert (await runner.poll()).status_code == 204
+    assert looks == [uuid.UUID(runner.runner_id)]
+
+
+@pytest.mark.parametrize("when", ["between two polls", "during the renewal"])
+async def test_work_assigned_after_a_quiet_poll_is_answered_by_the_next_one(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, when: str
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, f"work {when}")
+    workflow_id = await publish_workflow(admin, f"work {when}", SIMPLE_DEFINITION)
+    await _quiet_poll(runner)
+    if when == "between two polls":
+        execution_id = (await create_execution(admin, workflow_id))["id"]
+        await drain()  # the create's match has assigned it to the idle runner, which was not polling
+        answer = await runner.poll(wait=10)
+    else:
+        waiting = asyncio.create_task(runner.poll(wait=10))
+        await long_poll_waiting(client)
+        execution_id = (await create_execution(admin, workflow_id))["id"]
+        answer = await asyncio.wait_for(waiting, 10)
+    assert answer.status_code == 200 and answer.json()["execution"]["id"] == execution_id
+
+
+@pytest.mark.parametrize("change", ["regenerate-secret", "delete"])
+async def test_a_token_revoked_between_two_polls_is_refused_by_the_next_one(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, change: str
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, f"revoked-{change}")
+    await _quiet_poll(runner)
+    if change == "delete":
+        assert (await admin.delete(f"/api/runners/{runner.runner_id}")).status_code == 200
+    else:
+        assert (await admin.post(f"/api/runners/{runner.runner_id}/regenerate-secret")).status_code == 200
+    assert (await runner.poll(wait=10)).status_code == 401
+
+
+async def test_a_quiet_renewal_is_ended_by_a_revocation(admin: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    runner = await ProtocolRunner.online(admin, client, "revoked-waiting")
+    await _quiet_poll(runner)
+    waiting = asyncio.create_task(runner.poll(wait=10))
+    await long_poll_waiting(client)
+    assert (await admin.post(f"/api/runners/{runner.runner_id}/regenerate-secret")).status_code == 200
+    assert (await asyncio.wait_for(waiting, 10)).status_code in (204, 401)  # ended at once, not after 10 s
+    assert (await runner.poll(wait=10)).status_code == 401
+
+
+async def test_a_runner_marked_offline_between_two_polls_is_online_again_after_the_next_one(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "offline")
+    await _quiet_poll(runner)
+    assert runner.runner_id is not None
+    await backdate(hub, "runners", "last_heartbeat_at", runner.runner_id, hub.settings.runner_offline_seconds + 60)
+    report = await hub.executions.check_stale(not_before=None)
+    assert report.runners_offline >= 1 and await _status(hub, runner) == "OFFLINE"
+    await drain()  # the mark's wake-up
+    await _quiet_poll(runner)
+    assert await _status(hub, runner) == "ONLINE"  # a full poll: back at once, not at the next write
+
+
+async def test_a_disabled_runner_gets_no_work_while_it_renews(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "disabled")
+    workflow_id = await publish_workflow(admin, "disabled", SIMPLE_DEFINITION)
+    await _quiet_poll(runner)
+    patched = await admin.patch(f"/api/runners/{runner.runner_id}", json={"enabled": False})
+    assert patched.status_code == 200
+    execution_id = (await create_execution(admin, workflow_id))["id"]
+    assert (await runner.poll(wait=QUIET)).status_code == 204
+
+    async def queued() -> Any:
+        detail = (await admin.get(f"/api/executions/{execution_id}")).json()["execution"]
+        return detail["status"] == "QUEUED"
+
+    await eventually(queued, 5, "the execution to wait in the queue")
+
+
+async def test_a_failed_effect_makes_every_runner_s_next_poll_a_full_one(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "after-failure")
+    workflow_id = await publish_workflow(admin, "after-failure", SIMPLE_DEFINITION)
+    await _quiet_poll(runner)
+
+    async def unavailable(execution_id: uuid.UUID, *, claim_now: bool = False) -> None:
+        raise OSError("the queue went away")  # the create's dispatch fails: its execution stays QUEUED
+
+    monkeypatch.setattr(hub.dispatcher, "execution_queued", unavailable)
+    await create_execution(admin, workflow_id)
+    await drain()
+    monkeypatch.undo()
+    looks = _count_looks(hub, monkeypatch)
+    assert (await runner.poll(wait=QUIET)).status_code in (200, 204)  # 200 where its look claims from PostgreSQL
+    assert looks == [uuid.UUID(runner.runner_id or "")]  # a full poll: the runner looked at the queue itself
+
+
+def _count_looks(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
+    """The runners whose polls look at the queue (`runner_idle`) from now on."""
+    looks: list[uuid.UUID] = []
+    runner_idle = hub.dispatcher.runner_idle
+
+    async def counted(runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
+        looks.append(runner_id)
+        return await runner_idle(runner_id, profile)
+
+    monkeypatch.setattr(hub.dispatcher, "runner_idle", counted)
+    return looks
+
+
+async def test_with_another_hub_process_listening_every_poll_is_a_full_one(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "two-processes")
+    await _quiet_poll(runner)
+    # Another hub process, as PostgreSQL sees it: a connection under the listeners' application name.
+    other = await asyncpg.connect(hub.settings.asyncpg_dsn, server_settings={"application_name": APPLICATION_NAME})
+    try:
+        assert await hub.dispatcher.wakeups.count() == 2
+        looks = _count_looks(hub, monkeypatch)
+        await _quiet_poll(runner)
+        await _quiet_poll(runner)
+    finally:
+        await other.close()
+    assert looks == [uuid.UUID(runner.runner_id or "")] * 2  # both looked at the queue: no note was kept
