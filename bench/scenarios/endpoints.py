@@ -177,6 +177,29 @@ async def run(ctx: Context) -> Result:
             result.details[name] = figures
             result.row(f"{name}: CPU per request", figures["cpuMsPerRequest"], "ms")
             result.row(f"{name}: p50", figures["latencyMs"]["p50"], "ms")
+        # A connected runner's heartbeat comes while its long poll waits: each runner holds one open for the run.
+        name = "POST /api/runner/heartbeat while the runner's long poll waits"
+        renewed = 0  # polls that ended before their 30 s (something woke them) and were opened again, as a runner does
+
+        async def hold(i: int) -> None:
+            nonlocal renewed
+            while True:
+                await poll_idle("30")(i)
+                renewed += 1
+
+        polls = [asyncio.create_task(hold(i)) for i in range(CLIENTS)]
+        await asyncio.sleep(1)  # each poll has read its runner's row and waits
+        with py_spy(ctx, hub.pid, "endpoints-heartbeat-polling", result):
+            figures = await _load(heartbeat, seconds, hub.pid)
+        for poll in polls:
+            poll.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
+        if busy:
+            raise RuntimeError(f"{name}: {len(busy)} polls answered work ({sorted(set(busy))}): not idle runners")
+        figures["pollsEndedEarly"] = renewed
+        result.details[name] = figures
+        result.row(f"{name}: CPU per request", figures["cpuMsPerRequest"], "ms")
+        result.row(f"{name}: p50", figures["latencyMs"]["p50"], "ms")
     return result
 
 

@@ -217,7 +217,7 @@ def parked(hub: Hub) -> Parked:
         runner_id = uuid.UUID(runner.runner_id)
 
         async def is_waiting() -> bool:
-            return hub.dispatcher.is_waiting(runner_id)
+            return hub.dispatcher.wakeups.is_waiting(runner_id)
 
         await eventually(is_waiting, 5, f"the long poll of {runner.runner_id} to wait", interval=0.005)
 

@@ -1,6 +1,7 @@
 """A long poll's renewal reads nothing when nothing happened to its runner (issue 17: signs of life are not
 transactions), and whatever a full poll would have found since (work assigned, a revoked token, the runner deleted
-or marked OFFLINE) makes the next poll a full one (`exekra.hub.dispatch.wakeups`)."""
+or marked OFFLINE) makes the next poll a full one (`exekra.hub.dispatch.wakeups`). A heartbeat sent while the
+runner's long poll waits, idle and not woken, reads nothing either; once anything woke the poll, it reads."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import text
 
 from exekra.hub.context import Hub
 from exekra.hub.dispatch.matcher import RunnerProfile
+from exekra.hub.dispatch.wakeups import PollSignal
 from exekra.hub.lifecycle import Assignment
 from exekra.hub.listener import APPLICATION_NAME
 from exekra.hub.tasks import drain
@@ -24,6 +26,7 @@ from .protocol import (
     ProtocolRunner,
     backdate,
     create_execution,
+    declaration,
     eventually,
     long_poll_waiting,
     publish_workflow,
@@ -49,6 +52,22 @@ async def _status(hub: Hub, runner: ProtocolRunner) -> str:
         return str(row.scalar_one())
 
 
+async def _signs(hub: Hub, runner: ProtocolRunner) -> tuple[Any, int]:
+    """The runner's last sign of life and its metrics samples, as written (this process's signs flushed first: the
+    hub's own flush, once a second, may have written them already)."""
+    await hub.executions.liveness.flush()
+    async with hub.db.session() as session:
+        row = await session.execute(
+            text(
+                "SELECT last_heartbeat_at, (SELECT count(*) FROM runner_metrics m WHERE m.runner_id = r.id)"
+                " FROM runners r WHERE r.id = :id"
+            ),
+            {"id": runner.runner_id},
+        )
+        last, samples = row.one()
+        return last, int(samples)
+
+
 async def _quiet_poll(runner: ProtocolRunner) -> None:
     """A long poll that ends by its timeout: the runner's next poll here may renew quietly."""
     assert (await runner.poll(wait=QUIET)).status_code == 204
@@ -59,13 +78,13 @@ async def test_a_renewal_sends_nothing_to_postgresql_or_redis_and_still_counts_a
 ) -> None:
     runner = await ProtocolRunner.online(admin, client, "quiet")
     await _quiet_poll(runner)
-    await hub.executions.liveness.flush()
+    signed, _ = await _signs(hub, runner)
     looks = _count_looks(hub, monkeypatch)
     with statements_sent(hub, monkeypatch) as sent:
         for _ in range(3):
             await _quiet_poll(runner)
     assert sent == [] and looks == []
-    assert hub.executions.liveness.pending == 1  # the sign of life, written with the next flush
+    assert (await _signs(hub, runner))[0] > signed  # the sign of life, written with the next flush
     # A poll that does not wait (interval polling) is always a full one.
     looks = _count_looks(hub, monkeypatch)
     assert (await runner.poll()).status_code == 204
@@ -193,3 +212,78 @@ async def test_with_another_hub_process_listening_every_poll_is_a_full_one(
     finally:
         await other.close()
     assert looks == [uuid.UUID(runner.runner_id or "")] * 2  # both looked at the queue: no note was kept
+
+
+DIGEST = "e" * 64
+
+
+async def _idle_poll(hub: Hub, runner: ProtocolRunner, wait: float = 30) -> asyncio.Task[httpx.Response]:
+    """A long poll of the runner, waiting once its full poll has read the runner's row (idle)."""
+    waiting = asyncio.create_task(runner.poll(wait=wait))
+    runner_id = uuid.UUID(runner.runner_id or "")
+
+    async def vouched() -> bool:
+        poll = hub.dispatcher.wakeups._signals.get(runner_id)
+        return isinstance(poll, PollSignal) and poll.epoch is not None
+
+    await eventually(vouched, 5, "the runner's long poll to wait, its row read")
+    return waiting
+
+
+async def test_a_heartbeat_while_the_runner_s_poll_waits_sends_nothing_and_answers_as_the_row_would(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.register(admin, client, "heartbeat-quiet")
+    assert (await runner.auth(declaration("acme.widget", digest=DIGEST))).status_code == 200
+    full = await runner.heartbeat(catalogueDigest=DIGEST)
+    waiting = await _idle_poll(hub, runner)
+    signed, samples = await _signs(hub, runner)
+    with statements_sent(hub, monkeypatch) as sent:
+        same = await runner.heartbeat(catalogueDigest=DIGEST)
+        other = await runner.heartbeat(catalogueDigest="f" * 64)
+        older = await runner.heartbeat()  # an older runner sends no digest
+    assert sent == []
+    assert full.status_code == same.status_code == 200 and same.json() == full.json()
+    assert same.json() == {"status": "ONLINE", "stopExecutionIds": [], "catalogueWanted": False}
+    assert other.json()["catalogueWanted"] is True and older.json()["catalogueWanted"] is False
+    last, written = await _signs(hub, runner)  # the signs of life, and the metrics of each, written with the next flush
+    assert last > signed and written == samples + 3
+    waiting.cancel()
+
+
+async def test_a_heartbeat_after_work_woke_the_poll_reads_the_row(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "heartbeat-busy")
+    workflow_id = await publish_workflow(admin, "heartbeat-busy", SIMPLE_DEFINITION)
+    waiting = await _idle_poll(hub, runner)
+    execution_id = (await create_execution(admin, workflow_id))["id"]
+    await drain()  # assigned, and the poll woken (its answer may not have reached us yet)
+    assert (await runner.heartbeat()).json()["status"] == "BUSY"
+    assert (await asyncio.wait_for(waiting, 10)).json()["execution"]["id"] == execution_id
+
+
+async def test_a_heartbeat_with_a_revoked_token_is_refused_while_the_poll_waits(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "heartbeat-revoked")
+    waiting = await _idle_poll(hub, runner)
+    assert (await admin.post(f"/api/runners/{runner.runner_id}/regenerate-secret")).status_code == 200
+    assert (await runner.heartbeat()).status_code == 401
+    assert (await asyncio.wait_for(waiting, 10)).status_code in (204, 401)  # woken at once, not after 30 s
+
+
+async def test_with_another_hub_process_listening_every_heartbeat_reads_the_row(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "heartbeat-two-processes")
+    waiting = await _idle_poll(hub, runner)
+    other = await asyncpg.connect(hub.settings.asyncpg_dsn, server_settings={"application_name": APPLICATION_NAME})
+    try:
+        assert await hub.dispatcher.wakeups.count() == 2
+        with statements_sent(hub, monkeypatch) as sent:
+            assert (await runner.heartbeat()).status_code == 200
+    finally:
+        await other.close()
+    assert sent  # the runner's row was read
+    waiting.cancel()

@@ -1,5 +1,6 @@
 """When a runner's poll may renew quietly (hub/dispatch/wakeups.py): only straight after a long poll of this process
-that nothing woke, with the same token epoch, and while the last full poll is recent."""
+that nothing woke, with the same token epoch, and while the last full poll is recent; and when its heartbeat may be
+answered from its waiting poll."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 import pytest
 
 from exekra.hub.dispatch import wakeups
-from exekra.hub.dispatch.wakeups import FULL_POLL_SECONDS, QUIET_GAP_SECONDS, QUIET_PRUNE_AT, Wakeups
+from exekra.hub.dispatch.wakeups import FULL_POLL_SECONDS, QUIET_GAP_SECONDS, QUIET_PRUNE_AT, PollSignal, Wakeups
+
+DIGEST = "catalogue-digest"
 
 
 class _Listener:
@@ -39,14 +42,14 @@ def _wakeups() -> Wakeups:
 def test_a_note_is_used_once_by_the_same_epoch_within_the_gap(clock: _Clock) -> None:
     hub, runner = _wakeups(), uuid.uuid4()
     assert hub.take_quiet(runner, 1) is None  # no long poll ended here
-    hub.leave_quiet(runner, 1, read_at=clock.now)
+    hub.leave_quiet(runner, 1, clock.now, DIGEST)
     clock.now += QUIET_GAP_SECONDS / 2
-    assert hub.take_quiet(runner, 1) == clock.now - QUIET_GAP_SECONDS / 2
+    assert hub.take_quiet(runner, 1) == (clock.now - QUIET_GAP_SECONDS / 2, DIGEST)
     assert hub.take_quiet(runner, 1) is None  # used up: the renewal leaves its own when it ends quietly
 
-    hub.leave_quiet(runner, 1, read_at=clock.now)
+    hub.leave_quiet(runner, 1, clock.now, DIGEST)
     assert hub.take_quiet(runner, 2) is None  # another token epoch: the secret was regenerated
-    hub.leave_quiet(runner, 1, read_at=clock.now)
+    hub.leave_quiet(runner, 1, clock.now, DIGEST)
     clock.now += QUIET_GAP_SECONDS + 1
     assert hub.take_quiet(runner, 1) is None  # the runner did not come straight back
 
@@ -56,7 +59,7 @@ def test_a_full_poll_comes_at_least_every_full_poll_seconds(clock: _Clock) -> No
     read_at = clock.now
     while True:  # each poll waits a second, the next comes a second after it
         clock.now += 1
-        hub.leave_quiet(runner, 1, read_at)
+        hub.leave_quiet(runner, 1, read_at, DIGEST)
         clock.now += 1
         if hub.take_quiet(runner, 1) is None:
             break
@@ -65,14 +68,14 @@ def test_a_full_poll_comes_at_least_every_full_poll_seconds(clock: _Clock) -> No
 
 def test_a_wake_up_of_the_runner_or_of_everyone_drops_its_note(clock: _Clock) -> None:
     hub, runner, other = _wakeups(), uuid.uuid4(), uuid.uuid4()
-    hub.leave_quiet(runner, 1, clock.now)
-    hub.leave_quiet(other, 1, clock.now)
+    hub.leave_quiet(runner, 1, clock.now, DIGEST)
+    hub.leave_quiet(other, 1, clock.now, DIGEST)
     hub.notify(runner)  # work assigned to it, or its row changed, in this process or announced by another
     assert hub.take_quiet(runner, 1) is None and hub.take_quiet(other, 1) is not None
-    hub.leave_quiet(other, 1, clock.now)
+    hub.leave_quiet(other, 1, clock.now, DIGEST)
     hub.deliver(f"another-process:{other}")
     assert hub.take_quiet(other, 1) is None
-    hub.leave_quiet(runner, 1, clock.now)
+    hub.leave_quiet(runner, 1, clock.now, DIGEST)
     hub.notify_all()  # a reconnection: what was announced meanwhile is lost
     assert hub.take_quiet(runner, 1) is None
 
@@ -81,19 +84,19 @@ def test_notes_of_runners_that_did_not_come_back_are_dropped(clock: _Clock) -> N
     hub = _wakeups()
     gone = [uuid.uuid4() for _ in range(QUIET_PRUNE_AT - 1)]
     for runner in gone:
-        hub.leave_quiet(runner, 1, clock.now)
+        hub.leave_quiet(runner, 1, clock.now, DIGEST)
     clock.now += QUIET_GAP_SECONDS + 1
     back = uuid.uuid4()
-    hub.leave_quiet(back, 1, clock.now)  # the note past the threshold prunes
+    hub.leave_quiet(back, 1, clock.now, DIGEST)  # the note past the threshold prunes
     assert len(hub._quiet) == 1 and hub.take_quiet(back, 1) is not None
 
 
 def test_no_note_is_kept_or_used_while_another_hub_process_hears_wake_ups(clock: _Clock) -> None:
     hub, runner = _wakeups(), uuid.uuid4()
-    hub.leave_quiet(runner, 1, clock.now)
+    hub.leave_quiet(runner, 1, clock.now, DIGEST)
     hub.hearers = 2  # counted: an assignment made there is announced here only if the runner's poll waits here
     assert hub.take_quiet(runner, 1) is None
-    hub.leave_quiet(runner, 1, clock.now)
+    hub.leave_quiet(runner, 1, clock.now, DIGEST)
     hub.hearers = 1
     assert hub.take_quiet(runner, 1) is None  # none was kept meanwhile
 
@@ -101,6 +104,45 @@ def test_no_note_is_kept_or_used_while_another_hub_process_hears_wake_ups(clock:
 def test_after_a_failed_effect_every_runner_s_next_poll_is_a_full_one(clock: _Clock) -> None:
     hub, runners = _wakeups(), [uuid.uuid4() for _ in range(3)]
     for runner in runners:
-        hub.leave_quiet(runner, 1, clock.now)
+        hub.leave_quiet(runner, 1, clock.now, DIGEST)
     hub.end_quiet()
     assert all(hub.take_quiet(runner, 1) is None for runner in runners)
+
+
+def _vouched_poll(hub: Wakeups, runner: uuid.UUID, epoch: int = 1) -> PollSignal:
+    """A long poll of the runner waiting here, its row read: idle."""
+    poll = hub.register(runner)
+    poll.vouch(epoch, DIGEST)
+    return poll
+
+
+def test_a_heartbeat_is_answered_from_the_runner_s_one_idle_poll_not_woken_since() -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    poll = hub.register(runner)
+    assert hub.idle_poll(runner, 1) is None  # its row not read yet
+    poll.vouch(1, DIGEST)
+    answer = hub.idle_poll(runner, 1)
+    assert answer is poll and answer.digest == DIGEST
+    assert hub.idle_poll(runner, 2) is None and hub.idle_poll(uuid.uuid4(), 1) is None  # another epoch, runner
+    second = _vouched_poll(hub, runner)
+    assert hub.idle_poll(runner, 1) is None  # two polls of one runner: not the usual case, read the row
+    hub.unregister(runner, second)
+    assert hub.idle_poll(runner, 1) is poll
+    hub.notify(runner)  # work assigned, or the row changed: the poll looks again, the heartbeat reads
+    assert hub.idle_poll(runner, 1) is None
+    hub.unregister(runner, poll)
+    assert hub.idle_poll(runner, 1) is None  # no poll waits
+
+
+def test_no_heartbeat_is_answered_from_a_poll_after_a_failed_effect_or_with_another_hub_process() -> None:
+    hub, runners = _wakeups(), [uuid.uuid4() for _ in range(3)]
+    for runner in runners:
+        _vouched_poll(hub, runner)
+    hub.end_quiet()
+    assert all(hub.idle_poll(runner, 1) is None for runner in runners)
+    runner = uuid.uuid4()
+    _vouched_poll(hub, runner)
+    hub.hearers = 2
+    assert hub.idle_poll(runner, 1) is None
+    hub.hearers = 1
+    assert hub.idle_poll(runner, 1) is None  # unvouched when the other process was counted

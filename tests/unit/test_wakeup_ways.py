@@ -76,7 +76,7 @@ async def test_a_poll_waiting_in_this_process_is_woken_here_and_announced_nowher
     ways = Ways(dispatcher)
     dispatcher._switch("redis", "test")
     runner = uuid.uuid4()
-    poll = dispatcher.register_waiter(runner)
+    poll = dispatcher.wakeups.register(runner)
     await dispatcher.execution_assigned(uuid.uuid4(), runner)
     assert poll.is_set()
     assert ways.published == [None], "the job is recorded, nothing published"

@@ -138,7 +138,7 @@ class EffectApplier:
             if effects.assigned and t.execution_id is not None and t.runner_id is not None:
                 await dispatcher.execution_assigned(t.execution_id, t.runner_id)
             if effects.wakes_runner and t.runner_id is not None:
-                dispatcher.runner_changed(t.runner_id)
+                dispatcher.wakeups.notify(t.runner_id)
             if effects.unqueued and t.execution_id is not None:
                 await dispatcher.execution_unqueued(t.execution_id, t.status or t.rule)
             if effects.queued and t.execution_id is not None:
@@ -174,5 +174,5 @@ class EffectApplier:
         # The change itself is committed; the dispatcher's safety nets (the sweeper, the queue's reconciliation,
         # the stale rules, every runner's next poll) finish what the failed effect left.
         assert self.dispatcher is not None
-        self.dispatcher.end_quiet()
+        self.dispatcher.wakeups.end_quiet()
         log.warning("effects of %s on %s: %s: %s", t.rule, t.execution_id, type(exc).__name__, exc)

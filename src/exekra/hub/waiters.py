@@ -80,6 +80,10 @@ class Waiters:
         """Register before looking at the state, so a concurrent change cannot be missed; wait on the signal
         returned."""
         signal = Signal()
+        self._add(key, signal)
+        return signal
+
+    def _add(self, key: uuid.UUID, signal: Signal) -> None:
         waiting = self._signals.get(key)
         if waiting is None:
             self._signals[key] = signal
@@ -87,7 +91,6 @@ class Waiters:
             self._signals[key] = {waiting, signal}
         else:
             waiting.add(signal)
-        return signal
 
     def unregister(self, key: uuid.UUID, signal: Signal) -> None:
         waiting = self._signals.get(key)

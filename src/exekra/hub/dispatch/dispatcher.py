@@ -7,18 +7,19 @@ from typing import Protocol
 
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.wakeups import Wakeups
 from exekra.hub.lifecycle import Assignment
-from exekra.hub.waiters import Signal
 
 
 class Dispatcher(Protocol):
-    """Matches queued executions with idle runners (SPEC §5, §6), and wakes the runners' long polls.
+    """Matches queued executions with idle runners (SPEC §5, §6), and wakes the runners' long polls (`wakeups`).
 
     Every method is safe to call at any time and from many tasks: the claim itself is a conditional
     update in PostgreSQL, so a duplicate or late event can never assign twice.
     """
 
     mode: str
+    wakeups: Wakeups  # this process's long polls, by runner: registered, woken, renewed quietly
 
     async def start(self) -> None: ...
 
@@ -46,36 +47,6 @@ class Dispatcher(Protocol):
 
     async def dispatch_pending(self) -> int:
         """Safety net: offer every idle runner work; returns how many were assigned."""
-
-    def register_waiter(self, runner_id: uuid.UUID) -> Signal:
-        """Register a long poll before the runner shows up as idle, so no assignment to it is missed; the poll
-        waits on the signal returned."""
-
-    def unregister_waiter(self, runner_id: uuid.UUID, signal: Signal) -> None: ...
-
-    def runner_changed(self, runner_id: uuid.UUID) -> None:
-        """After the commit of a change to the runner's row that its polls must see (`Effects.wakes_runner`): wake
-        them in this process, and make its next poll here a full one (`wakeups`, quiet renewals)."""
-
-    def end_quiet(self) -> None:
-        """Make every runner's next poll in this process a full one: after an effect failed, the polls' own look at
-        the queue is the safety net (`wakeups`)."""
-
-    def leave_quiet(self, runner_id: uuid.UUID, epoch: int, read_at: float) -> None:
-        """A long poll ended by its timeout, not woken: its runner's next poll may renew quietly (`wakeups`)."""
-
-    def take_quiet(self, runner_id: uuid.UUID, epoch: int) -> float | None:
-        """When the runner's row was last read if its poll may renew quietly, else None (`wakeups`)."""
-
-    def wake_waiters(self) -> None:
-        """Wake every long poll of this process (each looks again): at shutdown."""
-
-    def is_waiting(self, runner_id: uuid.UUID) -> bool:
-        """Whether a long poll of this runner waits in this process."""
-
-    @property
-    def long_polls(self) -> int:
-        """How many long polls wait in this process."""
 
 
 class ModeDispatcher:

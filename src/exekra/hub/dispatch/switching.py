@@ -31,7 +31,6 @@ from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.lifecycle import Assignment
 from exekra.hub.listener import Listener
 from exekra.hub.tasks import cancel_tasks
-from exekra.hub.waiters import Signal
 
 log = logging.getLogger(__name__)
 
@@ -153,34 +152,6 @@ class SwitchingDispatcher:
             with contextlib.suppress(QueueUnavailable):
                 return await redis.dispatch_pending()
         return await self.direct.dispatch_pending()
-
-    def register_waiter(self, runner_id: uuid.UUID) -> Signal:
-        return self.wakeups.register(runner_id)
-
-    def unregister_waiter(self, runner_id: uuid.UUID, signal: Signal) -> None:
-        self.wakeups.unregister(runner_id, signal)
-
-    def runner_changed(self, runner_id: uuid.UUID) -> None:
-        self.wakeups.notify(runner_id)
-
-    def end_quiet(self) -> None:
-        self.wakeups.end_quiet()
-
-    def leave_quiet(self, runner_id: uuid.UUID, epoch: int, read_at: float) -> None:
-        self.wakeups.leave_quiet(runner_id, epoch, read_at)
-
-    def take_quiet(self, runner_id: uuid.UUID, epoch: int) -> float | None:
-        return self.wakeups.take_quiet(runner_id, epoch)
-
-    def wake_waiters(self) -> None:
-        self.wakeups.notify_all()
-
-    def is_waiting(self, runner_id: uuid.UUID) -> bool:
-        return self.wakeups.is_waiting(runner_id)
-
-    @property
-    def long_polls(self) -> int:
-        return self.wakeups.waiting
 
     async def find_duplicate(self, workflow_id: uuid.UUID, key: str) -> uuid.UUID | None:
         """The execution the Redis mirror holds for an idempotency key, if Redis is up and has it."""

@@ -25,9 +25,16 @@ OFFLINE, a new declaration: `Effects.wakes_runner`). Work queued meanwhile is ma
 create's claim or the sweeper (both read the idle runners from PostgreSQL), which wakes it; an effect that failed
 drops every note (`end_quiet`), so the polls' own look is the safety net again, as it was before the notes.
 
-Notes are kept only while this process is the only hub process (`hearers`, counted every `HEARERS_SECONDS`). With
+**Heartbeats answered from the poll.** While the runner's long poll waits here, vouched for by the runner's row as
+its full poll read it (idle and enabled, this token epoch; `PollSignal.vouch`) and not woken since, its heartbeat
+reads nothing either (`idle_poll`): an idle runner has no stop to carry out, its status is ONLINE (marking it
+OFFLINE wakes the poll), and the catalogue digest the hub holds is the one that read found (a new declaration
+wakes the poll too). The poll's signal keeps the epoch and the digest (two slots; the digest string interned, one
+for every runner of the same catalogue); a quiet renewal carries them over from its note.
+
+Notes are kept, and heartbeats answered from polls, only while this process is the only hub process (`hearers`, counted every `HEARERS_SECONDS`). With
 several, an assignment or a change made in another process is announced here only when the runner's poll does not
-wait there, and a lost announcement would leave a note standing: every poll is then a full one. A note is used
+wait there, and a lost announcement would leave a note standing: every poll and heartbeat is then a full one. A note is used
 only within `QUIET_GAP_SECONDS` of the poll that left it, and a full poll comes at least every `FULL_POLL_SECONDS`.
 """
 
@@ -47,7 +54,7 @@ from exekra.db.session import Database
 from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.listener import APPLICATION_NAME, Listener
 from exekra.hub.redis_client import redis_client
-from exekra.hub.waiters import Waiters
+from exekra.hub.waiters import Signal, Waiters
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,23 @@ _LISTENERS = text(
 )
 
 
+class PollSignal(Signal):
+    """A runner's long poll: what it waits on, and, once vouched for, the token epoch and catalogue digest of the
+    runner's row as its poll read it, idle."""
+
+    __slots__ = ("digest", "epoch")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch: int | None = None  # None: not vouched for (the row not read yet, or not idle)
+        self.digest: str | None = None
+
+    def vouch(self, epoch: int, digest: str | None) -> None:
+        """The runner's row, read by this poll or by the full poll its quiet renewals go back to, showed the runner
+        idle and enabled under token `epoch`, with this catalogue digest."""
+        self.epoch, self.digest = epoch, digest
+
+
 class Wakeups(Waiters):
     """This process's runners waiting in a long poll, by runner id."""
 
@@ -72,8 +96,9 @@ class Wakeups(Waiters):
         super().__init__()
         self.db = db
         self.origin = uuid.uuid4().hex  # tells this process's announcements from other processes'
-        # Quiet renewals: runner → (token epoch, when its last full poll read its row, when its last poll ended).
-        self._quiet: dict[uuid.UUID, tuple[int, float, float]] = {}
+        # Quiet renewals: runner → (token epoch, when its last full poll read its row, when its last poll ended, the
+        # catalogue digest that read found).
+        self._quiet: dict[uuid.UUID, tuple[int, float, float, str | None]] = {}
         self._prune_at = QUIET_PRUNE_AT
         self._hearers = 1
         listener.subscribe(CHANNEL, self.deliver, on_connect=self.notify_all)
@@ -89,6 +114,22 @@ class Wakeups(Waiters):
         if self._hearers > 1:
             self.end_quiet()  # and `leave_quiet` keeps none while there are several
 
+    def register(self, key: uuid.UUID) -> PollSignal:
+        """Register the runner's long poll before its row is read (see `Waiters.register`)."""
+        signal = PollSignal()
+        self._add(key, signal)
+        return signal
+
+    def idle_poll(self, runner_id: uuid.UUID, epoch: int) -> PollSignal | None:
+        """The runner's one long poll waiting here, if its row showed it idle under token `epoch` and nothing has
+        woken the poll since (see the module's docstring); None: a heartbeat reads the row."""
+        if self._hearers > 1:
+            return None
+        waiting = self._signals.get(runner_id)
+        if isinstance(waiting, PollSignal) and waiting.epoch == epoch and not waiting.is_set():
+            return waiting
+        return None
+
     def notify(self, key: uuid.UUID) -> None:
         """Wake the runner's polls in this process, and make its next poll a full one."""
         self._quiet.pop(key, None)
@@ -99,32 +140,38 @@ class Wakeups(Waiters):
         super().notify_all()
 
     def end_quiet(self) -> None:
-        """Make every runner's next poll here a full one."""
+        """Make every runner's next poll and heartbeat here a full one."""
         self._quiet.clear()
+        for waiting in self._signals.values():
+            for signal in (waiting,) if isinstance(waiting, Signal) else waiting:
+                if isinstance(signal, PollSignal):
+                    signal.epoch = None
 
-    def leave_quiet(self, runner_id: uuid.UUID, epoch: int, read_at: float) -> None:
+    def leave_quiet(self, runner_id: uuid.UUID, epoch: int, read_at: float, digest: str | None) -> None:
         """A long poll ended by its timeout, nothing having woken it; `read_at`: when the runner's row was last
-        read (`time.monotonic()`), by this poll or by the full poll its quiet renewals go back to."""
+        read (`time.monotonic()`), by this poll or by the full poll its quiet renewals go back to, which found
+        the catalogue `digest`."""
         if self.hearers > 1:
             return
         now = time.monotonic()
-        self._quiet[runner_id] = (epoch, read_at, now)
+        self._quiet[runner_id] = (epoch, read_at, now, digest)
         if len(self._quiet) >= self._prune_at:
             gone = now - QUIET_GAP_SECONDS
             self._quiet = {key: note for key, note in self._quiet.items() if note[2] >= gone}
             self._prune_at = max(QUIET_PRUNE_AT, 2 * len(self._quiet))
 
-    def take_quiet(self, runner_id: uuid.UUID, epoch: int) -> float | None:
-        """For a poll that will wait: when the runner's row was last read, if the poll may renew quietly (see the
-        module's docstring); None: it reads the row. The note is used up either way."""
+    def take_quiet(self, runner_id: uuid.UUID, epoch: int) -> tuple[float, str | None] | None:
+        """For a poll that will wait: when the runner's row was last read and the catalogue digest it held, if the
+        poll may renew quietly (see the module's docstring); None: it reads the row. The note is used up either
+        way."""
         note = self._quiet.pop(runner_id, None)
         if note is None:
             return None
-        noted_epoch, read_at, ended_at = note
+        noted_epoch, read_at, ended_at, digest = note
         now = time.monotonic()
         if noted_epoch != epoch or now - ended_at > QUIET_GAP_SECONDS or now - read_at > FULL_POLL_SECONDS:
             return None
-        return read_at
+        return read_at, digest
 
     def payload(self, runner_id: uuid.UUID) -> str:
         """What announces an assignment to `runner_id` to the other processes."""

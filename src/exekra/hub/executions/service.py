@@ -9,6 +9,7 @@ follows from the rule's declared effects once the transaction commits (`exekra.h
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.credentials.service import credential_for_runner
 from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
 from exekra.hub.dispatch.matcher import RunnerProfile
+from exekra.hub.dispatch.wakeups import PollSignal
 from exekra.hub.effects import Transition
 from exekra.hub.errors import TRANSIENT_ERRORS, Conflict, Forbidden, NotAuthenticated, PayloadTooLarge
 from exekra.hub.executions import children, creation, queries, retries
@@ -40,8 +42,8 @@ from exekra.hub.executions.stale import StaleReport, check_stale
 from exekra.hub.listener import Listener
 from exekra.hub.lookup import get_or_404, parse_id
 from exekra.hub.runners.liveness import Liveness
+from exekra.hub.runners.models import RunnerStatus
 from exekra.hub.runners.service import Declaration, record_declaration
-from exekra.hub.waiters import Signal
 from exekra.workflow.definition import referenced_credentials
 
 
@@ -83,7 +85,7 @@ class ExecutionService:
         """The hub is shutting down: held long polls answer 204 and held reads answer now."""
         self.closing = True
         self.endings.notify_all()
-        self.dispatcher.wake_waiters()
+        self.dispatcher.wakeups.notify_all()
 
     # --- users, triggers, retries ---------------------------------------------------------------------
 
@@ -218,9 +220,18 @@ class ExecutionService:
     ) -> Heartbeat:
         """A sign of life with metrics (written within a second); answers the executions the runner must stop,
         and whether the runner's `catalogue_digest` differs from the declaration the hub holds (an older runner
-        sends none: nothing is wanted). A runner the hub asked sends its whole declaration: stored first."""
+        sends none: nothing is wanted). A runner the hub asked sends its whole declaration: stored first.
+
+        While the runner's long poll waits in this process, idle as its row showed it and not woken since, that
+        read answers (`Wakeups.idle_poll`): nothing is read."""
         if declared is not None:
             await record_declaration(self.db, claims.runner_id, claims.epoch, declared)
+        else:
+            poll = self.dispatcher.wakeups.idle_poll(claims.runner_id, claims.epoch)
+            if poll is not None:
+                self.liveness.renew(claims, metrics)
+                wanted = catalogue_digest is not None and catalogue_digest != poll.digest
+                return Heartbeat(RunnerStatus.ONLINE, [], wanted)
         sign = await self.liveness.sign(claims, metrics, with_stops=True)
         wanted = catalogue_digest is not None and catalogue_digest != sign.catalogue_digest
         return Heartbeat(sign.presence.status, sign.stop_ids, wanted)
@@ -229,40 +240,48 @@ class ExecutionService:
         """The execution the runner holds (ASSIGNED or RUNNING), a newly claimed one, or None after `wait`
         seconds (at most `EXEKRA_MAX_LONG_POLL_SECONDS`), or at once when the hub shuts down."""
         runner_id = claims.runner_id
-        dispatcher = self.dispatcher
+        wakeups = self.dispatcher.wakeups
         wait = min(wait, self.settings.max_long_poll_seconds)
         # Registered before the runner shows up as idle, so an assignment made by anyone from then on wakes us.
-        signal = dispatcher.register_waiter(runner_id)
+        signal = wakeups.register(runner_id)
         try:
             # A long poll's renewal, nothing having happened to the runner since its last poll here, reads nothing.
-            read_at = dispatcher.take_quiet(runner_id, claims.epoch) if wait > 0 else None
-            if read_at is not None:
+            quiet = wakeups.take_quiet(runner_id, claims.epoch) if wait > 0 else None
+            if quiet is not None:
+                read_at, digest = quiet
                 self.liveness.renew(claims)
+                signal.vouch(claims.epoch, digest)
                 return await self._wait_for_work(claims, signal, wait, read_at)
             read_at = time.monotonic()
-            execution_id, idle = await self._sign_and_claim(claims)
+            execution_id, idle = await self._sign_and_claim(claims, signal)
             if idle:
                 return await self._wait_for_work(claims, signal, wait, read_at)
         finally:
-            dispatcher.unregister_waiter(runner_id, signal)
+            wakeups.unregister(runner_id, signal)
         if execution_id is None:
             return None
         return await queries.held_execution(self.db, runner_id, claims.epoch, execution_id)
 
-    async def _sign_and_claim(self, claims: RunnerClaims) -> tuple[uuid.UUID | None, bool]:
+    async def _sign_and_claim(self, claims: RunnerClaims, signal: PollSignal) -> tuple[uuid.UUID | None, bool]:
         """A poll's sign of life and claim: the execution the runner holds or was just given, and whether it is idle
-        (enabled, holding none, given none). Read here, not in `poll`, so that a held poll does not keep the row's
-        objects for the length of its wait (the Redis dispatcher keeps its own copy of the runner's profile, its
-        labels and declared activities, to match work: `RedisDispatcher._profiles`)."""
-        presence = (await self.liveness.sign(claims)).presence
+        (enabled, holding none, given none: the row then vouches for the poll's `signal`). Read here, not in `poll`,
+        so that a held poll does not keep the row's objects for the length of its wait (the Redis dispatcher keeps
+        its own copy of the runner's profile, its labels and declared activities, to match work:
+        `RedisDispatcher._profiles`)."""
+        sign = await self.liveness.sign(claims)
+        presence = sign.presence
         if presence.current_execution_id is not None or not presence.enabled:
             return presence.current_execution_id, False
         profile = RunnerProfile(claims.runner_id, presence.type, presence.labels, presence.activities)
         assignment = await self.dispatcher.runner_idle(claims.runner_id, profile)
-        return (None, True) if assignment is None else (assignment.execution_id, False)
+        if assignment is not None:
+            return assignment.execution_id, False
+        # One string for every runner of the same catalogue, however long their polls are held.
+        signal.vouch(claims.epoch, None if sign.catalogue_digest is None else sys.intern(sign.catalogue_digest))
+        return None, True
 
     async def _wait_for_work(
-        self, claims: RunnerClaims, signal: Signal, wait: float, read_at: float
+        self, claims: RunnerClaims, signal: PollSignal, wait: float, read_at: float
     ) -> dict[str, Any] | None:
         if wait > 0 and not signal.is_set() and not self.closing:
             await signal.wait(wait)
@@ -274,7 +293,7 @@ class ExecutionService:
         if self.closing:
             return None
         if wait > 0 and not signal.is_set():
-            self.dispatcher.leave_quiet(claims.runner_id, claims.epoch, read_at)
+            self.dispatcher.wakeups.leave_quiet(claims.runner_id, claims.epoch, read_at, signal.digest)
             return None
         # Whatever it was woken for, in one read (nothing if its token was revoked meanwhile).
         return await queries.held_execution(self.db, claims.runner_id, claims.epoch)

@@ -7,8 +7,8 @@ its last second of them, which leaves every runner that showed a sign within the
 ONLINE. What stays immediate:
 
 - the token check: each sign reads the runner's row (one round trip, no transaction), so a token revoked a
-  moment ago is refused at once; but a long poll's quiet renewal, which reads nothing, is woken by the revocation
-  and reads the row then (`exekra.hub.dispatch.wakeups`);
+  moment ago is refused at once; but a long poll's quiet renewal, and a heartbeat answered from a waiting idle
+  poll, read nothing: the revocation wakes the poll, and the next sign reads the row (`exekra.hub.dispatch.wakeups`);
 - state changes: a runner found OFFLINE is brought back at once (`lifecycle.touch_runner`, a transaction),
   since a claim needs it ONLINE; assignment, start and end are fenced transitions as before.
 """
@@ -96,7 +96,8 @@ class Liveness:
 
     def renew(self, claims: RunnerClaims, metrics: Metrics | None = None) -> None:
         """Remember a sign of life, to be written with the next flush; without reading the runner's row: for a
-        poll that renews quietly (`exekra.hub.dispatch.wakeups`), whose runner's row a poll read a moment ago."""
+        poll that renews quietly, or a heartbeat answered from a waiting poll (`exekra.hub.dispatch.wakeups`), whose
+        runner's row a poll read a moment ago."""
         now = time.monotonic()
         pending = self._pending.get(claims.runner_id)
         if pending is None or pending.epoch != claims.epoch:
