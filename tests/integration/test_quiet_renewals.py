@@ -16,7 +16,6 @@ from sqlalchemy import text
 
 from exekra.hub.context import Hub
 from exekra.hub.dispatch.matcher import RunnerProfile
-from exekra.hub.dispatch.wakeups import PollSignal
 from exekra.hub.lifecycle import Assignment
 from exekra.hub.listener import APPLICATION_NAME
 from exekra.hub.tasks import drain
@@ -218,13 +217,14 @@ DIGEST = "e" * 64
 
 
 async def _idle_poll(hub: Hub, runner: ProtocolRunner, wait: float = 30) -> asyncio.Task[httpx.Response]:
-    """A long poll of the runner, waiting once its full poll has read the runner's row (idle)."""
+    """A long poll of the runner, waiting once its row, read by it or by the full poll it renews, vouches for it."""
     waiting = asyncio.create_task(runner.poll(wait=wait))
-    runner_id = uuid.UUID(runner.runner_id or "")
+    async with hub.db.session() as session:
+        row = await session.execute(text("SELECT token_epoch FROM runners WHERE id = :id"), {"id": runner.runner_id})
+        epoch = int(row.scalar_one())
 
     async def vouched() -> bool:
-        poll = hub.dispatcher.wakeups._signals.get(runner_id)
-        return isinstance(poll, PollSignal) and poll.epoch is not None
+        return hub.dispatcher.wakeups.idle_poll(uuid.UUID(runner.runner_id or ""), epoch) is not None
 
     await eventually(vouched, 5, "the runner's long poll to wait, its row read")
     return waiting
@@ -287,3 +287,53 @@ async def test_with_another_hub_process_listening_every_heartbeat_reads_the_row(
         await other.close()
     assert sent  # the runner's row was read
     waiting.cancel()
+
+
+async def test_a_heartbeat_during_a_quiet_renewal_is_answered_from_the_full_poll_s_read(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.register(admin, client, "heartbeat-renewal")
+    assert (await runner.auth(declaration("acme.widget", digest=DIGEST))).status_code == 200
+    await _quiet_poll(runner)  # a full poll, ended by its timeout
+    looks = _count_looks(hub, monkeypatch)
+    waiting = await _idle_poll(hub, runner)  # its renewal: quiet, carrying the digest over
+    with statements_sent(hub, monkeypatch) as sent:
+        beat = await runner.heartbeat(catalogueDigest=DIGEST)
+    assert sent == [] and looks == []
+    assert beat.json() == {"status": "ONLINE", "stopExecutionIds": [], "catalogueWanted": False}
+    waiting.cancel()
+
+
+async def test_a_sign_in_with_a_new_catalogue_wakes_the_poll_so_the_heartbeat_reads_it(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner = await ProtocolRunner.register(admin, client, "heartbeat-new-catalogue")
+    assert (await runner.auth(declaration("acme.widget", digest=DIGEST))).status_code == 200
+    waiting = await _idle_poll(hub, runner)
+    upgraded = "a" * 64  # the same activities from a newer plugin: only the digest differs
+    assert (await runner.auth(declaration("acme.widget", digest=upgraded))).status_code == 200
+    assert (await runner.heartbeat(catalogueDigest=upgraded)).json()["catalogueWanted"] is False
+    assert (await asyncio.wait_for(waiting, 10)).status_code == 204  # woken by the sign-in, not after 30 s
+
+
+async def test_after_a_failed_effect_the_waiting_poll_answers_no_heartbeat_and_leaves_no_note(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "heartbeat-after-failure")
+    workflow_id = await publish_workflow(admin, "heartbeat-after-failure", SIMPLE_DEFINITION)
+    waiting = await _idle_poll(hub, runner, wait=1)
+
+    async def unavailable(execution_id: uuid.UUID, *, claim_now: bool = False) -> None:
+        raise OSError("the queue went away")
+
+    monkeypatch.setattr(hub.dispatcher, "execution_queued", unavailable)
+    await create_execution(admin, workflow_id)
+    await drain()
+    monkeypatch.undo()
+    with statements_sent(hub, monkeypatch) as sent:
+        assert (await runner.heartbeat()).status_code == 200
+    assert sent  # the runner's row was read
+    assert (await asyncio.wait_for(waiting, 10)).status_code in (200, 204)
+    looks = _count_looks(hub, monkeypatch)
+    assert (await runner.poll(wait=QUIET)).status_code in (200, 204)
+    assert looks == [uuid.UUID(runner.runner_id or "")]  # the poll after it is a full one

@@ -4,6 +4,7 @@ answered from its waiting poll."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -16,6 +17,10 @@ DIGEST = "catalogue-digest"
 
 
 class _Listener:
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.connected.set()
+
     def subscribe(self, *_: Any, **__: Any) -> None:
         pass
 
@@ -39,17 +44,24 @@ def _wakeups() -> Wakeups:
     return Wakeups(_Listener(), db=None)  # type: ignore[arg-type]  # neither is used by the notes
 
 
+def _vouched_poll(hub: Wakeups, runner: uuid.UUID, epoch: int = 1) -> PollSignal:
+    """A long poll of the runner waiting here, its row read: idle."""
+    poll = hub.register(runner)
+    hub.vouch(poll, epoch, DIGEST)
+    return poll
+
+
 def test_a_note_is_used_once_by_the_same_epoch_within_the_gap(clock: _Clock) -> None:
     hub, runner = _wakeups(), uuid.uuid4()
     assert hub.take_quiet(runner, 1) is None  # no long poll ended here
-    hub.leave_quiet(runner, 1, clock.now, DIGEST)
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
     clock.now += QUIET_GAP_SECONDS / 2
     assert hub.take_quiet(runner, 1) == (clock.now - QUIET_GAP_SECONDS / 2, DIGEST)
     assert hub.take_quiet(runner, 1) is None  # used up: the renewal leaves its own when it ends quietly
 
-    hub.leave_quiet(runner, 1, clock.now, DIGEST)
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
     assert hub.take_quiet(runner, 2) is None  # another token epoch: the secret was regenerated
-    hub.leave_quiet(runner, 1, clock.now, DIGEST)
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
     clock.now += QUIET_GAP_SECONDS + 1
     assert hub.take_quiet(runner, 1) is None  # the runner did not come straight back
 
@@ -59,7 +71,7 @@ def test_a_full_poll_comes_at_least_every_full_poll_seconds(clock: _Clock) -> No
     read_at = clock.now
     while True:  # each poll waits a second, the next comes a second after it
         clock.now += 1
-        hub.leave_quiet(runner, 1, read_at, DIGEST)
+        hub.leave_quiet(runner, _vouched_poll(hub, runner), read_at)
         clock.now += 1
         if hub.take_quiet(runner, 1) is None:
             break
@@ -68,14 +80,14 @@ def test_a_full_poll_comes_at_least_every_full_poll_seconds(clock: _Clock) -> No
 
 def test_a_wake_up_of_the_runner_or_of_everyone_drops_its_note(clock: _Clock) -> None:
     hub, runner, other = _wakeups(), uuid.uuid4(), uuid.uuid4()
-    hub.leave_quiet(runner, 1, clock.now, DIGEST)
-    hub.leave_quiet(other, 1, clock.now, DIGEST)
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
+    hub.leave_quiet(other, _vouched_poll(hub, other), clock.now)
     hub.notify(runner)  # work assigned to it, or its row changed, in this process or announced by another
     assert hub.take_quiet(runner, 1) is None and hub.take_quiet(other, 1) is not None
-    hub.leave_quiet(other, 1, clock.now, DIGEST)
+    hub.leave_quiet(other, _vouched_poll(hub, other), clock.now)
     hub.deliver(f"another-process:{other}")
     assert hub.take_quiet(other, 1) is None
-    hub.leave_quiet(runner, 1, clock.now, DIGEST)
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
     hub.notify_all()  # a reconnection: what was announced meanwhile is lost
     assert hub.take_quiet(runner, 1) is None
 
@@ -84,19 +96,19 @@ def test_notes_of_runners_that_did_not_come_back_are_dropped(clock: _Clock) -> N
     hub = _wakeups()
     gone = [uuid.uuid4() for _ in range(QUIET_PRUNE_AT - 1)]
     for runner in gone:
-        hub.leave_quiet(runner, 1, clock.now, DIGEST)
+        hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
     clock.now += QUIET_GAP_SECONDS + 1
     back = uuid.uuid4()
-    hub.leave_quiet(back, 1, clock.now, DIGEST)  # the note past the threshold prunes
+    hub.leave_quiet(back, _vouched_poll(hub, back), clock.now)  # the note past the threshold prunes
     assert len(hub._quiet) == 1 and hub.take_quiet(back, 1) is not None
 
 
 def test_no_note_is_kept_or_used_while_another_hub_process_hears_wake_ups(clock: _Clock) -> None:
     hub, runner = _wakeups(), uuid.uuid4()
-    hub.leave_quiet(runner, 1, clock.now, DIGEST)
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
     hub.hearers = 2  # counted: an assignment made there is announced here only if the runner's poll waits here
     assert hub.take_quiet(runner, 1) is None
-    hub.leave_quiet(runner, 1, clock.now, DIGEST)
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
     hub.hearers = 1
     assert hub.take_quiet(runner, 1) is None  # none was kept meanwhile
 
@@ -104,23 +116,16 @@ def test_no_note_is_kept_or_used_while_another_hub_process_hears_wake_ups(clock:
 def test_after_a_failed_effect_every_runner_s_next_poll_is_a_full_one(clock: _Clock) -> None:
     hub, runners = _wakeups(), [uuid.uuid4() for _ in range(3)]
     for runner in runners:
-        hub.leave_quiet(runner, 1, clock.now, DIGEST)
+        hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
     hub.end_quiet()
     assert all(hub.take_quiet(runner, 1) is None for runner in runners)
-
-
-def _vouched_poll(hub: Wakeups, runner: uuid.UUID, epoch: int = 1) -> PollSignal:
-    """A long poll of the runner waiting here, its row read: idle."""
-    poll = hub.register(runner)
-    poll.vouch(epoch, DIGEST)
-    return poll
 
 
 def test_a_heartbeat_is_answered_from_the_runner_s_one_idle_poll_not_woken_since() -> None:
     hub, runner = _wakeups(), uuid.uuid4()
     poll = hub.register(runner)
     assert hub.idle_poll(runner, 1) is None  # its row not read yet
-    poll.vouch(1, DIGEST)
+    hub.vouch(poll, 1, DIGEST)
     answer = hub.idle_poll(runner, 1)
     assert answer is poll and answer.digest == DIGEST
     assert hub.idle_poll(runner, 2) is None and hub.idle_poll(uuid.uuid4(), 1) is None  # another epoch, runner
@@ -146,3 +151,39 @@ def test_no_heartbeat_is_answered_from_a_poll_after_a_failed_effect_or_with_anot
     assert hub.idle_poll(runner, 1) is None
     hub.hearers = 1
     assert hub.idle_poll(runner, 1) is None  # unvouched when the other process was counted
+
+
+def test_a_poll_woken_before_its_vouch_answers_no_heartbeat() -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    poll = hub.register(runner)
+    hub.notify(runner)  # between its read and its vouch: work assigned, the runner changed
+    hub.vouch(poll, 1, DIGEST)
+    assert hub.idle_poll(runner, 1) is None
+
+
+def test_a_poll_that_lost_its_vouch_leaves_no_note(clock: _Clock) -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    poll = _vouched_poll(hub, runner)
+    hub.end_quiet()  # a failed effect while it waits
+    hub.leave_quiet(runner, poll, clock.now)
+    assert hub.take_quiet(runner, 1) is None
+    poll = hub.register(runner)
+    hub.hearers = 2
+    hub.vouch(poll, 1, DIGEST)  # not vouched while another process is counted
+    hub.hearers = 1
+    assert hub.idle_poll(runner, 1) is None
+    hub.leave_quiet(runner, poll, clock.now)
+    assert hub.take_quiet(runner, 1) is None
+
+
+def test_while_the_listen_connection_is_down_no_note_or_poll_answers(clock: _Clock) -> None:
+    listener = _Listener()
+    hub, runner = Wakeups(listener, db=None), uuid.uuid4()  # type: ignore[arg-type]
+    poll = _vouched_poll(hub, runner)
+    hub.leave_quiet(runner, poll, clock.now)
+    listener.connected.clear()  # the count would see only the other processes
+    assert hub.idle_poll(runner, 1) is None and hub.take_quiet(runner, 1) is None
+    hub.vouch(poll, 1, DIGEST)
+    hub.leave_quiet(runner, poll, clock.now)
+    listener.connected.set()
+    assert hub.take_quiet(runner, 1) is None  # none was kept meanwhile

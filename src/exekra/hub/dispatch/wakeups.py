@@ -26,16 +26,20 @@ create's claim or the sweeper (both read the idle runners from PostgreSQL), whic
 drops every note (`end_quiet`), so the polls' own look is the safety net again, as it was before the notes.
 
 **Heartbeats answered from the poll.** While the runner's long poll waits here, vouched for by the runner's row as
-its full poll read it (idle and enabled, this token epoch; `PollSignal.vouch`) and not woken since, its heartbeat
+its full poll read it (idle and enabled, this token epoch; `Wakeups.vouch`) and not woken since, its heartbeat
 reads nothing either (`idle_poll`): an idle runner has no stop to carry out, its status is ONLINE (marking it
 OFFLINE wakes the poll), and the catalogue digest the hub holds is the one that read found (a new declaration
 wakes the poll too). The poll's signal keeps the epoch and the digest (two slots; the digest string interned, one
 for every runner of the same catalogue); a quiet renewal carries them over from its note.
 
-Notes are kept, and heartbeats answered from polls, only while this process is the only hub process (`hearers`, counted every `HEARERS_SECONDS`). With
-several, an assignment or a change made in another process is announced here only when the runner's poll does not
-wait there, and a lost announcement would leave a note standing: every poll and heartbeat is then a full one. A note is used
-only within `QUIET_GAP_SECONDS` of the poll that left it, and a full poll comes at least every `FULL_POLL_SECONDS`.
+Notes are kept, and heartbeats answered from polls, only while this process is the only hub process (`hearers`,
+counted every `HEARERS_SECONDS`) and its LISTEN connection is up (`alone`: while it is down, the count sees only the
+others). With several, an assignment or a change made in another process is announced here only when the runner's
+poll does not wait there, and a lost announcement would leave a note standing: every poll and heartbeat is then a
+full one. Counting another process, and a failed effect (`end_quiet`), also take the vouch away from the polls
+waiting then, and such a poll leaves no note. A note is used only within `QUIET_GAP_SECONDS` of the poll that left
+it, and a full poll comes at least every `FULL_POLL_SECONDS`: a wake-up lost all the same (none is known) would hide
+a change from quiet renewals and heartbeats for at most that long plus one poll's wait.
 """
 
 from __future__ import annotations
@@ -80,13 +84,8 @@ class PollSignal(Signal):
 
     def __init__(self) -> None:
         super().__init__()
-        self.epoch: int | None = None  # None: not vouched for (the row not read yet, or not idle)
+        self.epoch: int | None = None  # None: not vouched for (the row not read yet, not idle, or `end_quiet`)
         self.digest: str | None = None
-
-    def vouch(self, epoch: int, digest: str | None) -> None:
-        """The runner's row, read by this poll or by the full poll its quiet renewals go back to, showed the runner
-        idle and enabled under token `epoch`, with this catalogue digest."""
-        self.epoch, self.digest = epoch, digest
 
 
 class Wakeups(Waiters):
@@ -95,6 +94,7 @@ class Wakeups(Waiters):
     def __init__(self, listener: Listener, db: Database) -> None:
         super().__init__()
         self.db = db
+        self._listening = listener.connected  # set while this process hears PostgreSQL's announcements
         self.origin = uuid.uuid4().hex  # tells this process's announcements from other processes'
         # Quiet renewals: runner → (token epoch, when its last full poll read its row, when its last poll ended, the
         # catalogue digest that read found).
@@ -102,6 +102,12 @@ class Wakeups(Waiters):
         self._prune_at = QUIET_PRUNE_AT
         self._hearers = 1
         listener.subscribe(CHANNEL, self.deliver, on_connect=self.notify_all)
+
+    @property
+    def alone(self) -> bool:
+        """Whether notes may be kept and heartbeats answered from polls: this is the only hub process, and it hears
+        announcements (while its LISTEN connection is down, the count sees only the others)."""
+        return self._hearers == 1 and self._listening.is_set()
 
     @property
     def hearers(self) -> int:
@@ -123,7 +129,7 @@ class Wakeups(Waiters):
     def idle_poll(self, runner_id: uuid.UUID, epoch: int) -> PollSignal | None:
         """The runner's one long poll waiting here, if its row showed it idle under token `epoch` and nothing has
         woken the poll since (see the module's docstring); None: a heartbeat reads the row."""
-        if self._hearers > 1:
+        if not self.alone:
             return None
         waiting = self._signals.get(runner_id)
         if isinstance(waiting, PollSignal) and waiting.epoch == epoch and not waiting.is_set():
@@ -147,14 +153,20 @@ class Wakeups(Waiters):
                 if isinstance(signal, PollSignal):
                     signal.epoch = None
 
-    def leave_quiet(self, runner_id: uuid.UUID, epoch: int, read_at: float, digest: str | None) -> None:
+    def vouch(self, signal: PollSignal, epoch: int, digest: str | None) -> None:
+        """The runner's row, read by this poll or by the full poll its quiet renewals go back to, showed the runner
+        idle and enabled under token `epoch`, with this catalogue digest: only while this process is alone."""
+        if self.alone:
+            signal.epoch, signal.digest = epoch, digest
+
+    def leave_quiet(self, runner_id: uuid.UUID, poll: PollSignal, read_at: float) -> None:
         """A long poll ended by its timeout, nothing having woken it; `read_at`: when the runner's row was last
-        read (`time.monotonic()`), by this poll or by the full poll its quiet renewals go back to, which found
-        the catalogue `digest`."""
-        if self.hearers > 1:
+        read (`time.monotonic()`), by this poll or by the full poll its quiet renewals go back to. Only a poll still
+        vouched for leaves a note (`end_quiet` and another hub process take the vouch away)."""
+        if poll.epoch is None or not self.alone:
             return
         now = time.monotonic()
-        self._quiet[runner_id] = (epoch, read_at, now, digest)
+        self._quiet[runner_id] = (poll.epoch, read_at, now, poll.digest)
         if len(self._quiet) >= self._prune_at:
             gone = now - QUIET_GAP_SECONDS
             self._quiet = {key: note for key, note in self._quiet.items() if note[2] >= gone}
@@ -165,7 +177,7 @@ class Wakeups(Waiters):
         poll may renew quietly (see the module's docstring); None: it reads the row. The note is used up either
         way."""
         note = self._quiet.pop(runner_id, None)
-        if note is None:
+        if note is None or not self.alone:
             return None
         noted_epoch, read_at, ended_at, digest = note
         now = time.monotonic()

@@ -250,7 +250,7 @@ class ExecutionService:
             if quiet is not None:
                 read_at, digest = quiet
                 self.liveness.renew(claims)
-                signal.vouch(claims.epoch, digest)
+                wakeups.vouch(signal, claims.epoch, digest)
                 return await self._wait_for_work(claims, signal, wait, read_at)
             read_at = time.monotonic()
             execution_id, idle = await self._sign_and_claim(claims, signal)
@@ -277,7 +277,8 @@ class ExecutionService:
         if assignment is not None:
             return assignment.execution_id, False
         # One string for every runner of the same catalogue, however long their polls are held.
-        signal.vouch(claims.epoch, None if sign.catalogue_digest is None else sys.intern(sign.catalogue_digest))
+        digest = sign.catalogue_digest
+        self.dispatcher.wakeups.vouch(signal, claims.epoch, None if digest is None else sys.intern(digest))
         return None, True
 
     async def _wait_for_work(
@@ -293,7 +294,7 @@ class ExecutionService:
         if self.closing:
             return None
         if wait > 0 and not signal.is_set():
-            self.dispatcher.wakeups.leave_quiet(claims.runner_id, claims.epoch, read_at, signal.digest)
+            self.dispatcher.wakeups.leave_quiet(claims.runner_id, signal, read_at)
             return None
         # Whatever it was woken for, in one read (nothing if its token was revoked meanwhile).
         return await queries.held_execution(self.db, claims.runner_id, claims.epoch)

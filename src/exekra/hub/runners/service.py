@@ -219,13 +219,15 @@ async def authenticate_runner(
         runner = (await session.execute(select(Runner).where(Runner.machine_key == machine_key))).scalar_one_or_none()
         if runner is None or not hashes_match(runner.secret_hash, machine_secret):
             raise NotAuthenticated("Wrong machine key or secret")
-        runs_more = not set(declaration.activities) <= set(runner.activities)  # queued work it could not run before
+        # Its polls must see a new declaration: it may run queued work it could not run before, and a heartbeat
+        # answered from a waiting poll compares the catalogue digest that poll read.
+        changed = set(declaration.activities) != set(runner.activities) or declaration.digest != runner.catalogue_digest
         await session.execute(
             update(Runner)
             .where(Runner.id == runner.id)
             .values(hostname=hostname, os=os, version=version, **declaration.values())
         )
-        if runs_more:
+        if changed:
             lifecycle.runner_changed(session, runner.id, "runner-declaration")
     return runner
 
