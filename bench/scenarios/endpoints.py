@@ -24,13 +24,18 @@ from bench.stats import summarize_ms
 CLIENTS = 8
 
 # The floor of any Python HTTP service here: uvicorn with uvloop + httptools (as `exekra hub` runs) serving a
-# bare ASGI app that answers a small JSON body, with no framework, no database, no Redis.
+# bare ASGI app that answers a small JSON body, with no framework, no database, no Redis. On `/wait` it answers 10 ms
+# later: the floor of a request held that long (a long poll's renewal), whose wait wakes the process a second time.
 _BARE_APP = """
+import asyncio
+
 import uvicorn
 
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
+    if scope["path"] == "/wait":
+        await asyncio.sleep(0.01)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 
@@ -125,9 +130,17 @@ async def run(ctx: Context) -> Result:
             async def bare(i: int) -> None:
                 await request(http, "GET", bare_url + "/")
 
+            async def bare_held(i: int) -> None:
+                await request(http, "GET", bare_url + "/wait")
+
             figures = await _load(bare, seconds, bare_pid)
+            held = await _load(bare_held, seconds, bare_pid)
         result.details["bare uvicorn app (floor)"] = figures
+        result.details["bare uvicorn app, answering 10 ms later (floor of a renewal)"] = held
         result.row("bare uvicorn + uvloop + httptools app (floor): CPU per request", figures["cpuMsPerRequest"], "ms")
+        result.row(
+            "the same app answering 10 ms later (floor of a renewal): CPU per request", held["cpuMsPerRequest"], "ms"
+        )
 
         plan: list[tuple[str, Callable[[int], Awaitable[Any]]]] = [
             ("GET /api/runner/poll without a token (framework only: 401)", unauthenticated),
