@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Iterable, Iterator
 
 
 class Signal:
@@ -59,12 +60,9 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _wake(waiting: Signal | set[Signal]) -> None:
-    if isinstance(waiting, Signal):
-        waiting.set()
-    else:
-        for signal in waiting:
-            signal.set()
+def _each(waiting: Signal | set[Signal]) -> Iterable[Signal]:
+    """A key's waiters, one signal or a set of them, one by one."""
+    return (waiting,) if isinstance(waiting, Signal) else waiting
 
 
 class Waiters:
@@ -105,12 +103,18 @@ class Waiters:
         """Wake every waiter of `key` in this process."""
         waiting = self._signals.get(key)
         if waiting is not None:
-            _wake(waiting)
+            for signal in _each(waiting):
+                signal.set()
 
     def notify_all(self) -> None:
         """Wake every waiter (each looks again): used when notifications may have been missed."""
+        for signal in self.signals():
+            signal.set()
+
+    def signals(self) -> Iterator[Signal]:
+        """Every waiter of every key."""
         for waiting in self._signals.values():
-            _wake(waiting)
+            yield from _each(waiting)
 
     def is_waiting(self, key: uuid.UUID) -> bool:
         return key in self._signals
@@ -122,7 +126,7 @@ class Waiters:
 
     @property
     def waiting(self) -> int:
-        return sum(1 if isinstance(w, Signal) else len(w) for w in self._signals.values())
+        return sum(1 for _ in self.signals())
 
     def deliver_key(self, payload: str) -> None:
         """A notification whose payload is the key itself: wake its waiters (malformed payloads are ignored)."""

@@ -148,10 +148,9 @@ class Wakeups(Waiters):
     def end_quiet(self) -> None:
         """Make every runner's next poll and heartbeat here a full one."""
         self._quiet.clear()
-        for waiting in self._signals.values():
-            for signal in (waiting,) if isinstance(waiting, Signal) else waiting:
-                if isinstance(signal, PollSignal):
-                    signal.epoch = None
+        for signal in self.signals():
+            if isinstance(signal, PollSignal):  # every one here is
+                signal.epoch = None
 
     def vouch(self, signal: PollSignal, epoch: int, digest: str | None) -> None:
         """The runner's row, read by this poll or by the full poll its quiet renewals go back to, showed the runner
