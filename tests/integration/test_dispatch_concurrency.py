@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import asyncpg
 import httpx
 from sqlalchemy import text
 
 from exekra.hub.context import Hub
 
-from .conftest import SIMPLE_DEFINITION
-from .protocol import ProtocolRunner, publish_workflow
+from .conftest import SIMPLE_DEFINITION, OnlineRunner
+from .protocol import ProtocolRunner, create_execution, eventually, publish_workflow
 
 RUNNERS = 30
 EXECUTIONS = 1000
@@ -65,3 +66,74 @@ async def test_thousand_concurrent_executions_on_thirty_runners_each_assigned_on
     assert busy == 0
     # Work was spread over the runners rather than funnelled to one.
     assert len(set(held_by.values())) > RUNNERS // 2
+
+
+_LOCK_BEST_RUNNER = """
+SELECT id FROM runners WHERE status = 'ONLINE' AND enabled AND current_execution_id IS NULL
+ ORDER BY last_heartbeat_at DESC NULLS LAST LIMIT 1 FOR UPDATE"""
+# The create's match (its runner is the idle one with the freshest sign of life), waiting for a row lock.
+_MATCH_WAITING = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE wait_event_type = 'Lock' AND query LIKE '%ORDER BY rn.last_heartbeat_at DESC%'"
+)
+
+
+async def _assigned_runner(hub: Hub, execution_id: str) -> str | None:
+    async with hub.db.session() as session:
+        row = (
+            await session.execute(text("SELECT runner_id FROM executions WHERE id = :id"), {"id": execution_id})
+        ).first()
+    return None if row is None or row.runner_id is None else str(row.runner_id)
+
+
+async def test_a_match_takes_another_idle_runner_while_the_best_ones_row_is_locked(
+    admin: httpx.AsyncClient, online_runner: OnlineRunner, hub: Hub
+) -> None:
+    """Concurrent matches all prefer the runner with the freshest sign of life: while another claim holds its
+    row, a match takes the next idle runner at once instead of waiting for that claim's commit."""
+    workflow_id = await publish_workflow(admin, "spread", SIMPLE_DEFINITION)
+    runners = {r.runner_id: r for r in [await online_runner("a"), await online_runner("b")]}
+    await hub.executions.liveness.flush()  # its write would wait for the locked row, holding the other's meanwhile
+    claim = await asyncpg.connect(hub.settings.asyncpg_dsn)
+    try:
+        async with claim.transaction():  # another claim, holding the best runner's row
+            best = str(await claim.fetchval(_LOCK_BEST_RUNNER))
+            (other,) = set(runners) - {best}
+            execution = await create_execution(admin, workflow_id)
+
+            async def assigned_to_other() -> bool:
+                return await _assigned_runner(hub, execution["id"]) == other
+
+            # By the create's match, while the best runner's row stays locked (no poll asks before).
+            await eventually(assigned_to_other, 5, "the match to take the other runner")
+            await runners[other].take(execution["id"], attempt=1)
+    finally:
+        await claim.close()
+
+
+async def test_a_match_waits_for_the_only_idle_runner_whose_row_a_claim_holds(
+    admin: httpx.AsyncClient, online_runner: OnlineRunner, hub: Hub
+) -> None:
+    """When every eligible runner's row is locked (a poll's claim, which skips the execution this match holds),
+    the match waits for the lock and then assigns, rather than both claims missing."""
+    workflow_id = await publish_workflow(admin, "wait", SIMPLE_DEFINITION)
+    runner = await online_runner("only")
+    await hub.executions.liveness.flush()
+    claim = await asyncpg.connect(hub.settings.asyncpg_dsn)
+    try:
+        async with claim.transaction():
+            assert str(await claim.fetchval(_LOCK_BEST_RUNNER)) == runner.runner_id
+            execution = await create_execution(admin, workflow_id)
+
+            async def match_waits() -> bool:
+                return bool(await claim.fetchval(_MATCH_WAITING))
+
+            await eventually(match_waits, 5, "the create's match to wait for the runner's row")
+            assert await _assigned_runner(hub, execution["id"]) is None
+        await eventually(
+            lambda: _assigned_runner(hub, execution["id"]), 5, "the match to assign once the lock is released"
+        )
+        assert await _assigned_runner(hub, execution["id"]) == runner.runner_id
+        await runner.take(execution["id"], attempt=1)
+    finally:
+        await claim.close()

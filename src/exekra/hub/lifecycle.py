@@ -229,10 +229,13 @@ WITH r AS (
 ){_ASSIGN_TAIL}"""
 )
 
-# The best runner's row is locked without SKIP LOCKED: when a poll's claim holds it (that claim skips this
-# execution, which this statement holds), this waits for it instead of skipping the runner, then re-checks it
-# (busy now: the next runner is taken). Skipping both ways made both claims miss, leaving the execution to the
-# sweeper a second later. No deadlock: a poll's claim waits on nothing but its own runner's row.
+# The best free runner is taken first (`SKIP LOCKED`): concurrent matches, which all prefer the runner with the
+# freshest sign of life, take one runner each instead of queueing behind one row, each waiting for the commit of
+# the claim before it (measured: bench/RESULTS.md, 2026-12-05 17:00). Only when every eligible runner's row was
+# locked, the best one is waited for (`r_held`) and then re-checked (busy now: the next one is taken): when a
+# poll's claim holds it, that claim skips this execution, which this statement holds, and skipping both ways
+# made both claims miss. No deadlock: a poll's claim waits on nothing but its own runner's row, and the wait
+# comes only when this statement holds no runner's row.
 _ASSIGN_TO_BEST_RUNNER = text(
     f"""
 WITH e AS (
@@ -240,12 +243,20 @@ WITH e AS (
       FROM executions
      WHERE id = :execution_id AND status = 'QUEUED'
        FOR UPDATE SKIP LOCKED
-), r AS (
+), r_free AS (
     SELECT rn.id FROM runners rn, e
      WHERE {_ELIGIBLE_RUNNER}
      ORDER BY rn.last_heartbeat_at DESC NULLS LAST
      LIMIT 1
+       FOR UPDATE OF rn SKIP LOCKED
+), r_held AS (
+    SELECT rn.id FROM runners rn, e
+     WHERE NOT EXISTS (SELECT FROM r_free) AND {_ELIGIBLE_RUNNER}
+     ORDER BY rn.last_heartbeat_at DESC NULLS LAST
+     LIMIT 1
        FOR UPDATE OF rn
+), r AS (
+    SELECT id FROM r_free UNION ALL SELECT id FROM r_held
 ){_ASSIGN_TAIL}"""
 )
 
