@@ -183,6 +183,7 @@ class HubProcess:
         }
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
+        env |= {k.removeprefix("BENCH_"): v for k, v in os.environ.items() if k.startswith("BENCH_EXEKRA_")}
         return env | self.extra_env
 
     def migrate(self) -> None:
