@@ -337,3 +337,93 @@ async def test_after_a_failed_effect_the_waiting_poll_answers_no_heartbeat_and_l
     looks = _count_looks(hub, monkeypatch)
     assert (await runner.poll(wait=QUIET)).status_code in (200, 204)
     assert looks == [uuid.UUID(runner.runner_id or "")]  # the poll after it is a full one
+
+
+async def _ran(runner: ProtocolRunner, admin: httpx.AsyncClient, workflow_id: str) -> tuple[str, int]:
+    """An execution of `workflow_id` taken and started by `runner` (not completed yet)."""
+    execution_id = (await create_execution(admin, workflow_id))["id"]
+    work = await runner.take(execution_id)
+    assert (await runner.start(execution_id, work["attempt"])).status_code == 200
+    return execution_id, work["attempt"]
+
+
+async def test_the_poll_after_a_complete_that_left_the_runner_idle_sends_nothing(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end report read the runner's row and offered it the queue's work: its next long poll renews quietly."""
+    runner = await ProtocolRunner.register(admin, client, "after-complete")
+    assert (await runner.auth(declaration("acme.widget", digest=DIGEST))).status_code == 200
+    workflow_id = await publish_workflow(admin, "after-complete", SIMPLE_DEFINITION)
+    execution_id, attempt = await _ran(runner, admin, workflow_id)
+    assert (await runner.complete(execution_id, attempt)).status_code == 200
+    runner_id, epoch = uuid.UUID(runner.runner_id or ""), 0  # a runner that signed in once
+    looks = _count_looks(hub, monkeypatch)
+    with statements_sent(hub, monkeypatch) as sent:
+        waiting = asyncio.create_task(runner.poll(wait=1))
+
+        async def vouched() -> bool:  # by the end report's read
+            return hub.dispatcher.wakeups.idle_poll(runner_id, epoch) is not None
+
+        await eventually(vouched, 5, "the runner's long poll to wait")
+        beat = await runner.heartbeat(catalogueDigest=DIGEST)  # reads nothing either, and knows the digest
+    assert sent == [] and looks == []
+    assert beat.json() == {"status": "ONLINE", "stopExecutionIds": [], "catalogueWanted": False}
+    # Work created now wakes it, as any long poll.
+    created = (await create_execution(admin, workflow_id))["id"]
+    answer = await asyncio.wait_for(waiting, 10)
+    assert answer.status_code == 200 and answer.json()["execution"]["id"] == created
+
+
+async def test_work_assigned_between_a_complete_and_the_next_poll_is_answered_by_it(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "complete-then-work")
+    workflow_id = await publish_workflow(admin, "complete-then-work", SIMPLE_DEFINITION)
+    execution_id, attempt = await _ran(runner, admin, workflow_id)
+    assert (await runner.complete(execution_id, attempt)).status_code == 200
+    created = (await create_execution(admin, workflow_id))["id"]
+    await drain()  # the create's match has assigned it to the idle runner, which was not polling
+    answer = await runner.poll(wait=10)
+    assert answer.status_code == 200 and answer.json()["execution"]["id"] == created
+
+
+async def test_a_complete_whose_runner_is_offered_queued_work_leaves_no_note(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "complete-then-queued")
+    workflow_id = await publish_workflow(admin, "complete-then-queued", SIMPLE_DEFINITION)
+    execution_id, attempt = await _ran(runner, admin, workflow_id)
+    queued = (await create_execution(admin, workflow_id))["id"]  # waits: its only runner is busy
+    await drain()
+    assert (await runner.complete(execution_id, attempt)).status_code == 200  # offered `queued`, which it takes
+    looks = _count_looks(hub, monkeypatch)
+    answer = await runner.poll(wait=10)
+    assert answer.status_code == 200 and answer.json()["execution"]["id"] == queued
+    assert looks == []  # it holds an execution: answered from its row, read by a full poll
+
+
+@pytest.mark.parametrize("change", ["disabled", "failed effect"])
+async def test_after_a_complete_that_did_not_leave_the_runner_idle_the_next_poll_is_a_full_one(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """A runner disabled while it ran, or an end report whose offer of work failed (the queue may hold work for
+    it that nobody will offer): its next poll reads its row and looks at the queue."""
+    runner = await ProtocolRunner.online(admin, client, f"complete-{change}")
+    workflow_id = await publish_workflow(admin, f"complete-{change}", SIMPLE_DEFINITION)
+    execution_id, attempt = await _ran(runner, admin, workflow_id)
+    if change == "disabled":
+        patched = await admin.patch(f"/api/runners/{runner.runner_id}", json={"enabled": False})
+        assert patched.status_code == 200
+    else:
+
+        async def unavailable(runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
+            raise OSError("the queue went away")
+
+        monkeypatch.setattr(hub.dispatcher, "runner_idle", unavailable)
+    assert (await runner.complete(execution_id, attempt)).status_code == 200
+    monkeypatch.undo()
+    looks = _count_looks(hub, monkeypatch)
+    with statements_sent(hub, monkeypatch) as sent:
+        assert (await runner.poll(wait=QUIET)).status_code == 204
+    assert sent  # the runner's row was read
+    assert looks == ([] if change == "disabled" else [uuid.UUID(runner.runner_id or "")])

@@ -152,7 +152,7 @@ def _let_go(source: str, *, many: bool = False) -> str:
     UPDATE runners SET current_execution_id = NULL,
                        status = CASE WHEN status = 'BUSY' THEN 'ONLINE' ELSE status END
       FROM {source} WHERE runners.id = {source}.runner_id AND runners.current_execution_id = {source}.id
- RETURNING runners.id, runners.status
+ RETURNING runners.id, runners.status, runners.enabled, runners.catalogue_digest
 ), {concurrency.release_slots(source, many=many)}"""
 
 
@@ -478,10 +478,18 @@ WITH ue AS (
      WHERE {_HELD_BY} AND status = ANY(:sources)
  RETURNING id, runner_id, workflow_id, concurrency_key, log_seq, log_dropped, has_children, end_awaited
 ), {_let_go("ue")}, {_store_lines("ue")}
-SELECT ue.id, ue.has_children, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
-       {_announce_end(COMPLETE, "ue")}
+SELECT ue.id, ue.has_children, ur.status AS runner_status, ur.enabled AS runner_enabled, ur.catalogue_digest,
+       {concurrency.FREED_COLUMNS}, {_announce_end(COMPLETE, "ue")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 ).bindparams(bindparam("outputs", type_=JSONB))
+
+
+class Finished(NamedTuple):
+    """What a runner's end report left: whether its runner is idle (ONLINE and enabled: it may take work), and the
+    catalogue digest its row holds."""
+
+    runner_idle: bool
+    catalogue_digest: str | None
 
 
 async def finish(
@@ -493,9 +501,9 @@ async def finish(
     outputs: dict[str, Any] | None,
     metrics: dict[str, float | None],
     lines: LogBatch,
-) -> bool:
+) -> Finished | None:
     """A runner's final report, in one statement: ends the execution, frees the runner and stores the final log
-    lines it carries (`lines`). False when the attempt is not held."""
+    lines it carries (`lines`). None when the attempt is not held."""
     rule = RUNNER_FINISH_RULES[status]
     assert rule.effects == COMPLETE.effects  # the statement announces the end of each (when somebody waits)
     result = await session.execute(
@@ -515,7 +523,7 @@ async def finish(
     )
     row = result.first()
     if row is None:
-        return False
+        return None
     effects.record(
         session,
         _transition(
@@ -529,7 +537,7 @@ async def finish(
             has_children=row.has_children,
         ),
     )
-    return True
+    return Finished(row.runner_status == R.ONLINE and bool(row.runner_enabled), row.catalogue_digest)
 
 
 _STOP_NOW = text(

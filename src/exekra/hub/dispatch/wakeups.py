@@ -25,6 +25,10 @@ OFFLINE, a new declaration: `Effects.wakes_runner`). Work queued meanwhile is ma
 create's claim or the sweeper (both read the idle runners from PostgreSQL), which wakes it; an effect that failed
 drops every note (`end_quiet`), so the polls' own look is the safety net again, as it was before the notes.
 
+A runner's end report leaves the same note when it left the runner idle and enabled, and the queue, offered to the
+runner then, gave it nothing: the report's statement read the runner's row as a full poll would (`watch`,
+`leave_idle`).
+
 **Heartbeats answered from the poll.** While the runner's long poll waits here, vouched for by the runner's row as
 its full poll read it (idle and enabled, this token epoch; `Wakeups.vouch`) and not woken since, its heartbeat
 reads nothing either (`idle_poll`): an idle runner has no stop to carry out, its status is ONLINE (marking it
@@ -47,8 +51,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 import uuid
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -88,6 +94,15 @@ class PollSignal(Signal):
         self.digest: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A runner watched while its end report frees it (`Wakeups.watch`): a signal that every wake-up of the runner
+    sets, and how many times notes had been dropped for everyone (`end_quiet`) when the watch began."""
+
+    signal: Signal
+    resets: int
+
+
 class Wakeups(Waiters):
     """This process's runners waiting in a long poll, by runner id."""
 
@@ -100,6 +115,7 @@ class Wakeups(Waiters):
         # catalogue digest that read found).
         self._quiet: dict[uuid.UUID, tuple[int, float, float, str | None]] = {}
         self._prune_at = QUIET_PRUNE_AT
+        self._resets = 0  # how many times `end_quiet` ran
         self._hearers = 1
         listener.subscribe(CHANNEL, self.deliver, on_connect=self.notify_all)
 
@@ -148,8 +164,9 @@ class Wakeups(Waiters):
     def end_quiet(self) -> None:
         """Make every runner's next poll and heartbeat here a full one."""
         self._quiet.clear()
+        self._resets += 1
         for signal in self.signals():
-            if isinstance(signal, PollSignal):  # every one here is
+            if isinstance(signal, PollSignal):  # a runner's poll, not a `Watch`
                 signal.epoch = None
 
     def vouch(self, signal: PollSignal, epoch: int, digest: str | None) -> None:
@@ -164,8 +181,30 @@ class Wakeups(Waiters):
         vouched for leaves a note (`end_quiet` and another hub process take the vouch away)."""
         if poll.epoch is None or not self.alone:
             return
+        self._note(runner_id, poll.epoch, read_at, poll.digest)
+
+    def watch(self, runner_id: uuid.UUID) -> Watch | None:
+        """Before the runner's end report frees it: watch for anything that would make its next poll a full one
+        (see `leave_idle`); None while this process is not alone (no note would be kept). Unregister the signal
+        once the report has committed and its effects have run."""
+        if not self.alone:
+            return None
+        signal = Signal()  # not a PollSignal: a heartbeat is never answered from it (`idle_poll`)
+        self._add(runner_id, signal)
+        return Watch(signal, self._resets)
+
+    def leave_idle(self, runner_id: uuid.UUID, watch: Watch, epoch: int, digest: str | None) -> None:
+        """The runner's end report, fenced by token `epoch`, left it idle and enabled with this catalogue digest,
+        and its effects have run (work offered to it, none taken): its next poll may renew quietly, as after a
+        poll that timed out, unless anything woke the runner (work assigned by anyone, a change to its row) or
+        dropped every note since the watch began."""
+        if watch.signal.is_set() or watch.resets != self._resets or not self.alone:
+            return
+        self._note(runner_id, epoch, time.monotonic(), None if digest is None else sys.intern(digest))
+
+    def _note(self, runner_id: uuid.UUID, epoch: int, read_at: float, digest: str | None) -> None:
         now = time.monotonic()
-        self._quiet[runner_id] = (poll.epoch, read_at, now, poll.digest)
+        self._quiet[runner_id] = (epoch, read_at, now, digest)
         if len(self._quiet) >= self._prune_at:
             gone = now - QUIET_GAP_SECONDS
             self._quiet = {key: note for key, note in self._quiet.items() if note[2] >= gone}

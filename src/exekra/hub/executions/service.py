@@ -357,14 +357,25 @@ class ExecutionService:
         """The runner's final report, with the log lines it had not sent yet (in the same statement, so a short
         execution is poll, start, complete). Its runner is offered the next execution before this returns
         (the rule's effect): were it offered after, the runner's next poll would race with it, and the loser's
-        claim would be wasted (measured: a few per execution under load)."""
+        claim would be wasted (measured: a few per execution under load).
+
+        A runner the report left idle, offered nothing, renews its next long poll quietly, as after a poll that
+        timed out (`Wakeups.leave_idle`): that poll would only read what this statement has just read."""
         batch = self._batch(lines or [])
         held = _held(claims, execution_id, attempt)
-        async with self.db.statement() as session:
-            ended = await lifecycle.finish(
-                session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
-            )
-        if not ended:
+        wakeups = self.dispatcher.wakeups
+        watch = wakeups.watch(claims.runner_id)
+        try:
+            async with self.db.statement() as session:
+                finished = await lifecycle.finish(
+                    session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
+                )
+            if watch is not None and finished is not None and finished.runner_idle:
+                wakeups.leave_idle(claims.runner_id, watch, claims.epoch, finished.catalogue_digest)
+        finally:
+            if watch is not None:
+                wakeups.unregister(claims.runner_id, watch.signal)
+        if finished is None:
             raise await self._refused(claims, execution_id)
 
     async def store_artifact(
