@@ -231,7 +231,7 @@ WITH r AS (
 
 # The best free runner is taken first (`SKIP LOCKED`): concurrent matches, which all prefer the runner with the
 # freshest sign of life, take one runner each instead of queueing behind one row, each waiting for the commit of
-# the claim before it (measured: bench/RESULTS.md, 2026-12-05 17:00). Only when every eligible runner's row was
+# the claim before it (measured: bench/RESULTS.md, 2026-12-05 16:24). Only when every eligible runner's row was
 # locked, the best one is waited for (`r_held`) and then re-checked (busy now: the next one is taken): when a
 # poll's claim holds it, that claim skips this execution, which this statement holds, and skipping both ways
 # made both claims miss. No deadlock: a poll's claim waits on nothing but its own runner's row, and the wait
