@@ -22,6 +22,14 @@ from .conftest import run_and_wait, wait_until
 PASSWORD = "up-smoke-password"
 
 
+def _command(process: psutil.Process) -> list[str]:
+    """Its command line; none for a process that ended meanwhile (a zombie not reaped yet, or gone)."""
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:  # ZombieProcess included
+        return []
+
+
 def _descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -77,8 +85,8 @@ def test_up_starts_everything_runs_the_example_and_sigint_stops_all_processes() 
         pg_port = int(re.findall(r"embedded PostgreSQL on port (\d+)", text)[0])
         assert _refused_without_password(pg_port)
         descendants = _descendants(up.pid)
-        runners = [p for p in descendants if "runner" in p.cmdline()[:4]]
-        assert runners, [p.cmdline() for p in descendants]
+        runners = [p for p in descendants if "runner" in _command(p)[:4]]
+        assert runners, [_command(p) for p in descendants]
         for runner in runners:  # the local runner knows its own settings, none of the hub's
             environ = runner.environ()
             assert environ["EXEKRA_MACHINE_SECRET"] and environ["EXEKRA_HUB_URL"]
