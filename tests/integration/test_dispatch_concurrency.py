@@ -93,7 +93,7 @@ async def test_a_match_takes_another_idle_runner_while_the_best_ones_row_is_lock
     row, a match takes the next idle runner at once instead of waiting for that claim's commit."""
     workflow_id = await publish_workflow(admin, "spread", SIMPLE_DEFINITION)
     runners = {r.runner_id: r for r in [await online_runner("a"), await online_runner("b")]}
-    await hub.executions.liveness.flush()  # its write would wait for the locked row, holding the other's meanwhile
+    await hub.executions.liveness.flush()  # a flush beside the match would hold the other runner's row a moment
     claim = await asyncpg.connect(hub.settings.asyncpg_dsn)
     try:
         async with claim.transaction():  # another claim, holding the best runner's row

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from exekra.hub.context import Hub
-from exekra.hub.dispatch.matcher import RunnerProfile
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.lifecycle import Assignment
 from exekra.hub.listener import APPLICATION_NAME
 from exekra.hub.tasks import drain
@@ -216,12 +216,16 @@ async def test_with_another_hub_process_listening_every_poll_is_a_full_one(
 DIGEST = "e" * 64
 
 
+async def _epoch(hub: Hub, runner: ProtocolRunner) -> int:
+    async with hub.db.session() as session:
+        row = await session.execute(text("SELECT token_epoch FROM runners WHERE id = :id"), {"id": runner.runner_id})
+        return int(row.scalar_one())
+
+
 async def _idle_poll(hub: Hub, runner: ProtocolRunner, wait: float = 30) -> asyncio.Task[httpx.Response]:
     """A long poll of the runner, waiting once its row, read by it or by the full poll it renews, vouches for it."""
     waiting = asyncio.create_task(runner.poll(wait=wait))
-    async with hub.db.session() as session:
-        row = await session.execute(text("SELECT token_epoch FROM runners WHERE id = :id"), {"id": runner.runner_id})
-        epoch = int(row.scalar_one())
+    epoch = await _epoch(hub, runner)
 
     async def vouched() -> bool:
         return hub.dispatcher.wakeups.idle_poll(uuid.UUID(runner.runner_id or ""), epoch) is not None
@@ -356,10 +360,10 @@ async def test_the_poll_after_a_complete_that_left_the_runner_idle_sends_nothing
     workflow_id = await publish_workflow(admin, "after-complete", SIMPLE_DEFINITION)
     execution_id, attempt = await _ran(runner, admin, workflow_id)
     assert (await runner.complete(execution_id, attempt)).status_code == 200
-    runner_id, epoch = uuid.UUID(runner.runner_id or ""), 0  # a runner that signed in once
+    runner_id, epoch = uuid.UUID(runner.runner_id or ""), await _epoch(hub, runner)
     looks = _count_looks(hub, monkeypatch)
     with statements_sent(hub, monkeypatch) as sent:
-        waiting = asyncio.create_task(runner.poll(wait=1))
+        waiting = asyncio.create_task(runner.poll(wait=30))
 
         async def vouched() -> bool:  # by the end report's read
             return hub.dispatcher.wakeups.idle_poll(runner_id, epoch) is not None
@@ -374,17 +378,28 @@ async def test_the_poll_after_a_complete_that_left_the_runner_idle_sends_nothing
     assert answer.status_code == 200 and answer.json()["execution"]["id"] == created
 
 
-async def test_work_assigned_between_a_complete_and_the_next_poll_is_answered_by_it(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+async def test_work_assigned_while_a_complete_is_recorded_is_answered_by_the_next_poll(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An assignment made after the end report's statement and before its note (here: during the report's offer of
+    work, by a create's match, which finds the runner idle) leaves no note: the next poll is a full one."""
     runner = await ProtocolRunner.online(admin, client, "complete-then-work")
     workflow_id = await publish_workflow(admin, "complete-then-work", SIMPLE_DEFINITION)
     execution_id, attempt = await _ran(runner, admin, workflow_id)
+    runner_idle = hub.dispatcher.runner_idle
+    created: list[str] = []
+
+    async def offer_then_a_create(runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
+        offered = await runner_idle(runner_id, profile)  # nothing queued
+        created.append((await create_execution(admin, workflow_id))["id"])
+        await drain()  # its match has assigned it to the runner, idle since the statement
+        return offered
+
+    monkeypatch.setattr(hub.dispatcher, "runner_idle", offer_then_a_create)
     assert (await runner.complete(execution_id, attempt)).status_code == 200
-    created = (await create_execution(admin, workflow_id))["id"]
-    await drain()  # the create's match has assigned it to the idle runner, which was not polling
-    answer = await runner.poll(wait=10)
-    assert answer.status_code == 200 and answer.json()["execution"]["id"] == created
+    monkeypatch.undo()
+    answer = await runner.poll(wait=QUIET)
+    assert answer.status_code == 200 and answer.json()["execution"]["id"] == created[0]
 
 
 async def test_a_complete_whose_runner_is_offered_queued_work_leaves_no_note(
@@ -396,10 +411,10 @@ async def test_a_complete_whose_runner_is_offered_queued_work_leaves_no_note(
     queued = (await create_execution(admin, workflow_id))["id"]  # waits: its only runner is busy
     await drain()
     assert (await runner.complete(execution_id, attempt)).status_code == 200  # offered `queued`, which it takes
-    looks = _count_looks(hub, monkeypatch)
-    answer = await runner.poll(wait=10)
+    with statements_sent(hub, monkeypatch) as sent:
+        answer = await runner.poll(wait=QUIET)  # a quiet renewal would answer 204, reading nothing
     assert answer.status_code == 200 and answer.json()["execution"]["id"] == queued
-    assert looks == []  # it holds an execution: answered from its row, read by a full poll
+    assert sent  # a full poll: the runner's row was read
 
 
 @pytest.mark.parametrize("change", ["disabled", "failed effect"])

@@ -29,6 +29,7 @@ from exekra.hub import tasks
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.concurrency import Group
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.errors import TRANSIENT_ERRORS
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class Transition:
     execution_id: uuid.UUID | None = None
     runner_id: uuid.UUID | None = None  # the runner assigned, or the runner freed
     runner_idle: bool = False  # the freed runner is alive and holds nothing: it may be offered work
+    # What the freed runner may take, as the rule's statement read it (its end report's does): offered by it.
+    runner_profile: RunnerProfile | None = None
     attempt: int | None = None
     status: str | None = None  # the execution's status after the rule
     slot: Group | None = None  # the concurrency group a slot of which was freed
@@ -151,7 +154,7 @@ class EffectApplier:
                     # Matching runs beside the caller, whose answer never waits for a runner (SPEC §4, create).
                     tasks.spawn(self._beside(t, dispatcher.execution_queued(t.execution_id)))
             if effects.frees_runner and t.runner_idle and t.runner_id is not None:
-                await dispatcher.runner_idle(t.runner_id)
+                await dispatcher.runner_idle(t.runner_id, t.runner_profile)
             if effects.frees_slot and t.slot is not None:
                 # Beside the caller, like a queued execution: a runner's `complete` does not wait for it. After the
                 # freed runner's claim, not beside it: the two claims at once would each skip the execution the

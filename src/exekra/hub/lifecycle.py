@@ -25,6 +25,7 @@ from exekra.db.raw import Statements
 from exekra.hub import concurrency, effects
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import SYSTEM, Actor
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.effects import NO_EFFECTS, Effects, Transition
 from exekra.hub.executions import endings
 from exekra.hub.executions.models import LIVE_STATUS_SQL, Execution
@@ -152,7 +153,8 @@ def _let_go(source: str, *, many: bool = False) -> str:
     UPDATE runners SET current_execution_id = NULL,
                        status = CASE WHEN status = 'BUSY' THEN 'ONLINE' ELSE status END
       FROM {source} WHERE runners.id = {source}.runner_id AND runners.current_execution_id = {source}.id
- RETURNING runners.id, runners.status, runners.enabled, runners.catalogue_digest
+ RETURNING runners.id, runners.status, runners.enabled, runners.catalogue_digest, runners.type, runners.labels,
+           runners.activities
 ), {concurrency.release_slots(source, many=many)}"""
 
 
@@ -234,8 +236,8 @@ WITH r AS (
 # the claim before it (measured: bench/RESULTS.md, 2026-12-05 16:24). Only when every eligible runner's row was
 # locked, the best one is waited for (`r_held`) and then re-checked (busy now: the next one is taken): when a
 # poll's claim holds it, that claim skips this execution, which this statement holds, and skipping both ways
-# made both claims miss. No deadlock: a poll's claim waits on nothing but its own runner's row, and the wait
-# comes only when this statement holds no runner's row.
+# made both claims miss. No deadlock: a poll's claim waits on nothing but its own runner's row, and this statement
+# waits holding only the execution's row and runner rows its re-check found busy.
 _ASSIGN_TO_BEST_RUNNER = text(
     f"""
 WITH e AS (
@@ -479,6 +481,7 @@ WITH ue AS (
  RETURNING id, runner_id, workflow_id, concurrency_key, log_seq, log_dropped, has_children, end_awaited
 ), {_let_go("ue")}, {_store_lines("ue")}
 SELECT ue.id, ue.has_children, ur.status AS runner_status, ur.enabled AS runner_enabled, ur.catalogue_digest,
+       ur.type AS runner_type, ur.labels AS runner_labels, ur.activities AS runner_activities,
        {concurrency.FREED_COLUMNS}, {_announce_end(COMPLETE, "ue")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 ).bindparams(bindparam("outputs", type_=JSONB))
@@ -524,20 +527,27 @@ async def finish(
     row = result.first()
     if row is None:
         return None
+    idle = row.runner_status == R.ONLINE  # None: the runner's row is gone
+    profile = (
+        RunnerProfile(held.runner_id, row.runner_type, tuple(row.runner_labels), tuple(row.runner_activities))
+        if idle
+        else None
+    )
     effects.record(
         session,
         _transition(
             rule,
             execution_id=row.id,
             runner_id=held.runner_id,
-            runner_idle=row.runner_status == R.ONLINE,
+            runner_idle=idle,
+            runner_profile=profile,
             attempt=held.attempt,
             status=rule.target.value,
             slot=concurrency.freed_group(row),
             has_children=row.has_children,
         ),
     )
-    return Finished(row.runner_status == R.ONLINE and bool(row.runner_enabled), row.catalogue_digest)
+    return Finished(idle and bool(row.runner_enabled), row.catalogue_digest)
 
 
 _STOP_NOW = text(

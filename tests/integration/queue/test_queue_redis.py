@@ -17,7 +17,8 @@ from sqlalchemy.exc import OperationalError
 from exekra.embedded import EmbeddedRedis
 from exekra.hub.audit.service import Actor
 from exekra.hub.dispatch import wakeups
-from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.matcher import QueuedExecution
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.queue import COMPLETED, FAILED, Head, RedisQueue
 from exekra.hub.dispatch.wakeups import Wakeups
 from exekra.hub.executions.creation import Created, ExecutionRequest
@@ -178,6 +179,29 @@ async def test_job_only_a_gpu_runner_may_take_waits_for_it_while_the_others_run(
 
 async def _all_done(ledger: Ledger, ids: list[str]) -> bool:
     return all(ledger.completions[i] == 1 for i in ids)
+
+
+async def test_a_runner_labelled_while_busy_is_offered_what_the_label_admits_when_it_completes(
+    hub: RunningHub,
+) -> None:
+    """The end report offers its runner the queue's work with the labels its statement read, not those cached from
+    the runner's last poll; and a runner it gave work leaves no quiet note that would hide it from the next poll."""
+
+    async def alone() -> bool:  # quiet notes are kept only by the only hub process of a database
+        return await hub.dispatcher.wakeups.count() == 1
+
+    await eventually(alone, 10, "the other hub processes to leave the database")
+    plain, gpu = await hub.workflow(), await hub.workflow(labels=["gpu"])
+    runner = await hub.runner(labels=["linux"])
+    first = await hub.create(plain)
+    work = await runner.take(first)  # its poll's profile is cached: labels linux
+    assert (await runner.start(first, work["attempt"])).status_code == 200
+    waiting = await hub.create(gpu)  # no runner may take it yet
+    relabelled = await hub.admin.patch(f"/api/runners/{runner.runner_id}", json={"labels": ["linux", "gpu"]})
+    assert relabelled.status_code == 200
+    assert (await runner.complete(first, work["attempt"])).status_code == 200
+    answer = await runner.poll(wait=0.05)  # a quiet renewal would answer 204
+    assert answer.status_code == 200 and answer.json()["execution"]["id"] == waiting
 
 
 async def test_runner_type_routes_work_to_runners_of_that_type_only(hub: RunningHub) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from exekra.hub.dispatch.dispatcher import ModeDispatcher
-from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.matcher import Matcher, QueuedExecution
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.sweeper import Sweeper
 from exekra.hub.lifecycle import Assignment
 

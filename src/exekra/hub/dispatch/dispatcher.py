@@ -6,7 +6,8 @@ import uuid
 from typing import Protocol
 
 from exekra.hub.concurrency import Group
-from exekra.hub.dispatch.matcher import Matcher, QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.matcher import Matcher, QueuedExecution
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.wakeups import Wakeups
 from exekra.hub.lifecycle import Assignment
 

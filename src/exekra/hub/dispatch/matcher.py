@@ -15,6 +15,7 @@ from sqlalchemy import Row, text
 from exekra.db.session import Database
 from exekra.hub import concurrency, lifecycle
 from exekra.hub.concurrency import Group
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.lifecycle import Assignment, Claim, GroupFull
 
 CLAIM_TRIES = 3  # a claim that lost its group's last slot to a concurrent one looks again, this many times in all
@@ -48,16 +49,6 @@ class HeadState(Enum):
     GONE = "gone"  # no longer QUEUED
     HELD = "held"  # QUEUED, and its concurrency group is full
     WAITING = "waiting"  # QUEUED, and nothing holds it back but runners (or a row lock a moment ago)
-
-
-@dataclass(frozen=True)
-class RunnerProfile:
-    """What decides which queued executions a runner may take."""
-
-    id: uuid.UUID
-    type: str | None
-    labels: tuple[str, ...]
-    activities: tuple[str, ...] = ()  # declared
 
 
 _QUEUED_COLUMNS = (

@@ -23,7 +23,8 @@ from redis.exceptions import RedisError
 
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch import lua
-from exekra.hub.dispatch.matcher import QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.matcher import QueuedExecution
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.observability import time_redis_commands
 from exekra.hub.redis_client import follow_failover, redis_client
 

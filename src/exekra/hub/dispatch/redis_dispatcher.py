@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from exekra.hub.dispatch.dispatcher import ModeDispatcher
-from exekra.hub.dispatch.matcher import HeadState, Matcher, QueuedExecution, RunnerProfile
+from exekra.hub.dispatch.matcher import HeadState, Matcher, QueuedExecution
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 from exekra.hub.dispatch.sweeper import Sweeper
 from exekra.hub.dispatch.wakeups import Wakeups

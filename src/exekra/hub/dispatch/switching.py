@@ -23,7 +23,8 @@ from exekra.hub import collector
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch import wakeups
 from exekra.hub.dispatch.direct import DirectDispatcher
-from exekra.hub.dispatch.matcher import Matcher, RunnerProfile
+from exekra.hub.dispatch.matcher import Matcher
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 from exekra.hub.dispatch.redis_dispatcher import RedisDispatcher
 from exekra.hub.dispatch.wakeups import Wakeups

@@ -97,10 +97,12 @@ class PollSignal(Signal):
 @dataclass(frozen=True, slots=True)
 class Watch:
     """A runner watched while its end report frees it (`Wakeups.watch`): a signal that every wake-up of the runner
-    sets, and how many times notes had been dropped for everyone (`end_quiet`) when the watch began."""
+    sets, how many times notes had been dropped for everyone (`end_quiet`) when the watch began, and when it began
+    (`time.monotonic()`: before the report's statement read the runner's row)."""
 
     signal: Signal
     resets: int
+    began: float
 
 
 class Wakeups(Waiters):
@@ -116,6 +118,8 @@ class Wakeups(Waiters):
         self._quiet: dict[uuid.UUID, tuple[int, float, float, str | None]] = {}
         self._prune_at = QUIET_PRUNE_AT
         self._resets = 0  # how many times `end_quiet` ran
+        # Runners whose end report is being recorded (`watch`): woken like polls, never counted as polls.
+        self._watching = Waiters()
         self._hearers = 1
         listener.subscribe(CHANNEL, self.deliver, on_connect=self.notify_all)
 
@@ -155,10 +159,12 @@ class Wakeups(Waiters):
     def notify(self, key: uuid.UUID) -> None:
         """Wake the runner's polls in this process, and make its next poll a full one."""
         self._quiet.pop(key, None)
+        self._watching.notify(key)
         super().notify(key)
 
     def notify_all(self) -> None:
         self._quiet.clear()
+        self._watching.notify_all()
         super().notify_all()
 
     def end_quiet(self) -> None:
@@ -166,7 +172,7 @@ class Wakeups(Waiters):
         self._quiet.clear()
         self._resets += 1
         for signal in self.signals():
-            if isinstance(signal, PollSignal):  # a runner's poll, not a `Watch`
+            if isinstance(signal, PollSignal):  # every one here is
                 signal.epoch = None
 
     def vouch(self, signal: PollSignal, epoch: int, digest: str | None) -> None:
@@ -185,13 +191,14 @@ class Wakeups(Waiters):
 
     def watch(self, runner_id: uuid.UUID) -> Watch | None:
         """Before the runner's end report frees it: watch for anything that would make its next poll a full one
-        (see `leave_idle`); None while this process is not alone (no note would be kept). Unregister the signal
-        once the report has committed and its effects have run."""
+        (see `leave_idle`); None while this process is not alone (no note would be kept). `unwatch` once the report
+        has committed and its effects have run."""
         if not self.alone:
             return None
-        signal = Signal()  # not a PollSignal: a heartbeat is never answered from it (`idle_poll`)
-        self._add(runner_id, signal)
-        return Watch(signal, self._resets)
+        return Watch(self._watching.register(runner_id), self._resets, time.monotonic())
+
+    def unwatch(self, runner_id: uuid.UUID, watch: Watch) -> None:
+        self._watching.unregister(runner_id, watch.signal)
 
     def leave_idle(self, runner_id: uuid.UUID, watch: Watch, epoch: int, digest: str | None) -> None:
         """The runner's end report, fenced by token `epoch`, left it idle and enabled with this catalogue digest,
@@ -200,7 +207,7 @@ class Wakeups(Waiters):
         dropped every note since the watch began."""
         if watch.signal.is_set() or watch.resets != self._resets or not self.alone:
             return
-        self._note(runner_id, epoch, time.monotonic(), None if digest is None else sys.intern(digest))
+        self._note(runner_id, epoch, watch.began, None if digest is None else sys.intern(digest))
 
     def _note(self, runner_id: uuid.UUID, epoch: int, read_at: float, digest: str | None) -> None:
         now = time.monotonic()

@@ -27,7 +27,7 @@ from exekra.hub.audit.service import SYSTEM, Actor
 from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.credentials.service import credential_for_runner
 from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
-from exekra.hub.dispatch.matcher import RunnerProfile
+from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.wakeups import PollSignal
 from exekra.hub.effects import Transition
 from exekra.hub.errors import TRANSIENT_ERRORS, Conflict, Forbidden, NotAuthenticated, PayloadTooLarge
@@ -360,7 +360,8 @@ class ExecutionService:
         claim would be wasted (measured: a few per execution under load).
 
         A runner the report left idle, offered nothing, renews its next long poll quietly, as after a poll that
-        timed out (`Wakeups.leave_idle`): that poll would only read what this statement has just read."""
+        timed out (`Wakeups.leave_idle`): the statement read the runner's row as that poll would, and the offer
+        looked at the queue with the profile the statement read."""
         batch = self._batch(lines or [])
         held = _held(claims, execution_id, attempt)
         wakeups = self.dispatcher.wakeups
@@ -374,7 +375,7 @@ class ExecutionService:
                 wakeups.leave_idle(claims.runner_id, watch, claims.epoch, finished.catalogue_digest)
         finally:
             if watch is not None:
-                wakeups.unregister(claims.runner_id, watch.signal)
+                wakeups.unwatch(claims.runner_id, watch)
         if finished is None:
             raise await self._refused(claims, execution_id)
 
