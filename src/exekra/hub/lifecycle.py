@@ -147,7 +147,9 @@ def _let_go(source: str, *, many: bool = False) -> str:
     concurrency_key) lets go of it, and so does its concurrency slot (`concurrency.release_slots`); `many`: the
     statement may end several executions.
 
-    A BUSY runner becomes ONLINE (idle); an OFFLINE one stays OFFLINE until it shows a sign of life.
+    A BUSY runner becomes ONLINE (idle); an OFFLINE one stays OFFLINE until it shows a sign of life. `ur` returns the
+    runner's row as it is then: its status and enabled flag, and what its next poll would read (catalogue digest,
+    type, labels, activities), which the end report uses (`finish`).
     """
     return f"""ur AS (
     UPDATE runners SET current_execution_id = NULL,
@@ -527,7 +529,9 @@ async def finish(
     row = result.first()
     if row is None:
         return None
-    idle = row.runner_status == R.ONLINE  # None: the runner's row is gone
+    # Idle: alive, holding nothing, and enabled (a runner disabled while it ran is offered nothing). A runner whose
+    # row is gone has no status.
+    idle = row.runner_status == R.ONLINE and bool(row.runner_enabled)
     profile = (
         RunnerProfile(held.runner_id, row.runner_type, tuple(row.runner_labels), tuple(row.runner_activities))
         if idle
@@ -547,7 +551,7 @@ async def finish(
             has_children=row.has_children,
         ),
     )
-    return Finished(idle and bool(row.runner_enabled), row.catalogue_digest)
+    return Finished(idle, row.catalogue_digest)
 
 
 _STOP_NOW = text(

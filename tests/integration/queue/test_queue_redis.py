@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from exekra.embedded import EmbeddedRedis
 from exekra.hub.audit.service import Actor
-from exekra.hub.dispatch import wakeups
+from exekra.hub.dispatch import redis_dispatcher, wakeups
 from exekra.hub.dispatch.matcher import QueuedExecution
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.queue import COMPLETED, FAILED, Head, RedisQueue
@@ -182,7 +182,7 @@ async def _all_done(ledger: Ledger, ids: list[str]) -> bool:
 
 
 async def test_a_runner_labelled_while_busy_is_offered_what_the_label_admits_when_it_completes(
-    hub: RunningHub,
+    hub: RunningHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The end report offers its runner the queue's work with the labels its statement read, not those cached from
     the runner's last poll; and a runner it gave work leaves no quiet note that would hide it from the next poll."""
@@ -191,12 +191,21 @@ async def test_a_runner_labelled_while_busy_is_offered_what_the_label_admits_whe
         return await hub.dispatcher.wakeups.count() == 1
 
     await eventually(alone, 10, "the other hub processes to leave the database")
+    # The profile cached by the runner's poll (labels linux) outlives the test, however slowly it runs.
+    monkeypatch.setattr(redis_dispatcher, "PROFILE_TTL_SECONDS", 3600.0)
     plain, gpu = await hub.workflow(), await hub.workflow(labels=["gpu"])
     runner = await hub.runner(labels=["linux"])
     first = await hub.create(plain)
-    work = await runner.take(first)  # its poll's profile is cached: labels linux
+    work = await runner.take(first)
     assert (await runner.start(first, work["attempt"])).status_code == 200
     waiting = await hub.create(gpu)  # no runner may take it yet
+    assert hub.dispatcher.queue is not None
+    queue = hub.dispatcher.queue
+
+    async def in_the_queue() -> bool:
+        return uuid.UUID(waiting) in await queue.waiting_ids()
+
+    await eventually(in_the_queue, 5, "the execution to wait in the Redis queue")
     relabelled = await hub.admin.patch(f"/api/runners/{runner.runner_id}", json={"labels": ["linux", "gpu"]})
     assert relabelled.status_code == 200
     assert (await runner.complete(first, work["attempt"])).status_code == 200

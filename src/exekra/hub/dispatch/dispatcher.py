@@ -44,7 +44,8 @@ class Dispatcher(Protocol):
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         """A runner is idle (it polled or finished): give it the best queued execution it may run.
-        `profile`: its type and labels when the caller has just read them (a poll), saving a look-up."""
+        `profile`: its type, labels and activities when the caller has just read them (a poll, or the end report's
+        statement), saving a look-up."""
 
     async def dispatch_pending(self) -> int:
         """Safety net: offer every idle runner work; returns how many were assigned."""
