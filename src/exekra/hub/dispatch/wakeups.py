@@ -97,12 +97,17 @@ class PollSignal(Signal):
 @dataclass(frozen=True, slots=True)
 class Watch:
     """A runner watched while its end report frees it (`Wakeups.watch`): a signal that every wake-up of the runner
-    sets, how many times notes had been dropped for everyone (`end_quiet`) when the watch began, and when it began
-    (`time.monotonic()`: before the report's statement read the runner's row)."""
+    sets, and every `end_quiet`, and when the watch began (`time.monotonic()`: before the report's statement read
+    the runner's row)."""
 
     signal: Signal
-    resets: int
     began: float
+
+
+def _shared(digest: str | None) -> str | None:
+    """A catalogue digest as kept in memory: one string for every runner of the same catalogue, however many polls
+    and notes hold it."""
+    return None if digest is None else sys.intern(digest)
 
 
 class Wakeups(Waiters):
@@ -117,7 +122,6 @@ class Wakeups(Waiters):
         # catalogue digest that read found).
         self._quiet: dict[uuid.UUID, tuple[int, float, float, str | None]] = {}
         self._prune_at = QUIET_PRUNE_AT
-        self._resets = 0  # how many times `end_quiet` ran
         # Runners whose end report is being recorded (`watch`): woken like polls, never counted as polls.
         self._watching = Waiters()
         self._hearers = 1
@@ -168,9 +172,9 @@ class Wakeups(Waiters):
         super().notify_all()
 
     def end_quiet(self) -> None:
-        """Make every runner's next poll and heartbeat here a full one."""
+        """Make every runner's next poll and heartbeat here a full one (a runner being freed leaves no note)."""
         self._quiet.clear()
-        self._resets += 1
+        self._watching.notify_all()
         for signal in self.signals():
             if isinstance(signal, PollSignal):  # every one here is
                 signal.epoch = None
@@ -179,7 +183,7 @@ class Wakeups(Waiters):
         """The runner's row, read by this poll or by the full poll its quiet renewals go back to, showed the runner
         idle and enabled under token `epoch`, with this catalogue digest: only while this process is alone."""
         if self.alone:
-            signal.epoch, signal.digest = epoch, digest
+            signal.epoch, signal.digest = epoch, _shared(digest)
 
     def leave_quiet(self, runner_id: uuid.UUID, poll: PollSignal, read_at: float) -> None:
         """A long poll ended by its timeout, nothing having woken it; `read_at`: when the runner's row was last
@@ -195,7 +199,7 @@ class Wakeups(Waiters):
         has committed and its effects have run."""
         if not self.alone:
             return None
-        return Watch(self._watching.register(runner_id), self._resets, time.monotonic())
+        return Watch(self._watching.register(runner_id), time.monotonic())
 
     def unwatch(self, runner_id: uuid.UUID, watch: Watch) -> None:
         self._watching.unregister(runner_id, watch.signal)
@@ -204,10 +208,10 @@ class Wakeups(Waiters):
         """The runner's end report, fenced by token `epoch`, left it idle and enabled with this catalogue digest,
         and its effects have run (work offered to it, none taken): its next poll may renew quietly, as after a
         poll that timed out, unless anything woke the runner (work assigned by anyone, a change to its row) or
-        dropped every note since the watch began."""
-        if watch.signal.is_set() or watch.resets != self._resets or not self.alone:
+        dropped every note (`end_quiet`) since the watch began: either sets its signal."""
+        if watch.signal.is_set() or not self.alone:
             return
-        self._note(runner_id, epoch, watch.began, None if digest is None else sys.intern(digest))
+        self._note(runner_id, epoch, watch.began, _shared(digest))
 
     def _note(self, runner_id: uuid.UUID, epoch: int, read_at: float, digest: str | None) -> None:
         now = time.monotonic()

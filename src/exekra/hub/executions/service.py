@@ -9,7 +9,6 @@ follows from the rule's declared effects once the transaction commits (`exekra.h
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -276,9 +275,7 @@ class ExecutionService:
         assignment = await self.dispatcher.runner_idle(claims.runner_id, profile)
         if assignment is not None:
             return assignment.execution_id, False
-        # One string for every runner of the same catalogue, however long their polls are held.
-        digest = sign.catalogue_digest
-        self.dispatcher.wakeups.vouch(signal, claims.epoch, None if digest is None else sys.intern(digest))
+        self.dispatcher.wakeups.vouch(signal, claims.epoch, sign.catalogue_digest)
         return None, True
 
     async def _wait_for_work(
