@@ -199,7 +199,10 @@ def test_wrong_secret_backs_off_without_hot_loop(
 
     before = auth_requests()
     runner = start_runner(secret="rs_wrong")
+    # Counted from its first attempt, not from its start: a loaded machine may take seconds to start the process.
+    wait_until(lambda: auth_requests() > before, 30, what="the runner's first sign-in")
+    first = auth_requests() - 1
     time.sleep(4)  # exponential backoff: 1 + 2 s apart, with jitter → a handful of attempts at most
     runner.stop()
-    attempts = auth_requests() - before
+    attempts = auth_requests() - first
     assert 1 <= attempts <= 5, attempts
