@@ -169,6 +169,13 @@ def sign_in(page: Any, email: str, password: str) -> None:
     page.wait_for_url(lambda url: "/login" not in url)
 
 
+def shown(page: Any, selector: str, timeout: float = 15_000) -> None:
+    """Assert that the page shows `selector`, waiting for it: a click's answer arrives after the click returns."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(selector).first).to_be_visible(timeout=timeout)
+
+
 def screenshot(page: Any, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

@@ -16,7 +16,16 @@ import pytest
 from exekra.embedded import EmbeddedRedis
 from tests.e2e.conftest import PASSWORD, HubProcess, RunnerProcess, wait_until
 
-from .conftest import ADMIN_EMAIL, open_page, publish, screenshot, sign_in, start_registered_runner, wait_for_health
+from .conftest import (
+    ADMIN_EMAIL,
+    open_page,
+    publish,
+    screenshot,
+    shown,
+    sign_in,
+    start_registered_runner,
+    wait_for_health,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -69,7 +78,7 @@ def test_first_run_bootstrap_creates_the_admin_then_sign_out_and_sign_in(
     errors = js_errors(page)
     page.goto("/")
     assert page.url.endswith("/bootstrap")
-    assert page.is_visible("text=This hub has no users yet")
+    shown(page, "text=This hub has no users yet")
     screenshot(page, "01-bootstrap")
     page.fill("input[name=name]", "Ada Admin")
     page.fill("input[name=email]", ADMIN_EMAIL)
@@ -77,20 +86,20 @@ def test_first_run_bootstrap_creates_the_admin_then_sign_out_and_sign_in(
     page.fill("input[name=confirm]", PASSWORD)
     page.click("button:has-text('Create administrator')")
     page.wait_for_url(f"{fresh_hub.url}/")
-    assert page.is_visible("text=You are the administrator")
-    assert page.is_visible("nav.mainnav >> text=Users")
+    shown(page, "text=You are the administrator")
+    shown(page, "nav.mainnav >> text=Users")
     screenshot(page, "02-overview-first-run")
 
     page.click("button:has-text('Sign out')")
     page.wait_for_url(re.compile(r"/login"))
-    assert page.is_visible("text=Signed out.")
+    shown(page, "text=Signed out.")
     page.fill("input[name=email]", ADMIN_EMAIL)
     page.fill("input[name=password]", "not-the-password")
     page.click("button[type=submit]:has-text('Sign in')")
-    assert page.is_visible("text=Wrong email or password")
+    shown(page, "text=Wrong email or password")
     screenshot(page, "03-sign-in-error")
     sign_in(page, ADMIN_EMAIL, PASSWORD)
-    assert page.is_visible("h1:has-text('Overview')")
+    shown(page, "h1:has-text('Overview')")
     assert errors == []
 
 
@@ -105,8 +114,8 @@ def test_register_a_runner_shows_its_secret_once_and_the_table_shows_it_online_l
     page.fill("input[name=name]", name)
     page.fill("input[name=labels]", "browser, linux")
     page.click("button:has-text('Register')")
-    assert page.is_visible(f"h1:has-text('Runner {name} registered')")
-    assert page.is_visible("text=it is shown only this once")
+    shown(page, f"h1:has-text('Runner {name} registered')")
+    shown(page, "text=it is shown only this once")
     machine_key = page.inner_text("#machine-key").strip()
     secret = page.inner_text("#machine-secret").strip()
     assert secret.startswith("rs_")
@@ -140,7 +149,7 @@ def test_register_a_runner_shows_its_secret_once_and_the_table_shows_it_online_l
     page.wait_for_function(
         "() => window.Chart && Chart.getChart(document.querySelector('canvas[data-chart=metrics-chart]'))"
     )
-    assert page.is_visible("button:has-text('Regenerate secret')")
+    shown(page, "button:has-text('Regenerate secret')")
     screenshot(page, "06-runner-detail")
     assert errors == []
 
@@ -179,7 +188,7 @@ def test_run_a_workflow_from_its_page_and_watch_the_logs_arrive_live_until_compl
     assert seqs == sorted(set(seqs))  # each line once, in order
     messages = page.eval_on_selector_all(".log-msg", "lines => lines.map(l => l.textContent)")
     assert [m for m in messages if m.startswith("line ")] == [f"line {i}" for i in range(1, 9)]
-    assert page.is_visible(".timeline li.end-completed")
+    shown(page, ".timeline li.end-completed")
     screenshot(page, "08-execution-completed")
 
     execution = admin_api.get(f"/api/executions/{execution_id}").json()["execution"]
@@ -200,9 +209,9 @@ def test_stop_a_running_execution_from_its_page(
     page.wait_for_selector("#execution-status[data-status=RUNNING]")
 
     page.click("#execution-status button:has-text('Stop')")  # the confirmation is accepted
-    assert page.is_visible("text=Stop requested")
+    shown(page, "text=Stop requested")
     page.wait_for_selector("#execution-status[data-status=STOPPED]", timeout=20_000)
-    assert page.is_visible(".timeline li.end-stopped")
+    shown(page, ".timeline li.end-stopped")
     screenshot(page, "09-execution-stopped")
 
 
@@ -225,7 +234,7 @@ def test_the_overview_shows_direct_queue_mode_while_redis_is_down(
     try:
         # The overview refreshes itself every 5 s: no reload.
         page.wait_for_selector("[data-queue-mode=direct]", timeout=20_000)
-        assert page.is_visible("text=Redis is not answering")
+        shown(page, "text=Redis is not answering")
         screenshot(page, "10-overview-direct-mode")
     finally:
         browser_redis.start()
@@ -257,8 +266,8 @@ def test_every_page_renders_without_script_errors(signed_in: Any, admin_api: htt
     )
     assert "Valid JSON" in page.inner_text("#definition-check")
     page.click("button:has-text('Save as version 2')")
-    assert page.is_visible(".problems")
-    assert page.is_visible(".problems >> text=no.such")
+    shown(page, ".problems")
+    shown(page, ".problems >> text=no.such")
     screenshot(page, "17-editor-validation-errors")
     assert errors == []
 
