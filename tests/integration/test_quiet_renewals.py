@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from exekra.hub.context import Hub
 from exekra.hub.dispatch.profile import RunnerProfile
+from exekra.hub.executions import queries
 from exekra.hub.lifecycle import Assignment
 from exekra.hub.listener import APPLICATION_NAME
 from exekra.hub.tasks import drain
@@ -402,19 +403,94 @@ async def test_work_assigned_while_a_complete_is_recorded_is_answered_by_the_nex
     assert answer.status_code == 200 and answer.json()["execution"]["id"] == created[0]
 
 
-async def test_a_complete_whose_runner_is_offered_queued_work_leaves_no_note(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    runner = await ProtocolRunner.online(admin, client, "complete-then-queued")
-    workflow_id = await publish_workflow(admin, "complete-then-queued", SIMPLE_DEFINITION)
+async def _handed_on_complete(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, name: str
+) -> tuple[ProtocolRunner, str]:
+    """A runner whose end report was offered a queued execution, which it took: (the runner, that execution)."""
+    runner = await ProtocolRunner.online(admin, client, name)
+    workflow_id = await publish_workflow(admin, name, SIMPLE_DEFINITION)
     execution_id, attempt = await _ran(runner, admin, workflow_id)
     queued = (await create_execution(admin, workflow_id))["id"]  # waits: its only runner is busy
     await drain()
     assert (await runner.complete(execution_id, attempt)).status_code == 200  # offered `queued`, which it takes
+    return runner, queued
+
+
+async def _as_read(hub: Hub, runner: ProtocolRunner) -> dict[str, Any] | None:
+    """The poll answer for what the runner holds, read from PostgreSQL."""
+    return await queries.held_execution(hub.db, uuid.UUID(runner.runner_id or ""), await _epoch(hub, runner))
+
+
+async def test_the_poll_after_a_complete_that_took_queued_work_is_handed_it_and_sends_nothing(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end report's offer assigned the execution, its claim reading it as the poll answers it: no note of a
+    quiet renewal (which would answer 204), a note of what was handed over instead."""
+    runner, queued = await _handed_on_complete(admin, client, "complete-then-queued")
     with statements_sent(hub, monkeypatch) as sent:
-        answer = await runner.poll(wait=QUIET)  # a quiet renewal would answer 204, reading nothing
+        answer = await runner.poll(wait=QUIET)
+    assert sent == []
     assert answer.status_code == 200 and answer.json()["execution"]["id"] == queued
-    assert sent  # a full poll: the runner's row was read
+    assert answer.json()["execution"] == await _as_read(hub, runner)  # exactly what a read answers
+
+
+async def test_a_woken_poll_answers_the_execution_its_assignment_handed_it_without_reading_it(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "woken-handed")
+    workflow_id = await publish_workflow(admin, "woken-handed", SIMPLE_DEFINITION)
+    reads = _count_reads(monkeypatch)
+    waiting = await _idle_poll(hub, runner)
+    execution_id = (await create_execution(admin, workflow_id))["id"]
+    answer = await asyncio.wait_for(waiting, 10)
+    assert answer.status_code == 200 and answer.json()["execution"]["id"] == execution_id
+    assert reads == []
+    assert answer.json()["execution"] == await _as_read(hub, runner)
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
+    """The runners whose polls read the execution they hold (`queries.held_execution`) from now on."""
+    reads: list[uuid.UUID] = []
+    read = queries.held_execution
+
+    async def counted(db: Any, runner_id: uuid.UUID, *args: Any) -> Any:
+        reads.append(runner_id)
+        return await read(db, runner_id, *args)
+
+    monkeypatch.setattr(queries, "held_execution", counted)
+    return reads
+
+
+async def test_an_execution_stopped_before_its_runner_polled_is_not_handed_to_the_poll(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner, queued = await _handed_on_complete(admin, client, "handed-then-stopped")
+    assert (await admin.post(f"/api/executions/{queued}/stop")).json()["execution"]["status"] == "STOPPED"
+    await drain()
+    assert (await runner.poll(wait=QUIET)).status_code == 204  # not the stopped execution
+
+
+async def test_a_runner_changed_after_the_hand_over_polls_in_full_and_still_gets_its_execution(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, queued = await _handed_on_complete(admin, client, "handed-then-changed")
+    assert (await admin.patch(f"/api/runners/{runner.runner_id}", json={"labels": ["changed"]})).status_code == 200
+    reads = _count_reads(monkeypatch)
+    answer = await runner.poll(wait=QUIET)
+    assert answer.status_code == 200 and answer.json()["execution"]["id"] == queued
+    assert reads == [uuid.UUID(runner.runner_id or "")]  # the change took the note away: the poll read
+
+
+async def test_with_another_hub_process_the_poll_after_the_hand_over_reads(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several processes the runner's next poll may go to another one: no note is kept."""
+    monkeypatch.setattr(type(hub.dispatcher.wakeups), "alone", property(lambda _: False))
+    runner, queued = await _handed_on_complete(admin, client, "handed-two-processes")
+    reads = _count_reads(monkeypatch)
+    answer = await runner.poll(wait=QUIET)
+    assert answer.status_code == 200 and answer.json()["execution"]["id"] == queued
+    assert reads == [uuid.UUID(runner.runner_id or "")]
 
 
 @pytest.mark.parametrize("change", ["disabled", "failed effect"])

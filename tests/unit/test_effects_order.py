@@ -18,6 +18,7 @@ class RecordingDispatcher:
 
     def __init__(self) -> None:
         self.done: list[str] = []
+        self.wakeups = SimpleNamespace(let_go=lambda runner_id: self.done.append("handed execution taken back"))
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: Any = None) -> None:
         await asyncio.sleep(0.02)
@@ -58,7 +59,11 @@ async def test_a_runner_that_ends_its_execution_claims_before_the_slot_it_freed_
     # Both at once, each claim would skip the execution the other holds (SKIP LOCKED): the runner would take the
     # next in line and the best one would find its slot gone, starting the group's executions out of order.
     ended = Effects(frees_runner=True, frees_slot=True)
-    assert await applied("complete", ended) == ["freed runner claimed", "freed slot offered"]
+    assert await applied("complete", ended) == [
+        "handed execution taken back",
+        "freed runner claimed",
+        "freed slot offered",
+    ]
 
 
 async def test_a_requeued_execution_is_claimed_before_the_runner_and_the_slot_it_let_go_of() -> None:
@@ -66,6 +71,7 @@ async def test_a_requeued_execution_is_claimed_before_the_runner_and_the_slot_it
     # take the younger execution waiting for the slot it freed: the re-queued one would lose its place.
     requeued = Effects(queued=True, frees_runner=True, frees_slot=True)
     assert await applied("requeue", requeued) == [
+        "handed execution taken back",  # first: the claims below may hand the runner something new
         "re-queued execution claimed",
         "freed runner claimed",
         "freed slot offered",

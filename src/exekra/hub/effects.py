@@ -29,6 +29,7 @@ from exekra.hub import tasks
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import Actor
 from exekra.hub.concurrency import Group
+from exekra.hub.dispatch.handed import Handed
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.errors import TRANSIENT_ERRORS
 
@@ -67,6 +68,7 @@ class Transition:
     # What the freed runner may take, as the rule's statement read it (its end report's does): offered by it.
     runner_profile: RunnerProfile | None = None
     attempt: int | None = None
+    handed: Handed | None = None  # the execution assigned, as the runner's poll answers it
     status: str | None = None  # the execution's status after the rule
     slot: Group | None = None  # the concurrency group a slot of which was freed
     has_children: bool = False  # the execution started sub-workflows: its end stops those still live
@@ -138,8 +140,12 @@ class EffectApplier:
         assert dispatcher is not None
         effects = t.effects
         try:
+            if effects.frees_runner and t.runner_id is not None:
+                # What was handed to the runner and not yet answered is no longer its; first, so that what a claim
+                # below hands it is kept.
+                dispatcher.wakeups.let_go(t.runner_id)
             if effects.assigned and t.execution_id is not None and t.runner_id is not None:
-                await dispatcher.execution_assigned(t.execution_id, t.runner_id)
+                await dispatcher.execution_assigned(t.execution_id, t.runner_id, t.handed)
             if effects.wakes_runner and t.runner_id is not None:
                 dispatcher.wakeups.notify(t.runner_id)
             if effects.unqueued and t.execution_id is not None:

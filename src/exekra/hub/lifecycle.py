@@ -25,6 +25,7 @@ from exekra.db.raw import Statements
 from exekra.hub import concurrency, effects
 from exekra.hub.audit import service as audit
 from exekra.hub.audit.service import SYSTEM, Actor
+from exekra.hub.dispatch.handed import Handed, poll_answer
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.effects import NO_EFFECTS, Effects, Transition
 from exekra.hub.executions import endings
@@ -167,13 +168,15 @@ class Assignment:
     execution_id: uuid.UUID
     runner_id: uuid.UUID
     attempt: int
+    handed: Handed | None = None  # as the runner's poll answers it (the claim statements read it)
 
 
 # Shared tail of both claim statements: given CTEs `e` (the execution: id, workflow_id, concurrency_key) and `r` (the
 # runner), both locked, take the execution's concurrency slot if it has a group (`concurrency.take_slot`), and mark
-# it ASSIGNED with attempt + 1 and the runner BUSY, in one statement. An execution whose group is full stays QUEUED:
-# the second row shape (no runner) says so; it is also returned when no runner was found and the snapshot shows the
-# group full. Without a group, `s` and that second part find no row.
+# it ASSIGNED with attempt + 1 and the runner BUSY, in one statement, which also reads what the runner's poll is
+# handed (`dispatch.handed`: the poll answers it without reading it again). An execution whose group is full stays
+# QUEUED: the second row shape (no runner) says so; it is also returned when no runner was found and the snapshot
+# shows the group full. Without a group, `s` and that second part find no row.
 _ASSIGN_TAIL = f"""
 , {concurrency.take_slot("e", "r")}
 , ue AS (
@@ -181,15 +184,19 @@ _ASSIGN_TAIL = f"""
        SET status = 'ASSIGNED', attempt = x.attempt + 1, runner_id = r.id, assigned_at = now()
       FROM e, r
      WHERE x.id = e.id AND x.status IN {_sources(ASSIGN)} AND (e.concurrency_key IS NULL OR EXISTS (SELECT FROM s))
- RETURNING x.id, x.attempt, x.runner_id
+ RETURNING x.id, x.attempt, x.runner_id, x.status, x.inputs, x.timeout_seconds, x.workflow_id, x.version_id
 ), ur AS (
     UPDATE runners SET status = 'BUSY', current_execution_id = ue.id
       FROM ue WHERE runners.id = ue.runner_id
- RETURNING runners.id
+ RETURNING runners.id, runners.token_epoch
 )
-SELECT ue.id, ue.runner_id, ue.attempt FROM ue, ur
+SELECT ue.id, ue.runner_id, ue.attempt, ur.token_epoch, ue.status, ue.inputs, ue.timeout_seconds, ue.workflow_id,
+       w.name AS workflow_name, ue.version_id, v.number AS version_number, v.definition
+  FROM ue JOIN ur ON true
+  JOIN workflows w ON w.id = ue.workflow_id
+  JOIN workflow_versions v ON v.id = ue.version_id
  UNION ALL
-SELECT e.id, NULL, NULL FROM e
+SELECT e.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM e
  WHERE e.concurrency_key IS NOT NULL
    AND CASE WHEN EXISTS (SELECT FROM r) THEN NOT EXISTS (SELECT FROM s) ELSE NOT {concurrency.has_room("e")} END
 """
@@ -281,10 +288,11 @@ def _assigned(session: Statements, row: Row[Any] | None) -> Claim:
         return None
     if row.runner_id is None:
         return GroupFull(row.id)
-    assignment = Assignment(execution_id=row.id, runner_id=row.runner_id, attempt=row.attempt)
+    handed = Handed(row.token_epoch, poll_answer(row))
+    assignment = Assignment(execution_id=row.id, runner_id=row.runner_id, attempt=row.attempt, handed=handed)
     effects.record(
         session,
-        _transition(ASSIGN, execution_id=row.id, runner_id=row.runner_id, attempt=row.attempt),
+        _transition(ASSIGN, execution_id=row.id, runner_id=row.runner_id, attempt=row.attempt, handed=handed),
     )
     return assignment
 

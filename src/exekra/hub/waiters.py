@@ -60,7 +60,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _each(waiting: Signal | set[Signal]) -> Iterable[Signal]:
+def each_signal(waiting: Signal | set[Signal]) -> Iterable[Signal]:
     """A key's waiters, one signal or a set of them, one by one."""
     return (waiting,) if isinstance(waiting, Signal) else waiting
 
@@ -103,7 +103,7 @@ class Waiters:
         """Wake every waiter of `key` in this process."""
         waiting = self._signals.get(key)
         if waiting is not None:
-            for signal in _each(waiting):
+            for signal in each_signal(waiting):
                 signal.set()
 
     def notify_all(self) -> None:
@@ -114,7 +114,7 @@ class Waiters:
     def signals(self) -> Iterator[Signal]:
         """Every waiter of every key."""
         for waiting in self._signals.values():
-            yield from _each(waiting)
+            yield from each_signal(waiting)
 
     def is_waiting(self, key: uuid.UUID) -> bool:
         return key in self._signals

@@ -6,6 +6,7 @@ import uuid
 from typing import Protocol
 
 from exekra.hub.concurrency import Group
+from exekra.hub.dispatch.handed import Handed
 from exekra.hub.dispatch.matcher import Matcher, QueuedExecution
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.wakeups import Wakeups
@@ -38,9 +39,11 @@ class Dispatcher(Protocol):
         """After the commit of a change that freed concurrency slots of `group` (an execution of it let go of
         one, or its workflow's limit was raised): offer the executions that wait for them, best first."""
 
-    async def execution_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
-        """After the claim's commit: wake the runner's poll, in this process or announced to the others
-        (`wakeups`); the queue records the job."""
+    async def execution_assigned(
+        self, execution_id: uuid.UUID, runner_id: uuid.UUID, handed: Handed | None = None
+    ) -> None:
+        """After the claim's commit: wake the runner's poll, in this process (handing it the execution, when the
+        claim read it) or announced to the others (`wakeups`); the queue records the job."""
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: RunnerProfile | None = None) -> Assignment | None:
         """A runner is idle (it polled or finished): give it the best queued execution it may run.

@@ -23,6 +23,7 @@ from exekra.hub import collector
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch import wakeups
 from exekra.hub.dispatch.direct import DirectDispatcher
+from exekra.hub.dispatch.handed import Handed
 from exekra.hub.dispatch.matcher import Matcher
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
@@ -128,9 +129,11 @@ class SwitchingDispatcher:
                 return await redis.slot_freed(group)
         await self.direct.slot_freed(group)
 
-    async def execution_assigned(self, execution_id: uuid.UUID, runner_id: uuid.UUID) -> None:
+    async def execution_assigned(
+        self, execution_id: uuid.UUID, runner_id: uuid.UUID, handed: Handed | None = None
+    ) -> None:
         elsewhere = not self.wakeups.is_waiting(runner_id)  # the runner's poll may wait in another hub process
-        self.wakeups.notify(runner_id)  # first: the runner's answer never waits on Redis
+        self.wakeups.notify(runner_id, handed)  # first: the runner's answer never waits on Redis
         if self._redis() is not None and self.queue is not None:
             announce = (wakeups.CHANNEL, self.wakeups.payload(runner_id)) if elsewhere else None
             with contextlib.suppress(QueueUnavailable):

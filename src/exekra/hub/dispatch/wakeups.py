@@ -29,6 +29,14 @@ A runner's end report leaves the same note when it left the runner idle and enab
 runner then, gave it nothing: the report's statement read the runner's row as a full poll would (`watch`,
 `leave_idle`).
 
+**Executions handed over.** The claim that assigns an execution reads it as the runner's poll answers it
+(`dispatch.handed`), and its wake-up hands it to the runner's poll waiting here, which answers it without reading it
+again. A runner with no poll waiting here at that moment (busy sending its end report, say) finds it in a note
+(`take_handed`) at its next poll, which then reads nothing either: the claim read the runner's row (its token epoch)
+and locked it. Any other wake-up of the runner takes the execution back from the poll and drops the note, and so does
+the runner letting go of the execution (`let_go`: it was stopped or re-queued before the runner took it), so such a
+poll reads what it holds, as before.
+
 **Heartbeats answered from the poll.** While the runner's long poll waits here, vouched for by the runner's row as
 its full poll read it (idle and enabled, this token epoch; `Wakeups.vouch`) and not woken since, its heartbeat
 reads nothing either (`idle_poll`): an idle runner has no stop to carry out, its status is ONLINE (marking it
@@ -55,16 +63,18 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 
 from exekra.db.session import Database
+from exekra.hub.dispatch.handed import Handed
 from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.listener import APPLICATION_NAME, Listener
 from exekra.hub.redis_client import redis_client
-from exekra.hub.waiters import Signal, Waiters
+from exekra.hub.waiters import Signal, Waiters, each_signal
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +96,13 @@ class PollSignal(Signal):
     """A runner's long poll: what it waits on, and, once vouched for, the token epoch and catalogue digest of the
     runner's row as its poll read it, idle."""
 
-    __slots__ = ("digest", "epoch")
+    __slots__ = ("digest", "epoch", "handed")
 
     def __init__(self) -> None:
         super().__init__()
         self.epoch: int | None = None  # None: not vouched for (the row not read yet, not idle, or `end_quiet`)
         self.digest: str | None = None
+        self.handed: Handed | None = None  # the execution the wake-up assigned, as the poll answers it
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +133,9 @@ class Wakeups(Waiters):
         # catalogue digest that read found).
         self._quiet: dict[uuid.UUID, tuple[int, float, float, str | None]] = {}
         self._prune_at = QUIET_PRUNE_AT
+        # Executions handed over with no poll of their runner waiting here: runner → (execution, when assigned).
+        self._handed: dict[uuid.UUID, tuple[Handed, float]] = {}
+        self._handed_prune_at = QUIET_PRUNE_AT
         # Runners whose end report is being recorded (`watch`): woken like polls, never counted as polls.
         self._watching = Waiters()
         self._hearers = 1
@@ -160,24 +174,70 @@ class Wakeups(Waiters):
             return waiting
         return None
 
-    def notify(self, key: uuid.UUID) -> None:
-        """Wake the runner's polls in this process, and make its next poll a full one."""
+    def notify(self, key: uuid.UUID, handed: Handed | None = None) -> None:
+        """Wake the runner's polls in this process, handing them `handed` (the execution just assigned to the runner)
+        or taking back what an earlier wake-up handed them; make its next poll a full one, or one that is handed
+        `handed` (only while this process is alone, as other notes)."""
         self._quiet.pop(key, None)
+        self._handed.pop(key, None)
         self._watching.notify(key)
-        super().notify(key)
+        waiting = self._signals.get(key)
+        if waiting is None:
+            if handed is not None and self.alone:
+                self._note_handed(key, handed)
+            return
+        for signal in each_signal(waiting):
+            if isinstance(signal, PollSignal):  # every one here is
+                signal.handed = handed
+            signal.set()
 
     def notify_all(self) -> None:
         self._quiet.clear()
+        self._handed.clear()
         self._watching.notify_all()
-        super().notify_all()
+        for signal in self.signals():
+            if isinstance(signal, PollSignal):
+                signal.handed = None
+            signal.set()
 
     def end_quiet(self) -> None:
         """Make every runner's next poll and heartbeat here a full one (a runner being freed leaves no note)."""
         self._quiet.clear()
+        self._handed.clear()
         self._watching.notify_all()
         for signal in self.signals():
             if isinstance(signal, PollSignal):  # every one here is
                 signal.epoch = None
+
+    def let_go(self, runner_id: uuid.UUID) -> None:
+        """The runner let go of its execution (it ended, or was stopped or re-queued before the runner took it):
+        what was handed to it and not yet answered is no longer its."""
+        self._handed.pop(runner_id, None)
+        waiting = self._signals.get(runner_id)
+        if waiting is not None:
+            for signal in each_signal(waiting):
+                if isinstance(signal, PollSignal):
+                    signal.handed = None
+
+    def _note_handed(self, runner_id: uuid.UUID, handed: Handed) -> None:
+        now = time.monotonic()
+        self._handed[runner_id] = (handed, now)
+        if len(self._handed) >= self._handed_prune_at:
+            gone = now - QUIET_GAP_SECONDS
+            self._handed = {key: note for key, note in self._handed.items() if note[1] >= gone}
+            self._handed_prune_at = max(QUIET_PRUNE_AT, 2 * len(self._handed))
+
+    def take_handed(self, runner_id: uuid.UUID, epoch: int) -> dict[str, Any] | None:
+        """The poll's answer, if an execution was handed over to the runner while none of its polls waited here
+        (see the module's docstring), under token `epoch`, within `QUIET_GAP_SECONDS`; None: the poll reads. The
+        note is used up either way."""
+        note = self._handed.pop(runner_id, None)
+        if note is None or not self.alone:
+            return None
+        handed, at = note
+        if handed.epoch != epoch or time.monotonic() - at > QUIET_GAP_SECONDS:
+            return None
+        return handed.answer
 
     def vouch(self, signal: PollSignal, epoch: int, digest: str | None) -> None:
         """The runner's row, read by this poll or by the full poll its quiet renewals go back to, showed the runner

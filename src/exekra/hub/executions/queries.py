@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub import lifecycle
+from exekra.hub.dispatch.handed import poll_answer
 from exekra.hub.errors import BadRequest, NotFound
 from exekra.hub.executions.models import TERMINAL_STATUSES, Execution, ExecutionLog
 from exekra.hub.lookup import IdPrefix, parse_id
@@ -281,17 +282,7 @@ async def held_execution(
         else:
             params = {"execution_id": execution_id, "runner_id": runner_id, "epoch": epoch}
             row = (await session.execute(_HELD_EXECUTION, params)).first()
-    if row is None:
-        return None
-    return {
-        "id": str(row.id),
-        "attempt": row.attempt,
-        "status": row.status,
-        "inputs": row.inputs,
-        "timeoutSeconds": row.timeout_seconds,
-        "workflow": {"id": str(row.workflow_id), "name": row.workflow_name},
-        "version": {"id": str(row.version_id), "number": row.version_number, "definition": row.definition},
-    }
+    return None if row is None else poll_answer(row)
 
 
 _HELD_DEFINITION = text(

@@ -244,6 +244,11 @@ class ExecutionService:
         # Registered before the runner shows up as idle, so an assignment made by anyone from then on wakes us.
         signal = wakeups.register(runner_id)
         try:
+            # An execution assigned to the runner while it had no poll waiting here: as the claim read it.
+            handed = wakeups.take_handed(runner_id, claims.epoch)
+            if handed is not None:
+                self.liveness.renew(claims)
+                return handed
             # A long poll's renewal, nothing having happened to the runner since its last poll here, reads nothing.
             quiet = wakeups.take_quiet(runner_id, claims.epoch) if wait > 0 else None
             if quiet is not None:
@@ -252,18 +257,21 @@ class ExecutionService:
                 wakeups.vouch(signal, claims.epoch, digest)
                 return await self._wait_for_work(claims, signal, wait, read_at)
             read_at = time.monotonic()
-            execution_id, idle = await self._sign_and_claim(claims, signal)
+            held, idle = await self._sign_and_claim(claims, signal)
             if idle:
                 return await self._wait_for_work(claims, signal, wait, read_at)
         finally:
             wakeups.unregister(runner_id, signal)
-        if execution_id is None:
-            return None
-        return await queries.held_execution(self.db, runner_id, claims.epoch, execution_id)
+        if held is None or isinstance(held, dict):
+            return held
+        return await queries.held_execution(self.db, runner_id, claims.epoch, held)
 
-    async def _sign_and_claim(self, claims: RunnerClaims, signal: PollSignal) -> tuple[uuid.UUID | None, bool]:
-        """A poll's sign of life and claim: the execution the runner holds or was just given, and whether it is idle
-        (enabled, holding none, given none: the row then vouches for the poll's `signal`). Read here, not in `poll`,
+    async def _sign_and_claim(
+        self, claims: RunnerClaims, signal: PollSignal
+    ) -> tuple[uuid.UUID | dict[str, Any] | None, bool]:
+        """A poll's sign of life and claim: the id of the execution the runner holds, or the one it was just given as
+        the poll answers it (the claim read it), and whether it is idle (enabled, holding none, given none: the row
+        then vouches for the poll's `signal`). Read here, not in `poll`,
         so that a held poll does not keep the row's objects for the length of its wait (the Redis dispatcher keeps
         its own copy of the runner's profile, its labels and declared activities, to match work:
         `RedisDispatcher._profiles`)."""
@@ -274,6 +282,9 @@ class ExecutionService:
         profile = RunnerProfile(claims.runner_id, presence.type, presence.labels, presence.activities)
         assignment = await self.dispatcher.runner_idle(claims.runner_id, profile)
         if assignment is not None:
+            handed = assignment.handed
+            if handed is not None and handed.epoch == claims.epoch:
+                return handed.answer, False
             return assignment.execution_id, False
         self.dispatcher.wakeups.vouch(signal, claims.epoch, sign.catalogue_digest)
         return None, True
@@ -293,7 +304,11 @@ class ExecutionService:
         if wait > 0 and not signal.is_set():
             self.dispatcher.wakeups.leave_quiet(claims.runner_id, signal, read_at)
             return None
-        # Whatever it was woken for, in one read (nothing if its token was revoked meanwhile).
+        # Woken by an assignment made in this process, which handed over the execution as its claim read it; else
+        # whatever it was woken for, in one read (nothing if its token was revoked meanwhile).
+        handed = signal.handed
+        if handed is not None and handed.epoch == claims.epoch:
+            return handed.answer
         return await queries.held_execution(self.db, claims.runner_id, claims.epoch)
 
     async def start(self, claims: RunnerClaims, execution_id: str, attempt: int) -> None:
