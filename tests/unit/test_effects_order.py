@@ -18,7 +18,7 @@ class RecordingDispatcher:
 
     def __init__(self) -> None:
         self.done: list[str] = []
-        self.wakeups = SimpleNamespace(let_go=lambda runner_id: self.done.append("handed execution taken back"))
+        self.wakeups = SimpleNamespace(let_go=lambda *_: self.done.append("handed execution taken back"))
 
     async def runner_idle(self, runner_id: uuid.UUID, profile: Any = None) -> None:
         await asyncio.sleep(0.02)
@@ -71,7 +71,7 @@ async def test_a_requeued_execution_is_claimed_before_the_runner_and_the_slot_it
     # take the younger execution waiting for the slot it freed: the re-queued one would lose its place.
     requeued = Effects(queued=True, frees_runner=True, frees_slot=True)
     assert await applied("requeue", requeued) == [
-        "handed execution taken back",  # first: the claims below may hand the runner something new
+        "handed execution taken back",
         "re-queued execution claimed",
         "freed runner claimed",
         "freed slot offered",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from exekra.hub.dispatch import wakeups
+from exekra.hub.dispatch.handed import Handed
 from exekra.hub.dispatch.wakeups import FULL_POLL_SECONDS, QUIET_GAP_SECONDS, QUIET_PRUNE_AT, PollSignal, Wakeups
 
 DIGEST = "catalogue-digest"
@@ -41,7 +42,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
 
 
 def _wakeups() -> Wakeups:
-    return Wakeups(_Listener(), db=None)  # type: ignore[arg-type]  # neither is used by the notes
+    hub = Wakeups(_Listener(), db=None)  # type: ignore[arg-type]  # neither is used by the notes
+    hub.hearers = 1  # counted: the only hub process
+    return hub
 
 
 def _vouched_poll(hub: Wakeups, runner: uuid.UUID, epoch: int = 1) -> PollSignal:
@@ -187,3 +190,72 @@ def test_while_the_listen_connection_is_down_no_note_or_poll_answers(clock: _Clo
     hub.leave_quiet(runner, poll, clock.now)
     listener.connected.set()
     assert hub.take_quiet(runner, 1) is None  # none was kept meanwhile
+
+
+def test_no_note_is_kept_before_the_processes_are_counted(clock: _Clock) -> None:
+    hub, runner = Wakeups(_Listener(), db=None), uuid.uuid4()  # type: ignore[arg-type]
+    assert not hub.alone and hub.hearers == 1  # an assignment is still announced when the poll waits elsewhere
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
+    assert hub.take_quiet(runner, 1) is None
+
+
+def test_another_process_starting_ends_every_note_until_the_next_count(clock: _Clock) -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
+    hub.deliver(hub.origin + ":" + wakeups.HELLO)  # its own: nothing changes
+    assert hub.alone
+    hub.deliver("another-process:" + wakeups.HELLO)
+    assert not hub.alone and hub.hearers == 2
+    assert hub.take_quiet(runner, 1) is None
+    hub.hearers = 1  # counted again: alone
+    hub.leave_quiet(runner, _vouched_poll(hub, runner), clock.now)
+    assert hub.take_quiet(runner, 1) is not None
+
+
+def _handed(execution_id: uuid.UUID, epoch: int = 1) -> Handed:
+    return Handed(epoch, {"id": str(execution_id), "attempt": 1})
+
+
+def test_an_execution_handed_over_with_no_poll_waiting_is_answered_once_by_the_same_epoch_within_the_gap(
+    clock: _Clock,
+) -> None:
+    hub, runner, execution = _wakeups(), uuid.uuid4(), uuid.uuid4()
+    hub.notify(runner, _handed(execution))
+    assert hub.take_handed(runner, 2) is None  # another token: and the note is used up
+    hub.notify(runner, _handed(execution))
+    clock.now += QUIET_GAP_SECONDS + 1
+    assert hub.take_handed(runner, 1) is None  # too late: the poll reads
+    hub.notify(runner, _handed(execution))
+    assert hub.take_handed(runner, 1) == {"id": str(execution), "attempt": 1}
+    assert hub.take_handed(runner, 1) is None
+
+
+def test_a_handed_execution_is_taken_back_by_another_wake_up_or_when_the_runner_lets_go_of_it() -> None:
+    hub, runner, execution = _wakeups(), uuid.uuid4(), uuid.uuid4()
+    hub.notify(runner, _handed(execution))
+    hub.let_go(runner, uuid.uuid4())  # another execution: what was handed stays
+    hub.let_go(uuid.uuid4(), execution)  # another runner
+    assert hub.take_handed(runner, 1) is not None
+    hub.notify(runner, _handed(execution))
+    hub.let_go(runner, execution)
+    assert hub.take_handed(runner, 1) is None
+    hub.notify(runner, _handed(execution))
+    hub.notify(runner)  # its row changed, say
+    assert hub.take_handed(runner, 1) is None
+    poll = hub.register(runner)
+    hub.notify(runner, _handed(execution))
+    assert poll.is_set() and poll.handed == _handed(execution) and hub.take_handed(runner, 1) is None  # to the poll
+    hub.let_go(runner, execution)
+    assert poll.handed is None
+
+
+def test_with_several_processes_a_waiting_poll_is_handed_its_execution_but_no_note_is_kept() -> None:
+    hub, runner, execution = _wakeups(), uuid.uuid4(), uuid.uuid4()
+    hub.hearers = 2
+    hub.notify(runner, _handed(execution))
+    hub.hearers = 1
+    assert hub.take_handed(runner, 1) is None
+    hub.hearers = 2
+    poll = hub.register(runner)
+    hub.notify(runner, _handed(execution))
+    assert poll.handed == _handed(execution)

@@ -140,10 +140,9 @@ class EffectApplier:
         assert dispatcher is not None
         effects = t.effects
         try:
-            if effects.frees_runner and t.runner_id is not None:
-                # What was handed to the runner and not yet answered is no longer its; first, so that what a claim
-                # below hands it is kept.
-                dispatcher.wakeups.let_go(t.runner_id)
+            if effects.frees_runner and t.runner_id is not None and t.execution_id is not None:
+                # If it was handed to the runner and not yet answered, it is no longer its.
+                dispatcher.wakeups.let_go(t.runner_id, t.execution_id)
             if effects.assigned and t.execution_id is not None and t.runner_id is not None:
                 await dispatcher.execution_assigned(t.execution_id, t.runner_id, t.handed)
             if effects.wakes_runner and t.runner_id is not None:

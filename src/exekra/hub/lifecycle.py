@@ -174,7 +174,8 @@ class Assignment:
 # Shared tail of both claim statements: given CTEs `e` (the execution: id, workflow_id, concurrency_key) and `r` (the
 # runner), both locked, take the execution's concurrency slot if it has a group (`concurrency.take_slot`), and mark
 # it ASSIGNED with attempt + 1 and the runner BUSY, in one statement, which also reads what the runner's poll is
-# handed (`dispatch.handed`: the poll answers it without reading it again). An execution whose group is full stays
+# handed (`dispatch.handed`: the poll answers it without reading it again; LEFT JOINs, so that what the claim did never
+# depends on that read). An execution whose group is full stays
 # QUEUED: the second row shape (no runner) says so; it is also returned when no runner was found and the snapshot
 # shows the group full. Without a group, `s` and that second part find no row.
 _ASSIGN_TAIL = f"""
@@ -193,8 +194,8 @@ _ASSIGN_TAIL = f"""
 SELECT ue.id, ue.runner_id, ue.attempt, ur.token_epoch, ue.status, ue.inputs, ue.timeout_seconds, ue.workflow_id,
        w.name AS workflow_name, ue.version_id, v.number AS version_number, v.definition
   FROM ue JOIN ur ON true
-  JOIN workflows w ON w.id = ue.workflow_id
-  JOIN workflow_versions v ON v.id = ue.version_id
+  LEFT JOIN workflows w ON w.id = ue.workflow_id
+  LEFT JOIN workflow_versions v ON v.id = ue.version_id
  UNION ALL
 SELECT e.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM e
  WHERE e.concurrency_key IS NOT NULL

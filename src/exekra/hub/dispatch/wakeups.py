@@ -45,8 +45,10 @@ wakes the poll too). The poll's signal keeps the epoch and the digest (two slots
 for every runner of the same catalogue); a quiet renewal carries them over from its note.
 
 Notes are kept, and heartbeats answered from polls, only while this process is the only hub process (`hearers`,
-counted every `HEARERS_SECONDS`) and its LISTEN connection is up (`alone`: while it is down, the count sees only the
-others). With several, an assignment or a change made in another process is announced here only when the runner's
+counted every `HEARERS_SECONDS`, first when the process starts: none is kept before) and its LISTEN connection is up
+(`alone`: while it is down, the count sees only the others). A process that starts announces itself (`HELLO`), and
+every other one then keeps no note until its next count: a note of a process that had not counted the newcomer yet
+could otherwise outlive a change made in the newcomer (an execution handed over, then run and ended there). With several, an assignment or a change made in another process is announced here only when the runner's
 poll does not wait there, and a lost announcement would leave a note standing: every poll and heartbeat is then a
 full one. Counting another process, and a failed effect (`end_quiet`), also take the vouch away from the polls
 waiting then, and such a poll leaves no note. A note is used only within `QUIET_GAP_SECONDS` of the poll that left
@@ -86,6 +88,7 @@ HEARERS_SECONDS = 5.0  # how often the number of hub processes listening on Post
 QUIET_GAP_SECONDS = 5.0  # a runner's next poll renews quietly only if it comes within this time of the last one
 FULL_POLL_SECONDS = 120.0  # and only if its last full poll (the runner's row read) is younger than this
 QUIET_PRUNE_AT = 1024  # notes kept before those past their gap are dropped (runners that did not come back)
+HELLO = "hello"  # announced by a hub process that starts (`origin:hello`): the others keep no note until they count
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 _LISTENERS = text(
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = :name"
@@ -138,7 +141,7 @@ class Wakeups(Waiters):
         self._handed_prune_at = QUIET_PRUNE_AT
         # Runners whose end report is being recorded (`watch`): woken like polls, never counted as polls.
         self._watching = Waiters()
-        self._hearers = 1
+        self._hearers = 0  # not counted yet: not alone
         listener.subscribe(CHANNEL, self.deliver, on_connect=self.notify_all)
 
     @property
@@ -150,7 +153,7 @@ class Wakeups(Waiters):
     @property
     def hearers(self) -> int:
         """Hub processes that must hear an announcement: those listening on PostgreSQL, this one included."""
-        return self._hearers
+        return max(1, self._hearers)
 
     @hearers.setter
     def hearers(self, counted: int) -> None:
@@ -209,14 +212,17 @@ class Wakeups(Waiters):
             if isinstance(signal, PollSignal):  # every one here is
                 signal.epoch = None
 
-    def let_go(self, runner_id: uuid.UUID) -> None:
-        """The runner let go of its execution (it ended, or was stopped or re-queued before the runner took it):
-        what was handed to it and not yet answered is no longer its."""
-        self._handed.pop(runner_id, None)
+    def let_go(self, runner_id: uuid.UUID, execution_id: uuid.UUID) -> None:
+        """The runner let go of the execution (it ended, or was stopped or re-queued before the runner took it): if it
+        was handed to the runner and not yet answered, it is no longer its."""
+        gone = str(execution_id)
+        note = self._handed.get(runner_id)
+        if note is not None and note[0].answer["id"] == gone:
+            del self._handed[runner_id]
         waiting = self._signals.get(runner_id)
         if waiting is not None:
             for signal in each_signal(waiting):
-                if isinstance(signal, PollSignal):
+                if isinstance(signal, PollSignal) and signal.handed is not None and signal.handed.answer["id"] == gone:
                     signal.handed = None
 
     def _note_handed(self, runner_id: uuid.UUID, handed: Handed) -> None:
@@ -294,27 +300,36 @@ class Wakeups(Waiters):
             return None
         return read_at, digest
 
-    def payload(self, runner_id: uuid.UUID) -> str:
-        """What announces an assignment to `runner_id` to the other processes."""
+    def payload(self, runner_id: uuid.UUID | str) -> str:
+        """What announces an assignment to `runner_id` (or `HELLO`) to the other processes."""
         return f"{self.origin}:{runner_id}"
 
-    async def notify_by_postgres(self, runner_id: uuid.UUID) -> None:
-        """Announce an assignment that has committed to the other hub processes through PostgreSQL."""
+    async def notify_by_postgres(self, runner_id: uuid.UUID | str) -> None:
+        """Announce an assignment that has committed (or `HELLO`) to the other hub processes through PostgreSQL."""
         async with self.db.statement() as session:
             await session.execute(_NOTIFY, {"channel": CHANNEL, "payload": self.payload(runner_id)})
 
     def deliver(self, payload: str) -> None:
-        """An announcement heard (from PostgreSQL or Redis): wake the runner's polls unless this process sent it."""
+        """An announcement heard (from PostgreSQL or Redis): wake the runner's polls unless this process sent it;
+        another process starting (`HELLO`) ends this one's notes until its next count."""
         origin, _, runner = payload.partition(":")
         if origin == self.origin:
+            return
+        if runner == HELLO:
+            self.hearers = max(self._hearers, 2)
             return
         with contextlib.suppress(ValueError):
             self.notify(uuid.UUID(runner))
 
     async def count_hearers(self) -> None:
-        """Until cancelled: count the hub processes listening on PostgreSQL (every `HEARERS_SECONDS`)."""
+        """Until cancelled: announce this process to the others (`HELLO`, once), and count the hub processes
+        listening on PostgreSQL (at once, then every `HEARERS_SECONDS`)."""
+        greeted = False
         while True:
             try:
+                if not greeted:
+                    await self.notify_by_postgres(HELLO)
+                    greeted = True
                 await self.count()
             except TRANSIENT_ERRORS as exc:
                 log.debug("counting the hub processes that hear wake-ups: %s", exc)
