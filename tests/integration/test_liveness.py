@@ -7,11 +7,13 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
 
+from exekra.hub import lifecycle
 from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.context import Hub
 from exekra.hub.runners.liveness import Liveness
@@ -175,3 +177,33 @@ async def test_a_write_skips_a_runner_whose_row_a_state_change_holds_and_writes_
     assert (await _row(hub, busy))[2:] == (5.0, 1) and (await _row(hub, free))[2:] == (66.0, 2)
     assert await liveness.flush() == 1 and liveness.pending == 0
     assert (await _row(hub, busy))[2:] == (77.0, 2)
+
+
+@pytest.mark.usefixtures("written_when_flushed")
+async def test_a_flush_waits_for_the_write_in_flight_so_that_what_it_returns_after_is_written(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stale checks flush first and then look at the rows: a write still in flight would be missed."""
+    runner = await _runner(admin, client, "flush-in-flight")
+    assert (await runner.heartbeat()).status_code == 200
+    await hub.executions.liveness.flush()
+    _, seen, _, _ = await _row(hub, runner)
+    assert (await runner.heartbeat(cpuPercent=42.0)).status_code == 200  # pending
+    writing, go_on = asyncio.Event(), asyncio.Event()
+    record = lifecycle.record_signs_of_life
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        writing.set()
+        await go_on.wait()
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "record_signs_of_life", slow)
+    in_flight = asyncio.create_task(hub.executions.liveness.flush())  # the loop's write, say
+    await asyncio.wait_for(writing.wait(), 5)
+    second = asyncio.create_task(hub.executions.liveness.flush())  # nothing held: it waits for the one in flight
+    await asyncio.sleep(0.05)
+    assert not second.done()
+    go_on.set()
+    assert await asyncio.wait_for(in_flight, 5) == 1 and await asyncio.wait_for(second, 5) == 0
+    _, later, cpu, _ = await _row(hub, runner)
+    assert later is not None and seen is not None and later > seen and cpu == 42.0

@@ -77,6 +77,7 @@ class Liveness:
         self.interval = interval
         self._pending: dict[uuid.UUID, _Pending] = {}
         self._task: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()  # one write at a time: see `flush`
 
     async def sign(self, claims: RunnerClaims, metrics: Metrics | None = None, *, with_stops: bool = False) -> Sign:
         """A heartbeat (with `metrics`) or a poll. NotAuthenticated if the token was revoked."""
@@ -114,7 +115,15 @@ class Liveness:
     async def flush(self) -> int:
         """Write every sign held so far in one statement; returns how many runners were written. The signs of
         runners whose row was locked at that moment, and all of them on a database error, are kept for the next
-        flush (newer signs of the same runners are merged with them)."""
+        flush (newer signs of the same runners are merged with them).
+
+        A write in flight (the loop's) is waited for first: when this returns, every sign received before the call
+        is written, or kept as above. Otherwise a caller that must see them written (the stale checks) could find
+        nothing held, while the write that holds them has not committed yet."""
+        async with self._flushing:
+            return await self._write()
+
+    async def _write(self) -> int:
         if not self._pending:
             return 0
         taken, self._pending = self._pending, {}
