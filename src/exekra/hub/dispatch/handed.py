@@ -17,8 +17,13 @@ from sqlalchemy import Row
 class Handed:
     """An execution just assigned to a runner, as its poll answers it, read by the claim that assigned it."""
 
-    epoch: int  # the runner's token epoch when it was assigned: a poll under another token is not answered with it
+    epoch: int  # the runner's token epoch when it was assigned
     answer: dict[str, Any]
+
+    def answer_for(self, epoch: int) -> dict[str, Any] | None:
+        """The answer for a poll under token `epoch`; None under another token (the runner's secret was regenerated
+        since, or the token predates the assignment's epoch): that poll reads what it holds."""
+        return self.answer if epoch == self.epoch else None
 
 
 def poll_answer(row: Row[Any]) -> dict[str, Any]:

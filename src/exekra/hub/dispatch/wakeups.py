@@ -241,9 +241,7 @@ class Wakeups(Waiters):
         if note is None or not self.alone:
             return None
         handed, at = note
-        if handed.epoch != epoch or time.monotonic() - at > QUIET_GAP_SECONDS:
-            return None
-        return handed.answer
+        return handed.answer_for(epoch) if time.monotonic() - at <= QUIET_GAP_SECONDS else None
 
     def vouch(self, signal: PollSignal, epoch: int, digest: str | None) -> None:
         """The runner's row, read by this poll or by the full poll its quiet renewals go back to, showed the runner

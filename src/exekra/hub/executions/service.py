@@ -237,7 +237,8 @@ class ExecutionService:
 
     async def poll(self, claims: RunnerClaims, wait: float) -> dict[str, Any] | None:
         """The execution the runner holds (ASSIGNED or RUNNING), a newly claimed one, or None after `wait`
-        seconds (at most `EXEKRA_MAX_LONG_POLL_SECONDS`), or at once when the hub shuts down."""
+        seconds (at most `EXEKRA_MAX_LONG_POLL_SECONDS`), or at once when the hub shuts down. An execution that an
+        assignment in this process handed over (`dispatch.handed`) is answered as its claim read it."""
         runner_id = claims.runner_id
         wakeups = self.dispatcher.wakeups
         wait = min(wait, self.settings.max_long_poll_seconds)
@@ -282,10 +283,8 @@ class ExecutionService:
         profile = RunnerProfile(claims.runner_id, presence.type, presence.labels, presence.activities)
         assignment = await self.dispatcher.runner_idle(claims.runner_id, profile)
         if assignment is not None:
-            handed = assignment.handed
-            if handed is not None and handed.epoch == claims.epoch:
-                return handed.answer, False
-            return assignment.execution_id, False
+            answer = assignment.handed.answer_for(claims.epoch) if assignment.handed is not None else None
+            return answer or assignment.execution_id, False
         self.dispatcher.wakeups.vouch(signal, claims.epoch, sign.catalogue_digest)
         return None, True
 
@@ -306,10 +305,8 @@ class ExecutionService:
             return None
         # Woken by an assignment made in this process, which handed over the execution as its claim read it; else
         # whatever it was woken for, in one read (nothing if its token was revoked meanwhile).
-        handed = signal.handed
-        if handed is not None and handed.epoch == claims.epoch:
-            return handed.answer
-        return await queries.held_execution(self.db, claims.runner_id, claims.epoch)
+        answer = signal.handed.answer_for(claims.epoch) if signal.handed is not None else None
+        return answer or await queries.held_execution(self.db, claims.runner_id, claims.epoch)
 
     async def start(self, claims: RunnerClaims, execution_id: str, attempt: int) -> None:
         """ASSIGNED → RUNNING for the runner holding this attempt (409 when stale, 401 when revoked). The start of
