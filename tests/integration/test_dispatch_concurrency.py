@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 
 import asyncpg
@@ -69,9 +68,8 @@ async def test_thousand_concurrent_executions_on_thirty_runners_each_assigned_on
     assert len(set(held_by.values())) > RUNNERS // 2
 
 
-# The best idle runner with the test's label (other tests' runners in the same database may be idle too).
 _LOCK_BEST_RUNNER = """
-SELECT id FROM runners WHERE status = 'ONLINE' AND enabled AND current_execution_id IS NULL AND labels @> $1::text[]
+SELECT id FROM runners WHERE status = 'ONLINE' AND enabled AND current_execution_id IS NULL
  ORDER BY last_heartbeat_at DESC NULLS LAST LIMIT 1 FOR UPDATE"""
 # The create's match (its runner is the idle one with the freshest sign of life), waiting for a row lock.
 _MATCH_WAITING = (
@@ -93,14 +91,13 @@ async def test_a_match_takes_another_idle_runner_while_the_best_ones_row_is_lock
 ) -> None:
     """Concurrent matches all prefer the runner with the freshest sign of life: while another claim holds its
     row, a match takes the next idle runner at once instead of waiting for that claim's commit."""
-    label = [f"spread-{uuid.uuid4().hex[:8]}"]  # only these runners may take it
-    workflow_id = await publish_workflow(admin, "spread", SIMPLE_DEFINITION, labels=label)
-    runners = {r.runner_id: r for r in [await online_runner("a", labels=label), await online_runner("b", labels=label)]}
+    workflow_id = await publish_workflow(admin, "spread", SIMPLE_DEFINITION)
+    runners = {r.runner_id: r for r in [await online_runner("a"), await online_runner("b")]}
     await hub.executions.liveness.flush()  # a flush beside the match would hold the other runner's row a moment
     claim = await asyncpg.connect(hub.settings.asyncpg_dsn)
     try:
         async with claim.transaction():  # another claim, holding the best runner's row
-            best = str(await claim.fetchval(_LOCK_BEST_RUNNER, label))
+            best = str(await claim.fetchval(_LOCK_BEST_RUNNER))
             (other,) = set(runners) - {best}
             execution = await create_execution(admin, workflow_id)
 
@@ -119,14 +116,13 @@ async def test_a_match_waits_for_the_only_idle_runner_whose_row_a_claim_holds(
 ) -> None:
     """When every eligible runner's row is locked (a poll's claim, which skips the execution this match holds),
     the match waits for the lock and then assigns, rather than both claims missing."""
-    label = [f"only-{uuid.uuid4().hex[:8]}"]  # only this runner may take it
-    workflow_id = await publish_workflow(admin, "wait", SIMPLE_DEFINITION, labels=label)
-    runner = await online_runner("only", labels=label)
+    workflow_id = await publish_workflow(admin, "wait", SIMPLE_DEFINITION)
+    runner = await online_runner("only")
     await hub.executions.liveness.flush()
     claim = await asyncpg.connect(hub.settings.asyncpg_dsn)
     try:
         async with claim.transaction():
-            assert str(await claim.fetchval(_LOCK_BEST_RUNNER, label)) == runner.runner_id
+            assert str(await claim.fetchval(_LOCK_BEST_RUNNER)) == runner.runner_id
             execution = await create_execution(admin, workflow_id)
 
             async def match_waits() -> bool:
