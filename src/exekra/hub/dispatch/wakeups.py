@@ -48,8 +48,9 @@ Notes are kept, and heartbeats answered from polls, only while this process is t
 counted every `HEARERS_SECONDS`, first when the process starts: none is kept before) and its LISTEN connection is up
 (`alone`: while it is down, the count sees only the others). A process that starts announces itself (`HELLO`), and
 every other one then keeps no note until its next count: a note of a process that had not counted the newcomer yet
-could otherwise outlive a change made in the newcomer (an execution handed over, then run and ended there). With several, an assignment or a change made in another process is announced here only when the runner's
-poll does not wait there, and a lost announcement would leave a note standing: every poll and heartbeat is then a
+could otherwise outlive a change made in the newcomer (an execution handed over, then run and ended there). With
+several, an assignment or a change made in another process is announced here only when the runner's poll does not
+wait there, and a lost announcement would leave a note standing: every poll and heartbeat is then a
 full one. Counting another process, and a failed effect (`end_quiet`), also take the vouch away from the polls
 waiting then, and such a poll leaves no note. A note is used only within `QUIET_GAP_SECONDS` of the poll that left
 it, and a full poll comes at least every `FULL_POLL_SECONDS`: a wake-up lost all the same (none is known) would hide
@@ -64,8 +65,9 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -79,6 +81,7 @@ from exekra.hub.redis_client import redis_client
 from exekra.hub.waiters import Signal, Waiters, each_signal
 
 log = logging.getLogger(__name__)
+N = TypeVar("N")
 
 CHANNEL = "exekra_wakeup"
 KEEPALIVE_SECONDS = 10.0  # a quiet subscription asks Redis this often whether the connection still works
@@ -122,6 +125,13 @@ def _shared(digest: str | None) -> str | None:
     """A catalogue digest as kept in memory: one string for every runner of the same catalogue, however many polls
     and notes hold it."""
     return None if digest is None else sys.intern(digest)
+
+
+def _recent(notes: dict[uuid.UUID, N], left_at: Callable[[N], float], now: float) -> dict[uuid.UUID, N]:
+    """The notes left within `QUIET_GAP_SECONDS` of `now` (older ones can no longer be used: runners that did not come
+    back)."""
+    gone = now - QUIET_GAP_SECONDS
+    return {key: note for key, note in notes.items() if left_at(note) >= gone}
 
 
 class Wakeups(Waiters):
@@ -229,8 +239,7 @@ class Wakeups(Waiters):
         now = time.monotonic()
         self._handed[runner_id] = (handed, now)
         if len(self._handed) >= self._handed_prune_at:
-            gone = now - QUIET_GAP_SECONDS
-            self._handed = {key: note for key, note in self._handed.items() if note[1] >= gone}
+            self._handed = _recent(self._handed, lambda note: note[1], now)
             self._handed_prune_at = max(QUIET_PRUNE_AT, 2 * len(self._handed))
 
     def take_handed(self, runner_id: uuid.UUID, epoch: int) -> dict[str, Any] | None:
@@ -281,8 +290,7 @@ class Wakeups(Waiters):
         now = time.monotonic()
         self._quiet[runner_id] = (epoch, read_at, now, digest)
         if len(self._quiet) >= self._prune_at:
-            gone = now - QUIET_GAP_SECONDS
-            self._quiet = {key: note for key, note in self._quiet.items() if note[2] >= gone}
+            self._quiet = _recent(self._quiet, lambda note: note[2], now)
             self._prune_at = max(QUIET_PRUNE_AT, 2 * len(self._quiet))
 
     def take_quiet(self, runner_id: uuid.UUID, epoch: int) -> tuple[float, str | None] | None:
