@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI
+from limits.aio.storage import memory as limits_memory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -186,8 +189,13 @@ async def admin(make_client: ClientFactory) -> httpx.AsyncClient:
 
 @pytest.fixture
 def strict_login_limit(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Three failed sign-ins per minute, counted by a fresh in-memory limiter."""
+    """Three failed sign-ins per minute, counted by a fresh in-memory limiter whose clock stands still. Its windows
+    are minutes of the wall clock: just after one turns, the three failures of the minute before count as two
+    (weighted by what is left of the sliding window, then floored), and a test that crossed that moment was
+    allowed one failure more (a 200 where it expected 429, at random)."""
     monkeypatch.setattr(hub, "limiter", RateLimiter(None, 0.5))
+    frozen = time.time()
+    monkeypatch.setattr(limits_memory, "time", SimpleNamespace(time=lambda: frozen))
     monkeypatch.setattr(hub.settings, "login_failures_per_minute", 3)
     return 3
 

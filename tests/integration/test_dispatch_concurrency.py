@@ -77,6 +77,7 @@ _MATCH_WAITING = (
     " WHERE wait_event_type = 'Lock' AND query LIKE '%ORDER BY rn.last_heartbeat_at DESC%'"
 )
 
+
 async def _assigned_runner(hub: Hub, execution_id: str) -> str | None:
     async with hub.db.session() as session:
         row = (
