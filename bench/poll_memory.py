@@ -154,9 +154,9 @@ async def measure(polls: int, servers: Servers, top: int, detail: list[str]) -> 
         before = tracemalloc.take_snapshot()
         go.set()
         deadline = loop.time() + 600
-        while app.state.hub.dispatcher.wakeups.waiting < polls:  # the hub's own count of the polls it holds
+        while app.state.hub.dispatcher.wakeups.held < polls:  # the hub's own count of the polls it holds
             if loop.time() > deadline:
-                raise SystemExit(f"{app.state.hub.dispatcher.wakeups.waiting} of {polls} polls held after 600 s")
+                raise SystemExit(f"{app.state.hub.dispatcher.wakeups.held} of {polls} polls held after 600 s")
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)
         gc.collect()  # nor the garbage of ended polls

@@ -64,7 +64,7 @@ async def test_a_keys_waiters_are_one_signal_or_a_set_and_each_is_woken_until_un
     key, other = uuid.uuid4(), uuid.uuid4()
     first, second, third = waiters.register(key), waiters.register(key), waiters.register(key)
     alone = waiters.register(other)
-    assert waiters.waiting == 4
+    assert waiters.held == 0  # registered, nobody waiting on them yet
     waiters.unregister(key, second)
     waiters.notify(key)
     assert first.is_set() and third.is_set() and not second.is_set() and not alone.is_set()
@@ -74,6 +74,19 @@ async def test_a_keys_waiters_are_one_signal_or_a_set_and_each_is_woken_until_un
     assert third.is_set() and not alone.is_set()
     waiters.unregister(key, third)
     waiters.unregister(key, third)  # twice: nothing to do
-    assert not waiters.is_waiting(key) and waiters.is_waiting(other) and waiters.waiting == 1
+    assert not waiters.is_waiting(key) and waiters.is_waiting(other)
     waiters.notify_all()
     assert alone.is_set()
+
+
+async def test_only_signals_a_task_waits_on_count_as_held() -> None:
+    """What `exekra_held_requests{kind="long_poll"}` counts: a poll registered and still reading is not held."""
+    waiters = Waiters()
+    key = uuid.uuid4()
+    registered, waited = waiters.register(key), waiters.register(key)
+    task = asyncio.create_task(waited.wait(5))
+    await asyncio.sleep(0)
+    assert (waiters.held, waited.held, registered.held) == (1, True, False)
+    waiters.notify(key)
+    assert await task is True
+    assert waiters.held == 0

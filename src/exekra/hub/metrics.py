@@ -54,7 +54,7 @@ class HubCollector(Collector):
         held = GaugeMetricFamily(
             "exekra_held_requests", "Requests held open in this hub process, by kind", labels=["kind"]
         )
-        held.add_metric(["long_poll"], float(dispatcher.wakeups.waiting))
+        held.add_metric(["long_poll"], float(dispatcher.wakeups.held))
         held.add_metric(["execution_wait"], float(self.hub.executions.held_reads))
         held.add_metric(["log_stream"], float(self.hub.executions.followers.count))
         yield held

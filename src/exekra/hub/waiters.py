@@ -36,6 +36,11 @@ class Signal:
     def is_set(self) -> bool:
         return self._set
 
+    @property
+    def held(self) -> bool:
+        """Whether a task waits on the signal now."""
+        return self._waiter is not None
+
     async def wait(self, seconds: float | None = None) -> bool:
         """Until the signal is set, or `seconds` pass; returns whether it is set. Cancelling the waiting task
         cancels the wait (it does not end as a timeout)."""
@@ -125,8 +130,9 @@ class Waiters:
         return bool(self._signals)
 
     @property
-    def waiting(self) -> int:
-        return sum(1 for _ in self.signals())
+    def held(self) -> int:
+        """Signals a task waits on now: a long poll registered and still reading or claiming is not held yet."""
+        return sum(1 for signal in self.signals() if signal.held)
 
     def deliver_key(self, payload: str) -> None:
         """A notification whose payload is the key itself: wake its waiters (malformed payloads are ignored)."""
