@@ -39,6 +39,7 @@ SERVER_SETTINGS = {
     "pg_stat_statements.max": "5000",
     "pg_stat_statements.track": "top",
     "pg_stat_statements.track_utility": "on",  # BEGIN / COMMIT count as statements
+    "pg_stat_statements.track_planning": "on",  # planning is timed apart from execution
     "log_lock_waits": "on",  # in the server's log, copied beside the results (postgres.log)
 }
 
@@ -148,32 +149,43 @@ async def snapshot(database_url: str) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT query, calls, rows, total_exec_time FROM pg_stat_statements "
+            "SELECT query, calls, rows, total_exec_time, total_plan_time, plans FROM pg_stat_statements "
             "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )
     finally:
         await conn.close()
     return [
-        {"query": r["query"], "calls": int(r["calls"]), "rows": int(r["rows"]), "ms": float(r["total_exec_time"])}
+        {
+            "query": r["query"],
+            "calls": int(r["calls"]),
+            "rows": int(r["rows"]),
+            "ms": float(r["total_exec_time"]),
+            "planMs": float(r["total_plan_time"]),
+            "plans": int(r["plans"]),
+        }
         for r in rows
     ]
 
 
 def per_execution(rows: list[dict[str, Any]], executions: int) -> dict[str, Any]:
-    """Statements grouped by kind, per execution: calls, rows, calls that returned no row, time."""
+    """Statements grouped by kind, per execution: calls, rows, calls that returned no row, time executing and
+    planning (a statement prepared once and run with its generic plan is planned once, not per call)."""
     n = max(1, executions)
-    kinds: dict[str, dict[str, float]] = defaultdict(lambda: {"calls": 0.0, "rows": 0.0, "ms": 0.0, "statements": 0})
+    kinds: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"calls": 0.0, "rows": 0.0, "ms": 0.0, "planMs": 0.0, "plans": 0.0, "statements": 0}
+    )
     for row in rows:
         k = kinds[kind_of(row["query"])]
-        k["calls"] += row["calls"]
-        k["rows"] += row["rows"]
-        k["ms"] += row["ms"]
+        for field in ("calls", "rows", "ms", "planMs", "plans"):
+            k[field] += row.get(field, 0.0)
         k["statements"] += 1
     by_kind = {
         kind: {
             "callsPerExecution": v["calls"] / n,
             "rowsPerExecution": v["rows"] / n,
             "msPerExecution": v["ms"] / n,
+            "planMsPerExecution": v["planMs"] / n,
+            "plansPerExecution": v["plans"] / n,
             "calls": int(v["calls"]),
             "rows": int(v["rows"]),
             "distinctStatements": int(v["statements"]),
@@ -197,10 +209,13 @@ def lines(summary: dict[str, Any], top: int = 20) -> list[str]:
     out = [
         f"PostgreSQL statements per execution: {summary['statementsPerExecution']:.2f} "
         f"({summary['executions']} executions)",
-        f"{'calls/exec':>10} {'rows/exec':>10} {'ms/exec':>8}  kind",
+        f"{'calls/exec':>10} {'rows/exec':>10} {'ms/exec':>8} {'plans/exec':>10} {'plan ms':>8}  kind",
     ]
     for kind, v in list(summary["byKind"].items())[:top]:
-        out.append(f"{v['callsPerExecution']:10.3f} {v['rowsPerExecution']:10.3f} {v['msPerExecution']:8.3f}  {kind}")
+        out.append(
+            f"{v['callsPerExecution']:10.3f} {v['rowsPerExecution']:10.3f} {v['msPerExecution']:8.3f}"
+            f" {v.get('plansPerExecution', 0.0):10.3f} {v.get('planMsPerExecution', 0.0):8.3f}  {kind}"
+        )
     return out
 
 
