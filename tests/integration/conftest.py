@@ -187,15 +187,20 @@ async def admin(make_client: ClientFactory) -> httpx.AsyncClient:
     return await make_client("ADMIN")
 
 
-@pytest.fixture
-def strict_login_limit(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Three failed sign-ins per minute, counted by a fresh in-memory limiter whose clock stands still. Its windows
-    are minutes of the wall clock: just after one turns, the three failures of the minute before count as two
-    (weighted by what is left of the sliding window, then floored), and a test that crossed that moment was
-    allowed one failure more (a 200 where it expected 429, at random)."""
+def still_limiter(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give the hub a fresh in-memory rate limiter whose clock stands still (both restored after the test). Its
+    windows are minutes of the wall clock: just after one turns, the N hits of the minute before count as N - 1
+    (weighted by what is left of the sliding window, then floored), and a test that crossed that moment was allowed
+    one hit more (a 200 where it expected 429, at random)."""
     monkeypatch.setattr(hub, "limiter", RateLimiter(None, 0.5))
     frozen = time.time()
     monkeypatch.setattr(limits_memory, "time", SimpleNamespace(time=lambda: frozen))
+
+
+@pytest.fixture
+def strict_login_limit(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Three failed sign-ins per minute, counted by a fresh in-memory limiter (`still_limiter`)."""
+    still_limiter(hub, monkeypatch)
     monkeypatch.setattr(hub.settings, "login_failures_per_minute", 3)
     return 3
 

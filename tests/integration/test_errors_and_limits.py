@@ -24,7 +24,7 @@ from exekra.hub.context import Hub
 from exekra.hub.ratelimit import RateLimiter
 from exekra.hub.runners import service as runners_service
 
-from .conftest import PASSWORD, SIMPLE_DEFINITION, ClientFactory
+from .conftest import PASSWORD, SIMPLE_DEFINITION, ClientFactory, still_limiter
 from .protocol import ProtocolRunner, publish_workflow, running_execution
 
 RedisFactory = Callable[..., EmbeddedRedis]
@@ -153,8 +153,8 @@ async def test_wrong_method_is_405_with_allow_header(admin: httpx.AsyncClient) -
 
 @pytest.fixture
 def rate_limit_of_five(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Five user requests per minute, counted by a fresh in-memory limiter (both restored after the test)."""
-    monkeypatch.setattr(hub, "limiter", RateLimiter(None, 0.5))
+    """Five user requests per minute, counted by a fresh in-memory limiter (`still_limiter`)."""
+    still_limiter(hub, monkeypatch)
     monkeypatch.setattr(hub.settings, "rate_limit_per_minute", 5)
     return 5
 
