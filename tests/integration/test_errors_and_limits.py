@@ -174,6 +174,25 @@ async def test_user_requests_over_the_limit_get_429_with_retry_after_and_limit_h
     assert "X-RateLimit-Reset" in limited.headers
 
 
+async def test_creating_and_reading_executions_count_in_the_same_limit_and_say_so(
+    admin: httpx.AsyncClient, rate_limit_of_five: int
+) -> None:
+    # Both are served by the hub's lane (LeanRoutes), with the rate limit as their router's own dependency.
+    workflow_id = await publish_workflow(admin, "limited", SIMPLE_DEFINITION)  # two requests of five
+    created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
+    assert created.status_code == 201
+    assert (created.headers["X-RateLimit-Limit"], created.headers["X-RateLimit-Remaining"]) == ("5", "2")
+    execution_id = created.json()["execution"]["id"]
+    read = await admin.get(f"/api/executions/{execution_id}")
+    assert (read.status_code, read.headers["X-RateLimit-Remaining"]) == (200, "1")
+    waited = await admin.get(f"/api/executions/{execution_id}", params={"wait": "0.01"})  # the fifth
+    assert (waited.status_code, waited.headers["X-RateLimit-Remaining"]) == (200, "0")
+    assert_error(await admin.post("/api/executions", json={"workflowId": workflow_id}), 429, "rate_limited")
+    limited = await admin.get(f"/api/executions/{execution_id}")
+    assert_error(limited, 429, "rate_limited")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+
+
 @pytest.fixture
 def rate_limit_of_five_in_redis(hub: Hub, monkeypatch: pytest.MonkeyPatch, embedded_redis: RedisFactory) -> str:
     """Five user requests per minute, counted in a private Redis of this test (nothing else talks to it); its URL."""

@@ -9,12 +9,13 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.errors import ServerErrorMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from exekra.config import Settings
 from exekra.hub.app import BodySizeLimit, create_app
+from exekra.hub.deps import rate_limit
 from exekra.hub.observability import RequestTelemetry
 from exekra.hub.routing import LeanLane
 from exekra.hub.security_headers import SecurityHeaders
@@ -45,19 +46,23 @@ def test_the_edge_goes_around_the_lane_and_the_lane_before_fastapis_layers() -> 
     assert _layers(proxied.build_middleware_stack())[:2] == [ProxyHeadersMiddleware, RequestTelemetry]
 
 
-def test_the_lane_serves_every_documented_runner_route_at_its_documented_path() -> None:
+def test_the_lane_serves_every_documented_runner_route_and_the_executions_hot_ones_at_their_documented_paths() -> None:
     app = create_app(Settings(database_url="postgresql://hub@db/exekra", secret_key=SECRET))
     stack = app.build_middleware_stack()
     while not isinstance(stack, LeanLane):
         stack = stack.app
     served = {(method, route.path) for route in stack.routes for method in route.methods - {"HEAD"}}
+    hot = {("POST", "/api/executions"), ("GET", "/api/executions/{execution_id}")}
     documented = {
         (method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
-        if path.startswith("/api/runner/")
         for method in operations
+        if path.startswith("/api/runner/") or (method.upper(), path) in hot
     }
-    assert len(served) == 11 and served == documented  # auth, heartbeat, poll, and eight per execution
+    # The runner protocol (auth, heartbeat, poll, and eight per execution), and an execution's create and read.
+    assert len(served) == 13 and served == documented
+    limited = [route for route in stack.routes if route.path.startswith("/api/executions")]
+    assert all(route.dependencies == [Depends(rate_limit)] for route in limited)  # user-facing: rate limited
 
 
 async def test_an_unhandled_error_is_answered_500_through_the_edge_with_its_request_id_and_headers() -> None:

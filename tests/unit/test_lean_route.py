@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
@@ -45,8 +45,21 @@ class Boom(Exception):
     """Raised by a route; the application has no handler for it."""
 
 
-def _app() -> tuple[FastAPI, APIRouter]:
+async def stamped(request: Request, response: Response) -> None:
+    """A router's own dependency (`dependencies=`): counted, and sets a header on the answer."""
+    calls.append("stamped")
+    response.headers["X-Stamp"] = request.headers.get("x-caller", "-")
+
+
+def _app() -> tuple[FastAPI, list[APIRouter]]:
     router = APIRouter(prefix="/lean", route_class=LeanRoute)
+    tagged = APIRouter(prefix="/tagged", route_class=LeanRoute, dependencies=[Depends(stamped)])
+
+    @tagged.post("")  # at the router's prefix itself
+    async def create(
+        body: Body, key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=8)] = None
+    ) -> ORJSONResponse:
+        return ORJSONResponse({"key": key, "attempt": body.attempt}, status_code=201)
 
     @router.post("/items/{item_id}")
     async def post_item(item_id: str, body: Body, who: Caller, again: Counted) -> ORJSONResponse:
@@ -63,12 +76,13 @@ def _app() -> tuple[FastAPI, APIRouter]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(tagged)
 
     @app.get("/lean-not/{anything}")
     async def beside(anything: str) -> dict[str, str]:  # shares the lane's prefix as a string, not as a path
         return {"served": "router"}
 
-    return app, router
+    return app, [router, tagged]
 
 
 class Recorded:
@@ -86,8 +100,8 @@ class Recorded:
 @pytest.fixture(params=["router", "lane"])
 async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
     calls.clear()
-    app, router = _app()
-    served = app if request.param == "router" else LeanLane(app, router, app.exception_handlers)
+    app, routers = _app()
+    served = app if request.param == "router" else LeanLane(app, routers, app.exception_handlers)
     transport = httpx.ASGITransport(app=served)
     async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
         yield c
@@ -136,6 +150,26 @@ async def test_a_refusing_dependency_answers_before_the_body_is_read(client: htt
     assert r.status_code == 401 and r.json()["error"]["message"] == "who are you?"
 
 
+async def test_header_parameters_and_the_routers_own_dependencies(client: httpx.AsyncClient) -> None:
+    r = await client.post("/tagged", json={"attempt": 1, "status": "OK"}, headers={"Idempotency-Key": "k1"})
+    assert (r.status_code, r.json()) == (201, {"key": "k1", "attempt": 1})
+    assert calls == ["stamped"]
+    assert (await client.post("/tagged", json={"attempt": 1, "status": "OK"})).json()["key"] is None
+    r = await client.post("/tagged", json={"attempt": 1, "status": "OK"}, headers={"Idempotency-Key": "123456789"})
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert (await client.get("/tagged")).status_code == 405  # the lane passes a wrong method on
+
+
+async def test_headers_a_dependency_sets_are_added_to_the_lanes_answer() -> None:
+    """FastAPI drops them when the endpoint returns its own response; the lane keeps them (the rate limit's)."""
+    app, routers = _app()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=LeanLane(app, routers, app.exception_handlers)), base_url="http://lean"
+    ) as c:
+        r = await c.post("/tagged", json={"attempt": 1, "status": "OK"}, headers={"x-caller": "r9"})
+    assert (r.status_code, r.headers["x-stamp"]) == (201, "r9")
+
+
 async def reads_query(limit: int = 1) -> int:
     return limit
 
@@ -144,14 +178,31 @@ async def with_query_dependency(limit: Annotated[int, Depends(reads_query)]) -> 
     return ORJSONResponse({})  # module level: the annotations are strings, resolved in this module's namespace
 
 
+async def reads_header(x_thing: Annotated[str, Header()]) -> str:
+    return x_thing
+
+
+async def with_header_dependency(thing: Annotated[str, Depends(reads_header)]) -> ORJSONResponse:
+    return ORJSONResponse({})
+
+
 def test_a_route_declaring_what_the_plan_does_not_cover_is_refused_when_built() -> None:
     router = APIRouter(route_class=LeanRoute)
 
-    async def with_header(x_thing: Annotated[str, Header()]) -> ORJSONResponse:
+    async def with_cookie(session: Annotated[str, Cookie()]) -> ORJSONResponse:
         return ORJSONResponse({})
 
-    with pytest.raises(TypeError, match="header parameters"):
-        router.add_api_route("/h", with_header)
+    with pytest.raises(TypeError, match="cookie parameters"):
+        router.add_api_route("/c", with_cookie)
+
+    async def with_response(response: Response) -> ORJSONResponse:
+        return ORJSONResponse({})
+
+    with pytest.raises(TypeError, match="response parameter"):
+        router.add_api_route("/r", with_response)
+
+    with pytest.raises(TypeError, match="parameters of its own"):
+        router.add_api_route("/dh", with_header_dependency)
 
     with pytest.raises(TypeError, match="parameters of its own"):
         router.add_api_route("/d", with_query_dependency)
@@ -173,9 +224,9 @@ async def test_an_endpoint_that_returns_no_response_is_a_programming_error() -> 
 
 
 async def test_the_lane_answers_its_routes_itself_and_passes_every_other_request_on() -> None:
-    app, router = _app()
+    app, routers = _app()
     passed = Recorded(app)
-    lane = LeanLane(passed, router, app.exception_handlers)
+    lane = LeanLane(passed, routers, app.exception_handlers)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=lane), base_url="http://lean") as c:
         assert (await c.get("/lean/wait", headers={"x-caller": "r1"})).status_code == 200
         assert (await c.get("/lean/wait", headers={"x-caller": "nobody"})).status_code == 401  # its error, here
@@ -183,13 +234,14 @@ async def test_the_lane_answers_its_routes_itself_and_passes_every_other_request
         assert (await c.post("/lean/wait", headers={"x-caller": "r1"})).status_code == 405  # the router's answer
         assert (await c.get("/lean/nothing")).status_code == 404
         assert (await c.get("/lean-not/x")).json() == {"served": "router"}
-    assert passed.paths == ["/lean/wait", "/lean/nothing", "/lean-not/x"]
+        assert (await c.post("/taggedx", json={"attempt": 1, "status": "OK"})).status_code == 404
+    assert passed.paths == ["/lean/wait", "/lean/nothing", "/lean-not/x", "/taggedx"]
 
 
 async def test_the_lane_marks_the_route_it_served_for_the_layers_around_it() -> None:
-    app, router = _app()
+    app, routers = _app()
     seen: list[tuple[str, dict[str, str]]] = []
-    lane = LeanLane(app, router, app.exception_handlers)
+    lane = LeanLane(app, routers, app.exception_handlers)
 
     async def outer(scope: Scope, receive: Receive, send: Send) -> None:  # as RequestTelemetry reads them
         await lane(scope, receive, send)
@@ -200,13 +252,13 @@ async def test_the_lane_marks_the_route_it_served_for_the_layers_around_it() -> 
     assert seen == [("/lean/items/{item_id}", {"item_id": "a7"})]
 
 
-def _both_ways(app: FastAPI, router: APIRouter) -> list[tuple[str, Any]]:
-    return [("router", app), ("lane", LeanLane(app, router, app.exception_handlers))]
+def _both_ways(app: FastAPI, routers: list[APIRouter]) -> list[tuple[str, Any]]:
+    return [("router", app), ("lane", LeanLane(app, routers, app.exception_handlers))]
 
 
 async def test_an_exception_without_a_handler_is_answered_500_and_raised_on_to_the_server() -> None:
-    app, router = _app()
-    for way, served in _both_ways(app, router):
+    app, routers = _app()
+    for way, served in _both_ways(app, routers):
         quiet = httpx.ASGITransport(app=served, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=quiet, base_url="http://lean") as c:
             r = await c.get("/lean/boom")
@@ -217,7 +269,7 @@ async def test_an_exception_without_a_handler_is_answered_500_and_raised_on_to_t
 
 
 async def test_the_applications_handlers_answer_the_same_whichever_way() -> None:
-    app, router = _app()
+    app, routers = _app()
 
     @app.exception_handler(418)
     async def teapot(_: Request, exc: Exception) -> ORJSONResponse:
@@ -227,12 +279,14 @@ async def test_the_applications_handlers_answer_the_same_whichever_way() -> None
     async def anything(_: Request, exc: Exception) -> ORJSONResponse:
         return ORJSONResponse({"by": "server error handler"}, status_code=500)
 
+    router = routers[0]
+
     @router.get("/teapot")
     async def brew() -> ORJSONResponse:
         raise HTTPException(418, "short and stout")
 
     app.include_router(router)  # the new route, for the router's way
-    for way, served in _both_ways(app, router):
+    for way, served in _both_ways(app, routers):
         transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
             assert (await c.get("/lean/teapot")).json() == {"by": "status"}, way
@@ -250,14 +304,14 @@ def test_the_lane_takes_only_lean_routes_under_a_prefix() -> None:
     plain = APIRouter(prefix="/plain")
     plain.add_api_route("/x", with_query_dependency)
     with pytest.raises(TypeError, match="LeanRoutes only"):
-        LeanLane(app, plain, {})
+        LeanLane(app, [plain], {})
     with pytest.raises(TypeError, match="prefix"):
-        LeanLane(app, APIRouter(route_class=LeanRoute), {})
+        LeanLane(app, [APIRouter(route_class=LeanRoute)], {})
 
 
 async def test_the_lanes_500_passes_the_layers_around_it() -> None:
-    app, router = _app()
-    served = SecurityHeaders(LeanLane(app, router, app.exception_handlers))
+    app, routers = _app()
+    served = SecurityHeaders(LeanLane(app, routers, app.exception_handlers))
     transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
         r = await c.get("/lean/boom")

@@ -41,6 +41,7 @@ from exekra.hub.deps import HubDep, rate_limit
 from exekra.hub.dispatch.switching import SwitchingDispatcher
 from exekra.hub.effects import EffectApplier, Transition
 from exekra.hub.errors import ERROR_RESPONSES, error_response, install_error_handlers
+from exekra.hub.executions.api import hot_router as executions_hot_router
 from exekra.hub.executions.service import ExecutionService
 from exekra.hub.instance import instance_id
 from exekra.hub.leader import LeaderLease
@@ -124,9 +125,10 @@ class _BodyTooLarge(StarletteHTTPException):
 
 class HubApp(FastAPI):
     """FastAPI, with the hub's own middleware (the *edge*: every middleware added to it) outermost and the runner
-    protocol served beside the router by a `LeanLane`, inside the edge: a runner's request passes the edge and the
-    lane, nothing else. Every other request goes on from the lane through FastAPI's layers (the server-error
-    layer, the exception handlers, the router) as in any FastAPI application."""
+    protocol and the executions' hot routes (create, read) served beside the router by a `LeanLane`, inside the
+    edge: such a request passes the edge and the lane, nothing else. Every other request goes on from the lane
+    through FastAPI's layers (the server-error layer, the exception handlers, the router) as in any FastAPI
+    application."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -155,7 +157,8 @@ class HubApp(FastAPI):
         return self.middleware_stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = LeanLane(super().build_middleware_stack(), protocol_router, self.exception_handlers)
+        lean = (protocol_router, executions_hot_router)
+        app: ASGIApp = LeanLane(super().build_middleware_stack(), lean, self.exception_handlers)
         for cls, args, kwargs in reversed(self.edge):
             app = cls(app, *args, **kwargs)
         return app
@@ -340,10 +343,11 @@ def _include_routers(app: FastAPI) -> None:
     from exekra.hub.users.api import router as users_router
     from exekra.hub.workflows.api import router as workflows_router
 
-    # The runner protocol is served by the lane (`HubApp`); the router has it for the OpenAPI document and for
-    # what the lane passes on (a wrong method: 405). Routes are matched in order: executions, most of the rest of
-    # the traffic, come first.
+    # The runner protocol and the executions' hot routes are served by the lane (`HubApp`); the router has them for
+    # the OpenAPI document and for what the lane passes on (a wrong method: 405). Routes are matched in order:
+    # executions, most of the rest of the traffic, come first.
     app.include_router(protocol_router)
+    app.include_router(executions_hot_router)  # rate limited by its own dependency
     limited = [Depends(rate_limit)]
     for router in (
         executions_router,

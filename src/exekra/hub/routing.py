@@ -9,17 +9,19 @@ signature, the OpenAPI document, the routing, the error handlers) and replaces o
 with one planned once per route:
 
 - the dependencies are called in order, each with the request and the dependencies it declares (each called
-  once per request); a dependency that raises (401) answers before the body is looked at;
-- path and query parameters are validated by FastAPI's own `request_params_to_args` (the same 422s);
+  once per request), the router's own (`dependencies=`) first, for their effect; a dependency that raises (401,
+  429) answers before the body is looked at; one that takes a `response` sets headers on it, which are added to
+  the endpoint's answer (FastAPI drops them when the endpoint returns its own `Response`);
+- path, query and header parameters are validated by FastAPI's own `request_params_to_args` (the same 422s);
 - the body, when the route has one, is validated from its bytes by the model in one pass (`model_validate_json`),
   and must be sent as JSON (`application/json` or `+json`) as FastAPI's strict content type requires; a
   malformed body answers 400, an invalid one 422, in the hub's error shape;
 - the endpoint returns its `Response` itself (`responses.documented`).
 
-A route that declares anything else (headers, cookies, a form, a dependency with parameters of its own) is
-refused when the router is built, not served differently.
+A route that declares anything else (cookies, a form, a dependency with parameters of its own) is refused when the
+router is built, not served differently.
 
-`LeanLane` serves a router of LeanRoutes beside the application's router: a request for one of them skips the
+`LeanLane` serves routers of LeanRoutes beside the application's router: a request for one of them skips the
 framework's layers between the hub's own middleware and the route (the error middleware, FastAPI's telemetry and
 body-limit layers, the exception middleware, the exit-stack middleware, the router's scan, the route's two exit
 stacks). Those layers are most of a heartbeat's CPU and of an open long poll's memory (bench/RESULTS.md).
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from operator import attrgetter
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
@@ -43,6 +46,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 Resolve = Callable[[Request, dict[Any, Any]], Awaitable[Any]]
+Need = tuple[str | None, Resolve]  # a dependency's parameter name (None: the router's, called for its effect)
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 
@@ -58,12 +62,12 @@ class LeanRoute(APIRoute):
 
 
 class LeanLane:
-    """ASGI layer: answers the routes of `router` (LeanRoutes, each with the full path) itself, and passes every
+    """ASGI layer: answers the routes of `routers` (LeanRoutes, each with the full path) itself, and passes every
     other request on to `app`.
 
-    A request is served here only when one of the router's routes fully matches it (path and method); a path
+    A request is served here only when one of the routers' routes fully matches it (path and method); a path
     that matches none, or matches with another method, goes on to `app`, whose router answers it as before
-    (404, 405). The router must be included in the application as it is (no prefix or dependencies added by the
+    (404, 405). Each router must be included in the application as it is (no prefix or dependencies added by the
     inclusion), so that both ways serve a route the same (`tests/unit/test_hub_app.py` checks the hub's). An
     exception becomes an answer by the application's own handlers (`exception_handlers`, looked up as FastAPI's
     exception layer does); one without a handler is answered as Starlette's server-error layer answers it (the
@@ -71,27 +75,38 @@ class LeanLane:
     which logs it.
     """
 
-    def __init__(self, app: ASGIApp, router: APIRouter, exception_handlers: dict[Any, ExceptionHandler]) -> None:
+    def __init__(
+        self, app: ASGIApp, routers: Sequence[APIRouter], exception_handlers: dict[Any, ExceptionHandler]
+    ) -> None:
         self.app = app
-        self.prefix = _common_prefix(router)
-        self.routes: list[LeanRoute] = []
-        for route in router.routes:
-            if not isinstance(route, LeanRoute):
-                raise TypeError(f"LeanLane serves LeanRoutes only, not {route!r}")
-            self.routes.append(route)
+        self.lanes: list[tuple[str, list[LeanRoute]]] = []  # each router's prefix and routes
+        for router in routers:
+            routes = []
+            for route in router.routes:
+                if not isinstance(route, LeanRoute):
+                    raise TypeError(f"LeanLane serves LeanRoutes only, not {route!r}")
+                routes.append(route)
+            self.lanes.append((_prefix(router), routes))
+        self.routes = [route for _, routes in self.lanes for route in routes]
         self.exception_handlers = exception_handlers
 
+    def _route(self, scope: Scope) -> tuple[LeanRoute, Scope] | None:
+        """The route that fully matches the request, with its child scope; None: not one of the lane's."""
+        path = scope["path"]
+        for prefix, routes in self.lanes:
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                for route in routes:
+                    match, child_scope = route.matches(scope)
+                    if match is Match.FULL:
+                        return route, child_scope
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        found = self._route(scope) if scope["type"] == "http" else None
+        if found is None:
             await self.app(scope, receive, send)
             return
-        for route in self.routes:
-            match, child_scope = route.matches(scope)
-            if match is Match.FULL:
-                break
-        else:
-            await self.app(scope, receive, send)
-            return
+        route, child_scope = found
         scope.update(child_scope)  # the route, its endpoint and path parameters, as the router sets them
         request = Request(scope, receive, send)
         try:
@@ -139,20 +154,18 @@ async def _answer(handle: ExceptionHandler, request: Request, exc: Exception) ->
     return await answer if inspect.isawaitable(answer) else answer
 
 
-def _common_prefix(router: APIRouter) -> str:
-    """The path every route of `router` starts with (its `prefix`, which must be set)."""
+def _prefix(router: APIRouter) -> str:
+    """The path every route of `router` starts with, or is (its `prefix`, which must be set)."""
     if not router.prefix:
         raise TypeError("LeanLane needs a router with a prefix: it looks at no other path")
-    return router.prefix + "/"
+    return router.prefix
 
 
 def _refuse_unsupported(dependant: Dependant, where: str) -> None:
     unsupported = [
         name
         for name, present in (
-            ("header parameters", dependant.header_params),
             ("cookie parameters", dependant.cookie_params),
-            ("a response parameter", dependant.response_param_name),
             ("background tasks", dependant.background_tasks_param_name),
             ("security scopes", dependant.security_scopes_param_name),
             ("a websocket", dependant.websocket_param_name),
@@ -163,37 +176,58 @@ def _refuse_unsupported(dependant: Dependant, where: str) -> None:
         raise TypeError(f"LeanRoute {where} declares {', '.join(unsupported)}: use a plain APIRoute")
 
 
+_SUB_RESPONSE = object()  # the request's cache key of the `Response` whose headers dependencies set
+
+
+def _sub_response(cache: dict[Any, Any]) -> Response:
+    """The request's `Response` for dependencies to set headers on (made on first use, as FastAPI makes it)."""
+    response = cache.get(_SUB_RESPONSE)
+    if response is None:
+        response = cache[_SUB_RESPONSE] = Response()
+        del response.headers["content-length"]
+    return response
+
+
 def _resolver(dependant: Dependant) -> Resolve:
-    """Call a dependency with the request and its own dependencies, once per request (`cache`)."""
+    """Call a dependency with the request, the response it sets headers on and its own dependencies, once per
+    request (`cache`)."""
     where = f"dependency {getattr(dependant.call, '__name__', dependant.call)}"
     _refuse_unsupported(dependant, where)
-    if dependant.path_params or dependant.query_params or dependant.body_params:
+    if dependant.path_params or dependant.query_params or dependant.header_params or dependant.body_params:
         raise TypeError(f"LeanRoute {where} reads parameters of its own: use a plain APIRoute")
     call = dependant.call
     assert call is not None
     request_name = dependant.request_param_name
+    response_name = dependant.response_param_name
     needs = _needs(dependant)
 
     async def resolve(request: Request, cache: dict[Any, Any]) -> Any:
         if call in cache:
             return cache[call]
-        kwargs = {name: await need(request, cache) for name, need in needs}
+        kwargs = await _call_needs(needs, request, cache)
         if request_name:
             kwargs[request_name] = request
+        if response_name:
+            kwargs[response_name] = _sub_response(cache)
         value = cache[call] = await call(**kwargs)
         return value
 
     return resolve
 
 
-def _needs(dependant: Dependant) -> list[tuple[str, Resolve]]:
-    """The parameter name and resolver of each dependency `dependant` declares."""
-    needs = []
-    for sub in dependant.dependencies:
-        if sub.name is None:
-            raise TypeError("LeanRoute takes dependencies as parameters, not in the route's `dependencies=`")
-        needs.append((sub.name, _resolver(sub)))
-    return needs
+def _needs(dependant: Dependant) -> list[Need]:
+    """The parameter name (None for the router's own) and resolver of each dependency `dependant` declares."""
+    return [(sub.name, _resolver(sub)) for sub in dependant.dependencies]
+
+
+async def _call_needs(needs: list[Need], request: Request, cache: dict[Any, Any]) -> dict[str, Any]:
+    """Every dependency's value, by parameter name (the router's own are called for their effect)."""
+    values = {}
+    for name, need in needs:
+        value = await need(request, cache)
+        if name is not None:
+            values[name] = value
+    return values
 
 
 def _body_reader(route: APIRoute) -> Callable[[Request], Awaitable[BaseModel]] | None:
@@ -242,27 +276,32 @@ def _is_json(content_type: str | None) -> bool:
 def _handler(route: APIRoute) -> Handler:
     dependant = route.dependant
     _refuse_unsupported(dependant, route.path)
+    if dependant.response_param_name:
+        raise TypeError(f"LeanRoute {route.path} declares a response parameter: it returns its own response")
     endpoint = dependant.call
     assert endpoint is not None
     needs = _needs(dependant)
     request_name = dependant.request_param_name
     read_body = _body_reader(route)
     body_name = dependant.body_params[0].name if read_body is not None else None
-    fields: Sequence[tuple[Sequence[Any], str]] = [
-        (params, source)
-        for params, source in ((dependant.path_params, "path"), (dependant.query_params, "query"))
+    fields: Sequence[tuple[Sequence[Any], Callable[[Request], Any]]] = [
+        (params, attrgetter(where))
+        for params, where in (
+            (dependant.path_params, "path_params"),
+            (dependant.query_params, "query_params"),
+            (dependant.header_params, "headers"),
+        )
         if params
     ]
 
     async def handle(request: Request) -> Response:
         cache: dict[Any, Any] = {}
-        values: dict[str, Any] = {name: await need(request, cache) for name, need in needs}
+        values = await _call_needs(needs, request, cache)
         if request_name:
             values[request_name] = request
         errors: list[Any] = []
-        for params, source in fields:
-            received = request.path_params if source == "path" else request.query_params
-            found, wrong = request_params_to_args(params, received)
+        for params, received in fields:
+            found, wrong = request_params_to_args(params, received(request))
             values.update(found)
             errors.extend(wrong)
         if errors:
@@ -272,6 +311,9 @@ def _handler(route: APIRoute) -> Handler:
         response = await endpoint(**values)
         if not isinstance(response, Response):
             raise TypeError(f"LeanRoute {route.path} must return a Response, not {type(response).__name__}")
+        sub_response = cache.get(_SUB_RESPONSE)
+        if sub_response is not None:
+            response.headers.raw.extend(sub_response.headers.raw)
         return response
 
     return handle

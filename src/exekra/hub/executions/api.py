@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from exekra.hub.context import Hub
-from exekra.hub.deps import CurrentUser, HubDep, Paging, Principal
+from exekra.hub.deps import CurrentUser, HubDep, Paging, Principal, rate_limit
 from exekra.hub.errors import ValidationFailed
 from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.models import ExecutionStatus, TriggerType
@@ -31,8 +31,15 @@ from exekra.hub.executions.schemas import (
 )
 from exekra.hub.lookup import IdPrefixQuery
 from exekra.hub.responses import ORJSONResponse, documented
+from exekra.hub.routing import LeanRoute
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
+# The two routes on every execution's way, its creation and the read its client waits on (`?wait=`), are LeanRoutes
+# served by the hub's lane (`HubApp`), past FastAPI's layers; rate limited by this router's own dependency (it is
+# included as it is, without the one the other routers are included with).
+hot_router = APIRouter(
+    prefix="/api/executions", tags=["executions"], route_class=LeanRoute, dependencies=[Depends(rate_limit)]
+)
 
 DUPLICATE = {200: {"model": CreatedExecutionAnswer, "description": "A repeated idempotency key: the first execution"}}
 _SSE = (
@@ -59,7 +66,7 @@ async def one_execution(hub: Hub, view: ExecutionView) -> dict[str, Any]:
     return {"execution": execution_to_api(execution, view.workflow_name, view.version_number, **names.of(execution))}
 
 
-@router.post("", **documented(CreatedExecutionAnswer, 201, also=DUPLICATE))
+@hot_router.post("", **documented(CreatedExecutionAnswer, 201, also=DUPLICATE))
 async def create_execution(
     body: NewExecution,
     user: CurrentUser,
@@ -146,19 +153,21 @@ def _filter_id(value: str | None, name: str) -> uuid.UUID | None:
         raise ValidationFailed(f"{name}: not a valid id") from None
 
 
-@router.get("/{execution_id}", response_model=ExecutionAnswer)
+@hot_router.get("/{execution_id}", **documented(ExecutionAnswer))
 async def get_execution(
     execution_id: str,
     user: CurrentUser,
     hub: HubDep,
     wait: Annotated[float, Query(ge=0, le=30, description="hold the answer until the execution ends")] = 0,
-) -> dict[str, Any]:
+) -> ORJSONResponse:
     """The execution. With `wait` (seconds, at most 30), an execution that has not ended yet is answered when
     it ends (COMPLETED, FAILED or STOPPED) or when `wait` passes, whichever comes first: the way to wait for
     a result without polling."""
     if wait <= 0:
-        return await one_execution(hub, await hub.executions.get(execution_id))
-    return await one_execution(hub, await hub.executions.wait_for_end(execution_id, wait))
+        view = await hub.executions.get(execution_id)
+    else:
+        view = await hub.executions.wait_for_end(execution_id, wait)
+    return ORJSONResponse(await one_execution(hub, view))
 
 
 @router.get("/{execution_id}/logs", response_model=LogPage)
