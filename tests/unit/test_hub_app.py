@@ -8,6 +8,7 @@ import inspect
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import Depends, FastAPI
 from starlette.middleware.errors import ServerErrorMiddleware
@@ -110,6 +111,31 @@ async def test_an_http_request_goes_to_the_lane_with_no_frame_of_the_framework_o
     lifespan = app({"type": "lifespan"}, receive, send)  # everything else: FastAPI's own call
     assert inspect.iscoroutine(lifespan) and lifespan.cr_code is FastAPI.__call__.__code__
     lifespan.close()
+
+
+async def test_fastapis_own_telemetry_is_asked_once_and_when_on_takes_every_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app(Settings(database_url="postgresql://hub@db/exekra", secret_key=SECRET))
+    asked: list[bool] = []
+
+    def enabled() -> bool:  # as with an OpenTelemetry provider set up before the first request
+        asked.append(True)
+        return True
+
+    monkeypatch.setattr(app._native_telemetry, "enabled", enabled)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    for _ in range(2):
+        step = app({"type": "http", "method": "GET", "path": "/api/health", "headers": []}, receive, send)
+        assert step.cr_code is FastAPI.__call__.__code__  # type: ignore[attr-defined]
+        step.close()  # type: ignore[attr-defined]
+    assert asked == [True]
 
 
 def test_uvicorn_takes_the_hub_for_an_asgi_3_application_by_itself() -> None:

@@ -133,6 +133,7 @@ class HubApp(FastAPI):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.edge: list[Middleware] = []
+        self._traced: bool | None = None  # whether FastAPI's own OpenTelemetry hooks are on: asked once
 
     def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
         """As Starlette's: the middleware added last is the outermost; all of them go around the lane."""
@@ -144,10 +145,16 @@ class HubApp(FastAPI):
         """As FastAPI's, except that an HTTP request is handed to the middleware stack and the stack's coroutine
         returned, not awaited: no frame of FastAPI's or Starlette's waits on every request (0.9 KB of a held long
         poll). Lifespan and websocket scopes, and every scope when FastAPI's own OpenTelemetry hooks are on (the hub
-        does not turn them on), go through FastAPI's `__call__`. Marked a coroutine function below, so that a server
-        guessing the ASGI version from it (uvicorn) still finds ASGI 3."""
-        telemetry = getattr(self, "_native_telemetry", None)
-        if scope["type"] != "http" or telemetry is None or telemetry.enabled():
+        does not turn them on; an OpenTelemetry provider set up before the first request does), go through FastAPI's
+        `__call__`. FastAPI asks on every request (three look-ups of the environment); this process asks at its first
+        request. Marked a coroutine function below, so that a server guessing the ASGI version from it (uvicorn)
+        still finds ASGI 3."""
+        if scope["type"] != "http":
+            return super().__call__(scope, receive, send)
+        if self._traced is None:
+            telemetry = getattr(self, "_native_telemetry", None)
+            self._traced = telemetry is not None and telemetry.enabled()
+        if self._traced:
             return super().__call__(scope, receive, send)
         if self.root_path:
             scope["root_path"] = self.root_path
