@@ -174,10 +174,10 @@ async def test_user_requests_over_the_limit_get_429_with_retry_after_and_limit_h
     assert "X-RateLimit-Reset" in limited.headers
 
 
-async def test_creating_and_reading_executions_count_in_the_same_limit_and_say_so(
+async def test_creating_reading_and_retrying_executions_count_in_the_same_limit_and_say_so(
     admin: httpx.AsyncClient, rate_limit_of_five: int
 ) -> None:
-    # Both are served by the hub's lane (LeanRoutes), with the rate limit as their router's own dependency.
+    # All three are served by the hub's lane (LeanRoutes), with the rate limit as their router's own dependency.
     workflow_id = await publish_workflow(admin, "limited", SIMPLE_DEFINITION)  # two requests of five
     created = await admin.post("/api/executions", json={"workflowId": workflow_id, "inputs": {}})
     assert created.status_code == 201
@@ -185,8 +185,8 @@ async def test_creating_and_reading_executions_count_in_the_same_limit_and_say_s
     execution_id = created.json()["execution"]["id"]
     read = await admin.get(f"/api/executions/{execution_id}")
     assert (read.status_code, read.headers["X-RateLimit-Remaining"]) == (200, "1")
-    waited = await admin.get(f"/api/executions/{execution_id}", params={"wait": "0.01"})  # the fifth
-    assert (waited.status_code, waited.headers["X-RateLimit-Remaining"]) == (200, "0")
+    retried = await admin.post(f"/api/executions/{execution_id}/retry")  # the fifth
+    assert (retried.status_code, retried.headers["X-RateLimit-Remaining"]) == (201, "0")
     assert_error(await admin.post("/api/executions", json={"workflowId": workflow_id}), 429, "rate_limited")
     limited = await admin.get(f"/api/executions/{execution_id}")
     assert_error(limited, 429, "rate_limited")

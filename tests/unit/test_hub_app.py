@@ -53,15 +53,19 @@ def test_the_lane_serves_every_documented_runner_route_and_the_executions_hot_on
     while not isinstance(stack, LeanLane):
         stack = stack.app
     served = {(method, route.path) for route in stack.routes for method in route.methods - {"HEAD"}}
-    hot = {("POST", "/api/executions"), ("GET", "/api/executions/{execution_id}")}
+    hot = {
+        ("POST", "/api/executions"),
+        ("GET", "/api/executions/{execution_id}"),
+        ("POST", "/api/executions/{execution_id}/retry"),
+    }
     documented = {
         (method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
         for method in operations
         if path.startswith("/api/runner/") or (method.upper(), path) in hot
     }
-    # The runner protocol (auth, heartbeat, poll, and eight per execution), and an execution's create and read.
-    assert len(served) == 13 and served == documented
+    # The runner protocol (auth, heartbeat, poll, and eight per execution), and an execution's create, read and retry.
+    assert len(served) == 14 and served == documented
     limited = [route for route in stack.routes if route.path.startswith("/api/executions")]
     assert all(route.dependencies == [Depends(rate_limit)] for route in limited)  # user-facing: rate limited
 

@@ -36,7 +36,9 @@ from exekra.hub.routing import LeanRoute
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 # The two routes on every execution's way, its creation and the read its client waits on (`?wait=`), are LeanRoutes
 # served by the hub's lane (`HubApp`), past FastAPI's layers; rate limited by this router's own dependency (it is
-# included as it is, without the one the other routers are included with).
+# included as it is, without the one the other routers are included with). So is a retry, a creation too: every
+# route that answers its own response is here, so that its answer carries the rate limit's headers, which FastAPI
+# drops from such an answer.
 hot_router = APIRouter(
     prefix="/api/executions", tags=["executions"], route_class=LeanRoute, dependencies=[Depends(rate_limit)]
 )
@@ -227,7 +229,7 @@ async def stop_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> d
     return {"execution": execution_to_api(stopped, **(await names_of(hub.db, [stopped])).of(stopped))}
 
 
-@router.post("/{execution_id}/retry", **documented(CreatedExecutionAnswer, 201, also=DUPLICATE))
+@hot_router.post("/{execution_id}/retry", **documented(CreatedExecutionAnswer, 201, also=DUPLICATE))
 async def retry_execution(execution_id: str, user: CurrentUser, hub: HubDep) -> ORJSONResponse:
     """A new execution with the same version and inputs."""
     return await _created(hub, await hub.executions.retry(execution_id, user.actor), user)
