@@ -49,7 +49,7 @@ async def test_a_hub_behind_sentinel_follows_a_failover_without_losing_an_execut
     await empty_tables(queue_database_url)
 
     async with running_hub(hub_settings(queue_database_url, tmp_path, cluster.url)) as hub:
-        assert await hub.queue_mode() == "redis"
+        await hub.in_redis_mode()
         workflow_id = await hub.workflow(labels=["later"])  # no runner until the end: the executions wait in Redis
         created = await hub.create_many(workflow_id, EXECUTIONS)
         await all_waiting_in_redis(hub, created)
@@ -126,7 +126,7 @@ async def test_rediss_with_a_password_carries_the_queue_and_the_rate_limiter(
     url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={ca}"
 
     async with running_hub(hub_settings(queue_database_url, tmp_path, url)) as hub:
-        assert await hub.queue_mode() == "redis"
+        await hub.in_redis_mode()
         workflow_id = await hub.workflow(labels=["later"])
         created = await hub.create_many(workflow_id, 3)
         queue = await all_waiting_in_redis(hub, created)
