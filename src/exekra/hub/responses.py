@@ -19,9 +19,9 @@ class ORJSONResponse(JSONResponse):
 def documented(
     model: type[BaseModel], status: int = 200, *, also: dict[int, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """Route options for the hot path (the runner protocol, execution create, webhooks): `model` is named as the
-    answer in the OpenAPI document, but no answer is validated against it. Such a route returns its answer as
-    an `ORJSONResponse` (a returned dict would go through FastAPI's slower `jsonable_encoder`); the integration
-    tests hold every answer to its model. Other routes declare `response_model=`. `also`: the route's other
-    successful answers."""
+    """Route options for the hot path (the runner protocol, an execution's create, read and retry, webhooks): `model`
+    is named as the answer in the OpenAPI document, but no answer is validated against it. Such a route returns its
+    answer as an `ORJSONResponse` (a returned dict would go through FastAPI's slower `jsonable_encoder`); the
+    integration tests hold every answer to its model. Other routes declare `response_model=`. `also`: the route's
+    other successful answers."""
     return {"response_model": None, "status_code": status, "responses": {status: {"model": model}, **(also or {})}}
