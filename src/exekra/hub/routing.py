@@ -11,7 +11,8 @@ with one planned once per route:
 - the dependencies are called in order, each with the request and the dependencies it declares (each called
   once per request), the router's own (`dependencies=`) first, for their effect; a dependency that raises (401,
   429) answers before the body is looked at; one that takes a `response` sets headers on it, which are added to
-  the endpoint's answer (FastAPI drops them when the endpoint returns its own `Response`);
+  the endpoint's answer (FastAPI left them out of the hub's retry, which returns its own `Response`, though it adds
+  them in `tests/unit/test_lean_route.py`'s simpler application: not understood);
 - path, query and header parameters are validated by FastAPI's own `request_params_to_args` (the same 422s);
 - the body, when the route has one, is validated from its bytes by the model in one pass (`model_validate_json`),
   and must be sent as JSON (`application/json` or `+json`) as FastAPI's strict content type requires; a
@@ -87,8 +88,12 @@ class LeanLane:
                     raise TypeError(f"LeanLane serves LeanRoutes only, not {route!r}")
                 routes.append(route)
             self.lanes.append((_prefix(router), routes))
-        self.routes = [route for _, routes in self.lanes for route in routes]
         self.exception_handlers = exception_handlers
+
+    @property
+    def routes(self) -> list[LeanRoute]:
+        """Every route the lane serves."""
+        return [route for _, routes in self.lanes for route in routes]
 
     def _route(self, scope: Scope) -> tuple[LeanRoute, Scope] | None:
         """The route that fully matches the request, with its child scope; None: not one of the lane's."""

@@ -20,10 +20,12 @@ class Handed:
     epoch: int  # the runner's token epoch when it was assigned
     answer: dict[str, Any]
 
-    def answer_for(self, epoch: int) -> dict[str, Any] | None:
-        """The answer for a poll under token `epoch`; None under another token (the runner's secret was regenerated
-        since, or the token predates the assignment's epoch): that poll reads what it holds."""
-        return self.answer if epoch == self.epoch else None
+
+def answer_for(handed: Handed | None, epoch: int) -> dict[str, Any] | None:
+    """The answer for a poll under token `epoch` of what was handed over, if anything was; None under another token
+    (the runner's secret was regenerated since, or the token predates the assignment's epoch): that poll reads what
+    it holds."""
+    return handed.answer if handed is not None and epoch == handed.epoch else None
 
 
 def poll_answer(row: Row[Any]) -> dict[str, Any]:

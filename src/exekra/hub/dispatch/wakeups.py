@@ -74,7 +74,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 
 from exekra.db.session import Database
-from exekra.hub.dispatch.handed import Handed
+from exekra.hub.dispatch.handed import Handed, answer_for
 from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.listener import APPLICATION_NAME, Listener
 from exekra.hub.redis_client import redis_client
@@ -250,7 +250,7 @@ class Wakeups(Waiters):
         if note is None or not self.alone:
             return None
         handed, at = note
-        return handed.answer_for(epoch) if time.monotonic() - at <= QUIET_GAP_SECONDS else None
+        return answer_for(handed, epoch) if time.monotonic() - at <= QUIET_GAP_SECONDS else None
 
     def vouch(self, signal: PollSignal, epoch: int, digest: str | None) -> None:
         """The runner's row, read by this poll or by the full poll its quiet renewals go back to, showed the runner

@@ -36,9 +36,8 @@ from exekra.hub.routing import LeanRoute
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 # The two routes on every execution's way, its creation and the read its client waits on (`?wait=`), are LeanRoutes
 # served by the hub's lane (`HubApp`), past FastAPI's layers; rate limited by this router's own dependency (it is
-# included as it is, without the one the other routers are included with). So is a retry, a creation too: every
-# route that answers its own response is here, so that its answer carries the rate limit's headers, which FastAPI
-# drops from such an answer.
+# included as it is, without the one the other routers are included with). So is the retry, also a creation: served
+# by FastAPI's router, its answer lacked the rate limit's headers (tests/integration/test_errors_and_limits.py).
 hot_router = APIRouter(
     prefix="/api/executions", tags=["executions"], route_class=LeanRoute, dependencies=[Depends(rate_limit)]
 )

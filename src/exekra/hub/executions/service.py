@@ -26,6 +26,7 @@ from exekra.hub.audit.service import SYSTEM, Actor
 from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.credentials.service import credential_for_runner
 from exekra.hub.dispatch.dispatcher import Dispatcher, DuplicateMirror
+from exekra.hub.dispatch.handed import answer_for
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.dispatch.wakeups import PollSignal
 from exekra.hub.effects import Transition
@@ -283,8 +284,7 @@ class ExecutionService:
         profile = RunnerProfile(claims.runner_id, presence.type, presence.labels, presence.activities)
         assignment = await self.dispatcher.runner_idle(claims.runner_id, profile)
         if assignment is not None:
-            answer = assignment.handed.answer_for(claims.epoch) if assignment.handed is not None else None
-            return answer or assignment.execution_id, False
+            return answer_for(assignment.handed, claims.epoch) or assignment.execution_id, False
         self.dispatcher.wakeups.vouch(signal, claims.epoch, sign.catalogue_digest)
         return None, True
 
@@ -305,7 +305,7 @@ class ExecutionService:
             return None
         # Woken by an assignment made in this process, which handed over the execution as its claim read it; else
         # whatever it was woken for, in one read (nothing if its token was revoked meanwhile).
-        answer = signal.handed.answer_for(claims.epoch) if signal.handed is not None else None
+        answer = answer_for(signal.handed, claims.epoch)
         return answer or await queries.held_execution(self.db, claims.runner_id, claims.epoch)
 
     async def start(self, claims: RunnerClaims, execution_id: str, attempt: int) -> None:
