@@ -14,11 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from exekra.hub.auth.security import RunnerClaims
 from exekra.hub.context import Hub
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.executions import queries
 from exekra.hub.lifecycle import Assignment
 from exekra.hub.listener import APPLICATION_NAME
+from exekra.hub.runners.liveness import Liveness, Sign
 from exekra.hub.tasks import drain
 
 from .conftest import SIMPLE_DEFINITION
@@ -449,15 +451,23 @@ async def test_a_woken_poll_answers_the_execution_its_assignment_handed_it_witho
 
 
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
-    """The runners whose polls read the execution they hold (`queries.held_execution`) from now on."""
+    """The runners whose polls read the execution they hold from now on: with the runner's row (a full poll's
+    `Liveness.sign`), or by itself (`queries.held_execution`, a woken poll's)."""
     reads: list[uuid.UUID] = []
-    read = queries.held_execution
+    read, sign = queries.held_execution, Liveness.sign
 
     async def counted(db: Any, runner_id: uuid.UUID, *args: Any) -> Any:
         reads.append(runner_id)
         return await read(db, runner_id, *args)
 
+    async def signed(self: Liveness, claims: RunnerClaims, *args: Any, **kwargs: Any) -> Sign:
+        found = await sign(self, claims, *args, **kwargs)
+        if found.held is not None:
+            reads.append(claims.runner_id)
+        return found
+
     monkeypatch.setattr(queries, "held_execution", counted)
+    monkeypatch.setattr(Liveness, "sign", signed)
     return reads
 
 
@@ -484,13 +494,18 @@ async def test_a_runner_changed_after_the_hand_over_polls_in_full_and_still_gets
 async def test_with_another_hub_process_the_poll_after_the_hand_over_reads(
     admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With several processes the runner's next poll may go to another one: no note is kept."""
+    """With several processes the runner's next poll may go to another one: no note is kept. The full poll reads the
+    execution the runner holds with the runner's row, in one statement, answered as the execution's own read answers
+    it."""
     monkeypatch.setattr(type(hub.dispatcher.wakeups), "alone", property(lambda _: False))
     runner, queued = await _handed_on_complete(admin, client, "handed-two-processes")
     reads = _count_reads(monkeypatch)
-    answer = await runner.poll(wait=QUIET)
+    with statements_sent(hub, monkeypatch) as sent:
+        answer = await runner.poll(wait=QUIET)
     assert answer.status_code == 200 and answer.json()["execution"]["id"] == queued
     assert reads == [uuid.UUID(runner.runner_id or "")]
+    assert len(sent) == 1 and "FROM runners r" in sent[0], sent
+    assert answer.json()["execution"] == await _as_read(hub, runner)
 
 
 @pytest.mark.parametrize("change", ["disabled", "failed effect"])

@@ -168,7 +168,7 @@ class Assignment:
     execution_id: uuid.UUID
     runner_id: uuid.UUID
     attempt: int
-    handed: Handed | None = None  # as the runner's poll answers it (the claim statements read it)
+    handed: Handed  # as the runner's poll answers it (the claim statements read it)
 
 
 # Shared tail of both claim statements: given CTEs `e` (the execution: id, workflow_id, concurrency_key) and `r` (the

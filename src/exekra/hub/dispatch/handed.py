@@ -1,8 +1,9 @@
 """What a runner's poll is handed: an execution it holds, as the poll answers it (SPEC §7.3).
 
-One shape, built from one set of columns, for both ways a poll learns of its execution: the claim that assigned it
-returns them (`lifecycle`'s claim statements), and a poll that was not handed its execution reads them
-(`exekra.hub.executions.queries.held_execution`).
+One shape, built from one set of columns, for every way a poll learns of its execution: the claim that assigned it
+returns them (`lifecycle`'s claim statements), a full poll's read of the runner's row returns them for the execution
+the runner holds (`exekra.hub.runners.liveness`), and a poll woken for it reads them
+(`exekra.hub.executions.queries.held_execution`). The two reads take them from `HELD_FROM` with `held_columns`.
 """
 
 from __future__ import annotations
@@ -28,15 +29,42 @@ def answer_for(handed: Handed | None, epoch: int) -> dict[str, Any] | None:
     return handed.answer if handed is not None and epoch == handed.epoch else None
 
 
-def poll_answer(row: Row[Any]) -> dict[str, Any]:
+# The poll answer's columns, by name, as read from `HELD_FROM`.
+_HELD = {
+    "id": "e.id",
+    "attempt": "e.attempt",
+    "status": "e.status",
+    "inputs": "e.inputs",
+    "timeout_seconds": "e.timeout_seconds",
+    "workflow_id": "w.id",
+    "workflow_name": "w.name",
+    "version_id": "v.id",
+    "version_number": "v.number",
+    "definition": "v.definition",
+}
+HELD_FROM = """executions e
+  JOIN workflows w ON w.id = e.workflow_id
+  JOIN workflow_versions v ON v.id = e.version_id"""
+
+
+def held_columns(prefix: str = "") -> str:
+    """SQL: the select list of a poll's answer from `HELD_FROM` (execution `e`), each column named `prefix` + its
+    name, for `poll_answer(row, prefix)`."""
+    return ", ".join(f"{column} AS {prefix}{name}" for name, column in _HELD.items())
+
+
+def poll_answer(row: Row[Any], prefix: str = "") -> dict[str, Any]:
     """The poll's answer from a row with the columns id, attempt, status, inputs, timeout_seconds, workflow_id,
-    workflow_name, version_id, version_number and definition."""
+    workflow_name, version_id, version_number and definition, each named with `prefix`."""
+    id_, attempt, status, inputs, timeout, workflow_id, workflow_name, version_id, number, definition = (
+        getattr(row, prefix + name) for name in _HELD
+    )
     return {
-        "id": str(row.id),
-        "attempt": row.attempt,
-        "status": row.status,
-        "inputs": row.inputs,
-        "timeoutSeconds": row.timeout_seconds,
-        "workflow": {"id": str(row.workflow_id), "name": row.workflow_name},
-        "version": {"id": str(row.version_id), "number": row.version_number, "definition": row.definition},
+        "id": str(id_),
+        "attempt": attempt,
+        "status": status,
+        "inputs": inputs,
+        "timeoutSeconds": timeout,
+        "workflow": {"id": str(workflow_id), "name": workflow_name},
+        "version": {"id": str(version_id), "number": number, "definition": definition},
     }

@@ -16,7 +16,7 @@ from sqlalchemy.orm import aliased
 from exekra.db.raw import Statements
 from exekra.db.session import Database
 from exekra.hub import lifecycle
-from exekra.hub.dispatch.handed import poll_answer
+from exekra.hub.dispatch.handed import HELD_FROM, held_columns, poll_answer
 from exekra.hub.errors import BadRequest, NotFound
 from exekra.hub.executions.models import TERMINAL_STATUSES, Execution, ExecutionLog
 from exekra.hub.lookup import IdPrefix, parse_id
@@ -252,36 +252,19 @@ async def read_logs(
 
 # --- the runner protocol's reads ---------------------------------------------------------------------------
 
-_HELD_COLUMNS = """
-SELECT e.id, e.attempt, e.status, e.inputs, e.timeout_seconds, w.id AS workflow_id, w.name AS workflow_name,
-       v.id AS version_id, v.number AS version_number, v.definition
-  FROM executions e
-  JOIN workflows w ON w.id = e.workflow_id
-  JOIN workflow_versions v ON v.id = e.version_id"""
-# Both check the token's epoch too: a poll made with a token revoked while it waited gets nothing.
-_HELD_EXECUTION = text(
-    f"""{_HELD_COLUMNS}
- WHERE e.id = :execution_id AND e.runner_id = :runner_id AND e.status IN ('ASSIGNED','RUNNING')
-   AND EXISTS (SELECT 1 FROM runners WHERE id = :runner_id AND token_epoch = :epoch)"""
-)
+# The token's epoch is checked too: a poll made with a token revoked while it waited gets nothing.
 _HELD_NOW = text(
-    f"""{_HELD_COLUMNS}
+    f"""SELECT {held_columns()} FROM {HELD_FROM}
  WHERE e.id = (SELECT current_execution_id FROM runners WHERE id = :runner_id AND token_epoch = :epoch)
    AND e.runner_id = :runner_id AND e.status IN ('ASSIGNED','RUNNING')"""
 )
 
 
-async def held_execution(
-    db: Database, runner_id: uuid.UUID, epoch: int, execution_id: uuid.UUID | None = None
-) -> dict[str, Any] | None:
-    """The poll answer for the execution this runner holds: `execution_id`, or whichever it holds now (None
-    when it holds none, or when its token's epoch is no longer current)."""
+async def held_execution(db: Database, runner_id: uuid.UUID, epoch: int) -> dict[str, Any] | None:
+    """The poll answer for the execution this runner holds now (None when it holds none, or when its token's epoch is
+    no longer current): for a poll woken by something other than an assignment made in this process."""
     async with db.reading() as session:
-        if execution_id is None:
-            row = (await session.execute(_HELD_NOW, {"runner_id": runner_id, "epoch": epoch})).first()
-        else:
-            params = {"execution_id": execution_id, "runner_id": runner_id, "epoch": epoch}
-            row = (await session.execute(_HELD_EXECUTION, params)).first()
+        row = (await session.execute(_HELD_NOW, {"runner_id": runner_id, "epoch": epoch})).first()
     return None if row is None else poll_answer(row)
 
 

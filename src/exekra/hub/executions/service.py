@@ -262,29 +262,27 @@ class ExecutionService:
             held, idle = await self._sign_and_claim(claims, signal)
             if idle:
                 return await self._wait_for_work(claims, signal, wait, read_at)
+            return held
         finally:
             wakeups.unregister(runner_id, signal)
-        if held is None or isinstance(held, dict):
-            return held
-        return await queries.held_execution(self.db, runner_id, claims.epoch, held)
 
-    async def _sign_and_claim(
-        self, claims: RunnerClaims, signal: PollSignal
-    ) -> tuple[uuid.UUID | dict[str, Any] | None, bool]:
-        """A poll's sign of life and claim: the id of the execution the runner holds, or the one it was just given as
-        the poll answers it (the claim read it), and whether it is idle (enabled, holding none, given none: the row
-        then vouches for the poll's `signal`). Read here, not in `poll`,
-        so that a held poll does not keep the row's objects for the length of its wait (the Redis dispatcher keeps
-        its own copy of the runner's profile, its labels and declared activities, to match work:
-        `RedisDispatcher._profiles`)."""
-        sign = await self.liveness.sign(claims)
+    async def _sign_and_claim(self, claims: RunnerClaims, signal: PollSignal) -> tuple[dict[str, Any] | None, bool]:
+        """A full poll's sign of life and claim, in as many round trips as it takes to find its answer: the read of
+        the runner's row, with the live execution it holds as the poll answers it; else, when it is idle (enabled,
+        holding none: the row then vouches for the poll's `signal`), a claim, whose statement reads the execution it
+        assigns. Returns the answer and whether the runner is idle (given nothing). None and not idle: a runner
+        disabled, or whose row names an execution that is no longer live, or whose token the claim found revoked.
+        Read here, not in `poll`, so that a held poll does not keep the row's objects for the length of its wait
+        (the Redis dispatcher keeps its own copy of the runner's profile, its labels and declared activities, to
+        match work: `RedisDispatcher._profiles`)."""
+        sign = await self.liveness.sign(claims, with_held=True)
         presence = sign.presence
         if presence.current_execution_id is not None or not presence.enabled:
-            return presence.current_execution_id, False
+            return sign.held, False
         profile = RunnerProfile(claims.runner_id, presence.type, presence.labels, presence.activities)
         assignment = await self.dispatcher.runner_idle(claims.runner_id, profile)
         if assignment is not None:
-            return answer_for(assignment.handed, claims.epoch) or assignment.execution_id, False
+            return answer_for(assignment.handed, claims.epoch), False
         self.dispatcher.wakeups.vouch(signal, claims.epoch, sign.catalogue_digest)
         return None, True
 

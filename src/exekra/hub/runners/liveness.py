@@ -21,12 +21,14 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import text
 
 from exekra.db.session import Database
 from exekra.hub import lifecycle
 from exekra.hub.auth.security import RunnerClaims
+from exekra.hub.dispatch.handed import HELD_FROM, held_columns, poll_answer
 from exekra.hub.errors import TRANSIENT_ERRORS, NotAuthenticated
 from exekra.hub.lifecycle import Metrics, RunnerPresence, SignOfLife
 from exekra.hub.runners.models import RunnerStatus
@@ -39,16 +41,22 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES = 100
 
 # The runner as a sign of life finds it; with `with_stops`, also the live executions it holds whose stop was requested
-# (a heartbeat's answer). One read, no lock.
+# (a heartbeat's answer); with `with_held`, the live execution it holds as its poll answers it (`held_*`: a full poll
+# reads nothing else). One read, no lock.
 _PRESENCE = text(
-    """
+    f"""
 SELECT r.id, r.status, r.enabled, r.current_execution_id, r.type, r.labels, r.activities, r.catalogue_digest,
        r.token_epoch,
        CASE WHEN CAST(:with_stops AS boolean) AND r.current_execution_id IS NOT NULL THEN ARRAY(
            SELECT x.id FROM executions x
             WHERE x.runner_id = r.id AND x.status IN ('ASSIGNED', 'RUNNING') AND x.stop_requested)
-       END AS stop_ids
+       END AS stop_ids,
+       h.*
   FROM runners r
+  LEFT JOIN LATERAL (
+       SELECT {held_columns("held_")} FROM {HELD_FROM}
+        WHERE CAST(:with_held AS boolean) AND e.id = r.current_execution_id AND e.runner_id = r.id
+          AND e.status IN ('ASSIGNED', 'RUNNING')) h ON true
  WHERE r.id = :runner_id"""
 )
 
@@ -67,6 +75,7 @@ class Sign:
     presence: RunnerPresence
     stop_ids: list[uuid.UUID]
     catalogue_digest: str | None  # of the runner's declaration, as the hub holds it
+    held: dict[str, Any] | None = None  # (for a poll) the live execution the runner holds, as the poll answers it
 
 
 class Liveness:
@@ -79,11 +88,15 @@ class Liveness:
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()  # one write at a time: see `flush`
 
-    async def sign(self, claims: RunnerClaims, metrics: Metrics | None = None, *, with_stops: bool = False) -> Sign:
-        """A heartbeat (with `metrics`) or a poll. NotAuthenticated if the token was revoked."""
+    async def sign(
+        self, claims: RunnerClaims, metrics: Metrics | None = None, *, with_stops: bool = False, with_held: bool = False
+    ) -> Sign:
+        """A heartbeat (with `metrics`, `with_stops`) or a poll (`with_held`). NotAuthenticated if the token was
+        revoked."""
         runner_id = claims.runner_id
+        params = {"runner_id": runner_id, "with_stops": with_stops, "with_held": with_held}
         async with self.db.reading() as session:
-            row = (await session.execute(_PRESENCE, {"runner_id": runner_id, "with_stops": with_stops})).first()
+            row = (await session.execute(_PRESENCE, params)).first()
         if row is None or row.token_epoch != claims.epoch:
             raise NotAuthenticated("Runner token revoked: authenticate again")
         presence = lifecycle.presence_of(row)
@@ -93,7 +106,8 @@ class Liveness:
         if presence is None:
             raise NotAuthenticated("Runner token revoked: authenticate again")
         self.renew(claims, metrics)
-        return Sign(presence, list(row.stop_ids or ()), row.catalogue_digest)
+        held = poll_answer(row, "held_") if row.held_id is not None else None
+        return Sign(presence, list(row.stop_ids or ()), row.catalogue_digest, held)
 
     def renew(self, claims: RunnerClaims, metrics: Metrics | None = None) -> None:
         """Remember a sign of life, to be written with the next flush; without reading the runner's row: for a
