@@ -406,16 +406,18 @@ async def test_work_assigned_while_a_complete_is_recorded_is_answered_by_the_nex
 
 
 async def _handed_on_complete(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient, name: str
-) -> tuple[ProtocolRunner, str]:
-    """A runner whose end report was offered a queued execution, which it took: (the runner, that execution)."""
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, name: str, **report: Any
+) -> tuple[ProtocolRunner, str, dict[str, Any]]:
+    """A runner whose end report (with the fields `report`) was offered a queued execution, which it took: (the
+    runner, that execution, the report's answer)."""
     runner = await ProtocolRunner.online(admin, client, name)
     workflow_id = await publish_workflow(admin, name, SIMPLE_DEFINITION)
     execution_id, attempt = await _ran(runner, admin, workflow_id)
     queued = (await create_execution(admin, workflow_id))["id"]  # waits: its only runner is busy
     await drain()
-    assert (await runner.complete(execution_id, attempt)).status_code == 200  # offered `queued`, which it takes
-    return runner, queued
+    answer = await runner.complete(execution_id, attempt, **report)  # offered `queued`, which it takes
+    assert answer.status_code == 200
+    return runner, queued, answer.json()
 
 
 async def _as_read(hub: Hub, runner: ProtocolRunner) -> dict[str, Any] | None:
@@ -428,7 +430,8 @@ async def test_the_poll_after_a_complete_that_took_queued_work_is_handed_it_and_
 ) -> None:
     """The end report's offer assigned the execution, its claim reading it as the poll answers it: no note of a
     quiet renewal (which would answer 204), a note of what was handed over instead."""
-    runner, queued = await _handed_on_complete(admin, client, "complete-then-queued")
+    runner, queued, report = await _handed_on_complete(admin, client, "complete-then-queued")
+    assert report == {"status": "COMPLETED"}  # a runner that did not ask for it (older ones) is not handed it
     with statements_sent(hub, monkeypatch) as sent:
         answer = await runner.poll(wait=QUIET)
     assert sent == []
@@ -474,7 +477,7 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
 async def test_an_execution_stopped_before_its_runner_polled_is_not_handed_to_the_poll(
     admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
 ) -> None:
-    runner, queued = await _handed_on_complete(admin, client, "handed-then-stopped")
+    runner, queued, _ = await _handed_on_complete(admin, client, "handed-then-stopped")
     assert (await admin.post(f"/api/executions/{queued}/stop")).json()["execution"]["status"] == "STOPPED"
     await drain()
     assert (await runner.poll(wait=QUIET)).status_code == 204  # not the stopped execution
@@ -483,7 +486,7 @@ async def test_an_execution_stopped_before_its_runner_polled_is_not_handed_to_th
 async def test_a_runner_changed_after_the_hand_over_polls_in_full_and_still_gets_its_execution(
     admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runner, queued = await _handed_on_complete(admin, client, "handed-then-changed")
+    runner, queued, _ = await _handed_on_complete(admin, client, "handed-then-changed")
     assert (await admin.patch(f"/api/runners/{runner.runner_id}", json={"labels": ["changed"]})).status_code == 200
     reads = _count_reads(monkeypatch)
     answer = await runner.poll(wait=QUIET)
@@ -498,7 +501,7 @@ async def test_with_another_hub_process_the_poll_after_the_hand_over_reads(
     execution the runner holds with the runner's row, in one statement, answered as the execution's own read answers
     it."""
     monkeypatch.setattr(type(hub.dispatcher.wakeups), "alone", property(lambda _: False))
-    runner, queued = await _handed_on_complete(admin, client, "handed-two-processes")
+    runner, queued, _ = await _handed_on_complete(admin, client, "handed-two-processes")
     reads = _count_reads(monkeypatch)
     with statements_sent(hub, monkeypatch) as sent:
         answer = await runner.poll(wait=QUIET)
@@ -533,3 +536,35 @@ async def test_after_a_complete_that_did_not_leave_the_runner_idle_the_next_poll
         assert (await runner.poll(wait=QUIET)).status_code == 204
     assert sent  # the runner's row was read
     assert looks == ([] if change == "disabled" else [uuid.UUID(runner.runner_id or "")])
+
+
+@pytest.mark.parametrize("processes", ["one", "several"])
+async def test_an_end_report_taking_next_is_answered_the_execution_its_offer_assigned_as_a_poll_would(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch, processes: str
+) -> None:
+    """`takeNext`: the runner starts the execution its end report was given without polling for it, with several
+    hub processes too (where no note is kept). The note its poll would have taken is used up, so a poll all the same
+    reads what the runner holds, and the execution starts once."""
+    if processes == "several":
+        monkeypatch.setattr(type(hub.dispatcher.wakeups), "alone", property(lambda _: False))
+    runner, queued, report = await _handed_on_complete(admin, client, f"take-next-{processes}", takeNext=True)
+    assert report["status"] == "COMPLETED" and report["next"]["id"] == queued
+    assert report["next"] == await _as_read(hub, runner)
+    reads = _count_reads(monkeypatch)
+    polled = await runner.poll(wait=QUIET)
+    assert polled.status_code == 200 and polled.json()["execution"] == report["next"]
+    assert reads == [uuid.UUID(runner.runner_id or "")]  # read: nothing was left to hand over
+    assert (await runner.start(queued, report["next"]["attempt"])).status_code == 200
+
+
+async def test_an_end_report_taking_next_with_nothing_queued_answers_none_and_leaves_a_quiet_note(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "take-next-nothing")
+    workflow_id = await publish_workflow(admin, "take-next-nothing", SIMPLE_DEFINITION)
+    execution_id, attempt = await _ran(runner, admin, workflow_id)
+    report = await runner.complete(execution_id, attempt, takeNext=True)
+    assert report.status_code == 200 and report.json() == {"status": "COMPLETED", "next": None}
+    with statements_sent(hub, monkeypatch) as sent:
+        assert (await runner.poll(wait=QUIET)).status_code == 204
+    assert sent == []  # renewed quietly, as after any end report that left the runner idle

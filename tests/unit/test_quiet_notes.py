@@ -259,3 +259,35 @@ def test_with_several_processes_a_waiting_poll_is_handed_its_execution_but_no_no
     poll = hub.register(runner)
     hub.notify(runner, _handed(execution))
     assert poll.handed == _handed(execution)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_end_report_s_watch_hands_over_what_its_offer_assigned_once_and_takes_the_note(processes: int) -> None:
+    """`complete` with `takeNext` answers the execution assigned while its report was watched: with several hub
+    processes too (no note is kept there, the watch holds it); the note for the runner's next poll is used up."""
+    hub, runner, execution = _wakeups(), uuid.uuid4(), uuid.uuid4()
+    hub.hearers = processes
+    watch = hub.watch(runner)
+    assert hub.hand_over(runner, watch, 1) is None  # nothing assigned
+    hub.notify(runner, _handed(execution))
+    assert hub.hand_over(runner, watch, 2) is None  # under another token
+    assert hub.hand_over(runner, watch, 1) == {"id": str(execution), "attempt": 1}
+    hub.unwatch(runner, watch)
+    assert hub.take_handed(runner, 1) is None  # the runner took it from the answer, not from a poll
+
+
+def test_an_end_report_s_watch_loses_what_was_handed_to_a_later_wake_up_or_when_the_runner_lets_go_of_it() -> None:
+    hub, runner, execution = _wakeups(), uuid.uuid4(), uuid.uuid4()
+    watch = hub.watch(runner)
+    hub.notify(runner, _handed(execution))
+    hub.let_go(runner, uuid.uuid4())  # another execution: what was handed stays
+    assert hub.hand_over(runner, watch, 1) is not None
+    hub.let_go(runner, execution)  # stopped or re-queued before the answer
+    assert hub.hand_over(runner, watch, 1) is None
+    hub.notify(runner, _handed(execution))
+    hub.notify(runner)  # its row changed, say: the runner polls and reads
+    assert hub.hand_over(runner, watch, 1) is None
+    hub.notify(runner, _handed(execution))
+    hub.notify_all()  # announcements may have been missed
+    assert hub.hand_over(runner, watch, 1) is None
+    assert not hub.is_waiting(runner)  # a watch is not a poll: an assignment made elsewhere is still announced

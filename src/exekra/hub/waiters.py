@@ -104,12 +104,15 @@ class Waiters:
             if len(waiting) == 1:
                 self._signals[key] = next(iter(waiting))
 
+    def of(self, key: uuid.UUID) -> Iterable[Signal]:
+        """The waiters of `key`, one by one."""
+        waiting = self._signals.get(key)
+        return () if waiting is None else each_signal(waiting)
+
     def notify(self, key: uuid.UUID) -> None:
         """Wake every waiter of `key` in this process."""
-        waiting = self._signals.get(key)
-        if waiting is not None:
-            for signal in each_signal(waiting):
-                signal.set()
+        for signal in self.of(key):
+            signal.set()
 
     def notify_all(self) -> None:
         """Wake every waiter (each looks again): used when notifications may have been missed."""

@@ -65,7 +65,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -78,7 +78,7 @@ from exekra.hub.dispatch.handed import Handed, answer_for
 from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.listener import APPLICATION_NAME, Listener
 from exekra.hub.redis_client import redis_client
-from exekra.hub.waiters import Signal, Waiters, each_signal
+from exekra.hub.waiters import Signal, Waiters
 
 log = logging.getLogger(__name__)
 N = TypeVar("N")
@@ -98,26 +98,35 @@ _LISTENERS = text(
 )
 
 
-class PollSignal(Signal):
+class HandedSignal(Signal):
+    """A signal that a wake-up may hand the execution it assigned to the runner, as the runner's poll answers it."""
+
+    __slots__ = ("handed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: Handed | None = None
+
+
+class PollSignal(HandedSignal):
     """A runner's long poll: what it waits on, and, once vouched for, the token epoch and catalogue digest of the
     runner's row as its poll read it, idle."""
 
-    __slots__ = ("digest", "epoch", "handed")
+    __slots__ = ("digest", "epoch")
 
     def __init__(self) -> None:
         super().__init__()
         self.epoch: int | None = None  # None: not vouched for (the row not read yet, not idle, or `end_quiet`)
         self.digest: str | None = None
-        self.handed: Handed | None = None  # the execution the wake-up assigned, as the poll answers it
 
 
 @dataclass(frozen=True, slots=True)
 class Watch:
     """A runner watched while its end report frees it (`Wakeups.watch`): a signal that every wake-up of the runner
-    sets, and every `end_quiet`, and when the watch began (`time.monotonic()`: before the report's statement read
-    the runner's row)."""
+    sets, and every `end_quiet`, with the execution an assignment's wake-up handed over, and when the watch began
+    (`time.monotonic()`: before the report's statement read the runner's row)."""
 
-    signal: Signal
+    signal: HandedSignal
     began: float
 
 
@@ -193,23 +202,23 @@ class Wakeups(Waiters):
         `handed` (only while this process is alone, as other notes)."""
         self._quiet.pop(key, None)
         self._handed.pop(key, None)
-        self._watching.notify(key)
-        waiting = self._signals.get(key)
-        if waiting is None:
-            if handed is not None and self.alone:
-                self._note_handed(key, handed)
-            return
-        for signal in each_signal(waiting):
-            if isinstance(signal, PollSignal):  # every one here is
-                signal.handed = handed
+        for signal in self._handed_signals(key):
+            signal.handed = handed
             signal.set()
+        if handed is not None and not self.is_waiting(key) and self.alone:
+            self._note_handed(key, handed)
+
+    def _handed_signals(self, key: uuid.UUID) -> Iterator[HandedSignal]:
+        """The runner's polls and watches in this process (every signal of both is a `HandedSignal`)."""
+        for signal in (*self.of(key), *self._watching.of(key)):
+            assert isinstance(signal, HandedSignal)
+            yield signal
 
     def notify_all(self) -> None:
         self._quiet.clear()
         self._handed.clear()
-        self._watching.notify_all()
-        for signal in self.signals():
-            if isinstance(signal, PollSignal):
+        for signal in (*self.signals(), *self._watching.signals()):
+            if isinstance(signal, HandedSignal):  # every one here is
                 signal.handed = None
             signal.set()
 
@@ -229,11 +238,9 @@ class Wakeups(Waiters):
         note = self._handed.get(runner_id)
         if note is not None and note[0].answer["id"] == gone:
             del self._handed[runner_id]
-        waiting = self._signals.get(runner_id)
-        if waiting is not None:
-            for signal in each_signal(waiting):
-                if isinstance(signal, PollSignal) and signal.handed is not None and signal.handed.answer["id"] == gone:
-                    signal.handed = None
+        for signal in self._handed_signals(runner_id):
+            if signal.handed is not None and signal.handed.answer["id"] == gone:
+                signal.handed = None
 
     def _note_handed(self, runner_id: uuid.UUID, handed: Handed) -> None:
         now = time.monotonic()
@@ -266,16 +273,26 @@ class Wakeups(Waiters):
             return
         self._note(runner_id, poll.epoch, read_at, poll.digest)
 
-    def watch(self, runner_id: uuid.UUID) -> Watch | None:
+    def watch(self, runner_id: uuid.UUID) -> Watch:
         """Before the runner's end report frees it: watch for anything that would make its next poll a full one
-        (see `leave_idle`); None while this process is not alone (no note would be kept). `unwatch` once the report
-        has committed and its effects have run."""
-        if not self.alone:
-            return None
-        return Watch(self._watching.register(runner_id), time.monotonic())
+        (see `leave_idle`), and for the execution its offer assigns to the runner (`hand_over`). `unwatch` once the
+        report has committed and its effects have run."""
+        signal = HandedSignal()
+        self._watching._add(runner_id, signal)
+        return Watch(signal, time.monotonic())
 
     def unwatch(self, runner_id: uuid.UUID, watch: Watch) -> None:
         self._watching.unregister(runner_id, watch.signal)
+
+    def hand_over(self, runner_id: uuid.UUID, watch: Watch, epoch: int) -> dict[str, Any] | None:
+        """The execution assigned to the runner while its end report was watched, as its poll would answer it, for
+        the report's answer (under token `epoch`; None: none, or taken back by a later wake-up or by `let_go`).
+        The note kept for the runner's next poll is used up: the runner takes it from the answer."""
+        answer = answer_for(watch.signal.handed, epoch)
+        note = self._handed.get(runner_id)
+        if answer is not None and note is not None and note[0].answer["id"] == answer["id"]:
+            del self._handed[runner_id]
+        return answer
 
     def leave_idle(self, runner_id: uuid.UUID, watch: Watch, epoch: int, digest: str | None) -> None:
         """The runner's end report, fenced by token `epoch`, left it idle and enabled with this catalogue digest,

@@ -360,11 +360,15 @@ class ExecutionService:
         outputs: dict[str, Any] | None,
         metrics: dict[str, float | None],
         lines: list[LogLine] | None = None,
-    ) -> None:
+        take_next: bool = False,
+    ) -> dict[str, Any] | None:
         """The runner's final report, with the log lines it had not sent yet (in the same statement, so a short
         execution is poll, start, complete). Its runner is offered the next execution before this returns
         (the rule's effect): were it offered after, the runner's next poll would race with it, and the loser's
         claim would be wasted (measured: a few per execution under load).
+
+        With `take_next`, returns the execution that offer assigned to the runner, as its poll would answer it
+        (the claim read it): the runner starts it without polling, so a short execution is start, complete.
 
         A runner the report left idle, offered nothing, renews its next long poll quietly, as after a poll that
         timed out (`Wakeups.leave_idle`): the statement read the runner's row as that poll would, and the offer
@@ -378,13 +382,13 @@ class ExecutionService:
                 finished = await lifecycle.finish(
                     session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
                 )
-            if watch is not None and finished is not None and finished.runner_idle:
+            if finished is not None and finished.runner_idle:
                 wakeups.leave_idle(claims.runner_id, watch, claims.epoch, finished.catalogue_digest)
         finally:
-            if watch is not None:
-                wakeups.unwatch(claims.runner_id, watch)
+            wakeups.unwatch(claims.runner_id, watch)
         if finished is None:
             raise await self._refused(claims, execution_id)
+        return wakeups.hand_over(claims.runner_id, watch, claims.epoch) if take_next else None
 
     async def store_artifact(
         self, claims: RunnerClaims, execution_id: str, attempt: int, upload: ArtifactUpload

@@ -22,6 +22,7 @@ from exekra.hub.runners import service
 from exekra.hub.runners.schemas import (
     AttemptBody,
     ChildBody,
+    CompleteAnswer,
     CompleteBody,
     ExecutionStatusAnswer,
     HeartbeatAnswer,
@@ -77,6 +78,7 @@ async def auth(body: RunnerAuthBody, request: Request, hub: HubDep) -> ORJSONRes
             "artifactMaxBytes": s.artifact_max_bytes,
             "hubVersion": __version__,
             "completeTakesLines": True,
+            "completeHandsNext": True,
         }
     )
 
@@ -191,11 +193,12 @@ async def stop_child(
     return ORJSONResponse(await one_execution(hub, await hub.executions.get(child_id)))
 
 
-@router.post("/executions/{execution_id}/complete", **documented(ExecutionStatusAnswer))
+@router.post("/executions/{execution_id}/complete", **documented(CompleteAnswer))
 async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
     """The final report, with the log lines not sent yet; the runner is idle again and is offered the next
-    execution at once."""
-    await hub.executions.complete(
+    execution at once. With `takeNext`, the answer's `next` is the execution that offer assigned to the runner, as a
+    poll would answer it (`null`: none; the runner polls)."""
+    following = await hub.executions.complete(
         claims,
         execution_id,
         body.attempt,
@@ -204,5 +207,8 @@ async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hu
         outputs=body.outputs,
         metrics=body.metrics.model_dump(by_alias=True),
         lines=body.stored_lines(),
+        take_next=body.take_next,
     )
+    if body.take_next:
+        return ORJSONResponse({"status": body.status, "next": following})
     return ORJSONResponse({"status": body.status})

@@ -105,6 +105,11 @@ class CompleteBody(LogsBody):
     outputs: dict[str, Any] | None = None
     metrics: ExecutionMetrics = Field(default_factory=ExecutionMetrics)
     # `lines`: the log lines not sent yet (an extension of SPEC §7.3: a runner may still send them with `logs`).
+    take_next: bool = Field(
+        default=False,
+        description="Answer the execution the hub assigns to the runner as it frees it (`next`), so that the runner "
+        "starts it without polling (an extension of SPEC §7.3: without it, the runner's next poll answers it).",
+    )
 
 
 class ChildBody(AttemptBody):
@@ -142,6 +147,9 @@ class RunnerAuthAnswer(ApiAnswer):
     # The hub stores log lines sent with `complete` (an extension of SPEC §7.3): a short execution is then poll,
     # start, complete. Absent (older hubs): the runner sends every line with `logs`.
     complete_takes_lines: bool = False
+    # `complete` with `takeNext` answers the execution assigned to the runner as it was freed (an extension of SPEC
+    # §7.3): a short execution is then start, complete. Absent (older hubs): the runner polls for it.
+    complete_hands_next: bool = False
 
 
 class HeartbeatAnswer(ApiAnswer):
@@ -182,6 +190,13 @@ class ExecutionStatusAnswer(ApiAnswer):
     """`start` and `complete`: the execution's status after the call."""
 
     status: ExecutionStatus
+
+
+class CompleteAnswer(ExecutionStatusAnswer):
+    """`complete`: the execution's status after the call; with `takeNext`, the execution assigned to the runner as
+    it was freed, as a poll answers it (`null`: none)."""
+
+    next: HeldExecution | None = None
 
 
 class LogsAnswer(ApiAnswer):
