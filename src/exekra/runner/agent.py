@@ -2,7 +2,8 @@
 
 Three tasks share one `HubSession`: `maintain` (auth and renewal), the heartbeat loop, and the work loop.
 The work loop long-polls for one execution, runs it with the `Executor` (polling pauses meanwhile) and
-reports the outcome. Nothing survives between executions.
+reports the outcome. A hub that hands the runner its next execution in the report's answer (`completeHandsNext`)
+saves it the poll: that execution is run at once. Nothing survives between executions.
 """
 
 from __future__ import annotations
@@ -180,7 +181,8 @@ class RunnerAgent:
             if self._shutdown.is_set():
                 return
             if execution is not None:
-                await self._handle(execution)
+                while execution is not None and not self._shutdown.is_set():
+                    execution = await self._handle(execution)
             elif info.max_long_poll <= 0 or time.monotonic() - began < info.max_long_poll / 2:
                 # Interval polling, or a hub that did not hold the request: do not spin.
                 await self._unless_shutdown(asyncio.sleep(info.poll_interval))
@@ -199,23 +201,23 @@ class RunnerAgent:
                     await task
         return task.result() if task in done else None
 
-    async def _handle(self, execution: dict[str, Any]) -> None:
+    async def _handle(self, execution: dict[str, Any]) -> dict[str, Any] | None:
+        """Run the execution and report it; the next one, if the report's answer handed it over."""
         current = _Current(str(execution["id"]), int(execution["attempt"]))
         if execution.get("status") == "RUNNING":
             # We run nothing between polls, so a RUNNING execution is one a previous life of ours started.
             self._log.warning("execution %s is RUNNING on the hub but not here: reporting FAILED", current.execution_id)
-            await self._complete(current, Outcome("FAILED", "runner restarted"))
-            return
+            return await self._complete(current, Outcome("FAILED", "runner restarted"))
         self._current = current
         try:
-            await self._execute(execution, current)
+            return await self._execute(execution, current)
         except Exception as exc:
             self._log.exception("execution %s failed inside the runner", current.execution_id)
-            await self._complete(current, Outcome("FAILED", f"runner error: {type(exc).__name__}: {exc}"))
+            return await self._complete(current, Outcome("FAILED", f"runner error: {type(exc).__name__}: {exc}"))
         finally:
             self._current = None
 
-    async def _execute(self, execution: dict[str, Any], current: _Current) -> None:
+    async def _execute(self, execution: dict[str, Any], current: _Current) -> dict[str, Any] | None:
         execution_id, attempt = current.execution_id, current.attempt
         workflow = (execution.get("workflow") or {}).get("name", "?")
         self._log.info("picked up execution %s attempt %d (workflow %s)", execution_id, attempt, workflow)
@@ -223,16 +225,15 @@ class RunnerAgent:
             await self._session.call(partial(self._client.start, execution_id, attempt))
         except Rejected as exc:
             self._log.warning("hub refused to start execution %s (%s): dropping it", execution_id, exc.message)
-            return
+            return None
         definition = execution["version"]["definition"]
         try:
             credentials = await self._fetch_credentials(current, definition)
         except Conflict as exc:
             self._log.warning("hub withdrew execution %s (%s): dropping it", execution_id, exc.message)
-            return
+            return None
         except _CredentialProblem as exc:
-            await self._complete(current, Outcome("FAILED", str(exc)))
-            return
+            return await self._complete(current, Outcome("FAILED", str(exc)))
         job = Job(
             execution_id=execution_id,
             attempt=attempt,
@@ -255,8 +256,8 @@ class RunnerAgent:
             )
         except ExecutionAbandoned as exc:
             self._log.warning("hub no longer accepts execution %s (%s): killed it", execution_id, exc)
-            return
-        await self._complete(current, outcome)
+            return None
+        return await self._complete(current, outcome)
 
     async def _send_logs(self, current: _Current, lines: list[dict[str, str]]) -> bool:
         return await self._session.call(partial(self._client.logs, current.execution_id, current.attempt, lines))
@@ -301,7 +302,9 @@ class RunnerAgent:
             credentials[name] = {str(k): v for k, v in (credential.get("fields") or {}).items()}
         return credentials
 
-    async def _complete(self, current: _Current, outcome: Outcome) -> None:
+    async def _complete(self, current: _Current, outcome: Outcome) -> dict[str, Any] | None:
+        """Report the outcome; the next execution the hub handed over in its answer, if it did (none is asked for
+        while shutting down: the runner takes no new work)."""
         report = partial(
             self._client.complete,
             current.execution_id,
@@ -311,22 +314,23 @@ class RunnerAgent:
             outcome.outputs,
             outcome.metrics.to_api(),
             list(outcome.lines),
+            self._session.info.complete_hands_next and not self._shutdown.is_set(),
         )
         try:
-            await self._session.call(report)
+            following = await self._session.call(report)
         except Conflict as exc:
             self._log.warning("hub no longer expects a result for %s (%s)", current.execution_id, exc.message)
-            return
+            return None
         except Rejected as exc:
             if outcome.outputs is None:
                 self._log.error("hub refused the result of %s (%s)", current.execution_id, exc.message)
-                return
+                return None
             self._log.warning("hub refused the outputs of %s (%s): reporting FAILED", current.execution_id, exc.message)
             refused = Outcome("FAILED", f"outputs refused by the hub: {exc.message}", lines=outcome.lines)
-            await self._complete(current, refused)
-            return
+            return await self._complete(current, refused)
         suffix = f": {outcome.error}" if outcome.error else ""
         self._log.info("execution %s %s%s", current.execution_id, outcome.status, suffix)
+        return following
 
 
 class _CredentialProblem(Exception):

@@ -82,6 +82,7 @@ class AuthInfo:
     report_interval: float
     runner_name: str = ""  # the name the hub knows this runner by (older hubs do not send it)
     complete_takes_lines: bool = False  # the hub stores log lines sent with `complete` (older hubs do not)
+    complete_hands_next: bool = False  # `complete` may answer the runner's next execution (older hubs do not)
     artifact_max_bytes: int | None = None  # the largest artifact the hub stores (older hubs do not say)
 
     def renew_after(self, now: datetime | None = None) -> float:
@@ -147,6 +148,7 @@ class HubClient:
                 report_interval=float(data.get("reportIntervalSeconds", 2)),
                 runner_name=str(data.get("runnerName") or ""),
                 complete_takes_lines=data.get("completeTakesLines") is True,
+                complete_hands_next=data.get("completeHandsNext") is True,
                 artifact_max_bytes=int(data["artifactMaxBytes"]) if "artifactMaxBytes" in data else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -248,9 +250,12 @@ class HubClient:
         outputs: dict[str, Any] | None,
         metrics: dict[str, float],
         lines: list[dict[str, str]] | None = None,
-    ) -> None:
+        take_next: bool = False,
+    ) -> dict[str, Any] | None:
         """Report the final status (COMPLETED, FAILED or STOPPED) with outputs, resource metrics and the last
-        log lines (only to a hub whose auth answer says `completeTakesLines`)."""
+        log lines (only to a hub whose auth answer says `completeTakesLines`). With `take_next` (only to a hub whose
+        auth answer says `completeHandsNext`), the answer's next execution for this runner, as a poll answers it, or
+        None: the runner polls."""
         body: dict[str, Any] = {"attempt": attempt, "status": status, "metrics": metrics}
         if lines:
             body["lines"] = lines
@@ -258,7 +263,16 @@ class HubClient:
             body["error"] = error
         if outputs is not None:
             body["outputs"] = outputs
-        await self._send("POST", f"/executions/{execution_id}/complete", json=body)
+        if take_next:
+            body["takeNext"] = True
+        response = await self._send("POST", f"/executions/{execution_id}/complete", json=body)
+        if not take_next:
+            return None
+        try:  # the report is stored: an answer without a usable `next` only means that the runner polls for it
+            following = _decode(response).get("next")
+        except HubUnavailable:
+            return None
+        return following if isinstance(following, dict) else None
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return _decode(await self._send(method, path, **kwargs))

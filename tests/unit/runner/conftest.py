@@ -32,6 +32,7 @@ from exekra.hub.errors import Conflict, NotAuthenticated, NotFound, install_erro
 from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.runners.models import RunnerStatus
 from exekra.hub.runners.schemas import (
+    CompleteAnswer,
     ExecutionStatusAnswer,
     HeartbeatAnswer,
     HeldExecution,
@@ -87,6 +88,7 @@ class FakeHub:
         self, *, token_ttl: float = 3600, long_poll: int = 1, intervals: float = 0.3, complete_takes_lines: bool = True
     ) -> None:
         self.complete_takes_lines = complete_takes_lines  # False: a hub from before `complete` carried log lines
+        self.complete_hands_next = True  # False: a hub from before `complete` handed over the next execution
         self.machine_key = MACHINE_KEY
         self.machine_secret = MACHINE_SECRET
         self.token_ttl = token_ttl
@@ -191,6 +193,7 @@ class FakeHub:
                     artifact_max_bytes=50 * 1024 * 1024,
                     hub_version="test",
                     complete_takes_lines=self.complete_takes_lines,
+                    complete_hands_next=self.complete_hands_next,
                 )
             )
 
@@ -210,10 +213,7 @@ class FakeHub:
             self._authorize(request)
             deadline = time.monotonic() + wait
             while True:
-                if self.held is None and self.queue:
-                    execution = self.executions[self.queue.pop(0)]
-                    execution.status, execution.attempt = "ASSIGNED", execution.attempt + 1
-                    self.held = execution.id
+                self._assign()
                 if self.held is not None:
                     return _answer(PollAnswer(execution=self.executions[self.held].held()))
                 remaining = deadline - time.monotonic()
@@ -250,9 +250,21 @@ class FakeHub:
                 execution.logs.extend(body.get("lines") or [])
             execution.status, execution.result = body["status"], body
             self.held = None
-            return _answer(ExecutionStatusAnswer(status=ExecutionStatus(body["status"])))
+            status = ExecutionStatus(body["status"])
+            if not (self.complete_hands_next and body.get("takeNext")):
+                return _answer(ExecutionStatusAnswer(status=status))
+            self._assign()  # as the hub offers the freed runner the queue's work, and hands it over in the answer
+            following = self.executions[self.held].held() if self.held is not None else None
+            return _answer(CompleteAnswer(status=status, next=following))
 
         return app
+
+    def _assign(self) -> None:
+        """The queue's first execution to this runner, if it is idle."""
+        if self.held is None and self.queue:
+            execution = self.executions[self.queue.pop(0)]
+            execution.status, execution.attempt = "ASSIGNED", execution.attempt + 1
+            self.held = execution.id
 
     def _authorize(self, request: Request) -> None:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")

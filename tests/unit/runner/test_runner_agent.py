@@ -104,6 +104,32 @@ async def test_a_hub_from_before_lines_with_complete_gets_every_line_with_logs(
     assert "one" in execution.log_text() and "two" in execution.log_text() and hub.calls["logs"] >= 1
 
 
+async def test_the_next_execution_handed_over_by_complete_runs_without_a_poll(
+    hub: FakeHub, make_agent: MakeAgent
+) -> None:
+    first, second, third = (hub.enqueue([{"log": name}]) for name in ("first", "second", "third"))
+    async with running(make_agent()):
+        await hub.wait_until(lambda: third.status == "COMPLETED")
+        polls = [i for i, call in enumerate(hub.sequence) if call == "poll"]
+    assert first.status == second.status == "COMPLETED"
+    assert all(execution.result and execution.result["takeNext"] is True for execution in (first, second, third))
+    # One poll brought the first; the two others came with the answers to `complete`.
+    ran = [call for call in hub.sequence[polls[0] :] if call in ("poll", "start", "complete")]
+    assert ran[:7] == ["poll", "start", "complete", "start", "complete", "start", "complete"]
+
+
+async def test_a_hub_from_before_complete_handed_over_work_is_polled_for_each_execution(
+    hub: FakeHub, make_agent: MakeAgent
+) -> None:
+    hub.complete_hands_next = False  # its auth answer does not say `completeHandsNext`
+    first, second = hub.enqueue([{"log": "first"}]), hub.enqueue([{"log": "second"}])
+    async with running(make_agent()):
+        await hub.wait_until(lambda: second.status == "COMPLETED")
+    assert first.result is not None and "takeNext" not in first.result
+    ran = [call for call in hub.sequence if call in ("poll", "start", "complete")]
+    assert ran[:6] == ["poll", "start", "complete", "poll", "start", "complete"]
+
+
 async def test_wrong_secret_backs_off_instead_of_hammering_the_hub(
     hub: FakeHub, make_agent: MakeAgent, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -203,12 +229,16 @@ async def test_log_lines_name_the_runner_as_the_hub_knows_it_once_connected(
 
 async def test_shutdown_stops_the_running_execution_and_reports_it(hub: FakeHub, make_agent: MakeAgent) -> None:
     execution = hub.enqueue([{"spawn": "group"}, {"sleep": 30}])
+    waiting = hub.enqueue([{"log": "not taken"}])
     agent = make_agent()
     task = asyncio.create_task(agent.run())
     await child_pid(hub, execution)
     agent.request_shutdown()
     await asyncio.wait_for(task, 10)
     assert execution.status == "STOPPED"
+    # A runner shutting down asks for no next execution in its report, and starts none.
+    assert execution.result is not None and "takeNext" not in execution.result
+    assert waiting.status == "QUEUED" and hub.calls["start"] == 1
 
 
 async def test_runner_declares_its_catalogue_at_auth_and_only_a_digest_in_heartbeats(
