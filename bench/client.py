@@ -186,6 +186,7 @@ class SimRunner:
         self.token: str | None = None
         self.heartbeat_interval = 30.0
         self.lines_with_complete = False
+        self.takes_next = False
 
     @property
     def headers(self) -> dict[str, str]:
@@ -206,6 +207,8 @@ class SimRunner:
         self.heartbeat_interval = float(answer.get("heartbeatIntervalSeconds", 30))
         # As the agent does: a hub that takes the last log lines with `complete` gets them there.
         self.lines_with_complete = answer.get("completeTakesLines") is True
+        # And one whose `complete` hands over the next execution is asked for it there.
+        self.takes_next = answer.get("completeHandsNext") is True
 
     async def heartbeat(self) -> None:
         sent, t0 = time.time(), time.perf_counter()
@@ -218,23 +221,24 @@ class SimRunner:
         else:
             self.stats.error(f"heartbeat {status}")
 
-    async def _call(self, what: str, path: str, body: dict[str, Any]) -> bool:
+    async def _call(self, what: str, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer of a runner call, or None when it was refused."""
         t0 = time.perf_counter()
-        status, _ = await request(self.http, "POST", self.base_url + path, json=body, headers=self.headers)
+        status, answer = await request(self.http, "POST", self.base_url + path, json=body, headers=self.headers)
         for _ in range(CALL_RETRIES):  # as the agent does, a 503 (retry shortly) is retried; counted as an error too
             if status != 503:
                 break
             self.stats.error(f"{what} 503 (retried)")
             await asyncio.sleep(0.1)
-            status, _ = await request(self.http, "POST", self.base_url + path, json=body, headers=self.headers)
+            status, answer = await request(self.http, "POST", self.base_url + path, json=body, headers=self.headers)
         self.stats.timed(what, time.perf_counter() - t0)
         if status == 409:
             self.stats.conflicts += 1
-            return False
+            return None
         if status != 200:
             self.stats.error(f"{what} {status}")
-            return False
-        return True
+            return None
+        return answer if isinstance(answer, dict) else {}
 
     async def poll_once(self) -> dict[str, Any] | None:
         t0 = time.perf_counter()
@@ -256,7 +260,8 @@ class SimRunner:
         execution: dict[str, Any] = body["execution"]
         return execution
 
-    async def run_execution(self, execution: dict[str, Any]) -> None:
+    async def run_execution(self, execution: dict[str, Any]) -> dict[str, Any] | None:
+        """Run it; the next execution, when the hub handed one over in the answer to `complete`."""
         pickup = Pickup(execution["id"], execution["attempt"], time.perf_counter(), time.time(), self.creds["id"])
         self.stats.pickups.append(pickup)
         if self.on_pickup is not None:
@@ -268,36 +273,41 @@ class SimRunner:
                 f"/api/runner/executions/{ident}/complete",
                 {"attempt": attempt, "status": "FAILED", "error": "runner restarted"},
             )
-            return
-        if not await self._call("start", f"/api/runner/executions/{ident}/start", {"attempt": attempt}):
-            return
+            return None
+        if await self._call("start", f"/api/runner/executions/{ident}/start", {"attempt": attempt}) is None:
+            return None
         if self.job_seconds:
             await asyncio.sleep(self.job_seconds)
         lines = [{"level": "INFO", "message": f"bench line {i}"} for i in range(self.log_lines)]
         if (
             lines
             and not self.lines_with_complete
-            and not await self._call(
-                "logs", f"/api/runner/executions/{ident}/logs", {"attempt": attempt, "lines": lines}
-            )
+            and await self._call("logs", f"/api/runner/executions/{ident}/logs", {"attempt": attempt, "lines": lines})
+            is None
         ):
-            return
+            return None
         metrics = {"cpuAvg": 1.0, "cpuPeak": 2.0, "memAvgMb": 10.0, "memPeakMb": 12.0}
         body: dict[str, Any] = {"attempt": attempt, "status": "COMPLETED", "outputs": {}, "metrics": metrics}
         if lines and self.lines_with_complete:
             body["lines"] = lines
-        if await self._call("complete", f"/api/runner/executions/{ident}/complete", body):
-            pickup.completed_at = time.perf_counter()
-            if self.on_complete is not None:
-                self.on_complete(pickup)
+        if self.takes_next:
+            body["takeNext"] = True
+        answer = await self._call("complete", f"/api/runner/executions/{ident}/complete", body)
+        if answer is None:
+            return None
+        pickup.completed_at = time.perf_counter()
+        if self.on_complete is not None:
+            self.on_complete(pickup)
+        following = answer.get("next")
+        return following if isinstance(following, dict) else None
 
     async def work_loop(self, stop: asyncio.Event) -> None:
         """Long-poll and run executions until `stop` is set (a poll in flight is cancelled by the caller)."""
         while not stop.is_set():
             try:
                 execution = await self.poll_once()
-                if execution is not None:
-                    await self.run_execution(execution)
+                while execution is not None and not stop.is_set():
+                    execution = await self.run_execution(execution)
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, TimeoutError) as exc:
