@@ -15,6 +15,10 @@ from typing import Any
 import aiohttp
 import orjson
 
+# As the agent's (`exekra.runner.agent.REPORT_WAIT_SECONDS`; not imported: the bench runs against older hub sources
+# too): how long a report waits for the runner's next execution.
+REPORT_WAIT_SECONDS = 5.0
+
 NOOP_DEFINITION: dict[str, Any] = {
     "nodes": [{"id": "noop", "activity": "log.message", "params": {"message": "bench"}}],
     "edges": [],
@@ -290,8 +294,8 @@ class SimRunner:
         body: dict[str, Any] = {"attempt": attempt, "status": "COMPLETED", "outputs": {}, "metrics": metrics}
         if lines and self.lines_with_complete:
             body["lines"] = lines
-        if self.takes_next:
-            body["takeNext"] = True
+        if self.takes_next:  # and waits for it as the agent does (`REPORT_WAIT_SECONDS`)
+            body["takeNext"], body["wait"] = True, min(self.wait, REPORT_WAIT_SECONDS)
         answer = await self._call("complete", f"/api/runner/executions/{ident}/complete", body)
         if answer is None:
             return None

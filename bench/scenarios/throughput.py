@@ -2,7 +2,8 @@
 
 Producers create the executions as fast as the hub takes them (a bounded number of creates in flight);
 runners long-poll, start, upload one log batch and complete. Throughput = executions / (last completion -
-first create). Hub and PostgreSQL CPU come from psutil over their process trees; afterwards the database
+first create), the last completion as PostgreSQL recorded it (`completed_at`): a runner's report may wait for its
+next execution before it is answered (`takeNext`, `wait`), so its answer is not when the execution ended. Hub and PostgreSQL CPU come from psutil over their process trees; afterwards the database
 is checked: every execution COMPLETED, each on its first attempt, none completed twice.
 """
 
@@ -25,15 +26,17 @@ RUNNERS = 100
 PRODUCERS = 16
 
 
-async def database_outcome(database_url: str) -> dict[str, int]:
-    """Executions by status, and how many needed more than one attempt."""
+async def database_outcome(database_url: str) -> dict[str, float]:
+    """Executions by status, how many needed more than one attempt, and when the last one ended (`lastCompletedAt`,
+    seconds since the epoch, 0 for none)."""
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch("SELECT status, count(*) FROM executions GROUP BY status")
         retried = await conn.fetchval("SELECT count(*) FROM executions WHERE attempt > 1")
+        last = await conn.fetchval("SELECT coalesce(extract(epoch FROM max(completed_at)), 0) FROM executions")
     finally:
         await conn.close()
-    return {**{r[0]: int(r[1]) for r in rows}, "attemptAbove1": int(retried)}
+    return {**{r[0]: int(r[1]) for r in rows}, "attemptAbove1": int(retried), "lastCompletedAt": float(last)}
 
 
 _DB_COUNTERS = """
@@ -96,7 +99,7 @@ async def run(ctx: Context) -> Result:
         db_before = await database_counters(hub.database_url)
         cpu_before = {name: tree_cpu_seconds(pid, name == "bench") for name, pid in sampler.roots.items()}
         with py_spy(ctx, hub.pid, "throughput", result):
-            t0 = time.perf_counter()
+            t0, t0_wall = time.perf_counter(), time.time()
             t_load = t0 - sampler.t0
             await produce(api, workflow_id, count, PRODUCERS, created)
             t_created = time.perf_counter()
@@ -119,7 +122,7 @@ async def run(ctx: Context) -> Result:
         counted = await statements.snapshot(hub.database_url) if ctx.statements else None
         redis_counted = await statements.redis_commands(ctx.servers.redis.url) if ctx.statements else {}
         outcome = await database_outcome(hub.database_url)
-    elapsed = (max(completed) if completed else t1) - t0
+    elapsed = (outcome["lastCompletedAt"] - t0_wall) if completed else t1 - t0
     rate = len(completed) / elapsed if elapsed > 0 else 0.0
     doubled = sum(
         1 for n in collections.Counter(p.execution_id for p in stats.pickups if p.completed_at).values() if n > 1

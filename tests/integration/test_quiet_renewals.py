@@ -557,14 +557,47 @@ async def test_an_end_report_taking_next_is_answered_the_execution_its_offer_ass
     assert (await runner.start(queued, report["next"]["attempt"])).status_code == 200
 
 
+@pytest.mark.parametrize("wait", [0, QUIET])
 async def test_an_end_report_taking_next_with_nothing_queued_answers_none_and_leaves_a_quiet_note(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch, wait: float
 ) -> None:
-    runner = await ProtocolRunner.online(admin, client, "take-next-nothing")
-    workflow_id = await publish_workflow(admin, "take-next-nothing", SIMPLE_DEFINITION)
+    """At once, or after waiting as a long poll that nothing woke."""
+    name = f"take-next-nothing-{wait}"
+    runner = await ProtocolRunner.online(admin, client, name)
+    workflow_id = await publish_workflow(admin, name, SIMPLE_DEFINITION)
     execution_id, attempt = await _ran(runner, admin, workflow_id)
-    report = await runner.complete(execution_id, attempt, takeNext=True)
+    report = await runner.complete(execution_id, attempt, takeNext=True, wait=wait)
     assert report.status_code == 200 and report.json() == {"status": "COMPLETED", "next": None}
     with statements_sent(hub, monkeypatch) as sent:
         assert (await runner.poll(wait=QUIET)).status_code == 204
     assert sent == []  # renewed quietly, as after any end report that left the runner idle
+
+
+@pytest.mark.parametrize("processes", ["one", "several"])
+async def test_an_end_report_that_waits_is_answered_the_execution_created_meanwhile_without_a_read(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch, processes: str
+) -> None:
+    """With `wait`, the report is a long poll too: the report's statement read the runner's row, so an execution
+    created while it waits is handed to it by the create's claim, as to a waiting poll (with several hub processes
+    too), and a heartbeat meanwhile is answered from it while the process is the only one."""
+    if processes == "several":
+        monkeypatch.setattr(type(hub.dispatcher.wakeups), "alone", property(lambda _: False))
+    name = f"take-next-wait-{processes}"
+    runner = await ProtocolRunner.online(admin, client, name)
+    workflow_id = await publish_workflow(admin, name, SIMPLE_DEFINITION)
+    execution_id, attempt = await _ran(runner, admin, workflow_id)
+    runner_id = uuid.UUID(runner.runner_id or "")
+    reads = _count_reads(monkeypatch)
+    report = asyncio.create_task(runner.complete(execution_id, attempt, takeNext=True, wait=30))
+
+    async def waiting() -> bool:
+        return hub.dispatcher.wakeups.is_waiting(runner_id)
+
+    await eventually(waiting, 5, "the runner's report to wait")
+    answered_from_the_wait = hub.dispatcher.wakeups.idle_poll(runner_id, await _epoch(hub, runner)) is not None
+    assert answered_from_the_wait is (processes == "one")
+    created = (await create_execution(admin, workflow_id))["id"]
+    answer = await asyncio.wait_for(report, 10)
+    assert answer.status_code == 200 and answer.json()["next"]["id"] == created
+    assert reads == []
+    assert answer.json()["next"] == await _as_read(hub, runner)

@@ -3,7 +3,8 @@
 Three tasks share one `HubSession`: `maintain` (auth and renewal), the heartbeat loop, and the work loop.
 The work loop long-polls for one execution, runs it with the `Executor` (polling pauses meanwhile) and
 reports the outcome. A hub that hands the runner its next execution in the report's answer (`completeHandsNext`)
-saves it the poll: that execution is run at once. Nothing survives between executions.
+saves it the poll: that execution is run at once, and the report waits a few seconds for one as a long poll
+would. Nothing survives between executions.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from exekra.workflow.scope import ActivitySettings
 logger = logging.getLogger("exekra.runner")
 T = TypeVar("T")
 SHUTDOWN_GRACE_SECONDS = 15.0
+# How long a report (`complete`) waits for the next execution when none is assigned at once: short, since a shutdown
+# waits for the report's answer (it cannot cut it short without losing the report); the long poll after it waits
+# the hub's full time.
+REPORT_WAIT_SECONDS = 5.0
 
 
 class _RunnerLog(logging.LoggerAdapter[logging.Logger]):
@@ -315,6 +320,7 @@ class RunnerAgent:
             outcome.metrics.to_api(),
             list(outcome.lines),
             self._session.info.complete_hands_next and not self._shutdown.is_set(),
+            min(self._session.info.max_long_poll, REPORT_WAIT_SECONDS),
         )
         try:
             following = await self._session.call(report)

@@ -251,11 +251,12 @@ class HubClient:
         metrics: dict[str, float],
         lines: list[dict[str, str]] | None = None,
         take_next: bool = False,
+        wait: float = 0,
     ) -> dict[str, Any] | None:
         """Report the final status (COMPLETED, FAILED or STOPPED) with outputs, resource metrics and the last
         log lines (only to a hub whose auth answer says `completeTakesLines`). With `take_next` (only to a hub whose
-        auth answer says `completeHandsNext`), the answer's next execution for this runner, as a poll answers it, or
-        None: the runner polls."""
+        auth answer says `completeHandsNext`), the answer's next execution for this runner, as a poll answers it,
+        assigned at once or within `wait` seconds, or None: the runner polls."""
         body: dict[str, Any] = {"attempt": attempt, "status": status, "metrics": metrics}
         if lines:
             body["lines"] = lines
@@ -263,9 +264,13 @@ class HubClient:
             body["error"] = error
         if outputs is not None:
             body["outputs"] = outputs
+        timeout = None
         if take_next:
             body["takeNext"] = True
-        response = await self._send("POST", f"/executions/{execution_id}/complete", json=body)
+            if wait > 0:
+                body["wait"] = wait
+                timeout = httpx.Timeout(wait + LONG_POLL_MARGIN_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+        response = await self._send("POST", f"/executions/{execution_id}/complete", json=body, read_timeout=timeout)
         if not take_next:
             return None
         try:  # the report is stored: an answer without a usable `next` only means that the runner polls for it

@@ -211,17 +211,8 @@ class FakeHub:
         @app.get("/api/runner/poll", response_model=None)
         async def poll(request: Request, wait: int = 0) -> dict[str, Any] | Response:
             self._authorize(request)
-            deadline = time.monotonic() + wait
-            while True:
-                self._assign()
-                if self.held is not None:
-                    return _answer(PollAnswer(execution=self.executions[self.held].held()))
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return Response(status_code=204)
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+            execution = await self._held_within(wait)
+            return _answer(PollAnswer(execution=execution)) if execution is not None else Response(status_code=204)
 
         @app.post("/api/runner/executions/{execution_id}/start")
         async def start(request: Request, execution_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -253,18 +244,30 @@ class FakeHub:
             status = ExecutionStatus(body["status"])
             if not (self.complete_hands_next and body.get("takeNext")):
                 return _answer(ExecutionStatusAnswer(status=status))
-            self._assign()  # as the hub offers the freed runner the queue's work, and hands it over in the answer
-            following = self.executions[self.held].held() if self.held is not None else None
+            # As the hub offers the freed runner the queue's work, and hands it over in the answer, or what it is
+            # assigned within `wait` seconds.
+            following = await self._held_within(float(body.get("wait") or 0))
             return _answer(CompleteAnswer(status=status, next=following))
 
         return app
 
-    def _assign(self) -> None:
-        """The queue's first execution to this runner, if it is idle."""
-        if self.held is None and self.queue:
-            execution = self.executions[self.queue.pop(0)]
-            execution.status, execution.attempt = "ASSIGNED", execution.attempt + 1
-            self.held = execution.id
+    async def _held_within(self, wait: float) -> HeldExecution | None:
+        """The execution this runner holds, or the queue's first, assigned to it, or one queued within `wait`
+        seconds; None: none came."""
+        deadline = time.monotonic() + wait
+        while True:
+            if self.held is None and self.queue:
+                execution = self.executions[self.queue.pop(0)]
+                execution.status, execution.attempt = "ASSIGNED", execution.attempt + 1
+                self.held = execution.id
+            if self.held is not None:
+                return self.executions[self.held].held()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
 
     def _authorize(self, request: Request) -> None:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")

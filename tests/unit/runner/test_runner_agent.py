@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from exekra.runner import logstream
-from exekra.runner.agent import RunnerAgent
+from exekra.runner.agent import REPORT_WAIT_SECONDS, RunnerAgent
 from exekra.runner.config import RunnerConfig
 from exekra.runner.executor import Executor
 
@@ -116,6 +116,19 @@ async def test_the_next_execution_handed_over_by_complete_runs_without_a_poll(
     # One poll brought the first; the two others came with the answers to `complete`.
     ran = [call for call in hub.sequence[polls[0] :] if call in ("poll", "start", "complete")]
     assert ran[:7] == ["poll", "start", "complete", "start", "complete", "start", "complete"]
+
+
+async def test_an_execution_queued_while_the_report_waits_comes_with_its_answer(
+    hub: FakeHub, make_agent: MakeAgent
+) -> None:
+    first = hub.enqueue([{"log": "first"}])
+    async with running(make_agent()):
+        await hub.wait_until(lambda: first.status == "COMPLETED")  # its report now waits for the next one
+        second = hub.enqueue([{"log": "second"}])
+        await hub.wait_until(lambda: second.status == "COMPLETED")
+    assert first.result is not None and first.result["wait"] == min(hub.long_poll, REPORT_WAIT_SECONDS)
+    ran = [call for call in hub.sequence if call in ("poll", "start", "complete")]
+    assert ran[:5] == ["poll", "start", "complete", "start", "complete"]
 
 
 async def test_a_hub_from_before_complete_handed_over_work_is_polled_for_each_execution(

@@ -361,6 +361,7 @@ class ExecutionService:
         metrics: dict[str, float | None],
         lines: list[LogLine] | None = None,
         take_next: bool = False,
+        wait: float = 0,
     ) -> dict[str, Any] | None:
         """The runner's final report, with the log lines it had not sent yet (in the same statement, so a short
         execution is poll, start, complete). Its runner is offered the next execution before this returns
@@ -368,27 +369,48 @@ class ExecutionService:
         claim would be wasted (measured: a few per execution under load).
 
         With `take_next`, returns the execution that offer assigned to the runner, as its poll would answer it
-        (the claim read it): the runner starts it without polling, so a short execution is start, complete.
+        (the claim read it): the runner starts it without polling, so a short execution is start, complete. With
+        `wait` too, a runner the report left idle, given nothing, waits here as in a long poll (at most
+        `EXEKRA_MAX_LONG_POLL_SECONDS`) for an execution assigned to it: the report's statement read the runner's
+        row as a full poll would, and its watch saw every wake-up since, so this costs no read and no request, in
+        any number of hub processes.
 
         A runner the report left idle, offered nothing, renews its next long poll quietly, as after a poll that
         timed out (`Wakeups.leave_idle`): the statement read the runner's row as that poll would, and the offer
         looked at the queue with the profile the statement read."""
         batch = self._batch(lines or [])
         held = _held(claims, execution_id, attempt)
+        runner_id = claims.runner_id
         wakeups = self.dispatcher.wakeups
-        watch = wakeups.watch(claims.runner_id)
+        wait = min(wait, self.settings.max_long_poll_seconds) if take_next else 0
+        watch = wakeups.watch(runner_id)
+        poll = None
         try:
             async with self.db.statement() as session:
                 finished = await lifecycle.finish(
                     session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
                 )
             if finished is not None and finished.runner_idle:
-                wakeups.leave_idle(claims.runner_id, watch, claims.epoch, finished.catalogue_digest)
+                if wait > 0:  # registered while the watch still sees every wake-up: nothing falls between
+                    poll = wakeups.register(runner_id)
+                    wakeups.vouch(poll, claims.epoch, finished.catalogue_digest)
+                else:
+                    wakeups.leave_idle(runner_id, watch, claims.epoch, finished.catalogue_digest)
         finally:
-            wakeups.unwatch(claims.runner_id, watch)
-        if finished is None:
-            raise await self._refused(claims, execution_id)
-        return wakeups.hand_over(claims.runner_id, watch, claims.epoch) if take_next else None
+            wakeups.unwatch(runner_id, watch)
+        try:
+            if finished is None:
+                raise await self._refused(claims, execution_id)
+            if not take_next:
+                return None
+            handed = wakeups.hand_over(runner_id, watch, claims.epoch)
+            if handed is not None or poll is None or watch.signal.is_set():
+                return handed  # given one, or something changed the runner: its next poll reads
+            self.liveness.renew(claims)
+            return await self._wait_for_work(claims, poll, wait, watch.began)
+        finally:
+            if poll is not None:
+                wakeups.unregister(runner_id, poll)
 
     async def store_artifact(
         self, claims: RunnerClaims, execution_id: str, attempt: int, upload: ArtifactUpload

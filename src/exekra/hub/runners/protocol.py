@@ -197,7 +197,7 @@ async def stop_child(
 async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hub: HubDep) -> ORJSONResponse:
     """The final report, with the log lines not sent yet; the runner is idle again and is offered the next
     execution at once. With `takeNext`, the answer's `next` is the execution that offer assigned to the runner, as a
-    poll would answer it (`null`: none; the runner polls)."""
+    poll would answer it, or one assigned to it within `wait` seconds (`null`: none; the runner polls)."""
     following = await hub.executions.complete(
         claims,
         execution_id,
@@ -208,6 +208,7 @@ async def complete(execution_id: str, body: CompleteBody, claims: RunnerAuth, hu
         metrics=body.metrics.model_dump(by_alias=True),
         lines=body.stored_lines(),
         take_next=body.take_next,
+        wait=body.wait,
     )
     if body.take_next:
         return ORJSONResponse({"status": body.status, "next": following})

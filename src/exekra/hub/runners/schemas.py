@@ -110,6 +110,13 @@ class CompleteBody(LogsBody):
         description="Answer the execution the hub assigns to the runner as it frees it (`next`), so that the runner "
         "starts it without polling (an extension of SPEC §7.3: without it, the runner's next poll answers it).",
     )
+    wait: float = Field(
+        default=0,
+        ge=0,
+        le=30,
+        description="With `takeNext`: when nothing was assigned to the freed runner at once, hold the answer up to "
+        "this many seconds (as a long poll; at most `EXEKRA_MAX_LONG_POLL_SECONDS`) for an execution assigned to it.",
+    )
 
 
 class ChildBody(AttemptBody):
