@@ -291,3 +291,35 @@ def test_an_end_report_s_watch_loses_what_was_handed_to_a_later_wake_up_or_when_
     hub.notify_all()  # announcements may have been missed
     assert hub.hand_over(runner, watch, 1) is None
     assert not hub.is_waiting(runner)  # a watch is not a poll: an assignment made elsewhere is still announced
+
+
+def test_an_announcement_hands_the_execution_to_the_runner_s_poll_or_report_waiting_in_this_process() -> None:
+    """Another process's assignment carries the execution as its claim read it: the poll (or the end report) of the
+    runner waiting here answers it without reading it; a poll under another token, or an announcement without it
+    (too large, or by NOTIFY), reads."""
+    sender, receiver, runner, execution = _wakeups(), _wakeups(), uuid.uuid4(), uuid.uuid4()
+    receiver.hearers = 2
+    handed = Handed(3, {"id": str(execution), "attempt": 1, "version": {"definition": {"steps": [{"a": "b:c"}]}}})
+    poll = receiver.register(runner)
+    receiver.deliver(sender.payload(runner, handed))
+    assert poll.is_set() and poll.handed == handed
+    watch = receiver.watch(runner)
+    receiver.deliver(sender.payload(runner, handed))
+    assert receiver.hand_over(runner, watch, 3) == handed.answer
+    receiver.deliver(sender.payload(runner))  # by NOTIFY: the id only
+    assert poll.handed is None and receiver.hand_over(runner, watch, 3) is None
+    receiver.deliver(sender.payload(runner, handed).replace(":3:", ":x:"))  # unreadable: woken all the same
+    assert poll.handed is None
+
+
+def test_an_announcement_carries_no_execution_larger_than_the_limit() -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    large = Handed(1, {"id": "x", "version": {"definition": {"text": "a" * wakeups.HANDED_MAX_BYTES}}})
+    assert hub.payload(runner, large) == hub.payload(runner) == f"{hub.origin}:{runner}"
+
+
+def test_an_announcement_is_not_read_when_no_poll_of_the_runner_waits_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    hub.hearers = 2
+    monkeypatch.setattr(wakeups.orjson, "loads", lambda _: pytest.fail("read an announcement nobody waits for"))
+    hub.deliver(_wakeups().payload(runner, _handed(uuid.uuid4())))

@@ -109,6 +109,11 @@ async def _wake_up_latency(runner: ProtocolRunner, on_other_hub: httpx.AsyncClie
     return latency
 
 
+def _announced(payload: str) -> str:
+    """The runner an announcement (`origin:runner`, or `origin:runner:epoch:answer` with the execution) names."""
+    return payload.partition(":")[2].partition(":")[0]
+
+
 class WakeupChannels:
     """Hears the hubs' wake-up announcements on both ways they travel: PostgreSQL `NOTIFY` and Redis pub/sub."""
 
@@ -143,7 +148,7 @@ class WakeupChannels:
             await postgres.close()
             if redis is not None:
                 await redis.aclose()
-        return {way for way, heard in self.heard.items() if any(p.endswith(f":{runner_id}") for p in heard)}
+        return {way for way, heard in self.heard.items() if any(_announced(p) == runner_id for p in heard)}
 
     def _got(self, way: str) -> bool:
         return "marker" in self.heard[way]

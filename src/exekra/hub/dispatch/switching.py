@@ -135,7 +135,7 @@ class SwitchingDispatcher:
         elsewhere = not self.wakeups.is_waiting(runner_id)  # the runner's poll may wait in another hub process
         self.wakeups.notify(runner_id, handed)  # first: the runner's answer never waits on Redis
         if self._redis() is not None and self.queue is not None:
-            announce = (wakeups.CHANNEL, self.wakeups.payload(runner_id)) if elsewhere else None
+            announce = (wakeups.CHANNEL, self.wakeups.payload(runner_id, handed)) if elsewhere else None
             with contextlib.suppress(QueueUnavailable):
                 heard = await self.queue.mark_assigned(execution_id, runner_id, announce)
                 if heard >= self.wakeups.hearers:

@@ -35,7 +35,8 @@ again. A runner with no poll waiting here at that moment (busy sending its end r
 (`take_handed`) at its next poll, which then reads nothing either: the claim read the runner's row (its token epoch)
 and locked it. Any other wake-up of the runner takes the execution back from the poll and drops the note, and so does
 the runner letting go of the execution (`let_go`: it was stopped or re-queued before the runner took it), so such a
-poll reads what it holds, as before.
+poll reads what it holds, as before. An announcement through Redis carries the execution too (up to
+`HANDED_MAX_BYTES`): the process where the runner's poll waits answers it without reading it.
 
 **Heartbeats answered from the poll.** While the runner's long poll waits here, vouched for by the runner's row as
 its full poll read it (idle and enabled, this token epoch; `Wakeups.vouch`) and not woken since, its heartbeat
@@ -69,6 +70,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy import text
@@ -91,6 +93,7 @@ HEARERS_SECONDS = 5.0  # how often the number of hub processes listening on Post
 QUIET_GAP_SECONDS = 5.0  # a runner's next poll renews quietly only if it comes within this time of the last one
 FULL_POLL_SECONDS = 120.0  # and only if its last full poll (the runner's row read) is younger than this
 QUIET_PRUNE_AT = 1024  # notes kept before those past their gap are dropped (runners that did not come back)
+HANDED_MAX_BYTES = 64 * 1024  # an execution handed over in an announcement at most this large (its definition)
 HELLO = "hello"  # announced by a hub process that starts (`origin:hello`): the others keep no note until they count
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 _LISTENERS = text(
@@ -323,9 +326,15 @@ class Wakeups(Waiters):
             return None
         return read_at, digest
 
-    def payload(self, runner_id: uuid.UUID | str) -> str:
-        """What announces an assignment to `runner_id` (or `HELLO`) to the other processes."""
-        return f"{self.origin}:{runner_id}"
+    def payload(self, runner_id: uuid.UUID | str, handed: Handed | None = None) -> str:
+        """What announces an assignment to `runner_id` (or `HELLO`) to the other processes: with the execution
+        handed over (`origin:runner:epoch:answer`), as the claim read it, unless its answer is larger than
+        `HANDED_MAX_BYTES`: the process where the runner's poll waits then answers it without reading it."""
+        announced = f"{self.origin}:{runner_id}"
+        if handed is None:
+            return announced
+        answer = orjson.dumps(handed.answer)
+        return announced if len(answer) > HANDED_MAX_BYTES else f"{announced}:{handed.epoch}:{answer.decode()}"
 
     async def notify_by_postgres(self, runner_id: uuid.UUID | str) -> None:
         """Announce an assignment that has committed (or `HELLO`) to the other hub processes through PostgreSQL."""
@@ -335,14 +344,27 @@ class Wakeups(Waiters):
     def deliver(self, payload: str) -> None:
         """An announcement heard (from PostgreSQL or Redis): wake the runner's polls unless this process sent it;
         another process starting (`HELLO`) ends this one's notes until its next count."""
-        origin, _, runner = payload.partition(":")
+        origin, _, announced = payload.partition(":")
         if origin == self.origin:
             return
-        if runner == HELLO:
+        if announced == HELLO:
             self.hearers = max(self._hearers, 2)
             return
+        runner, _, handed = announced.partition(":")
         with contextlib.suppress(ValueError):
-            self.notify(uuid.UUID(runner))
+            key = uuid.UUID(runner)
+            self.notify(key, self._handed_in(key, handed))
+
+    def _handed_in(self, runner_id: uuid.UUID, announced: str) -> Handed | None:
+        """The execution an announcement hands over (`epoch:answer`), read only when a poll or an end report of the
+        runner waits here for it; None: nothing, or unreadable (the poll then reads what the runner holds)."""
+        if not announced or not (self.is_waiting(runner_id) or self._watching.is_waiting(runner_id)):
+            return None
+        epoch, _, answer = announced.partition(":")
+        try:
+            return Handed(int(epoch), orjson.loads(answer))
+        except ValueError:  # orjson's decode error is one
+            return None
 
     async def count_hearers(self) -> None:
         """Until cancelled: announce this process to the others (`HELLO`, once), and count the hub processes
