@@ -188,6 +188,8 @@ class RunnerAgent:
             if execution is not None:
                 while execution is not None and not self._shutdown.is_set():
                     execution = await self._handle(execution)
+                if execution is not None:  # handed over by the report that a shutdown waited for
+                    self._log.warning("shutting down: execution %s not started; the hub re-queues it", execution["id"])
             elif info.max_long_poll <= 0 or time.monotonic() - began < info.max_long_poll / 2:
                 # Interval polling, or a hub that did not hold the request: do not spin.
                 await self._unless_shutdown(asyncio.sleep(info.poll_interval))
