@@ -138,7 +138,8 @@ class Pickup:
     picked_at: float  # perf_counter when the poll answer arrived
     picked_wall: float  # time.time() of the same moment (comparable across processes)
     runner: str
-    completed_at: float | None = None
+    reported_at: float | None = None  # perf_counter when its report (`complete`) was sent
+    completed_at: float | None = None  # when the report was answered (a report may wait for the next execution)
 
 
 @dataclass
@@ -175,6 +176,7 @@ class SimRunner:
         wait: float = 30.0,
         on_pickup: Callable[[Pickup], None] | None = None,
         on_complete: Callable[[Pickup], None] | None = None,
+        on_report: Callable[[Pickup], None] | None = None,
         heartbeat_http: aiohttp.ClientSession | None = None,
     ) -> None:
         self.http = http
@@ -187,6 +189,7 @@ class SimRunner:
         self.wait = wait
         self.on_pickup = on_pickup
         self.on_complete = on_complete
+        self.on_report = on_report
         self.token: str | None = None
         self.heartbeat_interval = 30.0
         self.lines_with_complete = False
@@ -296,6 +299,9 @@ class SimRunner:
             body["lines"] = lines
         if self.takes_next:  # and waits for it as the agent does (`REPORT_WAIT_SECONDS`)
             body["takeNext"], body["wait"] = True, min(self.wait, REPORT_WAIT_SECONDS)
+        pickup.reported_at = time.perf_counter()
+        if self.on_report is not None:
+            self.on_report(pickup)
         answer = await self._call("complete", f"/api/runner/executions/{ident}/complete", body)
         if answer is None:
             return None

@@ -19,7 +19,7 @@ from bench.stats import summarize_ms
 
 RUNNERS = 5
 WARMUP = 10
-PACE_SECONDS = 0.02  # after a completion, before the next create: the runner is back in its long poll
+PACE_SECONDS = 0.02  # after a report is sent, before the next create: the runner is back in its long poll
 
 
 async def measure_pickups(
@@ -42,13 +42,13 @@ async def measure_pickups(
     def on_pickup(p: Pickup) -> None:
         picked[p.execution_id] = p
 
-    def on_complete(p: Pickup) -> None:
+    def on_report(p: Pickup) -> None:  # the runner is idle again: its report waits as a long poll, or it polls
         future = done.get(p.execution_id)
         if future is not None and not future.done():
             future.set_result(p)
 
     fleet = RunnerFleet(
-        [SimRunner(http, hub_url, c, stats, on_pickup=on_pickup, on_complete=on_complete) for c in creds]
+        [SimRunner(http, hub_url, c, stats, on_pickup=on_pickup, on_report=on_report) for c in creds]
     )
     await fleet.start()
     await asyncio.sleep(0.5)
@@ -62,7 +62,7 @@ async def measure_pickups(
             t_resp = time.perf_counter()
             ident = execution["id"]
             future = done.setdefault(ident, loop.create_future())
-            if ident in picked and picked[ident].completed_at is not None and not future.done():
+            if ident in picked and picked[ident].reported_at is not None and not future.done():
                 future.set_result(picked[ident])
             try:
                 await asyncio.wait_for(asyncio.shield(future), 15)

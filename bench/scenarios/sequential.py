@@ -45,20 +45,20 @@ async def _series(
             stuck += 1
             continue
         p = picked.get(execution["id"])
-        if i < WARMUP or p is None or p.completed_at is None:
+        if i < WARMUP or p is None or p.reported_at is None:
             continue
         overhead.append(t1 - t0 - JOB_SECONDS)
         create_s.append(t_resp - t0)
         pickup_s.append(max(0.0, p.picked_at - t_resp))
-        runner_s.append(p.completed_at - p.picked_at - JOB_SECONDS)
-        visible_s.append(t1 - p.completed_at)
+        runner_s.append(p.reported_at - p.picked_at - JOB_SECONDS)
+        visible_s.append(t1 - p.reported_at)
     return {
         "overheadMs": summarize_ms(overhead),
         "breakdownMs": {
             "create": summarize_ms(create_s),
             "pickup": summarize_ms(pickup_s),
-            "runnerCallsStartLogsComplete": summarize_ms(runner_s),
-            "visibleAfterComplete": summarize_ms(visible_s),
+            "runnerCallsUntilReport": summarize_ms(runner_s),  # start (and logs) until the report is sent
+            "visibleAfterReport": summarize_ms(visible_s),  # the report's round trip until the end is seen
         },
         "stuck": stuck,
         "samples": overhead,
