@@ -239,9 +239,7 @@ class Wakeups(Waiters):
         """The runner let go of the execution (it ended, or was stopped or re-queued before the runner took it): if it
         was handed to the runner and not yet answered, it is no longer its."""
         gone = str(execution_id)
-        note = self._handed.get(runner_id)
-        if note is not None and note[0].answer["id"] == gone:
-            del self._handed[runner_id]
+        self._drop_handed_note(runner_id, gone)
         for signal in self._handed_signals(runner_id):
             if signal.handed is not None and signal.handed.answer["id"] == gone:
                 signal.handed = None
@@ -293,10 +291,15 @@ class Wakeups(Waiters):
         the report's answer (under token `epoch`; None: none, or taken back by a later wake-up or by `let_go`).
         The note kept for the runner's next poll is used up: the runner takes it from the answer."""
         answer = answer_for(watch.signal.handed, epoch)
-        note = self._handed.get(runner_id)
-        if answer is not None and note is not None and note[0].answer["id"] == answer["id"]:
-            del self._handed[runner_id]
+        if answer is not None:
+            self._drop_handed_note(runner_id, answer["id"])
         return answer
+
+    def _drop_handed_note(self, runner_id: uuid.UUID, execution_id: str) -> None:
+        """Drop the note of what was handed to the runner if it is that execution (its id as the poll answers it)."""
+        note = self._handed.get(runner_id)
+        if note is not None and note[0].answer["id"] == execution_id:
+            del self._handed[runner_id]
 
     def leave_idle(self, runner_id: uuid.UUID, watch: Watch, epoch: int, digest: str | None) -> None:
         """The runner's end report, fenced by token `epoch`, left it idle and enabled with this catalogue digest,
