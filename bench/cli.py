@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--statements",
         action="store_true",
-        help="PostgreSQL with pg_stat_statements: throughput prints and saves the statements per execution by kind",
+        help=(
+            "PostgreSQL with pg_stat_statements: throughput prints and saves the statements per execution by kind,"
+            " endpoints the statements, plans and PostgreSQL time per request"
+        ),
     )
     parser.add_argument(
         "--hub-workers",

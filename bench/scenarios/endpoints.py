@@ -16,8 +16,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench import statements
 from bench.client import HEARTBEAT, SimRunner, request
-from bench.infra import cpu_seconds_between, free_port, stop_process, tree_cpu_seconds
+from bench.infra import HubProcess, cpu_seconds_between, free_port, stop_process, tree_cpu_seconds
 from bench.scenarios.base import Context, Result, exekra_hub, py_spy
 from bench.stats import summarize_ms
 
@@ -84,9 +85,38 @@ async def _load(call: Callable[[int], Awaitable[Any]], seconds: float, hub_pid: 
     }
 
 
+async def _measure(
+    ctx: Context, result: Result, hub: HubProcess, name: str, profile: str, call: Callable[[int], Awaitable[Any]]
+) -> dict[str, Any]:
+    """`_load` of `call` on the hub, profiled with --profile; with --statements, also what PostgreSQL ran meanwhile
+    per request (the hub's background statements included): statements, plans made (a statement run with its
+    generic plan is not planned again) and time executing and planning. Adds the endpoint's rows to `result`."""
+    if ctx.statements:
+        await statements.prepare(hub.database_url)
+    with py_spy(ctx, hub.pid, profile, result):
+        figures = await _load(call, ctx.size(6, 15), hub.pid)
+    result.details[name] = figures
+    result.row(f"{name}: CPU per request", figures["cpuMsPerRequest"], "ms")
+    result.row(f"{name}: p50", figures["latencyMs"]["p50"], "ms")
+    if ctx.statements:
+        counted = [
+            r
+            for r in await statements.snapshot(hub.database_url)
+            if not statements.kind_of(r["query"]).startswith("bench:")
+        ]
+        n = max(1, figures["requests"])
+        figures["statements"] = statements.per_execution(counted, n)
+        for label, value, unit in (
+            ("PostgreSQL statements per request", sum(r["calls"] for r in counted) / n, "count"),
+            ("PostgreSQL plans per request", sum(r["plans"] for r in counted) / n, "count"),
+            ("PostgreSQL ms per request (executing + planning)", sum(r["ms"] + r["planMs"] for r in counted) / n, "ms"),
+        ):
+            result.row(f"{name}: {label}", value, unit)
+    return figures
+
+
 async def run(ctx: Context) -> Result:
     result = Result("endpoints")
-    seconds = ctx.size(6, 15)
     async with exekra_hub(ctx, "endpoints") as (hub, api, http):
         workflow_id = await api.published_workflow("bench-noop")
         creds = await api.register_runners("ep", CLIENTS)
@@ -133,8 +163,8 @@ async def run(ctx: Context) -> Result:
             async def bare_held(i: int) -> None:
                 await request(http, "GET", bare_url + "/wait")
 
-            figures = await _load(bare, seconds, bare_pid)
-            held = await _load(bare_held, seconds, bare_pid)
+            figures = await _load(bare, ctx.size(6, 15), bare_pid)
+            held = await _load(bare_held, ctx.size(6, 15), bare_pid)
         result.details["bare uvicorn app (floor)"] = figures
         result.details["bare uvicorn app, answering 10 ms later (floor of a renewal)"] = held
         result.row("bare uvicorn + uvloop + httptools app (floor): CPU per request", figures["cpuMsPerRequest"], "ms")
@@ -150,11 +180,7 @@ async def run(ctx: Context) -> Result:
             ("POST /api/executions", create),
         ]
         for name, call in plan:
-            with py_spy(ctx, hub.pid, _profile_name(name), result):
-                figures = await _load(call, seconds, hub.pid)
-            result.details[name] = figures
-            result.row(f"{name}: CPU per request", figures["cpuMsPerRequest"], "ms")
-            result.row(f"{name}: p50", figures["latencyMs"]["p50"], "ms")
+            await _measure(ctx, result, hub, name, _profile_name(name), call)
         # Polls claim whatever is queued first: stop everything still waiting, through the API (so that the
         # hub's queue learns it too), then measure the idle poll.
         gate = asyncio.Semaphore(16)
@@ -183,13 +209,9 @@ async def run(ctx: Context) -> Result:
             ("GET /api/runner/poll?wait=0.01 (no work: a long poll's renewal)", "endpoints-poll-renewal", "0.01"),
         ]
         for name, profile, wait in idle:
-            with py_spy(ctx, hub.pid, profile, result):
-                figures = await _load(poll_idle(wait), seconds, hub.pid)
+            await _measure(ctx, result, hub, name, profile, poll_idle(wait))
             if busy:
                 raise RuntimeError(f"{name}: {len(busy)} polls answered work ({sorted(set(busy))}): not idle polls")
-            result.details[name] = figures
-            result.row(f"{name}: CPU per request", figures["cpuMsPerRequest"], "ms")
-            result.row(f"{name}: p50", figures["latencyMs"]["p50"], "ms")
         # A connected runner's heartbeat comes while its long poll waits: each runner holds one open for the run.
         name = "POST /api/runner/heartbeat while the runner's long poll waits"
         renewed = 0  # polls that ended before their 30 s (something woke them) and were opened again, as a runner does
@@ -202,17 +224,13 @@ async def run(ctx: Context) -> Result:
 
         polls = [asyncio.create_task(hold(i)) for i in range(CLIENTS)]
         await asyncio.sleep(1)  # each poll has read its runner's row and waits
-        with py_spy(ctx, hub.pid, "endpoints-heartbeat-polling", result):
-            figures = await _load(heartbeat, seconds, hub.pid)
+        figures = await _measure(ctx, result, hub, name, "endpoints-heartbeat-polling", heartbeat)
         for poll in polls:
             poll.cancel()
         await asyncio.gather(*polls, return_exceptions=True)
         if busy:
             raise RuntimeError(f"{name}: {len(busy)} polls answered work ({sorted(set(busy))}): not idle runners")
         figures["pollsEndedEarly"] = renewed
-        result.details[name] = figures
-        result.row(f"{name}: CPU per request", figures["cpuMsPerRequest"], "ms")
-        result.row(f"{name}: p50", figures["latencyMs"]["p50"], "ms")
     return result
 
 

@@ -232,7 +232,7 @@ class ExecutionService:
                 self.liveness.renew(claims, metrics)
                 wanted = catalogue_digest is not None and catalogue_digest != poll.digest
                 return Heartbeat(RunnerStatus.ONLINE, [], wanted)
-        sign = await self.liveness.sign(claims, metrics, with_stops=True)
+        sign = await self.liveness.sign(claims, metrics)
         wanted = catalogue_digest is not None and catalogue_digest != sign.catalogue_digest
         return Heartbeat(sign.presence.status, sign.stop_ids, wanted)
 
@@ -275,7 +275,7 @@ class ExecutionService:
         Read here, not in `poll`, so that a held poll does not keep the row's objects for the length of its wait
         (the Redis dispatcher keeps its own copy of the runner's profile, its labels and declared activities, to
         match work: `RedisDispatcher._profiles`)."""
-        sign = await self.liveness.sign(claims, with_held=True)
+        sign = await self.liveness.sign(claims, poll=True)
         presence = sign.presence
         if presence.current_execution_id is not None or not presence.enabled:
             return sign.held, False

@@ -40,23 +40,29 @@ log = logging.getLogger(__name__)
 # so this only bounds memory while the database is down (the oldest are kept, the rest dropped).
 MAX_SAMPLES = 100
 
-# The runner as a sign of life finds it; with `with_stops`, also the live executions it holds whose stop was requested
-# (a heartbeat's answer); with `with_held`, the live execution it holds as its poll answers it (`held_*`: a full poll
-# reads nothing else). One read, no lock.
-_PRESENCE = text(
-    f"""
-SELECT r.id, r.status, r.enabled, r.current_execution_id, r.type, r.labels, r.activities, r.catalogue_digest,
-       r.token_epoch,
-       CASE WHEN CAST(:with_stops AS boolean) AND r.current_execution_id IS NOT NULL THEN ARRAY(
+# The runner as a sign of life finds it, in one read without a lock: a heartbeat's also with the live executions it
+# holds whose stop was requested (its answer), a poll's with the live execution it holds as the poll answers it
+# (`held_*`: a full poll reads nothing else). Two statements, each planned for its own use, not one whose parts a
+# parameter switches off: PostgreSQL keeps a prepared statement's generic plan until the table's statistics change,
+# and the one statement, planned by heartbeats while the executions table was small, then scanned the whole table
+# for every poll (measured: bench/RESULTS.md, 2026-12-06 05:23).
+_RUNNER_COLUMNS = """SELECT r.id, r.status, r.enabled, r.current_execution_id, r.type, r.labels, r.activities,
+       r.catalogue_digest, r.token_epoch"""
+_HEARTBEAT_READ = text(
+    f"""{_RUNNER_COLUMNS},
+       CASE WHEN r.current_execution_id IS NOT NULL THEN ARRAY(
            SELECT x.id FROM executions x
             WHERE x.runner_id = r.id AND x.status IN ('ASSIGNED', 'RUNNING') AND x.stop_requested)
-       END AS stop_ids,
-       h.*
+       END AS stop_ids
+  FROM runners r
+ WHERE r.id = :runner_id"""
+)
+_POLL_READ = text(
+    f"""{_RUNNER_COLUMNS}, h.*
   FROM runners r
   LEFT JOIN LATERAL (
        SELECT {held_columns("held_")} FROM {HELD_FROM}
-        WHERE CAST(:with_held AS boolean) AND e.id = r.current_execution_id AND e.runner_id = r.id
-          AND e.status IN ('ASSIGNED', 'RUNNING')) h ON true
+        WHERE e.id = r.current_execution_id AND e.runner_id = r.id AND e.status IN ('ASSIGNED', 'RUNNING')) h ON true
  WHERE r.id = :runner_id"""
 )
 
@@ -88,15 +94,12 @@ class Liveness:
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()  # one write at a time: see `flush`
 
-    async def sign(
-        self, claims: RunnerClaims, metrics: Metrics | None = None, *, with_stops: bool = False, with_held: bool = False
-    ) -> Sign:
-        """A heartbeat (with `metrics`, `with_stops`) or a poll (`with_held`). NotAuthenticated if the token was
-        revoked."""
+    async def sign(self, claims: RunnerClaims, metrics: Metrics | None = None, *, poll: bool = False) -> Sign:
+        """A heartbeat (with `metrics`; its answer's stops) or a poll's (`poll`: the execution the runner holds).
+        NotAuthenticated if the token was revoked."""
         runner_id = claims.runner_id
-        params = {"runner_id": runner_id, "with_stops": with_stops, "with_held": with_held}
         async with self.db.reading() as session:
-            row = (await session.execute(_PRESENCE, params)).first()
+            row = (await session.execute(_POLL_READ if poll else _HEARTBEAT_READ, {"runner_id": runner_id})).first()
         if row is None or row.token_epoch != claims.epoch:
             raise NotAuthenticated("Runner token revoked: authenticate again")
         presence = lifecycle.presence_of(row)
@@ -106,8 +109,11 @@ class Liveness:
         if presence is None:
             raise NotAuthenticated("Runner token revoked: authenticate again")
         self.renew(claims, metrics)
-        held = poll_answer(row, "held_") if row.held_id is not None else None
-        return Sign(presence, list(row.stop_ids or ()), row.catalogue_digest, held)
+        if poll:
+            return Sign(
+                presence, [], row.catalogue_digest, poll_answer(row, "held_") if row.held_id is not None else None
+            )
+        return Sign(presence, list(row.stop_ids or ()), row.catalogue_digest)
 
     def renew(self, claims: RunnerClaims, metrics: Metrics | None = None) -> None:
         """Remember a sign of life, to be written with the next flush; without reading the runner's row: for a
