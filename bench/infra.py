@@ -365,6 +365,30 @@ def tree_cpu_seconds(pid: int, solo: bool = False) -> dict[int, float]:
     return out
 
 
+def tree_context_switches(pid: int) -> dict[int, tuple[int, int]]:
+    """(voluntary, involuntary) context switches of each live process in the tree under `pid`: a voluntary one is a
+    process that went to sleep with nothing to do (each wake-up of an event loop costs one), an involuntary one a
+    process that the kernel took the core from (the machine was busier than its cores)."""
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return out
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            switches = proc.num_ctx_switches()
+            out[proc.pid] = (switches.voluntary, switches.involuntary)
+    return out
+
+
+def context_switches_between(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches between two `tree_context_switches` snapshots."""
+    voluntary = sum(v - before.get(pid, (0, 0))[0] for pid, (v, _) in after.items())
+    involuntary = sum(i - before.get(pid, (0, 0))[1] for pid, (_, i) in after.items())
+    return voluntary, involuntary
+
+
 def cpu_seconds_between(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds spent between two `tree_cpu_seconds` snapshots (processes born in between count whole)."""
     return sum(t - before.get(pid, 0.0) for pid, t in after.items())

@@ -18,7 +18,13 @@ import asyncpg
 
 from bench import statements
 from bench.client import Api, Pickup, RunnerFleet, RunnerStats, SimRunner
-from bench.infra import TreeSampler, cpu_seconds_between, tree_cpu_seconds
+from bench.infra import (
+    TreeSampler,
+    context_switches_between,
+    cpu_seconds_between,
+    tree_context_switches,
+    tree_cpu_seconds,
+)
 from bench.scenarios.base import Context, Result, attach_peer, exekra_hub, py_spy
 from bench.stats import per_second, summarize_ms
 
@@ -98,6 +104,7 @@ async def run(ctx: Context) -> Result:
             await statements.redis_reset(ctx.servers.redis.url)
         db_before = await database_counters(hub.database_url)
         cpu_before = {name: tree_cpu_seconds(pid, name == "bench") for name, pid in sampler.roots.items()}
+        switches_before = tree_context_switches(hub.pid)
         with py_spy(ctx, hub.pid, "throughput", result):
             t0, t0_wall = time.perf_counter(), time.time()
             t_load = t0 - sampler.t0
@@ -112,6 +119,7 @@ async def run(ctx: Context) -> Result:
             name: cpu_seconds_between(cpu_before[name], tree_cpu_seconds(pid, name == "bench"))
             for name, pid in sampler.roots.items()
         }
+        hub_switches = context_switches_between(switches_before, tree_context_switches(hub.pid))
         await sampler.stop()
         await fleet.stop()
         # pg_stat counters are flushed about once a second; with --statements, until each hub process's LISTEN
@@ -138,6 +146,9 @@ async def run(ctx: Context) -> Result:
         "createSeconds": t_created - t0,
         "createRate": count / (t_created - t0),
         "cpuMsPerExecution": {name: 1000 * spent / max(1, len(completed)) for name, spent in cpu_spent.items()},
+        "hubContextSwitchesPerExecution": {
+            kind: n / max(1, len(completed)) for kind, n in zip(("voluntary", "involuntary"), hub_switches, strict=True)
+        },
         "databasePerExecution": {k: (db_after[k] - db_before[k]) / max(1, len(completed)) for k in db_after},
         "hub": hub_cpu,
         "postgres": pg_cpu,
@@ -162,6 +173,9 @@ async def run(ctx: Context) -> Result:
     result.row("hub CPU per execution", per_exec["hub"], "ms")
     result.row("PostgreSQL CPU per execution", per_exec["postgres"], "ms")
     result.row("load generator CPU per execution", per_exec["bench"], "ms")
+    switches = result.details["hubContextSwitchesPerExecution"]
+    result.row("hub wake-ups per execution (voluntary context switches)", switches["voluntary"], "count")
+    result.row("hub preemptions per execution (involuntary context switches)", switches["involuntary"], "count")
     per_db = result.details["databasePerExecution"]
     result.row("PostgreSQL transactions per execution", per_db["transactions"], "count")
     result.row("WAL per execution", per_db["wal_bytes"] / 1024, "KiB")
