@@ -83,10 +83,11 @@ class Waiters:
         """Register before looking at the state, so a concurrent change cannot be missed; wait on the signal
         returned."""
         signal = Signal()
-        self._add(key, signal)
+        self.add(key, signal)
         return signal
 
-    def _add(self, key: uuid.UUID, signal: Signal) -> None:
+    def add(self, key: uuid.UUID, signal: Signal) -> None:
+        """Register a signal of the caller's own kind for `key` (`register` makes a plain one)."""
         waiting = self._signals.get(key)
         if waiting is None:
             self._signals[key] = signal

@@ -186,7 +186,7 @@ class Wakeups(Waiters):
     def register(self, key: uuid.UUID) -> PollSignal:
         """Register the runner's long poll before its row is read (see `Waiters.register`)."""
         signal = PollSignal()
-        self._add(key, signal)
+        self.add(key, signal)
         return signal
 
     def idle_poll(self, runner_id: uuid.UUID, epoch: int) -> PollSignal | None:
@@ -280,7 +280,7 @@ class Wakeups(Waiters):
         (see `leave_idle`), and for the execution its offer assigns to the runner (`hand_over`). `unwatch` once the
         report has committed and its effects have run."""
         signal = HandedSignal()
-        self._watching._add(runner_id, signal)
+        self._watching.add(runner_id, signal)
         return Watch(signal, time.monotonic())
 
     def unwatch(self, runner_id: uuid.UUID, watch: Watch) -> None:
