@@ -202,8 +202,7 @@ class Wakeups(Waiters):
     def notify(self, key: uuid.UUID, handed: Handed | None = None) -> None:
         """Wake the runner's polls and the watch of its end report in this process, handing them `handed` (the
         execution just assigned to the runner) or taking back what an earlier wake-up handed them; make its next poll
-        a full one, or one that is handed
-        `handed` (only while this process is alone, as other notes)."""
+        a full one, or one that is handed `handed` (only while this process is alone, as other notes)."""
         self._quiet.pop(key, None)
         self._handed.pop(key, None)
         for signal in self._handed_signals(key):

@@ -43,9 +43,9 @@ MAX_SAMPLES = 100
 # The runner as a sign of life finds it, in one read without a lock: a heartbeat's also with the live executions it
 # holds whose stop was requested (its answer), a poll's with the live execution it holds as the poll answers it
 # (`held_*`: a full poll reads nothing else). Two statements, each planned for its own use, not one whose parts a
-# parameter switches off: PostgreSQL keeps a prepared statement's generic plan until the table's statistics change,
-# and the one statement, planned by heartbeats while the executions table was small, then scanned the whole table
-# for every poll (measured: bench/RESULTS.md, 2026-12-06 05:23).
+# parameter switches off: PostgreSQL keeps a prepared statement's generic plan on the connection, and the one
+# statement, planned by heartbeats while the executions table was small, then scanned the whole table for every poll
+# (measured: bench/RESULTS.md, 2026-12-06 05:23).
 _RUNNER_COLUMNS = """SELECT r.id, r.status, r.enabled, r.current_execution_id, r.type, r.labels, r.activities,
        r.catalogue_digest, r.token_epoch"""
 _HEARTBEAT_READ = text(
@@ -109,11 +109,10 @@ class Liveness:
         if presence is None:
             raise NotAuthenticated("Runner token revoked: authenticate again")
         self.renew(claims, metrics)
-        if poll:
-            return Sign(
-                presence, [], row.catalogue_digest, poll_answer(row, "held_") if row.held_id is not None else None
-            )
-        return Sign(presence, list(row.stop_ids or ()), row.catalogue_digest)
+        if not poll:
+            return Sign(presence, list(row.stop_ids or ()), row.catalogue_digest)
+        held = poll_answer(row, "held_") if row.held_id is not None else None
+        return Sign(presence, [], row.catalogue_digest, held)
 
     def renew(self, claims: RunnerClaims, metrics: Metrics | None = None) -> None:
         """Remember a sign of life, to be written with the next flush; without reading the runner's row: for a
