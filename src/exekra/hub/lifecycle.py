@@ -121,6 +121,16 @@ def _sources(rule: Rule[Any]) -> str:
     return "(" + ",".join(f"'{s.value}'" for s in rule.sources) + ")"
 
 
+def found_in(alias: str, states: Sequence[StrEnum]) -> str:
+    """SQL: the row `alias`, found by its primary key, is in one of `states`, as a filter that no index on `status`
+    can serve (the comparison wrapped in `IS TRUE`), so the row is always found through its key. Written plainly,
+    a prepared statement's generic plan, made while the statistics showed few rows in those states, may find the
+    one row by scanning a status index instead, and so read every row in those states: with a backlog of 1,700
+    QUEUED executions, each claim for a new one read all of them, twice (bench/RESULTS.md, 2026-12-06 08:00)."""
+    listed = ",".join(f"'{state.value}'" for state in states)
+    return f"({alias}.status IN ({listed})) IS TRUE"
+
+
 # Signs of life and log uploads commit without waiting for the WAL flush (PostgreSQL asynchronous commit, for
 # their transaction only): a database crash may lose their last fraction of a second (a heartbeat's metrics,
 # log lines the runner was told were stored), never a state change. WAL is flushed in order, so a durable
@@ -177,14 +187,17 @@ class Assignment:
 # handed (`dispatch.handed`: the poll answers it without reading it again; LEFT JOINs, so that what the claim did never
 # depends on that read). An execution whose group is full stays
 # QUEUED: the second row shape (no runner) says so; it is also returned when no runner was found and the snapshot
-# shows the group full. Without a group, `s` and that second part find no row.
+# shows the group full. Without a group, `s` and that second part find no row. The execution's row is found by its
+# key alone (`x.id = (SELECT id FROM e)`, a value to the planner): joined to `e` only, a generic plan made while the
+# table was small scanned all of it (or every QUEUED row) to find the one row (bench/RESULTS.md, 2026-12-06 08:00).
 _ASSIGN_TAIL = f"""
 , {concurrency.take_slot("e", "r")}
 , ue AS (
     UPDATE executions x
        SET status = 'ASSIGNED', attempt = x.attempt + 1, runner_id = r.id, assigned_at = now()
       FROM e, r
-     WHERE x.id = e.id AND x.status IN {_sources(ASSIGN)} AND (e.concurrency_key IS NULL OR EXISTS (SELECT FROM s))
+     WHERE x.id = (SELECT id FROM e) AND x.id = e.id AND {found_in("x", ASSIGN.sources)}
+       AND (e.concurrency_key IS NULL OR EXISTS (SELECT FROM s))
  RETURNING x.id, x.attempt, x.runner_id, x.status, x.inputs, x.timeout_seconds, x.workflow_id, x.version_id
 ), ur AS (
     UPDATE runners SET status = 'BUSY', current_execution_id = ue.id
@@ -253,7 +266,7 @@ _ASSIGN_TO_BEST_RUNNER = text(
 WITH e AS (
     SELECT id, workflow_id, concurrency_key, pinned_runner_id, runner_type, required_labels, required_activities
       FROM executions
-     WHERE id = :execution_id AND status = 'QUEUED'
+     WHERE id = :execution_id AND {found_in("executions", ASSIGN.sources)}
        FOR UPDATE SKIP LOCKED
 ), r_free AS (
     SELECT rn.id FROM runners rn, e
@@ -568,7 +581,7 @@ _STOP_NOW = text(
 WITH ue AS (
     UPDATE executions SET status = 'STOPPED', completed_at = now(), stop_requested = true,
                           stop_requested_at = now(), error = :reason
-     WHERE id = :execution_id AND status IN {_sources(STOP_NOW)}
+     WHERE id = :execution_id AND {found_in("executions", STOP_NOW.sources)}
  RETURNING id, runner_id, workflow_id, concurrency_key, end_awaited
 ), {_let_go("ue")}
 SELECT ue.id, ur.id AS runner_id, ur.status AS runner_status, {concurrency.FREED_COLUMNS},
@@ -579,7 +592,7 @@ SELECT ue.id, ur.id AS runner_id, ur.status AS runner_status, {concurrency.FREED
 _REQUEST_STOP = text(
     f"""
 UPDATE executions SET stop_requested = true, stop_requested_at = coalesce(stop_requested_at, now())
- WHERE id = :execution_id AND status IN {_sources(REQUEST_STOP)}
+ WHERE id = :execution_id AND {found_in("executions", REQUEST_STOP.sources)}
 RETURNING id"""
 )
 
@@ -946,7 +959,7 @@ WITH c AS ({candidates}
      LIMIT :limit FOR UPDATE OF x SKIP LOCKED
 ), ue AS (
     UPDATE executions x SET status = '{rule.target.value}', {changes}
-      FROM c WHERE x.id = c.id AND x.status IN {_sources(rule)}
+      FROM c WHERE x.id = c.id AND {found_in("x", rule.sources)}
  RETURNING x.id, c.runner_id, c.reason, x.has_children, x.workflow_id, x.concurrency_key, x.end_awaited
 ), {_let_go("ue", many=True)}
 SELECT ue.id, ue.runner_id, ue.reason, ue.has_children, ur.status AS runner_status, {concurrency.FREED_COLUMNS}{announce}

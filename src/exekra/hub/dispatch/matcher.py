@@ -16,6 +16,7 @@ from exekra.db.session import Database
 from exekra.hub import concurrency, lifecycle
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch.profile import RunnerProfile
+from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.lifecycle import Assignment, Claim, GroupFull
 
 CLAIM_TRIES = 3  # a claim that lost its group's last slot to a concurrent one looks again, this many times in all
@@ -51,17 +52,18 @@ class HeadState(Enum):
     WAITING = "waiting"  # QUEUED, and nothing holds it back but runners (or a row lock a moment ago)
 
 
+_FOUND_QUEUED = lifecycle.found_in("x", (ExecutionStatus.QUEUED,))
 _QUEUED_COLUMNS = (
     "id, priority, queued_at, pinned_runner_id, runner_type, required_labels, required_activities, workflow_id, "
     "concurrency_key"
 )
-_QUEUED_ONE = text(f"SELECT {_QUEUED_COLUMNS} FROM executions WHERE id = :id AND status = 'QUEUED'")
+_QUEUED_ONE = text(f"SELECT {_QUEUED_COLUMNS} FROM executions x WHERE x.id = :id AND {_FOUND_QUEUED}")
 _QUEUED_ALL = text(
     f"SELECT {_QUEUED_COLUMNS} FROM executions WHERE status = 'QUEUED' ORDER BY priority DESC, queued_at, id"
 )
 _STILL_QUEUED = text("SELECT id FROM executions WHERE id = ANY(:ids) AND status = 'QUEUED'")
 _HEAD_STATE = text(
-    f"SELECT NOT {concurrency.has_room('x')} AS held FROM executions x WHERE x.id = :id AND x.status = 'QUEUED'"
+    f"SELECT NOT {concurrency.has_room('x')} AS held FROM executions x WHERE x.id = :id AND {_FOUND_QUEUED}"
 )
 _NEXT_IN_GROUP = concurrency.next_in_group_statement(", ".join(f"x.{c}" for c in _QUEUED_COLUMNS.split(", ")))
 # Executions held back by their concurrency limit do not count: a freed slot offers them (no sweeping for them).

@@ -38,10 +38,11 @@ class Runner(Base):
     __tablename__ = "runners"
     __table_args__ = (
         CheckConstraint("status IN ('ONLINE','BUSY','OFFLINE')", name="status"),
-        # Eligible idle runners, most recent heartbeat first (SPEC §6).
+        # Eligible idle runners, most recent heartbeat first (SPEC §6), in the order the claims read them: a claim
+        # stops at the first eligible one instead of sorting them all.
         Index(
             "ix_runners_idle",
-            "last_heartbeat_at",
+            text("last_heartbeat_at DESC NULLS LAST"),
             postgresql_where="status = 'ONLINE' AND enabled AND current_execution_id IS NULL",
         ),
     )
