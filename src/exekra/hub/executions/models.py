@@ -67,7 +67,6 @@ class Execution(Base):
             "id",
             postgresql_where="status = 'QUEUED'",
         ),
-        Index("ix_executions_status_priority_queued_at", "status", text("priority DESC"), "queued_at"),
         Index("ix_executions_workflow_id_created_at", "workflow_id", "created_at"),
         # History lists filtered by workflow or runner and status: each status's newest rows in order, and
         # the capped count, from one index. (Migration 0004 also gives the planner statistics on
