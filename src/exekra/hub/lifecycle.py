@@ -29,7 +29,7 @@ from exekra.hub.dispatch.handed import Handed, poll_answer
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.effects import NO_EFFECTS, Effects, Transition
 from exekra.hub.executions import endings
-from exekra.hub.executions.models import LIVE_STATUS_SQL, Execution
+from exekra.hub.executions.models import Execution
 from exekra.hub.executions.models import ExecutionStatus as S
 from exekra.hub.runners.models import RunnerStatus as R
 
@@ -187,9 +187,10 @@ class Assignment:
 # handed (`dispatch.handed`: the poll answers it without reading it again; LEFT JOINs, so that what the claim did never
 # depends on that read). An execution whose group is full stays
 # QUEUED: the second row shape (no runner) says so; it is also returned when no runner was found and the snapshot
-# shows the group full. Without a group, `s` and that second part find no row. The execution's row is found by its
-# key alone (`x.id = (SELECT id FROM e)`, a value to the planner): joined to `e` only, a generic plan made while the
-# table was small scanned all of it (or every QUEUED row) to find the one row (bench/RESULTS.md, 2026-12-06 08:00).
+# shows the group full. Without a group, `s` and that second part find no row. The rows it updates are found by
+# their keys as values (`x.id = (SELECT id FROM e)`, `runners.id = (SELECT runner_id FROM ue)`): only joined to the
+# CTEs, a generic plan made while the tables were small scanned all of executions (or every QUEUED row) and all
+# runners to find one row of each (bench/RESULTS.md, 2026-12-06 08:00; tests/integration/test_claim_plans.py).
 _ASSIGN_TAIL = f"""
 , {concurrency.take_slot("e", "r")}
 , ue AS (
@@ -201,7 +202,7 @@ _ASSIGN_TAIL = f"""
  RETURNING x.id, x.attempt, x.runner_id, x.status, x.inputs, x.timeout_seconds, x.workflow_id, x.version_id
 ), ur AS (
     UPDATE runners SET status = 'BUSY', current_execution_id = ue.id
-      FROM ue WHERE runners.id = ue.runner_id
+      FROM ue WHERE runners.id = (SELECT runner_id FROM ue) AND runners.id = ue.runner_id
  RETURNING runners.id, runners.token_epoch
 )
 SELECT ue.id, ue.runner_id, ue.attempt, ur.token_epoch, ue.status, ue.inputs, ue.timeout_seconds, ue.workflow_id,
@@ -226,27 +227,36 @@ def may_run(runner: str, execution: str) -> str:
              AND {r}.labels @> {x}.required_labels))"""
 
 
-# A pinned execution ignores type and labels, never the activities: no runner is handed work it would fail.
+def _eligible(runner: str, execution: str) -> str:
+    """SQL: the runner may take the execution (`may_run`, and it has every activity the execution needs: a pinned
+    execution ignores type and labels, never the activities, so no runner is handed work it would fail).
+
+    One CASE, which PostgreSQL estimates as a plain condition: bare, it takes each containment test (`@>`) to pass
+    for 1 row in 200, so it expected one eligible runner among 5,000 idle ones (or one eligible execution in a
+    backlog), and read and sorted them all instead of stopping at the first in its index's order
+    (tests/integration/test_claim_plans.py)."""
+    r, x = runner, execution
+    return f"CASE WHEN {r}.activities @> {x}.required_activities AND {may_run(r, x)} THEN true ELSE false END"
+
+
 _ELIGIBLE_RUNNER = f"""
-    rn.status = 'ONLINE' AND rn.enabled AND rn.current_execution_id IS NULL
-    AND rn.activities @> e.required_activities
-    AND {may_run("rn", "e")}
+    rn.status = 'ONLINE' AND rn.enabled AND rn.current_execution_id IS NULL AND {_eligible("rn", "e")}
 """
 
 # The runner's own row is locked without SKIP LOCKED: a concurrent claim for the same runner (the sweeper, a
 # create's match) is waited for, and its result seen, so that a poll never answers 204 while an assignment to
-# it is committing. No deadlock: every other lock these claims take is SKIP LOCKED.
+# it is committing. No deadlock: every other lock these claims take is SKIP LOCKED. The runner's row is found by its
+# key: its idle state is a filter that the idle runners' index cannot serve (`IS TRUE`, as `found_in`).
 _CLAIM_FOR_RUNNER = text(
     f"""
 WITH r AS (
     SELECT id, type, labels, activities FROM runners
-     WHERE id = :runner_id AND status = 'ONLINE' AND enabled AND current_execution_id IS NULL
+     WHERE id = :runner_id AND (status = 'ONLINE' AND enabled AND current_execution_id IS NULL) IS TRUE
        FOR UPDATE
 ), e AS (
     SELECT x.id, x.workflow_id, x.concurrency_key FROM executions x, r
      WHERE x.status = 'QUEUED'
-       AND x.required_activities <@ r.activities
-       AND {may_run("r", "x")}
+       AND {_eligible("r", "x")}
        AND {concurrency.has_room("x")}
      ORDER BY x.priority DESC, x.queued_at, x.id
      LIMIT 1
@@ -662,7 +672,7 @@ def execution_of(row: Any) -> Execution:
 # every hub's listener then reconnects and its waiters look again. The CTE of `queries.await_end`'s look.
 MARK_END_AWAITED = f"""
     UPDATE executions e SET end_awaited = true
-     WHERE e.id = :ident AND e.{LIVE_STATUS_SQL} AND NOT e.end_awaited
+     WHERE e.id = :ident AND {found_in("e", (S.QUEUED, S.ASSIGNED, S.RUNNING))} AND NOT e.end_awaited
  RETURNING {execution_columns("e")}, {_ASYNC_COMMIT}"""
 
 
