@@ -153,25 +153,27 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
         pinned = parse_id(request.runner_id, "runner")
         if not (await session.execute(_RUNNER_EXISTS, {"id": pinned})).scalar_one():
             raise NotFound(f"runner {request.runner_id} not found")
-    return Execution(
-        id=uuid.uuid4(),
-        workflow_id=row.id,
-        version_id=row.version_id,
-        pinned_runner_id=pinned,
-        runner_type=row.runner_type,
-        required_labels=list(row.labels),
-        required_activities=runnable.required_activities,
-        priority=request.priority if request.priority is not None else row.priority,
-        trigger_type=request.trigger_type,
-        triggered_by=request.triggered_by,
-        inputs=inputs,
-        idempotency_key=request.idempotency_key,
-        timeout_seconds=row.timeout_seconds,
-        retry_of=request.retry_of,
-        retry_attempt=request.retry_attempt,
-        concurrency_key=key,
-        parent_id=request.parent_id,
-        parent_key=request.parent_key,
+    return lifecycle.detached_execution(
+        dict(
+            id=uuid.uuid4(),
+            workflow_id=row.id,
+            version_id=row.version_id,
+            pinned_runner_id=pinned,
+            runner_type=row.runner_type,
+            required_labels=list(row.labels),
+            required_activities=runnable.required_activities,
+            priority=request.priority if request.priority is not None else row.priority,
+            trigger_type=request.trigger_type,
+            triggered_by=request.triggered_by,
+            inputs=inputs,
+            idempotency_key=request.idempotency_key,
+            timeout_seconds=row.timeout_seconds,
+            retry_of=request.retry_of,
+            retry_attempt=request.retry_attempt,
+            concurrency_key=key,
+            parent_id=request.parent_id,
+            parent_key=request.parent_key,
+        )
     )
 
 
