@@ -1,4 +1,4 @@
-"""The claims' plans stay right when the statistics are stale (bench/RESULTS.md, 2026-12-06 08:00).
+"""The claims' plans stay right when the statistics are stale (bench/RESULTS.md, 2026-12-06 07:58).
 
 The hub runs its statements prepared, so PostgreSQL soon keeps one generic plan per statement and connection,
 made with the statistics of that moment. Here the plan is made while no execution is QUEUED, then a backlog
@@ -62,7 +62,7 @@ async def workflow_id(hub: Hub, admin: httpx.AsyncClient) -> uuid.UUID:
 
 
 async def _rows_read(hub: Hub, workflow_id: uuid.UUID, claim: TextClause, target: str) -> dict[str, float]:
-    """Rows of `executions` and `runners` that `claim` read for `target` ("execution": the oldest queued one;
+    """Rows of `executions` and `runners` that `claim` read for `target` ("execution": a queued one;
     "runner": an idle runner), by the generic plan it made before a backlog of `BACKLOG` arrived. The claim runs
     (EXPLAIN ANALYZE) and is rolled back."""
     sql = hub.db.statement_cache.get(claim).sql

@@ -31,7 +31,7 @@ from exekra.hub.dispatch.handed import Handed, poll_answer
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.effects import NO_EFFECTS, Effects, Transition
 from exekra.hub.executions import endings
-from exekra.hub.executions.models import Execution
+from exekra.hub.executions.models import LIVE_STATUSES, Execution
 from exekra.hub.executions.models import ExecutionStatus as S
 from exekra.hub.runners.models import RunnerStatus as R
 
@@ -119,18 +119,23 @@ def _transition(rule: Rule[Any], **fields: Any) -> Transition:
     return Transition(rule.name, rule.effects, **fields)
 
 
+def _listed(states: Sequence[StrEnum]) -> str:
+    return "(" + ",".join(f"'{state.value}'" for state in states) + ")"
+
+
 def _sources(rule: Rule[Any]) -> str:
-    return "(" + ",".join(f"'{s.value}'" for s in rule.sources) + ")"
+    return _listed(rule.sources)
 
 
 def found_in(alias: str, states: Sequence[StrEnum]) -> str:
     """SQL: the row `alias`, found by its primary key, is in one of `states`, as a filter that no index on `status`
-    can serve (the comparison wrapped in `IS TRUE`), so the row is always found through its key. Written plainly,
-    a prepared statement's generic plan, made while the statistics showed few rows in those states, may find the
-    one row by scanning a status index instead, and so read every row in those states: with a backlog of 1,700
-    QUEUED executions, each claim for a new one read all of them, twice (bench/RESULTS.md, 2026-12-06 08:00)."""
-    listed = ",".join(f"'{state.value}'" for state in states)
-    return f"({alias}.status IN ({listed})) IS TRUE"
+    can serve (the comparison wrapped in `IS TRUE`): the key is left as the one index to find the row by. Written
+    plainly, a prepared statement's generic plan, made while the statistics showed few rows in those states, may
+    find the one row by scanning a status index instead, and so read every row in those states: with a backlog of
+    1,700 QUEUED executions, each claim for a new one read all of them, twice (bench/RESULTS.md, 2026-12-06 07:58).
+    For a statement that finds one row by its key; a statement's rows in a state capped by the runners (ASSIGNED,
+    RUNNING, with the runner's id) need it less."""
+    return f"({alias}.status IN {_listed(states)}) IS TRUE"
 
 
 # Signs of life and log uploads commit without waiting for the WAL flush (PostgreSQL asynchronous commit, for
@@ -192,7 +197,9 @@ class Assignment:
 # shows the group full. Without a group, `s` and that second part find no row. The rows it updates are found by
 # their keys as values (`x.id = (SELECT id FROM e)`, `runners.id = (SELECT runner_id FROM ue)`): only joined to the
 # CTEs, a generic plan made while the tables were small scanned all of executions (or every QUEUED row) and all
-# runners to find one row of each (bench/RESULTS.md, 2026-12-06 08:00; tests/integration/test_claim_plans.py).
+# runners to find one row of each (bench/RESULTS.md, 2026-12-06 07:58; tests/integration/test_claim_plans.py). So
+# `e` and `r` hold one row at most (a key, or LIMIT 1): a claim of several executions at once needs other updates.
+# The joins beside the values (`x.id = e.id`) are deliberate: they bring the CTEs' columns.
 _ASSIGN_TAIL = f"""
 , {concurrency.take_slot("e", "r")}
 , ue AS (
@@ -233,8 +240,8 @@ def _eligible(runner: str, execution: str) -> str:
     """SQL: the runner may take the execution (`may_run`, and it has every activity the execution needs: a pinned
     execution ignores type and labels, never the activities, so no runner is handed work it would fail).
 
-    One CASE, which PostgreSQL estimates as a plain condition: bare, it takes each containment test (`@>`) to pass
-    for 1 row in 200, so it expected one eligible runner among 5,000 idle ones (or one eligible execution in a
+    One CASE: PostgreSQL does not look inside it and gives it a fixed estimate. Bare, it takes each containment test
+    (`@>`) to pass for 1 row in 200, so it expected one eligible runner among 5,000 idle ones (or one eligible execution in a
     backlog), and read and sorted them all instead of stopping at the first in its index's order
     (tests/integration/test_claim_plans.py)."""
     r, x = runner, execution
@@ -662,11 +669,16 @@ def execution_columns(alias: str) -> str:
 
 
 _EXECUTIONS = manager_of_class(Execution)
+_EXECUTION_KEYS = frozenset(key for key, _ in _EXECUTION_ATTRIBUTES)
 
 
-def detached_execution(values: dict[str, Any]) -> Execution:
-    """An `Execution` in no session with these attributes, set as the ORM sets a loaded row's: without the change
-    history the constructor records, which nothing reads here (8 µs against the constructor's 56, measured)."""
+def execution_from(values: dict[str, Any]) -> Execution:
+    """An `Execution` in no session (transient) with these attributes, written into its state directly, without the
+    change history the constructor records, which nothing reads here: 6 to 8 µs against the constructor's 56
+    (measured). A name that is no column is refused, as the constructor refuses it."""
+    unknown = values.keys() - _EXECUTION_KEYS
+    if unknown:
+        raise TypeError(f"not attributes of Execution: {sorted(unknown)}")
     execution: Execution = _EXECUTIONS.new_instance()
     instance_dict(execution).update(values)
     return execution
@@ -674,7 +686,7 @@ def detached_execution(values: dict[str, Any]) -> Execution:
 
 def execution_of(row: Any) -> Execution:
     """An `Execution` (in no session) from a row with `EXECUTION_COLUMNS`."""
-    return detached_execution({key: getattr(row, column) for key, column in _EXECUTION_ATTRIBUTES})
+    return execution_from({key: getattr(row, column) for key, column in _EXECUTION_ATTRIBUTES})
 
 
 # A client about to wait for the end of execution :ident (`endings`) marks it `end_awaited`, if it is live and not
@@ -685,7 +697,7 @@ def execution_of(row: Any) -> Execution:
 # every hub's listener then reconnects and its waiters look again. The CTE of `queries.await_end`'s look.
 MARK_END_AWAITED = f"""
     UPDATE executions e SET end_awaited = true
-     WHERE e.id = :ident AND {found_in("e", (S.QUEUED, S.ASSIGNED, S.RUNNING))} AND NOT e.end_awaited
+     WHERE e.id = :ident AND {found_in("e", LIVE_STATUSES)} AND NOT e.end_awaited
  RETURNING {execution_columns("e")}, {_ASYNC_COMMIT}"""
 
 

@@ -16,7 +16,6 @@ from exekra.db.session import Database
 from exekra.hub import concurrency, lifecycle
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch.profile import RunnerProfile
-from exekra.hub.executions.models import ExecutionStatus
 from exekra.hub.lifecycle import Assignment, Claim, GroupFull
 
 CLAIM_TRIES = 3  # a claim that lost its group's last slot to a concurrent one looks again, this many times in all
@@ -52,7 +51,7 @@ class HeadState(Enum):
     WAITING = "waiting"  # QUEUED, and nothing holds it back but runners (or a row lock a moment ago)
 
 
-_FOUND_QUEUED = lifecycle.found_in("x", (ExecutionStatus.QUEUED,))
+_FOUND_QUEUED = lifecycle.found_in("x", lifecycle.ASSIGN.sources)
 _QUEUED_COLUMNS = (
     "id, priority, queued_at, pinned_runner_id, runner_type, required_labels, required_activities, workflow_id, "
     "concurrency_key"

@@ -153,7 +153,7 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
         pinned = parse_id(request.runner_id, "runner")
         if not (await session.execute(_RUNNER_EXISTS, {"id": pinned})).scalar_one():
             raise NotFound(f"runner {request.runner_id} not found")
-    return lifecycle.detached_execution(
+    return lifecycle.execution_from(
         dict(
             id=uuid.uuid4(),
             workflow_id=row.id,

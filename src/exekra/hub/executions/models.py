@@ -40,8 +40,9 @@ class ExecutionStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.STOPPED})
+LIVE_STATUSES = (ExecutionStatus.QUEUED, ExecutionStatus.ASSIGNED, ExecutionStatus.RUNNING)
 # Written out (not bound) so that the planner matches it with the partial index below.
-LIVE_STATUS_SQL = "status IN ('QUEUED','ASSIGNED','RUNNING')"
+LIVE_STATUS_SQL = "status IN (" + ",".join(f"'{s.value}'" for s in LIVE_STATUSES) + ")"
 
 
 class TriggerType(StrEnum):
