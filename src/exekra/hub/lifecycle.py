@@ -34,6 +34,7 @@ from exekra.hub.executions import endings
 from exekra.hub.executions.models import LIVE_STATUSES, Execution
 from exekra.hub.executions.models import ExecutionStatus as S
 from exekra.hub.runners.models import RunnerStatus as R
+from exekra.hub.runners.models import idle
 
 StatusT = TypeVar("StatusT", S, R)
 
@@ -127,15 +128,21 @@ def _sources(rule: Rule[Any]) -> str:
     return _listed(rule.sources)
 
 
+def _unindexed(condition: str) -> str:
+    """SQL: `condition` on a row found by its primary key, as a filter that no index can serve (wrapped in `IS TRUE`):
+    the key is left as the one index to find the row by. Written plainly, a prepared statement's generic plan, made
+    while the statistics showed few rows meeting it, may find the one row through an index of the condition
+    instead, and so read every row that meets it: with a backlog of 1,700 QUEUED executions, each claim for a new one
+    read all of them, twice (bench/RESULTS.md, 2026-12-06 07:58); a poll's claim read every idle runner to find its
+    own (tests/integration/test_claim_plans.py)."""
+    return f"({condition}) IS TRUE"
+
+
 def found_in(alias: str, states: Sequence[StrEnum]) -> str:
-    """SQL: the row `alias`, found by its primary key, is in one of `states`, as a filter that no index on `status`
-    can serve (the comparison wrapped in `IS TRUE`): the key is left as the one index to find the row by. Written
-    plainly, a prepared statement's generic plan, made while the statistics showed few rows in those states, may
-    find the one row by scanning a status index instead, and so read every row in those states: with a backlog of
-    1,700 QUEUED executions, each claim for a new one read all of them, twice (bench/RESULTS.md, 2026-12-06 07:58).
-    For a statement that finds one row by its key; a statement's rows in a state capped by the runners (ASSIGNED,
-    RUNNING, with the runner's id) need it less."""
-    return f"({alias}.status IN {_listed(states)}) IS TRUE"
+    """SQL: the row `alias`, found by its primary key, is in one of `states` (`_unindexed`). For a statement that finds
+    one row by its key; a statement's rows in a state capped by the runners (ASSIGNED, RUNNING, with the runner's id)
+    need it less."""
+    return _unindexed(f"{alias}.status IN {_listed(states)}")
 
 
 # Signs of life and log uploads commit without waiting for the WAL flush (PostgreSQL asynchronous commit, for
@@ -194,12 +201,11 @@ class Assignment:
 # handed (`dispatch.handed`: the poll answers it without reading it again; LEFT JOINs, so that what the claim did never
 # depends on that read). An execution whose group is full stays
 # QUEUED: the second row shape (no runner) says so; it is also returned when no runner was found and the snapshot
-# shows the group full. Without a group, `s` and that second part find no row. The rows it updates are found by
-# their keys as values (`x.id = (SELECT id FROM e)`, `runners.id = (SELECT runner_id FROM ue)`): only joined to the
-# CTEs, a generic plan made while the tables were small scanned all of executions (or every QUEUED row) and all
-# runners to find one row of each (bench/RESULTS.md, 2026-12-06 07:58; tests/integration/test_claim_plans.py). So
-# `e` and `r` hold one row at most (a key, or LIMIT 1): a claim of several executions at once needs other updates.
-# The joins beside the values (`x.id = e.id`) are deliberate: they bring the CTEs' columns.
+# shows the group full. Without a group, `s` and that second part find no row. The execution it updates is found by
+# its key as a value (`x.id = (SELECT id FROM e)`): only joined to `e`, a generic plan made while the table was small
+# scanned all of executions to find the one row (bench/RESULTS.md, 2026-12-06 07:58). So `e` holds one row at most
+# (a key, or LIMIT 1): a claim of several executions at once needs another update. The join beside the value
+# (`x.id = e.id`) is deliberate: it brings `e`'s columns.
 _ASSIGN_TAIL = f"""
 , {concurrency.take_slot("e", "r")}
 , ue AS (
@@ -211,7 +217,7 @@ _ASSIGN_TAIL = f"""
  RETURNING x.id, x.attempt, x.runner_id, x.status, x.inputs, x.timeout_seconds, x.workflow_id, x.version_id
 ), ur AS (
     UPDATE runners SET status = 'BUSY', current_execution_id = ue.id
-      FROM ue WHERE runners.id = (SELECT runner_id FROM ue) AND runners.id = ue.runner_id
+      FROM ue WHERE runners.id = ue.runner_id
  RETURNING runners.id, runners.token_epoch
 )
 SELECT ue.id, ue.runner_id, ue.attempt, ur.token_epoch, ue.status, ue.inputs, ue.timeout_seconds, ue.workflow_id,
@@ -249,18 +255,18 @@ def _eligible(runner: str, execution: str) -> str:
 
 
 _ELIGIBLE_RUNNER = f"""
-    rn.status = 'ONLINE' AND rn.enabled AND rn.current_execution_id IS NULL AND {_eligible("rn", "e")}
+    {idle("rn")} AND {_eligible("rn", "e")}
 """
 
 # The runner's own row is locked without SKIP LOCKED: a concurrent claim for the same runner (the sweeper, a
 # create's match) is waited for, and its result seen, so that a poll never answers 204 while an assignment to
 # it is committing. No deadlock: every other lock these claims take is SKIP LOCKED. The runner's row is found by its
-# key: its idle state is a filter that the idle runners' index cannot serve (`IS TRUE`, as `found_in`).
+# key: its idle state is a filter that the idle runners' index cannot serve (`_unindexed`).
 _CLAIM_FOR_RUNNER = text(
     f"""
 WITH r AS (
     SELECT id, type, labels, activities FROM runners
-     WHERE id = :runner_id AND (status = 'ONLINE' AND enabled AND current_execution_id IS NULL) IS TRUE
+     WHERE id = :runner_id AND {_unindexed(idle())}
        FOR UPDATE
 ), e AS (
     SELECT x.id, x.workflow_id, x.concurrency_key FROM executions x, r
@@ -679,14 +685,18 @@ def execution_from(values: dict[str, Any]) -> Execution:
     unknown = values.keys() - _EXECUTION_KEYS
     if unknown:
         raise TypeError(f"not attributes of Execution: {sorted(unknown)}")
+    return _transient(values)
+
+
+def _transient(values: dict[str, Any]) -> Execution:
     execution: Execution = _EXECUTIONS.new_instance()
     instance_dict(execution).update(values)
     return execution
 
 
 def execution_of(row: Any) -> Execution:
-    """An `Execution` (in no session) from a row with `EXECUTION_COLUMNS`."""
-    return execution_from({key: getattr(row, column) for key, column in _EXECUTION_ATTRIBUTES})
+    """An `Execution` (in no session) from a row with `EXECUTION_COLUMNS` (every name a column: nothing to check)."""
+    return _transient({key: getattr(row, column) for key, column in _EXECUTION_ATTRIBUTES})
 
 
 # A client about to wait for the end of execution :ident (`endings`) marks it `end_awaited`, if it is live and not

@@ -17,6 +17,7 @@ from exekra.hub import concurrency, lifecycle
 from exekra.hub.concurrency import Group
 from exekra.hub.dispatch.profile import RunnerProfile
 from exekra.hub.lifecycle import Assignment, Claim, GroupFull
+from exekra.hub.runners.models import idle
 
 CLAIM_TRIES = 3  # a claim that lost its group's last slot to a concurrent one looks again, this many times in all
 
@@ -69,10 +70,7 @@ _NEXT_IN_GROUP = concurrency.next_in_group_statement(", ".join(f"x.{c}" for c in
 _ANY_QUEUED = text(
     f"SELECT EXISTS (SELECT 1 FROM executions x WHERE x.status = 'QUEUED' AND {concurrency.has_room('x')})"
 )
-_IDLE_RUNNERS = text(
-    "SELECT id FROM runners WHERE status = 'ONLINE' AND enabled AND current_execution_id IS NULL "
-    "ORDER BY last_heartbeat_at DESC NULLS LAST LIMIT :limit"
-)
+_IDLE_RUNNERS = text(f"SELECT id FROM runners WHERE {idle()} ORDER BY last_heartbeat_at DESC NULLS LAST LIMIT :limit")
 _RUNNER_PROFILE = text("SELECT id, type, labels, activities FROM runners WHERE id = :id")
 
 

@@ -34,6 +34,13 @@ class RunnerStatus(StrEnum):
     OFFLINE = "OFFLINE"
 
 
+def idle(alias: str = "") -> str:
+    """SQL: the runner (alias `alias`, or the runners table unqualified) is idle: it may be handed work. The one copy
+    of the condition, for the idle runners' partial index and the statements it serves."""
+    r = f"{alias}." if alias else ""
+    return f"{r}status = 'ONLINE' AND {r}enabled AND {r}current_execution_id IS NULL"
+
+
 class Runner(Base):
     __tablename__ = "runners"
     __table_args__ = (
@@ -43,7 +50,7 @@ class Runner(Base):
         Index(
             "ix_runners_idle",
             text("last_heartbeat_at DESC NULLS LAST"),
-            postgresql_where="status = 'ONLINE' AND enabled AND current_execution_id IS NULL",
+            postgresql_where=idle(),
         ),
     )
 
