@@ -8,9 +8,12 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 
 from exekra.hub.context import Hub
+from exekra.hub.executions import queries
+from exekra.hub.executions.models import Execution
 from exekra.hub.executions.queries import LogLine
 from exekra.hub.tasks import drain
 
@@ -317,13 +320,49 @@ async def test_get_execution_with_wait_answers_when_the_execution_ends(
     await _held_open(hub, execution_id)  # RUNNING is not an end
     assert not waiting.done()
     started = time.monotonic()
-    assert (await runner.complete(execution_id, 1, "COMPLETED")).status_code == 200
+    metrics = {"cpuAvg": 1.5, "cpuPeak": 9.0, "memAvgMb": 30, "memPeakMb": 41}
+    done = await runner.complete(execution_id, 1, "COMPLETED", outputs={"answer": 42}, metrics=metrics)
+    assert done.status_code == 200
     answer = await asyncio.wait_for(waiting, 10)
     assert answer.status_code == 200 and answer.json()["execution"]["status"] == "COMPLETED"
     assert time.monotonic() - started < 10  # woken by the end, not by the 20 s wait
+    # The end report's row, handed to the waiting read, answers as a read of the ended execution does.
+    assert answer.json() == (await admin.get(f"/api/executions/{execution_id}")).json()
+    assert answer.json()["execution"]["outputs"] == {"answer": 42}
     # Ended already: answered at once.
     again = await asyncio.wait_for(admin.get(f"/api/executions/{execution_id}", params={"wait": 20}), 5)
     assert again.json()["execution"]["status"] == "COMPLETED"
+
+
+async def test_an_end_report_hands_the_ended_row_to_this_process_s_waiters_only_when_its_end_is_awaited(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner, workflow_id = await _setup(admin, client)
+    endings = hub.executions.endings
+    awaited = uuid.UUID(await running_execution(admin, runner, workflow_id))
+    signal = endings.register(awaited)
+    try:
+        await queries.await_end(hub.db, awaited)  # a waiting client's look marks it: its end is announced
+        assert (await runner.complete(str(awaited), 1, "FAILED", error="boom", outputs={"n": 1})).status_code == 200
+        assert signal.is_set()  # woken by the report itself, before any announcement is needed
+        handed = endings.ended(awaited)
+        assert handed is not None
+        stored = (await queries.get_execution(hub.db, awaited)).execution
+        columns = [c.key for c in sa_inspect(Execution).column_attrs]
+        assert {c: getattr(handed, c) for c in columns} == {c: getattr(stored, c) for c in columns}
+        assert handed.status == "FAILED" and handed.error == "boom" and handed.completed_at is not None
+    finally:
+        endings.unregister(awaited, signal)
+    assert endings.ended(awaited) is None  # its last waiter gone: nothing is kept
+
+    # Waited for here without the look's mark: nobody is told of the end, and the statement returns no row.
+    unmarked = uuid.UUID(await running_execution(admin, runner, workflow_id))
+    signal = endings.register(unmarked)
+    try:
+        assert (await runner.complete(str(unmarked), 1, "COMPLETED")).status_code == 200
+        assert endings.ended(unmarked) is None and not signal.is_set()
+    finally:
+        endings.unregister(unmarked, signal)
 
 
 async def test_get_execution_with_wait_wakes_on_a_stop_and_rejects_a_bad_wait(

@@ -167,6 +167,31 @@ def _announce_end(rule: Rule[Any], source: str) -> str:
     return _ANNOUNCE_END.format(source)
 
 
+# Every column of an execution, by attribute: a statement that returns them all gives its caller the `Execution`
+# as stored, without a read (and without the ORM's unit of work).
+_EXECUTION_ATTRIBUTES = tuple((a.key, a.columns[0].name) for a in sa_inspect(Execution).column_attrs)
+EXECUTION_COLUMNS = ", ".join(column for _, column in _EXECUTION_ATTRIBUTES)
+"""Every column of `executions`, for a statement whose row becomes an `Execution` (`execution_of`)."""
+
+
+def execution_columns(alias: str) -> str:
+    """`EXECUTION_COLUMNS` of the table aliased `alias`, for a statement that joins others."""
+    return ", ".join(f"{alias}.{column}" for _, column in _EXECUTION_ATTRIBUTES)
+
+
+_HANDED = "ended_"
+
+
+def _if_awaited(source: str) -> str:
+    """Every column of the execution ended in CTE `source`, named `ended_…`, when a client waits for its end
+    (`end_awaited`), else NULL: this process's waiters take the row from the ending statement instead of reading it
+    (`ended_execution`), and an end nobody waits for sends nothing more."""
+    return ", ".join(
+        f"CASE WHEN {source}.end_awaited THEN {source}.{column} END AS {_HANDED}{column}"
+        for _, column in _EXECUTION_ATTRIBUTES
+    )
+
+
 def _let_go(source: str, *, many: bool = False) -> str:
     """CTEs `ur` and `us`: the runner holding each execution of CTE `source` (columns id, runner_id, workflow_id,
     concurrency_key) lets go of it, and so does its concurrency slot (`concurrency.release_slots`); `many`: the
@@ -178,7 +203,7 @@ def _let_go(source: str, *, many: bool = False) -> str:
     """
     return f"""ur AS (
     UPDATE runners SET current_execution_id = NULL,
-                       status = CASE WHEN status = 'BUSY' THEN 'ONLINE' ELSE status END
+                       status = CASE WHEN runners.status = 'BUSY' THEN 'ONLINE' ELSE runners.status END
       FROM {source} WHERE runners.id = {source}.runner_id AND runners.current_execution_id = {source}.id
  RETURNING runners.id, runners.status, runners.enabled, runners.catalogue_digest, runners.type, runners.labels,
            runners.activities
@@ -527,21 +552,22 @@ WITH ue AS (
            cpu_avg = :cpu_avg, cpu_peak = :cpu_peak, mem_avg_mb = :mem_avg_mb, mem_peak_mb = :mem_peak_mb,
            {_ADMIT_LOG}
      WHERE {_HELD_BY} AND status = ANY(:sources)
- RETURNING id, runner_id, workflow_id, concurrency_key, log_seq, log_dropped, has_children, end_awaited
+ RETURNING {EXECUTION_COLUMNS}
 ), {_let_go("ue")}, {_store_lines("ue")}
 SELECT ue.id, ue.has_children, ur.status AS runner_status, ur.enabled AS runner_enabled, ur.catalogue_digest,
        ur.type AS runner_type, ur.labels AS runner_labels, ur.activities AS runner_activities,
-       {concurrency.FREED_COLUMNS}, {_announce_end(COMPLETE, "ue")}
+       {concurrency.FREED_COLUMNS}, ue.end_awaited, {_if_awaited("ue")}, {_announce_end(COMPLETE, "ue")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
 
 class Finished(NamedTuple):
-    """What a runner's end report left: whether its runner is idle (ONLINE and enabled: it may take work), and the
-    catalogue digest its row holds."""
+    """What a runner's end report left: whether its runner is idle (ONLINE and enabled: it may take work), the
+    catalogue digest its row holds, and the ended execution as stored when a client waits for its end (`ended`)."""
 
     runner_idle: bool
     catalogue_digest: str | None
+    ended: Execution | None
 
 
 async def finish(
@@ -598,7 +624,7 @@ async def finish(
             has_children=row.has_children,
         ),
     )
-    return Finished(idle, row.catalogue_digest)
+    return Finished(idle, row.catalogue_digest, execution_of(row, _HANDED) if row.end_awaited else None)
 
 
 _STOP_NOW = text(
@@ -662,18 +688,6 @@ async def request_stop(
     return StopOutcome(stopped=False, requested=True)
 
 
-# The columns an execution is created with; the rest are the database's defaults. Every column comes back, so
-# the caller's `Execution` is the row as stored, without a read (and without the ORM's unit of work).
-_EXECUTION_ATTRIBUTES = tuple((a.key, a.columns[0].name) for a in sa_inspect(Execution).column_attrs)
-EXECUTION_COLUMNS = ", ".join(column for _, column in _EXECUTION_ATTRIBUTES)
-"""Every column of `executions`, for a statement whose row becomes an `Execution` (`execution_of`)."""
-
-
-def execution_columns(alias: str) -> str:
-    """`EXECUTION_COLUMNS` of the table aliased `alias`, for a statement that joins others."""
-    return ", ".join(f"{alias}.{column}" for _, column in _EXECUTION_ATTRIBUTES)
-
-
 _EXECUTIONS = manager_of_class(Execution)
 _EXECUTION_KEYS = frozenset(key for key, _ in _EXECUTION_ATTRIBUTES)
 
@@ -694,9 +708,10 @@ def _transient(values: dict[str, Any]) -> Execution:
     return execution
 
 
-def execution_of(row: Any) -> Execution:
-    """An `Execution` (in no session) from a row with `EXECUTION_COLUMNS` (every name a column: nothing to check)."""
-    return _transient({key: getattr(row, column) for key, column in _EXECUTION_ATTRIBUTES})
+def execution_of(row: Any, prefix: str = "") -> Execution:
+    """An `Execution` (in no session) from a row with `EXECUTION_COLUMNS`, each name after `prefix` (every name a
+    column: nothing to check)."""
+    return _transient({key: getattr(row, prefix + column) for key, column in _EXECUTION_ATTRIBUTES})
 
 
 # A client about to wait for the end of execution :ident (`endings`) marks it `end_awaited`, if it is live and not

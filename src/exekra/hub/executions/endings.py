@@ -4,7 +4,8 @@ the log stream's `end` event) and new log lines (the log stream).
 A waiting client registers here, then looks at the execution and, while it has not ended, marks it as awaited,
 in one statement (`queries.await_end`). The statement that ends a marked execution announces it on `CHANNEL` (the
 `ends` effect), and each hub process's `Listener` hears it, the ending process's own included. An execution
-nobody waits for sends no notification: each one costs every listening hub process a transaction of PostgreSQL's.
+nobody waits for sends no notification: each one costs every listening hub process a transaction of PostgreSQL's. A runner's end report in this process
+hands the ended row to this process's waiters (`hand`): they answer without reading it.
 A log upload with lines announces them on the execution's own channel (`log_channel`), which a hub process
 listens to only while someone follows that execution's log: nobody else receives those notifications.
 """
@@ -12,9 +13,13 @@ listens to only while someone follows that execution's log: nobody else receives
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from exekra.hub.listener import Listener
-from exekra.hub.waiters import Waiters
+from exekra.hub.waiters import Signal, Waiters
+
+if TYPE_CHECKING:
+    from exekra.hub.executions.models import Execution
 
 CHANNEL = "exekra_finished"  # payload: the execution id
 LOG_CHANNEL_PREFIX = "exekra_logs_"  # + the execution id in hex: 44 characters, within PostgreSQL's 63
@@ -30,4 +35,22 @@ class Endings(Waiters):
 
     def __init__(self, listener: Listener) -> None:
         super().__init__()
+        self._ended: dict[uuid.UUID, Execution] = {}
         listener.subscribe(CHANNEL, self.deliver_key, on_connect=self.notify_all)
+
+    def hand(self, execution: Execution) -> None:
+        """An execution this process just ended, as the committed ending statement returned it: its waiters here
+        take it (`ended`) instead of reading it again. The announcement still comes, for other processes; a waiter
+        it wakes first reads, as one in another process does."""
+        if self.is_waiting(execution.id):
+            self._ended[execution.id] = execution
+            self.notify(execution.id)
+
+    def ended(self, key: uuid.UUID) -> Execution | None:
+        """The ended execution handed to this key's waiters, if it was."""
+        return self._ended.get(key)
+
+    def unregister(self, key: uuid.UUID, signal: Signal) -> None:
+        super().unregister(key, signal)
+        if not self.is_waiting(key):
+            self._ended.pop(key, None)

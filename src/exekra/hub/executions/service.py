@@ -170,7 +170,11 @@ class ExecutionService:
             if view.execution.status in TERMINAL_STATUSES or self.closing:
                 return view
             if await ended.wait(seconds):
-                view = await queries.get_execution(self.db, ident)
+                execution = self.endings.ended(ident)  # handed by an end report in this process
+                if execution is None:
+                    view = await queries.get_execution(self.db, ident)
+                else:
+                    view = ExecutionView(execution, view.workflow_name, view.version_number)
         finally:
             self.held_reads -= 1
             self.endings.unregister(ident, ended)
@@ -390,6 +394,8 @@ class ExecutionService:
                 finished = await lifecycle.finish(
                     session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
                 )
+                if finished is not None and finished.ended is not None:  # committed: its waiters answer now
+                    self.endings.hand(finished.ended)
             if finished is not None and finished.runner_idle:
                 if wait > 0:  # registered while the watch still sees every wake-up: nothing falls between
                     poll = wakeups.register(runner_id)
