@@ -326,9 +326,12 @@ async def test_get_execution_with_wait_answers_when_the_execution_ends(
     answer = await asyncio.wait_for(waiting, 10)
     assert answer.status_code == 200 and answer.json()["execution"]["status"] == "COMPLETED"
     assert time.monotonic() - started < 10  # woken by the end, not by the 20 s wait
-    # The end report's row, handed to the waiting read, answers as a read of the ended execution does.
+    # The end report's row, handed to the waiting read with its runner's name, answers as a read of the ended
+    # execution does.
     assert answer.json() == (await admin.get(f"/api/executions/{execution_id}")).json()
-    assert answer.json()["execution"]["outputs"] == {"answer": 42}
+    ended = answer.json()["execution"]
+    assert ended["outputs"] == {"answer": 42} and ended["runnerName"] == "r1"
+    assert ended["triggeredByName"] == (await admin.get("/api/auth/me")).json()["user"]["email"]
     # Ended already: answered at once.
     again = await asyncio.wait_for(admin.get(f"/api/executions/{execution_id}", params={"wait": 20}), 5)
     assert again.json()["execution"]["status"] == "COMPLETED"
@@ -346,11 +349,12 @@ async def test_an_end_report_hands_the_ended_row_to_this_process_s_waiters_only_
         assert (await runner.complete(str(awaited), 1, "FAILED", error="boom", outputs={"n": 1})).status_code == 200
         assert signal.is_set()  # woken by the report itself, before any announcement is needed
         handed = endings.ended(awaited)
-        assert handed is not None
+        assert handed is not None and handed.runner_name == "r1"
         stored = (await queries.get_execution(hub.db, awaited)).execution
         columns = [c.key for c in sa_inspect(Execution).column_attrs]
-        assert {c: getattr(handed, c) for c in columns} == {c: getattr(stored, c) for c in columns}
-        assert handed.status == "FAILED" and handed.error == "boom" and handed.completed_at is not None
+        assert {c: getattr(handed.execution, c) for c in columns} == {c: getattr(stored, c) for c in columns}
+        assert handed.execution.status == "FAILED" and handed.execution.error == "boom"
+        assert handed.execution.completed_at is not None
     finally:
         endings.unregister(awaited, signal)
     assert endings.ended(awaited) is None  # its last waiter gone: nothing is kept

@@ -205,8 +205,8 @@ def _let_go(source: str, *, many: bool = False) -> str:
     UPDATE runners SET current_execution_id = NULL,
                        status = CASE WHEN runners.status = 'BUSY' THEN 'ONLINE' ELSE runners.status END
       FROM {source} WHERE runners.id = {source}.runner_id AND runners.current_execution_id = {source}.id
- RETURNING runners.id, runners.status, runners.enabled, runners.catalogue_digest, runners.type, runners.labels,
-           runners.activities
+ RETURNING runners.id, runners.name, runners.status, runners.enabled, runners.catalogue_digest, runners.type,
+           runners.labels, runners.activities
 ), {concurrency.release_slots(source, many=many)}"""
 
 
@@ -556,18 +556,27 @@ WITH ue AS (
 ), {_let_go("ue")}, {_store_lines("ue")}
 SELECT ue.id, ue.has_children, ur.status AS runner_status, ur.enabled AS runner_enabled, ur.catalogue_digest,
        ur.type AS runner_type, ur.labels AS runner_labels, ur.activities AS runner_activities,
-       {concurrency.FREED_COLUMNS}, ue.end_awaited, {_if_awaited("ue")}, {_announce_end(COMPLETE, "ue")}
+       {concurrency.FREED_COLUMNS}, ue.end_awaited, {_if_awaited("ue")},
+       CASE WHEN ue.end_awaited THEN ur.name END AS ended_by, {_announce_end(COMPLETE, "ue")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
 
+class Ended(NamedTuple):
+    """An execution as its ending statement stored it, and the name of the runner it ran on (None: the runner's row
+    is gone)."""
+
+    execution: Execution
+    runner_name: str | None
+
+
 class Finished(NamedTuple):
     """What a runner's end report left: whether its runner is idle (ONLINE and enabled: it may take work), the
-    catalogue digest its row holds, and the ended execution as stored when a client waits for its end (`ended`)."""
+    catalogue digest its row holds, and the ended execution when a client waits for its end (`end_awaited`)."""
 
     runner_idle: bool
     catalogue_digest: str | None
-    ended: Execution | None
+    ended: Ended | None
 
 
 async def finish(
@@ -624,7 +633,8 @@ async def finish(
             has_children=row.has_children,
         ),
     )
-    return Finished(idle, row.catalogue_digest, execution_of(row, _HANDED) if row.end_awaited else None)
+    ended = Ended(execution_of(row, _HANDED), row.ended_by) if row.end_awaited else None
+    return Finished(idle, row.catalogue_digest, ended)
 
 
 _STOP_NOW = text(

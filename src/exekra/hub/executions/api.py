@@ -62,7 +62,7 @@ async def _created(hub: Hub, created: Created, user: Principal) -> ORJSONRespons
 
 async def one_execution(hub: Hub, view: ExecutionView) -> dict[str, Any]:
     """`{"execution": …}` with the names beside the ids and the waiting reason (here and for runner routes)."""
-    names = await names_of(hub.db, [view.execution])
+    names = view.names or await names_of(hub.db, [view.execution])
     execution = view.execution
     return {"execution": execution_to_api(execution, view.workflow_name, view.version_number, **names.of(execution))}
 

@@ -19,7 +19,7 @@ from exekra.hub.listener import Listener
 from exekra.hub.waiters import Signal, Waiters
 
 if TYPE_CHECKING:
-    from exekra.hub.executions.models import Execution
+    from exekra.hub.lifecycle import Ended
 
 CHANNEL = "exekra_finished"  # payload: the execution id
 LOG_CHANNEL_PREFIX = "exekra_logs_"  # + the execution id in hex: 44 characters, within PostgreSQL's 63
@@ -35,18 +35,19 @@ class Endings(Waiters):
 
     def __init__(self, listener: Listener) -> None:
         super().__init__()
-        self._ended: dict[uuid.UUID, Execution] = {}
+        self._ended: dict[uuid.UUID, Ended] = {}
         listener.subscribe(CHANNEL, self.deliver_key, on_connect=self.notify_all)
 
-    def hand(self, execution: Execution) -> None:
+    def hand(self, ended: Ended) -> None:
         """An execution this process just ended, as the committed ending statement returned it: its waiters here
         take it (`ended`) instead of reading it again. The announcement still comes, for other processes; a waiter
         it wakes first reads, as one in another process does."""
-        if self.is_waiting(execution.id):
-            self._ended[execution.id] = execution
-            self.notify(execution.id)
+        key = ended.execution.id
+        if self.is_waiting(key):
+            self._ended[key] = ended
+            self.notify(key)
 
-    def ended(self, key: uuid.UUID) -> Execution | None:
+    def ended(self, key: uuid.UUID) -> Ended | None:
         """The ended execution handed to this key's waiters, if it was."""
         return self._ended.get(key)
 

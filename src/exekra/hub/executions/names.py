@@ -39,6 +39,11 @@ class ExecutionNames:
     def triggered_by_name(self, execution: Execution) -> str | None:
         return self.triggerers.get(execution.triggered_by or "")
 
+    def with_runner(self, runner_id: uuid.UUID, name: str | None) -> ExecutionNames:
+        """These names, and `runner_id`'s name as given (None: the runner is gone, and shown without a name)."""
+        runners = self.runners if name is None else {**self.runners, runner_id: name}
+        return ExecutionNames(runners, self.triggerers, self.waiting)
+
     def of(self, execution: Execution) -> dict[str, Any]:
         """The keyword arguments of `execution_to_api` for this execution's names."""
         return {

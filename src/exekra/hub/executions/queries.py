@@ -19,6 +19,7 @@ from exekra.hub import lifecycle
 from exekra.hub.dispatch.handed import HELD_FROM, held_columns, poll_answer
 from exekra.hub.errors import BadRequest, NotFound
 from exekra.hub.executions.models import TERMINAL_STATUSES, Execution, ExecutionLog
+from exekra.hub.executions.names import ExecutionNames
 from exekra.hub.lookup import IdPrefix, parse_id
 from exekra.hub.workflows.models import Workflow, WorkflowVersion
 
@@ -100,6 +101,7 @@ class ExecutionView:
     execution: Execution
     workflow_name: str
     version_number: int
+    names: ExecutionNames | None = None  # read with it (a held read's), or None: read when it is answered
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from exekra.hub.executions.creation import Created, ExecutionRequest
 from exekra.hub.executions.endings import Endings
 from exekra.hub.executions.follow import LogEvent, LogFollowers
 from exekra.hub.executions.models import TERMINAL_STATUSES, Execution, ExecutionLog, ExecutionStatus
+from exekra.hub.executions.names import names_of
 from exekra.hub.executions.queries import ExecutionFilter, ExecutionView, LogLine, Page
 from exekra.hub.executions.stale import StaleReport, check_stale
 from exekra.hub.listener import Listener
@@ -169,12 +170,17 @@ class ExecutionService:
             view = await queries.await_end(self.db, ident)  # its end is announced from now on
             if view.execution.status in TERMINAL_STATUSES or self.closing:
                 return view
+            # Its names, read while it runs: an end handed by a report in this process is answered with no read.
+            names = await names_of(self.db, [view.execution])
+            view = replace(view, names=names)
             if await ended.wait(seconds):
-                execution = self.endings.ended(ident)  # handed by an end report in this process
-                if execution is None:
+                handed = self.endings.ended(ident)
+                if handed is None:
                     view = await queries.get_execution(self.db, ident)
                 else:
-                    view = ExecutionView(execution, view.workflow_name, view.version_number)
+                    execution = handed.execution
+                    names = names.with_runner(execution.runner_id, handed.runner_name) if execution.runner_id else names
+                    view = ExecutionView(execution, view.workflow_name, view.version_number, names)
         finally:
             self.held_reads -= 1
             self.endings.unregister(ident, ended)
