@@ -133,7 +133,7 @@ async def test_a_creation_rolled_back_is_never_offered_to_a_waiting_runner(
     with pytest.raises(Abort):
         async with hub.db.transaction() as session:
             execution = await lifecycle.insert_queued(
-                session, await new_execution(session, uuid.UUID(workflow_id), request), ACTOR
+                session, (await new_execution(session, uuid.UUID(workflow_id), request)).execution, ACTOR
             )
             raise Abort
 

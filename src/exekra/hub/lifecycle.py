@@ -761,13 +761,19 @@ _AUDITED_WITH = ("actor_type", "actor_id", "ip", "action", "entity_type", "entit
 
 # A create is one statement: the row, the audit entry of rule CREATE (the entry `audit.record` would write at
 # commit, with the same columns: `audit.entry`) and, for a request with an idempotency key, the key's claim,
-# on which the row depends: a key that another execution holds within its window inserts nothing at all. The
-# parameters take their types from the columns they fill (INSERT … SELECT), as INSERT … VALUES does.
+# on which the row depends: a key that another execution holds within its window inserts nothing at all. With a
+# `revision`, nothing either unless the workflow is still at that revision (it was built from what the process
+# remembered of the workflow: `creation.new_execution`). The parameters take their types from the columns they fill
+# (INSERT … SELECT), as INSERT … VALUES does.
 _INSERT_QUEUED = text(
     f"""
-WITH claimed AS (
+WITH unchanged AS (
+    SELECT CAST(:revision AS bigint) IS NULL
+           OR EXISTS (SELECT FROM workflows WHERE id = :workflow_id AND revision = CAST(:revision AS bigint)) AS yes
+), claimed AS (
     INSERT INTO execution_keys (workflow_id, key, execution_id, created_at)
-    SELECT :workflow_id, CAST(:claimed_key AS varchar), :id, now() WHERE CAST(:claimed_key AS varchar) IS NOT NULL
+    SELECT :workflow_id, CAST(:claimed_key AS varchar), :id, now()
+     WHERE CAST(:claimed_key AS varchar) IS NOT NULL AND (SELECT yes FROM unchanged)
     ON CONFLICT (workflow_id, key) DO UPDATE
        SET execution_id = EXCLUDED.execution_id, created_at = EXCLUDED.created_at
      WHERE execution_keys.created_at < now() - make_interval(secs => :key_window)
@@ -775,7 +781,7 @@ WITH claimed AS (
 ), created AS (
     INSERT INTO executions ({", ".join(_CREATED_WITH)})
     SELECT {", ".join(f":{name}" for name in _CREATED_WITH)}
-     WHERE CAST(:claimed_key AS varchar) IS NULL OR EXISTS (SELECT FROM claimed)
+     WHERE (SELECT yes FROM unchanged) AND (CAST(:claimed_key AS varchar) IS NULL OR EXISTS (SELECT FROM claimed))
     RETURNING {EXECUTION_COLUMNS}
 ), audited AS (
     INSERT INTO audit_log ({", ".join(_AUDITED_WITH)})
@@ -790,18 +796,26 @@ SELECT {EXECUTION_COLUMNS} FROM created"""
 )
 
 
-class KeyHeld(Exception):
-    """The idempotency key is held by another execution within its window: nothing was inserted."""
+class NotInserted(Exception):
+    """Nothing was inserted: the idempotency key is held by another execution within its window, or the workflow
+    changed since the revision the execution was built from."""
 
 
 async def insert_queued(
-    session: Statements, execution: Execution, actor: Actor, *, key: str | None = None, key_window: float = 0
+    session: Statements,
+    execution: Execution,
+    actor: Actor,
+    *,
+    key: str | None = None,
+    key_window: float = 0,
+    revision: int | None = None,
 ) -> Execution:
     """Create an execution, in one statement (it may run self-committing, `Database.statement`): its row is
     inserted QUEUED (the one state it may start in), and offered. Returns the row as stored; `execution` is the
     unsaved one `creation.new_execution` built. Audited as `execution.create` with the workflow and the trigger
     type. With `key`, the row is inserted only if the key is free or was last claimed over `key_window` seconds
-    ago, and the key then names it; KeyHeld otherwise."""
+    ago, and the key then names it. With `revision`, only if the workflow is still at that revision. NotInserted
+    otherwise."""
     details: dict[str, str | None] = {
         "workflowId": str(execution.workflow_id),
         "triggerType": str(execution.trigger_type),
@@ -811,12 +825,12 @@ async def insert_queued(
     entry = audit.entry(actor, str(CREATE.effects.audit), "execution", execution.id, details)
     params = (
         {name: getattr(execution, name) for name in _CREATED_WITH}
-        | {"status": CREATE.target, "claimed_key": key, "key_window": key_window}
+        | {"status": CREATE.target, "claimed_key": key, "key_window": key_window, "revision": revision}
         | {f"audit_{name}": value for name, value in entry.items()}
     )
     row = (await session.execute(_INSERT_QUEUED, params)).first()
     if row is None:
-        raise KeyHeld(key)
+        raise NotInserted(key)
     stored = execution_of(row)
     transition = _transition(CREATE, execution_id=stored.id, status=CREATE.target.value)
     effects.record(session, transition, actor=actor, audit_written=True)

@@ -115,19 +115,16 @@ async def start_child(
             f"cycle: workflow {name} already runs above this execution ({_path(chain)} → {name}); "
             "a workflow may not run itself, directly or through others"
         )
-    unsaved = await creation.new_execution(
-        session,
-        workflow_id,
-        ExecutionRequest(
-            workflow_id=workflow_id,
-            inputs=request.inputs,
-            trigger_type=TriggerType.WORKFLOW,
-            triggered_by=str(parent.id),
-            version_number=request.version,
-            parent_id=parent.id,
-            parent_key=request.key,
-        ),
+    child = ExecutionRequest(
+        workflow_id=workflow_id,
+        inputs=request.inputs,
+        trigger_type=TriggerType.WORKFLOW,
+        triggered_by=str(parent.id),
+        version_number=request.version,
+        parent_id=parent.id,
+        parent_key=request.key,
     )
+    unsaved = (await creation.new_execution(session, workflow_id, child)).execution
     # A child goes ahead of new work of a lower priority: the runner its parent holds waits for it.
     unsaved.priority = max(unsaved.priority, parent.priority)
     busy = [link.runner_id for link in chain if link.runner_id is not None]

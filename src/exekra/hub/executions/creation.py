@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 
 from exekra.db.raw import Statements
 from exekra.hub import concurrency, lifecycle
-from exekra.hub.errors import Conflict, NotFound, ValidationFailed
+from exekra.hub.errors import Conflict, ExekraError, NotFound, ValidationFailed
 from exekra.hub.executions.models import Execution, TriggerType
 from exekra.hub.lookup import parse_id
 from exekra.workflow.catalogue import required_activities
@@ -67,7 +67,7 @@ SELECT {lifecycle.EXECUTION_COLUMNS} FROM executions
 _TO_RUN = text(
     """
 SELECT w.id, w.name, w.archived, w.runner_type, w.labels, w.priority, w.timeout_seconds, w.max_concurrent,
-       w.concurrency_key, v.id AS version_id, v.number AS version_number, v.published, v.published_at
+       w.concurrency_key, w.revision, v.id AS version_id, v.number AS version_number, v.published, v.published_at
   FROM workflows w
   LEFT JOIN workflow_versions v
     ON v.workflow_id = w.id
@@ -114,15 +114,61 @@ async def _runnable_version(session: Statements, version_id: uuid.UUID) -> _Runn
     return found
 
 
-async def new_execution(session: Statements, workflow_id: uuid.UUID, request: ExecutionRequest) -> Execution:
+# What a create of each workflow's published version read of it, for the workflows this process created executions
+# of lately, kept only once a create made from it was valid. A change of the workflow or of its versions counts up
+# its revision (migration 0022), and a create made from a remembered row inserts nothing unless the revision is still
+# the one remembered (`lifecycle.insert_queued`): it is then forgotten (`forget`), and the create reads it again.
+_PUBLISHED_CACHE_SIZE = 1024
+_published: OrderedDict[uuid.UUID, Any] = OrderedDict()
+
+
+def forget(workflow_id: uuid.UUID) -> None:
+    """What this process remembered of the workflow is stale: the next create reads it."""
+    _published.pop(workflow_id, None)
+
+
+class Unsaved(NamedTuple):
+    """An execution not yet inserted, and the revision of its workflow to check when it is (`insert_queued`): set when
+    it was built from what the process remembered, None when from what it read."""
+
+    execution: Execution
+    revision: int | None
+
+
+async def new_execution(
+    session: Statements, workflow_id: uuid.UUID, request: ExecutionRequest, *, remembered: bool = False
+) -> Unsaved:
     """The execution a request asks for, not yet inserted: its version, resolved inputs and constraints.
+    `remembered`: of a request for the published version, build it from what this process remembers of the workflow
+    (`_published`) when it does; the insert then checks the revision.
 
     NotFound for an unknown workflow, version or pinned runner; Conflict for an archived workflow, a workflow
     without a published version, or a manual retry of a version that is no longer the published one; 422 for
     inputs the definition refuses, or that give its workflow's concurrency key no value.
     """
+    published = remembered and request.version_id is None and request.version_number is None
+    row = _published.get(workflow_id) if published else None
+    if row is not None:
+        try:
+            unsaved = await _built(session, row, request, revision=row.revision)
+        except ExekraError:
+            forget(workflow_id)  # refused on what was remembered, which may be stale: refused, if so, on a read
+        else:
+            _published.move_to_end(workflow_id)
+            return unsaved
     chosen = {"workflow_id": workflow_id, "version_id": request.version_id, "version_number": request.version_number}
     row = (await session.execute(_TO_RUN, chosen)).first()
+    unsaved = await _built(session, row, request, revision=None)
+    if published:  # valid: remembered
+        _published[workflow_id] = row
+        if len(_published) > _PUBLISHED_CACHE_SIZE:
+            _published.popitem(last=False)
+    return unsaved
+
+
+async def _built(session: Statements, row: Any, request: ExecutionRequest, *, revision: int | None) -> Unsaved:
+    """The execution `request` asks for, from the workflow's row as `_TO_RUN` reads it (refused as documented in
+    `new_execution`)."""
     if row is None:
         raise NotFound(f"workflow {request.workflow_id} not found")
     if request.version_id is not None and row.version_id is None:
@@ -153,7 +199,7 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
         pinned = parse_id(request.runner_id, "runner")
         if not (await session.execute(_RUNNER_EXISTS, {"id": pinned})).scalar_one():
             raise NotFound(f"runner {request.runner_id} not found")
-    return lifecycle.execution_from(
+    execution = lifecycle.execution_from(
         dict(
             id=uuid.uuid4(),
             workflow_id=row.id,
@@ -175,6 +221,7 @@ async def new_execution(session: Statements, workflow_id: uuid.UUID, request: Ex
             parent_key=request.parent_key,
         )
     )
+    return Unsaved(execution, revision)
 
 
 def rerun_request(original: Execution, triggered_by: str | None) -> ExecutionRequest:

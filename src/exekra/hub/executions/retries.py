@@ -88,7 +88,7 @@ async def retry_due(db: Database, *, limit: int = BATCH) -> int:
 
 async def _retry(session: Statements, failed: Execution) -> None:
     unsaved = await creation.new_execution(session, failed.workflow_id, retry_request(failed))
-    execution = await lifecycle.insert_queued(session, unsaved, SYSTEM)
+    execution = await lifecycle.insert_queued(session, unsaved.execution, SYSTEM)
     retry = {"retryOf": str(failed.id), "attempt": execution.retry_attempt}
     audit.record(session, SYSTEM, "execution.retry", "execution", execution.id, retry)
 

@@ -114,7 +114,7 @@ class ExecutionService:
         # PostgreSQL stamps the key when the insert runs, never before this: the mirror's copy, counted from
         # here, expires no later than PostgreSQL's window.
         started = time.monotonic()
-        for _ in range(2):
+        for _ in range(3):  # a key another request won, and a workflow changed: a round each
             # Reads, then one self-committing statement that inserts the row with its audit entry and claims the
             # key (`lifecycle.insert_queued`): no BEGIN and COMMIT.
             async with self.db.statement() as session:
@@ -122,13 +122,16 @@ class ExecutionService:
                     existing = await creation.find_duplicate(session, workflow_id, key, window)
                     if existing is not None:
                         return Created(existing, duplicate=True)
-                unsaved = await creation.new_execution(session, workflow_id, request)
+                unsaved = await creation.new_execution(session, workflow_id, request, remembered=True)
                 try:
                     execution = await lifecycle.insert_queued(
-                        session, unsaved, actor, key=key or None, key_window=window
+                        session, unsaved.execution, actor, key=key or None, key_window=window, revision=unsaved.revision
                     )
-                except lifecycle.KeyHeld:
-                    continue  # a concurrent request with the same key won: the next round returns its execution
+                except lifecycle.NotInserted:
+                    # A concurrent request with the same key won (the next round returns its execution), or the
+                    # workflow changed since this process remembered it (the next round reads it).
+                    creation.forget(workflow_id)
+                    continue
             if mirror is not None and key:
                 remaining = min(window, self.settings.dedup_window_seconds) - (time.monotonic() - started)
                 await mirror.remember_duplicate(workflow_id, key, execution.id, remaining)

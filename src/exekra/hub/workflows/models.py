@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -61,6 +62,9 @@ class Workflow(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
     )
+    # Counted up by the database at every change of the workflow or of its versions (triggers of migration 0022):
+    # a create made from what a hub process remembers of the workflow checks it (`executions.creation`).
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
 
 
 class WorkflowVersion(Base):
