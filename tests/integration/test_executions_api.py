@@ -651,6 +651,9 @@ async def test_list_and_detail_name_the_runner_and_who_triggered(
     assert (by_hook["triggerType"], by_hook["triggeredByName"]) == ("WEBHOOK", "erp-hook")
 
 
+_SAYING_V2 = {**WITH_INPUTS, "nodes": [{"id": "hello", "activity": "log.message", "params": {"message": "v2"}}]}
+
+
 async def _changed_elsewhere(hub: Hub, statement: str, workflow_id: str) -> None:
     """A change of the workflow made as another hub process (or any program) makes it: nothing here is told."""
     async with hub.db.transaction() as session:
@@ -678,17 +681,27 @@ async def test_a_create_from_a_remembered_workflow_sees_every_change_made_since_
     assert [str(k.execution_id) for k in keys] == [changed["id"]]
     assert labels.scalar_one() == ["gpu"]
 
-    # A new version published: refused on the remembered definition's inputs, run on the new one's.
+    # A new version published, whose inputs the remembered one also takes: run (the versions' change was counted).
+    await admin.post(f"/api/workflows/{workflow_id}/versions", json={"definition": _SAYING_V2})
+    assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 200
+    latest = await _create(admin, workflow_id, inputs={"name": "Ada"})
+    assert (await admin.get(f"/api/executions/{latest['id']}")).json()["execution"]["versionNumber"] == 2
+    # Another, whose inputs differ: refused on the remembered definition's inputs, so checked on a read, and run.
     await admin.post(f"/api/workflows/{workflow_id}/versions", json={"definition": SIMPLE_DEFINITION})
     assert (await admin.post(f"/api/workflows/{workflow_id}/publish")).status_code == 200
     latest = await _create(admin, workflow_id)
-    assert (await admin.get(f"/api/executions/{latest['id']}")).json()["execution"]["versionNumber"] == 2
+    assert (await admin.get(f"/api/executions/{latest['id']}")).json()["execution"]["versionNumber"] == 3
 
     await _changed_elsewhere(hub, "UPDATE workflows SET archived = true WHERE id = :id", workflow_id)
     r = await admin.post("/api/executions", json={"workflowId": workflow_id})
     assert r.status_code == 409 and "archived" in r.json()["error"]["message"]
     await _changed_elsewhere(hub, "UPDATE workflows SET archived = false WHERE id = :id", workflow_id)
-    assert (await _create(admin, workflow_id))["status"] == "QUEUED"  # refusals are never remembered
+    assert (await _create(admin, workflow_id))["status"] == "QUEUED"
+
+    # Every version gone at once (TRUNCATE fires no row trigger; a statement trigger renews every revision).
+    await _changed_elsewhere(hub, "TRUNCATE workflow_versions CASCADE", workflow_id)
+    r = await admin.post("/api/executions", json={"workflowId": workflow_id})
+    assert r.status_code == 409 and "no published version" in r.json()["error"]["message"]
 
 
 async def test_the_revision_counts_every_change_of_a_workflow_and_of_its_versions(

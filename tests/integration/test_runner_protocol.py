@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 
+from exekra.hub import lifecycle
 from exekra.hub.context import Hub
 from exekra.hub.executions import queries
 from exekra.hub.executions.models import Execution
@@ -347,7 +348,6 @@ async def test_an_end_report_hands_the_ended_row_to_this_process_s_waiters_only_
     try:
         await queries.await_end(hub.db, awaited)  # a waiting client's look marks it: its end is announced
         assert (await runner.complete(str(awaited), 1, "FAILED", error="boom", outputs={"n": 1})).status_code == 200
-        assert signal.is_set()  # woken by the report itself, before any announcement is needed
         handed = endings.ended(awaited)
         assert handed is not None and handed.runner_name == "r1"
         stored = (await queries.get_execution(hub.db, awaited)).execution
@@ -367,6 +367,30 @@ async def test_an_end_report_hands_the_ended_row_to_this_process_s_waiters_only_
         assert endings.ended(unmarked) is None and not signal.is_set()
     finally:
         endings.unregister(unmarked, signal)
+
+
+async def test_a_held_read_answers_with_the_handed_row_and_the_names_it_read_while_waiting(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    # Handed here by hand, with no end in the database: what the read answers can only come from the hand-over.
+    runner, workflow_id = await _setup(admin, client)
+    execution_id = uuid.UUID(await running_execution(admin, runner, workflow_id))
+    waiting = asyncio.create_task(hub.executions.wait_for_end(execution_id, 20))
+    await _held_open(hub, str(execution_id))
+    running = (await queries.get_execution(hub.db, execution_id)).execution
+    ended = lifecycle.execution_from(
+        {a.key: getattr(running, a.key) for a in sa_inspect(Execution).column_attrs} | {"status": "COMPLETED"}
+    )
+    hub.executions.endings.hand(lifecycle.Ended(ended, "renamed-r1"))
+    view = await asyncio.wait_for(waiting, 5)
+    assert view.execution is ended and view.names is not None
+    me = (await admin.get("/api/auth/me")).json()["user"]
+    assert view.names.of(ended) == {
+        "runner_name": "renamed-r1",
+        "triggered_by_name": me["email"],
+        "waiting_reason": None,
+    }
+    assert hub.executions.endings.ended(execution_id) is None  # the read is over: nothing is kept
 
 
 async def test_get_execution_with_wait_wakes_on_a_stop_and_rejects_a_bad_wait(

@@ -182,14 +182,15 @@ def execution_columns(alias: str) -> str:
 _HANDED = "ended_"
 
 
-def _if_awaited(source: str) -> str:
-    """Every column of the execution ended in CTE `source`, named `ended_…`, when a client waits for its end
-    (`end_awaited`), else NULL: this process's waiters take the row from the ending statement instead of reading it
-    (`ended_execution`), and an end nobody waits for sends nothing more."""
-    return ", ".join(
-        f"CASE WHEN {source}.end_awaited THEN {source}.{column} END AS {_HANDED}{column}"
-        for _, column in _EXECUTION_ATTRIBUTES
-    )
+def _handed(source: str, runner: str) -> str:
+    """Every column of the execution ended in CTE `source`, named `ended_…`, and the name of its runner in CTE `runner`
+    (`ended_by`), when a client waits for its end (`end_awaited`) in this process (`:hand`, as the caller saw it
+    before the statement), else NULL: those waiters take the row from the ending statement instead of reading it
+    (`Ended`), and an end nobody waits for here sends nothing more."""
+    values = [(f"{source}.{column}", _HANDED + column) for _, column in _EXECUTION_ATTRIBUTES]
+    values.append((f"{runner}.name", "ended_by"))
+    handed = f"{source}.end_awaited AND CAST(:hand AS boolean)"
+    return ", ".join(f"CASE WHEN {handed} THEN {value} END AS {name}" for value, name in values)
 
 
 def _let_go(source: str, *, many: bool = False) -> str:
@@ -556,15 +557,14 @@ WITH ue AS (
 ), {_let_go("ue")}, {_store_lines("ue")}
 SELECT ue.id, ue.has_children, ur.status AS runner_status, ur.enabled AS runner_enabled, ur.catalogue_digest,
        ur.type AS runner_type, ur.labels AS runner_labels, ur.activities AS runner_activities,
-       {concurrency.FREED_COLUMNS}, ue.end_awaited, {_if_awaited("ue")},
-       CASE WHEN ue.end_awaited THEN ur.name END AS ended_by, {_announce_end(COMPLETE, "ue")}
+       {concurrency.FREED_COLUMNS}, {_handed("ue", "ur")}, {_announce_end(COMPLETE, "ue")}
   FROM ue LEFT JOIN ur ON ur.id = ue.runner_id {concurrency.freed_join("ue")}"""
 ).bindparams(bindparam("outputs", type_=JSONB))
 
 
 class Ended(NamedTuple):
-    """An execution as its ending statement stored it, and the name of the runner it ran on (None: the runner's row
-    is gone)."""
+    """An execution as its ending statement stored it, and the name of the runner it ran on (None: that runner no
+    longer held it, and was not let go of by the end)."""
 
     execution: Execution
     runner_name: str | None
@@ -572,7 +572,7 @@ class Ended(NamedTuple):
 
 class Finished(NamedTuple):
     """What a runner's end report left: whether its runner is idle (ONLINE and enabled: it may take work), the
-    catalogue digest its row holds, and the ended execution when a client waits for its end (`end_awaited`)."""
+    catalogue digest its row holds, and the ended execution when a client of this process waits for its end."""
 
     runner_idle: bool
     catalogue_digest: str | None
@@ -588,9 +588,11 @@ async def finish(
     outputs: dict[str, Any] | None,
     metrics: dict[str, float | None],
     lines: LogBatch,
+    hand: bool = False,
 ) -> Finished | None:
     """A runner's final report, in one statement: ends the execution, frees the runner and stores the final log
-    lines it carries (`lines`). None when the attempt is not held."""
+    lines it carries (`lines`). `hand`: a client of this process waits for its end, and gets the ended row
+    (`Finished.ended`). None when the attempt is not held."""
     rule = RUNNER_FINISH_RULES[status]
     assert rule.effects == COMPLETE.effects  # the statement announces the end of each (when somebody waits)
     result = await session.execute(
@@ -605,6 +607,7 @@ async def finish(
             "cpu_peak": metrics.get("cpuPeak"),
             "mem_avg_mb": metrics.get("memAvgMb"),
             "mem_peak_mb": metrics.get("memPeakMb"),
+            "hand": hand,
             **lines.params(),
         },
     )
@@ -633,7 +636,7 @@ async def finish(
             has_children=row.has_children,
         ),
     )
-    ended = Ended(execution_of(row, _HANDED), row.ended_by) if row.end_awaited else None
+    ended = Ended(execution_of(row, _HANDED), row.ended_by) if row.ended_id is not None else None
     return Finished(idle, row.catalogue_digest, ended)
 
 

@@ -114,17 +114,32 @@ async def _runnable_version(session: Statements, version_id: uuid.UUID) -> _Runn
     return found
 
 
-# What a create of each workflow's published version read of it, for the workflows this process created executions
-# of lately, kept only once a create made from it was valid. A change of the workflow or of its versions counts up
-# its revision (migration 0022), and a create made from a remembered row inserts nothing unless the revision is still
-# the one remembered (`lifecycle.insert_queued`): it is then forgotten (`forget`), and the create reads it again.
-_PUBLISHED_CACHE_SIZE = 1024
-_published: OrderedDict[uuid.UUID, Any] = OrderedDict()
+class Remembered:
+    """What creates of a workflow's published version read of it (`_TO_RUN`), for the workflows a hub process created
+    executions of lately (the `size` used last), kept once a create made from it was valid.
 
+    Every change of a workflow or of its versions gives it a new revision (migration 0022), and a create made from a
+    remembered row inserts nothing unless the revision is still the one remembered (`lifecycle.insert_queued`): the
+    row is then forgotten, and the create reads it again. A refusal is never answered from memory."""
 
-def forget(workflow_id: uuid.UUID) -> None:
-    """What this process remembered of the workflow is stale: the next create reads it."""
-    _published.pop(workflow_id, None)
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._rows: OrderedDict[uuid.UUID, Any] = OrderedDict()
+
+    def get(self, workflow_id: uuid.UUID) -> Any:
+        row = self._rows.get(workflow_id)
+        if row is not None:
+            self._rows.move_to_end(workflow_id)
+        return row
+
+    def keep(self, workflow_id: uuid.UUID, row: Any) -> None:
+        self._rows[workflow_id] = row
+        if len(self._rows) > self.size:
+            self._rows.popitem(last=False)
+
+    def forget(self, workflow_id: uuid.UUID) -> None:
+        """What was remembered of the workflow may be stale: the next create reads it."""
+        self._rows.pop(workflow_id, None)
 
 
 class Unsaved(NamedTuple):
@@ -136,33 +151,29 @@ class Unsaved(NamedTuple):
 
 
 async def new_execution(
-    session: Statements, workflow_id: uuid.UUID, request: ExecutionRequest, *, remembered: bool = False
+    session: Statements, workflow_id: uuid.UUID, request: ExecutionRequest, *, remembered: Remembered | None = None
 ) -> Unsaved:
-    """The execution a request asks for, not yet inserted: its version, resolved inputs and constraints.
-    `remembered`: of a request for the published version, build it from what this process remembers of the workflow
-    (`_published`) when it does; the insert then checks the revision.
+    """The execution a request asks for, not yet inserted: its version, resolved inputs and constraints. For a
+    request of the published version, built from what `remembered` holds of the workflow when it holds it (the
+    insert then checks the revision), else from a read, which it then holds.
 
     NotFound for an unknown workflow, version or pinned runner; Conflict for an archived workflow, a workflow
     without a published version, or a manual retry of a version that is no longer the published one; 422 for
     inputs the definition refuses, or that give its workflow's concurrency key no value.
     """
-    published = remembered and request.version_id is None and request.version_number is None
-    row = _published.get(workflow_id) if published else None
-    if row is not None:
+    if request.version_id is not None or request.version_number is not None:
+        remembered = None
+    row = remembered.get(workflow_id) if remembered is not None else None
+    if remembered is not None and row is not None:
         try:
-            unsaved = await _built(session, row, request, revision=row.revision)
+            return await _built(session, row, request, revision=row.revision)
         except ExekraError:
-            forget(workflow_id)  # refused on what was remembered, which may be stale: refused, if so, on a read
-        else:
-            _published.move_to_end(workflow_id)
-            return unsaved
+            remembered.forget(workflow_id)  # refused on what was remembered, which may be stale: refused on a read
     chosen = {"workflow_id": workflow_id, "version_id": request.version_id, "version_number": request.version_number}
     row = (await session.execute(_TO_RUN, chosen)).first()
     unsaved = await _built(session, row, request, revision=None)
-    if published:  # valid: remembered
-        _published[workflow_id] = row
-        if len(_published) > _PUBLISHED_CACHE_SIZE:
-            _published.popitem(last=False)
+    if remembered is not None:  # valid
+        remembered.keep(workflow_id, row)
     return unsaved
 
 

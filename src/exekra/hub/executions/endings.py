@@ -4,8 +4,9 @@ the log stream's `end` event) and new log lines (the log stream).
 A waiting client registers here, then looks at the execution and, while it has not ended, marks it as awaited,
 in one statement (`queries.await_end`). The statement that ends a marked execution announces it on `CHANNEL` (the
 `ends` effect), and each hub process's `Listener` hears it, the ending process's own included. An execution
-nobody waits for sends no notification: each one costs every listening hub process a transaction of PostgreSQL's. A runner's end report in this process
-hands the ended row to this process's waiters (`hand`): they answer without reading it.
+nobody waits for sends no notification: each one costs every listening hub process a transaction of PostgreSQL's.
+A runner's end report in this process hands the ended row to this process's waiters (`hand`): they answer without
+reading it.
 A log upload with lines announces them on the execution's own channel (`log_channel`), which a hub process
 listens to only while someone follows that execution's log: nobody else receives those notifications.
 """

@@ -45,11 +45,12 @@ class ExecutionNames:
         return ExecutionNames(runners, self.triggerers, self.waiting)
 
     def of(self, execution: Execution) -> dict[str, Any]:
-        """The keyword arguments of `execution_to_api` for this execution's names."""
+        """The keyword arguments of `execution_to_api` for this execution's names (a waiting reason only while it is
+        QUEUED: names read before it left the queue may still hold one)."""
         return {
             "runner_name": self.runner_name(execution),
             "triggered_by_name": self.triggered_by_name(execution),
-            "waiting_reason": self.waiting.get(execution.id),
+            "waiting_reason": self.waiting.get(execution.id) if execution.status == ExecutionStatus.QUEUED else None,
         }
 
 

@@ -78,6 +78,7 @@ class ExecutionService:
         self.followers = LogFollowers(settings, listener, self.endings)
         self.secret_key = secret_key
         self.dedup = dedup  # the Redis mirror of idempotency keys, when Redis is configured
+        self.workflows = creation.Remembered()  # what creates read of the workflows they run
         self.liveness = Liveness(db, interval=settings.liveness_flush_seconds)
         self.closing = False
         self.held_reads = 0  # `?wait=` reads waiting for an execution to end in this process
@@ -122,7 +123,7 @@ class ExecutionService:
                     existing = await creation.find_duplicate(session, workflow_id, key, window)
                     if existing is not None:
                         return Created(existing, duplicate=True)
-                unsaved = await creation.new_execution(session, workflow_id, request, remembered=True)
+                unsaved = await creation.new_execution(session, workflow_id, request, remembered=self.workflows)
                 try:
                     execution = await lifecycle.insert_queued(
                         session, unsaved.execution, actor, key=key or None, key_window=window, revision=unsaved.revision
@@ -130,8 +131,12 @@ class ExecutionService:
                 except lifecycle.NotInserted:
                     # A concurrent request with the same key won (the next round returns its execution), or the
                     # workflow changed since this process remembered it (the next round reads it).
-                    creation.forget(workflow_id)
+                    self.workflows.forget(workflow_id)
                     continue
+                except Exception:
+                    if unsaved.revision is not None:  # perhaps the memory's fault (a change no trigger counted)
+                        self.workflows.forget(workflow_id)
+                    raise
             if mirror is not None and key:
                 remaining = min(window, self.settings.dedup_window_seconds) - (time.monotonic() - started)
                 await mirror.remember_duplicate(workflow_id, key, execution.id, remaining)
@@ -178,8 +183,11 @@ class ExecutionService:
             view = replace(view, names=names)
             if await ended.wait(seconds):
                 handed = self.endings.ended(ident)
-                if handed is None:
+                if handed is None:  # ended by another process, a stop or a stale rule (or the hub is closing): read
                     view = await queries.get_execution(self.db, ident)
+                    runner_id = view.execution.runner_id
+                    if runner_id is None or runner_id in names.runners:  # the names read before still name it
+                        view = replace(view, names=names)
                 else:
                     execution = handed.execution
                     names = names.with_runner(execution.runner_id, handed.runner_name) if execution.runner_id else names
@@ -400,8 +408,9 @@ class ExecutionService:
         poll = None
         try:
             async with self.db.statement() as session:
+                hand = self.endings.is_waiting(held.execution_id)
                 finished = await lifecycle.finish(
-                    session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch
+                    session, held, status, error=error, outputs=outputs, metrics=metrics, lines=batch, hand=hand
                 )
                 if finished is not None and finished.ended is not None:  # committed: its waiters answer now
                     self.endings.hand(finished.ended)

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -62,9 +64,12 @@ class Workflow(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
     )
-    # Counted up by the database at every change of the workflow or of its versions (triggers of migration 0022):
-    # a create made from what a hub process remembers of the workflow checks it (`executions.creation`).
-    revision: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # Renewed by the database at every change of the workflow or of its versions (a sequence and the triggers of
+    # migration 0022): a create made from what a hub process remembers of the workflow checks it
+    # (`executions.creation`).
+    revision: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default=text("nextval('workflow_revisions')"), server_onupdate=FetchedValue()
+    )
 
 
 class WorkflowVersion(Base):
