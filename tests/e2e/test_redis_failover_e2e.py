@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from ..redis_servers import SERVICE, SentinelCluster, Servers
+from ..redis_servers import READY_SECONDS, SERVICE, SentinelCluster, Servers
 from .conftest import (
     HubProcess,
     completed,
@@ -42,7 +42,7 @@ def test_a_sentinel_failover_moves_the_hubs_queue_to_the_new_master_without_losi
     servers: Servers, sentinel_database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cluster = SentinelCluster(servers)
-    wait_until(cluster.ready_to_fail_over, 30, 0.1, "the sentinels to see the replica")
+    wait_until(cluster.ready_to_fail_over, READY_SECONDS, 0.1, "the sentinels to see the replica")
     env = {"EXEKRA_REDIS_URL": cluster.url, "EXEKRA_LOG_LEVEL": "WARNING"}
     hub = HubProcess(sentinel_database_url, tmp_path / "hub", extra_env=env)
     hub.home.mkdir()

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from exekra.embedded import free_port
 from exekra.hub.dispatch.queue import QueueUnavailable, RedisQueue
 
-from ...redis_servers import SERVICE, SentinelCluster, Servers
+from ...redis_servers import READY_SECONDS, SERVICE, SentinelCluster, Servers
 from ..protocol import eventually
 from .conftest import Ledger, RunningHub, empty_tables, hub_settings, running_hub, take_one
 
@@ -45,7 +45,9 @@ async def test_a_hub_behind_sentinel_follows_a_failover_without_losing_an_execut
     servers: Servers, queue_database_url: str, tmp_path: Path
 ) -> None:
     cluster = SentinelCluster(servers)
-    await eventually(lambda: asyncio.to_thread(cluster.ready_to_fail_over), 30, "the sentinels to see the replica")
+    await eventually(
+        lambda: asyncio.to_thread(cluster.ready_to_fail_over), READY_SECONDS, "the sentinels to see the replica"
+    )
     await empty_tables(queue_database_url)
 
     async with running_hub(hub_settings(queue_database_url, tmp_path, cluster.url)) as hub:
