@@ -66,17 +66,20 @@ async def _rows_read(hub: Hub, workflow_id: uuid.UUID, claim: TextClause, target
     "runner": an idle runner), by the generic plan it made before a backlog of `BACKLOG` arrived. The claim runs
     (EXPLAIN ANALYZE) and is rolled back."""
     sql = hub.db.statement_cache.get(claim).sql
+    name = f"claim_{uuid.uuid4().hex}"  # prepared on a pooled connection: a name of its own, deallocated after
     async with hub.db.session() as session:  # never committed
         claims = await session.connection()
         await claims.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-        await claims.exec_driver_sql(f"PREPARE claim AS {sql}")
-        await claims.exec_driver_sql(f"EXECUTE claim('{uuid.uuid4()}')")  # made now, as a hub's connection does
+        await claims.exec_driver_sql(f"PREPARE {name} AS {sql}")
+        await claims.exec_driver_sql(f"EXECUTE {name}('{uuid.uuid4()}')")  # made now, as a hub's connection does
         async with hub.db.transaction() as other:
             await other.execute(_INSERT_EXECUTIONS, {"status": "QUEUED", "count": BACKLOG, "workflow": workflow_id})
             table = "executions WHERE status = 'QUEUED'" if target == "execution" else "runners"
             ident = (await other.execute(text(f"SELECT id FROM {table} LIMIT 1"))).scalar()
-        explained = await claims.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim('{ident}')")
+        explained = await claims.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}('{ident}')")
         found = explained.scalar()
+        await claims.exec_driver_sql(f"DEALLOCATE {name}")  # the connection goes back to the pool as it came
+        await claims.exec_driver_sql("RESET plan_cache_mode")
     plan = json.loads(found) if isinstance(found, str) else found
     assert plan[0]["Plan"]["Actual Rows"] == 1, "the claim assigned an execution"
     read = {"executions": 0.0, "runners": 0.0}
