@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from cachetools import LRUCache
 from sqlalchemy import text
 
 from exekra.db.raw import Statements
@@ -95,8 +95,7 @@ class _Runnable:
     required_activities: list[str]
 
 
-_RUNNABLE_CACHE_SIZE = 1024
-_runnable: OrderedDict[uuid.UUID, _Runnable] = OrderedDict()
+_runnable: LRUCache[uuid.UUID, _Runnable] = LRUCache(maxsize=1024)  # the versions this process ran last
 
 
 async def _runnable_version(session: Statements, version_id: uuid.UUID) -> _Runnable:
@@ -107,39 +106,23 @@ async def _runnable_version(session: Statements, version_id: uuid.UUID) -> _Runn
         definition = (await session.execute(_DEFINITION, {"id": version_id})).scalar_one()
         checked = validate_definition(definition)  # DefinitionError: the caller answers 422
         found = _runnable[version_id] = _Runnable(checked, required_activities(checked))
-        if len(_runnable) > _RUNNABLE_CACHE_SIZE:
-            _runnable.popitem(last=False)
-    else:
-        _runnable.move_to_end(version_id)
     return found
 
 
-class Remembered:
-    """What creates of a workflow's published version read of it (`_TO_RUN`), for the workflows a hub process created
-    executions of lately (the `size` used last), kept once a create made from it was valid.
+class Remembered(LRUCache[uuid.UUID, Any]):
+    """What creates of a workflow's published version read of it (`_TO_RUN`), by workflow id, for the workflows a hub
+    process created executions of lately (the 1,024 used last), kept once a create made from it was valid.
 
     Every change of a workflow or of its versions gives it a new revision (migration 0022), and a create made from a
     remembered row inserts nothing unless the revision is still the one remembered (`lifecycle.insert_queued`): the
     row is then forgotten, and the create reads it again. A refusal is never answered from memory."""
 
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
-        self._rows: OrderedDict[uuid.UUID, Any] = OrderedDict()
-
-    def get(self, workflow_id: uuid.UUID) -> Any:
-        row = self._rows.get(workflow_id)
-        if row is not None:
-            self._rows.move_to_end(workflow_id)
-        return row
-
-    def keep(self, workflow_id: uuid.UUID, row: Any) -> None:
-        self._rows[workflow_id] = row
-        if len(self._rows) > self.size:
-            self._rows.popitem(last=False)
+    def __init__(self, maxsize: int = 1024) -> None:
+        super().__init__(maxsize)
 
     def forget(self, workflow_id: uuid.UUID) -> None:
         """What was remembered of the workflow may be stale: the next create reads it."""
-        self._rows.pop(workflow_id, None)
+        self.pop(workflow_id, None)
 
 
 class Unsaved(NamedTuple):
@@ -162,9 +145,8 @@ async def new_execution(
     inputs the definition refuses, or that give its workflow's concurrency key no value.
     """
     if request.version_id is not None or request.version_number is not None:
-        remembered = None
-    row = remembered.get(workflow_id) if remembered is not None else None
-    if remembered is not None and row is not None:
+        remembered = None  # a version named: read
+    if remembered is not None and (row := remembered.get(workflow_id)) is not None:
         try:
             return await _built(session, row, request, revision=row.revision)
         except ExekraError:
@@ -173,7 +155,7 @@ async def new_execution(
     row = (await session.execute(_TO_RUN, chosen)).first()
     unsaved = await _built(session, row, request, revision=None)
     if remembered is not None:  # valid
-        remembered.keep(workflow_id, row)
+        remembered[workflow_id] = row
     return unsaved
 
 

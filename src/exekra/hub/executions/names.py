@@ -39,9 +39,9 @@ class ExecutionNames:
     def triggered_by_name(self, execution: Execution) -> str | None:
         return self.triggerers.get(execution.triggered_by or "")
 
-    def with_runner(self, runner_id: uuid.UUID, name: str | None) -> ExecutionNames:
-        """These names, and `runner_id`'s name as given (None: the runner is gone, and shown without a name)."""
-        runners = self.runners if name is None else {**self.runners, runner_id: name}
+    def with_runner(self, runner_id: uuid.UUID | None, name: str | None) -> ExecutionNames:
+        """These names, and `runner_id`'s name as given (None: no runner, or its name unknown: shown without one)."""
+        runners = self.runners if runner_id is None or name is None else {**self.runners, runner_id: name}
         return ExecutionNames(runners, self.triggerers, self.waiting)
 
     def of(self, execution: Execution) -> dict[str, Any]:

@@ -128,15 +128,13 @@ class ExecutionService:
                     execution = await lifecycle.insert_queued(
                         session, unsaved.execution, actor, key=key or None, key_window=window, revision=unsaved.revision
                     )
-                except lifecycle.NotInserted:
-                    # A concurrent request with the same key won (the next round returns its execution), or the
-                    # workflow changed since this process remembered it (the next round reads it).
+                except Exception as exc:
+                    # The memory may be why: the workflow changed since it was remembered (NotInserted; the next
+                    # round reads it), or a change no trigger counted made the insert fail.
                     self.workflows.forget(workflow_id)
-                    continue
-                except Exception:
-                    if unsaved.revision is not None:  # perhaps the memory's fault (a change no trigger counted)
-                        self.workflows.forget(workflow_id)
-                    raise
+                    if not isinstance(exc, lifecycle.NotInserted):
+                        raise
+                    continue  # or a concurrent request with the same key won: the next round returns its execution
             if mirror is not None and key:
                 remaining = min(window, self.settings.dedup_window_seconds) - (time.monotonic() - started)
                 await mirror.remember_duplicate(workflow_id, key, execution.id, remaining)
@@ -190,7 +188,7 @@ class ExecutionService:
                         view = replace(view, names=names)
                 else:
                     execution = handed.execution
-                    names = names.with_runner(execution.runner_id, handed.runner_name) if execution.runner_id else names
+                    names = names.with_runner(execution.runner_id, handed.runner_name)
                     view = ExecutionView(execution, view.workflow_name, view.version_number, names)
         finally:
             self.held_reads -= 1
