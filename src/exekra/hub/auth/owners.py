@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from cachetools import TLRUCache
 
 CHANNEL = "exekra_auth"
 TTL_SECONDS = 10.0
@@ -48,28 +50,25 @@ class KnownToken:
     read_at: float
 
 
-class TokenOwners:
-    """Token hash → the user behind it, for `TTL_SECONDS`, the oldest forgotten beyond `MAX_ENTRIES`."""
+def _kept_until(_token_hash: str, known: KnownToken, _now: float) -> float:
+    return known.read_at + TTL_SECONDS
 
-    def __init__(self) -> None:
-        self._known: OrderedDict[str, KnownToken] = OrderedDict()
+
+class TokenOwners:
+    """Token hash → the user behind it, for `TTL_SECONDS` after its row was read, the least used lately forgotten
+    beyond `MAX_ENTRIES`."""
+
+    def __init__(self, timer: Callable[[], float] = time.monotonic) -> None:
+        self._known: TLRUCache[str, KnownToken] = TLRUCache(MAX_ENTRIES, _kept_until, timer)
         self.generation = 0  # counts `forget()`s: a row read before one is not kept after it
 
     def get(self, token_hash: str) -> KnownToken | None:
-        known = self._known.get(token_hash)
-        if known is not None and time.monotonic() - known.read_at > TTL_SECONDS:
-            del self._known[token_hash]
-            return None
-        return known
+        return self._known.get(token_hash)
 
     def put(self, token_hash: str, known: KnownToken, generation: int) -> None:
         """Keep `known`, read while `self.generation` was `generation` (else it may be stale: not kept)."""
-        if generation != self.generation:
-            return
-        self._known[token_hash] = known
-        self._known.move_to_end(token_hash)
-        if len(self._known) > MAX_ENTRIES:
-            self._known.popitem(last=False)
+        if generation == self.generation:
+            self._known[token_hash] = known
 
     def forget(self, _payload: str = "") -> None:
         """Forget every token (a listener callback: a notification's payload, or none after a reconnection)."""
