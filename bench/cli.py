@@ -27,6 +27,13 @@ SCENARIO_NAMES = [
     "redis-down",
 ]
 PEER_SCENARIOS = {"pickup", "sequential", "throughput"}
+UP_SCENARIOS = [
+    "pickup",
+    "sequential",
+    "throughput",
+    "pickup-load",
+    "endpoints",
+]  # they reach the hub through HTTP alone
 # Upper bound of one scenario's wall time (full size); it is stopped and marked failed past it.
 BUDGET_SECONDS = {
     "pickup": 600,
@@ -76,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run the hub with N worker processes (`exekra hub --workers N`; default 1)",
     )
+    parser.add_argument(
+        "--up",
+        action="store_true",
+        help=(
+            f"run {', '.join(UP_SCENARIOS)} against `exekra up` (its own embedded PostgreSQL and Redis, default"
+            " settings but the rate limit), as an operator starts it"
+        ),
+    )
     return parser
 
 
@@ -93,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIO_NAMES)}")
     if args.hub_workers < 1:
         parser.error("--hub-workers must be at least 1")
+    if args.up:
+        if args.statements:
+            parser.error("--up and --statements exclude each other: `exekra up`'s PostgreSQL counts no statements")
+        other = [s for s in args.scenarios or SCENARIO_NAMES if s not in UP_SCENARIOS and s != "procrastinate"]
+        if other:
+            parser.error(f"--up runs {', '.join(UP_SCENARIOS)} (and procrastinate), not {other[0]!r}")
     hub_src = _hub_src(args)
     # The harness uses exekra.embedded from the same source as the hub (committed code, not work in progress).
     sys.path.insert(0, str(hub_src))
@@ -125,6 +146,7 @@ async def _run(args: argparse.Namespace, hub_src: Path) -> int:
         "quick": args.quick,
         "hubWorkers": args.hub_workers,
         "statements": args.statements,
+        "up": args.up,
         "machine": machine_info(),
     }
     print(
@@ -153,6 +175,7 @@ async def _run(args: argparse.Namespace, hub_src: Path) -> int:
             connected_runners=args.connected_runners,
             hub_workers=args.hub_workers,
             statements=args.statements,
+            up=args.up,
         )
         for name in names:
             print(f"\n=== {name} ===", flush=True)

@@ -91,6 +91,10 @@ class Api:
         )
         self.token = body["token"]
 
+    async def login(self, email: str, password: str) -> None:
+        body = await self.call("POST", "/api/auth/login", json={"email": email, "password": password})
+        self.token = body["token"]
+
     async def published_workflow(self, name: str, definition: dict[str, Any] | None = None, **settings: Any) -> str:
         body = await self.call(
             "POST", "/api/workflows", json={"name": name, "definition": definition or NOOP_DEFINITION, **settings}

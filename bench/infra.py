@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psutil
 
@@ -82,6 +83,22 @@ def stop_process_group(process: subprocess.Popen[bytes] | None, *, grace: float 
 
 def _limit_files() -> None:
     raise_nofile()
+
+
+def exekra_environment(hub_src: Path, settings: dict[str, str]) -> dict[str, str]:
+    """The environment of an `exekra` command run from `hub_src`: this one without any Exekra, PostgreSQL or Redis
+    setting, then `settings`, then any `BENCH_EXEKRA_*` variable as `EXEKRA_*` (an operator's setting tried)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EXEKRA_", "PG"))}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    env |= {
+        "PYTHONPATH": str(hub_src),
+        # One producer user creates thousands of executions a minute: the user-facing limiter (100/min by
+        # default) would answer 429 by design. It still runs (and counts in Redis); only its limit is high.
+        "EXEKRA_RATE_LIMIT_PER_MINUTE": "100000000",
+    }
+    env |= settings
+    return env | {k.removeprefix("BENCH_"): v for k, v in os.environ.items() if k.startswith("BENCH_EXEKRA_")}
 
 
 @dataclass
@@ -153,6 +170,7 @@ class HubProcess:
     home: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
+    postgres_pid: int = 0  # the PostgreSQL server's, for its CPU
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -167,24 +185,16 @@ class HubProcess:
         return self.process.pid
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("EXEKRA_", "PG"))}
-        env.pop("DATABASE_URL", None)
-        env.pop("REDIS_URL", None)
-        env |= {
-            "PYTHONPATH": str(self.hub_src),
+        env = {
             "DATABASE_URL": self.database_url,
             "EXEKRA_HOME": str(self.home),
             "EXEKRA_SECRET_KEY": "bench-secret-key",
             "EXEKRA_LOG_LEVEL": "WARNING",
-            # One producer user creates thousands of executions a minute: the user-facing limiter (100/min by
-            # default) would answer 429 by design. It still runs (and counts in Redis); only its limit is high.
-            "EXEKRA_RATE_LIMIT_PER_MINUTE": "100000000",
             "EXEKRA_HUB_WORKERS": str(self.workers),
         }
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
-        env |= {k.removeprefix("BENCH_"): v for k, v in os.environ.items() if k.startswith("BENCH_EXEKRA_")}
-        return env | self.extra_env
+        return exekra_environment(self.hub_src, env | self.extra_env)
 
     def migrate(self) -> None:
         result = subprocess.run(
@@ -254,6 +264,86 @@ class HubProcess:
         stop_process(self.process)
 
 
+class UpProcess:
+    """`exekra up --runners 0` as an operator starts it, its own embedded PostgreSQL (durable) and Redis under a
+    fresh `EXEKRA_HOME`, every setting at its default but the user-facing rate limit (`exekra_environment`). The
+    benchmark sees it from outside: the URL and the ports it prints, and the admin password it is given. The same
+    attributes as a `HubProcess`."""
+
+    def __init__(self, hub_src: Path, home: Path, workers: int = 1) -> None:
+        self.hub_src = hub_src
+        self.home = home
+        self.workers = workers
+        self.url = ""
+        self.database_url = ""
+        self.pid = 0  # the hub's (a child of `up`)
+        self.postgres_pid = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = home / "up.log"
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        settings = {"EXEKRA_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        if self.workers != 1:
+            settings["EXEKRA_HUB_WORKERS"] = str(self.workers)
+        command = ["up", "--runners", "0", "--port", str(free_port()), "--home", str(self.home)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "exekra.cli", *command],
+                env=exekra_environment(self.hub_src, settings),
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_limit_files,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"exekra up exited with {self.process.returncode}:\n{self.log_tail()}")
+            said = self.log_path.read_text(errors="replace")
+            if "dashboard and API: " in said:
+                self.url = said.split("dashboard and API: ", 1)[1].split()[0]
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"exekra up printed no URL within {timeout}s:\n{self.log_tail()}")
+        pg_port = int(said.split("embedded PostgreSQL on port ", 1)[1].split()[0])
+        password = quote((self.home / "postgres.password").read_text().strip(), safe="")
+        self.database_url = f"postgresql://postgres:{password}@127.0.0.1:{pg_port}/exekra"
+        for child in psutil.Process(self.process.pid).children():
+            command_line = child.cmdline()
+            if command_line[-1:] == ["hub"]:
+                self.pid = child.pid
+            elif f"port={pg_port}" in command_line:  # postgres -c port=N
+                self.postgres_pid = child.pid
+        if not self.pid or not self.postgres_pid:
+            raise RuntimeError(f"exekra up: no hub or PostgreSQL process among its children:\n{self.log_tail()}")
+
+    def env(self) -> dict[str, str]:
+        """The environment of an `exekra` command on this hub's database."""
+        return exekra_environment(self.hub_src, {"DATABASE_URL": self.database_url, "EXEKRA_HOME": str(self.home)})
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        stop_process(self.process, grace=60.0)  # `up` stops the hub, then Redis and PostgreSQL
+
+
+@contextlib.contextmanager
+def running_up(hub_src: Path, workdir: Path, name: str, workers: int = 1) -> Iterator[UpProcess]:
+    """`exekra up` in a fresh home; stopped, with everything it started, when the block ends."""
+    up = UpProcess(hub_src, workdir / f"up-{name}-{uuid.uuid4().hex[:6]}", workers)
+    try:
+        up.start()
+        yield up
+    finally:
+        up.stop()
+
+
 @contextlib.contextmanager
 def running_hub(
     servers: Servers,
@@ -273,6 +363,7 @@ def running_hub(
         home=servers.workdir / f"home-{name}-{uuid.uuid4().hex[:6]}",
         extra_env=extra_env or {},
         workers=workers,
+        postgres_pid=servers.pg.pid,
     )
     hub.home.mkdir(parents=True)
     hub.migrate()

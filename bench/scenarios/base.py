@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from bench.client import Api, session
-from bench.infra import ADMIN_EMAIL, ADMIN_PASSWORD, HubProcess, Servers, running_hub
+from bench.infra import ADMIN_EMAIL, ADMIN_PASSWORD, HubProcess, Servers, UpProcess, running_hub, running_up
 
 if TYPE_CHECKING:
     from bench.peers.prefect_peer import PrefectPeer
@@ -32,6 +32,7 @@ class Context:
     connected_runners: int | None = None
     hub_workers: int = 1
     statements: bool = False  # PostgreSQL counts statements (pg_stat_statements): `bench.statements`
+    up: bool = False  # the hub as `exekra up` starts it (`bench.infra.UpProcess`), not on `servers`
     done: dict[str, Result] = field(default_factory=dict)  # this run's scenarios so far, by name
 
     def size(self, quick: int, full: int) -> int:
@@ -96,13 +97,24 @@ async def attach_peer(ctx: Context, result: Result, workload: str) -> None:
 @contextlib.asynccontextmanager
 async def exekra_hub(
     ctx: Context, name: str, *, redis: bool = True, extra_env: dict[str, str] | None = None, http_limit: int = 0
-) -> AsyncIterator[tuple[HubProcess, Api, aiohttp.ClientSession]]:
-    """A fresh hub on a fresh database, an HTTP session and the bootstrapped admin's API client."""
-    with running_hub(ctx.servers, ctx.hub_src, name, redis=redis, extra_env=extra_env, workers=ctx.hub_workers) as hub:
+) -> AsyncIterator[tuple[HubProcess | UpProcess, Api, aiohttp.ClientSession]]:
+    """A fresh hub on a fresh database, an HTTP session and the bootstrapped admin's API client; with `ctx.up`, a
+    fresh `exekra up` and its admin's (`redis` and `extra_env` then do not apply)."""
+    started: contextlib.AbstractContextManager[HubProcess | UpProcess]
+    if ctx.up:
+        started = running_up(ctx.hub_src, ctx.servers.workdir, name, ctx.hub_workers)
+    else:
+        started = running_hub(ctx.servers, ctx.hub_src, name, redis=redis, extra_env=extra_env, workers=ctx.hub_workers)
+    with started as hub:
         try:
             async with session(limit=http_limit) as http:
                 api = Api(http, hub.url)
-                await api.bootstrap(ADMIN_EMAIL, ADMIN_PASSWORD)
+                if ctx.up:
+                    from exekra.up import ADMIN_EMAIL as UP_ADMIN_EMAIL  # the hub's source, on sys.path (bench.cli)
+
+                    await api.login(UP_ADMIN_EMAIL, ADMIN_PASSWORD)
+                else:
+                    await api.bootstrap(ADMIN_EMAIL, ADMIN_PASSWORD)
                 yield hub, api, http
         finally:
             # The hub's own log outlives its home (a temporary directory): kept beside the results.

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import statements
 from bench.client import HEARTBEAT, SimRunner, request
-from bench.infra import HubProcess, cpu_seconds_between, free_port, stop_process, tree_cpu_seconds
+from bench.infra import HubProcess, UpProcess, cpu_seconds_between, free_port, stop_process, tree_cpu_seconds
 from bench.scenarios.base import Context, Result, exekra_hub, py_spy
 from bench.stats import summarize_ms
 
@@ -86,7 +86,12 @@ async def _load(call: Callable[[int], Awaitable[Any]], seconds: float, hub_pid: 
 
 
 async def _measure(
-    ctx: Context, result: Result, hub: HubProcess, name: str, profile: str, call: Callable[[int], Awaitable[Any]]
+    ctx: Context,
+    result: Result,
+    hub: HubProcess | UpProcess,
+    name: str,
+    profile: str,
+    call: Callable[[int], Awaitable[Any]],
 ) -> dict[str, Any]:
     """`_load` of `call` on the hub, profiled with --profile; with --statements, also what PostgreSQL ran meanwhile
     per request (the hub's background statements included): statements, plans made (a statement run with its

@@ -47,9 +47,7 @@ async def measure_pickups(
         if future is not None and not future.done():
             future.set_result(p)
 
-    fleet = RunnerFleet(
-        [SimRunner(http, hub_url, c, stats, on_pickup=on_pickup, on_report=on_report) for c in creds]
-    )
+    fleet = RunnerFleet([SimRunner(http, hub_url, c, stats, on_pickup=on_pickup, on_report=on_report) for c in creds])
     await fleet.start()
     await asyncio.sleep(0.5)
     from_response, from_send, before_response, timeouts = [], [], 0, 0

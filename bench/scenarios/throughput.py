@@ -95,7 +95,7 @@ async def run(ctx: Context) -> Result:
         fleet = RunnerFleet([SimRunner(http, hub.url, c, stats, on_complete=on_complete) for c in creds])
         await fleet.start()
         await asyncio.sleep(1.0)
-        sampler = TreeSampler({"hub": hub.pid, "postgres": ctx.servers.pg.pid, "bench": os.getpid()})
+        sampler = TreeSampler({"hub": hub.pid, "postgres": hub.postgres_pid, "bench": os.getpid()})
         sampler.start()
         created: list[float] = []
         timed_out = False
