@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--up",
         action="store_true",
         help=(
-            f"run {', '.join(UP_SCENARIOS)} against `exekra up` (its own embedded PostgreSQL and Redis, default"
+            f"run {', '.join(UP_SCENARIOS)} (default: all of them) against `exekra up` (its own embedded PostgreSQL and Redis, default"
             " settings but the rate limit), as an operator starts it"
         ),
     )
@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.up:
         if args.statements:
             parser.error("--up and --statements exclude each other: `exekra up`'s PostgreSQL counts no statements")
-        other = [s for s in args.scenarios or SCENARIO_NAMES if s not in UP_SCENARIOS and s != "procrastinate"]
+        other = [s for s in args.scenarios if s not in UP_SCENARIOS]
         if other:
-            parser.error(f"--up runs {', '.join(UP_SCENARIOS)} (and procrastinate), not {other[0]!r}")
+            parser.error(f"--up runs {', '.join(UP_SCENARIOS)}, not {other[0]!r}")
+        args.scenarios = args.scenarios or UP_SCENARIOS
     hub_src = _hub_src(args)
     # The harness uses exekra.embedded from the same source as the hub (committed code, not work in progress).
     sys.path.insert(0, str(hub_src))

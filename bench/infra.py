@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,49 @@ def stop_process_group(process: subprocess.Popen[bytes] | None, *, grace: float 
 
 def _limit_files() -> None:
     raise_nofile()
+
+
+def wait_for_workers(
+    port: int,
+    process: subprocess.Popen[bytes],
+    hub_pid: int,
+    workers: int,
+    timeout: float,
+    log_tail: Callable[[], str],
+) -> None:
+    """Until each of the hub's `workers` processes has answered `/api/health` on `port` (with several, the supervisor
+    listens before they have started); RuntimeError if `process` (the hub, or `exekra up`) exits or `timeout`
+    passes."""
+    deadline = time.monotonic() + timeout
+    answered: set[int] = set()
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode} before every worker answered:\n{log_tail()}")
+        with contextlib.suppress(OSError, psutil.Error):
+            answered.add(_health_answered_by(port, hub_pid))
+        if len(answered) >= workers:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{len(answered)} of {workers} hub worker(s) answered within {timeout}s:\n{log_tail()}")
+
+
+def _health_answered_by(port: int, hub_pid: int) -> int:
+    """GET /api/health on a new connection; the pid of the hub process that holds its other end."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/api/health")
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise OSError(f"/api/health answered {response.status}")
+        assert connection.sock is not None
+        client = connection.sock.getsockname()[:2]
+        for proc in [psutil.Process(hub_pid), *psutil.Process(hub_pid).children()]:
+            if any(c.raddr and tuple(c.raddr) == client for c in proc.net_connections("tcp")):
+                return proc.pid
+        raise OSError("no hub process holds the connection")
+    finally:
+        connection.close()
 
 
 def exekra_environment(hub_src: Path, settings: dict[str, str]) -> dict[str, str]:
@@ -194,7 +237,7 @@ class HubProcess:
         }
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
-        return exekra_environment(self.hub_src, env | self.extra_env)
+        return exekra_environment(self.hub_src, env) | self.extra_env  # a scenario's own settings win
 
     def migrate(self) -> None:
         result = subprocess.run(
@@ -222,38 +265,7 @@ class HubProcess:
                 stderr=subprocess.STDOUT,
                 preexec_fn=_limit_files,
             )
-        # With several workers the supervisor listens before they have started: wait until each one answered.
-        deadline = time.monotonic() + timeout
-        answered: set[int] = set()
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, psutil.Error):
-                answered.add(self._health_answered_by())
-            if len(answered) >= self.workers:
-                return
-            time.sleep(0.05)
-        raise RuntimeError(
-            f"{len(answered)} of {self.workers} hub worker(s) answered within {timeout}s:\n{self.log_tail()}"
-        )
-
-    def _health_answered_by(self) -> int:
-        """GET /api/health on a new connection; the pid of the hub process that holds its other end."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-        try:
-            connection.request("GET", "/api/health")
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise OSError(f"/api/health answered {response.status}")
-            assert connection.sock is not None
-            client = connection.sock.getsockname()[:2]
-            for proc in [psutil.Process(self.pid), *psutil.Process(self.pid).children()]:
-                if any(c.raddr and tuple(c.raddr) == client for c in proc.net_connections("tcp")):
-                    return proc.pid
-            raise OSError("no hub process holds the connection")
-        finally:
-            connection.close()
+        wait_for_workers(self.port, self.process, self.pid, self.workers, timeout, self.log_tail)
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -286,8 +298,8 @@ class UpProcess:
         settings = {"EXEKRA_ADMIN_PASSWORD": ADMIN_PASSWORD}
         if self.workers != 1:
             settings["EXEKRA_HUB_WORKERS"] = str(self.workers)
-        command = ["up", "--runners", "0", "--port", str(free_port()), "--home", str(self.home)]
-        with self.log_path.open("ab") as log:
+        command = ["up", "--runners", "0", "--port", "0", "--home", str(self.home)]
+        with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "exekra.cli", *command],
                 env=exekra_environment(self.hub_src, settings),
@@ -298,27 +310,28 @@ class UpProcess:
                 preexec_fn=_limit_files,
             )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"exekra up exited with {self.process.returncode}:\n{self.log_tail()}")
-            said = self.log_path.read_text(errors="replace")
-            if "dashboard and API: " in said:
-                self.url = said.split("dashboard and API: ", 1)[1].split()[0]
-                break
+        said: dict[str, str] = {}
+        while "url" not in said:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"exekra up printed no URL:\n{self.log_tail()}")
             time.sleep(0.1)
-        else:
-            raise RuntimeError(f"exekra up printed no URL within {timeout}s:\n{self.log_tail()}")
-        pg_port = int(said.split("embedded PostgreSQL on port ", 1)[1].split()[0])
+            said = _said_by_up(self.log_path.read_text(errors="replace"))
+        if "postgres_port" not in said:
+            raise RuntimeError(f"exekra up started no embedded PostgreSQL (is a database URL set?):\n{self.log_tail()}")
+        self.url = said["url"]
         password = quote((self.home / "postgres.password").read_text().strip(), safe="")
-        self.database_url = f"postgresql://postgres:{password}@127.0.0.1:{pg_port}/exekra"
-        for child in psutil.Process(self.process.pid).children():
-            command_line = child.cmdline()
-            if command_line[-1:] == ["hub"]:
-                self.pid = child.pid
-            elif f"port={pg_port}" in command_line:  # postgres -c port=N
-                self.postgres_pid = child.pid
+        self.database_url = f"postgresql://postgres:{password}@127.0.0.1:{said['postgres_port']}/exekra"
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.process.pid).children():
+                command_line = child.cmdline()
+                if command_line[-1:] == ["hub"]:  # python -m exekra.cli hub
+                    self.pid = child.pid
+                elif f"port={said['postgres_port']}" in command_line:  # postgres -c port=N
+                    self.postgres_pid = child.pid
         if not self.pid or not self.postgres_pid:
             raise RuntimeError(f"exekra up: no hub or PostgreSQL process among its children:\n{self.log_tail()}")
+        port = int(self.url.rsplit(":", 1)[1])
+        wait_for_workers(port, self.process, self.pid, self.workers, deadline - time.monotonic(), self.log_tail)
 
     def env(self) -> dict[str, str]:
         """The environment of an `exekra` command on this hub's database."""
@@ -331,6 +344,21 @@ class UpProcess:
 
     def stop(self) -> None:
         stop_process(self.process, grace=60.0)  # `up` stops the hub, then Redis and PostgreSQL
+
+
+_UP_SAYS = {"postgres_port": "exekra up: embedded PostgreSQL on port ", "url": "exekra up: dashboard and API: "}
+
+
+def _said_by_up(log: str) -> dict[str, str]:
+    """What `exekra up` printed so far, from its complete lines: `url`, `postgres_port`."""
+    said = {}
+    for line in log.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        for key, prefix in _UP_SAYS.items():
+            if line.startswith(prefix):
+                said[key] = line.removeprefix(prefix).split()[0]
+    return said
 
 
 @contextlib.contextmanager

@@ -99,9 +99,11 @@ async def exekra_hub(
     ctx: Context, name: str, *, redis: bool = True, extra_env: dict[str, str] | None = None, http_limit: int = 0
 ) -> AsyncIterator[tuple[HubProcess | UpProcess, Api, aiohttp.ClientSession]]:
     """A fresh hub on a fresh database, an HTTP session and the bootstrapped admin's API client; with `ctx.up`, a
-    fresh `exekra up` and its admin's (`redis` and `extra_env` then do not apply)."""
+    fresh `exekra up` and its admin's (which takes no `redis` or `extra_env`)."""
     started: contextlib.AbstractContextManager[HubProcess | UpProcess]
     if ctx.up:
+        if not redis or extra_env:
+            raise ValueError(f"{name}: a hub without Redis or with settings of its own cannot be `exekra up`'s")
         started = running_up(ctx.hub_src, ctx.servers.workdir, name, ctx.hub_workers)
     else:
         started = running_hub(ctx.servers, ctx.hub_src, name, redis=redis, extra_env=extra_env, workers=ctx.hub_workers)
