@@ -27,13 +27,8 @@ SCENARIO_NAMES = [
     "redis-down",
 ]
 PEER_SCENARIOS = {"pickup", "sequential", "throughput"}
-UP_SCENARIOS = [
-    "pickup",
-    "sequential",
-    "throughput",
-    "pickup-load",
-    "endpoints",
-]  # they reach the hub through HTTP alone
+# The scenarios that reach the hub through HTTP alone: `--up` runs them against `exekra up`.
+UP_SCENARIOS = ["pickup", "sequential", "throughput", "pickup-load", "endpoints"]
 # Upper bound of one scenario's wall time (full size); it is stopped and marked failed past it.
 BUDGET_SECONDS = {
     "pickup": 600,
@@ -87,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--up",
         action="store_true",
         help=(
-            f"run {', '.join(UP_SCENARIOS)} (default: all of them) against `exekra up` (its own embedded PostgreSQL and Redis, default"
-            " settings but the rate limit), as an operator starts it"
+            f"run {', '.join(UP_SCENARIOS)} (default: all of them) against `exekra up` (its own embedded"
+            " PostgreSQL and Redis, default settings but the rate limit), as an operator starts it"
         ),
     )
     return parser

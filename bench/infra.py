@@ -85,13 +85,20 @@ def _limit_files() -> None:
     raise_nofile()
 
 
+def log_tail(path: Path | None, lines: int = 40) -> str:
+    """The last `lines` lines of a process's log."""
+    if path is None or not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 def wait_for_workers(
     port: int,
     process: subprocess.Popen[bytes],
     hub_pid: int,
     workers: int,
     timeout: float,
-    log_tail: Callable[[], str],
+    tail: Callable[[], str],
 ) -> None:
     """Until each of the hub's `workers` processes has answered `/api/health` on `port` (with several, the supervisor
     listens before they have started); RuntimeError if `process` (the hub, or `exekra up`) exits or `timeout`
@@ -100,13 +107,13 @@ def wait_for_workers(
     answered: set[int] = set()
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"exited with {process.returncode} before every worker answered:\n{log_tail()}")
+            raise RuntimeError(f"exited with {process.returncode} before every worker answered:\n{tail()}")
         with contextlib.suppress(OSError, psutil.Error):
             answered.add(_health_answered_by(port, hub_pid))
         if len(answered) >= workers:
             return
         time.sleep(0.05)
-    raise RuntimeError(f"{len(answered)} of {workers} hub worker(s) answered within {timeout}s:\n{log_tail()}")
+    raise RuntimeError(f"{len(answered)} of {workers} hub worker(s) answered within {timeout}s:\n{tail()}")
 
 
 def _health_answered_by(port: int, hub_pid: int) -> int:
@@ -268,9 +275,7 @@ class HubProcess:
         wait_for_workers(self.port, self.process, self.pid, self.workers, timeout, self.log_tail)
 
     def log_tail(self, lines: int = 40) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -319,8 +324,10 @@ class UpProcess:
         if "postgres_port" not in said:
             raise RuntimeError(f"exekra up started no embedded PostgreSQL (is a database URL set?):\n{self.log_tail()}")
         self.url = said["url"]
-        password = quote((self.home / "postgres.password").read_text().strip(), safe="")
-        self.database_url = f"postgresql://postgres:{password}@127.0.0.1:{said['postgres_port']}/exekra"
+        from exekra.up import DATABASE_NAME, home_postgres  # the hub's source, on sys.path (bench.cli)
+
+        password = quote(home_postgres(self.home).password_file.read_text().strip(), safe="")
+        self.database_url = f"postgresql://postgres:{password}@127.0.0.1:{said['postgres_port']}/{DATABASE_NAME}"
         with contextlib.suppress(psutil.Error):
             for child in psutil.Process(self.process.pid).children():
                 command_line = child.cmdline()
@@ -338,9 +345,7 @@ class UpProcess:
         return exekra_environment(self.hub_src, {"DATABASE_URL": self.database_url, "EXEKRA_HOME": str(self.home)})
 
     def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         stop_process(self.process, grace=60.0)  # `up` stops the hub, then Redis and PostgreSQL

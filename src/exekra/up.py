@@ -75,10 +75,15 @@ class Stack:
             self.postgres.stop()
 
 
+def home_postgres(home: Path) -> EmbeddedPostgres:
+    """The embedded PostgreSQL that `up` runs for EXEKRA_HOME `home` (its data, its password file)."""
+    return EmbeddedPostgres(home / "postgres")
+
+
 def _database_url(settings: Settings, home: Path, stack: Stack) -> str:
     if settings.database_url:
         return settings.database_url
-    stack.postgres = EmbeddedPostgres(home / "postgres")
+    stack.postgres = home_postgres(home)
     stack.postgres.start()
     from exekra.embedded import create_database
 
