@@ -53,6 +53,9 @@ async def test_metrics_count_requests_by_route_template_and_executions_by_their_
 async def test_a_request_id_is_made_or_taken_and_echoed(client: httpx.AsyncClient) -> None:
     made = await client.get("/api/health")
     assert re.fullmatch(r"[0-9a-f]{16}", made.headers["x-request-id"])
+    again = await client.get("/api/health")
+    assert re.fullmatch(r"[0-9a-f]{16}", again.headers["x-request-id"])
+    assert again.headers["x-request-id"] != made.headers["x-request-id"]
     taken = await client.get("/api/health", headers={"X-Request-ID": "lb-7f3a"})
     assert taken.headers["x-request-id"] == "lb-7f3a"
     too_long = await client.get("/api/health", headers={"X-Request-ID": "x" * 65})

@@ -3,6 +3,7 @@ statements, results, commit hooks and errors as on an ORM session."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import asyncpg
@@ -11,7 +12,9 @@ import pytest
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from exekra.db import session as session_module
 from exekra.db.raw import RawSession, driver_error
 from exekra.hub import effects
 from exekra.hub.audit import service as audit
@@ -155,3 +158,23 @@ async def test_a_connection_the_server_closed_is_not_handed_out_again(hub: Hub) 
         except DBAPIError:
             failures += 1  # the request that meets the dead connection fails; the pool then replaces it
     assert failures <= 1
+
+
+async def test_a_checkout_waits_with_a_bound_only_when_every_connection_is_taken(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below the pool's size a connection is taken without asyncpg's bound (its task per acquire); with every one
+    taken, the next request waits at most `POOL_TIMEOUT_SECONDS` and answers PoolTimeout (503), and the count of
+    connections taken goes back to nothing whichever way each checkout ended."""
+    monkeypatch.setattr(session_module, "POOL_TIMEOUT_SECONDS", 0.2)
+    one = text("SELECT 1")
+    async with contextlib.AsyncExitStack() as taken:
+        for _ in range(hub.db.driver_pool_size):
+            session = await taken.enter_async_context(hub.db.reading())
+            assert (await session.execute(one)).scalar_one() == 1
+        with pytest.raises(PoolTimeout, match=r"came free in 0\.2 s"):
+            async with hub.db.reading():
+                pass
+    assert hub.db._checked_out == 0
+    async with hub.db.reading() as session:  # and a connection is free again
+        assert (await session.execute(one)).scalar_one() == 1

@@ -5,6 +5,7 @@ documents for them (the router is included as it is)."""
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from exekra.config import Settings
+from exekra.hub import observability
 from exekra.hub.app import BodySizeLimit, create_app
 from exekra.hub.deps import rate_limit
 from exekra.hub.observability import RequestTelemetry
@@ -147,3 +149,20 @@ def test_uvicorn_takes_the_hub_for_an_asgi_3_application_by_itself() -> None:
     config = uvicorn.Config(create_app(Settings(database_url="postgresql://hub@db/exekra", secret_key=SECRET)))
     config.load()
     assert config.interface == "asgi3"
+
+
+def test_a_forked_process_makes_request_ids_of_its_own() -> None:
+    """A hub's worker processes may be forked from one that made ids already: each draws a prefix of its own, so
+    no two processes give two requests the same id."""
+    parent = [observability._request_id({"headers": []}) for _ in range(2)]
+    assert parent[0] != parent[1] and parent[0][:8] == parent[1][:8]
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and exits at once
+        os.write(writer, observability._request_id({"headers": []}).encode())
+        os._exit(0)
+    os.close(writer)
+    made = os.read(reader, 64).decode()
+    os.close(reader)
+    os.waitpid(child, 0)
+    assert len(made) == 16 and made[:8] != parent[0][:8]

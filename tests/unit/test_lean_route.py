@@ -13,6 +13,7 @@ from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, HTTPException, 
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
+from exekra.hub import routing
 from exekra.hub.errors import NotAuthenticated, install_error_handlers
 from exekra.hub.responses import ORJSONResponse
 from exekra.hub.routing import LeanLane, LeanRoute
@@ -312,3 +313,74 @@ async def test_the_lanes_500_passes_the_layers_around_it() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://lean") as c:
         r = await c.get("/lean/boom")
     assert (r.status_code, r.headers["x-content-type-options"]) == (500, "nosniff")
+
+
+async def test_a_query_string_is_validated_once_and_its_values_kept_unless_they_fail_or_are_a_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lane answers a query string it has validated before from what it kept, with the same values; a string
+    that fails is validated (and refused) every time, values that are a list are never kept, and past
+    `QUERIES_KEPT` strings every kept one is forgotten."""
+    validated: list[str] = []
+    real = routing.request_params_to_args
+
+    def counting(fields: Any, received: Any) -> Any:
+        validated.append(str(received))
+        return real(fields, received)
+
+    monkeypatch.setattr(routing, "request_params_to_args", counting)
+    monkeypatch.setattr(routing, "QUERIES_KEPT", 3)
+    router = APIRouter(prefix="/q", route_class=LeanRoute)
+
+    @router.get("/one")
+    async def one(seconds: Annotated[float, Query(ge=0, le=30)] = 0) -> ORJSONResponse:
+        return ORJSONResponse({"seconds": seconds})
+
+    @router.get("/many")
+    async def many(tag: Annotated[list[str], Query()]) -> ORJSONResponse:
+        tag.append("seen")  # an endpoint may change what it is given
+        return ORJSONResponse({"tag": tag})
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    lane = LeanLane(app, [router], app.exception_handlers)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=lane), base_url="http://lean") as c:
+        for _ in range(3):
+            assert (await c.get("/q/one?seconds=2.5")).json() == {"seconds": 2.5}
+            assert (await c.get("/q/one?seconds=31")).status_code == 422
+            assert (await c.get("/q/many?tag=a&tag=b")).json() == {"tag": ["a", "b", "seen"]}
+        assert validated.count("seconds=2.5") == 1
+        assert validated.count("seconds=31") == 3
+        assert validated.count("tag=a&tag=b") == 3
+        for n in range(3):  # past the bound: every kept string is forgotten, the answers stay the same
+            assert (await c.get(f"/q/one?seconds={n}")).json() == {"seconds": n}
+        assert (await c.get("/q/one?seconds=2.5")).json() == {"seconds": 2.5}
+        assert validated.count("seconds=2.5") == 2
+
+
+async def test_a_path_without_parameters_is_found_as_the_routes_scan_finds_it() -> None:
+    """A route without path parameters is found by its path alone, unless a route before it takes the same
+    requests: the scan's first match wins, as in the application's router; another method is the router's 405."""
+    router = APIRouter(prefix="/p", route_class=LeanRoute)
+
+    @router.get("/{name}")
+    async def named(name: str) -> ORJSONResponse:
+        return ORJSONResponse({"named": name})
+
+    @router.get("/fixed")  # never served: the route above takes it first
+    async def shadowed() -> ORJSONResponse:
+        return ORJSONResponse({"fixed": True})
+
+    @router.post("/fixed")
+    async def fixed() -> ORJSONResponse:
+        return ORJSONResponse({"posted": True})
+
+    app = FastAPI()
+    app.include_router(router)
+    for way, served in _both_ways(app, [router]):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://lean") as c:
+            assert (await c.get("/p/fixed")).json() == {"named": "fixed"}, way
+            assert (await c.post("/p/fixed")).json() == {"posted": True}, way
+            assert (await c.put("/p/fixed")).status_code == 405, way
+            assert (await c.get("/p/other")).json() == {"named": "other"}, way

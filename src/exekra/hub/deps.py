@@ -91,10 +91,13 @@ class Principal:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header[:7].lower() != "bearer ":
-        return None
-    return header[7:].strip() or None
+    for name, value in request.scope["headers"]:  # the first, as `request.headers` finds it, without making them
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            if header[:7].lower() != "bearer ":
+                return None
+            return header[7:].strip() or None
+    return None
 
 
 def presented_token(request: Request) -> str | None:
@@ -175,7 +178,7 @@ async def runner_claims(request: Request, hub: HubDep) -> RunnerClaims:
     claims = hub.runner_tokens.verify(token) if token else None
     if claims is None:
         raise NotAuthenticated("Runner token missing, invalid or expired: call /api/runner/auth")
-    identify_caller(f"runner:{claims.runner_id}")
+    identify_caller(claims.caller)
     return claims
 
 

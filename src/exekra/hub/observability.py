@@ -7,7 +7,9 @@ Prometheus target. Each observation costs a few microseconds (one label lookup, 
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import secrets
 import time
@@ -125,7 +127,7 @@ class RequestTelemetry:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUEST_SECONDS.labels(scope["method"], template, f"{status // 100}xx").observe(elapsed)
+            _request_seconds(scope["method"], template, status).observe(elapsed)
             if self.access:
                 execution = (scope.get("path_params") or {}).get("execution_id")
                 access_log.info(
@@ -156,11 +158,43 @@ def redact_webhook_tokens(text: str) -> str:
     return _TOKEN_IN_PATH.sub(r"\1[redacted]", text)
 
 
+_REQUEST_SERIES: dict[tuple[str, str, int], Any] = {}  # REQUEST_SECONDS's series by method, route, status class
+
+
+def _request_seconds(method: str, route: str, status: int) -> Any:
+    """REQUEST_SECONDS's series for this method, route template and status, found by one lookup once it is made
+    (`labels` takes a lock and checks its labels on every call)."""
+    key = (method, route, status // 100)
+    series = _REQUEST_SERIES.get(key)
+    if series is None:
+        series = _REQUEST_SERIES[key] = REQUEST_SECONDS.labels(method, route, f"{key[2]}xx")
+    return series
+
+
+class _RequestIds:
+    """The ids this process gives requests: a random prefix of its own (a forked child draws another) and a count,
+    16 hex digits until the count passes 2^32; unique without asking the kernel for randomness per request."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.prefix = secrets.token_hex(4)
+        self.count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.count):08x}"
+
+
+_REQUEST_IDS = _RequestIds()
+os.register_at_fork(after_in_child=_REQUEST_IDS.restart)
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id" and 0 < len(value) <= 64 and value.isascii():
             return str(value.decode())
-    return secrets.token_hex(8)
+    return _REQUEST_IDS.next()
 
 
 _EXTRA_FIELDS = ("method", "route", "status", "latencyMs", "client", "executionId")

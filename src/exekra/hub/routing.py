@@ -89,15 +89,18 @@ class LeanLane:
                 routes.append(route)
             self.lanes.append((_prefix(router), routes))
         self.exception_handlers = exception_handlers
-
-    @property
-    def routes(self) -> list[LeanRoute]:
-        """Every route the lane serves."""
-        return [route for _, routes in self.lanes for route in routes]
+        self._fixed = _fixed_paths(self.routes)
 
     def _route(self, scope: Scope) -> tuple[LeanRoute, Scope] | None:
         """The route that fully matches the request, with its child scope; None: not one of the lane's."""
         path = scope["path"]
+        route = self._fixed.get((path, scope["method"]))
+        if route is not None:  # as `route.matches` finds it, without its regex
+            return route, {
+                "endpoint": route.endpoint,
+                "path_params": dict(scope.get("path_params", {})),
+                "route": route,
+            }
         for prefix, routes in self.lanes:
             if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
                 for route in routes:
@@ -105,6 +108,11 @@ class LeanLane:
                     if match is Match.FULL:
                         return route, child_scope
         return None
+
+    @property
+    def routes(self) -> list[LeanRoute]:
+        """Every route the lane serves."""
+        return [route for _, routes in self.lanes for route in routes]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._route(scope) if scope["type"] == "http" else None
@@ -157,6 +165,21 @@ class LeanLane:
 async def _answer(handle: ExceptionHandler, request: Request, exc: Exception) -> Response:
     answer = handle(request, exc)
     return await answer if inspect.isawaitable(answer) else answer
+
+
+def _fixed_paths(routes: Sequence[LeanRoute]) -> dict[tuple[str, str], LeanRoute]:
+    """The routes without path parameters by path and method, each found by one lookup instead of a scan: for each
+    method, unless a route before it (in the scan's order) takes the same requests, so that the lookup finds what the
+    scan finds."""
+    fixed: dict[tuple[str, str], LeanRoute] = {}
+    for i, route in enumerate(routes):
+        if route.param_convertors:
+            continue
+        for method in route.methods or ():
+            earlier = (r for r in routes[:i] if r.path_regex.match(route.path) and method in (r.methods or ()))
+            if next(earlier, None) is None:
+                fixed[(route.path, method)] = route
+    return fixed
 
 
 def _prefix(router: APIRouter) -> str:
@@ -270,6 +293,53 @@ def _body_reader(route: APIRoute) -> Callable[[Request], Awaitable[BaseModel]] |
     return read
 
 
+ParamsReader = Callable[[Request, dict[str, Any]], list[Any]]
+
+
+def _params_reader(params: Sequence[Any], received: Callable[[Request], Any]) -> ParamsReader | None:
+    """What validates the route's parameters of one kind (FastAPI's `request_params_to_args`) into `values`,
+    answering the errors; None for a route without any."""
+    if not params:
+        return None
+
+    def read(request: Request, values: dict[str, Any]) -> list[Any]:
+        found, wrong = request_params_to_args(params, received(request))
+        values.update(found)
+        return wrong
+
+    return read
+
+
+QUERIES_KEPT = 256  # a route's query strings whose values are kept (all forgotten when more come: see `_query_reader`)
+_KEPT_TYPES = (str, int, float, bool, type(None))
+
+
+def _query_reader(params: Sequence[Any]) -> ParamsReader | None:
+    """`_params_reader` of the query parameters, whose values are kept by the raw query string: the runner's long
+    poll sends the same one (`wait=30`) every time, and parsing and validating it was a tenth of a renewal's CPU.
+    Values that are not plain immutable scalars (a list) are not kept, nor are those of a query string that fails;
+    past `QUERIES_KEPT` strings, every kept one is forgotten."""
+    if not params:
+        return None
+    kept: dict[bytes, dict[str, Any]] = {}
+
+    def read(request: Request, values: dict[str, Any]) -> list[Any]:
+        raw = request.scope["query_string"]
+        found = kept.get(raw)
+        if found is None:
+            found, wrong = request_params_to_args(params, request.query_params)
+            if wrong:
+                return wrong
+            if all(type(value) in _KEPT_TYPES for value in found.values()):
+                if len(kept) >= QUERIES_KEPT:
+                    kept.clear()
+                kept[raw] = found
+        values.update(found)
+        return []
+
+    return read
+
+
 def _is_json(content_type: str | None) -> bool:
     """`application/json` or `application/…+json`, with or without parameters (FastAPI's strict rule)."""
     if not content_type:
@@ -289,14 +359,14 @@ def _handler(route: APIRoute) -> Handler:
     request_name = dependant.request_param_name
     read_body = _body_reader(route)
     body_name = dependant.body_params[0].name if read_body is not None else None
-    fields: Sequence[tuple[Sequence[Any], Callable[[Request], Any]]] = [
-        (params, attrgetter(where))
-        for params, where in (
-            (dependant.path_params, "path_params"),
-            (dependant.query_params, "query_params"),
-            (dependant.header_params, "headers"),
+    readers = [
+        read
+        for read in (
+            _params_reader(dependant.path_params, attrgetter("path_params")),
+            _query_reader(dependant.query_params),
+            _params_reader(dependant.header_params, attrgetter("headers")),
         )
-        if params
+        if read is not None
     ]
 
     async def handle(request: Request) -> Response:
@@ -305,10 +375,8 @@ def _handler(route: APIRoute) -> Handler:
         if request_name:
             values[request_name] = request
         errors: list[Any] = []
-        for params, received in fields:
-            found, wrong = request_params_to_args(params, received(request))
-            values.update(found)
-            errors.extend(wrong)
+        for read in readers:
+            errors.extend(read(request, values))
         if errors:
             raise RequestValidationError(errors)
         if read_body is not None and body_name is not None:

@@ -9,6 +9,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 
 import jwt
 from argon2 import PasswordHasher
@@ -62,6 +63,11 @@ class RunnerClaims:
     runner_id: uuid.UUID
     epoch: int
     expires_at: float
+
+    @cached_property
+    def caller(self) -> str:
+        """The runner as its requests' log lines name it (made once: verified claims are kept)."""
+        return f"runner:{self.runner_id}"
 
 
 class RunnerTokens:
