@@ -32,6 +32,7 @@ from .protocol import (
     eventually,
     long_poll_waiting,
     publish_workflow,
+    running_execution,
     statements_sent,
 )
 
@@ -603,3 +604,58 @@ async def test_an_end_report_that_waits_is_answered_the_execution_created_meanwh
     assert answer.status_code == 200 and answer.json()["next"]["id"] == created
     assert reads == []
     assert answer.json()["next"] == await _as_read(hub, runner)
+
+
+async def test_a_busy_runner_s_heartbeats_after_a_full_one_send_nothing_until_a_stop_is_requested(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "beat-busy")
+    workflow_id = await publish_workflow(admin, "beat-busy", SIMPLE_DEFINITION)
+    execution_id = await running_execution(admin, runner, workflow_id)
+    full = await runner.heartbeat()
+    assert full.json() == {"status": "BUSY", "stopExecutionIds": [], "catalogueWanted": False}
+    signed, samples = await _signs(hub, runner)
+    with statements_sent(hub, monkeypatch) as sent:
+        again = [await runner.heartbeat() for _ in range(3)]
+    assert sent == [] and all(r.json() == full.json() for r in again)
+    last, written = await _signs(hub, runner)  # still signs of life, each with its metrics
+    assert last > signed and written == samples + 3
+    assert (await admin.post(f"/api/executions/{execution_id}/stop")).status_code == 200
+    await drain()  # the stop request's wake-up
+    for _ in range(2):  # read each time while the stop is pending: a heartbeat asking for a stop leaves no note
+        stopping = await runner.heartbeat()
+        assert stopping.json() == {"status": "BUSY", "stopExecutionIds": [execution_id], "catalogueWanted": False}
+
+
+async def test_a_heartbeat_after_the_runner_let_go_of_its_execution_reads_its_status(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "beat-freed")
+    workflow_id = await publish_workflow(admin, "beat-freed", SIMPLE_DEFINITION)
+    execution_id = await running_execution(admin, runner, workflow_id)
+    assert (await runner.heartbeat()).json()["status"] == "BUSY"
+    assert (await runner.complete(execution_id, 1)).status_code == 200
+    await drain()
+    assert (await runner.heartbeat()).json()["status"] == "ONLINE"
+    second = await running_execution(admin, runner, workflow_id)  # assigned: the runner is woken
+    assert (await runner.heartbeat()).json()["status"] == "BUSY"
+    assert (await runner.complete(second, 1)).status_code == 200
+
+
+async def test_a_busy_runner_s_heartbeat_is_refused_once_its_token_is_revoked_or_read_once_it_is_marked_offline(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+) -> None:
+    runner = await ProtocolRunner.online(admin, client, "beat-offline")
+    workflow_id = await publish_workflow(admin, "beat-offline", SIMPLE_DEFINITION)
+    await running_execution(admin, runner, workflow_id)
+    assert (await runner.heartbeat()).json()["status"] == "BUSY"
+    assert runner.runner_id is not None
+    await backdate(hub, "runners", "last_heartbeat_at", runner.runner_id, hub.settings.runner_offline_seconds + 60)
+    report = await hub.executions.check_stale(not_before=None)
+    assert report.runners_offline >= 1 and await _status(hub, runner) == "OFFLINE"
+    await drain()  # the mark's wake-up
+    assert (await runner.heartbeat()).status_code == 200
+    assert await _status(hub, runner) != "OFFLINE"  # a full heartbeat: back at once, not at the next write
+    assert (await admin.post(f"/api/runners/{runner.runner_id}/regenerate-secret")).status_code == 200
+    await drain()
+    assert (await runner.heartbeat()).status_code == 401

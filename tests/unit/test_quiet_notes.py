@@ -323,3 +323,70 @@ def test_an_announcement_is_not_read_when_no_poll_of_the_runner_waits_here(monke
     hub.hearers = 2
     monkeypatch.setattr(wakeups.orjson, "loads", lambda _: pytest.fail("read an announcement nobody waits for"))
     hub.deliver(_wakeups().payload(runner, _handed(uuid.uuid4())))
+
+
+def _full_heartbeat(hub: Wakeups, runner: uuid.UUID, epoch: int = 1, status: str = "BUSY") -> None:
+    """A heartbeat that read the runner's row (watched from before the read) and found no stop requested."""
+    watch = hub.watch(runner)
+    hub.leave_beat(runner, watch, epoch, status, DIGEST)
+    hub.unwatch(runner, watch)
+
+
+def test_a_heartbeat_is_answered_from_the_last_full_one_s_note_by_the_same_epoch_while_its_read_is_recent(
+    clock: _Clock,
+) -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    assert hub.beat(runner, 1) is None  # no full heartbeat here yet
+    _full_heartbeat(hub, runner)
+    for _ in range(3):  # not used up
+        assert hub.beat(runner, 1) == ("BUSY", DIGEST)
+    assert hub.beat(runner, 2) is None  # another token: and the note is gone
+    assert hub.beat(runner, 1) is None
+    _full_heartbeat(hub, runner)
+    clock.now += FULL_POLL_SECONDS + 1
+    assert hub.beat(runner, 1) is None
+
+
+@pytest.mark.parametrize("event", ["woken", "let go", "failed effect", "everyone woken", "another process"])
+def test_whatever_changes_the_runner_drops_its_heartbeat_note(clock: _Clock, event: str) -> None:
+    hub, runner, other = _wakeups(), uuid.uuid4(), uuid.uuid4()
+    _full_heartbeat(hub, runner)
+    _full_heartbeat(hub, other)
+    if event == "woken":  # a stop requested, work assigned, a change to its row
+        hub.notify(runner)
+    elif event == "let go":  # the execution it held ended or was re-queued: its status changes
+        hub.let_go(runner, uuid.uuid4())
+    elif event == "failed effect":
+        hub.end_quiet()
+    elif event == "everyone woken":
+        hub.notify_all()
+    else:
+        hub.hearers = 2
+    assert hub.beat(runner, 1) is None
+    assert (hub.beat(other, 1) is None) == (event not in ("woken", "let go"))
+
+
+def test_a_change_during_the_heartbeat_s_read_leaves_no_note(clock: _Clock) -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    watch = hub.watch(runner)  # before the read
+    hub.notify(runner)  # a stop requested while the row was being read
+    hub.leave_beat(runner, watch, 1, "BUSY", DIGEST)
+    hub.unwatch(runner, watch)
+    assert hub.beat(runner, 1) is None
+
+
+def test_no_heartbeat_note_is_kept_with_another_process_and_notes_of_runners_gone_quiet_are_dropped(
+    clock: _Clock,
+) -> None:
+    hub = _wakeups()
+    hub.hearers = 2
+    runner = uuid.uuid4()
+    _full_heartbeat(hub, runner)
+    hub.hearers = 1
+    assert hub.beat(runner, 1) is None
+    gone = [uuid.uuid4() for _ in range(QUIET_PRUNE_AT - 1)]
+    for r in gone:
+        _full_heartbeat(hub, r)
+    clock.now += FULL_POLL_SECONDS + 1
+    _full_heartbeat(hub, runner)  # the notes past their time are dropped when the bound is reached
+    assert len(hub._beats) == 1 and hub.beat(runner, 1) == ("BUSY", DIGEST)

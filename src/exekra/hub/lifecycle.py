@@ -70,7 +70,8 @@ STOP_NOW = Rule(
     S.STOPPED,
     Effects(unqueued=True, frees_runner=True, frees_slot=True, ends=True, audit="execution.stop"),
 )
-REQUEST_STOP = Rule("request-stop", (S.RUNNING,), S.RUNNING, Effects(audit="execution.stop"))
+# The runner learns of it from its next heartbeat or log upload: a heartbeat answered from memory reads its row again.
+REQUEST_STOP = Rule("request-stop", (S.RUNNING,), S.RUNNING, Effects(wakes_runner=True, audit="execution.stop"))
 
 # The hub's stale checks (SPEC §4), run by the maintenance loop on the database clock.
 QUEUE_TIMEOUT = Rule(
@@ -657,7 +658,7 @@ _REQUEST_STOP = text(
     f"""
 UPDATE executions SET stop_requested = true, stop_requested_at = coalesce(stop_requested_at, now())
  WHERE id = :execution_id AND {found_in("executions", REQUEST_STOP.sources)}
-RETURNING id"""
+RETURNING id, runner_id"""
 )
 
 
@@ -694,9 +695,12 @@ async def request_stop(
         )
         effects.record(session, transition, actor=actor, details={"immediate": True, **(details or {})})
         return StopOutcome(stopped=True, requested=False)
-    if (await session.execute(_REQUEST_STOP, {"execution_id": execution_id})).first() is None:
+    requested = (await session.execute(_REQUEST_STOP, {"execution_id": execution_id})).first()
+    if requested is None:
         return StopOutcome(stopped=False, requested=False)
-    transition = _transition(REQUEST_STOP, execution_id=execution_id, status=REQUEST_STOP.target.value)
+    transition = _transition(
+        REQUEST_STOP, execution_id=execution_id, runner_id=requested.runner_id, status=REQUEST_STOP.target.value
+    )
     effects.record(session, transition, actor=actor, details={"immediate": False, **(details or {})})
     return StopOutcome(stopped=False, requested=True)
 

@@ -45,6 +45,13 @@ OFFLINE wakes the poll), and the catalogue digest the hub holds is the one that 
 wakes the poll too). The poll's signal keeps the epoch and the digest (two slots; the digest string interned, one
 for every runner of the same catalogue); a quiet renewal carries them over from its note.
 
+**Heartbeats answered from the last full one.** A heartbeat that reads the runner's row (no poll of it waits here:
+the runner is busy, or between two polls) and finds no stop requested leaves a note (`leave_beat`): its next
+heartbeats, under the same token epoch, are answered from it (`beat`) with the status and catalogue digest it read and
+no stop, and read nothing, until the runner is woken or let go of an execution: a stop requested (`REQUEST_STOP` wakes
+the runner), work assigned, the runner freed (its status changes), or any change to its row that wakes its polls. The
+heartbeat watches the runner from before its read (`watch`), so that a change committed meanwhile leaves no note.
+
 Notes are kept, and heartbeats answered from polls, only while this process is the only hub process (`hearers`,
 counted every `HEARERS_SECONDS`, first when the process starts: none is kept before) and its LISTEN connection is up
 (`alone`: while it is down, the count sees only the others). A process that starts announces itself (`HELLO`), and
@@ -91,7 +98,8 @@ RECONNECT_MAX_SECONDS = 1.0  # Redis mode resumes within a probe of Redis's retu
 # subscription is back reaches this process's polls when it resubscribes and wakes them all
 HEARERS_SECONDS = 5.0  # how often the number of hub processes listening on PostgreSQL is counted
 QUIET_GAP_SECONDS = 5.0  # a runner's next poll renews quietly only if it comes within this time of the last one
-FULL_POLL_SECONDS = 120.0  # and only if its last full poll (the runner's row read) is younger than this
+FULL_POLL_SECONDS = 120.0  # and only if its last full poll (the runner's row read) is younger than this; so too a
+# heartbeat answered from the note of the last full one
 QUIET_PRUNE_AT = 1024  # notes kept before those past their gap are dropped (runners that did not come back)
 HANDED_MAX_BYTES = 64 * 1024  # an execution handed over in an announcement at most this large (its definition)
 HELLO = "hello"  # announced by a hub process that starts (`origin:hello`): the others keep no note until they count
@@ -125,9 +133,9 @@ class PollSignal(HandedSignal):
 
 @dataclass(frozen=True, slots=True)
 class Watch:
-    """A runner watched while its end report frees it (`Wakeups.watch`): a signal that every wake-up of the runner
-    sets, and every `end_quiet`, with the execution an assignment's wake-up handed over, and when the watch began
-    (`time.monotonic()`: before the report's statement read the runner's row)."""
+    """A runner watched while its end report frees it, or its heartbeat reads its row (`Wakeups.watch`): a signal
+    that every wake-up of the runner sets, and every `end_quiet`, with the execution an assignment's wake-up handed
+    over, and when the watch began (`time.monotonic()`: before the statement read the runner's row)."""
 
     signal: HandedSignal
     began: float
@@ -158,6 +166,10 @@ class Wakeups(Waiters):
         # catalogue digest that read found).
         self._quiet: dict[uuid.UUID, tuple[int, float, float, str | None]] = {}
         self._prune_at = QUIET_PRUNE_AT
+        # Heartbeats answered from memory: runner → (token epoch, when its last full heartbeat read its row, the
+        # runner's status and catalogue digest that read found, no stop requested).
+        self._beats: dict[uuid.UUID, tuple[int, float, str, str | None]] = {}
+        self._beats_prune_at = QUIET_PRUNE_AT
         # Executions handed over with no poll of their runner waiting here: runner → (execution, when assigned).
         self._handed: dict[uuid.UUID, tuple[Handed, float]] = {}
         self._handed_prune_at = QUIET_PRUNE_AT
@@ -204,6 +216,7 @@ class Wakeups(Waiters):
         execution just assigned to the runner) or taking back what an earlier wake-up handed them; make its next poll
         a full one, or one that is handed `handed` (only while this process is alone, as other notes)."""
         self._quiet.pop(key, None)
+        self._beats.pop(key, None)
         self._handed.pop(key, None)
         for signal in self._handed_signals(key):
             signal.handed = handed
@@ -219,6 +232,7 @@ class Wakeups(Waiters):
 
     def notify_all(self) -> None:
         self._quiet.clear()
+        self._beats.clear()
         self._handed.clear()
         for signal in (*self.signals(), *self._watching.signals()):
             if isinstance(signal, HandedSignal):  # every one here is
@@ -228,6 +242,7 @@ class Wakeups(Waiters):
     def end_quiet(self) -> None:
         """Make every runner's next poll and heartbeat here a full one (a runner being freed leaves no note)."""
         self._quiet.clear()
+        self._beats.clear()
         self._handed.clear()
         self._watching.notify_all()
         for signal in self.signals():
@@ -236,8 +251,9 @@ class Wakeups(Waiters):
 
     def let_go(self, runner_id: uuid.UUID, execution_id: uuid.UUID) -> None:
         """The runner let go of the execution (it ended, or was stopped or re-queued before the runner took it): if it
-        was handed to the runner and not yet answered, it is no longer its."""
+        was handed to the runner and not yet answered, it is no longer its; its next heartbeat reads its row."""
         gone = str(execution_id)
+        self._beats.pop(runner_id, None)  # its status changes: its next heartbeat reads it
         self._drop_handed_note(runner_id, gone)
         for signal in self._handed_signals(runner_id):
             if signal.handed is not None and signal.handed.answer["id"] == gone:
@@ -277,7 +293,8 @@ class Wakeups(Waiters):
     def watch(self, runner_id: uuid.UUID) -> Watch:
         """Before the runner's end report frees it: watch for anything that would make its next poll a full one
         (see `leave_idle`), and for the execution its offer assigns to the runner (`hand_over`). `unwatch` once the
-        report has committed and its effects have run."""
+        report has committed and its effects have run. So too before a heartbeat reads the runner's row, for
+        anything that would make the note it leaves wrong (`leave_beat`)."""
         signal = HandedSignal()
         self._watching.add(runner_id, signal)
         return Watch(signal, time.monotonic())
@@ -328,6 +345,31 @@ class Wakeups(Waiters):
         if noted_epoch != epoch or now - ended_at > QUIET_GAP_SECONDS or now - read_at > FULL_POLL_SECONDS:
             return None
         return read_at, digest
+
+    def leave_beat(self, runner_id: uuid.UUID, watch: Watch, epoch: int, status: str, digest: str | None) -> None:
+        """A full heartbeat, under token `epoch`, read the runner's row: this status and catalogue digest, no stop
+        requested. The runner's next heartbeats may be answered from this note (`beat`) unless anything woke the
+        runner or dropped every note since the watch began, before the read (its signal is set then)."""
+        if watch.signal.is_set() or not self.alone:
+            return
+        self._beats[runner_id] = (epoch, watch.began, sys.intern(str(status)), _shared(digest))
+        if len(self._beats) >= self._beats_prune_at:
+            gone = time.monotonic() - FULL_POLL_SECONDS
+            self._beats = {key: note for key, note in self._beats.items() if note[1] >= gone}
+            self._beats_prune_at = max(QUIET_PRUNE_AT, 2 * len(self._beats))
+
+    def beat(self, runner_id: uuid.UUID, epoch: int) -> tuple[str, str | None] | None:
+        """The runner's status and catalogue digest for its heartbeat, with no stop to carry out, if its last full
+        heartbeat's note still holds (see the module's docstring): same token epoch, its read younger than
+        `FULL_POLL_SECONDS`, nothing having woken the runner since; None: the heartbeat reads the row."""
+        note = self._beats.get(runner_id)
+        if note is None or not self.alone:
+            return None
+        noted_epoch, read_at, status, digest = note
+        if noted_epoch != epoch or time.monotonic() - read_at > FULL_POLL_SECONDS:
+            del self._beats[runner_id]
+            return None
+        return status, digest
 
     def payload(self, runner_id: uuid.UUID | str, handed: Handed | None = None) -> str:
         """What announces an assignment to `runner_id` (or `HELLO`) to the other processes: with the execution

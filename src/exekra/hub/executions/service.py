@@ -241,17 +241,28 @@ class ExecutionService:
         and whether the runner's `catalogue_digest` differs from the declaration the hub holds (an older runner
         sends none: nothing is wanted). A runner the hub asked sends its whole declaration: stored first.
 
-        While the runner's long poll waits in this process, idle as its row showed it and not woken since, that
-        read answers (`Wakeups.idle_poll`): nothing is read."""
+        Nothing is read while the runner's long poll waits in this process, idle as its row showed it and not woken
+        since (`Wakeups.idle_poll`), nor while the note of its last full heartbeat holds (`Wakeups.beat`): that read
+        answers."""
+        runner_id, wakeups = claims.runner_id, self.dispatcher.wakeups
         if declared is not None:
-            await record_declaration(self.db, claims.runner_id, claims.epoch, declared)
+            await record_declaration(self.db, runner_id, claims.epoch, declared)
         else:
-            poll = self.dispatcher.wakeups.idle_poll(claims.runner_id, claims.epoch)
-            if poll is not None:
+            poll = wakeups.idle_poll(runner_id, claims.epoch)
+            noted = (
+                (RunnerStatus.ONLINE.value, poll.digest) if poll is not None else wakeups.beat(runner_id, claims.epoch)
+            )
+            if noted is not None:
                 self.liveness.renew(claims, metrics)
-                wanted = catalogue_digest is not None and catalogue_digest != poll.digest
-                return Heartbeat(RunnerStatus.ONLINE, [], wanted)
-        sign = await self.liveness.sign(claims, metrics)
+                status, digest = noted
+                return Heartbeat(status, [], catalogue_digest is not None and catalogue_digest != digest)
+        watch = wakeups.watch(runner_id)  # before the read: what changes the runner from then on keeps no note
+        try:
+            sign = await self.liveness.sign(claims, metrics)
+            if not sign.stop_ids:
+                wakeups.leave_beat(runner_id, watch, claims.epoch, sign.presence.status, sign.catalogue_digest)
+        finally:
+            wakeups.unwatch(runner_id, watch)
         wanted = catalogue_digest is not None and catalogue_digest != sign.catalogue_digest
         return Heartbeat(sign.presence.status, sign.stop_ids, wanted)
 
