@@ -627,19 +627,27 @@ async def test_a_busy_runner_s_heartbeats_after_a_full_one_send_nothing_until_a_
         assert stopping.json() == {"status": "BUSY", "stopExecutionIds": [execution_id], "catalogueWanted": False}
 
 
-async def test_a_heartbeat_after_the_runner_let_go_of_its_execution_reads_its_status(
-    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub
+async def test_heartbeats_between_short_executions_read_nothing_and_answer_the_runner_s_new_status(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The end report that leaves the runner idle, and the claim that assigns it the next execution, read its row:
+    they keep its heartbeat's note current (ONLINE, then BUSY)."""
     runner = await ProtocolRunner.online(admin, client, "beat-freed")
     workflow_id = await publish_workflow(admin, "beat-freed", SIMPLE_DEFINITION)
     execution_id = await running_execution(admin, runner, workflow_id)
     assert (await runner.heartbeat()).json()["status"] == "BUSY"
     assert (await runner.complete(execution_id, 1)).status_code == 200
     await drain()
-    assert (await runner.heartbeat()).json()["status"] == "ONLINE"
-    second = await running_execution(admin, runner, workflow_id)  # assigned: the runner is woken
-    assert (await runner.heartbeat()).json()["status"] == "BUSY"
-    assert (await runner.complete(second, 1)).status_code == 200
+    with statements_sent(hub, monkeypatch) as sent:
+        idle = await runner.heartbeat()
+    assert sent == [] and idle.json()["status"] == "ONLINE"
+    second = await running_execution(admin, runner, workflow_id)
+    with statements_sent(hub, monkeypatch) as sent:
+        busy = await runner.heartbeat()
+    assert sent == [] and busy.json() == {"status": "BUSY", "stopExecutionIds": [], "catalogueWanted": False}
+    assert (await admin.post(f"/api/executions/{second}/stop")).status_code == 200
+    await drain()
+    assert (await runner.heartbeat()).json()["stopExecutionIds"] == [second]
 
 
 async def test_a_busy_runner_s_heartbeat_is_refused_once_its_token_is_revoked_or_read_once_it_is_marked_offline(

@@ -390,3 +390,21 @@ def test_no_heartbeat_note_is_kept_with_another_process_and_notes_of_runners_gon
     clock.now += FULL_POLL_SECONDS + 1
     _full_heartbeat(hub, runner)  # the notes past their time are dropped when the bound is reached
     assert len(hub._beats) == 1 and hub.beat(runner, 1) == ("BUSY", DIGEST)
+
+
+def test_an_assignment_under_the_noted_epoch_keeps_the_heartbeat_note_busy_and_an_idle_end_report_leaves_one(
+    clock: _Clock,
+) -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    _full_heartbeat(hub, runner, status="ONLINE")
+    hub.notify(runner, Handed(1, {"id": str(uuid.uuid4())}))  # assigned by a claim that found epoch 1
+    assert hub.beat(runner, 1) == ("BUSY", DIGEST)
+    hub.notify(runner, Handed(2, {"id": str(uuid.uuid4())}))  # another epoch than the note's: read again
+    assert hub.beat(runner, 1) is None and hub.beat(runner, 2) is None
+    watch = hub.watch(runner)  # an end report that left the runner idle, nothing woke it meanwhile
+    hub.leave_idle(runner, watch, 2, DIGEST)
+    hub.unwatch(runner, watch)
+    assert hub.beat(runner, 2) == ("ONLINE", DIGEST)
+    clock.now += FULL_POLL_SECONDS + 1  # an assignment keeps the note's read time: the row is read again in time
+    hub.notify(runner, Handed(2, {"id": str(uuid.uuid4())}))
+    assert hub.beat(runner, 2) is None

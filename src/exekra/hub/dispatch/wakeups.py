@@ -49,8 +49,10 @@ for every runner of the same catalogue); a quiet renewal carries them over from 
 the runner is busy, or between two polls) and finds no stop requested leaves a note (`leave_beat`): its next
 heartbeats, under the same token epoch, are answered from it (`beat`) with the status and catalogue digest it read and
 no stop, and read nothing, until the runner is woken or let go of an execution: a stop requested (`REQUEST_STOP` wakes
-the runner), work assigned, the runner freed (its status changes), or any change to its row that wakes its polls. The
-heartbeat watches the runner from before its read (`watch`), so that a change committed meanwhile leaves no note.
+the runner), the runner freed (its status changes), or any change to its row that wakes its polls. The heartbeat
+watches the runner from before its read (`watch`), so that a change committed meanwhile leaves no note. Two reads of
+the runner's row keep the note current instead: the claim that assigns it work (the note then says BUSY, under the
+epoch the claim found) and an end report that leaves it idle (`leave_idle`: ONLINE, with the digest it read).
 
 Notes are kept, and heartbeats answered from polls, only while this process is the only hub process (`hearers`,
 counted every `HEARERS_SECONDS`, first when the process starts: none is kept before) and its LISTEN connection is up
@@ -87,6 +89,7 @@ from exekra.hub.dispatch.handed import Handed, answer_for
 from exekra.hub.errors import TRANSIENT_ERRORS
 from exekra.hub.listener import APPLICATION_NAME, Listener
 from exekra.hub.redis_client import redis_client
+from exekra.hub.runners.models import RunnerStatus
 from exekra.hub.waiters import Signal, Waiters
 
 log = logging.getLogger(__name__)
@@ -214,9 +217,13 @@ class Wakeups(Waiters):
     def notify(self, key: uuid.UUID, handed: Handed | None = None) -> None:
         """Wake the runner's polls and the watch of its end report in this process, handing them `handed` (the
         execution just assigned to the runner) or taking back what an earlier wake-up handed them; make its next poll
-        a full one, or one that is handed `handed` (only while this process is alone, as other notes)."""
+        a full one, or one that is handed `handed` (only while this process is alone, as other notes), and its next
+        heartbeat a full one, unless `handed`: its note then says BUSY."""
         self._quiet.pop(key, None)
-        self._beats.pop(key, None)
+        beat = self._beats.pop(key, None)
+        if handed is not None and beat is not None and beat[0] == handed.epoch and self.alone:
+            # Assigned: the claim found the runner under that epoch and made it BUSY, with no stop requested yet.
+            self._note_beat(key, handed.epoch, beat[1], RunnerStatus.BUSY, beat[3])
         self._handed.pop(key, None)
         for signal in self._handed_signals(key):
             signal.handed = handed
@@ -321,10 +328,12 @@ class Wakeups(Waiters):
         """The runner's end report, fenced by token `epoch`, left it idle and enabled with this catalogue digest,
         and its effects have run (work offered to it, none taken): its next poll may renew quietly, as after a
         poll that timed out, unless anything woke the runner (work assigned by anyone, a change to its row) or
-        dropped every note (`end_quiet`) since the watch began: either sets its signal."""
+        dropped every note (`end_quiet`) since the watch began: either sets its signal. Its heartbeats are answered
+        from the report's read too: ONLINE, with this digest."""
         if watch.signal.is_set() or not self.alone:
             return
         self._note(runner_id, epoch, watch.began, _shared(digest))
+        self._note_beat(runner_id, epoch, watch.began, RunnerStatus.ONLINE, _shared(digest))
 
     def _note(self, runner_id: uuid.UUID, epoch: int, read_at: float, digest: str | None) -> None:
         now = time.monotonic()
@@ -352,7 +361,10 @@ class Wakeups(Waiters):
         runner or dropped every note since the watch began, before the read (its signal is set then)."""
         if watch.signal.is_set() or not self.alone:
             return
-        self._beats[runner_id] = (epoch, watch.began, sys.intern(str(status)), _shared(digest))
+        self._note_beat(runner_id, epoch, watch.began, status, _shared(digest))
+
+    def _note_beat(self, runner_id: uuid.UUID, epoch: int, read_at: float, status: str, digest: str | None) -> None:
+        self._beats[runner_id] = (epoch, read_at, sys.intern(str(status)), digest)
         if len(self._beats) >= self._beats_prune_at:
             gone = time.monotonic() - FULL_POLL_SECONDS
             self._beats = {key: note for key, note in self._beats.items() if note[1] >= gone}
