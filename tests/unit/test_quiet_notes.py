@@ -408,3 +408,13 @@ def test_an_assignment_under_the_noted_epoch_keeps_the_heartbeat_note_busy_and_a
     clock.now += FULL_POLL_SECONDS + 1  # an assignment keeps the note's read time: the row is read again in time
     hub.notify(runner, Handed(2, {"id": str(uuid.uuid4())}))
     assert hub.beat(runner, 2) is None
+
+
+def test_a_heartbeat_answered_from_the_runner_s_idle_poll_drops_its_heartbeat_note(clock: _Clock) -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    _full_heartbeat(hub, runner, status="ONLINE")  # a heartbeat between two polls
+    poll = _vouched_poll(hub, runner)
+    assert hub.idle_poll(runner, 1) is poll
+    assert runner not in hub._beats  # no memory kept twice for an idle runner
+    hub.unregister(runner, poll)
+    assert hub.beat(runner, 1) is None

@@ -206,11 +206,13 @@ class Wakeups(Waiters):
 
     def idle_poll(self, runner_id: uuid.UUID, epoch: int) -> PollSignal | None:
         """The runner's one long poll waiting here, if its row showed it idle under token `epoch` and nothing has
-        woken the poll since (see the module's docstring); None: a heartbeat reads the row."""
+        woken the poll since (see the module's docstring); None: a heartbeat reads the row. The poll answering, the
+        note of the runner's last full heartbeat is dropped: it would only take memory while the runner is idle."""
         if not self.alone:
             return None
         waiting = self._signals.get(runner_id)
         if isinstance(waiting, PollSignal) and waiting.epoch == epoch and not waiting.is_set():
+            self._beats.pop(runner_id, None)
             return waiting
         return None
 
