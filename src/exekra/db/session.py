@@ -132,8 +132,9 @@ class Database:
         """A connection of the driver pool; one that broke is closed by the pool, not handed out again."""
         pool = self.driver_pool or await self._open_driver_pool()
         # Only a request that may have to wait for a connection to come free waits with a bound: asyncpg runs a
-        # bounded acquire in a task of its own, a fifth of a heartbeat's CPU (bench/RESULTS.md, 2026-12-06 17:00).
-        # Below the pool's size a connection is free (or is opened, within the driver's own connect timeout).
+        # bounded acquire in a task of its own, with a timer, 7 % of a heartbeat that reads the runner's row
+        # (in-process profile: bench/RESULTS.md, 2026-12-06 16:43). Below the pool's size a connection is free, or is
+        # opened within the driver's own connect timeout.
         bounded = self._checked_out >= self.driver_pool_size
         self._checked_out += 1
         try:

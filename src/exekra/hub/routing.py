@@ -316,9 +316,10 @@ _KEPT_TYPES = (str, int, float, bool, type(None))
 
 def _query_reader(params: Sequence[Any]) -> ParamsReader | None:
     """`_params_reader` of the query parameters, whose values are kept by the raw query string: the runner's long
-    poll sends the same one (`wait=30`) every time, and parsing and validating it was a tenth of a renewal's CPU.
-    Values that are not plain immutable scalars (a list) are not kept, nor are those of a query string that fails;
-    past `QUERIES_KEPT` strings, every kept one is forgotten."""
+    poll sends the same one (`wait=30`) every time, and parsing and validating it was 30 % of a quiet renewal's time
+    in the hub's own code (in-process profile: bench/RESULTS.md, 2026-12-06 16:43). Values that are not plain
+    immutable scalars (a list) are not kept, nor are those of a query string that fails; past `QUERIES_KEPT`
+    strings, every kept one is forgotten."""
     if not params:
         return None
     kept: dict[bytes, dict[str, Any]] = {}

@@ -7,8 +7,9 @@ its last second of them, which leaves every runner that showed a sign within the
 ONLINE. What stays immediate:
 
 - the token check: each sign reads the runner's row (one round trip, no transaction), so a token revoked a
-  moment ago is refused at once; but a long poll's quiet renewal, and a heartbeat answered from a waiting idle
-  poll, read nothing: the revocation wakes the poll, and the next sign reads the row (`exekra.hub.dispatch.wakeups`);
+  moment ago is refused at once; but a long poll's quiet renewal, a heartbeat answered from a waiting idle poll,
+  and one answered from the note of the runner's last full heartbeat, read nothing: the revocation wakes the
+  runner, and its next sign reads the row (`exekra.hub.dispatch.wakeups`);
 - state changes: a runner found OFFLINE is brought back at once (`lifecycle.touch_runner`, a transaction),
   since a claim needs it ONLINE; assignment, start and end are fenced transitions as before.
 """
