@@ -7,6 +7,8 @@ import uuid
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
+
 from exekra.db.raw import Statements
 from exekra.hub import effects, tasks
 from exekra.hub.concurrency import Group
@@ -76,3 +78,56 @@ async def test_a_requeued_execution_is_claimed_before_the_runner_and_the_slot_it
         "freed runner claimed",
         "freed slot offered",
     ]
+
+
+class WakingDispatcher:
+    """Records the wake-ups of runners, in this process and announced to the others; its claim fails as a bug does."""
+
+    def __init__(self, *, alone: bool) -> None:
+        self.done: list[str] = []
+
+        async def announced(runner_id: uuid.UUID) -> None:
+            self.done.append(f"announced {runner_id}")
+
+        self.wakeups = SimpleNamespace(
+            alone=alone,
+            notify=lambda runner_id: self.done.append(f"woken {runner_id}"),
+            notify_by_postgres=announced,
+            end_quiet=lambda: self.done.append("every note dropped"),
+            let_go=lambda *_: None,
+        )
+
+    async def runner_idle(self, runner_id: uuid.UUID, profile: Any = None) -> None:
+        raise RuntimeError("a bug in the claim")
+
+
+async def _committed(dispatcher: Any, *transitions: Transition) -> None:
+    applier = EffectApplier()
+    applier.bind(dispatcher)
+    session = cast(Statements, SimpleNamespace(info={}))
+    for transition in transitions:
+        effects.record(session, transition)
+    after_commit = await applier.before_commit(session)
+    assert after_commit is not None
+    await after_commit()
+
+
+async def test_a_runner_woken_while_this_process_is_not_alone_is_announced_to_every_process() -> None:
+    runner = uuid.uuid4()
+    changed = Transition("runner-changed", Effects(wakes_runner=True), runner_id=runner)
+    for alone, done in ((True, [f"woken {runner}"]), (False, [f"woken {runner}", f"announced {runner}"])):
+        dispatcher = WakingDispatcher(alone=alone)
+        await _committed(dispatcher, changed)
+        assert dispatcher.done == done
+
+
+async def test_effects_cut_short_by_an_error_drop_every_note() -> None:
+    """A wake-up among the transitions after the one that failed is lost: no note may outlive it."""
+    dispatcher = WakingDispatcher(alone=True)
+    freed = Transition(
+        "complete", Effects(frees_runner=True), execution_id=uuid.uuid4(), runner_id=uuid.uuid4(), runner_idle=True
+    )
+    stop = Transition("request-stop", Effects(wakes_runner=True), execution_id=uuid.uuid4(), runner_id=uuid.uuid4())
+    with pytest.raises(RuntimeError, match="a bug in the claim"):
+        await _committed(dispatcher, freed, stop)
+    assert dispatcher.done == ["every note dropped"]

@@ -327,9 +327,9 @@ def test_an_announcement_is_not_read_when_no_poll_of_the_runner_waits_here(monke
 
 def _full_heartbeat(hub: Wakeups, runner: uuid.UUID, epoch: int = 1, status: str = "BUSY") -> None:
     """A heartbeat that read the runner's row (watched from before the read) and found no stop requested."""
-    watch = hub.watch(runner)
+    watch = hub.watch_beat(runner)
     hub.leave_beat(runner, watch, epoch, status, DIGEST)
-    hub.unwatch(runner, watch)
+    hub.unwatch_beat(runner, watch)
 
 
 def test_a_heartbeat_is_answered_from_the_last_full_one_s_note_by_the_same_epoch_while_its_read_is_recent(
@@ -366,13 +366,28 @@ def test_whatever_changes_the_runner_drops_its_heartbeat_note(clock: _Clock, eve
     assert (hub.beat(other, 1) is None) == (event not in ("woken", "let go"))
 
 
-def test_a_change_during_the_heartbeat_s_read_leaves_no_note(clock: _Clock) -> None:
+@pytest.mark.parametrize("event", ["woken", "let go", "failed effect"])
+def test_a_change_during_the_heartbeat_s_read_leaves_no_note(clock: _Clock, event: str) -> None:
     hub, runner = _wakeups(), uuid.uuid4()
-    watch = hub.watch(runner)  # before the read
-    hub.notify(runner)  # a stop requested while the row was being read
+    watch = hub.watch_beat(runner)  # before the read
+    if event == "woken":  # a stop requested while the row was being read
+        hub.notify(runner)
+    elif event == "let go":  # its execution ended (by its report, or a stale rule) while the row was being read
+        hub.let_go(runner, uuid.uuid4())
+    else:
+        hub.end_quiet()
     hub.leave_beat(runner, watch, 1, "BUSY", DIGEST)
-    hub.unwatch(runner, watch)
+    hub.unwatch_beat(runner, watch)
     assert hub.beat(runner, 1) is None
+
+
+def test_an_end_report_s_own_let_go_does_not_keep_it_from_leaving_an_idle_note(clock: _Clock) -> None:
+    hub, runner = _wakeups(), uuid.uuid4()
+    watch = hub.watch(runner)  # the report's watch, before its statement
+    hub.let_go(runner, uuid.uuid4())  # its effects: the runner let go of its execution
+    hub.leave_idle(runner, watch, 1, DIGEST)
+    hub.unwatch(runner, watch)
+    assert hub.beat(runner, 1) == ("ONLINE", DIGEST)
 
 
 def test_no_heartbeat_note_is_kept_with_another_process_and_notes_of_runners_gone_quiet_are_dropped(

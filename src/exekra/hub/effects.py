@@ -35,6 +35,7 @@ from exekra.hub.errors import TRANSIENT_ERRORS
 
 if TYPE_CHECKING:
     from exekra.hub.dispatch.dispatcher import Dispatcher
+    from exekra.hub.dispatch.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,13 @@ class EffectApplier:
             return None
 
         async def after_commit() -> None:
-            for transition in transitions:
-                await self._apply(transition)
+            try:
+                for transition in transitions:
+                    await self._apply(transition)
+            except BaseException:  # not a transient error (`_apply` handles those): a bug, or the caller cancelled
+                # The transitions after this one had no effect: a wake-up among them may be lost, so no note stays.
+                self._wakeups().end_quiet()
+                raise
 
         return after_commit
 
@@ -147,6 +153,10 @@ class EffectApplier:
                 await dispatcher.execution_assigned(t.execution_id, t.runner_id, t.handed)
             if effects.wakes_runner and t.runner_id is not None:
                 dispatcher.wakeups.notify(t.runner_id)
+                if not dispatcher.wakeups.alone:
+                    # Another process may keep notes of the runner while this one is not counted (its LISTEN
+                    # connection down, or it has just started): announced to every process, as an assignment is.
+                    await dispatcher.wakeups.notify_by_postgres(t.runner_id)
             if effects.unqueued and t.execution_id is not None:
                 await dispatcher.execution_unqueued(t.execution_id, t.status or t.rule)
             if effects.queued and t.execution_id is not None:
@@ -178,9 +188,12 @@ class EffectApplier:
         except TRANSIENT_ERRORS as exc:
             self._failed(t, exc)
 
+    def _wakeups(self) -> Wakeups:
+        assert self.dispatcher is not None
+        return self.dispatcher.wakeups
+
     def _failed(self, t: Transition, exc: BaseException) -> None:
         # The change itself is committed; the dispatcher's safety nets (the sweeper, the queue's reconciliation,
         # the stale rules, every runner's next poll) finish what the failed effect left.
-        assert self.dispatcher is not None
-        self.dispatcher.wakeups.end_quiet()
+        self._wakeups().end_quiet()
         log.warning("effects of %s on %s: %s: %s", t.rule, t.execution_id, type(exc).__name__, exc)

@@ -50,19 +50,22 @@ the runner is busy, or between two polls) and finds no stop requested leaves a n
 heartbeats, under the same token epoch, are answered from it (`beat`) with the status and catalogue digest it read and
 no stop, and read nothing, until the runner is woken or let go of an execution: a stop requested (`REQUEST_STOP` wakes
 the runner), the runner freed (its status changes), or any change to its row that wakes its polls. The heartbeat
-watches the runner from before its read (`watch`), so that a change committed meanwhile leaves no note. Two reads of
+watches the runner from before its read (`watch_beat`), so that a change committed meanwhile leaves no note. Two reads of
 the runner's row keep the note current instead: the claim that assigns it work (the note then says BUSY, under the
 epoch the claim found) and an end report that leaves it idle (`leave_idle`: ONLINE, with the digest it read).
 
-Notes are kept, and heartbeats answered from polls, only while this process is the only hub process (`hearers`,
+Notes are kept, and heartbeats answered from polls or notes, only while this process is the only hub process (`hearers`,
 counted every `HEARERS_SECONDS`, first when the process starts: none is kept before) and its LISTEN connection is up
 (`alone`: while it is down, the count sees only the others). A process that starts announces itself (`HELLO`), and
 every other one then keeps no note until its next count: a note of a process that had not counted the newcomer yet
 could otherwise outlive a change made in the newcomer (an execution handed over, then run and ended there). With
 several, an assignment or a change made in another process is announced here only when the runner's poll does not
 wait there, and a lost announcement would leave a note standing: every poll and heartbeat is then a
-full one. Counting another process, and a failed effect (`end_quiet`), also take the vouch away from the polls
-waiting then, and such a poll leaves no note. A note is used only within `QUIET_GAP_SECONDS` of the poll that left
+full one. A process that is not alone (it has not counted yet, or its LISTEN connection is down, so that the
+others do not count it) also announces every wake-up of a runner whose row it changed (`Effects.wakes_runner`): a
+process that does not know of it drops its notes of that runner all the same. Counting another process, and a failed
+effect or effects cut short (`end_quiet`), also take the vouch away from the polls waiting then, and such a poll
+leaves no note. A note is used only within `QUIET_GAP_SECONDS` of the poll that left
 it, and a full poll comes at least every `FULL_POLL_SECONDS`: a wake-up lost all the same (none is known) would hide
 a change from quiet renewals and heartbeats for at most that long plus one poll's wait.
 """
@@ -136,9 +139,10 @@ class PollSignal(HandedSignal):
 
 @dataclass(frozen=True, slots=True)
 class Watch:
-    """A runner watched while its end report frees it, or its heartbeat reads its row (`Wakeups.watch`): a signal
-    that every wake-up of the runner sets, and every `end_quiet`, with the execution an assignment's wake-up handed
-    over, and when the watch began (`time.monotonic()`: before the statement read the runner's row)."""
+    """A runner watched while its end report frees it (`Wakeups.watch`), or while its heartbeat reads its row
+    (`Wakeups.watch_beat`): a signal that every wake-up of the runner sets, and every `end_quiet`, with the execution
+    an assignment's wake-up handed over, and when the watch began (`time.monotonic()`: before the statement read the
+    runner's row)."""
 
     signal: HandedSignal
     began: float
@@ -150,11 +154,23 @@ def _shared(digest: str | None) -> str | None:
     return None if digest is None else sys.intern(digest)
 
 
-def _recent(notes: dict[uuid.UUID, N], left_at: Callable[[N], float], now: float) -> dict[uuid.UUID, N]:
-    """The notes left within `QUIET_GAP_SECONDS` of `now` (older ones can no longer be used: runners that did not come
-    back)."""
-    gone = now - QUIET_GAP_SECONDS
-    return {key: note for key, note in notes.items() if left_at(note) >= gone}
+class _Notes(dict[uuid.UUID, N]):
+    """Notes by runner. Once they reach a bound, those that can no longer be used (`at` of the note older than
+    `usable` seconds: runners that did not come back) are dropped, and the bound is twice what is left."""
+
+    def __init__(self, at: Callable[[N], float], usable: float) -> None:
+        super().__init__()
+        self.at = at
+        self.usable = usable
+        self.prune_at = QUIET_PRUNE_AT
+
+    def put(self, runner_id: uuid.UUID, note: N, now: float) -> None:
+        self[runner_id] = note
+        if len(self) >= self.prune_at:
+            gone = now - self.usable
+            for key in [key for key, kept in self.items() if self.at(kept) < gone]:
+                del self[key]
+            self.prune_at = max(QUIET_PRUNE_AT, 2 * len(self))
 
 
 class Wakeups(Waiters):
@@ -167,17 +183,16 @@ class Wakeups(Waiters):
         self.origin = uuid.uuid4().hex  # tells this process's announcements from other processes'
         # Quiet renewals: runner → (token epoch, when its last full poll read its row, when its last poll ended, the
         # catalogue digest that read found).
-        self._quiet: dict[uuid.UUID, tuple[int, float, float, str | None]] = {}
-        self._prune_at = QUIET_PRUNE_AT
-        # Heartbeats answered from memory: runner → (token epoch, when its last full heartbeat read its row, the
-        # runner's status and catalogue digest that read found, no stop requested).
-        self._beats: dict[uuid.UUID, tuple[int, float, str, str | None]] = {}
-        self._beats_prune_at = QUIET_PRUNE_AT
+        self._quiet: _Notes[tuple[int, float, float, str | None]] = _Notes(lambda n: n[2], QUIET_GAP_SECONDS)
+        # Heartbeats answered from memory: runner → (token epoch, when its row was last read, the runner's status and
+        # catalogue digest that read found, no stop requested).
+        self._beats: _Notes[tuple[int, float, str, str | None]] = _Notes(lambda n: n[1], FULL_POLL_SECONDS)
         # Executions handed over with no poll of their runner waiting here: runner → (execution, when assigned).
-        self._handed: dict[uuid.UUID, tuple[Handed, float]] = {}
-        self._handed_prune_at = QUIET_PRUNE_AT
+        self._handed: _Notes[tuple[Handed, float]] = _Notes(lambda n: n[1], QUIET_GAP_SECONDS)
         # Runners whose end report is being recorded (`watch`): woken like polls, never counted as polls.
         self._watching = Waiters()
+        # Heartbeats reading their runner's row (`watch_beat`): woken like polls, and when the runner lets go of work.
+        self._beating = Waiters()
         self._hearers = 0  # not counted yet: not alone
         listener.subscribe(CHANNEL, self.deliver, on_connect=self.notify_all)
 
@@ -220,13 +235,15 @@ class Wakeups(Waiters):
         """Wake the runner's polls and the watch of its end report in this process, handing them `handed` (the
         execution just assigned to the runner) or taking back what an earlier wake-up handed them; make its next poll
         a full one, or one that is handed `handed` (only while this process is alone, as other notes), and its next
-        heartbeat a full one, unless `handed`: its note then says BUSY."""
+        heartbeat a full one; unless the runner is `handed` work under the epoch of its heartbeat's note, which then
+        says BUSY."""
         self._quiet.pop(key, None)
         beat = self._beats.pop(key, None)
         if handed is not None and beat is not None and beat[0] == handed.epoch and self.alone:
             # Assigned: the claim found the runner under that epoch and made it BUSY, with no stop requested yet.
             self._note_beat(key, handed.epoch, beat[1], RunnerStatus.BUSY, beat[3])
         self._handed.pop(key, None)
+        self._beating.notify(key)
         for signal in self._handed_signals(key):
             signal.handed = handed
             signal.set()
@@ -243,6 +260,7 @@ class Wakeups(Waiters):
         self._quiet.clear()
         self._beats.clear()
         self._handed.clear()
+        self._beating.notify_all()
         for signal in (*self.signals(), *self._watching.signals()):
             if isinstance(signal, HandedSignal):  # every one here is
                 signal.handed = None
@@ -254,6 +272,7 @@ class Wakeups(Waiters):
         self._beats.clear()
         self._handed.clear()
         self._watching.notify_all()
+        self._beating.notify_all()
         for signal in self.signals():
             if isinstance(signal, PollSignal):  # every one here is
                 signal.epoch = None
@@ -262,7 +281,8 @@ class Wakeups(Waiters):
         """The runner let go of the execution (it ended, or was stopped or re-queued before the runner took it): if it
         was handed to the runner and not yet answered, it is no longer its; its next heartbeat reads its row."""
         gone = str(execution_id)
-        self._beats.pop(runner_id, None)  # its status changes: its next heartbeat reads it
+        self._beats.pop(runner_id, None)  # its status changes: its next heartbeat reads it, and one reading now
+        self._beating.notify(runner_id)  # may have read it before
         self._drop_handed_note(runner_id, gone)
         for signal in self._handed_signals(runner_id):
             if signal.handed is not None and signal.handed.answer["id"] == gone:
@@ -270,10 +290,7 @@ class Wakeups(Waiters):
 
     def _note_handed(self, runner_id: uuid.UUID, handed: Handed) -> None:
         now = time.monotonic()
-        self._handed[runner_id] = (handed, now)
-        if len(self._handed) >= self._handed_prune_at:
-            self._handed = _recent(self._handed, lambda note: note[1], now)
-            self._handed_prune_at = max(QUIET_PRUNE_AT, 2 * len(self._handed))
+        self._handed.put(runner_id, (handed, now), now)
 
     def take_handed(self, runner_id: uuid.UUID, epoch: int) -> dict[str, Any] | None:
         """The poll's answer, if an execution was handed over to the runner while none of its polls waited here
@@ -302,8 +319,7 @@ class Wakeups(Waiters):
     def watch(self, runner_id: uuid.UUID) -> Watch:
         """Before the runner's end report frees it: watch for anything that would make its next poll a full one
         (see `leave_idle`), and for the execution its offer assigns to the runner (`hand_over`). `unwatch` once the
-        report has committed and its effects have run. So too before a heartbeat reads the runner's row, for
-        anything that would make the note it leaves wrong (`leave_beat`)."""
+        report has committed and its effects have run."""
         signal = HandedSignal()
         self._watching.add(runner_id, signal)
         return Watch(signal, time.monotonic())
@@ -334,15 +350,13 @@ class Wakeups(Waiters):
         from the report's read too: ONLINE, with this digest."""
         if watch.signal.is_set() or not self.alone:
             return
-        self._note(runner_id, epoch, watch.began, _shared(digest))
-        self._note_beat(runner_id, epoch, watch.began, RunnerStatus.ONLINE, _shared(digest))
+        digest = _shared(digest)
+        self._note(runner_id, epoch, watch.began, digest)
+        self._note_beat(runner_id, epoch, watch.began, RunnerStatus.ONLINE, digest)
 
     def _note(self, runner_id: uuid.UUID, epoch: int, read_at: float, digest: str | None) -> None:
         now = time.monotonic()
-        self._quiet[runner_id] = (epoch, read_at, now, digest)
-        if len(self._quiet) >= self._prune_at:
-            self._quiet = _recent(self._quiet, lambda note: note[2], now)
-            self._prune_at = max(QUIET_PRUNE_AT, 2 * len(self._quiet))
+        self._quiet.put(runner_id, (epoch, read_at, now, digest), now)
 
     def take_quiet(self, runner_id: uuid.UUID, epoch: int) -> tuple[float, str | None] | None:
         """For a poll that will wait: when the runner's row was last read and the catalogue digest it held, if the
@@ -357,20 +371,27 @@ class Wakeups(Waiters):
             return None
         return read_at, digest
 
+    def watch_beat(self, runner_id: uuid.UUID) -> Watch:
+        """Before a heartbeat reads the runner's row: watch for anything that would make the note it leaves wrong
+        (every wake-up of the runner, the runner letting go of work, `end_quiet`). `unwatch_beat` after its read."""
+        signal = HandedSignal()
+        self._beating.add(runner_id, signal)
+        return Watch(signal, time.monotonic())
+
+    def unwatch_beat(self, runner_id: uuid.UUID, watch: Watch) -> None:
+        self._beating.unregister(runner_id, watch.signal)
+
     def leave_beat(self, runner_id: uuid.UUID, watch: Watch, epoch: int, status: str, digest: str | None) -> None:
         """A full heartbeat, under token `epoch`, read the runner's row: this status and catalogue digest, no stop
         requested. The runner's next heartbeats may be answered from this note (`beat`) unless anything woke the
-        runner or dropped every note since the watch began, before the read (its signal is set then)."""
+        runner, it let go of work, or every note was dropped since the watch began, before the read (`watch_beat`:
+        its signal is set then)."""
         if watch.signal.is_set() or not self.alone:
             return
-        self._note_beat(runner_id, epoch, watch.began, status, _shared(digest))
+        self._note_beat(runner_id, epoch, watch.began, status, digest)
 
     def _note_beat(self, runner_id: uuid.UUID, epoch: int, read_at: float, status: str, digest: str | None) -> None:
-        self._beats[runner_id] = (epoch, read_at, sys.intern(str(status)), digest)
-        if len(self._beats) >= self._beats_prune_at:
-            gone = time.monotonic() - FULL_POLL_SECONDS
-            self._beats = {key: note for key, note in self._beats.items() if note[1] >= gone}
-            self._beats_prune_at = max(QUIET_PRUNE_AT, 2 * len(self._beats))
+        self._beats.put(runner_id, (epoch, read_at, sys.intern(str(status)), _shared(digest)), time.monotonic())
 
     def beat(self, runner_id: uuid.UUID, epoch: int) -> tuple[str, str | None] | None:
         """The runner's status and catalogue digest for its heartbeat, with no stop to carry out, if its last full

@@ -247,24 +247,25 @@ class ExecutionService:
         runner_id, wakeups = claims.runner_id, self.dispatcher.wakeups
         if declared is not None:
             await record_declaration(self.db, runner_id, claims.epoch, declared)
+            noted = None
         else:
             poll = wakeups.idle_poll(runner_id, claims.epoch)
             noted = (
                 (RunnerStatus.ONLINE.value, poll.digest) if poll is not None else wakeups.beat(runner_id, claims.epoch)
             )
-            if noted is not None:
-                self.liveness.renew(claims, metrics)
-                status, digest = noted
-                return Heartbeat(status, [], catalogue_digest is not None and catalogue_digest != digest)
-        watch = wakeups.watch(runner_id)  # before the read: what changes the runner from then on keeps no note
-        try:
-            sign = await self.liveness.sign(claims, metrics)
-            if not sign.stop_ids:
-                wakeups.leave_beat(runner_id, watch, claims.epoch, sign.presence.status, sign.catalogue_digest)
-        finally:
-            wakeups.unwatch(runner_id, watch)
-        wanted = catalogue_digest is not None and catalogue_digest != sign.catalogue_digest
-        return Heartbeat(sign.presence.status, sign.stop_ids, wanted)
+        if noted is not None:
+            self.liveness.renew(claims, metrics)
+            status, stop_ids, digest = noted[0], [], noted[1]
+        else:
+            watch = wakeups.watch_beat(runner_id)  # before the read: what changes the runner from then on keeps no note
+            try:
+                sign = await self.liveness.sign(claims, metrics)
+                if not sign.stop_ids:
+                    wakeups.leave_beat(runner_id, watch, claims.epoch, sign.presence.status, sign.catalogue_digest)
+            finally:
+                wakeups.unwatch_beat(runner_id, watch)
+            status, stop_ids, digest = sign.presence.status, sign.stop_ids, sign.catalogue_digest
+        return Heartbeat(status, stop_ids, catalogue_digest is not None and catalogue_digest != digest)
 
     async def poll(self, claims: RunnerClaims, wait: float) -> dict[str, Any] | None:
         """The execution the runner holds (ASSIGNED or RUNNING), a newly claimed one, or None after `wait`

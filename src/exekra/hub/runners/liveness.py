@@ -117,8 +117,8 @@ class Liveness:
 
     def renew(self, claims: RunnerClaims, metrics: Metrics | None = None) -> None:
         """Remember a sign of life, to be written with the next flush; without reading the runner's row: for a
-        poll that renews quietly, or a heartbeat answered from a waiting poll (`exekra.hub.dispatch.wakeups`), whose
-        runner's row a poll read a moment ago."""
+        poll that renews quietly, or a heartbeat answered from a waiting poll or from the note of the runner's last
+        full heartbeat (`exekra.hub.dispatch.wakeups`), whose read of the row still holds."""
         now = time.monotonic()
         pending = self._pending.get(claims.runner_id)
         if pending is None or pending.epoch != claims.epoch:
