@@ -88,7 +88,6 @@ class Database:
         self.statement_cache = StatementCache(self.engine.dialect)
         self.hooks = hooks
         self.driver_pool: asyncpg.Pool | None = None  # opened on first use (it needs the running loop)
-        self._checked_out = 0  # connections of the driver pool taken (or being taken) and not given back yet
         self._opening = asyncio.Lock()
 
     @asynccontextmanager
@@ -131,32 +130,29 @@ class Database:
     async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of the driver pool; one that broke is closed by the pool, not handed out again."""
         pool = self.driver_pool or await self._open_driver_pool()
-        # Only a request that may have to wait for a connection to come free waits with a bound: asyncpg runs a
-        # bounded acquire in a task of its own, with a timer, 7 % of a heartbeat that reads the runner's row
-        # (in-process profile: bench/RESULTS.md, 2026-12-06 16:43). Below the pool's size a connection is free, or is
-        # opened within the driver's own connect timeout.
-        bounded = self._checked_out >= self.driver_pool_size
-        self._checked_out += 1
+        # Only a request that may wait for a connection, to come free or to be opened, waits with a bound: asyncpg
+        # runs a bounded acquire in a task of its own, with a timer, 7 % of a heartbeat that reads the runner's row
+        # (in-process profile: bench/RESULTS.md, 2026-12-06 16:43). With an idle connection open, asyncpg's queue
+        # hands it over at once.
+        bounded = pool.get_idle_size() == 0
         try:
-            try:
-                connection = await pool.acquire(timeout=POOL_TIMEOUT_SECONDS if bounded else None)
-            except TimeoutError:
-                raise PoolTimeout(f"no connection of the driver pool came free in {POOL_TIMEOUT_SECONDS} s") from None
-            except DRIVER_ERRORS as exc:
-                raise driver_error("connect", (), exc) from exc
-            try:
-                yield connection
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    connection.terminate()
-                raise
-            finally:
-                # A connection that closed (terminated here, or ended by the server while checked out) was let go of
-                # by the pool itself, which opens another when asked; asyncpg then refuses its release as a second one.
-                with contextlib.suppress(asyncpg.InternalClientError):
-                    await pool.release(connection)
+            connection = await pool.acquire(timeout=POOL_TIMEOUT_SECONDS if bounded else None)
+        except TimeoutError:
+            raise PoolTimeout(f"no connection of the driver pool came free in {POOL_TIMEOUT_SECONDS} s") from None
+        except DRIVER_ERRORS as exc:
+            raise driver_error("connect", (), exc) from exc
+        try:
+            yield connection
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                connection.terminate()
+            raise
         finally:
-            self._checked_out -= 1
+            # A connection that closed (terminated here, or ended by the server while checked out) was let go of by
+            # the pool itself, which opens another when asked; asyncpg then refuses its release as a second one.
+            # The release is bounded whichever way the connection came (asyncpg would bound it only as the acquire was).
+            with contextlib.suppress(asyncpg.InternalClientError):
+                await pool.release(connection, timeout=POOL_TIMEOUT_SECONDS)
 
     @asynccontextmanager
     async def statements(self) -> AsyncIterator[RawSession]:
