@@ -7,11 +7,9 @@ Prometheus target. Each observation costs a few microseconds (one label lookup, 
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
+import random
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
@@ -171,30 +169,13 @@ def _request_seconds(method: str, route: str, status: int) -> Any:
     return series
 
 
-class _RequestIds:
-    """The ids this process gives requests: a random prefix of its own (a forked child draws another) and a count,
-    16 hex digits until the count passes 2^32; unique without asking the kernel for randomness per request."""
-
-    def __init__(self) -> None:
-        self.restart()
-
-    def restart(self) -> None:
-        self.prefix = secrets.token_hex(4)
-        self.count = itertools.count()
-
-    def next(self) -> str:
-        return f"{self.prefix}{next(self.count):08x}"
-
-
-_REQUEST_IDS = _RequestIds()
-os.register_at_fork(after_in_child=_REQUEST_IDS.restart)
-
-
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id" and 0 < len(value) <= 64 and value.isascii():
             return str(value.decode())
-    return _REQUEST_IDS.next()
+    # 64 random bits from the process's own generator (Python seeds it anew in a forked child): no system call per
+    # request, as `secrets` makes; an id is a name for log lines, not a secret.
+    return f"{random.getrandbits(64):016x}"
 
 
 _EXTRA_FIELDS = ("method", "route", "status", "latencyMs", "client", "executionId")

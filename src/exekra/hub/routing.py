@@ -94,8 +94,8 @@ class LeanLane:
     def _route(self, scope: Scope) -> tuple[LeanRoute, Scope] | None:
         """The route that fully matches the request, with its child scope; None: not one of the lane's."""
         path = scope["path"]
-        route = self._fixed.get((path, scope["method"]))
-        if route is not None:  # as `route.matches` finds it, without its regex
+        route = None if scope.get("root_path") else self._fixed.get((path, scope["method"]))
+        if route is not None:  # as `route.matches` finds it, without its regex (nor a root path to take off)
             return route, {
                 "endpoint": route.endpoint,
                 "path_params": dict(scope.get("path_params", {})),
