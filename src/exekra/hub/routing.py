@@ -322,21 +322,22 @@ def _query_reader(params: Sequence[Any]) -> ParamsReader | None:
     strings, every kept one is forgotten."""
     if not params:
         return None
+    validate = _params_reader(params, attrgetter("query_params"))
+    assert validate is not None
     kept: dict[bytes, dict[str, Any]] = {}
 
     def read(request: Request, values: dict[str, Any]) -> list[Any]:
         raw = request.scope["query_string"]
-        found = kept.get(raw)
+        found, wrong = kept.get(raw), []
         if found is None:
-            found, wrong = request_params_to_args(params, request.query_params)
-            if wrong:
-                return wrong
-            if all(type(value) in _KEPT_TYPES for value in found.values()):
+            found = {}
+            wrong = validate(request, found)
+            if not wrong and all(type(value) in _KEPT_TYPES for value in found.values()):
                 if len(kept) >= QUERIES_KEPT:
                     kept.clear()
                 kept[raw] = found
         values.update(found)
-        return []
+        return wrong
 
     return read
 

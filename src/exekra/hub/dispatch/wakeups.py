@@ -231,6 +231,13 @@ class Wakeups(Waiters):
             return waiting
         return None
 
+    def remembered(self, runner_id: uuid.UUID, epoch: int) -> tuple[str, str | None] | None:
+        """What the runner's heartbeat under token `epoch` may answer without reading its row: its status and
+        catalogue digest, with no stop to carry out, from its idle poll waiting here (`idle_poll`) or from the note
+        of its last full heartbeat (`beat`); None: the heartbeat reads the row."""
+        poll = self.idle_poll(runner_id, epoch)
+        return (RunnerStatus.ONLINE.value, poll.digest) if poll is not None else self.beat(runner_id, epoch)
+
     def notify(self, key: uuid.UUID, handed: Handed | None = None) -> None:
         """Wake the runner's polls and the watch of its end report in this process, handing them `handed` (the
         execution just assigned to the runner) or taking back what an earlier wake-up handed them; make its next poll

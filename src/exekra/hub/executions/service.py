@@ -43,7 +43,6 @@ from exekra.hub.executions.stale import StaleReport, check_stale
 from exekra.hub.listener import Listener
 from exekra.hub.lookup import get_or_404, parse_id
 from exekra.hub.runners.liveness import Liveness
-from exekra.hub.runners.models import RunnerStatus
 from exekra.hub.runners.service import Declaration, record_declaration
 from exekra.workflow.definition import referenced_credentials
 
@@ -242,17 +241,13 @@ class ExecutionService:
         sends none: nothing is wanted). A runner the hub asked sends its whole declaration: stored first.
 
         Nothing is read while the runner's long poll waits in this process, idle as its row showed it and not woken
-        since (`Wakeups.idle_poll`), nor while the note of its last full heartbeat holds (`Wakeups.beat`): that read
-        answers."""
+        since, nor while the note of its last full heartbeat holds (`Wakeups.remembered`): that read answers."""
         runner_id, wakeups = claims.runner_id, self.dispatcher.wakeups
         if declared is not None:
             await record_declaration(self.db, runner_id, claims.epoch, declared)
             noted = None
         else:
-            poll = wakeups.idle_poll(runner_id, claims.epoch)
-            noted = (
-                (RunnerStatus.ONLINE.value, poll.digest) if poll is not None else wakeups.beat(runner_id, claims.epoch)
-            )
+            noted = wakeups.remembered(runner_id, claims.epoch)
         if noted is not None:
             self.liveness.renew(claims, metrics)
             status, stop_ids, digest = noted[0], [], noted[1]
