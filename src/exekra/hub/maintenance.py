@@ -1,5 +1,6 @@
 """Periodic maintenance (SPEC §4, §10.7, §11): offline runners (and their alerts), stale executions, automatic
-retries, the licence, the daily purge.
+retries, the licence, the daily purge; and the planner statistics of the claims' tables while they are young
+(`exekra.db.planner`).
 
 Only the leader runs it (`exekra.hub.leader`): a pass when it becomes the leader and every
 `EXEKRA_MAINTENANCE_INTERVAL_SECONDS` after. Every action is a conditional update in `exekra.hub.lifecycle`, so
@@ -14,6 +15,7 @@ import asyncio
 import logging
 from datetime import datetime
 
+from exekra.db import planner
 from exekra.db.locks import PURGE_LOCK, advisory_lock, database_now
 from exekra.hub import retention
 from exekra.hub.context import Hub
@@ -43,6 +45,7 @@ class Maintenance:
             asyncio.create_task(self._checks_forever(), name="exekra-maintenance"),
             asyncio.create_task(self._purge_forever(), name="exekra-purge"),
             asyncio.create_task(self._license_forever(), name="exekra-license"),
+            asyncio.create_task(self._statistics_forever(), name="exekra-statistics"),
         ]
 
     async def stop(self) -> None:
@@ -108,6 +111,18 @@ class Maintenance:
             except Exception:  # a bug must not stop the checks: logged in full, and tried again
                 log.exception("maintenance pass failed")
             await asyncio.sleep(self.hub.settings.maintenance_interval_seconds)
+
+    async def _statistics_forever(self) -> None:
+        while True:
+            try:
+                analysed = await planner.analyse_young_tables(self.hub.db)
+                if analysed:
+                    log.debug("planner statistics refreshed: %s", ", ".join(analysed))
+            except TRANSIENT_ERRORS as exc:
+                log.debug("planner statistics: %s: %s", type(exc).__name__, exc)
+            except Exception:  # a bug must not stop the refresh: logged in full, and tried again
+                log.exception("refreshing the planner statistics failed")
+            await asyncio.sleep(planner.EVERY_SECONDS)
 
     async def _purge_forever(self) -> None:
         while True:
