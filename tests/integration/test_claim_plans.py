@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import TextClause, text
 
-from exekra.db.planner import analyse_young_tables
+from exekra.db.planner import analyse_grown_tables
 from exekra.hub import lifecycle
 from exekra.hub.context import Hub
+from exekra.hub.maintenance import Maintenance
 from tests.integration.conftest import SIMPLE_DEFINITION
 from tests.integration.protocol import eventually, publish_workflow
 
@@ -47,21 +50,62 @@ _INSERT_RUNNERS = text(
 )
 
 
+class _RolledBack(Exception):
+    pass
+
+
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield plan
     for child in plan.get("Plans", ()):
         yield from _nodes(child)
 
 
+@pytest.fixture(scope="module", autouse=True)
+async def only_these_analyses(hub_app: FastAPI) -> AsyncIterator[None]:
+    """The tests' own: the hub's leader and autovacuum analyse nothing meanwhile."""
+    maintenance: Maintenance = hub_app.state.maintenance
+    hub: Hub = hub_app.state.hub
+    await maintenance.stop()
+    async with hub.db.transaction() as session:
+        await session.execute(text("ALTER TABLE executions SET (autovacuum_enabled = off)"))
+        await session.execute(text("ALTER TABLE runners SET (autovacuum_enabled = off)"))
+    yield
+    async with hub.db.transaction() as session:
+        await session.execute(text("ALTER TABLE executions RESET (autovacuum_enabled)"))
+        await session.execute(text("ALTER TABLE runners RESET (autovacuum_enabled)"))
+    await maintenance.start()
+
+
 async def _analysed(hub: Hub, admin: httpx.AsyncClient, ended: int, runners: int) -> uuid.UUID:
     """A workflow with `ended` ended executions and `runners` idle runners, all in the statistics."""
     workflow = uuid.UUID(await publish_workflow(admin, "backlog", SIMPLE_DEFINITION))
+    inserted = {table: await _stat(hub, table, "n_tup_ins") for table in ("executions", "runners")}
     async with hub.db.transaction() as session:
         await session.execute(_INSERT_EXECUTIONS, {"status": "COMPLETED", "count": ended, "workflow": workflow})
         await session.execute(_INSERT_RUNNERS, {"count": runners})
-    async with hub.db.session() as session:
-        await (await session.connection()).exec_driver_sql("ANALYZE executions, runners")
+    # Counted before the analysis: counted after it, the rows would be counted twice, and the table taken as grown.
+    await _counted(hub, "executions", "n_tup_ins", inserted["executions"] + ended)
+    await _counted(hub, "runners", "n_tup_ins", inserted["runners"] + runners)
+    async with hub.db.transaction() as session:  # committed: a rolled-back analysis leaves no statistics
+        await session.execute(text("ANALYZE executions, runners"))
     return workflow
+
+
+async def _stat(hub: Hub, table: str, column: str) -> float:
+    """A figure of the table's row in `pg_stat_user_tables`, or of `pg_class` (`reltuples`)."""
+    view = "pg_class" if column == "reltuples" else "pg_stat_user_tables"
+    async with hub.db.session() as session:  # a transaction of its own: the statistics as they are now
+        query = text(f"SELECT {column} FROM {view} WHERE relname = :table")
+        return float((await session.execute(query, {"table": table})).scalar_one())
+
+
+async def _counted(hub: Hub, table: str, column: str, at_least: float) -> None:
+    """Until PostgreSQL's statistics count what a commit did (each backend reports within about a second)."""
+
+    async def counted() -> bool:
+        return await _stat(hub, table, column) >= at_least
+
+    await eventually(counted, 30, f"{column} of {table} to reach {at_least}")
 
 
 @pytest.fixture
@@ -85,28 +129,28 @@ async def _rows_read(
     "runner": an idle runner), by the generic plan it made before a backlog of `BACKLOG` arrived (and `then` ran).
     The claim runs (EXPLAIN ANALYZE) and is rolled back."""
     sql = hub.db.statement_cache.get(claim).sql
-    name = f"claim_{uuid.uuid4().hex}"  # prepared on a pooled connection: a name of its own, deallocated after
-    async with hub.db.engine.connect() as pooled:
-        # On the driver, each statement in a transaction of its own, as the hub runs its claims: at its start the
-        # connection takes in what changed meanwhile (an analysis), which its next statement may plan again for.
-        claims = (await pooled.get_raw_connection()).driver_connection
+    # A connection of its own, on the driver, each statement in a transaction of its own as the hub runs its claims:
+    # at its start the connection takes in what changed meanwhile (an analysis), which its next statement may plan
+    # again for.
+    claims = await asyncpg.connect(hub.settings.asyncpg_dsn)
+    found = None
+    try:
         await claims.execute("SET plan_cache_mode = force_generic_plan")
-        await claims.execute(f"PREPARE {name} AS {sql}")
-        await claims.execute(f"EXECUTE {name}('{uuid.uuid4()}')")  # made now, as a hub's connection does
+        await claims.execute(f"PREPARE claim AS {sql}")
+        await claims.execute(f"EXECUTE claim('{uuid.uuid4()}')")  # made now, as a hub's connection does
         async with hub.db.transaction() as other:
             await other.execute(_INSERT_EXECUTIONS, {"status": "QUEUED", "count": BACKLOG, "workflow": workflow_id})
             table = "executions WHERE status = 'QUEUED'" if target == "execution" else "runners"
             ident = (await other.execute(text(f"SELECT id FROM {table} LIMIT 1"))).scalar()
         if then is not None:
             await then()
-        claiming = claims.transaction()
-        await claiming.start()
-        try:
-            found = await claims.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}('{ident}')")
-        finally:
-            await claiming.rollback()  # never committed
-            await claims.execute(f"DEALLOCATE {name}")  # the connection goes back to the pool as it came
-            await claims.execute("RESET plan_cache_mode")
+        async with claims.transaction():
+            found = await claims.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim('{ident}')")
+            raise _RolledBack  # the claim is never committed
+    except _RolledBack:
+        pass
+    finally:
+        await claims.close()
     plan = json.loads(found) if isinstance(found, str) else found
     assert plan[0]["Plan"]["Actual Rows"] == 1, "the claim assigned an execution"
     read = {"executions": 0.0, "runners": 0.0}
@@ -137,13 +181,14 @@ async def test_a_claim_for_an_idle_runner_reads_that_runner_and_the_head_of_the_
 
 
 async def _analysis_of_the_grown_executions(hub: Hub) -> None:
-    """What the leader does every few seconds (`exekra.db.planner`), once PostgreSQL's statistics collector has
-    counted the backlog's rows (each backend reports them within about a second of its commit)."""
+    """What the leader does every few seconds (`exekra.db.planner`), once the backlog's rows are counted."""
 
-    async def executions_analysed() -> bool:
-        return "executions" in await analyse_young_tables(hub.db)
+    async def analysed() -> bool:
+        return (
+            "executions" in await analyse_grown_tables(hub.db) or await _stat(hub, "executions", "reltuples") > BACKLOG
+        )
 
-    await eventually(executions_analysed, 30, "the statistics of the grown executions table")
+    await eventually(analysed, 30, "the analysis of the grown executions table")
 
 
 @pytest.mark.parametrize(
@@ -151,7 +196,7 @@ async def _analysis_of_the_grown_executions(hub: Hub) -> None:
     [(lifecycle._CLAIM_FOR_RUNNER, "runner"), (lifecycle._ASSIGN_TO_BEST_RUNNER, "execution")],
     ids=["for-an-idle-runner", "for-a-new-execution"],
 )
-async def test_a_new_hubs_claims_read_one_execution_once_the_grown_tables_are_analysed(
+async def test_a_new_hubs_claims_read_one_execution_once_the_grown_table_is_analysed(
     hub: Hub, new_hub_workflow_id: uuid.UUID, claim: TextClause, target: str
 ) -> None:
     read = await _rows_read(hub, new_hub_workflow_id, claim, target, lambda: _analysis_of_the_grown_executions(hub))
@@ -162,6 +207,34 @@ async def test_a_new_hubs_claims_read_one_execution_once_the_grown_tables_are_an
 async def test_a_plan_made_on_a_new_hubs_tables_reads_the_whole_backlog_until_they_are_analysed(
     hub: Hub, new_hub_workflow_id: uuid.UUID
 ) -> None:
-    """Why `exekra.db.planner` is needed: the same claim without the analysis."""
+    """Why `exekra.db.planner` is needed: the runner's claim without the analysis."""
     read = await _rows_read(hub, new_hub_workflow_id, lifecycle._CLAIM_FOR_RUNNER, "runner")
     assert read["executions"] > BACKLOG
+
+
+async def test_only_tables_that_grew_while_young_are_analysed(hub: Hub, new_hub_workflow_id: uuid.UUID) -> None:
+    """Growth, not churn: the runners' rows rewritten (as every sign of life does) leave them unanalysed; a table
+    whose last analysis counted `young` rows or more is left to autovacuum."""
+    updated = await _stat(hub, "runners", "n_tup_upd")
+    inserted = await _stat(hub, "executions", "n_tup_ins")
+    async with hub.db.transaction() as session:  # one commit: its counts are reported together
+        for _ in range(5):
+            await session.execute(text("UPDATE runners SET last_heartbeat_at = now()"))
+        await session.execute(_INSERT_EXECUTIONS, {"status": "QUEUED", "count": 100, "workflow": new_hub_workflow_id})
+    await _counted(hub, "runners", "n_tup_upd", updated + 5 * NEW_HUB_RUNNERS)
+    await _counted(hub, "executions", "n_tup_ins", inserted + 100)
+    assert await analyse_grown_tables(hub.db, young=NEW_HUB_ENDED) == []
+    assert await analyse_grown_tables(hub.db) == ["executions"]
+    assert await analyse_grown_tables(hub.db) == []  # analysed: no longer grown
+
+
+async def test_the_leader_analyses_the_grown_executions_table(hub: Hub, new_hub_workflow_id: uuid.UUID) -> None:
+    analyses = await _stat(hub, "executions", "analyze_count")
+    async with hub.db.transaction() as session:
+        await session.execute(_INSERT_EXECUTIONS, {"status": "QUEUED", "count": 100, "workflow": new_hub_workflow_id})
+    maintenance = Maintenance(hub)
+    await maintenance.start()
+    try:
+        await _counted(hub, "executions", "analyze_count", analyses + 1)
+    finally:
+        await maintenance.stop()

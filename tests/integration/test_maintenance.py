@@ -477,34 +477,3 @@ async def test_the_stale_rules_free_the_concurrency_slots_they_take_executions_o
     assert (await run_pass(hub)).executions["hub-timeout"] == 1
     await take(dawdler, waiting, 1)
     assert await slot_holders(hub, workflow_id) == {waiting}
-
-
-async def test_maintenance_analyses_the_claims_tables_once_they_have_grown(hub: Hub, admin: httpx.AsyncClient) -> None:
-    """`exekra.db.planner`: a backlog in a young `executions` table is analysed within seconds, without waiting for
-    autovacuum (whose analyses set `last_autoanalyze`, not `last_analyze`)."""
-    last_analyze = text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'executions'")
-    async with hub.db.session() as session:
-        before = (await session.execute(last_analyze)).scalar_one()
-    workflow_id = await publish_workflow(admin, "grown", SIMPLE_DEFINITION)
-    async with hub.db.transaction() as session:
-        await session.execute(
-            text(
-                "INSERT INTO executions (id, workflow_id, version_id, status, priority, trigger_type)"
-                " SELECT gen_random_uuid(), w.id, v.id, 'COMPLETED', 5, 'API' FROM workflows w"
-                " JOIN workflow_versions v ON v.workflow_id = w.id AND v.published, generate_series(1, 2000)"
-                " WHERE w.id = :workflow"
-            ),
-            {"workflow": uuid.UUID(workflow_id)},
-        )
-    maintenance = Maintenance(hub)
-    await maintenance.start()
-
-    async def analysed() -> bool:
-        async with hub.db.session() as session:
-            after = (await session.execute(last_analyze)).scalar_one()
-        return after is not None and (before is None or after > before)
-
-    try:
-        await eventually(analysed, 30, "the leader's analysis of the grown executions table")
-    finally:
-        await maintenance.stop()

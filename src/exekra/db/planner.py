@@ -1,15 +1,20 @@
-"""Planner statistics of the claims' tables, kept fresh while the tables are young.
+"""Planner statistics of the claims' tables, kept up with a new hub's growth.
 
 The hub runs its statements prepared, so PostgreSQL keeps one plan per statement and connection, made with the
 statistics of that moment, until an analysis of a table it reads makes it plan again. Autovacuum analyses a table
-once the rows changed since its last analysis pass `50 + 10 %` of the rows it counted then, but it looks only every
-`autovacuum_naptime` (60 s by default). In a new hub that is a long time: plans made while `executions` and
-`runners` held a few rows read whole tables once a backlog of thousands arrives (a sequential scan for a row found
-by its key, every QUEUED execution sorted to take the first; tests/integration/test_claim_plans.py).
+once enough of its rows have changed, but it looks only every `autovacuum_naptime` (60 s by default). In a new hub
+that is a long time: plans made while `executions` and `runners` held a few rows read whole tables once a backlog
+of thousands arrives (every QUEUED execution sorted to take the first, a sequential scan for a row found by its key;
+tests/integration/test_claim_plans.py).
 
-So the leader applies autovacuum's rule itself, every `EVERY_SECONDS`, to those two tables while the last analysis
-counted fewer than `YOUNG_ROWS` rows: an analysis of such a table takes milliseconds. Beyond that, a tenth of the
-table changes slowly and autovacuum's pace is enough.
+So the leader analyses either table, every `EVERY_SECONDS`, when it holds more than `MIN_ROWS` rows and more than
+`GROWN` times what its last analysis counted, while that count is under `YOUNG_ROWS` (a new hub's tables; an
+analysis samples at most 30,000 rows). Growth, not churn: the signs of life rewrite every runner's row each second,
+which autovacuum's rule (rows changed) would count, and an analysis makes every hub connection plan again.
+
+Only tables whose owner role the hub's database user has are analysed (`ANALYZE` skips the others with a warning):
+the user that ran `exekra db upgrade` owns them. Each analysis commits by itself and skips a table that another
+session has locked (`SKIP_LOCKED`): it never waits behind a migration, a truncation or autovacuum's own work.
 """
 
 from __future__ import annotations
@@ -20,27 +25,29 @@ from exekra.db.session import Database
 
 TABLES = ("executions", "runners")  # what the claims read (exekra.hub.lifecycle)
 EVERY_SECONDS = 5.0
+MIN_ROWS = 50
+GROWN = 1.5
 YOUNG_ROWS = 100_000
-_THRESHOLD_ROWS = 50  # autovacuum_analyze_threshold's default
-_SCALE = 0.1  # autovacuum_analyze_scale_factor's default
 
-_STALE = text(
+_GROWN_TABLES = text(
     f"""
 SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
- WHERE c.oid IN ({", ".join(f"'{name}'::regclass" for name in TABLES)})
-   AND c.reltuples < {YOUNG_ROWS}
-   AND s.n_mod_since_analyze > {_THRESHOLD_ROWS} + {_SCALE} * greatest(c.reltuples, 0)
+ WHERE c.oid IN ({", ".join(f"to_regclass('{name}')" for name in TABLES)})
+   AND pg_has_role(c.relowner, 'USAGE')
+   AND c.reltuples < :young
+   AND s.n_live_tup > greatest({MIN_ROWS}, {GROWN} * c.reltuples)
  ORDER BY c.relname
 """
 )
 
 
-async def analyse_young_tables(db: Database) -> list[str]:
-    """Analyse each of `TABLES` that is young and changed enough since its last analysis (see the module's
-    docstring); returns the tables analysed."""
+async def analyse_grown_tables(db: Database, young: int = YOUNG_ROWS) -> list[str]:
+    """Analyse each of `TABLES` that has grown since its last analysis counted fewer than `young` rows (see the
+    module's docstring); returns the tables it found grown (one locked by another session is left for the next
+    look)."""
     async with db.engine.connect() as connection:
-        names = list((await connection.execute(_STALE)).scalars())
+        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        names = list((await connection.execute(_GROWN_TABLES, {"young": young})).scalars())
         for name in names:
-            await connection.exec_driver_sql(f"ANALYZE {name}")
-        await connection.commit()
+            await connection.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {name}")
     return names

@@ -1,6 +1,6 @@
 """Periodic maintenance (SPEC §4, §10.7, §11): offline runners (and their alerts), stale executions, automatic
-retries, the licence, the daily purge; and the planner statistics of the claims' tables while they are young
-(`exekra.db.planner`).
+retries, the licence, the daily purge; and the planner statistics of the claims' tables while a new hub's tables
+grow (`exekra.db.planner`).
 
 Only the leader runs it (`exekra.hub.leader`): a pass when it becomes the leader and every
 `EXEKRA_MAINTENANCE_INTERVAL_SECONDS` after. Every action is a conditional update in `exekra.hub.lifecycle`, so
@@ -115,13 +115,15 @@ class Maintenance:
     async def _statistics_forever(self) -> None:
         while True:
             try:
-                analysed = await planner.analyse_young_tables(self.hub.db)
+                analysed = await planner.analyse_grown_tables(self.hub.db)
                 if analysed:
-                    log.debug("planner statistics refreshed: %s", ", ".join(analysed))
+                    log.debug("planner statistics: analysed %s", ", ".join(analysed))
             except TRANSIENT_ERRORS as exc:
-                log.debug("planner statistics: %s: %s", type(exc).__name__, exc)
-            except Exception:  # a bug must not stop the refresh: logged in full, and tried again
-                log.exception("refreshing the planner statistics failed")
+                log.warning(
+                    "planner statistics: %s: %s; next try in %gs", type(exc).__name__, exc, planner.EVERY_SECONDS
+                )
+            except Exception:  # a bug must not stop the analyses: logged in full, and tried again
+                log.exception("planner statistics: the grown tables' analysis failed")
             await asyncio.sleep(planner.EVERY_SECONDS)
 
     async def _purge_forever(self) -> None:
