@@ -13,6 +13,7 @@ until an analysis of the grown tables makes PostgreSQL plan again: the hub makes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -62,10 +63,10 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module", autouse=True)
 async def only_these_analyses(hub_app: FastAPI) -> AsyncIterator[None]:
-    """The tests' own: the hub's leader and autovacuum analyse nothing meanwhile."""
-    maintenance: Maintenance = hub_app.state.maintenance
+    """The tests' own: the hub's leader work (its analyses among it) and autovacuum analyse nothing meanwhile."""
     hub: Hub = hub_app.state.hub
-    await maintenance.stop()
+    assert hub.leader is not None
+    await hub.leader.stop()  # until it starts again: no lease renewal can make it lead meanwhile
     async with hub.db.transaction() as session:
         await session.execute(text("ALTER TABLE executions SET (autovacuum_enabled = off)"))
         await session.execute(text("ALTER TABLE runners SET (autovacuum_enabled = off)"))
@@ -73,7 +74,7 @@ async def only_these_analyses(hub_app: FastAPI) -> AsyncIterator[None]:
     async with hub.db.transaction() as session:
         await session.execute(text("ALTER TABLE executions RESET (autovacuum_enabled)"))
         await session.execute(text("ALTER TABLE runners RESET (autovacuum_enabled)"))
-    await maintenance.start()
+    await hub.leader.start()
 
 
 async def _analysed(hub: Hub, admin: httpx.AsyncClient, ended: int, runners: int) -> uuid.UUID:
@@ -100,7 +101,8 @@ async def _stat(hub: Hub, table: str, column: str) -> float:
 
 
 async def _counted(hub: Hub, table: str, column: str, at_least: float) -> None:
-    """Until PostgreSQL's statistics count what a commit did (each backend reports within about a second)."""
+    """Until PostgreSQL's statistics count what a commit did (a backend reports within a second, or up to 10 s when
+    it has just reported)."""
 
     async def counted() -> bool:
         return await _stat(hub, table, column) >= at_least
@@ -224,8 +226,34 @@ async def test_only_tables_that_grew_while_young_are_analysed(hub: Hub, new_hub_
     await _counted(hub, "runners", "n_tup_upd", updated + 5 * NEW_HUB_RUNNERS)
     await _counted(hub, "executions", "n_tup_ins", inserted + 100)
     assert await analyse_grown_tables(hub.db, young=NEW_HUB_ENDED) == []
+    assert await _statuses_known(hub) == ["COMPLETED"]
     assert await analyse_grown_tables(hub.db) == ["executions"]
+    assert await _statuses_known(hub) == ["COMPLETED", "QUEUED"]  # the analysis committed
     assert await analyse_grown_tables(hub.db) == []  # analysed: no longer grown
+
+
+async def _statuses_known(hub: Hub) -> list[str]:
+    """The statuses PostgreSQL's column statistics know of (`pg_stats` is transactional: a rolled-back analysis
+    leaves it as it was, where the row counts are written in place)."""
+    query = "SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'executions' AND attname = 'status'"
+    async with hub.db.session() as session:
+        known = (await session.execute(text(query))).scalar_one()
+    return sorted(known.strip("{}").split(","))
+
+
+async def test_a_locked_table_is_left_for_the_next_look(hub: Hub, new_hub_workflow_id: uuid.UUID) -> None:
+    inserted = await _stat(hub, "executions", "n_tup_ins")
+    async with hub.db.transaction() as session:
+        await session.execute(_INSERT_EXECUTIONS, {"status": "QUEUED", "count": 100, "workflow": new_hub_workflow_id})
+    await _counted(hub, "executions", "n_tup_ins", inserted + 100)
+    analyses = await _stat(hub, "executions", "analyze_count")
+    async with hub.db.transaction() as holder:
+        await holder.execute(text("LOCK TABLE executions IN SHARE UPDATE EXCLUSIVE MODE"))  # as a VACUUM holds it
+        async with asyncio.timeout(10):  # not waited for
+            assert await analyse_grown_tables(hub.db) == ["executions"]
+    assert await _stat(hub, "executions", "analyze_count") == analyses
+    assert await analyse_grown_tables(hub.db) == ["executions"]  # the next look
+    await _counted(hub, "executions", "analyze_count", analyses + 1)
 
 
 async def test_the_leader_analyses_the_grown_executions_table(hub: Hub, new_hub_workflow_id: uuid.UUID) -> None:

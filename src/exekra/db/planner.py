@@ -8,8 +8,8 @@ of thousands arrives (every QUEUED execution sorted to take the first, a sequent
 tests/integration/test_claim_plans.py).
 
 So the leader analyses either table, every `EVERY_SECONDS`, when it holds more than `MIN_ROWS` rows and more than
-`GROWN` times what its last analysis counted, while that count is under `YOUNG_ROWS` (a new hub's tables; an
-analysis samples at most 30,000 rows). Growth, not churn: the signs of life rewrite every runner's row each second,
+`GROWN` times what its last analysis (or vacuum) counted, while that count is under `YOUNG_ROWS` (a new hub's
+tables; an analysis samples at most 30,000 rows). Growth, not churn: the signs of life rewrite every runner's row each second,
 which autovacuum's rule (rows changed) would count, and an analysis makes every hub connection plan again.
 
 Only tables whose owner role the hub's database user has are analysed (`ANALYZE` skips the others with a warning):
@@ -43,8 +43,8 @@ SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
 
 async def analyse_grown_tables(db: Database, young: int = YOUNG_ROWS) -> list[str]:
     """Analyse each of `TABLES` that has grown since its last analysis counted fewer than `young` rows (see the
-    module's docstring); returns the tables it found grown (one locked by another session is left for the next
-    look)."""
+    module's docstring); returns the tables found grown, analysed unless another session held one locked (it is
+    left for the next look)."""
     async with db.engine.connect() as connection:
         connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
         names = list((await connection.execute(_GROWN_TABLES, {"young": young})).scalars())

@@ -41,6 +41,8 @@ class Maintenance:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        if self._tasks:  # started already (a lease that leads again before a test's stop was undone, say)
+            return
         self._tasks = [
             asyncio.create_task(self._checks_forever(), name="exekra-maintenance"),
             asyncio.create_task(self._purge_forever(), name="exekra-purge"),
@@ -117,7 +119,7 @@ class Maintenance:
             try:
                 analysed = await planner.analyse_grown_tables(self.hub.db)
                 if analysed:
-                    log.debug("planner statistics: analysed %s", ", ".join(analysed))
+                    log.debug("planner statistics: grown, analysed unless locked: %s", ", ".join(analysed))
             except TRANSIENT_ERRORS as exc:
                 log.warning(
                     "planner statistics: %s: %s; next try in %gs", type(exc).__name__, exc, planner.EVERY_SECONDS
