@@ -9,8 +9,9 @@ tests/integration/test_claim_plans.py).
 
 So the leader analyses either table, every `EVERY_SECONDS`, when it holds more than `MIN_ROWS` rows and more than
 `GROWN` times what its last analysis (or vacuum) counted, while that count is under `YOUNG_ROWS` (a new hub's
-tables; an analysis samples at most 30,000 rows). Growth, not churn: the signs of life rewrite every runner's row each second,
-which autovacuum's rule (rows changed) would count, and an analysis makes every hub connection plan again.
+tables; an analysis samples at most 30,000 rows). Growth, not churn: the signs of life rewrite every runner's row
+each second, which autovacuum's rule (rows changed) would count, and an analysis makes every hub connection plan
+again.
 
 Only tables whose owner role the hub's database user has are analysed (`ANALYZE` skips the others with a warning):
 the user that ran `exekra db upgrade` owns them. Each analysis commits by itself and skips a table that another
