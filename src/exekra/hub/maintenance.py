@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from exekra.db import planner
@@ -41,14 +42,22 @@ class Maintenance:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        if self._tasks:  # started already (a lease that leads again before a test's stop was undone, say)
+        if self._tasks:  # started already: its loops run
             return
         self._tasks = [
-            asyncio.create_task(self._checks_forever(), name="exekra-maintenance"),
+            asyncio.create_task(
+                self._every("maintenance pass", self._checks_interval, self._checks_once), name="exekra-maintenance"
+            ),
             asyncio.create_task(self._purge_forever(), name="exekra-purge"),
             asyncio.create_task(self._license_forever(), name="exekra-license"),
-            asyncio.create_task(self._statistics_forever(), name="exekra-statistics"),
+            asyncio.create_task(
+                self._every("planner statistics", lambda: planner.EVERY_SECONDS, self._statistics_once),
+                name="exekra-statistics",
+            ),
         ]
+
+    def _checks_interval(self) -> float:
+        return self.hub.settings.maintenance_interval_seconds  # read each turn: a changed setting takes effect
 
     async def stop(self) -> None:
         await cancel_tasks(self._tasks)
@@ -96,37 +105,33 @@ class Maintenance:
                 log.warning("licence revalidation failed", exc_info=True)
             await asyncio.sleep(LICENSE_PERIOD_SECONDS)
 
-    async def _checks_forever(self) -> None:
-        while True:
-            try:
-                report = await self.run_checks()
-                if report.total:
-                    log.info(
-                        "maintenance: %d runner(s) offline, executions moved: %s, retried: %d",
-                        report.runners_offline,
-                        dict(report.executions),
-                        report.retried,
-                    )
-            except TRANSIENT_ERRORS as exc:
-                interval = self.hub.settings.maintenance_interval_seconds
-                log.warning("maintenance pass failed (%s: %s); next try in %gs", type(exc).__name__, exc, interval)
-            except Exception:  # a bug must not stop the checks: logged in full, and tried again
-                log.exception("maintenance pass failed")
-            await asyncio.sleep(self.hub.settings.maintenance_interval_seconds)
+    async def _checks_once(self) -> None:
+        report = await self.run_checks()
+        if report.total:
+            log.info(
+                "maintenance: %d runner(s) offline, executions moved: %s, retried: %d",
+                report.runners_offline,
+                dict(report.executions),
+                report.retried,
+            )
 
-    async def _statistics_forever(self) -> None:
+    async def _statistics_once(self) -> None:
+        analysed = await planner.analyse_grown_tables(self.hub.db)
+        if analysed:
+            log.debug("planner statistics: grown, analysed unless locked: %s", ", ".join(analysed))
+
+    @staticmethod
+    async def _every(what: str, seconds: Callable[[], float], once: Callable[[], Awaitable[None]]) -> None:
+        """`once()`, then again `seconds()` after each, until cancelled. A failure is logged (one line for a
+        transient one, in full for any other: a bug must not stop the work) and the next turn comes as usual."""
         while True:
             try:
-                analysed = await planner.analyse_grown_tables(self.hub.db)
-                if analysed:
-                    log.debug("planner statistics: grown, analysed unless locked: %s", ", ".join(analysed))
+                await once()
             except TRANSIENT_ERRORS as exc:
-                log.warning(
-                    "planner statistics: %s: %s; next try in %gs", type(exc).__name__, exc, planner.EVERY_SECONDS
-                )
-            except Exception:  # a bug must not stop the analyses: logged in full, and tried again
-                log.exception("planner statistics: the grown tables' analysis failed")
-            await asyncio.sleep(planner.EVERY_SECONDS)
+                log.warning("%s failed (%s: %s); next try in %gs", what, type(exc).__name__, exc, seconds())
+            except Exception:
+                log.exception("%s failed", what)
+            await asyncio.sleep(seconds())
 
     async def _purge_forever(self) -> None:
         while True:
